@@ -1,0 +1,186 @@
+"""The `archc` command: one short function per verb over the library. The only place that prints errors and
+picks exit codes: 0 success, 1 a user error without a source location, 2 a bad spec or bad usage, 70 an internal
+error (a bug in archc: set ARCHC_DEBUG=1 for the traceback)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from archc import __version__
+
+TARGETS = ("onnx",)
+LATER_TARGETS = ("x86", "x86-avx2", "x86-avx512", "native", "arm64", "rpi4", "graviton3", "cuda", "cuda-sm80",
+                 "cuda-sm90", "llvm")
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"archc: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _parse_set(values) -> dict:
+    from archc.errors import UsageError
+    out = {}
+    for item in values:
+        if "=" not in item:
+            raise UsageError(f"--set expects name=value, got '{item}'")
+        k, v = item.split("=", 1)
+        low = v.strip().lower()
+        if low in ("true", "false"):
+            out[k.strip()] = low == "true"
+            continue
+        for conv in (int, float):
+            try:
+                out[k.strip()] = conv(v)
+                break
+            except ValueError:
+                continue
+        else:
+            out[k.strip()] = v
+    return out
+
+
+def _parse_inputs(values) -> dict:
+    from archc import parse_shape
+    out = {}
+    for item in values:
+        name, _, shape = item.rpartition("=")
+        out[name or None] = parse_shape(shape)
+    return out
+
+
+def spec_options(f):
+    """Options shared by every verb that reads a spec."""
+    f = click.option("-I", "--include-path", multiple=True, type=click.Path(file_okay=False),
+                     help="Extra folder to search for imported .arch files (also: ARCHC_PATH).")(f)
+    f = click.option("--set", "set_", multiple=True, metavar="NAME=VALUE",
+                     help="Set a network parameter, e.g. --set num_classes=10.")(f)
+    f = click.option("--batch", type=click.IntRange(min=1), help="Batch size (default 1).")(f)
+    f = click.option("--input", "inputs", multiple=True, metavar="[NAME=]SHAPE",
+                     help="Full input shape with batch, e.g. --input 1x3x320x320 (first input) or image=2x3x224x224.")(f)
+    return f
+
+
+def _load(path, inputs, batch, set_, include_path):
+    import archc
+    return archc.load_spec(path, input=_parse_inputs(inputs) or None, batch=batch, params=_parse_set(set_),
+                           include_path=tuple(include_path))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="archc")
+def main():
+    """archc: compile CNN specs (.arch) to ONNX and analyze network architectures.
+
+    \b
+    Examples:
+      archc compile specs/googlenet.arch --target onnx -o googlenet.onnx
+      archc check specs/*.arch
+      archc ops
+    """
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--target", default="onnx", show_default=True, help="What to produce. This version emits ONNX.")
+@click.option("-o", "--output", type=click.Path(), help="Output .onnx file (one spec) or folder (several specs). "
+              "Default: <spec name>.onnx in the current folder.")
+@click.option("--no-simplify", is_flag=True, help="Skip onnx-simplifier.")
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="Bind trained weights from .npz, .safetensors or .onnx by layer path.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the deterministic weight initialisation.")
+@spec_options
+def compile(specs, target, output, no_simplify, weights, seed, inputs, batch, set_, include_path):
+    """Compile SPEC(s) to ONNX: every shape inferred, checked, runnable in onnxruntime."""
+    from archc.errors import UsageError
+    from archc.util.progress import progress
+    if target not in TARGETS:
+        if target in LATER_TARGETS:
+            raise UsageError(f"target '{target}' needs the TVM back end, which this version of archc does not have "
+                             "yet; use --target onnx")
+        raise UsageError(f"unknown target '{target}'; available: {', '.join(TARGETS)}")
+    many = len(specs) > 1
+    if many and output and Path(output).suffix == ".onnx":
+        raise UsageError("several specs need -o to name a folder, not a .onnx file")
+    with progress(len(specs), "compiling", enabled=many) as advance:
+        for path in specs:
+            spec = _load(path, inputs, batch, set_, include_path)
+            if many or output is None or Path(output).is_dir():
+                out = Path(output or ".") / f"{Path(path).stem}.onnx"
+            else:
+                out = Path(output)
+            spec.save(out, simplify=not no_simplify, weights=weights, seed=seed)
+            click.echo(f"{path}: wrote {out} ({spec.name}: {len(spec.graph.nodes)} layers, "
+                       f"{spec.num_params:,} parameters, output "
+                       + ", ".join("×".join(map(str, v.shape)) for v in spec.graph.outputs) + ")")
+            advance()
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@spec_options
+def check(specs, inputs, batch, set_, include_path):
+    """Parse SPEC(s), infer every shape and report errors, without writing anything."""
+    failed = 0
+    from archc.diagnostics import SpecError
+    for path in specs:
+        try:
+            spec = _load(path, inputs, batch, set_, include_path)
+        except SpecError as err:
+            _print_diagnostics(err)
+            failed += 1
+            continue
+        click.echo(f"{path}: ok: {spec.name}, {len(spec.graph.nodes)} layers, {spec.num_params:,} parameters, "
+                   "output " + ", ".join("×".join(map(str, v.shape)) for v in spec.graph.outputs))
+    if failed:
+        sys.exit(2)
+
+
+@main.command("ops")
+def list_ops():
+    """List the ops of the spec language with their arguments."""
+    from archc import ops
+    from archc.spec.expand import Expander
+    for op in ops.all_ops():
+        click.echo(f"{Expander.signature(op):60s} {op.doc}")
+        if op.aliases:
+            click.echo(f"{'':4s}aliases: {', '.join(op.aliases)}")
+
+
+def _print_diagnostics(err) -> None:
+    from archc.diagnostics import render
+    sources: dict[str, str] = {}
+    for d in err.diagnostics:
+        click.echo(render(d, sources), err=True)
+    n = len([d for d in err.diagnostics if d.severity.value == "error"])
+    click.echo(f"{n} error{'s' if n != 1 else ''}", err=True)
+
+
+def run() -> None:
+    """Console entry point: map every failure to one clear message and an exit code."""
+    from archc.diagnostics import SpecError
+    from archc.errors import ArchcError
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        _fail("interrupted", 130)
+    except SpecError as e:
+        _print_diagnostics(e)
+        sys.exit(2)
+    except ArchcError as e:
+        _fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as e:  # a bug: say so plainly; the traceback is for developers
+        if os.environ.get("ARCHC_DEBUG"):
+            raise
+        _fail(f"internal error: {type(e).__name__}: {e} (set ARCHC_DEBUG=1 for the traceback and please report it)",
+              70)

@@ -1,0 +1,86 @@
+"""IR graph → a checked, shape-inferred, optionally simplified ONNX model.
+
+    to_onnx(graph) = build nodes → infer shapes (and compare with archc's own) → check → simplify → check
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import onnx
+
+from archc.emit.onnx_model import OPSET, build_model
+from archc.emit.weights import bind_weights, init_weights, read_weights
+from archc.errors import ArchcError
+from archc.ir import Graph
+
+
+@dataclass(frozen=True)
+class EmitOptions:
+    simplify: bool = True
+    seed: int = 0
+    weights: str | None = None  # path of a .npz / .safetensors / .onnx file to bind
+
+
+def constant_names(graph: Graph) -> set[str]:
+    """Names of the non-weight constants archc writes (shape tensors, clip bounds): not weights when binding."""
+    model = build_model(graph, {})
+    return {t.name for t in model.graph.initializer}
+
+
+def weights_for(graph: Graph, options: EmitOptions) -> dict[str, np.ndarray]:
+    if options.weights is None:
+        return init_weights(graph, options.seed)
+    ignore = constant_names(graph) if options.weights.lower().endswith(".onnx") else set()
+    return bind_weights(graph, read_weights(options.weights), ignore)
+
+
+def _check_shapes(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
+    """ONNX's own shape inference must agree with archc's on every layer output: a disagreement is an archc bug."""
+    inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    known = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
+             for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for node in graph.nodes:
+        got = known.get(node.output.name)
+        if got is not None and got != tuple(node.output.shape):
+            raise AssertionError(f"internal error: archc infers {node.output.shape} for '{node.name}' but ONNX "
+                                 f"infers {got}")
+    return inferred
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnx-simplifier, told to keep what the analyzer must see: batch norms stay separate (their parameters are
+    the network's), dropout stays as a record."""
+    import onnxsim
+    simplified, ok = onnxsim.simplify(model, skip_fuse_bn=True,
+                                      skipped_optimizers=["eliminate_nop_dropout", "fuse_bn_into_conv"])
+    if not ok:
+        raise ArchcError("onnx-simplifier could not validate the simplified model; rerun with --no-simplify")
+    _restore_metadata(model, simplified)
+    return simplified
+
+
+def _restore_metadata(before: onnx.ModelProto, after: onnx.ModelProto) -> None:
+    """onnxsim drops node metadata_props; nodes keep their names, so copy the spec locations back by name."""
+    meta = {n.name: list(n.metadata_props) for n in before.graph.node}
+    for n in after.graph.node:
+        if n.name in meta and not n.metadata_props:
+            n.metadata_props.extend(meta[n.name])
+    after.metadata_props.extend(p for p in before.metadata_props if p.key not in {q.key for q in after.metadata_props})
+
+
+def to_onnx(graph: Graph, options: EmitOptions = EmitOptions(), weights: Mapping[str, np.ndarray] | None = None
+            ) -> onnx.ModelProto:
+    weights = weights if weights is not None else weights_for(graph, options)
+    model = build_model(graph, weights)
+    model = _check_shapes(model, graph)
+    onnx.checker.check_model(model, full_check=True)
+    if options.simplify:
+        model = simplify(model)
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+__all__ = ["EmitOptions", "OPSET", "to_onnx", "weights_for", "simplify"]

@@ -1,0 +1,116 @@
+"""Convolutions: conv (1-D/2-D/3-D, grouped, dilated), dwconv (depthwise), deconv (transposed)."""
+from __future__ import annotations
+
+import math
+
+from archc.ops.registry import (Built, Init, Kind, OpDef, OpError, Param, REQUIRED, WeightSpec, per_axis, positive,
+                                register, spatial)
+from archc.ops.window import out_sizes, resolve_pads
+
+
+def _kernel_weights(out: int, cin_per_group: int, groups: int, kernel, bias: bool, transposed: bool = False):
+    k = math.prod(kernel)
+    shape = (cin_per_group * groups, out // groups, *kernel) if transposed else (out, cin_per_group, *kernel)
+    ws = [WeightSpec("weight", shape, Init.FAN, fan_in=cin_per_group * k, fan_out=out // groups * k)]
+    if bias:
+        ws.append(WeightSpec("bias", (out,), Init.ZEROS))
+    return tuple(ws)
+
+
+def _common(a, x, op):
+    n = spatial(x, op)
+    k = per_axis(a["kernel"], n, "kernel")
+    s = per_axis(a["stride"], n, "stride")
+    d = per_axis(a["dilation"], n, "dilation")
+    positive(k, "kernel"), positive(s, "stride"), positive(d, "dilation")
+    return n, k, s, d
+
+
+def build_conv(a, shapes):
+    x = shapes[0]
+    n, k, s, d = _common(a, x, "conv")
+    cin, out, g = x[1], a["out"], a["groups"]
+    positive(out, "out"), positive(g, "groups")
+    if cin % g:
+        raise OpError(f"groups={g} does not divide the {cin} input channels", attr="groups")
+    if out % g:
+        raise OpError(f"groups={g} does not divide the {out} output channels", attr="groups")
+    pads = resolve_pads(a["pad"], x[2:], k, s, d)
+    size = out_sizes(x[2:], k, s, d, pads)
+    return Built((x[0], out, *size), _kernel_weights(out, cin // g, g, k, a["bias"]),
+                 dict(kernel_shape=k, strides=s, pads=pads, dilations=d, group=g))
+
+
+def build_dwconv(a, shapes):
+    x = shapes[0]
+    spatial(x, "dwconv")
+    positive(a["multiplier"], "multiplier")
+    return build_conv({**a, "out": x[1] * a["multiplier"], "groups": x[1]}, shapes)
+
+
+def build_deconv(a, shapes):
+    x = shapes[0]
+    n, k, s, d = _common(a, x, "deconv")
+    cin, out, g = x[1], a["out"], a["groups"]
+    positive(out, "out"), positive(g, "groups")
+    if cin % g or out % g:
+        raise OpError(f"groups={g} must divide both the {cin} input and {out} output channels", attr="groups")
+    pads = resolve_pads(a["pad"], x[2:], k, s, d) if a["pad"] != "same" else None
+    op = per_axis(a["output_padding"], n, "output_padding")
+    positive(op, "output_padding", allow_zero=True)
+    for i in range(n):
+        if op[i] >= max(s[i], d[i]):
+            raise OpError(f"output_padding {op[i]} must be smaller than the stride or the dilation",
+                          attr="output_padding")
+    if pads is None:  # "same" for a transposed conv: output = input × stride
+        pads_b, pads_e = [], []
+        for i in range(n):
+            total = d[i] * (k[i] - 1) + 1 + op[i] - s[i]
+            if total < 0:
+                raise OpError("pad=same needs a kernel at least as large as the stride", attr="pad")
+            pads_b.append(total // 2)
+            pads_e.append(total - total // 2)
+        pads = tuple(pads_b + pads_e)
+    size = []
+    for i in range(n):
+        o = (x[2 + i] - 1) * s[i] - pads[i] - pads[n + i] + d[i] * (k[i] - 1) + op[i] + 1
+        if o <= 0:
+            raise OpError(f"output would be empty: padding {pads[i]}+{pads[n + i]} removes the whole "
+                          f"{(x[2 + i] - 1) * s[i] + d[i] * (k[i] - 1) + 1}-pixel output", code="empty-output")
+        size.append(o)
+    return Built((x[0], out, *size), _kernel_weights(out, cin // g, g, k, a["bias"], transposed=True),
+                 dict(kernel_shape=k, strides=s, pads=pads, dilations=d, group=g, output_padding=op))
+
+
+def _emit(op_type):
+    def emit(ctx, attrs):
+        inputs = [ctx.inputs[0], ctx.weight("weight")]
+        if ctx.has_weight("bias"):
+            inputs.append(ctx.weight("bias"))
+        ctx.node(op_type, inputs, **{k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()})
+    return emit
+
+
+_WINDOW = (
+    Param("stride", Kind.INTS, 1),
+    Param("pad", Kind.PAD, "same"),
+    Param("dilation", Kind.INTS, 1),
+)
+
+register(OpDef(
+    "conv", "convolution (1-D/2-D/3-D from the input's rank); groups=in_channels is depthwise",
+    (Param("out", Kind.INT, REQUIRED, doc="output channels"), Param("kernel", Kind.INTS), *_WINDOW,
+     Param("groups", Kind.INT, 1), Param("bias", Kind.BOOL, True)),
+    build_conv, _emit("Conv"), ("Conv",)))
+
+register(OpDef(
+    "dwconv", "depthwise convolution: one filter (or `multiplier` filters) per input channel",
+    (Param("kernel", Kind.INTS), *_WINDOW, Param("multiplier", Kind.INT, 1), Param("bias", Kind.BOOL, True)),
+    build_dwconv, _emit("Conv"), ("Conv",)))
+
+register(OpDef(
+    "deconv", "transposed convolution; output = (in−1)·stride − pads + dilation·(kernel−1) + output_padding + 1",
+    (Param("out", Kind.INT), Param("kernel", Kind.INTS), Param("stride", Kind.INTS, 1), Param("pad", Kind.PAD, 0),
+     Param("output_padding", Kind.INTS, 0), Param("dilation", Kind.INTS, 1), Param("groups", Kind.INT, 1),
+     Param("bias", Kind.BOOL, True)),
+    build_deconv, _emit("ConvTranspose"), ("ConvTranspose",), aliases=("conv_transpose",)))

@@ -1,0 +1,55 @@
+"""Normalisation: batch norm, local response norm (AlexNet), L2 norm with a learned scale (SSD)."""
+from __future__ import annotations
+
+from archc.ops.registry import Built, Init, Kind, OpDef, OpError, Param, WeightSpec, positive, register
+
+
+def _build_bn(a, shapes):
+    x = shapes[0]
+    if len(x) < 2:
+        raise OpError("bn needs a channel axis")
+    c = x[1]
+    # state_dict order of torch.nn.BatchNorm: weight, bias, running_mean, running_var (the last two not trainable)
+    return Built(x, (WeightSpec("weight", (c,), Init.ONES), WeightSpec("bias", (c,), Init.ZEROS),
+                     WeightSpec("running_mean", (c,), Init.ZEROS, trainable=False),
+                     WeightSpec("running_var", (c,), Init.ONES, trainable=False)),
+                 {"epsilon": float(a["eps"]), "momentum": float(a["momentum"])})
+
+
+def _emit_bn(ctx, attrs):
+    ctx.node("BatchNormalization", [ctx.inputs[0]] + [ctx.weight(s) for s in
+                                                       ("weight", "bias", "running_mean", "running_var")],
+             epsilon=attrs["epsilon"], momentum=1.0 - attrs["momentum"])  # ONNX momentum is PyTorch's 1 − m
+
+
+register(OpDef("bn", "batch normalisation (inference form, running statistics)",
+               (Param("eps", Kind.FLOAT, 1e-5), Param("momentum", Kind.FLOAT, 0.1)), _build_bn, _emit_bn,
+               ("BatchNormalization",), aliases=("batchnorm",), transparent_for_init=True))
+
+
+def _build_lrn(a, shapes):
+    positive(a["size"], "size")
+    return Built(shapes[0], (), {"size": a["size"], "alpha": float(a["alpha"]), "beta": float(a["beta"]),
+                                 "bias": float(a["bias"])})
+
+
+register(OpDef("lrn", "local response normalisation across channels (AlexNet: size=5, alpha=1e-4, beta=0.75, bias=2)",
+               (Param("size", Kind.INT), Param("alpha", Kind.FLOAT, 1e-4), Param("beta", Kind.FLOAT, 0.75),
+                Param("bias", Kind.FLOAT, 1.0)), _build_lrn,
+               lambda ctx, attrs: ctx.node("LRN", [ctx.inputs[0]], **attrs), ("LRN",)))
+
+
+def _build_l2norm(a, shapes):
+    x = shapes[0]
+    c = x[1]
+    return Built(x, (WeightSpec("weight", (c,), Init.CONST, value=float(a["scale"])),),
+                 {"shape": (c,) + (1,) * (len(x) - 2)})
+
+
+def _emit_l2norm(ctx, attrs):
+    normed = ctx.node("LpNormalization", [ctx.inputs[0]], output=ctx.sub("norm"), name=ctx.sub("norm"), axis=1, p=2)
+    ctx.node("Mul", [normed, ctx.reshape(ctx.weight("weight"), attrs["shape"], "scale")])
+
+
+register(OpDef("l2norm", "L2 normalisation across channels times a learned per-channel scale (SSD conv4_3)",
+               (Param("scale", Kind.FLOAT, 20.0),), _build_l2norm, _emit_l2norm, ("LpNormalization", "Mul")))

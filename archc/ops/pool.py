@@ -1,0 +1,58 @@
+"""Pooling: max/average (1-D/2-D/3-D, ceil mode, padding) and global average/max."""
+from __future__ import annotations
+
+from archc.ops.registry import Built, Kind, OpDef, OpError, Param, per_axis, positive, register, spatial
+from archc.ops.window import out_sizes, resolve_pads
+
+
+def _build_pool(op):
+    def build(a, shapes):
+        x = shapes[0]
+        n = spatial(x, op)
+        k = per_axis(a["kernel"], n, "kernel")
+        s = per_axis(a["stride"] if a["stride"] is not None else a["kernel"], n, "stride")
+        d = per_axis(a.get("dilation", 1), n, "dilation")
+        positive(k, "kernel"), positive(s, "stride"), positive(d, "dilation")
+        pads = resolve_pads(a["pad"], x[2:], k, s, d)
+        for i in range(n):
+            if max(pads[i], pads[n + i]) > k[i] // 2 and a["pad"] not in ("same",):
+                raise OpError(f"padding {max(pads[i], pads[n + i])} is more than half the kernel {k[i]}; "
+                              f"such windows would see only padding", attr="pad")
+        size = out_sizes(x[2:], k, s, d, pads, ceil=a["ceil"])
+        attrs = dict(kernel_shape=k, strides=s, pads=pads, ceil_mode=int(a["ceil"]))
+        if op == "maxpool":
+            attrs["dilations"] = d
+        else:
+            attrs["count_include_pad"] = int(a["count_include_pad"])
+        return Built((x[0], x[1], *size), (), attrs)
+    return build
+
+
+def _emit(op_type):
+    def emit(ctx, attrs):
+        ctx.node(op_type, [ctx.inputs[0]], **{k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()})
+    return emit
+
+
+def _build_global(op):
+    def build(a, shapes):
+        x = shapes[0]
+        n = spatial(x, op)
+        return Built((x[0], x[1], *([1] * n)))
+    return build
+
+
+_COMMON = (Param("kernel", Kind.INTS), Param("stride", Kind.INTS, None, doc="defaults to the kernel"),
+           Param("pad", Kind.PAD, 0), Param("ceil", Kind.BOOL, False))
+
+register(OpDef("maxpool", "max pooling; stride defaults to the kernel size",
+               (*_COMMON, Param("dilation", Kind.INTS, 1)), _build_pool("maxpool"), _emit("MaxPool"), ("MaxPool",)))
+register(OpDef("avgpool", "average pooling; padding is excluded from the average unless count_include_pad",
+               (*_COMMON, Param("count_include_pad", Kind.BOOL, False)), _build_pool("avgpool"),
+               _emit("AveragePool"), ("AveragePool",)))
+register(OpDef("gap", "global average pooling (to 1×1)", (), _build_global("gap"),
+               lambda ctx, attrs: ctx.node("GlobalAveragePool", [ctx.inputs[0]]), ("GlobalAveragePool",),
+               aliases=("global_avgpool",)))
+register(OpDef("gmp", "global max pooling (to 1×1)", (), _build_global("gmp"),
+               lambda ctx, attrs: ctx.node("GlobalMaxPool", [ctx.inputs[0]]), ("GlobalMaxPool",),
+               aliases=("global_maxpool",)))

@@ -1,0 +1,161 @@
+"""The op registry: every fact about a spec op lives in one `OpDef`, and every stage asks it.
+
+A spec keyword (`conv`, `maxpool`, `relu6`, …) maps to one `OpDef`. Its `build` rule is a pure function of the
+bound arguments and the input shapes: it checks them, resolves defaults that depend on the input (rank, channels,
+"same" padding), and returns the output shape, the weight tensors and the concrete attributes the emitter writes.
+Rules raise `OpError` without a location; the caller that knows the spec line attaches it.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+Shape = tuple[int, ...]
+
+
+class OpError(Exception):
+    """A rule's complaint about its arguments or inputs. `attr` names the argument at fault, if any."""
+
+    def __init__(self, message: str, attr: str | None = None, code: str = "bad-attr"):
+        super().__init__(message)
+        self.message = message
+        self.attr = attr
+        self.code = code
+
+
+class Kind(enum.Enum):
+    """Argument types of the spec language. `INTS` accepts an int or a tuple (one per spatial axis)."""
+
+    INT = "an integer"
+    INTS = "an integer or a tuple of integers"
+    FLOAT = "a number"
+    FLOATS = "a number or a tuple of numbers"
+    BOOL = "true or false"
+    STR = "a string"
+    PAD = "a padding: same, valid, causal, an integer or a tuple"
+    ANY = "a value"
+
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: Kind
+    default: Any = REQUIRED
+    choices: tuple[str, ...] = ()
+    doc: str = ""
+    varargs: bool = False  # collects every positional argument into a tuple: reshape(256, 6, 6)
+
+
+class Init(enum.Enum):
+    """How the emitter initialises a weight tensor (see emit/weights.py)."""
+
+    FAN = "fan"  # conv/dense kernels: He for ReLU-family followers, Xavier otherwise
+    ZEROS = "zeros"
+    ONES = "ones"
+    CONST = "const"  # filled with WeightSpec.value
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One weight tensor of a layer. `suffix` is the PyTorch-style name (`weight`, `bias`, `running_mean`)."""
+
+    suffix: str
+    shape: Shape
+    init: Init
+    trainable: bool = True
+    fan_in: int = 1
+    fan_out: int = 1
+    value: float = 0.0
+
+
+@dataclass(frozen=True)
+class Built:
+    """What `build` returns: the output shape, weights in PyTorch state_dict order, and attributes to emit."""
+
+    shape: Shape
+    weights: tuple[WeightSpec, ...] = ()
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OpDef:
+    keyword: str
+    doc: str
+    params: tuple[Param, ...]
+    build: Callable[[dict, list[Shape]], Built]
+    emit: Callable[..., None]
+    onnx_ops: tuple[str, ...]  # ONNX op types the emitter writes for this op, for the docs and the analyzer
+    aliases: tuple[str, ...] = ()
+    merge: bool = False  # takes one input per branch of a `name { ... }` body
+    gain: str | None = None  # "relu" if a ReLU-family activation: the preceding kernel gets He initialisation
+    passthrough: bool = False  # emits no node; the output is the input (identity)
+    transparent_for_init: bool = False  # batch norm, dropout: look through it when choosing an initialiser
+
+
+_REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    for key in (op.keyword, *op.aliases):
+        if key in _REGISTRY:
+            raise ValueError(f"op {key!r} registered twice")
+        _REGISTRY[key] = op
+    return op
+
+
+def lookup(keyword: str) -> OpDef | None:
+    return _REGISTRY.get(keyword)
+
+
+def all_ops() -> list[OpDef]:
+    seen: dict[str, OpDef] = {}
+    for op in _REGISTRY.values():
+        seen.setdefault(op.keyword, op)
+    return sorted(seen.values(), key=lambda o: o.keyword)
+
+
+def keywords() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+# ---- helpers shared by the rules -------------------------------------------------------------------------------
+def spatial(shape: Shape, op: str, min_rank: int = 3, max_rank: int = 5) -> int:
+    """Number of spatial axes of an N×C×… tensor; 1-D, 2-D and 3-D are handled by one loop, never by branches."""
+    if not min_rank <= len(shape) <= max_rank:
+        raise OpError(f"{op} needs an input of rank {min_rank}..{max_rank} (N×C×spatial), got {fmt_shape(shape)}",
+                      code="shape-mismatch")
+    return len(shape) - 2
+
+
+def per_axis(value, n: int, name: str) -> tuple[int, ...]:
+    """Broadcast an int to n spatial axes, or check a tuple has one entry per axis."""
+    if isinstance(value, int):
+        return (value,) * n
+    value = tuple(value)
+    if len(value) != n:
+        raise OpError(f"{name} has {len(value)} values but the input has {n} spatial axes", attr=name)
+    return value
+
+
+def positive(values, name: str, allow_zero: bool = False) -> None:
+    for v in (values if isinstance(values, tuple) else (values,)):
+        if v < 0 or (v == 0 and not allow_zero):
+            raise OpError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {v}", attr=name)
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+def weights_numel(weights) -> int:
+    total = 0
+    for w in weights:
+        n = 1
+        for d in w.shape:
+            n *= d
+        total += n
+    return total

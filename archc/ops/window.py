@@ -1,0 +1,72 @@
+"""Sliding-window arithmetic shared by convolution and pooling: padding modes and output sizes.
+
+Padding modes (per spatial axis, with effective kernel e = dilation·(kernel−1)):
+- `valid`: no padding.
+- `same`: output = ceil(input / stride). When e is even the padding is e/2 on both sides (PyTorch's `padding=k//2`,
+  which gives the same output size and keeps torchvision weights interchangeable); when e is odd the total
+  padding of TensorFlow's SAME is split with the extra pixel at the end (ONNX SAME_UPPER).
+- `causal`: e pixels at the start, none at the end (WaveNet/TCN: output t sees inputs ≤ t).
+- an integer p: p on every side; a tuple of n: symmetric per axis; a tuple of 2n: ONNX order (begins…, ends…).
+"""
+from __future__ import annotations
+
+import math
+
+from archc.ops.registry import OpError, Shape
+
+
+def resolve_pads(pad, in_sizes: Shape, kernel, stride, dilation, name: str = "pad") -> tuple[int, ...]:
+    n = len(in_sizes)
+    if isinstance(pad, str):
+        begins, ends = [], []
+        for i in range(n):
+            eff = dilation[i] * (kernel[i] - 1)
+            if pad == "valid":
+                b = e = 0
+            elif pad == "causal":
+                b, e = eff, 0
+            elif pad == "same":
+                if eff % 2 == 0:
+                    b = e = eff // 2
+                else:
+                    out = -(-in_sizes[i] // stride[i])
+                    total = max((out - 1) * stride[i] + eff + 1 - in_sizes[i], 0)
+                    b, e = total // 2, total - total // 2
+            else:
+                raise OpError(f"unknown padding {pad!r}; use same, valid, causal, an integer or a tuple", attr=name)
+            begins.append(b)
+            ends.append(e)
+        return tuple(begins + ends)
+    if isinstance(pad, int):
+        pads = (pad,) * (2 * n)
+    else:
+        pad = tuple(pad)
+        if len(pad) == n:
+            pads = pad + pad
+        elif len(pad) == 2 * n:
+            pads = pad
+        else:
+            raise OpError(f"{name} has {len(pad)} values; give 1, {n} (one per axis) or {2 * n} (begins, ends)",
+                          attr=name)
+    if any(not isinstance(p, int) or p < 0 for p in pads):
+        raise OpError(f"{name} must be non-negative integers, got {pad}", attr=name)
+    return tuple(pads)
+
+
+def out_sizes(in_sizes: Shape, kernel, stride, dilation, pads, ceil: bool = False) -> tuple[int, ...]:
+    """floor((W + P_begin + P_end − d·(F−1) − 1) / S) + 1 per axis; with ceil mode, PyTorch's rule that the last
+    window must start inside the input or its leading padding."""
+    n = len(in_sizes)
+    out = []
+    for i in range(n):
+        span = in_sizes[i] + pads[i] + pads[n + i] - dilation[i] * (kernel[i] - 1) - 1
+        if span < 0:
+            raise OpError(
+                f"output would be empty: input size {in_sizes[i]} (padded to {in_sizes[i] + pads[i] + pads[n + i]}) "
+                f"is smaller than the {'×'.join(map(str, kernel))} window on spatial axis {i}",
+                code="empty-output")
+        o = (math.ceil(span / stride[i]) if ceil else span // stride[i]) + 1
+        if ceil and (o - 1) * stride[i] >= in_sizes[i] + pads[i]:
+            o -= 1
+        out.append(o)
+    return tuple(out)
