@@ -46,7 +46,13 @@ class Node:
 
     @property
     def params(self) -> int:
-        return sum(math.prod(w.shape) for w in self.weights)
+        """Trainable parameters (the figure papers and torchvision's num_params report)."""
+        return sum(math.prod(w.shape) for w in self.weights if w.trainable)
+
+    @property
+    def nontrainable(self) -> int:
+        """Non-trainable tensors such as batch norm's running mean and variance."""
+        return sum(math.prod(w.shape) for w in self.weights if not w.trainable)
 
     @property
     def block(self) -> str:
@@ -65,11 +71,12 @@ class Graph:
 
     @property
     def num_params(self) -> int:
+        """Trainable parameters, the papers' convention; see `num_nontrainable` for BN statistics."""
         return sum(n.params for n in self.nodes)
 
     @property
-    def num_trainable(self) -> int:
-        return sum(math.prod(w.shape) for n in self.nodes for w in n.weights if w.trainable)
+    def num_nontrainable(self) -> int:
+        return sum(n.nontrainable for n in self.nodes)
 
     def weight_items(self):
         """(tensor name, node, WeightSpec) in graph order; tensor names are `<node path>.<suffix>`."""

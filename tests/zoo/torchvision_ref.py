@@ -1,0 +1,76 @@
+"""torchvision as the reference for zoo specs: same weight tensors in the same order, and the same outputs.
+
+torchvision 0.28's wheel is a CUDA build whose compiled ops (nms, roi_align …) cannot register against the CPU
+torch on these machines; the model definitions do not use them. We stub only the module that registers those ops
+(`torchvision._meta_registrations`), the one edge that is truly unavailable here.
+"""
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+
+
+def torchvision_models():
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    import torchvision.models as models
+    return models
+
+
+def reference(name: str, **kwargs):
+    import torch
+    torch.manual_seed(0)
+    model = getattr(torchvision_models(), name)(**kwargs).eval()
+    return model
+
+
+def state_tensors(model):
+    """state_dict entries in order, without BN's num_batches_tracked counters."""
+    return [(k, v.detach().numpy()) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
+
+
+def bind_positionally(graph, model) -> dict[str, np.ndarray]:
+    """Pair archc's weights with torchvision's state_dict in order; any shape difference is a structural mismatch."""
+    ours = list(graph.weight_items())
+    theirs = state_tensors(model)
+    assert len(ours) == len(theirs), f"archc has {len(ours)} weight tensors, torchvision {len(theirs)}"
+    bound = {}
+    for (name, _, w), (tname, arr) in zip(ours, theirs):
+        assert tuple(w.shape) == tuple(arr.shape), f"{name} {w.shape} vs torchvision {tname} {arr.shape}"
+        bound[name] = arr.astype(np.float32)
+    return bound
+
+
+def randomize_bn(model, seed: int = 0):
+    """Non-trivial BN statistics, so a wrongly ordered mean/var pair would show in the outputs."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model
+
+
+def compare_outputs(graph, model, shape=None, atol=1e-4, rtol=1e-3):
+    """Run archc's ONNX (with torchvision's weights) in onnxruntime and the torch model on the same input."""
+    import onnxruntime as ort
+    import torch
+
+    from archc.emit import EmitOptions, to_onnx
+    randomize_bn(model)
+    weights = bind_positionally(graph, model)
+    onnx_model = to_onnx(graph, EmitOptions(simplify=False), weights=weights)
+    shape = shape or graph.inputs[0].shape
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    sess = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ours = sess.run(None, {graph.inputs[0].name: x})[0]
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(x)).numpy()
+    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
+    np.testing.assert_allclose(ours, theirs, atol=atol, rtol=rtol)
+    return float(np.abs(ours - theirs).max())
