@@ -61,10 +61,10 @@ def out_sizes(in_sizes: Shape, kernel, stride, dilation, pads, ceil: bool = Fals
     for i in range(n):
         span = in_sizes[i] + pads[i] + pads[n + i] - dilation[i] * (kernel[i] - 1) - 1
         if span < 0:
+            window = dilation[i] * (kernel[i] - 1) + 1
             raise OpError(
-                f"output would be empty: input size {in_sizes[i]} (padded to {in_sizes[i] + pads[i] + pads[n + i]}) "
-                f"is smaller than the {'×'.join(map(str, kernel))} window on spatial axis {i}",
-                code="empty-output")
+                f"output would be empty: the {window}-wide window does not fit in size {in_sizes[i]} with padding "
+                f"{pads[i]}+{pads[n + i]} on spatial axis {i}", code="empty-output")
         o = (math.ceil(span / stride[i]) if ceil else span // stride[i]) + 1
         if ceil and (o - 1) * stride[i] >= in_sizes[i] + pads[i]:
             o -= 1

@@ -349,10 +349,12 @@ class Expander:
             arg_spans = attrs.get("__spans__", {})
             if err.attr and err.attr in arg_spans:
                 where = arg_spans[err.attr]
-            detail = "" if err.code == codes.SHAPE_MISMATCH and branch_notes else \
-                f" (input {' and '.join(fmt_shape(v.shape) for v in inputs)})"
-            self.error(err.code, f"{op.keyword}: {err.message}{detail if err.code != codes.SHAPE_MISMATCH else ''}",
-                       where, branch_notes if err.code == codes.SHAPE_MISMATCH else ())
+            if err.code == codes.SHAPE_MISMATCH and branch_notes:
+                self.error(err.code, err.message, where, branch_notes)
+            else:
+                shapes = " and ".join(fmt_shape(v.shape) for v in inputs)
+                msg = err.message if err.message.startswith(op.keyword) else f"{op.keyword}: {err.message}"
+                self.error(err.code, msg if shapes in msg else f"{msg} (input {shapes})", where)
             raise _Stop() from None
         if len(self.nodes) >= MAX_NODES:
             self.error(codes.BAD_ARGS, f"the network has more than {MAX_NODES} layers", span)
@@ -421,8 +423,9 @@ class Expander:
 
     @staticmethod
     def signature(op) -> str:
-        parts = [p.name if p.default is REQUIRED else f"{p.name}={p.default!r}".replace("'", "")
-                 for p in op.params]
+        def show(v):
+            return "true" if v is True else "false" if v is False else "input" if v is None else str(v)
+        parts = [p.name if p.default is REQUIRED else f"{p.name}={show(p.default)}" for p in op.params]
         return f"{op.keyword}({', '.join(parts)})"
 
     def arg_value(self, e: ast.Expr, ctx: _Ctx, p):
@@ -485,22 +488,19 @@ class Expander:
                 self.error(codes.BAD_ARGS, f"argument '{kw.name}' given twice", kw.span)
                 raise _Stop()
             values[kw.name] = self.eval(kw.value, ctx)
+        missing = [p.name for p in block.params if p.name not in values and p.default is None]
+        if missing:
+            self.error(codes.BAD_ARGS, f"block '{block.name}' needs argument '{missing[0]}' "
+                       f"(arguments: {', '.join(names)})", call.span,
+                       (note(f"'{block.name}' is defined here", block.span),))
+            raise _Stop()
         if cur is _POISON:
             raise _Stop()
         env: dict[str, Any] = {"in_channels": cur.shape[1], "in_shape": cur.shape}
         self.call_sites.append((block.name, call.span))
         try:
             for p in block.params:
-                if p.name in values:
-                    env[p.name] = values[p.name]
-                elif p.default is not None:
-                    env[p.name] = self.eval(p.default, _Ctx(env, {}, ctx.scope))
-                else:
-                    self.call_sites.pop()
-                    self.error(codes.BAD_ARGS, f"block '{block.name}' needs argument '{p.name}'", call.span,
-                               (note(f"'{block.name}' is defined here", block.span),))
-                    self.call_sites.append((block.name, call.span))
-                    raise _Stop()
+                env[p.name] = values[p.name] if p.name in values else self.eval(p.default, _Ctx(env, {}, ctx.scope))
             self.frames.append(BlockFrame(path, block.name, {p.name: env[p.name] for p in block.params}, call.span))
             try:
                 out = self.body(block.body, cur, _Ctx(env, self._defaults(block.defaults), _Scope(path, None)))

@@ -64,8 +64,13 @@ def _syntax_message(err: UnexpectedInput) -> str:
     if tok.type == "EQUAL":
         return f"unexpected {got}: keyword arguments are written name=value inside a call's parentheses"
     if len(expected) > 8:
-        return f"unexpected {got}"
-    return f"unexpected {got}; expected " + (expected[0] if len(expected) == 1 else "one of " + ", ".join(expected))
+        structural = [_describe(t) for t in ("COMMA", "RPAR", "RSQB", "RBRACE", "_NL") if t in (err.accepts or ())]
+        if not structural:
+            return f"unexpected {got}"
+        expected = structural
+    if len(expected) <= 2:
+        return f"unexpected {got}; expected " + " or ".join(expected)
+    return f"unexpected {got}; expected one of " + ", ".join(expected)
 
 
 def parse(text: str, file: str, diags: Collector) -> ast.Module | None:

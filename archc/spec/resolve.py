@@ -80,10 +80,8 @@ def resolve(text: str, file: str, diags: Collector, include_path=()) -> Program 
             diags.error(codes.IMPORT, "imports must be relative paths (to the spec's folder or the search path)",
                         imp.span)
             return None
-        tried = []
         for base in [here, *roots]:
             cand = (base / imp.path).resolve()
-            tried.append(str(base))
             if not _inside(cand, roots):
                 continue
             if cand.is_file():
@@ -93,8 +91,8 @@ def resolve(text: str, file: str, diags: Collector, include_path=()) -> Program 
             diags.error(codes.IMPORT, f"'{imp.path}' points outside the spec's folder and the search path",
                         imp.span)
         else:
-            diags.error(codes.IMPORT, f"cannot find '{imp.path}' (searched {', '.join(dict.fromkeys(tried))}; "
-                        "add folders with --include-path or ARCHC_PATH)", imp.span)
+            diags.error(codes.IMPORT, f"cannot find '{imp.path}' next to this file, next to the root spec or on "
+                        "the search path (add folders with -I/--include-path or ARCHC_PATH)", imp.span)
         return None
 
     root_path = Path(file).resolve()
