@@ -29,7 +29,15 @@ def constant_names(graph: Graph) -> set[str]:
     return {t.name for t in model.graph.initializer}
 
 
+MAX_WEIGHT_BYTES = 2**31 - 2**26  # a protobuf message is limited to 2 GiB; keep room for the graph itself
+
+
 def weights_for(graph: Graph, options: EmitOptions) -> dict[str, np.ndarray]:
+    itemsize = np.dtype(graph.inputs[0].dtype).itemsize if graph.inputs else 4
+    total = sum(int(np.prod(w.shape)) for _, _, w in graph.weight_items()) * itemsize
+    if total > MAX_WEIGHT_BYTES:
+        raise ArchcError(f"'{graph.name}' has {total / 2**30:.1f} GiB of weights; ONNX files over 2 GiB need "
+                         "external data, which archc does not write yet: make the network smaller")
     if options.weights is None:
         return init_weights(graph, options.seed)
     ignore = constant_names(graph) if options.weights.lower().endswith(".onnx") else set()
@@ -51,10 +59,12 @@ def _check_shapes(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
 
 def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     """onnx-simplifier, told to keep what the analyzer must see: batch norms stay separate (their parameters are
-    the network's), dropout stays as a record."""
+    the network's), dropout stays as a record, and equal tensors or layers are not merged (freshly initialised
+    zero biases are all equal, and merging them would lose weight names and miscount parameters)."""
     import onnxsim
-    simplified, ok = onnxsim.simplify(model, skip_fuse_bn=True,
-                                      skipped_optimizers=["eliminate_nop_dropout", "fuse_bn_into_conv"])
+    simplified, ok = onnxsim.simplify(model, skip_fuse_bn=True, skipped_optimizers=[
+        "eliminate_nop_dropout", "fuse_bn_into_conv", "eliminate_duplicate_initializer",
+        "eliminate_common_subexpression"])
     if not ok:
         raise ArchcError("onnx-simplifier could not validate the simplified model; rerun with --no-simplify")
     _restore_metadata(model, simplified)

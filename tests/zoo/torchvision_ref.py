@@ -56,8 +56,14 @@ def randomize_bn(model, seed: int = 0):
     return model
 
 
-def compare_outputs(graph, model, shape=None, atol=1e-4, rtol=1e-3):
-    """Run archc's ONNX (with torchvision's weights) in onnxruntime and the torch model on the same input."""
+def compare_outputs(graph, model, shape=None, tolerance=1e-5):
+    """Run archc's ONNX (with torchvision's weights) in onnxruntime and the torch model on the same input.
+
+    Tolerance: max |archc − torch| ≤ 1e-5 × max(1, max |torch|). Relative to the output's range, because random
+    BN statistics (which do not normalise the real activations) make deep nets' logits grow to ~1e11 while the
+    float32 rounding stays ~5e-7 of the range; a structural error (wrong order, padding, pooling mode) is O(1)
+    of the range.
+    """
     import onnxruntime as ort
     import torch
 
@@ -72,5 +78,7 @@ def compare_outputs(graph, model, shape=None, atol=1e-4, rtol=1e-3):
     with torch.no_grad():
         theirs = model(torch.from_numpy(x)).numpy()
     assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
-    np.testing.assert_allclose(ours, theirs, atol=atol, rtol=rtol)
-    return float(np.abs(ours - theirs).max())
+    scale = max(1.0, float(np.abs(theirs).max()))
+    err = float(np.abs(ours - theirs).max())
+    assert err <= tolerance * scale, f"max abs diff {err:.3g} exceeds {tolerance} × {scale:.3g}"
+    return err / scale

@@ -1,0 +1,24 @@
+"""Shared test helper: compile a graph to ONNX and run it in onnxruntime (like TVM's check_correctness)."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from archc import spec
+from archc.emit import EmitOptions, to_onnx, weights_for
+
+
+def one_layer(layer: str, shape: str, blocks: str = "") -> "spec.Graph":
+    """A network `input x: <shape>` followed by `layer`."""
+    return spec.load_text(f"{blocks}\nnetwork t {{\n  input x: {shape}\n  {layer}\n}}\n", "<test>")
+
+
+def run(graph, x: np.ndarray | None = None, weights=None, simplify: bool = False, seed: int = 0):
+    """Returns (outputs, weights, input) of the graph run in onnxruntime."""
+    weights = weights if weights is not None else weights_for(graph, EmitOptions(seed=seed))
+    model = to_onnx(graph, EmitOptions(simplify=simplify), weights=weights)
+    if x is None:
+        x = np.random.default_rng(1).standard_normal(graph.inputs[0].shape).astype(np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    outs = sess.run(None, {graph.inputs[0].name: x})
+    return outs, weights, x

@@ -1,0 +1,119 @@
+"""The `archc` command as a user meets it: outputs, exit codes, one-line errors, no tracebacks."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = """# a small test network
+network tiny(classes = 10) {
+  input image: 3x32x32
+  conv1: conv(8, 3) bn relu
+  pool: maxpool(2)
+  flatten
+  fc: dense(classes)
+}
+"""
+
+
+def archc(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "archc", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or ROOT)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    p = tmp_path / "tiny.arch"
+    p.write_text(TINY)
+    return p
+
+
+def test_compile_writes_runnable_onnx(tiny, tmp_path):
+    out = tmp_path / "out" / "tiny.onnx"
+    proc = archc("compile", tiny, "--target", "onnx", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    # hand count: conv 3·3·3·8+8 = 224, bn 2·8 = 16, fc (8·16·16)·10+10 = 20,490 → 20,730
+    assert "wrote" in proc.stdout and "20,730 parameters" in proc.stdout
+    model = onnx.load(out)
+    onnx.checker.check_model(model, full_check=True)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (y,) = sess.run(None, {"image": np.zeros((1, 3, 32, 32), np.float32)})
+    assert y.shape == (1, 10)
+
+
+def test_input_batch_and_set_overrides(tiny, tmp_path):
+    out = tmp_path / "t.onnx"
+    proc = archc("compile", tiny, "-o", out, "--input", "2x3x64x64", "--set", "classes=4", "--no-simplify")
+    assert proc.returncode == 0, proc.stderr
+    model = onnx.load(out)
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [2, 3, 64, 64]
+    assert [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim] == [2, 4]
+    proc = archc("compile", tiny, "-o", out, "--batch", "8")
+    assert [d.dim_value for d in onnx.load(out).graph.input[0].type.tensor_type.shape.dim] == [8, 3, 32, 32]
+
+
+def test_default_output_name(tiny, tmp_path):
+    proc = archc("compile", tiny, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "tiny.onnx").is_file()
+
+
+def test_several_specs_into_a_folder(tiny, tmp_path):
+    other = tmp_path / "other.arch"
+    other.write_text(TINY.replace("tiny", "other"))
+    proc = archc("compile", tiny, other, "-o", tmp_path / "zoo")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == ["other.onnx", "tiny.onnx"]
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["compile", "{tiny}", "--target", "cuda"], 2, "target 'cuda' needs the TVM back end"),
+    (["compile", "{tiny}", "--target", "gpu9000"], 2, "unknown target 'gpu9000'; available: onnx"),
+    (["compile", "missing.arch"], 1, "spec file 'missing.arch' does not exist"),
+    (["compile", "{tiny}", "--input", "3xfoo"], 2, "cannot read shape '3xfoo'"),
+    (["compile", "{tiny}", "--input", "3x32x32"], 2, "--input gives 3 dimensions but input 'image' has 4"),
+    (["compile", "{tiny}", "--set", "depth=3"], 2, "network 'tiny' has no parameter 'depth'"),
+    (["compile", "{tiny}", "--weights", "nope.npz"], 1, "weights file 'nope.npz' does not exist"),
+])
+def test_errors_are_one_clear_line(tiny, tmp_path, args, code, message):
+    args = [a.replace("{tiny}", str(tiny)) for a in args]
+    proc = archc(*args, "-o", tmp_path / "never.onnx")
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "never.onnx").exists()
+
+
+def test_failed_compile_leaves_previous_output_untouched(tiny, tmp_path):
+    out = tmp_path / "t.onnx"
+    assert archc("compile", tiny, "-o", out).returncode == 0
+    before = out.read_bytes()
+    bad = tmp_path / "bad.arch"
+    bad.write_text(TINY.replace("dense(classes)", "dense(classes, 3, 4)"))
+    proc = archc("compile", bad, "-o", out)
+    assert proc.returncode == 2
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
+
+
+def test_check_reports_and_sets_exit_code(tiny, tmp_path):
+    bad = tmp_path / "bad.arch"
+    bad.write_text(TINY.replace("maxpool(2)", "maxpool(2, strid=2)"))
+    proc = archc("check", tiny, bad)
+    assert proc.returncode == 2
+    assert "tiny.arch: ok: tiny, 6 layers, 20,730 parameters, output 1×10" in proc.stdout
+    assert "bad.arch:5:20: error: maxpool has no argument 'strid'; did you mean 'stride'?" in proc.stderr
+
+
+def test_help_and_ops():
+    proc = archc("--help")
+    assert proc.returncode == 0 and "compile" in proc.stdout and "check" in proc.stdout
+    proc = archc("ops")
+    assert "conv(out, kernel, stride=1, pad=same, dilation=1, groups=1, bias=true)" in proc.stdout
+    assert "channel_shuffle(groups)" in proc.stdout
