@@ -70,7 +70,10 @@ def load_spec(path: str | Path, *, input: str | tuple[int, ...] | Mapping[str, A
     path = Path(path)
     if not path.is_file():
         raise ArchcError(f"spec file '{path}' does not exist")
-    options = spec_mod.Options(inputs=inputs, batch=batch, params=dict(params or {}),
+    def language_value(v):  # the language's sequences are tuples
+        return tuple(language_value(x) for x in v) if isinstance(v, (list, tuple)) else v
+    params = {k: language_value(v) for k, v in (params or {}).items()}
+    options = spec_mod.Options(inputs=inputs, batch=batch, params=params,
                                include_path=tuple(include_path), network=network)
     return Spec(path, spec_mod.load(path, options))
 

@@ -23,23 +23,13 @@ def _fail(message: str, code: int) -> None:
 
 def _parse_set(values) -> dict:
     from archc.errors import UsageError
+    from archc.spec.parser import parse_value
     out = {}
     for item in values:
         if "=" not in item:
             raise UsageError(f"--set expects name=value, got '{item}'")
         k, v = item.split("=", 1)
-        low = v.strip().lower()
-        if low in ("true", "false"):
-            out[k.strip()] = low == "true"
-            continue
-        for conv in (int, float):
-            try:
-                out[k.strip()] = conv(v)
-                break
-            except ValueError:
-                continue
-        else:
-            out[k.strip()] = v
+        out[k.strip()] = parse_value(v.strip())
     return out
 
 

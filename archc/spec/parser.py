@@ -11,27 +11,41 @@ from archc.spec import ast, codes
 from archc.spec.to_ast import ToAst
 
 
+MAX_NESTING = 100  # brackets and braces; deeper nesting is refused before it can exhaust Python's stack
+
+
+class TooDeep(Exception):
+    def __init__(self, token: Token):
+        self.token = token
+
+
 class ParenNewlines:
     """Drop newlines inside (...) and [...], so long argument lists can wrap; braces keep them (statements)."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
-        depth = 0
+        depth = braces = 0
         for tok in stream:
             if tok.type in ("LPAR", "LSQB"):
                 depth += 1
             elif tok.type in ("RPAR", "RSQB"):
                 depth = max(0, depth - 1)
+            elif tok.type == "LBRACE":
+                braces += 1
+            elif tok.type == "RBRACE":
+                braces = max(0, braces - 1)
             elif tok.type == "_NL" and depth:
                 continue
+            if depth + braces > MAX_NESTING:
+                raise TooDeep(tok)
             yield tok
 
 
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     grammar = resources.files("archc.spec").joinpath("grammar.lark").read_text(encoding="utf-8")
-    return Lark(grammar, start="module", parser="lalr", postlex=ParenNewlines(), propagate_positions=True,
+    return Lark(grammar, start=["module", "expr"], parser="lalr", postlex=ParenNewlines(), propagate_positions=True,
                 maybe_placeholders=True)
 
 
@@ -76,7 +90,12 @@ def _syntax_message(err: UnexpectedInput) -> str:
 def parse(text: str, file: str, diags: Collector) -> ast.Module | None:
     """Parse one file; on a syntax error record it (with location) and return None."""
     try:
-        tree = _lark().parse(text)
+        tree = _lark().parse(text, start="module")
+    except TooDeep as err:
+        t = err.token
+        diags.error(codes.SYNTAX, f"brackets nest more than {MAX_NESTING} deep", Span(file, t.line, t.column, t.line,
+                                                                                      t.column + 1))
+        return None
     except UnexpectedInput as err:
         line, col = getattr(err, "line", 0) or 0, getattr(err, "column", 0) or 0
         tok = getattr(err, "token", None)
@@ -87,3 +106,14 @@ def parse(text: str, file: str, diags: Collector) -> ast.Module | None:
         diags.error(codes.SYNTAX, _syntax_message(err), Span(file, line, col, line, col + width))
         return None
     return ToAst(file).transform(tree)
+
+
+def parse_value(text: str):
+    """A command-line value (`--set dilations=[1, 2, 4]`) read as a spec-language literal expression; a bare word
+    that is not one (`mode=bilinear`) stays a string."""
+    from archc.spec.evaluate import EvalError, evaluate
+    try:
+        tree = _lark().parse(text, start="expr")
+        return evaluate(ToAst("<--set>").transform(tree), {})
+    except (UnexpectedInput, EvalError, TooDeep):
+        return text
