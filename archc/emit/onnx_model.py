@@ -20,6 +20,8 @@ _NP = {"float32": np.float32, "float16": np.float16, "float64": np.float64}
 def _jsonable(v):
     if isinstance(v, tuple):
         return [_jsonable(x) for x in v]
+    if hasattr(v, "producer"):  # a tensor passed to a block: record which one
+        return f"@{v.name}"
     return v
 
 

@@ -36,6 +36,14 @@ class Unary:
 
 
 @dataclass(frozen=True)
+class TensorRef:
+    """`@name` or `@block/layer` used as a value: a block argument, or `shape(@image)`."""
+
+    path: str
+    span: Span
+
+
+@dataclass(frozen=True)
 class Attr:
     obj: "Expr"
     name: str
@@ -63,7 +71,7 @@ class Seq:
     span: Span
 
 
-Expr = Union[Const, Var, BinOp, Unary, Attr, Index, Func, Seq]
+Expr = Union[Const, Var, TensorRef, BinOp, Unary, Attr, Index, Func, Seq]
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,7 @@ class Merge:
 
 @dataclass(frozen=True)
 class Ref:
-    """`@name`: continue from a named value instead of the previous statement's output."""
+    """`@name` or `@block/layer`: continue from a named value instead of the previous statement's output."""
 
     name: str
     span: Span

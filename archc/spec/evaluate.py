@@ -25,6 +25,8 @@ def type_name(v) -> str:
         return "a string"
     if isinstance(v, tuple):
         return "a tuple"
+    if hasattr(v, "shape") and hasattr(v, "producer"):
+        return "a tensor"
     return type(v).__name__
 
 
@@ -49,21 +51,27 @@ _COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operat
             ">=": operator.ge}
 _FUNCS = {"min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round, "len": len,
           "floor": math.floor, "ceil": math.ceil}
+_TENSOR_FUNCS = {"shape": lambda t: tuple(t.shape), "channels": lambda t: t.shape[1]}
 MAX_INT = 1 << 40  # guards against `2 ** 2 ** 99` and friends: the language's numbers are layer sizes
 
 
-def evaluate(e: ast.Expr, env) -> object:
-    """`env` maps names to values; a miss raises an `undefined-name` error."""
+def evaluate(e: ast.Expr, env, refs=None) -> object:
+    """`env` maps names to values; a miss raises an `undefined-name` error. `refs(path, span)` resolves `@path`
+    to a tensor (it raises EvalError itself when there is none)."""
     if isinstance(e, ast.Const):
         return e.value
+    if isinstance(e, ast.TensorRef):
+        if refs is None:
+            raise EvalError("tensor references are not allowed here", e.span, "bad-type")
+        return refs(e.path, e.span)
     if isinstance(e, ast.Var):
         if e.name in env:
             return env[e.name]
         raise EvalError(f"undefined name '{e.name}'", e.span, "undefined-name")
     if isinstance(e, ast.Seq):
-        return tuple(evaluate(i, env) for i in e.items)
+        return tuple(evaluate(i, env, refs) for i in e.items)
     if isinstance(e, ast.Unary):
-        v = evaluate(e.operand, env)
+        v = evaluate(e.operand, env, refs)
         if e.op == "not":
             if not isinstance(v, bool):
                 raise EvalError(f"'not' needs a boolean, got {type_name(v)}", e.span, "bad-type")
@@ -71,16 +79,16 @@ def evaluate(e: ast.Expr, env) -> object:
         return -_num(v, e.span, "'-'")
     if isinstance(e, ast.BinOp):
         if e.op in ("and", "or"):
-            left = evaluate(e.left, env)
+            left = evaluate(e.left, env, refs)
             if not isinstance(left, bool):
                 raise EvalError(f"'{e.op}' needs booleans, got {type_name(left)}", e.left.span, "bad-type")
             if (e.op == "and") != left:  # short circuit
                 return left
-            right = evaluate(e.right, env)
+            right = evaluate(e.right, env, refs)
             if not isinstance(right, bool):
                 raise EvalError(f"'{e.op}' needs booleans, got {type_name(right)}", e.right.span, "bad-type")
             return right
-        a, b = evaluate(e.left, env), evaluate(e.right, env)
+        a, b = evaluate(e.left, env, refs), evaluate(e.right, env, refs)
         if e.op in _COMPARE:
             if e.op not in ("==", "!=") and (isinstance(a, (str, tuple)) or isinstance(b, (str, tuple))):
                 raise EvalError(f"cannot compare {type_name(a)} and {type_name(b)} with '{e.op}'", e.span, "bad-type")
@@ -97,7 +105,7 @@ def evaluate(e: ast.Expr, env) -> object:
             raise EvalError(f"result {r} is out of range", e.span)
         return r
     if isinstance(e, ast.Index):
-        seq, i = evaluate(e.obj, env), evaluate(e.index, env)
+        seq, i = evaluate(e.obj, env, refs), evaluate(e.index, env, refs)
         if not isinstance(seq, tuple):
             raise EvalError(f"cannot index {type_name(seq)}", e.obj.span, "bad-type")
         if isinstance(i, bool) or not isinstance(i, int) or not -len(seq) <= i < len(seq):
@@ -107,13 +115,17 @@ def evaluate(e: ast.Expr, env) -> object:
         raise EvalError(f"values have no attribute '{e.name}' (use in_channels / in_shape inside a block)",
                         e.span, "undefined-name")
     if isinstance(e, ast.Func):
-        fn = _FUNCS.get(e.name)
+        fn = _FUNCS.get(e.name) or _TENSOR_FUNCS.get(e.name)
         if fn is None:
-            raise EvalError(f"unknown function '{e.name}'; available: {', '.join(sorted(_FUNCS))}", e.span,
-                            "undefined-name")
+            raise EvalError(f"unknown function '{e.name}'; available: {', '.join(sorted(_FUNCS) + sorted(_TENSOR_FUNCS))}",
+                            e.span, "undefined-name")
         if e.args.keyword:
             raise EvalError(f"{e.name}() takes no keyword arguments", e.args.keyword[0].span, "bad-args")
-        args = [evaluate(a, env) for a in e.args.positional]
+        args = [evaluate(a, env, refs) for a in e.args.positional]
+        if e.name in _TENSOR_FUNCS:
+            if len(args) != 1 or type_name(args[0]) != "a tensor":
+                raise EvalError(f"{e.name}() takes one tensor, e.g. {e.name}(@image)", e.span, "bad-args")
+            return _TENSOR_FUNCS[e.name](args[0])
         try:
             if e.name in ("min", "max") and len(args) == 1 and isinstance(args[0], tuple):
                 args = list(args[0])

@@ -92,6 +92,7 @@ class Expander:
         self.call_sites: list[tuple[str, Span]] = []
         self.inputs: list[Value] = []
         self.outputs: list[Value] = []
+        self.by_path: dict[str, Value] = {}  # every layer output and labelled value by full path, for `@a/b`
         self.dtype = "float32"
 
     # ---- diagnostics
@@ -103,7 +104,7 @@ class Expander:
 
     def eval(self, e: ast.Expr, ctx: _Ctx):
         try:
-            return evaluate(e, ctx.env)
+            return evaluate(e, ctx.env, lambda path, span: self.resolve(path, ctx, span))
         except EvalError as err:
             msg = err.message
             if err.code == codes.UNKNOWN_NAME and isinstance(e, ast.Var):
@@ -170,6 +171,29 @@ class Expander:
             table[op.keyword] = call.args
         return table
 
+    def resolve(self, path: str, ctx: _Ctx, span: Span) -> Value:
+        """`@name` finds a label in scope (or a tensor passed as a block argument); `@a/b` a layer by path,
+        relative to the current scope and then to each enclosing one."""
+        v = None
+        if "/" not in path:
+            v = ctx.scope.lookup(path)
+            if v is None and isinstance(ctx.env.get(path), Value):
+                v = ctx.env[path]
+        if v is None:
+            prefix = ctx.scope.path
+            while True:
+                v = self.by_path.get(f"{prefix}/{path}" if prefix else path)
+                if v is not None or not prefix:
+                    break
+                prefix = prefix.rpartition("/")[0]
+        if v is None:
+            visible = ctx.scope.visible() + [k for k, x in ctx.env.items() if isinstance(x, Value)]
+            raise EvalError(f"no layer or input named '{path}' before this point" + _suggest(path, visible), span,
+                            codes.UNKNOWN_NAME)
+        if v is _POISON:
+            raise _Stop()
+        return v
+
     # ---- statements
     def body(self, body: ast.Body, cur, ctx: _Ctx):
         for stmt in body.stmts:
@@ -194,13 +218,14 @@ class Expander:
             if self.frames:
                 self.error(codes.BAD_INPUT, "output is declared in the network, not inside a block", stmt.span)
             for name, span in stmt.names:
-                v = ctx.scope.lookup(name)
-                if v is None:
-                    self.error(codes.UNKNOWN_NAME, f"no layer or input named '{name}'" +
-                               _suggest(name, ctx.scope.visible()), span)
-                elif v in self.outputs:
+                try:
+                    v = self.resolve(name, ctx, span)
+                except EvalError as err:
+                    self.error(err.code, err.message, err.span)
+                    continue
+                if v in self.outputs:
                     self.error(codes.DUPLICATE, f"'{name}' is already an output", span)
-                elif v is not _POISON:
+                else:
                     self.outputs.append(v)
             return cur
         if isinstance(stmt, ast.IfStmt):
@@ -279,8 +304,10 @@ class Expander:
                 cur = self.chain(stmt.chain, cur, ictx, label, first_override if is_first else None)
             if label is not None and cur is not None:
                 ctx.scope.values[label] = cur
+                self.by_path.setdefault(ctx.scope.full(label), cur)
         if stmt.label and rep is not None and cur is not None:
             ctx.scope.values[stmt.label] = cur
+            self.by_path.setdefault(ctx.scope.full(stmt.label), cur)
         return cur
 
     def claim(self, full: str, span: Span | None) -> None:
@@ -301,23 +328,23 @@ class Expander:
 
     # ---- chains and elements
     def chain(self, elements, cur, ctx: _Ctx, label: str | None, first: ast.Args | None):
+        """The label names the chain's first layer (a leading `@ref` is not a layer); the rest go under it."""
         follower_scope = ctx.scope.child(label) if label else ctx.scope
+        primary = next((i for i, el in enumerate(elements) if not isinstance(el, ast.Ref)), None)
+        if first is not None and (primary is None or not isinstance(elements[primary], ast.Call)):
+            self.error(codes.BAD_ARGS, "first(...) applies to a call, not to a branch or reference", elements[0].span)
         for idx, el in enumerate(elements):
-            name_scope = follower_scope
-            name = ctx.scope.full(label) if (label and idx == 0) else None
-            if first is not None and idx == 0 and not isinstance(el, ast.Call):
-                self.error(codes.BAD_ARGS, "first(...) applies to a call, not to a branch or reference", el.span)
-            cur = self.element(el, cur, ctx, name, name_scope, first if idx == 0 else None)
+            name = ctx.scope.full(label) if (label and idx == primary) else None
+            cur = self.element(el, cur, ctx, name, follower_scope, first if idx == primary else None)
         return cur
 
     def element(self, el, cur, ctx: _Ctx, name: str | None, name_scope: _Scope, first):
         if isinstance(el, ast.Ref):
-            v = ctx.scope.lookup(el.name)
-            if v is None:
-                self.error(codes.UNKNOWN_NAME, f"no layer or input named '{el.name}' before this point" +
-                           _suggest(el.name, ctx.scope.visible()), el.span)
-                raise _Stop()
-            return v
+            try:
+                return self.resolve(el.name, ctx, el.span)
+            except EvalError as err:
+                self.error(err.code, err.message, err.span)
+                raise _Stop() from None
         if cur is None:
             self.error(codes.BAD_INPUT, "this layer has no input; declare `input NAME: C×H×W` first", el.span)
             raise _Stop()
@@ -365,6 +392,7 @@ class Expander:
                     args)
         out.producer = node
         self.nodes.append(node)
+        self.by_path[name] = out
         return out
 
     def bind_op(self, op, call: ast.Call, ctx: _Ctx, first: ast.Args | None) -> dict:
@@ -508,8 +536,8 @@ class Expander:
                 self.frames.pop()
         finally:
             self.call_sites.pop()
-        if out is None:
-            return cur
+        out = cur if out is None else out
+        self.by_path.setdefault(path, out)
         return out
 
     def merge(self, el: ast.Merge, cur, ctx: _Ctx, name: str | None, name_scope: _Scope):
@@ -527,7 +555,20 @@ class Expander:
             if isinstance(stmt, ast.LetStmt):
                 self.stmt(stmt, cur, bctx)
                 continue
-            out = self.stmt(stmt, cur, bctx)
+            while isinstance(stmt, ast.IfStmt):  # a branch that is chosen, or left out when no `else` applies
+                try:
+                    cond = self.eval(stmt.cond, bctx)
+                except _Stop:
+                    cond = None
+                if not isinstance(cond, bool):
+                    if cond is not None:
+                        self.error(codes.BAD_TYPE, f"the condition must be true or false, got {type_name(cond)}",
+                                   stmt.cond.span)
+                    raise _Stop()
+                stmt = stmt.then if cond else stmt.orelse
+            if stmt is None:
+                continue
+            out = self.body(stmt, cur, bctx) if isinstance(stmt, ast.Body) else self.stmt(stmt, cur, bctx)
             branches.append((out, stmt))
         if not branches:
             self.error(codes.BAD_ARGS, f"{el.name} has no branches", el.span)

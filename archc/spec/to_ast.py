@@ -116,7 +116,13 @@ class ToAst(Transformer):
         return ast.Merge(str(children[0]), children[1] or ast.Args(), children[2], self._span(meta))
 
     def ref(self, meta, children):
-        return ast.Ref(str(children[0]), self._span(meta))
+        return ast.Ref(str(children[0])[1:], self._span(meta))
+
+    def tensor(self, meta, children):
+        return ast.TensorRef(str(children[0])[1:], self._span(meta))
+
+    def opath(self, meta, children):
+        return ("/".join(str(c) for c in children), self._span(meta))
 
     def chain(self, meta, children):
         return tuple(children)
@@ -156,7 +162,7 @@ class ToAst(Transformer):
         return ast.InputStmt(str(name), dims, str(dtype) if dtype is not None else None, self._span(meta))
 
     def output_stmt(self, meta, children):
-        return ast.OutputStmt(tuple((str(t), self._tok_span(t)) for t in children), self._span(meta))
+        return ast.OutputStmt(tuple(children), self._span(meta))
 
     def let_stmt(self, meta, children):
         return ast.LetStmt(str(children[0]), children[1], self._span(meta))

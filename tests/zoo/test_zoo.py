@@ -1,0 +1,203 @@
+"""The model zoo: every spec compiles to a valid ONNX model that runs, with the parameter count checked against a
+published figure or a hand derivation written out here.
+
+Where torchvision has the architecture, the reference is torchvision's own published `num_params` (from the
+weights enum's metadata), and `test_torchvision_outputs` binds torchvision's state_dict to archc's weights in
+order and compares outputs: the same tensors in the same order and the same numbers out means the same layers.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from torchvision_ref import compare_outputs, reference, torchvision_models  # noqa: E402
+
+import archc  # noqa: E402
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+
+
+# ---- hand derivations ------------------------------------------------------------------------------------------
+def conv(cin, cout, k, bias=True, groups=1, dims=2):
+    return cin // groups * cout * k ** dims + (cout if bias else 0)
+
+
+def fc(n_in, n_out):
+    return n_in * n_out + n_out
+
+
+def bn(c):
+    return 2 * c  # γ and β; the running mean and variance are not trainable
+
+
+LENET5 = conv(1, 6, 5) + conv(6, 16, 5) + conv(16, 120, 5) + fc(120, 84) + fc(84, 10)  # full C3 connectivity
+CHAR_CNN = (conv(70, 256, 7, dims=1) + conv(256, 256, 7, dims=1) + 4 * conv(256, 256, 3, dims=1)
+            + fc(34 * 256, 1024) + fc(1024, 1024) + fc(1024, 4))  # small model, 1014 chars → 34 frames, AG News
+FCN1D = (conv(1, 128, 8, dims=1) + bn(128) + conv(128, 256, 5, dims=1) + bn(256) + conv(256, 128, 3, dims=1)
+         + bn(128) + fc(128, 5))
+C3D_CONVS = (conv(3, 64, 3, dims=3) + conv(64, 128, 3, dims=3) + conv(128, 256, 3, dims=3)
+             + conv(256, 256, 3, dims=3) + conv(256, 512, 3, dims=3) + 3 * conv(512, 512, 3, dims=3))
+C3D = C3D_CONVS + fc(8192, 4096) + fc(4096, 4096) + fc(4096, 487)  # Sports-1M head
+UNET = (conv(1, 64, 3) + conv(64, 64, 3) + sum(conv(c, 2 * c, 3) + conv(2 * c, 2 * c, 3) for c in (64, 128, 256, 512))
+        + sum(conv(2 * c, c, 2) + conv(2 * c, c, 3) + conv(c, c, 3) for c in (512, 256, 128, 64))  # up-conv halves
+        + conv(64, 2, 1))
+TCN = (conv(1, 64, 3, dims=1) + conv(64, 64, 3, dims=1) + conv(1, 64, 1, dims=1)  # level 1 with 1×1 shortcut
+       + 7 * 2 * conv(64, 64, 3, dims=1) + conv(64, 1, 1, dims=1))
+
+
+@dataclass(frozen=True)
+class Ref:
+    params: int  # the published or hand-derived trainable parameter count
+    source: str
+    tv: str | None = None  # torchvision builder, compared output-for-output
+    tv_weights: str | None = None  # torchvision weights enum whose meta["num_params"] is the published figure
+    tv_kwargs: tuple = ()
+    rel_tol: float = 0.0  # for figures the papers print rounded ("6.8M")
+
+
+def tv(name, weights, **kw):
+    return dict(tv=name, tv_weights=weights, tv_kwargs=tuple(kw.items()), source=f"torchvision {name} num_params")
+
+
+ZOO = {
+    "lenet5": Ref(LENET5, "hand count (full C3 connectivity), 61,706"),
+    "alexnet": Ref(61_100_840, **tv("alexnet", "AlexNet_Weights")),
+    "zfnet": Ref(62_357_608, "per-layer table, Computational Analysis and Deep Learning for Medical Care (2021)"),
+    "vgg11": Ref(132_863_336, **tv("vgg11", "VGG11_Weights")),
+    "vgg13": Ref(133_047_848, **tv("vgg13", "VGG13_Weights")),
+    "vgg16": Ref(138_357_544, **tv("vgg16", "VGG16_Weights")),
+    "vgg19": Ref(143_667_240, **tv("vgg19", "VGG19_Weights")),
+    "vgg16_bn": Ref(138_365_992, **tv("vgg16_bn", "VGG16_BN_Weights")),
+    # The paper's Table 1 sums to "6.8M" (weights without biases, rounded); archc counts 6,998,552 with biases.
+    "googlenet": Ref(6_800_000, "Szegedy et al. 2014, Table 1 (≈6.8M)", rel_tol=0.03),
+    "googlenet_bn": Ref(6_624_904, **tv("googlenet", "GoogLeNet_Weights", aux_logits=False, init_weights=False,
+                                        transform_input=False)),
+    # Cadene's bninception (11,295,240) has a dense 7×7 stem and conv biases; the paper's separable stem is smaller.
+    "inception_bn": Ref(11_295_240, "Cadene pretrainedmodels bninception (dense stem, biases)", rel_tol=0.002),
+    "resnet18": Ref(11_689_512, **tv("resnet18", "ResNet18_Weights")),
+    "resnet34": Ref(21_797_672, **tv("resnet34", "ResNet34_Weights")),
+    "resnet50": Ref(25_557_032, **tv("resnet50", "ResNet50_Weights")),
+    "resnet101": Ref(44_549_160, **tv("resnet101", "ResNet101_Weights")),
+    "resnet152": Ref(60_192_808, **tv("resnet152", "ResNet152_Weights")),
+    "resnext50_32x4d": Ref(25_028_904, **tv("resnext50_32x4d", "ResNeXt50_32X4D_Weights")),
+    "wide_resnet50_2": Ref(68_883_240, **tv("wide_resnet50_2", "Wide_ResNet50_2_Weights")),
+    "densenet121": Ref(7_978_856, **tv("densenet121", "DenseNet121_Weights")),
+    "mobilenet_v1": Ref(4_231_976, "Keras MobileNet (alpha 1.0): 4,253,864 total, 4,231,976 trainable"),
+    "mobilenet_v2": Ref(3_504_872, **tv("mobilenet_v2", "MobileNet_V2_Weights")),
+    "squeezenet1_0": Ref(1_248_424, **tv("squeezenet1_0", "SqueezeNet1_0_Weights")),
+    "squeezenet1_1": Ref(1_235_496, **tv("squeezenet1_1", "SqueezeNet1_1_Weights")),
+    "shufflenet_v2_x1_0": Ref(2_278_604, **tv("shufflenet_v2_x1_0", "ShuffleNet_V2_X1_0_Weights")),
+    "unet": Ref(UNET, "hand count of the 2015 paper's network (2 classes)"),
+    # Paper: 19,069,955 = convs with biases, no BN, no up-conv biases; archc adds BN's γ/β (see test below).
+    "unet3d": Ref(19_069_955 + 4_672 + 896, "Çiçek et al. 2016 (19,069,955) + BN γ/β 4,672 + up-conv biases 896"),
+    # FCN paper Table 1: 134M for FCN-VGG16; archc also counts the 64×64 upscore kernel (21·21·64·64 = 1,806,336).
+    "fcn32s": Ref(134_346_581 + 1_806_336, "Long et al. 2015 (134M) + the learnable upscore deconvolution"),
+    "segnet": Ref(29_500_000, "Badrinarayanan et al. 2017 (29.5M)", rel_tol=0.01),
+    "darknet19": Ref(20_842_376, "Darknet-19 classifier, ≈20.8M (darknet cfg)"),
+    "darknet53": Ref(41_600_000, "Redmon & Farhadi 2018, Darknet-53 ≈41.6M", rel_tol=0.01),
+    "yolov3": Ref(61_949_149, "official yolov3.weights / ultralytics YOLOv3 (416, 80 classes)"),
+    "ssd300": Ref(26_285_486, "caffe SSD300 VOC ≈26.3M; torchvision ssd300_vgg16 with 91 classes, see below"),
+    "fcn1d": Ref(FCN1D, "hand count: three conv blocks + GAP + dense (5 classes)"),
+    "char_cnn": Ref(CHAR_CNN, "hand count of Zhang et al. 2015's small model (4 classes)"),
+    "tcn": Ref(TCN, "hand count: 8 levels of two causal convs, hidden 64"),
+    "c3d": Ref(C3D, "hand count: 8 convs + fc6/fc7 + fc8 (487 Sports-1M classes)"),
+}
+
+
+def test_every_spec_is_in_the_zoo_table_and_has_a_header():
+    assert sorted(p.stem for p in SPECS.glob("*.arch")) == sorted(ZOO)
+    for p in SPECS.glob("*.arch"):
+        first = p.read_text().lstrip().splitlines()[0]
+        assert first.startswith("#") and len(first) > 20, f"{p.name} needs a header comment (paper, year, idea)"
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_parameter_count(name):
+    ref = ZOO[name]
+    got = archc.load_spec(SPECS / f"{name}.arch").num_params
+    if ref.rel_tol:
+        assert abs(got - ref.params) <= ref.rel_tol * ref.params, (got, ref.params, ref.source)
+    else:
+        assert got == ref.params, (got, ref.params, ref.source)
+    if ref.tv_weights:  # the table's figure is torchvision's published one, not a copy
+        published = list(getattr(torchvision_models(), ref.tv_weights))[0].meta["num_params"]
+        assert published == ref.params
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_compiles_to_valid_onnx_that_runs(name, tmp_path):
+    spec = archc.load_spec(SPECS / f"{name}.arch")
+    out = spec.save(tmp_path / f"{name}.onnx")
+    model = onnx.load(out, load_external_data=False)
+    onnx.checker.check_model(model, full_check=True)
+    assert len({n.name for n in model.graph.node}) == len(model.graph.node)  # spec paths are unique node names
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    feeds = {v.name: np.random.default_rng(0).standard_normal(v.shape).astype(np.float32) for v in spec.graph.inputs}
+    outs = sess.run(None, feeds)
+    assert [o.shape for o in outs] == [tuple(v.shape) for v in spec.graph.outputs]
+    assert all(np.isfinite(o).all() for o in outs)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, r in ZOO.items() if r.tv))
+def test_torchvision_outputs(name):
+    ref = ZOO[name]
+    spec = archc.load_spec(SPECS / f"{name}.arch")
+    rel = compare_outputs(spec.graph, reference(ref.tv, **dict(ref.tv_kwargs)))
+    assert rel <= 1e-5
+
+
+def test_ssd300_matches_torchvision_parameters_with_91_classes():
+    """torchvision's ssd300_vgg16 needs compiled ops to run, so compare its tensors, not its outputs. Its
+    state_dict lists the L2Norm scale first; archc keeps it beside conv4_3, so that one tensor is moved."""
+    import torch
+    model = torchvision_models().detection.ssd300_vgg16(weights=None, weights_backbone=None)
+    theirs = [(k, tuple(v.shape)) for k, v in model.state_dict().items()
+              if not k.endswith("num_batches_tracked")]
+    spec = archc.load_spec(SPECS / "ssd300.arch", params={"num_classes": 91})
+    ours = [tuple(w.shape) for _, _, w in spec.graph.weight_items()]
+    assert spec.num_params == list(torchvision_models().detection.SSD300_VGG16_Weights)[0].meta["num_params"]
+    scale = [s for k, s in theirs if k == "backbone.scale_weight"]
+    rest = [s for k, s in theirs if k != "backbone.scale_weight"]
+    assert scale == [(512,)] and sorted(ours) == sorted(rest + scale) and len(ours) == len(theirs)
+    del torch
+
+
+def test_mobilenet_v1_matches_keras_including_bn_statistics():
+    spec = archc.load_spec(SPECS / "mobilenet_v1.arch")
+    assert spec.num_params + spec.graph.num_nontrainable == 4_253_864  # Keras' "Total params"
+
+
+def test_unet3d_without_upconv_biases_is_the_paper_plus_bn():
+    spec = archc.load_spec(SPECS / "unet3d.arch", params={"upconv_bias": False})
+    bn_params = sum(n.params for n in spec.graph.nodes if n.op == "bn")
+    assert spec.num_params - bn_params == 19_069_955  # Çiçek et al. 2016, section 3
+
+
+def test_c3d_with_101_classes_is_the_commonly_cited_78m():
+    spec = archc.load_spec(SPECS / "c3d.arch", params={"num_classes": 101})
+    assert spec.num_params == C3D_CONVS + fc(8192, 4096) + fc(4096, 4096) + fc(4096, 101) == 78_409_573
+
+
+@pytest.mark.parametrize("name, shapes", [
+    ("unet", [(1, 2, 388, 388)]), ("unet3d", [(1, 3, 44, 44, 28)]),
+    ("yolov3", [(1, 255, 13, 13), (1, 255, 26, 26), (1, 255, 52, 52)]),
+    ("char_cnn", [(1, 4)]), ("c3d", [(1, 487)]), ("tcn", [(1, 1, 1024)]),
+])
+def test_output_shapes_are_the_papers(name, shapes):
+    assert [v.shape for v in archc.load_spec(SPECS / f"{name}.arch").graph.outputs] == shapes
+
+
+def test_googlenet_blocks_follow_the_papers_table():
+    """Szegedy et al. 2014, Table 1: output sizes of the inception blocks."""
+    g = archc.load_spec(SPECS / "googlenet.arch").graph
+    out = {n.blocks[0].path: n.output.shape for n in g.nodes if n.blocks}
+    assert out["inception_3a"] == (1, 256, 28, 28) and out["inception_3b"] == (1, 480, 28, 28)
+    assert out["inception_4a"] == (1, 512, 14, 14) and out["inception_4e"] == (1, 832, 14, 14)
+    assert out["inception_5b"] == (1, 1024, 7, 7)
