@@ -130,14 +130,88 @@ def check(specs, inputs, batch, set_, include_path):
 
 
 @main.command("ops")
-def list_ops():
+@click.option("--costs", is_flag=True, help="List the analyzer's cost rule for each ONNX op type instead.")
+def list_ops(costs):
     """List the ops of the spec language with their arguments."""
     from archc import ops
+    from archc.ops.registry import onnx_rules
     from archc.spec.expand import Expander
+    if costs:
+        for rule in onnx_rules():
+            macs = "MACs counted" if rule.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") else "no MACs"
+            click.echo(f"{rule.op_type:22s} {macs:13s} FLOPs: {rule.flops_doc}")
+        return
     for op in ops.all_ops():
         click.echo(f"{Expander.signature(op):60s} {op.doc}")
         if op.aliases:
             click.echo(f"{'':4s}aliases: {', '.join(op.aliases)}")
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--by", type=click.Choice(["block", "layer"]), default="block", show_default=True,
+              help="One row per block instance (the papers' tables) or per layer.")
+@click.option("--stages", is_flag=True, help="Fold repeated blocks (layer1_1, layer1_2, …) into one ×N row.")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json", "latex", "html"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file instead of the terminal.")
+@click.option("--sort", type=click.Choice(["model", "input", "params", "macs", "flops", "activations", "peak",
+                                           "depth", "rf", "weights"]), help="Sort a comparison by this column.")
+@click.option("--diff", is_flag=True, help="Show per-layer differences between two models.")
+@click.option("--explain", "explain_layer", metavar="LAYER", help="Show the arithmetic behind one layer's figures.")
+@spec_options
+def analyze(models, by, stages, fmt, output, sort, diff, explain_layer, inputs, batch, set_, include_path):
+    """Analyze specs or ONNX files: paper-style tables of sizes, parameters, MACs, memory and receptive fields.
+
+    \b
+    One model: a per-block (or per-layer) table and totals.
+    Several models: a side-by-side comparison (--sort COLUMN).
+    --diff A B: what changing A into B costs, layer by layer.
+    """
+    from archc.analyze import LoadOptions
+    from archc.analyze import analyze as run_analysis
+    from archc.errors import UsageError
+    from archc.render import Format, render
+    from archc.render import views
+    options = LoadOptions(batch=batch, inputs=_parse_inputs(inputs), params=_parse_set(set_),
+                          include_path=tuple(include_path))
+    if diff and len(models) != 2:
+        raise UsageError("--diff compares exactly two models")
+    if explain_layer and len(models) != 1:
+        raise UsageError("--explain takes one model")
+    analyses = [run_analysis(m, options) for m in models]
+    for a in analyses:
+        for w in a.warnings:
+            click.echo(f"archc: warning: {a.model}: {w}", err=True)
+    fmt = Format(fmt)
+    if explain_layer:
+        from archc.render.explain import explain
+        text = explain(analyses[0], explain_layer) + "\n"
+    elif fmt is Format.JSON:
+        import json
+        if diff:
+            payload = views.diff_table(*analyses).rows
+        elif len(analyses) > 1:
+            payload = {"models": [a.to_json() for a in analyses]}
+        else:
+            payload = analyses[0].to_json()
+        text = json.dumps(payload, indent=2, default=list) + "\n"
+    else:
+        if diff:
+            tables = [views.diff_table(*analyses)]
+        elif len(analyses) > 1:
+            tables = [views.compare_table(analyses, sort)]
+        else:
+            a = analyses[0]
+            blocks = views.fold_stages(a.blocks) if stages else a.blocks
+            tables = [views.block_table(a, blocks) if by == "block" else views.layer_table(a), views.totals_table(a)]
+        text = render(tables, fmt, title=tables[0].title)
+    if output:
+        from archc.util.atomic import write_text
+        write_text(output, text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
 
 
 def _print_diagnostics(err) -> None:

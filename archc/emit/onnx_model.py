@@ -94,13 +94,24 @@ class _Builder:
             proto.metadata_props.add(key=k, value=v)
 
 
-def build_model(graph: Graph, weights: Mapping[str, np.ndarray], doc: str = "") -> onnx.ModelProto:
+def _shape_only(name: str, dtype: int, shape) -> onnx.TensorProto:
+    t = onnx.TensorProto(name=name, data_type=dtype)
+    t.dims.extend(shape)
+    return t
+
+
+def build_model(graph: Graph, weights: Mapping[str, np.ndarray] | None, doc: str = "") -> onnx.ModelProto:
+    """`weights=None` writes weight tensors with their shapes but no data (for the analyzer)."""
     out = _Builder()
     for node in graph.nodes:
         op = ops.lookup(node.op)
         op.emit(EmitContext(node, out), node.attrs)
     # an output that is a network input passed straight through needs a node to carry its name
-    initializers = [numpy_helper.from_array(np.asarray(arr), name) for name, arr in weights.items()]
+    if weights is None:  # shapes only, for analysis: no tensor is allocated
+        initializers = [_shape_only(name, _ONNX_DTYPES[node.output.dtype], w.shape)
+                        for name, node, w in graph.weight_items()]
+    else:
+        initializers = [numpy_helper.from_array(np.asarray(arr), name) for name, arr in weights.items()]
     g = helper.make_graph(
         out.nodes, graph.name,
         [helper.make_tensor_value_info(v.name, _ONNX_DTYPES[v.dtype], list(v.shape)) for v in graph.inputs],

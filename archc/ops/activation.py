@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from archc.ops.registry import Built, Init, Kind, OpDef, OpError, Param, WeightSpec, register
+from archc.ops.registry import (Built, Init, Kind, OnnxRule, OpDef, OpError, Param, WeightSpec, per_output, register,
+                                register_onnx)
 
 
 def _same(a, shapes):
@@ -74,3 +75,14 @@ def _build_softmax(a, shapes):
 
 register(OpDef("softmax", "softmax along `axis` (default: channels)", (Param("axis", Kind.INT, 1),), _build_softmax,
                lambda ctx, attrs: ctx.node("Softmax", [ctx.inputs[0]], axis=attrs["axis"]), ("Softmax",)))
+
+
+# ---- analysis of ONNX nodes: one FLOP per element for an activation (a comparison, a clamp or a lookup; the cost
+# of transcendental functions is not modelled), three for a softmax (exponential, sum, divide) ---------------------
+for _op in ("Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Elu", "Selu", "Celu",
+            "Softplus", "Softsign", "Gelu", "Mish", "Erf", "Exp", "Log", "Sqrt", "Abs", "Neg", "Reciprocal",
+            "ThresholdedRelu", "Sign", "Floor", "Ceil", "Round"):
+    register_onnx(OnnxRule(_op, "one per output element", per_output(1), folded=True))
+register_onnx(OnnxRule("PRelu", "one per output element", per_output(1), trainable_slots=(1,), folded=True))
+register_onnx(OnnxRule("Softmax", "three per output element (exponential, sum, divide)", per_output(3)))
+register_onnx(OnnxRule("LogSoftmax", "three per output element (exponential, sum, log-subtract)", per_output(3)))

@@ -6,7 +6,8 @@ NumPy broadcasting (an SE gate N×C×1×1 scales N×C×H×W); concat needs equal
 """
 from __future__ import annotations
 
-from archc.ops.registry import Built, Kind, OpDef, OpError, Param, fmt_shape, register
+from archc.ops.registry import (Built, Kind, NodeView, OnnxRule, OpDef, OpError, Param, fmt_shape, numel, register,
+                                register_onnx)
 
 
 def _broadcast(shapes):
@@ -87,3 +88,16 @@ def _emit_concat(ctx, attrs):
 register(OpDef("concat", "concatenate the branches along `axis` (default: channels); crop=true centre-crops first",
                (Param("axis", Kind.INT, 1), Param("crop", Kind.BOOL, False)), _build_concat, _emit_concat,
                ("Concat",), merge=True))
+
+
+# ---- analysis of ONNX nodes: an n-input elementwise op costs n−1 operations per output element ----------------
+def _nary(v: NodeView):
+    n = numel(v.out_shapes[0])
+    return None if n is None else n * max(1, len(v.in_shapes) - 1)
+
+
+for _op in ("Add", "Sub", "Mul", "Div"):  # a stored operand with several elements is a learned scale or bias
+    register_onnx(OnnxRule(_op, "one per output element", _nary, learned_constants=True))
+for _op in ("Sum", "Max", "Min", "Mean", "Pow", "Where", "Equal", "Greater", "Less", "And", "Or", "Not"):
+    register_onnx(OnnxRule(_op, "n−1 per output element for n inputs", _nary))
+register_onnx(OnnxRule("Concat", "none (data movement)", lambda v: 0))

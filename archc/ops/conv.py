@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-from archc.ops.registry import (Built, Init, Kind, OpDef, OpError, Param, REQUIRED, WeightSpec, per_axis, positive,
-                                register, spatial)
+from archc.ops.registry import (RF, REQUIRED, Built, Init, Kind, NodeView, OnnxRule, OpDef, OpError, Param,
+                                WeightSpec, numel, per_axis, positive, register, register_onnx, spatial)
 from archc.ops.window import out_sizes, resolve_pads
 
 
@@ -114,3 +114,36 @@ register(OpDef(
      Param("output_padding", Kind.INTS, 0), Param("dilation", Kind.INTS, 1), Param("groups", Kind.INT, 1),
      Param("bias", Kind.BOOL, True)),
     build_deconv, _emit("ConvTranspose"), ("ConvTranspose",), aliases=("conv_transpose",)))
+
+
+# ---- analysis of ONNX nodes -------------------------------------------------------------------------------------
+def conv_macs(v: NodeView) -> int:
+    """Each output element: C_in/groups · prod(kernel) multiply-accumulates."""
+    x, y = v.in_shapes[0], v.out_shapes[0]
+    if x is None or y is None:
+        return None
+    return numel(y) * (x[1] // v.attrs.get("group", 1)) * math.prod(v.kernel())
+
+
+def deconv_macs(v: NodeView) -> int:
+    """Each input element is scattered to C_out/groups · prod(kernel) outputs."""
+    x, y = v.in_shapes[0], v.out_shapes[0]
+    if x is None or y is None:
+        return None
+    return numel(x) * (y[1] // v.attrs.get("group", 1)) * math.prod(v.kernel())
+
+
+def _flops_with_bias(macs):
+    def rule(v: NodeView):
+        m = macs(v)
+        if m is None:
+            return None
+        bias = numel(v.out_shapes[0]) if len(v.in_shapes) > 2 and v.in_shapes[2] is not None else 0
+        return 2 * m + bias
+    return rule
+
+
+register_onnx(OnnxRule("Conv", "2·MACs, plus one add per output element for the bias", _flops_with_bias(conv_macs),
+                       conv_macs, RF.WINDOW, trainable_slots=(1, 2)))
+register_onnx(OnnxRule("ConvTranspose", "2·MACs, plus one add per output element for the bias",
+                       _flops_with_bias(deconv_macs), deconv_macs, RF.TRANSPOSED, trainable_slots=(1, 2)))

@@ -1,7 +1,10 @@
 """Fully connected layers."""
 from __future__ import annotations
 
-from archc.ops.registry import Built, Init, Kind, OpDef, OpError, Param, WeightSpec, fmt_shape, positive, register
+import math
+
+from archc.ops.registry import (RF, Built, Init, Kind, NodeView, OnnxRule, OpDef, OpError, Param, WeightSpec,
+                                fmt_shape, numel, positive, register, register_onnx)
 
 
 def _build_dense(a, shapes):
@@ -25,3 +28,38 @@ def _emit_dense(ctx, attrs):
 register(OpDef("dense", "fully connected layer y = x·Wᵀ + b (W stored out×in, as in PyTorch)",
                (Param("out", Kind.INT), Param("bias", Kind.BOOL, True)), _build_dense, _emit_dense, ("Gemm",),
                aliases=("fc", "linear")))
+
+
+# ---- analysis of ONNX nodes -------------------------------------------------------------------------------------
+def gemm_macs(v: NodeView):
+    """Y = A·B (+C): M·N·K multiply-accumulates."""
+    a, y = v.in_shapes[0], v.out_shapes[0]
+    if a is None or y is None:
+        return None
+    k = a[0] if v.attrs.get("transA", 0) else a[1]
+    return y[0] * y[1] * k
+
+
+def matmul_macs(v: NodeView):
+    a, y = v.in_shapes[0], v.out_shapes[0]
+    if a is None or y is None:
+        return None
+    return numel(y) * a[-1]
+
+
+def _gemm_flops(v: NodeView):
+    m = gemm_macs(v)
+    if m is None:
+        return None
+    return 2 * m + (numel(v.out_shapes[0]) if len(v.in_shapes) > 2 and v.in_shapes[2] is not None else 0)
+
+
+def _matmul_flops(v: NodeView):
+    m = matmul_macs(v)
+    return None if m is None else 2 * m
+
+
+register_onnx(OnnxRule("Gemm", "2·MACs, plus one add per output element for the bias", _gemm_flops, gemm_macs,
+                       RF.GLOBAL, trainable_slots=(1, 2)))
+register_onnx(OnnxRule("MatMul", "2·MACs", _matmul_flops, matmul_macs, RF.GLOBAL, trainable_slots=(0, 1)))
+del math

@@ -1,7 +1,8 @@
 """Normalisation: batch norm, local response norm (AlexNet), L2 norm with a learned scale (SSD)."""
 from __future__ import annotations
 
-from archc.ops.registry import Built, Init, Kind, OpDef, OpError, Param, WeightSpec, positive, register
+from archc.ops.registry import (Built, Init, Kind, NodeView, OnnxRule, OpDef, OpError, Param, WeightSpec, numel,
+                                per_output, positive, register, register_onnx)
 
 
 def _build_bn(a, shapes):
@@ -53,3 +54,22 @@ def _emit_l2norm(ctx, attrs):
 
 register(OpDef("l2norm", "L2 normalisation across channels times a learned per-channel scale (SSD conv4_3)",
                (Param("scale", Kind.FLOAT, 20.0),), _build_l2norm, _emit_l2norm, ("LpNormalization", "Mul")))
+
+
+# ---- analysis of ONNX nodes -------------------------------------------------------------------------------------
+def _lrn_flops(v: NodeView):
+    n = numel(v.out_shapes[0])
+    return None if n is None else n * (2 * v.attrs.get("size", 1) + 3)
+
+
+register_onnx(OnnxRule("BatchNormalization", "two per element (inference: one scale and one shift)", per_output(2),
+                       trainable_slots=(1, 2), buffer_slots=(3, 4), folded=True))
+register_onnx(OnnxRule("LRN", "2·size per element for the windowed sum of squares, plus 3 (scale, power, divide)",
+                       _lrn_flops))
+register_onnx(OnnxRule("LpNormalization", "three per element (square, sum, divide)", per_output(3)))
+register_onnx(OnnxRule("InstanceNormalization", "four per element (mean, variance, normalise, scale-shift)",
+                       per_output(4), trainable_slots=(1, 2)))
+register_onnx(OnnxRule("LayerNormalization", "four per element (mean, variance, normalise, scale-shift)",
+                       per_output(4), trainable_slots=(1, 2)))
+register_onnx(OnnxRule("GroupNormalization", "four per element (mean, variance, normalise, scale-shift)",
+                       per_output(4), trainable_slots=(1, 2)))

@@ -1,7 +1,10 @@
 """Pooling: max/average (1-D/2-D/3-D, ceil mode, padding) and global average/max."""
 from __future__ import annotations
 
-from archc.ops.registry import Built, Kind, OpDef, OpError, Param, per_axis, positive, register, spatial
+import math
+
+from archc.ops.registry import (RF, Built, Kind, NodeView, OnnxRule, OpDef, OpError, Param, numel, per_axis, positive,
+                                register, register_onnx, spatial)
 from archc.ops.window import out_sizes, resolve_pads
 
 
@@ -56,3 +59,19 @@ register(OpDef("gap", "global average pooling (to 1×1)", (), _build_global("gap
 register(OpDef("gmp", "global max pooling (to 1×1)", (), _build_global("gmp"),
                lambda ctx, attrs: ctx.node("GlobalMaxPool", [ctx.inputs[0]]), ("GlobalMaxPool",),
                aliases=("global_maxpool",)))
+
+
+# ---- analysis of ONNX nodes -------------------------------------------------------------------------------------
+def _window_flops(v: NodeView):
+    n = numel(v.out_shapes[0])
+    return None if n is None else n * math.prod(v.attrs.get("kernel_shape", (1,)))
+
+
+def _input_flops(v: NodeView):
+    return numel(v.in_shapes[0])
+
+
+register_onnx(OnnxRule("MaxPool", "prod(kernel) comparisons per output element", _window_flops, rf=RF.WINDOW))
+register_onnx(OnnxRule("AveragePool", "prod(kernel) adds/divide per output element", _window_flops, rf=RF.WINDOW))
+register_onnx(OnnxRule("GlobalAveragePool", "one add per input element", _input_flops, rf=RF.GLOBAL))
+register_onnx(OnnxRule("GlobalMaxPool", "one comparison per input element", _input_flops, rf=RF.GLOBAL))

@@ -159,3 +159,95 @@ def weights_numel(weights) -> int:
             n *= d
         total += n
     return total
+
+
+# ---- ONNX-side rules: what the analyzer needs to know about an ONNX op type -----------------------------------
+class RF(enum.Enum):
+    """How an op moves a receptive field (see analyze/receptive_field.py)."""
+
+    WINDOW = "window"  # sliding window: kernel, stride, dilation, pads (conv, pooling)
+    TRANSPOSED = "transposed"  # transposed convolution
+    IDENTITY = "identity"  # elementwise, normalisation, concat: the field of the widest input
+    GLOBAL = "global"  # the whole input (global pooling, dense layers, flatten)
+    RESIZE = "resize"  # upsampling: jump shrinks
+    PAD = "pad"  # shifts the start
+    SLICE = "slice"  # a crop shifts the start
+    RESHAPE = "reshape"  # kept when the trailing spatial sizes are kept (channel shuffle), else whole input
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What an ONNX-side rule sees of one node: attributes with ONNX defaults, shapes, and small constants."""
+
+    op_type: str
+    attrs: Mapping[str, Any]
+    in_shapes: list[Shape | None]
+    out_shapes: list[Shape | None]
+    const_inputs: list[Any]  # numpy values of small constant inputs (shape tensors, scales), else None
+    initializer_inputs: list[bool]  # input i is a stored tensor (weights)
+
+    def kernel(self) -> tuple[int, ...]:
+        k = self.attrs.get("kernel_shape")
+        if k:
+            return tuple(k)
+        w = self.in_shapes[1] if len(self.in_shapes) > 1 else None
+        return tuple(w[2:]) if w else ()
+
+    def spatial_rank(self) -> int:
+        x = self.in_shapes[0]
+        return len(x) - 2 if x else 0
+
+
+@dataclass(frozen=True)
+class OnnxRule:
+    """Cost and structure of one ONNX op type.
+
+    Conventions: a MAC is one multiply-accumulate, counted only for convolutions, transposed convolutions, dense
+    layers (Gemm) and matrix products; `flops` is the op's whole arithmetic (2 per MAC plus the rest), written
+    out in `flops_doc`. Returning None means "unknown": never a silent 0.
+    """
+
+    op_type: str
+    flops_doc: str
+    flops: Callable[[NodeView], int | None]
+    macs: Callable[[NodeView], int] = lambda v: 0
+    rf: RF = RF.IDENTITY
+    trainable_slots: tuple[int, ...] = ()  # inputs that are learned weights when stored in the file
+    buffer_slots: tuple[int, ...] = ()  # stored but not trained (batch norm running statistics)
+    learned_constants: bool = False  # a stored float tensor with more than one element is a learned weight
+    folded: bool = False  # activations and batch norm: papers' tables fold them into the layer before
+
+
+_ONNX_RULES: dict[str, OnnxRule] = {}
+
+
+def register_onnx(rule: OnnxRule) -> OnnxRule:
+    if rule.op_type in _ONNX_RULES:
+        raise ValueError(f"ONNX rule {rule.op_type!r} registered twice")
+    _ONNX_RULES[rule.op_type] = rule
+    return rule
+
+
+def onnx_rule(op_type: str) -> OnnxRule | None:
+    return _ONNX_RULES.get(op_type)
+
+
+def onnx_rules() -> list[OnnxRule]:
+    return sorted(_ONNX_RULES.values(), key=lambda r: r.op_type)
+
+
+def numel(shape: Shape | None) -> int | None:
+    if shape is None:
+        return None
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def per_output(k: int | float = 1):
+    """A FLOP rule: k operations per output element."""
+    def rule(v: NodeView):
+        n = numel(v.out_shapes[0]) if v.out_shapes else None
+        return None if n is None else int(k * n)
+    return rule

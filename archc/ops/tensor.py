@@ -5,7 +5,8 @@ import math
 
 import numpy as np
 
-from archc.ops.registry import Built, Kind, OpDef, OpError, Param, fmt_shape, per_axis, register, spatial
+from archc.ops.registry import (RF, Built, Kind, NodeView, OnnxRule, OpDef, OpError, Param, fmt_shape, numel,
+                                per_axis, register, register_onnx, spatial)
 
 
 def _build_flatten(a, shapes):
@@ -167,3 +168,36 @@ register(OpDef("dropout", "dropout with probability p: an identity at inference,
 
 register(OpDef("identity", "pass the input through (a shortcut branch)", (), lambda a, s: Built(s[0]),
                lambda ctx, attrs: None, (), passthrough=True))
+
+
+# ---- analysis of ONNX nodes -------------------------------------------------------------------------------------
+def _zero(v: NodeView):
+    return 0
+
+
+def _resize_flops(v: NodeView):
+    """nearest: none (a copy); linear/cubic: a multiply-add (2 FLOPs) per output element per resized axis."""
+    x, y = v.in_shapes[0], v.out_shapes[0]
+    if x is None or y is None:
+        return None
+    if v.attrs.get("mode", "nearest") == "nearest":
+        return 0
+    axes = sum(1 for a, b in zip(x, y) if a != b)
+    return 2 * axes * numel(y)
+
+
+def _reduce_flops(v: NodeView):
+    return numel(v.in_shapes[0])
+
+
+for _op, _rf in (("Reshape", RF.RESHAPE), ("Transpose", RF.RESHAPE), ("Flatten", RF.GLOBAL), ("Pad", RF.PAD),
+                 ("Slice", RF.SLICE), ("Dropout", RF.IDENTITY), ("Identity", RF.IDENTITY),
+                 ("Squeeze", RF.RESHAPE), ("Unsqueeze", RF.RESHAPE), ("Split", RF.IDENTITY), ("Cast", RF.IDENTITY),
+                 ("Expand", RF.IDENTITY), ("Tile", RF.IDENTITY), ("Gather", RF.IDENTITY), ("Shape", RF.GLOBAL),
+                 ("Constant", RF.GLOBAL), ("ConstantOfShape", RF.GLOBAL), ("Range", RF.GLOBAL),
+                 ("DepthToSpace", RF.RESHAPE), ("SpaceToDepth", RF.RESHAPE)):
+    register_onnx(OnnxRule(_op, "none (data movement or shape arithmetic)", _zero, rf=_rf))
+register_onnx(OnnxRule("Resize", _resize_flops.__doc__, _resize_flops, rf=RF.RESIZE))
+register_onnx(OnnxRule("Upsample", _resize_flops.__doc__, _resize_flops, rf=RF.RESIZE))
+for _op in ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceL2"):
+    register_onnx(OnnxRule(_op, "one per input element", _reduce_flops, rf=RF.GLOBAL))

@@ -1,0 +1,192 @@
+"""An ONNX graph as NetworkX sees it: nodes in executed order, tensors with shapes, and the rule for each op.
+
+Checks here are the ones an untrusted file needs before any arithmetic: every node input must be produced by a
+node, be a graph input or a stored tensor; the graph must be acyclic; tensor names must be produced once.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from archc.errors import ArchcError
+from archc.ops.registry import NodeView, OnnxRule, onnx_rule
+
+_SMALL = 64  # constants up to this many elements are read (pads, scales, shape vectors); weights never are
+_INT_TYPES = {TensorProto.INT64, TensorProto.INT32, TensorProto.INT16, TensorProto.INT8, TensorProto.UINT8,
+              TensorProto.BOOL}
+
+
+@dataclass
+class Tensor:
+    name: str
+    shape: tuple[int, ...] | None
+    dtype: int
+    stored: bool = False  # an initializer or a Constant node's output
+    value: np.ndarray | None = None  # only for small stored tensors
+
+    @property
+    def itemsize(self) -> int:
+        return helper.tensor_dtype_to_np_dtype(self.dtype).itemsize if self.dtype else 4
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape or ():
+            n *= d
+        return n
+
+
+@dataclass
+class Node:
+    index: int
+    name: str
+    proto: onnx.NodeProto
+    rule: OnnxRule | None
+    view: NodeView
+    meta: dict[str, str] = field(default_factory=dict)
+    shape_only: bool = False  # shape arithmetic: hidden from layer tables
+
+    @property
+    def op_type(self) -> str:
+        return self.proto.op_type
+
+
+@dataclass
+class NetGraph:
+    model: onnx.ModelProto
+    nodes: list[Node]
+    tensors: dict[str, Tensor]
+    inputs: list[str]
+    outputs: list[str]
+    dag: nx.DiGraph  # node index → node index, one edge per tensor handed over
+    producer: dict[str, int]
+    consumers: dict[str, list[int]]
+
+
+def _tensor_shape(vi) -> tuple[int, ...] | None:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    dims = []
+    for d in t.shape.dim:
+        if not d.HasField("dim_value"):
+            return None
+        dims.append(d.dim_value)
+    return tuple(dims)
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    """Attributes with the ONNX schema's defaults filled in, as plain Python values."""
+    out = {}
+    try:
+        schema = onnx.defs.get_schema(node.op_type, domain=node.domain or "")
+        for name, a in schema.attributes.items():
+            if a.default_value is not None and a.default_value.type != 0:
+                out[name] = helper.get_attribute_value(a.default_value)
+    except Exception:  # an op onnx does not know (custom domain): only the written attributes
+        pass
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else (tuple(v) if isinstance(v, list) else v)
+    return out
+
+
+def build(model: onnx.ModelProto, source: str) -> NetGraph:
+    g = model.graph
+    tensors: dict[str, Tensor] = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        tensors[vi.name] = Tensor(vi.name, _tensor_shape(vi), vi.type.tensor_type.elem_type)
+    for t in g.initializer:
+        value = None
+        if np.prod(t.dims, dtype=np.int64) <= _SMALL and t.data_location != TensorProto.EXTERNAL:
+            try:
+                value = numpy_helper.to_array(t)
+            except Exception:
+                value = None
+        tensors[t.name] = Tensor(t.name, tuple(t.dims), t.data_type, stored=True, value=value)
+    initializers = {t.name for t in g.initializer}
+    inputs = [i.name for i in g.input if i.name not in initializers]
+
+    producer: dict[str, int] = {}
+    nodes: list[Node] = []
+    for idx, p in enumerate(g.node):
+        name = p.name or f"{p.op_type}_{idx}"
+        for out in p.output:
+            if not out:
+                continue
+            if out in producer or out in initializers or out in inputs:
+                raise ArchcError(f"'{source}': tensor '{out}' is produced twice (by node '{name}'); the graph is "
+                                 "not valid ONNX")
+            producer[out] = idx
+        if p.op_type == "Constant" and p.output:
+            attr = {a.name: a for a in p.attribute}
+            if "value" in attr:
+                arr = numpy_helper.to_array(attr["value"].t)
+                t = tensors.setdefault(p.output[0], Tensor(p.output[0], tuple(arr.shape), attr["value"].t.data_type))
+                t.stored, t.shape = True, tuple(arr.shape)
+                t.value = arr if arr.size <= _SMALL else None
+        nodes.append(Node(idx, name, p, onnx_rule(p.op_type), None,  # view filled below
+                          {m.key: m.value for m in p.metadata_props}))
+
+    names = {n.name for n in nodes}
+    if len(names) != len(nodes):  # unnamed or duplicate names: make them unique and stable
+        seen: dict[str, int] = {}
+        for n in nodes:
+            k = seen.get(n.name, 0)
+            seen[n.name] = k + 1
+            if k:
+                n.name = f"{n.name}#{k + 1}"
+
+    consumers: dict[str, list[int]] = {}
+    dag = nx.DiGraph()
+    dag.add_nodes_from(range(len(nodes)))
+    for n in nodes:
+        for inp in n.proto.input:
+            if not inp:
+                continue
+            if inp not in producer and inp not in initializers and inp not in inputs:
+                raise ArchcError(f"'{source}': node '{n.name}' ({n.op_type}) reads '{inp}', which no node produces "
+                                 "and which is neither a graph input nor a stored tensor")
+            consumers.setdefault(inp, []).append(n.index)
+            if inp in producer:
+                dag.add_edge(producer[inp], n.index)
+    for out in g.output:
+        if out.name not in producer and out.name not in inputs and out.name not in initializers:
+            raise ArchcError(f"'{source}': graph output '{out.name}' is produced by no node")
+    if not nx.is_directed_acyclic_graph(dag):
+        cycle = nx.find_cycle(dag)
+        chain = " → ".join(nodes[a].name for a, _ in cycle) + f" → {nodes[cycle[0][0]].name}"
+        raise ArchcError(f"'{source}': the graph has a cycle ({chain}); ONNX graphs must be acyclic")
+
+    order = list(range(len(nodes)))
+    if any(b < a for a, b in dag.edges):  # not stored in executable order: run it in a topological one
+        order = list(nx.lexicographical_topological_sort(dag))
+        nodes = [nodes[i] for i in order]
+
+    for n in nodes:
+        ins = [tensors.get(i) if i else None for i in n.proto.input]
+        outs = [tensors.get(o) for o in n.proto.output]
+        n.view = NodeView(n.op_type, _attrs(n.proto), [t.shape if t else None for t in ins],
+                          [t.shape if t else None for t in outs], [t.value if t else None for t in ins],
+                          [bool(t and t.stored) for t in ins])
+        n.shape_only = n.op_type in ("Shape", "Constant", "ConstantOfShape", "Range") or (
+            all(t is not None and t.dtype in _INT_TYPES and t.shape is not None and len(t.shape) <= 1 for t in outs)
+            and bool(outs))
+    return NetGraph(model, nodes, tensors, inputs, [o.name for o in g.output], dag, producer, consumers)
+
+
+def block_frames(node: Node) -> list[dict]:
+    """archc's block stack from node metadata, outermost first (empty for foreign files)."""
+    raw = node.meta.get("archc.blocks")
+    if not raw:
+        return []
+    try:
+        frames = json.loads(raw)
+        return frames if isinstance(frames, list) else []
+    except ValueError:
+        return []

@@ -1,0 +1,100 @@
+"""One `Layer` row per ONNX node: weights, cost by the op's registered rule, output size, receptive field."""
+from __future__ import annotations
+
+import math
+
+from archc.analyze.graph import NetGraph, Node
+from archc.analyze.model import Layer, ReceptiveField
+from archc.ops.registry import RF
+
+
+def weights_of(node: Node, g: NetGraph) -> tuple[list[str], list[str]]:
+    """(trainable, non-trainable) stored tensors this node reads, by the op's weight slots."""
+    rule = node.rule
+    trainable, buffers = [], []
+    for slot, name in enumerate(node.proto.input):
+        t = g.tensors.get(name)
+        if not name or t is None or not t.stored:
+            continue
+        if rule is None:
+            continue
+        if slot in rule.trainable_slots:
+            trainable.append(name)
+        elif slot in rule.buffer_slots:
+            buffers.append(name)
+        elif rule.learned_constants and t.numel > 1 and t.dtype in (1, 10, 11, 16):  # float types
+            trainable.append(name)
+    return trainable, buffers
+
+
+def _window_attrs(node: Node):
+    rule = node.rule
+    if rule is None or rule.rf not in (RF.WINDOW, RF.TRANSPOSED):
+        return None, None, None, None, None
+    v = node.view
+    n = v.spatial_rank()
+    k = v.kernel() or None
+    s = tuple(v.attrs.get("strides") or (1,) * n)
+    d = tuple(v.attrs.get("dilations") or (1,) * n)
+    pads = tuple(v.attrs.get("pads") or (0,) * (2 * n))
+    groups = v.attrs.get("group") if node.op_type in ("Conv", "ConvTranspose") else None
+    return k, s, d, pads, groups
+
+
+def build_layers(g: NetGraph, fields: dict[str, ReceptiveField], block_of) -> list[Layer]:
+    names = {}
+    for node in g.nodes:
+        for out in node.proto.output:
+            names[out] = node.name
+    layers = []
+    for node in g.nodes:
+        if node.shape_only:
+            continue
+        trainable, buffers = weights_of(node, g)
+        rule = node.rule
+        macs = rule.macs(node.view) if rule else None
+        flops = rule.flops(node.view) if rule else None
+        out = g.tensors.get(node.proto.output[0]) if node.proto.output else None
+        elems = out.numel if out is not None and out.shape is not None else 0
+        k, s, d, pads, groups = _window_attrs(node)
+        layers.append(Layer(
+            name=node.name, op=node.op_type, block=block_of(node),
+            kernel=k, stride=s, dilation=d, pads=pads, groups=groups,
+            input_shapes=list(node.view.in_shapes),
+            output_shape=out.shape if out is not None else None,
+            params=sum(g.tensors[t].numel for t in trainable),
+            nontrainable=sum(g.tensors[t].numel for t in buffers),
+            macs=macs, flops=flops, activation_elements=elems,
+            activation_bytes=elems * (out.itemsize if out is not None else 4),
+            receptive_field=fields.get(node.proto.output[0]) if node.proto.output else None,
+            inputs=[names.get(i, i) for i, stored in zip(node.proto.input, node.view.initializer_inputs)
+                    if i and not stored],
+            weights=trainable, buffers=buffers,
+            spec_op=node.meta.get("archc.layer"), span=node.meta.get("archc.span"),
+        ))
+    return layers
+
+
+def depth(layers: list[Layer]) -> int:
+    """Layers with MACs (convolutions, dense layers) on the longest path: ResNet-50 → 50, VGG-16 → 16."""
+    best: dict[str, int] = {}
+    by_name = {l.name: l for l in layers}
+    result = 0
+    for l in layers:
+        here = 1 if l.macs else 0
+        d = here + max((best.get(i, 0) for i in l.inputs if i in by_name), default=0)
+        best[l.name] = d
+        result = max(result, d)
+    return result
+
+
+def total_stride(layers: list[Layer]) -> tuple[int, ...] | None:
+    """Input spatial size / output spatial size of a run of layers (the stride of a block)."""
+    first = next((l.input_shapes[0] for l in layers if l.input_shapes and l.input_shapes[0]), None)
+    last = layers[-1].output_shape if layers else None
+    if not first or not last or len(first) < 3 or len(last) != len(first):
+        return None
+    return tuple(max(1, round(a / b)) for a, b in zip(first[2:], last[2:]))
+
+
+del math

@@ -1,0 +1,94 @@
+"""Terminal rendering of a `Table` with rich."""
+from __future__ import annotations
+
+import io
+
+from rich import box
+from rich.console import Console
+from rich.table import Table as RichTable
+from rich.text import Text
+
+from archc.render._rows import GROUP, TOTAL, cell_text, group_label, is_heading, row_style
+from archc.render.table import Align, Table
+
+MIN_WIDTH = 120
+
+# SIMPLE_HEAVY with a thin rule between sections, so that end_section draws a line above a totals row.
+_BOX = box.Box(
+    "    \n"
+    "    \n"
+    " ━━ \n"
+    "    \n"
+    " ── \n"
+    " ━━ \n"
+    "    \n"
+    "    \n"
+)
+
+
+def _build(table: Table) -> RichTable:
+    rt = RichTable(
+        box=_BOX,
+        header_style="bold",
+        show_edge=False,
+        pad_edge=False,
+    )
+    for col in table.columns:
+        rt.add_column(
+            Text(col.header),  # Text, never markup: headers and cells are shown verbatim
+            justify="right" if col.align is Align.RIGHT else "left",
+            no_wrap=True,
+        )
+    rows = table.rows
+    for i, row in enumerate(rows):
+        style = row_style(row)
+        # A separator line above a totals row: rich draws it under the previous row.
+        end_section = i + 1 < len(rows) and row_style(rows[i + 1]) == TOTAL
+        if style == GROUP and is_heading(table, row):
+            cells = [Text(group_label(table, row), style="dim italic")] + [Text("") for _ in table.columns[1:]]
+            rt.add_row(*cells, end_section=end_section)
+            continue
+        cells = [Text(cell_text(row, col)) for col in table.columns]
+        rt.add_row(
+            *cells,
+            style="bold" if style == TOTAL else ("dim italic" if style == GROUP else None),
+            end_section=end_section,
+        )
+    return rt
+
+
+def render_text(table: Table, console: Console | None = None) -> str:
+    """The table as terminal text, never truncated nor wrapped (the width grows with the table).
+
+    Without `console` the result is plain text (no ANSI escapes). With one, the result carries that console's
+    colour system (ANSI escapes when it has colour): write it as is (sys.stdout.write / click.echo), do not
+    pass it to console.print, which would re-parse it.
+    """
+    rt = _build(table)
+    color_system = console.color_system if console is not None else None
+    probe = Console(file=io.StringIO(), width=10_000, color_system=None, highlight=False, legacy_windows=False)
+    needed = probe.measure(rt).maximum
+    notes_width = max((len(n) for n in [table.title, *table.footnotes]), default=0)
+    width = max(MIN_WIDTH, needed, notes_width)
+    buf = io.StringIO()
+    out = Console(
+        file=buf,
+        width=width,
+        color_system=color_system,
+        force_terminal=color_system is not None,
+        no_color=console.no_color if console is not None else False,
+        highlight=False,
+        emoji=False,
+        markup=False,
+        legacy_windows=False,
+        soft_wrap=False,
+    )
+    if table.title:  # printed above rather than as rich's title, which would wrap to the table's width
+        out.print(Text(table.title, style="bold"))
+    out.print(rt)
+    for note in table.footnotes:
+        out.print(Text(note, style="dim"))
+    text = buf.getvalue()
+    if color_system is None:  # plain text: drop rich's trailing padding so output diffs cleanly
+        text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return text
