@@ -7,6 +7,7 @@ the second looks like an index into the first (`layer1/layer1.0`, `features/feat
 """
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 
@@ -75,28 +76,37 @@ def build_blocks(layers: list[Layer], meta: dict[str, tuple[str, dict]]) -> list
     return blocks
 
 
-_STAGE = re.compile(r"^(.*?)[_.](\d+)$")
+_STAGE = re.compile(r"^(.*?)[_.](\d+)$")  # layer1_2 (archc), layer1/layer1.1 (PyTorch export)
 
 
 def fold_stages(blocks: list[Block]) -> list[Block]:
-    """Consecutive instances of one block type named <stage>_1, <stage>_2, … become one `×N` stage row."""
-    out: list[Block] = []
+    """Runs of consecutive instances of one block type named <stage>_1, <stage>_2, … (or <stage>.0, <stage>.1)
+    become one `×N` stage row named <stage>; an instance alone keeps its own row and name."""
+    runs: list[list[Block]] = []
     for b in blocks:
-        m = _STAGE.match(b.path.rsplit("/", 1)[-1])
-        prev = out[-1] if out else None
-        if prev and m and prev.type == b.type and prev.path == m.group(1) and b.count == 1:
-            prev.count += 1
-            prev.layers += b.layers
-            prev.output_shape = b.output_shape
-            prev.params += b.params
-            prev.macs = None if prev.macs is None or b.macs is None else prev.macs + b.macs
-            prev.flops = None if prev.flops is None or b.flops is None else prev.flops + b.flops
-            prev.depth += b.depth
-            if prev.stride and b.stride:
-                prev.stride = tuple(x * y for x, y in zip(prev.stride, b.stride))
-            prev.args = {k: v for k, v in prev.args.items() if b.args.get(k) == v}
+        m = _STAGE.match(b.path)
+        prev = runs[-1][-1] if runs else None
+        pm = _STAGE.match(prev.path) if prev else None
+        if prev and m and pm and prev.type == b.type and pm.group(1) == m.group(1):
+            runs[-1].append(b)
+        else:
+            runs.append([b])
+    out = []
+    for run in runs:
+        if len(run) == 1:
+            out.append(run[0])
             continue
-        if m:
-            b = Block(**{**b.__dict__, "path": m.group(1), "layers": list(b.layers), "args": dict(b.args)})
-        out.append(b)
+        first, last = run[0], run[-1]
+        stride = None
+        if all(b.stride for b in run):
+            stride = tuple(math.prod(b.stride[i] for b in run) for i in range(len(first.stride)))
+        parts = _STAGE.match(first.path).group(1).split("/")
+        if len(parts) > 1 and parts[-1] == parts[-2]:  # layer1/layer1.0 → layer1
+            parts.pop()
+        out.append(Block(
+            path="/".join(parts), type=first.type,
+            args={k: v for k, v in first.args.items() if all(b.args.get(k) == v for b in run)},
+            layers=[name for b in run for name in b.layers], kernel=None, stride=stride,
+            output_shape=last.output_shape, depth=sum(b.depth for b in run), params=sum(b.params for b in run),
+            macs=_sum(b.macs for b in run), flops=_sum(b.flops for b in run), count=len(run)))
     return out

@@ -171,6 +171,16 @@ def build(model: onnx.ModelProto, source: str) -> NetGraph:
     for n in nodes:
         ins = [tensors.get(i) if i else None for i in n.proto.input]
         outs = [tensors.get(o) for o in n.proto.output]
+        real_ins = [t for i, t in zip(n.proto.input, ins) if i]
+        if real_ins and all(t is not None and t.stored for t in real_ins):
+            # a constant subgraph (an exporter's Identity or Cast of a weight): its outputs are stored tensors too
+            n.shape_only = True
+            for t in outs:
+                if t is not None:
+                    t.stored = True
+            n.view = NodeView(n.op_type, {}, [t.shape if t else None for t in ins],
+                              [t.shape if t else None for t in outs], [None] * len(ins), [True] * len(ins))
+            continue
         n.view = NodeView(n.op_type, _attrs(n.proto), [t.shape if t else None for t in ins],
                           [t.shape if t else None for t in outs], [t.value if t else None for t in ins],
                           [bool(t and t.stored) for t in ins])

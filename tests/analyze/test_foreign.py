@@ -1,0 +1,227 @@
+"""ONNX files archc did not write (built here with onnx.helper, or exported by PyTorch), and untrusted ones."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from archc.analyze import LoadOptions, analyze
+from archc.errors import ArchcError
+
+F = TensorProto.FLOAT
+
+
+def init(name, shape, value=None):
+    arr = np.full(shape, 0.5 if value is None else value, dtype=np.float32)
+    return numpy_helper.from_array(arr, name)
+
+
+def save(tmp_path, nodes, inits, inputs, outputs, name="m", opset=17):
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def x_input(shape=("N", 3, 32, 32)):
+    return helper.make_tensor_value_info("x", F, list(shape))
+
+
+def y_output():
+    return helper.make_tensor_value_info("y", F, None)
+
+
+def test_bn_grouped_depthwise_transposed_resize_pad(tmp_path):
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="stem", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                         strides=[2, 2]),
+        helper.make_node("BatchNormalization", ["c1", "g", "b", "m", "v"], ["bn"], name="bn"),
+        helper.make_node("Conv", ["bn", "w2", "b2"], ["c2"], name="grouped", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                         group=4),
+        helper.make_node("Conv", ["c2", "w3"], ["c3"], name="depthwise", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                         group=16),
+        helper.make_node("ConvTranspose", ["c3", "w4"], ["c4"], name="up", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Resize", ["c4", "", "scales"], ["c5"], name="resize", mode="linear"),
+        helper.make_node("Pad", ["c5", "pads"], ["y"], name="pad"),
+    ]
+    inits = [init("w1", (16, 3, 3, 3)), init("g", (16,), 1), init("b", (16,), 0), init("m", (16,), 0),
+             init("v", (16,), 1), init("w2", (16, 4, 3, 3)), init("b2", (16,)), init("w3", (16, 1, 3, 3)),
+             init("w4", (16, 8, 2, 2)), numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+             numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")]
+    a = analyze(save(tmp_path, nodes, inits, [x_input()], [y_output()]))
+    L = {l.name: l for l in a.layers}
+    assert L["stem"].output_shape == (1, 16, 16, 16) and L["stem"].params == 16 * 3 * 3 * 3
+    assert L["stem"].macs == 16 * 16 * 16 * 3 * 3 * 3
+    assert (L["bn"].params, L["bn"].nontrainable) == (32, 32)
+    assert L["grouped"].params == 16 * 4 * 9 + 16 and L["grouped"].macs == 16 * 16 * 16 * (16 // 4) * 9
+    assert L["depthwise"].params == 16 * 9 and L["depthwise"].macs == 16 * 16 * 16 * 9
+    assert L["up"].output_shape == (1, 8, 32, 32)
+    assert L["up"].macs == 16 * 16 * 16 * 8 * 4  # each input element scattered to C_out·k·k outputs
+    assert L["resize"].output_shape == (1, 8, 64, 64) and L["pad"].output_shape == (1, 8, 66, 66)
+    assert L["resize"].receptive_field.stride == (0.5, 0.5)
+    assert L["pad"].receptive_field.start[0] == L["resize"].receptive_field.start[0] - 0.5
+    assert a.totals.trainable_params == 16 * 27 + 32 + 16 * 36 + 16 + 16 * 9 + 16 * 8 * 4
+    assert a.batch == 1  # the symbolic batch became 1
+
+
+def test_reshape_chain_and_shape_subgraph_are_resolved_and_hidden(tmp_path):
+    """PyTorch-style flatten: Shape → Gather → Unsqueeze → Concat → Reshape, then a dense layer."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[1, 1]),
+        helper.make_node("Shape", ["c"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "zero"], ["n"], name="gather", axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes"], ["n1"], name="unsq"),
+        helper.make_node("Concat", ["n1", "minus1"], ["target"], name="cat", axis=0),
+        helper.make_node("Reshape", ["c", "target"], ["flat"], name="reshape"),
+        helper.make_node("Reshape", ["flat", "back"], ["back4"], name="reshape2"),
+        helper.make_node("Reshape", ["back4", "target"], ["flat2"], name="reshape3"),
+        helper.make_node("Gemm", ["flat2", "fc", "fcb"], ["y"], name="fc", transB=1),
+    ]
+    inits = [init("w", (4, 3, 1, 1)), numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1"),
+             numpy_helper.from_array(np.array([1, 4, 8, 8], np.int64), "back"),
+             init("fc", (10, 256)), init("fcb", (10,))]
+    a = analyze(save(tmp_path, nodes, inits, [x_input((1, 3, 8, 8))], [y_output()]))
+    names = [l.name for l in a.layers]
+    assert names == ["conv", "reshape", "reshape2", "reshape3", "fc"]
+    assert a.hidden_shape_nodes == 4
+    assert a.layer("fc").output_shape == (1, 10) and a.layer("fc").macs == 256 * 10
+    assert a.layer("conv").receptive_field.size == (1.0, 1.0)
+    # a reshape to N×256 drops the spatial layout; reshaping back cannot be trusted to restore it: whole input
+    assert a.layer("reshape").receptive_field.whole and a.layer("reshape2").receptive_field.whole
+    assert a.layer("fc").receptive_field.whole
+
+
+def test_unknown_op_is_reported_not_zeroed(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("FancyAttention", ["c"], ["d"], name="fancy1", domain="custom.ops"),
+             helper.make_node("FancyAttention", ["d"], ["y"], name="fancy2", domain="custom.ops")]
+    model = helper.make_model(helper.make_graph(nodes, "m", [x_input((1, 3, 8, 8))], [y_output()],
+                                                initializer=[init("w", (4, 3, 3, 3))]),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom.ops", 1)])
+    path = tmp_path / "custom.onnx"
+    onnx.save(model, str(path))
+    a = analyze(str(path))
+    fancy = a.layer("fancy1")
+    assert fancy.macs is None and fancy.flops is None
+    assert a.totals.unknown_ops == {"FancyAttention": 2}
+    assert a.totals.macs == a.layer("conv").macs  # the totals exclude them, and say so
+    assert any("FancyAttention ×2" in w for w in a.warnings)
+    from archc.render import render
+    from archc.render.views import layer_table
+    text = render([layer_table(a)], "table")
+    assert "?" in text.split("fancy1")[1].splitlines()[0]
+    assert "Totals exclude ops without a cost rule: FancyAttention ×2." in text
+
+
+def test_pytorch_export(tmp_path):
+    """A torchvision ResNet-18 exported by PyTorch (which folds BN into the convs and names nodes by module)."""
+    import sys
+    from pathlib import Path
+    import torch
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "zoo"))
+    from torchvision_ref import reference
+    model = reference("resnet18")
+    path = tmp_path / "resnet18.onnx"
+    torch.onnx.export(model, torch.zeros(1, 3, 224, 224), str(path), dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "batch"}})
+    a = analyze(str(path))
+    convs = [l for l in a.layers if l.op == "Conv"]
+    assert len(convs) == 20 and a.totals.depth == 18
+    assert a.totals.macs == 1_814_073_344  # 1.814 G: torchvision's published _ops for resnet18
+    # BN folded into the convs at export: 11,689,512 − BN γ/β (9,600) + fused conv biases (4,800)
+    assert a.totals.trainable_params == 11_689_512 - 9_600 + 4_800
+    assert not any(l.op == "Identity" for l in a.layers)  # exporter's weight copies are not layers
+    blocks = {b.path for b in a.blocks}
+    assert {"layer1/layer1.0", "layer4/layer4.1"} <= blocks
+    assert a.layer("/conv1/Conv").receptive_field.size == (7.0, 7.0)
+    b4 = analyze(str(path), LoadOptions(batch=4))
+    assert b4.totals.macs == 4 * a.totals.macs
+
+
+# ---- untrusted files ----------------------------------------------------------------------------------------------
+def _conv_model(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3, 3])]
+    return save(tmp_path, nodes, [init("w", (4, 3, 3, 3))], [x_input((1, 3, 8, 8))], [y_output()])
+
+
+def test_truncated_file(tmp_path):
+    path = tmp_path / "m.onnx"
+    data = open(_conv_model(tmp_path), "rb").read()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArchcError, match="not a readable ONNX model"):
+        analyze(str(path))
+
+
+def test_garbage_file(tmp_path):
+    path = tmp_path / "g.onnx"
+    path.write_bytes(b"\x00\xff" * 100)
+    with pytest.raises(ArchcError, match="(not a readable ONNX model|holds no graph nodes)"):
+        analyze(str(path))
+
+
+def test_cycle(tmp_path):
+    nodes = [helper.make_node("Add", ["x", "b"], ["a"], name="first"),
+             helper.make_node("Relu", ["a"], ["b"], name="second"),
+             helper.make_node("Relu", ["b"], ["y"], name="third")]
+    with pytest.raises(ArchcError, match="the graph has a cycle .*first|second"):
+        analyze(save(tmp_path, nodes, [], [x_input((1, 3, 4, 4))], [y_output()]))
+
+
+def test_dangling_input(tmp_path):
+    nodes = [helper.make_node("Add", ["x", "ghost"], ["y"], name="add")]
+    with pytest.raises(ArchcError, match="node 'add' \\(Add\\) reads 'ghost', which no node produces"):
+        analyze(save(tmp_path, nodes, [], [x_input((1, 3, 4, 4))], [y_output()]))
+
+
+def test_absurd_shapes(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
+    with pytest.raises(ArchcError, match="absurd"):
+        analyze(save(tmp_path, nodes, [], [x_input((1, 3, 1 << 33, 4))], [y_output()]))
+    nodes = [helper.make_node("Tile", ["x", "reps"], ["y"], name="tile")]
+    reps = numpy_helper.from_array(np.array([1, 1 << 20, 1 << 20, 1], np.int64), "reps")
+    with pytest.raises(ArchcError, match="absurd"):
+        analyze(save(tmp_path, nodes, [reps], [x_input((1, 3, 1024, 4))], [y_output()], name="tile"))
+
+
+def test_symbolic_size_needs_input_shape(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
+    path = save(tmp_path, nodes, [], [x_input(("N", 3, "H", "W"))], [y_output()])
+    with pytest.raises(ArchcError, match="symbolic size 'H' on axis 2; give the full shape with --input x=1x3xNxN"):
+        analyze(path)
+    assert analyze(path, LoadOptions(inputs={None: (2, 3, 8, 8)})).layers[0].output_shape == (2, 3, 8, 8)
+
+
+def test_external_data_outside_the_folder_is_refused_and_never_read(tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"\x00" * 432)
+    inner = tmp_path / "models"
+    inner.mkdir()
+    w = onnx.TensorProto(name="w", data_type=F, dims=[4, 3, 3, 3], data_location=TensorProto.EXTERNAL)
+    w.external_data.add(key="location", value="../secret.bin")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3, 3])]
+    model = helper.make_model(helper.make_graph(nodes, "m", [x_input((1, 3, 8, 8))], [y_output()], initializer=[w]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    path = inner / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ArchcError, match="keeps its data at '../secret.bin', outside the model's folder"):
+        analyze(str(path))
+
+
+def test_external_data_inside_the_folder_is_fine_and_not_loaded(tmp_path):
+    w = onnx.TensorProto(name="w", data_type=F, dims=[4, 3, 3, 3], data_location=TensorProto.EXTERNAL)
+    w.external_data.add(key="location", value="weights.bin")  # not even present: shapes are all we need
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3, 3])]
+    model = helper.make_model(helper.make_graph(nodes, "m", [x_input((1, 3, 8, 8))], [y_output()], initializer=[w]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert analyze(str(path)).totals.trainable_params == 108
+
+
+def test_missing_file():
+    with pytest.raises(ArchcError, match="does not exist"):
+        analyze("/nonexistent/model.onnx")
