@@ -1,0 +1,122 @@
+"""`archc analyze` from the command line: every format, comparisons, diffs, explain, errors."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = ROOT / "specs"
+
+
+def archc(*args):
+    return subprocess.run([sys.executable, "-m", "archc", *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_block_table_is_the_papers_googlenet_table():
+    out = archc("analyze", SPECS / "googlenet.arch")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    header = next(l for l in lines if l.startswith("Name"))
+    for col in ("Patch/Stride", "Output", "Depth", "#1×1", "#3×3 reduce", "#3×3", "#5×5 reduce", "#5×5",
+                "pool proj", "Params", "MACs"):
+        assert col in header
+    row = next(l for l in lines if l.startswith("inception_3a ")).split()
+    assert row[1:10] == ["inception", "28×28×256", "2", "64", "96", "128", "16", "32", "32"]
+    assert next(l for l in lines if l.startswith("conv1 ")).split()[2:4] == ["7×7/2", "112×112×64"]
+    assert any(l.startswith("Total") and "22" in l.split() for l in lines)
+
+
+def test_stage_rows():
+    out = archc("analyze", SPECS / "resnet50.arch", "--stages")
+    rows = {l.split()[0] + " " + l.split()[1]: l for l in out.stdout.splitlines() if l.startswith("layer")}
+    assert set(rows) == {"layer1 ×3", "layer2 ×4", "layer3 ×6", "layer4 ×3"}
+    assert "7×7×2048" in rows["layer4 ×3"] and "14,964,736" in rows["layer4 ×3"]
+
+
+def test_json_contract():
+    out = archc("analyze", SPECS / "resnet18.arch", "--format", "json")
+    d = json.loads(out.stdout)
+    assert d["schema_version"] == 1 and d["model"] == "resnet18"
+    assert d["inputs"] == [{"name": "image", "shape": [1, 3, 224, 224]}]
+    for key in ("params", "trainable_params", "macs", "flops", "activation_elements", "activation_bytes",
+                "peak_memory_bytes", "weight_bytes", "depth"):
+        assert isinstance(d["totals"][key], int), key
+    layer = d["layers"][0]
+    for key in ("name", "op", "block", "kernel", "stride", "output_shape", "params", "macs", "flops",
+                "activation_bytes", "receptive_field"):
+        assert key in layer, key
+    assert layer["output_shape"] == [1, 64, 112, 112] and layer["kernel"] == [7, 7]
+    assert layer["receptive_field"] == {"size": [7.0, 7.0], "stride": [2.0, 2.0], "start": [0.0, 0.0], "whole": False}
+    assert d["totals"]["trainable_params"] == 11_689_512
+
+
+@pytest.mark.parametrize("fmt, marker", [("md", "| Name |"), ("latex", "\\toprule"), ("html", "<table"),
+                                         ("csv", "Name,Type")])
+def test_formats(fmt, marker, tmp_path):
+    out_file = tmp_path / f"out.{fmt}"
+    out = archc("analyze", SPECS / "lenet5.arch", "--format", fmt, "-o", out_file)
+    assert out.returncode == 0, out.stderr
+    text = out_file.read_text()
+    assert marker in text
+    if fmt == "csv":
+        rows = list(csv.reader(io.StringIO(text.split("\n\n")[0])))
+        c1 = next(r for r in rows if r[0] == "c1")
+        assert c1[rows[0].index("Params")] == "156"  # 5·5·1·6 + 6, raw number in CSV
+
+
+def test_layer_table_and_comparison_sorted():
+    out = archc("analyze", SPECS / "alexnet.arch", "--by", "layer")
+    assert "RF" in out.stdout and "whole (224×224)" in out.stdout
+    out = archc("analyze", SPECS / "alexnet.arch", SPECS / "vgg16.arch", SPECS / "googlenet.arch",
+                SPECS / "resnet50.arch", "--sort", "params")
+    models = [l.split()[0] for l in out.stdout.splitlines()[3:7]]
+    assert models == ["vgg16", "alexnet", "resnet50", "googlenet"]
+
+
+def test_diff_shows_what_a_change_costs(tmp_path):
+    a = tmp_path / "a.arch"
+    b = tmp_path / "b.arch"
+    a.write_text("network a {\n input x: 3x32x32\n c1: conv(16, 3)\n c2: conv(32, 3)\n flatten\n fc: dense(10)\n}\n")
+    b.write_text("network b {\n input x: 3x32x32\n c1: conv(16, 3)\n c2: conv(32, 3, groups=4)\n flatten\n"
+                 " fc: dense(10)\n}\n")
+    out = archc("analyze", "--diff", a, b)
+    assert out.returncode == 0, out.stderr
+    row = next(l for l in out.stdout.splitlines() if l.startswith("c2 "))
+    assert "4,640" in row and "1,184" in row and "-3,456" in row  # 3·3·16·32+32 → 3·3·4·32+32
+    assert "c1 " not in out.stdout.split("Layer")[1]
+    rows = json.loads(archc("analyze", "--diff", a, b, "--format", "json").stdout)
+    assert rows[0]["name"] == "c2" and rows[0]["params_d"] == -3456
+
+
+def test_explain_shows_the_arithmetic():
+    out = archc("analyze", SPECS / "alexnet.arch", "--explain", "conv1")
+    assert "⌊(224 − 11 + 2·2)/4⌋ + 1 = ⌊217/4⌋ + 1 = 55" in out.stdout
+    assert "11·11·3/1·64 + 64 = 23,296" in out.stdout
+    assert "r = r_prev + (F − 1)·d·j_prev = 1 + (11 − 1)·1·1 = 11" in out.stdout
+    out = archc("analyze", SPECS / "googlenet.arch", "--explain", "pool1")
+    assert "(ceil mode)" in out.stdout and "⌈" in out.stdout
+    out = archc("analyze", SPECS / "alexnet.arch", "--explain", "conv9")
+    assert out.returncode == 1 and "no layer named 'conv9'" in out.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["analyze", "nope.onnx"], "'nope.onnx' does not exist"),
+    (["analyze", "--diff", "specs/lenet5.arch"], "--diff compares exactly two models"),
+    (["analyze", "specs/lenet5.arch", "--format", "yaml"], "Invalid value for '--format'"),
+])
+def test_errors(args, message):
+    out = archc(*args)
+    assert out.returncode in (1, 2) and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bad_onnx_is_one_line(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07\x12garbage")
+    out = archc("analyze", bad)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "archc: error:" in out.stderr
