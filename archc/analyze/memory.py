@@ -37,7 +37,7 @@ def peak(g: NetGraph) -> Peak:
                 current += size[out]
         if current > best.activation_bytes:
             best = Peak(weight_bytes + current, current, weight_bytes, node.name,
-                        sorted(live, key=lambda n: -size[n]))
+                        sorted(live, key=lambda n: (-size[n], n)))
         for name in set(node.proto.input) | set(node.proto.output):
             if name in live and name not in keep and last_use.get(name, -1) <= step:
                 live.discard(name)

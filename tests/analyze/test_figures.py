@@ -148,3 +148,14 @@ def test_weight_sizes_by_dtype(arch):
     a = analyze(arch("conv(8, 3) bn"))
     stored = 3 * 3 * 3 * 8 + 8 + 4 * 8
     assert a.totals.weight_bytes_by_dtype == {"float32": 4 * stored, "float16": 2 * stored, "int8": stored}
+
+
+def test_compiled_onnx_file_analyzes_like_its_spec(tmp_path):
+    """The simplified ONNX that `archc compile` writes keeps every layer, weight and block record."""
+    import archc
+    path = archc.load_spec(SPECS / "googlenet.arch").save(tmp_path / "googlenet.onnx")
+    from_file, from_spec = analyze(str(path)), analyze(str(SPECS / "googlenet.arch"))
+    assert from_file.totals == from_spec.totals
+    assert [(l.name, l.params, l.macs, l.output_shape) for l in from_file.layers] == \
+        [(l.name, l.params, l.macs, l.output_shape) for l in from_spec.layers]
+    assert [(b.path, b.type, b.args) for b in from_file.blocks] == [(b.path, b.type, b.args) for b in from_spec.blocks]
