@@ -21,7 +21,7 @@ NET = """
 block unit(c, stride = 1) {
   add {
     main: { a: conv(c, 3, stride=stride, bias=false) bn relu6; b: conv(c, 3, bias=false) bn }
-    if stride != 1 or in_channels != c { proj: conv(c, 1, stride=stride) bn }
+    if stride != 1 or in_channels != c { proj: conv(c, 1, stride=stride) bn } else { identity }
   }
   relu
 }
