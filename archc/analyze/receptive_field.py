@@ -46,13 +46,19 @@ def _merge(states: list[ReceptiveField], node: Node, warnings: list[str]) -> Rec
         return ReceptiveField(widest.size, widest.stride, widest.start, True)
     base = states[0]
     for other in states[1:]:
-        if other.stride != base.stride or other.start != base.start:
-            warnings.append(f"paths into '{node.name}' are not aligned (jumps {base.stride} vs {other.stride}, "
-                            f"starts {base.start} vs {other.start}); its field is the widest path's")
+        if other.stride != base.stride:
+            warnings.append(f"{node.name} (jumps {_fmt(base.stride)} vs {_fmt(other.stride)})")
+            break
+        if other.start != base.start:
+            warnings.append(f"{node.name} (starts {_fmt(base.start)} vs {_fmt(other.start)})")
             break
     widest = max(states, key=lambda s: s.size)
     return ReceptiveField(tuple(max(s.size[i] for s in states) for i in range(len(base.size))), widest.stride,
                           widest.start, False)
+
+
+def _fmt(values) -> str:
+    return "×".join(f"{v:g}" for v in values)
 
 
 def _whole(x: ReceptiveField, input_sizes) -> ReceptiveField:
@@ -60,7 +66,18 @@ def _whole(x: ReceptiveField, input_sizes) -> ReceptiveField:
 
 
 def compute(g: NetGraph, warnings: list[str]) -> dict[str, ReceptiveField]:
-    """Receptive field of every tensor with spatial axes (a tensor absent from the result has none)."""
+    """Receptive field of every tensor with spatial axes (a tensor absent from the result has none). Merges whose
+    paths are not aligned are reported in one warning."""
+    misaligned: list[str] = []
+    fields = _compute(g, misaligned)
+    if misaligned:
+        shown = "; ".join(misaligned[:3]) + (f"; and {len(misaligned) - 3} more" if len(misaligned) > 3 else "")
+        warnings.append(f"paths are not aligned at {len(misaligned)} merge{'s' if len(misaligned) > 1 else ''} "
+                        f"({shown}): each takes the widest path's field")
+    return fields
+
+
+def _compute(g: NetGraph, warnings: list[str]) -> dict[str, ReceptiveField]:
     fields: dict[str, ReceptiveField] = {}
     input_sizes = None
     for name in g.inputs:
