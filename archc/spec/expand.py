@@ -229,17 +229,23 @@ class Expander:
                     self.outputs.append(v)
             return cur
         if isinstance(stmt, ast.IfStmt):
+            chosen = self.choose(stmt, ctx)
+            return self.body(chosen, cur, ctx) if chosen is not None else cur
+        return self.layer_stmt(stmt, cur, ctx)
+
+    def choose(self, stmt: ast.IfStmt, ctx: _Ctx) -> ast.Body | None:
+        """The body an `if … else if … else` chain selects, or None when none applies."""
+        while True:
             cond = self.eval(stmt.cond, ctx)
             if not isinstance(cond, bool):
                 self.error(codes.BAD_TYPE, f"the condition must be true or false, got {type_name(cond)}",
                            stmt.cond.span)
                 raise _Stop()
             if cond:
-                return self.body(stmt.then, cur, ctx)
-            if isinstance(stmt.orelse, ast.IfStmt):
-                return self._stmt(stmt.orelse, cur, ctx)
-            return self.body(stmt.orelse, cur, ctx) if stmt.orelse is not None else cur
-        return self.layer_stmt(stmt, cur, ctx)
+                return stmt.then
+            if not isinstance(stmt.orelse, ast.IfStmt):
+                return stmt.orelse
+            stmt = stmt.orelse
 
     def input(self, stmt: ast.InputStmt, ctx: _Ctx) -> Value:
         if self.frames or ctx.scope.path:
@@ -555,19 +561,10 @@ class Expander:
             if isinstance(stmt, ast.LetStmt):
                 self.stmt(stmt, cur, bctx)
                 continue
-            while isinstance(stmt, ast.IfStmt):  # a branch that is chosen, or left out when no `else` applies
-                try:
-                    cond = self.eval(stmt.cond, bctx)
-                except _Stop:
-                    cond = None
-                if not isinstance(cond, bool):
-                    if cond is not None:
-                        self.error(codes.BAD_TYPE, f"the condition must be true or false, got {type_name(cond)}",
-                                   stmt.cond.span)
-                    raise _Stop()
-                stmt = stmt.then if cond else stmt.orelse
-            if stmt is None:
-                continue
+            if isinstance(stmt, ast.IfStmt):  # one branch when chosen, none when no `else` applies
+                stmt = self.choose(stmt, bctx)
+                if stmt is None:
+                    continue
             out = self.body(stmt, cur, bctx) if isinstance(stmt, ast.Body) else self.stmt(stmt, cur, bctx)
             branches.append((out, stmt))
         if not branches:
