@@ -37,7 +37,6 @@ def analyze(path: str | Path, options: LoadOptions = LoadOptions()) -> Analysis:
     trainable = sum(g.tensors[t].numel for t in trainable_names)
     nontrainable = sum(g.tensors[t].numel for t in buffer_names)
     params = trainable + nontrainable
-    stored = trainable_names | buffer_names
     first_input = g.tensors[g.inputs[0]].shape if g.inputs else None
     totals = Totals(
         params=params, trainable_params=trainable, nontrainable_params=nontrainable,
@@ -45,7 +44,7 @@ def analyze(path: str | Path, options: LoadOptions = LoadOptions()) -> Analysis:
         activation_elements=sum(l.activation_elements for l in layers),
         activation_bytes=sum(l.activation_bytes for l in layers),
         peak_memory_bytes=p.total_bytes, peak_activation_bytes=p.activation_bytes, peak_after=p.during,
-        peak_tensors=p.tensors, weight_bytes=sum(g.tensors[t].numel * g.tensors[t].itemsize for t in stored),
+        peak_tensors=p.tensors, weight_bytes=p.weight_bytes,
         weight_bytes_by_dtype={k: params * v for k, v in WEIGHT_ITEMSIZE.items()},
         depth=depth(layers), layer_counts=dict(Counter(l.op for l in layers)), unknown_ops=dict(unknown))
     return Analysis(

@@ -84,7 +84,7 @@ class Totals:
     peak_activation_bytes: int
     peak_after: str  # the layer during which the peak occurs
     peak_tensors: list[str]
-    weight_bytes: int  # as stored
+    weight_bytes: int  # every stored tensor (weights and constants), at its stored precision
     weight_bytes_by_dtype: dict[str, int]  # float32 / float16 / int8
     depth: int
     layer_counts: dict[str, int]
