@@ -58,6 +58,10 @@ _TOKEN_WORDS = {
 }
 
 
+_KEYWORDS = {"NETWORK", "BLOCK", "INPUT", "OUTPUT", "LET", "IF", "ELSE", "FOR", "IN", "IMPORT", "DEFAULTS",
+             "FIRST", "TRUE", "FALSE", "AND", "OR", "NOT"}
+
+
 def _describe(token_type: str) -> str:
     if token_type in _TOKEN_WORDS:
         return _TOKEN_WORDS[token_type]
@@ -77,6 +81,9 @@ def _syntax_message(err: UnexpectedInput) -> str:
         return "unexpected end of file (is a '}' or ')' missing?)"
     if tok.type == "EQUAL":
         return f"unexpected {got}: keyword arguments are written name=value inside a call's parentheses"
+    previous = (err.token_history or [None])[-1]
+    if previous is not None and previous.type in _KEYWORDS and tok.type in ("COLON", "LPAR", "_NL", "$END"):
+        return f"'{previous}' is a keyword of the language and cannot name a layer, block or parameter"
     if len(expected) > 8:
         structural = [_describe(t) for t in ("COMMA", "RPAR", "RSQB", "RBRACE", "_NL") if t in (err.accepts or ())]
         if not structural:
@@ -99,6 +106,9 @@ def parse(text: str, file: str, diags: Collector) -> ast.Module | None:
     except UnexpectedInput as err:
         line, col = getattr(err, "line", 0) or 0, getattr(err, "column", 0) or 0
         tok = getattr(err, "token", None)
+        previous = (getattr(err, "token_history", None) or [None])[-1]
+        if previous is not None and previous.type in _KEYWORDS and "is a keyword" in _syntax_message(err):
+            tok, line, col = previous, previous.line, previous.column  # point at the keyword itself
         if isinstance(tok, Token) and tok.type == "$END" or line <= 0:
             lines = text.splitlines() or [""]
             line, col = len(lines), len(lines[-1]) + 1
