@@ -56,8 +56,12 @@ def spec_options(f):
 
 def _load(path, inputs, batch, set_, include_path):
     import archc
-    return archc.load_spec(path, input=_parse_inputs(inputs) or None, batch=batch, params=_parse_set(set_),
+    from archc.diagnostics import render
+    spec = archc.load_spec(path, input=_parse_inputs(inputs) or None, batch=batch, params=_parse_set(set_),
                            include_path=tuple(include_path))
+    for w in spec.graph.warnings:
+        click.echo(render(w), err=True)
+    return spec
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

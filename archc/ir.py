@@ -68,6 +68,7 @@ class Graph:
     source: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)  # network parameters, e.g. num_classes
     doc: str = ""
+    warnings: list = field(default_factory=list)  # located diagnostics of severity warning
 
     @property
     def num_params(self) -> int:

@@ -21,7 +21,7 @@ WEIGHT_ITEMSIZE = {"float32": 4, "float16": 2, "int8": 1}
 def analyze(path: str | Path, options: LoadOptions = LoadOptions()) -> Analysis:
     model, name = load(path, options)
     g = graph_mod.build(model, str(path))
-    warnings: list[str] = []
+    warnings: list[str] = [p.value for p in model.metadata_props if p.key == "archc.warning"]
     fields = receptive_fields(g, warnings)
     block_of, block_meta = block_key_fn(g.nodes)
     layers = build_layers(g, fields, block_of)

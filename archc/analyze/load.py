@@ -46,7 +46,10 @@ def _from_spec(path: Path, options: LoadOptions) -> tuple[onnx.ModelProto, str]:
     from archc.emit.onnx_model import build_model
     spec = archc.load_spec(path, input=options.inputs or None, batch=options.batch, params=options.params,
                            include_path=options.include_path)
-    return build_model(spec.graph, None), spec.name
+    model = build_model(spec.graph, None)
+    for w in spec.graph.warnings:  # carried to the analysis's warnings with their location
+        model.metadata_props.add(key="archc.warning", value=f"{w.span}: {w.message}  [{w.code}]")
+    return model, spec.name
 
 
 def _from_onnx(path: Path) -> onnx.ModelProto:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from archc import ops
-from archc.diagnostics import Collector, Span, SpecError, note
+from archc.diagnostics import Collector, Severity, Span, SpecError, note
 from archc.ir import BlockFrame, Graph, Node, Value
 from archc.ops.registry import REQUIRED, Kind, OpError, fmt_shape
 from archc.spec import ast, codes
@@ -304,6 +304,9 @@ class Expander:
             if label is not None:
                 self.claim(ctx.scope.full(label), span)
             if isinstance(stmt.chain, ast.Body):
+                if not stmt.chain.stmts and is_first:
+                    self.diags.warning(codes.EMPTY_GROUP, "this group has no layers: it passes its input through "
+                                       "(write `identity` if that is meant)", stmt.span)
                 inner = ictx.scope.child(label) if label else ictx.scope
                 cur = self.body(stmt.chain, cur, _Ctx(dict(ictx.env), ictx.defaults, inner))
             else:
@@ -589,4 +592,5 @@ def expand(program: Program, options: Options, diags: Collector) -> Graph:
     if graph is None:  # unreachable in practice: every _Stop records an error first
         raise SpecError(diags.diagnostics)
     graph.verify()
+    graph.warnings = [d for d in diags.diagnostics if d.severity is Severity.WARNING]
     return graph

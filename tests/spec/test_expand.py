@@ -153,3 +153,9 @@ def test_block_errors_point_inside_and_note_the_use_site():
 ])
 def test_messages(body, message):
     assert message in error(body)
+
+
+def test_empty_group_is_a_warning_not_an_error():
+    g = load("nothing: { }\n conv(4, 3)")
+    assert [w.code for w in g.warnings] == ["empty-group"] and g.warnings[0].span.line == 5
+    assert len(g.nodes) == 1
