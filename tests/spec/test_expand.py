@@ -157,5 +157,5 @@ def test_messages(body, message):
 
 def test_empty_group_is_a_warning_not_an_error():
     g = load("nothing: { }\n conv(4, 3)")
-    assert [w.code for w in g.warnings] == ["empty-group"] and g.warnings[0].span.line == 5
+    assert [w.code for w in g.warnings] == ["empty-group"] and g.warnings[0].span.line == 4
     assert len(g.nodes) == 1
