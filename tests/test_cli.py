@@ -117,3 +117,13 @@ def test_help_and_ops():
     proc = archc("ops")
     assert "conv(out, kernel, stride=1, pad=same, dilation=1, groups=1, bias=true)" in proc.stdout
     assert "channel_shuffle(groups)" in proc.stdout
+
+
+def test_outputs_follow_the_umask(tiny, tmp_path):
+    import os
+    import stat
+    out = tmp_path / "t.onnx"
+    assert archc("compile", tiny, "-o", out).returncode == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
