@@ -75,21 +75,23 @@ def footnotes(a: Analysis) -> list[str]:
 LAYER_COLUMNS = [
     Column("name", "Layer"), Column("op", "Op"), Column("ks", "Kernel/Stride", align=R),
     Column("output", "Output", align=R), Column("params", "Params", Fmt.INT, R), Column("macs", "MACs", Fmt.INT, R),
-    Column("flops", "FLOPs", Fmt.INT, R), Column("activation", "Activation", Fmt.BYTES, R),
+    Column("flops", "FLOPs", Fmt.INT, R), Column("elements", "Act. elements", Fmt.INT, R),
+    Column("activation", "Act. bytes", Fmt.BYTES, R),
     Column("rf", "RF", align=R), Column("jump", "Jump", align=R), Column("start", "Start", align=R),
 ]
 
 
 def layer_row(l: Layer) -> dict:
     return {"name": l.name, "op": l.op, "ks": kernel_stride(l.kernel, l.stride), "output": output_size(l.output_shape),
-            "params": l.params, "macs": l.macs, "flops": l.flops, "activation": l.activation_bytes,
+            "params": l.params, "macs": l.macs, "flops": l.flops, "elements": l.activation_elements,
+            "activation": l.activation_bytes,
             **rf_cells(l.receptive_field)}
 
 
 def totals_row(a: Analysis, name_key: str = "name") -> dict:
     t = a.totals
     return {name_key: "Total", "style": "total", "params": t.trainable_params, "macs": t.macs, "flops": t.flops,
-            "activation": t.activation_bytes}
+            "elements": t.activation_elements, "activation": t.activation_bytes}
 
 
 def layer_table(a: Analysis) -> Table:
