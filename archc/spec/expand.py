@@ -93,6 +93,7 @@ class Expander:
         self.inputs: list[Value] = []
         self.outputs: list[Value] = []
         self.by_path: dict[str, Value] = {}  # every layer output and labelled value by full path, for `@a/b`
+        self.defaults_cache: dict[tuple, dict[str, ast.Args]] = {}
         self.dtype = "float32"
 
     # ---- diagnostics
@@ -153,6 +154,13 @@ class Expander:
         return Graph(net.name, self.inputs, self.outputs, self.nodes, self.program.root.file, params)
 
     def _defaults(self, calls) -> dict[str, ast.Args]:
+        """A file's `defaults` line as op → keyword arguments; checked once per file, bad entries dropped."""
+        key = tuple(id(c) for c in calls)
+        if key not in self.defaults_cache:
+            self.defaults_cache[key] = self._check_defaults(calls)
+        return self.defaults_cache[key]
+
+    def _check_defaults(self, calls) -> dict[str, ast.Args]:
         table: dict[str, ast.Args] = {}
         for call in calls:
             op = ops.lookup(call.name)
@@ -168,7 +176,7 @@ class Expander:
                 if kw.name not in names:
                     self.error(codes.BAD_ARGS, f"{op.keyword} has no argument '{kw.name}'" + _suggest(kw.name, names),
                                kw.span)
-            table[op.keyword] = call.args
+            table[op.keyword] = ast.Args((), tuple(kw for kw in call.args.keyword if kw.name in names))
         return table
 
     def resolve(self, path: str, ctx: _Ctx, span: Span) -> Value:
