@@ -142,7 +142,7 @@ def list_ops(costs):
     from archc.spec.expand import Expander
     if costs:
         for rule in onnx_rules():
-            macs = "MACs counted" if rule.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") else "no MACs"
+            macs = "MACs counted" if rule.counts_macs else "no MACs"
             click.echo(f"{rule.op_type:22s} {macs:13s} FLOPs: {rule.flops_doc}")
         return
     for op in ops.all_ops():

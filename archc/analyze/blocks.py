@@ -48,7 +48,8 @@ def block_key_fn(nodes: list[Node]):
 
 
 def _signature(layers: list[Layer]) -> str:
-    counts = Counter(l.op for l in layers if l.macs or l.op in ("Add", "Concat", "Mul", "MaxPool", "AveragePool"))
+    """A recovered block's type: its layers with MACs, windows (pooling) or several inputs (merges)."""
+    counts = Counter(l.op for l in layers if l.macs or l.kernel or len(l.inputs) > 1)
     return "+".join(f"{n}×{op}" if n > 1 else op for op, n in counts.items()) or "group"
 
 

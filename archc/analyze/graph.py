@@ -184,7 +184,7 @@ def build(model: onnx.ModelProto, source: str) -> NetGraph:
         n.view = NodeView(n.op_type, _attrs(n.proto), [t.shape if t else None for t in ins],
                           [t.shape if t else None for t in outs], [t.value if t else None for t in ins],
                           [bool(t and t.stored) for t in ins])
-        n.shape_only = n.op_type in ("Shape", "Constant", "ConstantOfShape", "Range") or (
+        n.shape_only = (n.rule is not None and n.rule.shape_arithmetic) or (
             all(t is not None and t.dtype in _INT_TYPES and t.shape is not None and len(t.shape) <= 1 for t in outs)
             and bool(outs))
     return NetGraph(model, nodes, tensors, inputs, [o.name for o in g.output], dag, producer, consumers)

@@ -37,7 +37,7 @@ def _window_attrs(node: Node):
     s = tuple(v.attrs.get("strides") or (1,) * n)
     d = tuple(v.attrs.get("dilations") or (1,) * n)
     pads = tuple(v.attrs.get("pads") or (0,) * (2 * n))
-    groups = v.attrs.get("group") if node.op_type in ("Conv", "ConvTranspose") else None
+    groups = v.attrs.get("group")  # only convolutions have one
     return k, s, d, pads, groups
 
 

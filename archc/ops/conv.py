@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from archc.ops.registry import (RF, REQUIRED, Built, Init, Kind, NodeView, OnnxRule, OpDef, OpError, Param,
-                                WeightSpec, numel, per_axis, positive, register, register_onnx, spatial)
+                                WeightSpec, dims, numel, per_axis, positive, register, register_onnx, spatial)
 from archc.ops.window import out_sizes, resolve_pads
 
 
@@ -133,6 +133,26 @@ def deconv_macs(v: NodeView) -> int:
     return numel(x) * (y[1] // v.attrs.get("group", 1)) * math.prod(v.kernel())
 
 
+def _explain(transposed: bool):
+    def explain(v: NodeView, params: int, nontrainable: int, macs):
+        x, y = v.in_shapes[0], v.out_shapes[0]
+        g, k = v.attrs.get("group", 1), v.kernel()
+        bias = len(v.in_shapes) > 2 and v.in_shapes[2] is not None
+        lines = [f"parameters: F·F·C_in/groups·C_out{' + C_out' if bias else ''} = {dims(k)}·{x[1]}/{g}·{y[1]}"
+                 + (f" + {y[1]}" if bias else "") + f" = {params:,}"]
+        if macs is None:
+            return lines
+        if transposed:
+            lines.append(f"MACs: every input element is scattered to F·F·C_out/groups outputs: {dims(x)} · "
+                         f"{dims(k)}·{y[1]}/{g} = {macs:,}")
+        else:
+            batch = f"{y[0]}·" if y[0] > 1 else ""
+            lines.append(f"MACs: N·H_out·W_out·C_out · F·F·C_in/groups = {batch}{dims(y[2:])}·{y[1]} · "
+                         f"{dims(k)}·{x[1]}/{g} = {macs:,}")
+        return lines
+    return explain
+
+
 def _flops_with_bias(macs):
     def rule(v: NodeView):
         m = macs(v)
@@ -144,6 +164,7 @@ def _flops_with_bias(macs):
 
 
 register_onnx(OnnxRule("Conv", "2·MACs, plus one add per output element for the bias", _flops_with_bias(conv_macs),
-                       conv_macs, RF.WINDOW, trainable_slots=(1, 2)))
+                       conv_macs, RF.WINDOW, _explain(transposed=False), trainable_slots=(1, 2)))
 register_onnx(OnnxRule("ConvTranspose", "2·MACs, plus one add per output element for the bias",
-                       _flops_with_bias(deconv_macs), deconv_macs, RF.TRANSPOSED, trainable_slots=(1, 2)))
+                       _flops_with_bias(deconv_macs), deconv_macs, RF.TRANSPOSED, _explain(transposed=True),
+                       trainable_slots=(1, 2)))

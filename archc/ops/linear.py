@@ -47,6 +47,18 @@ def matmul_macs(v: NodeView):
     return numel(y) * a[-1]
 
 
+def _explain_dense(v: NodeView, params: int, nontrainable: int, macs):
+    x, y = v.in_shapes[0], v.out_shapes[0]
+    lines = []
+    if params:
+        bias = len(v.in_shapes) > 2 and v.in_shapes[2] is not None
+        lines.append(f"parameters: inputs·outputs{' + outputs' if bias else ''} = {x[-1]}·{y[-1]}"
+                     + (f" + {y[-1]}" if bias else "") + f" = {params:,}")
+    if macs is not None:
+        lines.append(f"MACs: rows·outputs·inputs = {numel(y[:-1])}·{y[-1]}·{x[-1]} = {macs:,}")
+    return lines
+
+
 def _gemm_flops(v: NodeView):
     m = gemm_macs(v)
     if m is None:
@@ -60,6 +72,7 @@ def _matmul_flops(v: NodeView):
 
 
 register_onnx(OnnxRule("Gemm", "2·MACs, plus one add per output element for the bias", _gemm_flops, gemm_macs,
-                       RF.GLOBAL, trainable_slots=(1, 2)))
-register_onnx(OnnxRule("MatMul", "2·MACs", _matmul_flops, matmul_macs, RF.GLOBAL, trainable_slots=(0, 1)))
+                       RF.GLOBAL, _explain_dense, trainable_slots=(1, 2)))
+register_onnx(OnnxRule("MatMul", "2·MACs", _matmul_flops, matmul_macs, RF.GLOBAL, _explain_dense,
+                       trainable_slots=(0, 1)))
 del math

@@ -62,8 +62,14 @@ def _lrn_flops(v: NodeView):
     return None if n is None else n * (2 * v.attrs.get("size", 1) + 3)
 
 
+def _explain_bn(v: NodeView, params: int, nontrainable: int, macs):
+    c = v.out_shapes[0][1]
+    return [f"parameters: γ and β per channel = 2·{c} = {params:,} trainable, plus running mean and variance "
+            f"2·{c} = {nontrainable:,} non-trainable"]
+
+
 register_onnx(OnnxRule("BatchNormalization", "two per element (inference: one scale and one shift)", per_output(2),
-                       trainable_slots=(1, 2), buffer_slots=(3, 4), folded=True))
+                       explain=_explain_bn, trainable_slots=(1, 2), buffer_slots=(3, 4), folded=True))
 register_onnx(OnnxRule("LRN", "2·size per element for the windowed sum of squares, plus 3 (scale, power, divide)",
                        _lrn_flops))
 register_onnx(OnnxRule("LpNormalization", "three per element (square, sum, divide)", per_output(3)))

@@ -212,12 +212,21 @@ class OnnxRule:
     flops: Callable[[NodeView], int | None]
     macs: Callable[[NodeView], int] = lambda v: 0
     rf: RF = RF.IDENTITY
+    # `--explain`: the parameter and MAC arithmetic with the node's own numbers (view, params, non-trainable, macs)
+    explain: Callable[[NodeView, int, int, int | None], list[str]] | None = None
+    shape_arithmetic: bool = False  # computes shapes, not activations (Shape, Range…): hidden from tables
     trainable_slots: tuple[int, ...] = ()  # inputs that are learned weights when stored in the file
     buffer_slots: tuple[int, ...] = ()  # stored but not trained (batch norm running statistics)
     learned_constants: bool = False  # a stored float tensor with more than one element is a learned weight
     folded: bool = False  # activations and batch norm: papers' tables fold them into the layer before
 
 
+    @property
+    def counts_macs(self) -> bool:
+        return self.macs is not _NO_MACS
+
+
+_NO_MACS = OnnxRule.__dataclass_fields__["macs"].default
 _ONNX_RULES: dict[str, OnnxRule] = {}
 
 
@@ -251,3 +260,8 @@ def per_output(k: int | float = 1):
         n = numel(v.out_shapes[0]) if v.out_shapes else None
         return None if n is None else int(k * n)
     return rule
+
+
+def dims(values) -> str:
+    """7·7·3, as the explain formulas write products."""
+    return "·".join(str(v) for v in values)

@@ -193,10 +193,11 @@ def _reduce_flops(v: NodeView):
 for _op, _rf in (("Reshape", RF.RESHAPE), ("Transpose", RF.RESHAPE), ("Flatten", RF.GLOBAL), ("Pad", RF.PAD),
                  ("Slice", RF.SLICE), ("Dropout", RF.IDENTITY), ("Identity", RF.IDENTITY),
                  ("Squeeze", RF.RESHAPE), ("Unsqueeze", RF.RESHAPE), ("Split", RF.IDENTITY), ("Cast", RF.IDENTITY),
-                 ("Expand", RF.IDENTITY), ("Tile", RF.IDENTITY), ("Gather", RF.IDENTITY), ("Shape", RF.GLOBAL),
-                 ("Constant", RF.GLOBAL), ("ConstantOfShape", RF.GLOBAL), ("Range", RF.GLOBAL),
+                 ("Expand", RF.IDENTITY), ("Tile", RF.IDENTITY), ("Gather", RF.IDENTITY),
                  ("DepthToSpace", RF.RESHAPE), ("SpaceToDepth", RF.RESHAPE)):
-    register_onnx(OnnxRule(_op, "none (data movement or shape arithmetic)", _zero, rf=_rf))
+    register_onnx(OnnxRule(_op, "none (data movement)", _zero, rf=_rf))
+for _op in ("Shape", "Constant", "ConstantOfShape", "Range", "Size"):
+    register_onnx(OnnxRule(_op, "none (shape arithmetic)", _zero, rf=RF.GLOBAL, shape_arithmetic=True))
 register_onnx(OnnxRule("Resize", _resize_flops.__doc__, _resize_flops, rf=RF.RESIZE))
 register_onnx(OnnxRule("Upsample", _resize_flops.__doc__, _resize_flops, rf=RF.RESIZE))
 for _op in ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceL2"):

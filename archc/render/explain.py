@@ -6,7 +6,7 @@ import math
 
 from archc.analyze.model import Analysis, Layer, ReceptiveField
 from archc.errors import ArchcError
-from archc.ops.registry import onnx_rule
+from archc.ops.registry import RF, NodeView, onnx_rule
 from archc.render.views import dims, output_size
 
 
@@ -35,7 +35,13 @@ def _axes(layer: Layer) -> list[int]:
     return [0] if same else list(range(n))
 
 
+def _transposed(layer: Layer) -> bool:
+    rule = onnx_rule(layer.op)
+    return rule is not None and rule.rf is RF.TRANSPOSED
+
+
 def _size_lines(layer: Layer) -> list[str]:
+    transposed = _transposed(layer)
     x, y = layer.input_shapes[0], layer.output_shape
     if not layer.kernel or not x or not y:
         return [f"output size: {output_size(y)} (the op keeps or reshapes its input {output_size(x)})"]
@@ -47,7 +53,7 @@ def _size_lines(layer: Layer) -> list[str]:
         d = layer.dilation[i] if layer.dilation else 1
         pb, pe = layer.pads[i], layer.pads[n + i]
         label = "every spatial axis" if len(_axes(layer)) == 1 and n > 1 else axis_names[i]
-        if layer.op == "ConvTranspose":
+        if transposed:
             lines.append(f"output size ({label}): (W − 1)·S − P_begin − P_end + d·(F − 1) + output_padding + 1 = "
                          f"({w} − 1)·{s} − {pb} − {pe} + {d}·({f} − 1) + … + 1 = {y[2 + i]}")
             continue
@@ -65,46 +71,24 @@ def _size_lines(layer: Layer) -> list[str]:
     return lines
 
 
-def _params_lines(layer: Layer) -> list[str]:
-    x, y = layer.input_shapes[0], layer.output_shape
-    w = layer.input_shapes[1] if len(layer.input_shapes) > 1 else None
-    has_bias = len(layer.input_shapes) > 2 and layer.input_shapes[2] is not None
-    if layer.op in ("Conv", "ConvTranspose") and w:
-        g = layer.groups or 1
-        cin, cout = x[1], y[1]
-        k = "·".join(str(v) for v in layer.kernel)
-        bias = f" + C_out" if has_bias else ""
-        return [f"parameters: F·F·C_in/groups·C_out{bias} = {k}·{cin}/{g}·{cout}" + (f" + {cout}" if has_bias else "")
-                + f" = {layer.params:,}"]
-    if layer.op == "Gemm" and w:
-        return [f"parameters: inputs·outputs + outputs = {x[1]}·{y[1]}" + (f" + {y[1]}" if has_bias else "")
-                + f" = {layer.params:,}"]
-    if layer.op == "BatchNormalization":
-        c = y[1]
-        return [f"parameters: γ and β per channel = 2·{c} = {layer.params:,} trainable, plus running mean and "
-                f"variance 2·{c} = {layer.nontrainable:,} non-trainable"]
-    return [f"parameters: {layer.params:,}" + (" (no weights)" if not layer.params else "")]
-
-
-def _macs_lines(layer: Layer) -> list[str]:
-    x, y = layer.input_shapes[0], layer.output_shape
-    if layer.op == "Conv" and layer.macs is not None:
-        out = "·".join(str(v) for v in y[2:])
-        k = "·".join(str(v) for v in layer.kernel)
-        g = layer.groups or 1
-        batch = f"{y[0]}·" if y[0] > 1 else ""
-        return [f"MACs: N·H_out·W_out·C_out · F·F·C_in/groups = {batch}{out}·{y[1]} · {k}·{x[1]}/{g} = {layer.macs:,}"]
-    if layer.op == "ConvTranspose" and layer.macs is not None:
-        return [f"MACs: every input element is scattered to F·F·C_out/groups outputs: "
-                f"{'·'.join(str(v) for v in x)} · {'·'.join(str(v) for v in layer.kernel)}·{y[1]}/{layer.groups or 1}"
-                f" = {layer.macs:,}"]
-    if layer.op in ("Gemm", "MatMul") and layer.macs is not None:
-        return [f"MACs: batch·outputs·inputs = {y[0]}·{y[-1]}·{x[-1]} = {layer.macs:,}"]
-    return [f"MACs: {'?' if layer.macs is None else f'{layer.macs:,}'} (only convolutions and dense layers have "
-            "multiply-accumulates)"]
+def _cost_lines(layer: Layer) -> list[str]:
+    """The op's own parameter and MAC arithmetic, from its registered rule."""
+    rule = onnx_rule(layer.op)
+    lines = []
+    if rule is not None and rule.explain is not None and layer.output_shape and layer.input_shapes[0]:
+        view = NodeView(layer.op, {"group": layer.groups or 1, "kernel_shape": layer.kernel or ()},
+                        layer.input_shapes, [layer.output_shape], [], [])
+        lines = rule.explain(view, layer.params, layer.nontrainable, layer.macs)
+    if not any(l.startswith("parameters") for l in lines):
+        lines.insert(0, f"parameters: {layer.params:,}" + (" (no weights)" if not layer.params else ""))
+    if not any(l.startswith("MACs") for l in lines):
+        lines.append(f"MACs: {'?' if layer.macs is None else f'{layer.macs:,}'} (only convolutions and dense "
+                     "layers have multiply-accumulates)")
+    return lines
 
 
 def _rf_lines(a: Analysis, layer: Layer) -> list[str]:
+    transposed = _transposed(layer)
     rf, prev = layer.receptive_field, _input_field(a, layer)
     if rf is None:
         return ["receptive field: none (the tensor has no spatial axes)"]
@@ -118,7 +102,7 @@ def _rf_lines(a: Analysis, layer: Layer) -> list[str]:
     for i in _axes(layer):
         k, d, s, p = layer.kernel[i], layer.dilation[i] if layer.dilation else 1, layer.stride[i], layer.pads[i]
         r0, j0, s0 = prev.size[i], prev.stride[i], prev.start[i]
-        if layer.op == "ConvTranspose":
+        if transposed:
             lines.append(f"receptive field: jump j = j_prev/S = {_n(j0)}/{s} = {_n(rf.stride[i])}; "
                          f"r = r_prev + (F − 1)·d·j = {_n(r0)} + ({k} − 1)·{d}·{_n(rf.stride[i])} = {_n(rf.size[i])}")
             continue
@@ -140,7 +124,7 @@ def explain(a: Analysis, name: str) -> str:
     lines = [f"{layer.name} ({layer.op}{', spec op ' + layer.spec_op if layer.spec_op else ''}"
              f"{', ' + layer.span if layer.span else ''})",
              f"input {' and '.join(output_size(s) for s in layer.input_shapes[:1])}, output {output_size(y)}"]
-    lines += _size_lines(layer) + _params_lines(layer) + _macs_lines(layer)
+    lines += _size_lines(layer) + _cost_lines(layer)
     flops = "?" if layer.flops is None else f"{layer.flops:,}"
     lines.append(f"FLOPs: {rule.flops_doc if rule else 'no cost rule for this op'} = {flops}")
     lines.append(f"activation: {output_size(y)} = {layer.activation_elements:,} elements × "
