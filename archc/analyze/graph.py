@@ -80,20 +80,39 @@ def _tensor_shape(vi) -> tuple[int, ...] | None:
     return tuple(dims)
 
 
-def _attrs(node: onnx.NodeProto) -> dict:
-    """Attributes with the ONNX schema's defaults filled in, as plain Python values."""
+def _attrs(node: onnx.NodeProto, name: str, source: str) -> dict:
+    """Attributes with the ONNX schema's defaults filled in, as plain Python values. An attribute whose type is
+    not the one the schema declares (a corrupt or hand-edited file) is an error, not a crash later on."""
     out = {}
     try:
         schema = onnx.defs.get_schema(node.op_type, domain=node.domain or "")
-        for name, a in schema.attributes.items():
-            if a.default_value is not None and a.default_value.type != 0:
-                out[name] = helper.get_attribute_value(a.default_value)
     except Exception:  # an op onnx does not know (custom domain): only the written attributes
-        pass
+        schema = None
+    if schema is not None:
+        for key, a in schema.attributes.items():
+            if a.default_value is not None and a.default_value.type != 0:
+                out[key] = helper.get_attribute_value(a.default_value)
     for a in node.attribute:
-        v = helper.get_attribute_value(a)
-        out[a.name] = v.decode() if isinstance(v, bytes) else (tuple(v) if isinstance(v, list) else v)
+        declared = schema.attributes.get(a.name) if schema is not None else None
+        if declared is not None and a.type != int(declared.type.value):
+            raise ArchcError(f"'{source}': node '{name}' ({node.op_type}) has attribute '{a.name}' of type "
+                             f"{onnx.AttributeProto.AttributeType.Name(a.type) if a.type in range(15) else a.type}, "
+                             f"but ONNX declares {declared.type.name}; the file is corrupt or was edited by hand")
+        try:
+            v = helper.get_attribute_value(a)
+        except Exception:
+            raise ArchcError(f"'{source}': node '{name}' ({node.op_type}) has an unreadable attribute "
+                             f"'{a.name}'") from None
+        out[a.name] = v.decode(errors="replace") if isinstance(v, bytes) else (
+            tuple(v) if isinstance(v, list) else v)
     return out
+
+
+def _check_text(values, what: str, source: str) -> None:
+    """Protobuf hands back bytes for a string field that is not UTF-8: such a file is corrupt."""
+    for v in values:
+        if not isinstance(v, str):
+            raise ArchcError(f"'{source}': a {what} is not valid UTF-8 text; the file is corrupt")
 
 
 def build(model: onnx.ModelProto, source: str) -> NetGraph:
@@ -115,6 +134,7 @@ def build(model: onnx.ModelProto, source: str) -> NetGraph:
     producer: dict[str, int] = {}
     nodes: list[Node] = []
     for idx, p in enumerate(g.node):
+        _check_text([p.op_type, p.name, p.domain, *p.input, *p.output], "node name, op type or tensor name", source)
         name = p.name or f"{p.op_type}_{idx}"
         for out in p.output:
             if not out:
@@ -181,13 +201,35 @@ def build(model: onnx.ModelProto, source: str) -> NetGraph:
             n.view = NodeView(n.op_type, {}, [t.shape if t else None for t in ins],
                               [t.shape if t else None for t in outs], [None] * len(ins), [True] * len(ins))
             continue
-        n.view = NodeView(n.op_type, _attrs(n.proto), [t.shape if t else None for t in ins],
+        n.view = NodeView(n.op_type, _attrs(n.proto, n.name, source), [t.shape if t else None for t in ins],
                           [t.shape if t else None for t in outs], [t.value if t else None for t in ins],
                           [bool(t and t.stored) for t in ins])
         n.shape_only = (n.rule is not None and n.rule.shape_arithmetic) or (
             all(t is not None and t.dtype in _INT_TYPES and t.shape is not None and len(t.shape) <= 1 for t in outs)
             and bool(outs))
+    for n in nodes:
+        _check_node(n, source)
     return NetGraph(model, nodes, tensors, inputs, [o.name for o in g.output], dag, producer, consumers)
+
+
+def _check_node(n: Node, source: str) -> None:
+    """Values the arithmetic divides by or multiplies with must make sense; a file where they do not is corrupt."""
+    def bad(what: str):
+        raise ArchcError(f"'{source}': node '{n.name}' ({n.op_type}) has {what}; the file is corrupt or inconsistent")
+    a = n.view.attrs
+    for key in ("kernel_shape", "strides", "dilations"):
+        values = a.get(key)
+        if values is not None and any(not isinstance(v, int) or v <= 0 for v in values):
+            bad(f"{key} {list(values)} (they must be positive)")
+    if a.get("pads") is not None and any(not isinstance(v, int) or v < 0 for v in a["pads"]):
+        bad(f"pads {list(a['pads'])} (they must be non-negative)")
+    group = a.get("group")
+    x = n.view.in_shapes[0] if n.view.in_shapes else None
+    if group is not None and (not isinstance(group, int) or group <= 0 or (x and len(x) > 1 and x[1] % group)):
+        bad(f"group {group}, which does not divide its {x[1] if x and len(x) > 1 else '?'} input channels")
+    for shape in n.view.out_shapes:
+        if shape is not None and n.rule is not None and not n.shape_only and any(d <= 0 for d in shape):
+            bad(f"an output of shape {list(shape)} (an empty or negative size)")
 
 
 def block_frames(node: Node) -> list[dict]:

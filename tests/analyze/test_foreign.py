@@ -225,3 +225,47 @@ def test_external_data_inside_the_folder_is_fine_and_not_loaded(tmp_path):
 def test_missing_file():
     with pytest.raises(ArchcError, match="does not exist"):
         analyze("/nonexistent/model.onnx")
+
+
+def test_inconsistent_attributes_are_one_error(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3, 3], group=0)]
+    with pytest.raises(ArchcError, match="node 'conv' \\(Conv\\) has group 0, which does not divide"):
+        analyze(save(tmp_path, nodes, [init("w", (4, 3, 3, 3))], [x_input((1, 3, 8, 8))], [y_output()]))
+    nodes = [helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], strides=[0, 2])]
+    with pytest.raises(ArchcError, match="strides \\[0, 2\\] \\(they must be positive\\)"):
+        analyze(save(tmp_path, nodes, [], [x_input((1, 3, 8, 8))], [y_output()], name="pool"))
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3, 3])]
+    model = helper.make_model(helper.make_graph(nodes, "m", [x_input((1, 3, 8, 8))], [y_output()],
+                                                initializer=[init("w", (4, 3, 3, 3))]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.graph.node[0].attribute[0].type = onnx.AttributeProto.FLOAT  # kernel_shape claims to be a float
+    path = tmp_path / "typed.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ArchcError, match="attribute 'kernel_shape' of type FLOAT, but ONNX declares INTS"):
+        analyze(str(path))
+
+
+def test_mutated_onnx_bytes_never_crash(tmp_path):
+    """Untrusted input: any byte-level corruption of a real model ends in an analysis or one ArchcError."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    import archc
+    data = archc.load_spec("specs/lenet5.arch").to_onnx(simplify=False).SerializeToString()
+
+    @settings(max_examples=300, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), min_size=1, max_size=6),
+           st.integers(0, len(data)))
+    def check(edits, cut):
+        b = bytearray(data)
+        for pos, val in edits:
+            b[pos] = val
+        path = tmp_path / "m.onnx"
+        path.write_bytes(bytes(b[:cut] if cut % 4 == 0 else b))
+        try:
+            analyze(str(path))
+        except ArchcError:
+            pass
+
+    check()
