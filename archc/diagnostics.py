@@ -6,6 +6,7 @@ that an error found while inferring shapes can still point at the line the user 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,7 +93,10 @@ def render(diag: Diagnostic, sources: dict[str, str] | None = None) -> str:
         line = _source_line(diag.span, sources)
         if line is not None:
             start = diag.span.col - 1
-            width = diag.span.end_col - diag.span.col if diag.span.end_line == diag.span.line else len(line) - start
+            if diag.span.end_line == diag.span.line:
+                width = diag.span.end_col - diag.span.col
+            else:  # a span over several lines (a merge and its branches): mark its first word
+                width = len(re.match(r"[\w@/]*", line[start:]).group()) or 1
             out.append(f"    {line}")
             out.append("    " + " " * start + "^" + "~" * max(0, width - 1))
     for n in diag.notes:
