@@ -31,14 +31,8 @@ def _window_attrs(node: Node):
     rule = node.rule
     if rule is None or rule.rf not in (RF.WINDOW, RF.TRANSPOSED):
         return None, None, None, None, None
-    v = node.view
-    n = v.spatial_rank()
-    k = v.kernel() or None
-    s = tuple(v.attrs.get("strides") or (1,) * n)
-    d = tuple(v.attrs.get("dilations") or (1,) * n)
-    pads = tuple(v.attrs.get("pads") or (0,) * (2 * n))
-    groups = v.attrs.get("group")  # only convolutions have one
-    return k, s, d, pads, groups
+    k, s, d, pads = node.view.window()
+    return k or None, s, d, pads, node.view.attrs.get("group")  # only convolutions have a group
 
 
 def build_layers(g: NetGraph, fields: dict[str, ReceptiveField], block_of) -> list[Layer]:

@@ -18,26 +18,6 @@ from archc.analyze.model import ReceptiveField
 from archc.ops.registry import RF
 
 
-def _window(node: Node, n: int):
-    v = node.view
-    k = v.kernel() or (1,) * n
-    s = tuple(v.attrs.get("strides") or (1,) * n)
-    d = tuple(v.attrs.get("dilations") or (1,) * n)
-    pads = tuple(v.attrs.get("pads") or (0,) * (2 * n))
-    auto = v.attrs.get("auto_pad", "NOTSET")
-    if auto in ("SAME_UPPER", "SAME_LOWER") and v.in_shapes[0]:
-        begins = []
-        for i in range(n):
-            size = v.in_shapes[0][2 + i]
-            out = -(-size // s[i])
-            total = max((out - 1) * s[i] + d[i] * (k[i] - 1) + 1 - size, 0)
-            begins.append(total // 2 if auto == "SAME_UPPER" else total - total // 2)
-        pads = tuple(begins) + tuple(begins)
-    elif auto == "VALID":
-        pads = (0,) * (2 * n)
-    return k, s, d, pads
-
-
 def _merge(states: list[ReceptiveField], node: Node, warnings: list[str]) -> ReceptiveField:
     if len(states) == 1:
         return states[0]
@@ -101,12 +81,12 @@ def _compute(g: NetGraph, warnings: list[str]) -> dict[str, ReceptiveField]:
         if x.whole and kind not in (RF.IDENTITY,):
             result = x
         elif kind is RF.WINDOW:
-            k, s, d, p = _window(node, n)
+            k, s, d, p = node.view.window()
             result = ReceptiveField(tuple(x.size[i] + (k[i] - 1) * d[i] * x.stride[i] for i in range(n)),
                                     tuple(x.stride[i] * s[i] for i in range(n)),
                                     tuple(x.start[i] + ((k[i] - 1) * d[i] / 2 - p[i]) * x.stride[i] for i in range(n)))
         elif kind is RF.TRANSPOSED:
-            k, s, d, p = _window(node, n)
+            k, s, d, p = node.view.window()
             jump = tuple(x.stride[i] / s[i] for i in range(n))
             result = ReceptiveField(tuple(x.size[i] + (k[i] - 1) * d[i] * jump[i] for i in range(n)), jump,
                                     tuple(x.start[i] + (p[i] - (k[i] - 1) * d[i] / 2) * jump[i] for i in range(n)))

@@ -197,6 +197,28 @@ class NodeView:
         x = self.in_shapes[0]
         return len(x) - 2 if x else 0
 
+    def window(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(kernel, strides, dilations, pads as begins…ends) of a conv or pooling node, ONNX defaults filled in and
+        `auto_pad` resolved against the input size."""
+        n = self.spatial_rank()
+        k = self.kernel() or (1,) * n
+        s = tuple(self.attrs.get("strides") or (1,) * n)
+        d = tuple(self.attrs.get("dilations") or (1,) * n)
+        pads = tuple(self.attrs.get("pads") or (0,) * (2 * n))
+        auto = self.attrs.get("auto_pad", "NOTSET")
+        if auto in ("SAME_UPPER", "SAME_LOWER") and self.in_shapes[0]:
+            begins, ends = [], []
+            for i in range(n):
+                size = self.in_shapes[0][2 + i]
+                total = max((-(-size // s[i]) - 1) * s[i] + d[i] * (k[i] - 1) + 1 - size, 0)
+                small, large = total // 2, total - total // 2
+                begins.append(small if auto == "SAME_UPPER" else large)
+                ends.append(large if auto == "SAME_UPPER" else small)
+            pads = tuple(begins) + tuple(ends)
+        elif auto == "VALID":
+            pads = (0,) * (2 * n)
+        return k, s, d, pads
+
 
 @dataclass(frozen=True)
 class OnnxRule:

@@ -269,3 +269,14 @@ def test_mutated_onnx_bytes_never_crash(tmp_path):
             pass
 
     check()
+
+
+def test_auto_pad_same_upper_is_resolved_once_for_table_and_field(tmp_path):
+    """9 wide, 4×4 at stride 2, SAME_UPPER: output ⌈9/2⌉ = 5, total padding (5 − 1)·2 + 4 − 9 = 3, split 1 before
+    and 2 after; the field's first centre is then (4 − 1)/2 − 1 = 0.5."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="c", kernel_shape=[4, 4], strides=[2, 2],
+                              auto_pad="SAME_UPPER")]
+    a = analyze(save(tmp_path, nodes, [init("w", (4, 3, 4, 4))], [x_input((1, 3, 9, 9))], [y_output()]))
+    c = a.layer("c")
+    assert c.output_shape == (1, 4, 5, 5) and c.pads == (1, 1, 2, 2)
+    assert c.receptive_field.start == (0.5, 0.5) and c.receptive_field.size == (4.0, 4.0)
