@@ -14,7 +14,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from archc.errors import ArchcError
-from archc.ops.registry import NodeView, OnnxRule, onnx_rule
+from archc.ops.registry import RF, NodeView, OnnxRule, onnx_rule
 
 _SMALL = 64  # constants up to this many elements are read (pads, scales, shape vectors); weights never are
 _INT_TYPES = {TensorProto.INT64, TensorProto.INT32, TensorProto.INT16, TensorProto.INT8, TensorProto.UINT8,
@@ -217,12 +217,20 @@ def _check_node(n: Node, source: str) -> None:
     def bad(what: str):
         raise ArchcError(f"'{source}': node '{n.name}' ({n.op_type}) has {what}; the file is corrupt or inconsistent")
     a = n.view.attrs
+    rank = n.view.spatial_rank()
+    windowed = n.rule is not None and n.rule.rf in (RF.WINDOW, RF.TRANSPOSED)
     for key in ("kernel_shape", "strides", "dilations"):
         values = a.get(key)
         if values is not None and any(not isinstance(v, int) or v <= 0 for v in values):
             bad(f"{key} {list(values)} (they must be positive)")
+        if values and windowed and len(values) != rank:
+            bad(f"{key} {list(values)} for an input with {rank} spatial axes")
+    if windowed and len(n.view.kernel()) not in (0, rank):
+        bad(f"a {len(n.view.kernel())}-D kernel for an input with {rank} spatial axes")
     if a.get("pads") is not None and any(not isinstance(v, int) or v < 0 for v in a["pads"]):
         bad(f"pads {list(a['pads'])} (they must be non-negative)")
+    if a.get("pads") and windowed and len(a["pads"]) != 2 * rank:
+        bad(f"pads {list(a['pads'])} for an input with {rank} spatial axes")
     group = a.get("group")
     x = n.view.in_shapes[0] if n.view.in_shapes else None
     if group is not None and (not isinstance(group, int) or group <= 0 or (x and len(x) > 1 and x[1] % group)):
