@@ -15,7 +15,7 @@ import numpy as np
 from archc import ops
 from archc.errors import ArchcError
 from archc.ir import Graph, Node
-from archc.ops.registry import Init, WeightSpec, fmt_shape
+from archc.ops.registry import Init, fmt_shape
 
 NP_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64}
 
@@ -112,6 +112,3 @@ def bind_weights(graph: Graph, source: Mapping[str, np.ndarray], ignore: set[str
             raise ArchcError(f"weights file has no tensor '{name}' (shape {fmt_shape(wanted[name][1].shape)})")
     return out
 
-
-def spec_of(graph: Graph) -> dict[str, WeightSpec]:
-    return {name: w for name, _, w in graph.weight_items()}

@@ -151,16 +151,6 @@ def fmt_shape(shape: Shape) -> str:
     return "×".join(str(d) for d in shape)
 
 
-def weights_numel(weights) -> int:
-    total = 0
-    for w in weights:
-        n = 1
-        for d in w.shape:
-            n *= d
-        total += n
-    return total
-
-
 # ---- ONNX-side rules: what the analyzer needs to know about an ONNX op type -----------------------------------
 class RF(enum.Enum):
     """How an op moves a receptive field (see analyze/receptive_field.py)."""

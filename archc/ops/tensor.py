@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from archc.ops.registry import (RF, Built, Kind, NodeView, OnnxRule, OpDef, OpError, Param, fmt_shape, numel,
-                                per_axis, register, register_onnx, spatial)
+                                register, register_onnx, spatial)
 
 
 def _build_flatten(a, shapes):

@@ -1,7 +1,7 @@
 """GitHub-flavoured Markdown rendering of a `Table`."""
 from __future__ import annotations
 
-from archc.render._rows import TOTAL, cell_text, group_label, is_heading, row_style
+from archc.render._rows import cell_text, group_label, is_heading, row_style
 from archc.render.table import Align, Table
 
 
