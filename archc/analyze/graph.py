@@ -144,12 +144,7 @@ def build(model: onnx.ModelProto, source: str) -> NetGraph:
                                  "not valid ONNX")
             producer[out] = idx
         if p.op_type == "Constant" and p.output:
-            attr = {a.name: a for a in p.attribute}
-            if "value" in attr:
-                arr = numpy_helper.to_array(attr["value"].t)
-                t = tensors.setdefault(p.output[0], Tensor(p.output[0], tuple(arr.shape), attr["value"].t.data_type))
-                t.stored, t.shape = True, tuple(arr.shape)
-                t.value = arr if arr.size <= _SMALL else None
+            _constant_output(p, tensors, source)
         nodes.append(Node(idx, name, p, onnx_rule(p.op_type), None,  # view filled below
                           {m.key: m.value for m in p.metadata_props}))
 
@@ -210,6 +205,35 @@ def build(model: onnx.ModelProto, source: str) -> NetGraph:
     for n in nodes:
         _check_node(n, source)
     return NetGraph(model, nodes, tensors, inputs, [o.name for o in g.output], dag, producer, consumers)
+
+
+_CONSTANT_DTYPES = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
+                    "value_ints": np.int64}
+
+
+def _constant_output(p: onnx.NodeProto, tensors: dict[str, Tensor], source: str) -> None:
+    """A Constant node's output is a stored tensor, whichever of its value attributes holds the data (shape
+    inference gives the shape; the value is kept when small, for the rules that read pads or scales)."""
+    name = p.output[0]
+    arr = None
+    if len(p.attribute) == 1:
+        a = p.attribute[0]
+        try:
+            if a.name == "value":
+                arr = numpy_helper.to_array(a.t)
+            elif a.name in _CONSTANT_DTYPES:
+                arr = np.asarray(helper.get_attribute_value(a), dtype=_CONSTANT_DTYPES[a.name])
+        except Exception:
+            raise ArchcError(f"'{source}': Constant node '{p.name or name}' holds an unreadable value; the file is "
+                             "corrupt") from None
+    t = tensors.get(name)
+    if t is None:
+        dtype = helper.np_dtype_to_tensor_dtype(arr.dtype) if arr is not None else 0
+        t = tensors[name] = Tensor(name, None, dtype)
+    t.stored = True
+    if arr is not None:
+        t.shape = t.shape or tuple(arr.shape)
+        t.value = arr if arr.size <= _SMALL else None
 
 
 def _check_node(n: Node, source: str) -> None:

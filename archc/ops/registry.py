@@ -184,7 +184,7 @@ class NodeView:
         return tuple(w[2:]) if w else ()
 
     def spatial_rank(self) -> int:
-        x = self.in_shapes[0]
+        x = self.in_shapes[0] if self.in_shapes else None  # a Constant node has no inputs
         return len(x) - 2 if x else 0
 
     def window(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:

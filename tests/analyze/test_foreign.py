@@ -280,3 +280,33 @@ def test_auto_pad_same_upper_is_resolved_once_for_table_and_field(tmp_path):
     c = a.layer("c")
     assert c.output_shape == (1, 4, 5, 5) and c.pads == (1, 1, 2, 2)
     assert c.receptive_field.start == (0.5, 0.5) and c.receptive_field.size == (4.0, 4.0)
+
+
+def test_constant_node_feeding_add(tmp_path):
+    """A `Constant` node (no inputs) used to crash the node checks with IndexError (exit 70). Six of twelve
+    torchvision exports carry one; this is the smallest such file."""
+    nodes = [
+        helper.make_node("Constant", [], ["k"], name="const",
+                         value=numpy_helper.from_array(np.full((1, 3, 1, 1), 2.0, np.float32))),
+        helper.make_node("Add", ["x", "k"], ["y"], name="add"),
+    ]
+    a = analyze(save(tmp_path, nodes, [], [x_input()], [y_output()]))
+    L = {l.name: l for l in a.layers}
+    assert L["add"].output_shape == (1, 3, 32, 32)
+    assert L["add"].flops == 3 * 32 * 32  # one addition per output element
+    assert "const" not in L  # a stored tensor, not a layer
+
+
+def test_constant_node_cli_exit_zero(tmp_path):
+    from click.testing import CliRunner
+
+    from archc.cli import main
+    nodes = [
+        helper.make_node("Constant", [], ["k"], name="const", value_float=2.0),
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["c", "k"], ["y"], name="scale"),
+    ]
+    path = save(tmp_path, nodes, [init("w", (8, 3, 3, 3))], [x_input()], [y_output()])
+    result = CliRunner().invoke(main, ["analyze", path, "--by", "layer"])
+    assert result.exit_code == 0, result.output
+    assert "scale" in result.output and "conv" in result.output
