@@ -1,17 +1,35 @@
 """Activations: shape-preserving, elementwise (softmax along one axis)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
-from archc.ops.registry import (Built, Init, Kind, OnnxRule, OpDef, OpError, Param, WeightSpec, per_output, register,
-                                register_onnx)
+from archc.ops.registry import (
+    Attrs,
+    Built,
+    EmitCtx,
+    Init,
+    Kind,
+    OnnxRule,
+    OpDef,
+    OpError,
+    Param,
+    WeightSpec,
+    per_output,
+    register,
+    register_onnx,
+)
+from archc.shapes import Shape
 
 
-def _same(a, shapes):
+def _same(a: Attrs, shapes: Sequence[Shape]) -> Built:
     return Built(shapes[0])
 
 
-def _simple(keyword, onnx_op, doc, gain=None, aliases=(), **fixed):
+def _simple(keyword: str, onnx_op: str, doc: str, gain: str | None = None, aliases: tuple[str, ...] = (),
+            **fixed: Any) -> None:
     register(OpDef(keyword, doc, (), _same, lambda ctx, attrs: ctx.node(onnx_op, [ctx.inputs[0]], **fixed),
                    (onnx_op,), aliases=aliases, gain=gain))
 
@@ -23,7 +41,7 @@ _simple("hswish", "HardSwish", "hard swish x·relu6(x+3)/6 (MobileNet v3)", gain
 _simple("hsigmoid", "HardSigmoid", "hard sigmoid relu6(x+3)/6", aliases=("hardsigmoid",), alpha=1 / 6, beta=0.5)
 
 
-def _emit_relu6(ctx, attrs):
+def _emit_relu6(ctx: EmitCtx, attrs: Attrs) -> None:
     lo = ctx.const("min", np.array(0.0, dtype=ctx.np_dtype))
     hi = ctx.const("max", np.array(6.0, dtype=ctx.np_dtype))
     ctx.node("Clip", [ctx.inputs[0], lo, hi])
@@ -31,13 +49,13 @@ def _emit_relu6(ctx, attrs):
 
 register(OpDef("relu6", "min(max(x, 0), 6) (MobileNet)", (), _same, _emit_relu6, ("Clip",), gain="relu"))
 
-register(OpDef("leaky_relu", "x if x > 0 else alpha·x (Darknet/YOLO use alpha=0.1)", (Param("alpha", Kind.FLOAT, 0.01),),
-               lambda a, s: Built(s[0], (), {"alpha": float(a["alpha"])}),
+register(OpDef("leaky_relu", "x if x > 0 else alpha·x (Darknet/YOLO use alpha=0.1)",
+               (Param("alpha", Kind.FLOAT, 0.01),), lambda a, s: Built(s[0], (), {"alpha": float(a["alpha"])}),
                lambda ctx, attrs: ctx.node("LeakyRelu", [ctx.inputs[0]], alpha=attrs["alpha"]), ("LeakyRelu",),
                aliases=("leaky",), gain="relu"))
 
 
-def _build_prelu(a, shapes):
+def _build_prelu(a: Attrs, shapes: Sequence[Shape]) -> Built:
     x = shapes[0]
     if len(x) < 2:
         raise OpError("prelu needs a channel axis")
@@ -45,7 +63,7 @@ def _build_prelu(a, shapes):
     return Built(x, (WeightSpec("weight", (n,), Init.CONST, value=0.25),), {"shape": (n,) + (1,) * (len(x) - 2)})
 
 
-def _emit_prelu(ctx, attrs):
+def _emit_prelu(ctx: EmitCtx, attrs: Attrs) -> None:
     slope = ctx.weight("weight")
     if len(attrs["shape"]) > 1:  # the weight is stored as [C] (PyTorch); broadcasting needs [C, 1, 1]
         slope = ctx.reshape(slope, attrs["shape"], "slope")
@@ -53,10 +71,11 @@ def _emit_prelu(ctx, attrs):
 
 
 register(OpDef("prelu", "leaky ReLU with a learned slope per channel (or one shared slope)",
-               (Param("shared", Kind.BOOL, False),), _build_prelu, _emit_prelu, ("PRelu",), gain="relu"))
+               (Param("shared", Kind.BOOL, False),), _build_prelu, _emit_prelu, ("PRelu", "Reshape"),
+               gain="relu"))  # Reshape: the slope to C×1×…, to broadcast over the spatial axes
 
 
-def _emit_silu(ctx, attrs):
+def _emit_silu(ctx: EmitCtx, attrs: Attrs) -> None:
     sig = ctx.node("Sigmoid", [ctx.inputs[0]], output=ctx.sub("sigmoid"), name=ctx.sub("sigmoid"))
     ctx.node("Mul", [ctx.inputs[0], sig])
 
@@ -65,7 +84,7 @@ register(OpDef("silu", "x·sigmoid(x) (swish)", (), _same, _emit_silu, ("Sigmoid
                gain="relu"))
 
 
-def _build_softmax(a, shapes):
+def _build_softmax(a: Attrs, shapes: Sequence[Shape]) -> Built:
     x = shapes[0]
     axis = a["axis"]
     if not -len(x) <= axis < len(x):

@@ -2,13 +2,39 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
-from archc.ops.registry import (RF, REQUIRED, Built, Init, Kind, NodeView, OnnxRule, OpDef, OpError, Param,
-                                WeightSpec, dims, numel, per_axis, positive, register, register_onnx, spatial)
+from archc.ops.registry import (
+    REQUIRED,
+    RF,
+    Attrs,
+    Built,
+    CostRule,
+    EmitCtx,
+    EmitRule,
+    ExplainRule,
+    Init,
+    Kind,
+    NodeView,
+    OnnxRule,
+    OpDef,
+    OpError,
+    Param,
+    WeightSpec,
+    dims,
+    per_axis,
+    positive,
+    register,
+    register_onnx,
+    spatial,
+)
 from archc.ops.window import out_sizes, resolve_pads
+from archc.shapes import Shape, numel
 
 
-def _kernel_weights(out: int, cin_per_group: int, groups: int, kernel, bias: bool, transposed: bool = False):
+def _kernel_weights(out: int, cin_per_group: int, groups: int, kernel: Shape, bias: bool,
+                    transposed: bool = False) -> tuple[WeightSpec, ...]:
     k = math.prod(kernel)
     shape = (cin_per_group * groups, out // groups, *kernel) if transposed else (out, cin_per_group, *kernel)
     ws = [WeightSpec("weight", shape, Init.FAN, fan_in=cin_per_group * k, fan_out=out // groups * k)]
@@ -17,20 +43,24 @@ def _kernel_weights(out: int, cin_per_group: int, groups: int, kernel, bias: boo
     return tuple(ws)
 
 
-def _common(a, x, op):
+def _common(a: Attrs, x: Shape, op: str) -> tuple[int, Shape, Shape, Shape]:
+    """Spatial rank, kernel, strides and dilations, checked."""
     n = spatial(x, op)
     k = per_axis(a["kernel"], n, "kernel")
     s = per_axis(a["stride"], n, "stride")
     d = per_axis(a["dilation"], n, "dilation")
-    positive(k, "kernel"), positive(s, "stride"), positive(d, "dilation")
+    positive(k, "kernel")
+    positive(s, "stride")
+    positive(d, "dilation")
     return n, k, s, d
 
 
-def build_conv(a, shapes):
+def build_conv(a: Attrs, shapes: Sequence[Shape]) -> Built:
     x = shapes[0]
     n, k, s, d = _common(a, x, "conv")
     cin, out, g = x[1], a["out"], a["groups"]
-    positive(out, "out"), positive(g, "groups")
+    positive(out, "out")
+    positive(g, "groups")
     if cin % g:
         raise OpError(f"groups={g} does not divide the {cin} input channels", attr="groups")
     if out % g:
@@ -41,18 +71,19 @@ def build_conv(a, shapes):
                  dict(kernel_shape=k, strides=s, pads=pads, dilations=d, group=g))
 
 
-def build_dwconv(a, shapes):
+def build_dwconv(a: Attrs, shapes: Sequence[Shape]) -> Built:
     x = shapes[0]
     spatial(x, "dwconv")
     positive(a["multiplier"], "multiplier")
     return build_conv({**a, "out": x[1] * a["multiplier"], "groups": x[1]}, shapes)
 
 
-def build_deconv(a, shapes):
+def build_deconv(a: Attrs, shapes: Sequence[Shape]) -> Built:
     x = shapes[0]
     n, k, s, d = _common(a, x, "deconv")
     cin, out, g = x[1], a["out"], a["groups"]
-    positive(out, "out"), positive(g, "groups")
+    positive(out, "out")
+    positive(g, "groups")
     if cin % g or out % g:
         raise OpError(f"groups={g} must divide both the {cin} input and {out} output channels", attr="groups")
     pads = resolve_pads(a["pad"], x[2:], k, s, d) if a["pad"] != "same" else None
@@ -82,12 +113,13 @@ def build_deconv(a, shapes):
                  dict(kernel_shape=k, strides=s, pads=pads, dilations=d, group=g, output_padding=op))
 
 
-def _emit(op_type):
-    def emit(ctx, attrs):
+def _emit(op_type: str) -> EmitRule:
+    def emit(ctx: EmitCtx, attrs: Attrs) -> None:
         inputs = [ctx.inputs[0], ctx.weight("weight")]
         if ctx.has_weight("bias"):
             inputs.append(ctx.weight("bias"))
-        ctx.node(op_type, inputs, **{k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()})
+        onnx_attrs: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()}
+        ctx.node(op_type, inputs, **onnx_attrs)
     return emit
 
 
@@ -117,25 +149,27 @@ register(OpDef(
 
 
 # ---- analysis of ONNX nodes -------------------------------------------------------------------------------------
-def conv_macs(v: NodeView) -> int:
+def conv_macs(v: NodeView) -> int | None:
     """Each output element: C_in/groups · prod(kernel) multiply-accumulates."""
     x, y = v.in_shapes[0], v.out_shapes[0]
     if x is None or y is None:
         return None
-    return numel(y) * (x[1] // v.attrs.get("group", 1)) * math.prod(v.kernel())
+    return math.prod(y) * (x[1] // v.attrs.get("group", 1)) * math.prod(v.kernel())
 
 
-def deconv_macs(v: NodeView) -> int:
+def deconv_macs(v: NodeView) -> int | None:
     """Each input element is scattered to C_out/groups · prod(kernel) outputs."""
     x, y = v.in_shapes[0], v.out_shapes[0]
     if x is None or y is None:
         return None
-    return numel(x) * (y[1] // v.attrs.get("group", 1)) * math.prod(v.kernel())
+    return math.prod(x) * (y[1] // v.attrs.get("group", 1)) * math.prod(v.kernel())
 
 
-def _explain(transposed: bool):
-    def explain(v: NodeView, params: int, nontrainable: int, macs):
+def _explain(transposed: bool) -> ExplainRule:
+    def explain(v: NodeView, params: int, nontrainable: int, macs: int | None) -> list[str]:
         x, y = v.in_shapes[0], v.out_shapes[0]
+        if x is None or y is None:  # unknown shapes: nothing to write the arithmetic with
+            return []
         g, k = v.attrs.get("group", 1), v.kernel()
         bias = len(v.in_shapes) > 2 and v.in_shapes[2] is not None
         lines = [f"parameters: F·F·C_in/groups·C_out{' + C_out' if bias else ''} = {dims(k)}·{x[1]}/{g}·{y[1]}"
@@ -153,13 +187,13 @@ def _explain(transposed: bool):
     return explain
 
 
-def _flops_with_bias(macs):
-    def rule(v: NodeView):
+def _flops_with_bias(macs: CostRule) -> CostRule:
+    def rule(v: NodeView) -> int | None:
         m = macs(v)
         if m is None:
             return None
         bias = numel(v.out_shapes[0]) if len(v.in_shapes) > 2 and v.in_shapes[2] is not None else 0
-        return 2 * m + bias
+        return None if bias is None else 2 * m + bias
     return rule
 
 

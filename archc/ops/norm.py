@@ -1,11 +1,29 @@
 """Normalisation: batch norm, local response norm (AlexNet), L2 norm with a learned scale (SSD)."""
 from __future__ import annotations
 
-from archc.ops.registry import (Built, Init, Kind, NodeView, OnnxRule, OpDef, OpError, Param, WeightSpec, numel,
-                                per_output, positive, register, register_onnx)
+from collections.abc import Sequence
+
+from archc.ops.registry import (
+    Attrs,
+    Built,
+    EmitCtx,
+    Init,
+    Kind,
+    NodeView,
+    OnnxRule,
+    OpDef,
+    OpError,
+    Param,
+    WeightSpec,
+    per_output,
+    positive,
+    register,
+    register_onnx,
+)
+from archc.shapes import Shape, numel
 
 
-def _build_bn(a, shapes):
+def _build_bn(a: Attrs, shapes: Sequence[Shape]) -> Built:
     x = shapes[0]
     if len(x) < 2:
         raise OpError("bn needs a channel axis")
@@ -17,7 +35,7 @@ def _build_bn(a, shapes):
                  {"epsilon": float(a["eps"]), "momentum": float(a["momentum"])})
 
 
-def _emit_bn(ctx, attrs):
+def _emit_bn(ctx: EmitCtx, attrs: Attrs) -> None:
     ctx.node("BatchNormalization", [ctx.inputs[0]] + [ctx.weight(s) for s in
                                                        ("weight", "bias", "running_mean", "running_var")],
              epsilon=attrs["epsilon"], momentum=1.0 - attrs["momentum"])  # ONNX momentum is PyTorch's 1 − m
@@ -28,7 +46,7 @@ register(OpDef("bn", "batch normalisation (inference form, running statistics)",
                ("BatchNormalization",), aliases=("batchnorm",), transparent_for_init=True))
 
 
-def _build_lrn(a, shapes):
+def _build_lrn(a: Attrs, shapes: Sequence[Shape]) -> Built:
     positive(a["size"], "size")
     return Built(shapes[0], (), {"size": a["size"], "alpha": float(a["alpha"]), "beta": float(a["beta"]),
                                  "bias": float(a["bias"])})
@@ -40,30 +58,34 @@ register(OpDef("lrn", "local response normalisation across channels (AlexNet: si
                lambda ctx, attrs: ctx.node("LRN", [ctx.inputs[0]], **attrs), ("LRN",)))
 
 
-def _build_l2norm(a, shapes):
+def _build_l2norm(a: Attrs, shapes: Sequence[Shape]) -> Built:
     x = shapes[0]
     c = x[1]
     return Built(x, (WeightSpec("weight", (c,), Init.CONST, value=float(a["scale"])),),
                  {"shape": (c,) + (1,) * (len(x) - 2)})
 
 
-def _emit_l2norm(ctx, attrs):
+def _emit_l2norm(ctx: EmitCtx, attrs: Attrs) -> None:
     normed = ctx.node("LpNormalization", [ctx.inputs[0]], output=ctx.sub("norm"), name=ctx.sub("norm"), axis=1, p=2)
     ctx.node("Mul", [normed, ctx.reshape(ctx.weight("weight"), attrs["shape"], "scale")])
 
 
 register(OpDef("l2norm", "L2 normalisation across channels times a learned per-channel scale (SSD conv4_3)",
-               (Param("scale", Kind.FLOAT, 20.0),), _build_l2norm, _emit_l2norm, ("LpNormalization", "Mul")))
+               (Param("scale", Kind.FLOAT, 20.0),), _build_l2norm, _emit_l2norm,
+               ("LpNormalization", "Reshape", "Mul")))  # Reshape: the per-channel scale to C×1×1
 
 
 # ---- analysis of ONNX nodes -------------------------------------------------------------------------------------
-def _lrn_flops(v: NodeView):
+def _lrn_flops(v: NodeView) -> int | None:
     n = numel(v.out_shapes[0])
     return None if n is None else n * (2 * v.attrs.get("size", 1) + 3)
 
 
-def _explain_bn(v: NodeView, params: int, nontrainable: int, macs):
-    c = v.out_shapes[0][1]
+def _explain_bn(v: NodeView, params: int, nontrainable: int, macs: int | None) -> list[str]:
+    y = v.out_shapes[0]
+    if y is None:  # unknown shape: nothing to write the arithmetic with
+        return []
+    c = y[1]
     return [f"parameters: γ and β per channel = 2·{c} = {params:,} trainable, plus running mean and variance "
             f"2·{c} = {nontrainable:,} non-trainable"]
 

@@ -2,27 +2,49 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
-from archc.ops.registry import (RF, Built, Kind, NodeView, OnnxRule, OpDef, OpError, Param, numel, per_axis, positive,
-                                register, register_onnx, spatial)
+from archc.ops.registry import (
+    RF,
+    Attrs,
+    BuildRule,
+    Built,
+    EmitCtx,
+    EmitRule,
+    Kind,
+    NodeView,
+    OnnxRule,
+    OpDef,
+    OpError,
+    Param,
+    per_axis,
+    positive,
+    register,
+    register_onnx,
+    spatial,
+)
 from archc.ops.window import out_sizes, resolve_pads
+from archc.shapes import Shape, numel
 
 
-def _build_pool(op):
-    def build(a, shapes):
+def _build_pool(op: str) -> BuildRule:
+    def build(a: Attrs, shapes: Sequence[Shape]) -> Built:
         x = shapes[0]
         n = spatial(x, op)
         k = per_axis(a["kernel"], n, "kernel")
         s = per_axis(a["stride"] if a["stride"] is not None else a["kernel"], n, "stride")
         d = per_axis(a.get("dilation", 1), n, "dilation")
-        positive(k, "kernel"), positive(s, "stride"), positive(d, "dilation")
+        positive(k, "kernel")
+        positive(s, "stride")
+        positive(d, "dilation")
         pads = resolve_pads(a["pad"], x[2:], k, s, d)
         for i in range(n):
             if max(pads[i], pads[n + i]) > k[i] // 2 and a["pad"] not in ("same",):
                 raise OpError(f"padding {max(pads[i], pads[n + i])} is more than half the kernel {k[i]}; "
                               f"such windows would see only padding", attr="pad")
         size = out_sizes(x[2:], k, s, d, pads, ceil=a["ceil"])
-        attrs = dict(kernel_shape=k, strides=s, pads=pads, ceil_mode=int(a["ceil"]))
+        attrs: dict[str, Any] = dict(kernel_shape=k, strides=s, pads=pads, ceil_mode=int(a["ceil"]))
         if op == "maxpool":
             attrs["dilations"] = d
         else:
@@ -31,14 +53,15 @@ def _build_pool(op):
     return build
 
 
-def _emit(op_type):
-    def emit(ctx, attrs):
-        ctx.node(op_type, [ctx.inputs[0]], **{k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()})
+def _emit(op_type: str) -> EmitRule:
+    def emit(ctx: EmitCtx, attrs: Attrs) -> None:
+        onnx_attrs: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()}
+        ctx.node(op_type, [ctx.inputs[0]], **onnx_attrs)
     return emit
 
 
-def _build_global(op):
-    def build(a, shapes):
+def _build_global(op: str) -> BuildRule:
+    def build(a: Attrs, shapes: Sequence[Shape]) -> Built:
         x = shapes[0]
         n = spatial(x, op)
         return Built((x[0], x[1], *([1] * n)))
@@ -62,12 +85,12 @@ register(OpDef("gmp", "global max pooling (to 1×1)", (), _build_global("gmp"),
 
 
 # ---- analysis of ONNX nodes -------------------------------------------------------------------------------------
-def _window_flops(v: NodeView):
+def _window_flops(v: NodeView) -> int | None:
     n = numel(v.out_shapes[0])
     return None if n is None else n * math.prod(v.attrs.get("kernel_shape", (1,)))
 
 
-def _input_flops(v: NodeView):
+def _input_flops(v: NodeView) -> int | None:
     return numel(v.in_shapes[0])
 
 

@@ -8,10 +8,13 @@ Rules raise `OpError` without a location; the caller that knows the spec line at
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Protocol
 
-Shape = tuple[int, ...]
+import numpy as np
+
+from archc.shapes import Shape, fmt_dims, numel
 
 
 class OpError(Exception):
@@ -81,13 +84,44 @@ class Built:
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
+class EmitCtx(Protocol):
+    """What an `emit` rule may use of the emitter's context (archc.emit.onnx_model.EmitContext implements it)."""
+
+    name: str
+    inputs: list[str]
+    in_shapes: list[Shape]
+    output: str
+    np_dtype: np.dtype[Any]
+
+    def sub(self, suffix: str) -> str: ...
+
+    def has_weight(self, suffix: str) -> bool: ...
+
+    def weight(self, suffix: str) -> str: ...
+
+    def const(self, suffix: str, array: np.ndarray) -> str: ...
+
+    def node(self, op_type: str, inputs: Sequence[str], output: str | None = None, name: str | None = None,
+             doc: str | None = None, **attrs: Any) -> str: ...
+
+    def reshape(self, x: str, shape: Sequence[int], sub: str | None) -> str: ...
+
+    def slice(self, x: str, starts: Sequence[int], ends: Sequence[int], axes: Sequence[int], sub: str | None) -> str:
+        ...
+
+
+Attrs = Mapping[str, Any]  # a layer's bound spec arguments (to `build`) or its concrete attributes (to `emit`)
+BuildRule = Callable[[Attrs, Sequence[Shape]], Built]
+EmitRule = Callable[[EmitCtx, Attrs], object]  # the return value, if any (a node's output name), is ignored
+
+
 @dataclass(frozen=True)
 class OpDef:
     keyword: str
     doc: str
     params: tuple[Param, ...]
-    build: Callable[[dict, list[Shape]], Built]
-    emit: Callable[..., None]
+    build: BuildRule
+    emit: EmitRule
     onnx_ops: tuple[str, ...]  # ONNX op types the emitter writes for this op, for the docs and the analyzer
     aliases: tuple[str, ...] = ()
     merge: bool = False  # takes one input per branch of a `name { ... }` body
@@ -100,9 +134,11 @@ _REGISTRY: dict[str, OpDef] = {}
 
 
 def register(op: OpDef) -> OpDef:
-    for key in (op.keyword, *op.aliases):
+    names = (op.keyword, *op.aliases)
+    for key in names:  # every name checked before any is stored: a refused op leaves no trace
         if key in _REGISTRY:
             raise ValueError(f"op {key!r} registered twice")
+    for key in names:
         _REGISTRY[key] = op
     return op
 
@@ -126,12 +162,12 @@ def keywords() -> list[str]:
 def spatial(shape: Shape, op: str, min_rank: int = 3, max_rank: int = 5) -> int:
     """Number of spatial axes of an N×C×… tensor; 1-D, 2-D and 3-D are handled by one loop, never by branches."""
     if not min_rank <= len(shape) <= max_rank:
-        raise OpError(f"{op} needs an input of rank {min_rank}..{max_rank} (N×C×spatial), got {fmt_shape(shape)}",
+        raise OpError(f"{op} needs an input of rank {min_rank}..{max_rank} (N×C×spatial), got {fmt_dims(shape)}",
                       code="shape-mismatch")
     return len(shape) - 2
 
 
-def per_axis(value, n: int, name: str) -> tuple[int, ...]:
+def per_axis(value: int | Iterable[int], n: int, name: str) -> tuple[int, ...]:
     """Broadcast an int to n spatial axes, or check a tuple has one entry per axis."""
     if isinstance(value, int):
         return (value,) * n
@@ -141,14 +177,15 @@ def per_axis(value, n: int, name: str) -> tuple[int, ...]:
     return value
 
 
-def positive(values, name: str, allow_zero: bool = False) -> None:
+def positive(values: int | tuple[int, ...], name: str, allow_zero: bool = False) -> None:
     for v in (values if isinstance(values, tuple) else (values,)):
         if v < 0 or (v == 0 and not allow_zero):
             raise OpError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {v}", attr=name)
 
 
-def fmt_shape(shape: Shape) -> str:
-    return "×".join(str(d) for d in shape)
+def dims(values: Iterable[float]) -> str:
+    """7·7·3, as the explain formulas write products."""
+    return fmt_dims(values, "·")
 
 
 # ---- ONNX-side rules: what the analyzer needs to know about an ONNX op type -----------------------------------
@@ -196,18 +233,19 @@ class NodeView:
         d = tuple(self.attrs.get("dilations") or (1,) * n)
         pads = tuple(self.attrs.get("pads") or (0,) * (2 * n))
         auto = self.attrs.get("auto_pad", "NOTSET")
-        if auto in ("SAME_UPPER", "SAME_LOWER") and self.in_shapes[0]:
-            begins, ends = [], []
-            for i in range(n):
-                size = self.in_shapes[0][2 + i]
-                total = max((-(-size // s[i]) - 1) * s[i] + d[i] * (k[i] - 1) + 1 - size, 0)
-                small, large = total // 2, total - total // 2
-                begins.append(small if auto == "SAME_UPPER" else large)
-                ends.append(large if auto == "SAME_UPPER" else small)
-            pads = tuple(begins) + tuple(ends)
+        if auto in ("SAME_UPPER", "SAME_LOWER") and (x := self.in_shapes[0]):
+            # imported here, not at the top: window.py imports OpError from this module
+            from archc.ops.window import same_pads
+
+            split = [same_pads(x[2 + i], k[i], s[i], d[i], upper=auto == "SAME_UPPER") for i in range(n)]
+            pads = tuple(b for b, _ in split) + tuple(e for _, e in split)
         elif auto == "VALID":
             pads = (0,) * (2 * n)
         return k, s, d, pads
+
+
+CostRule = Callable[[NodeView], int | None]  # MACs or FLOPs of one node; None means unknown
+ExplainRule = Callable[[NodeView, int, int, int | None], list[str]]
 
 
 @dataclass(frozen=True)
@@ -221,17 +259,16 @@ class OnnxRule:
 
     op_type: str
     flops_doc: str
-    flops: Callable[[NodeView], int | None]
-    macs: Callable[[NodeView], int] = lambda v: 0
+    flops: CostRule
+    macs: CostRule = lambda v: 0  # the default marks an op without MACs (see counts_macs)
     rf: RF = RF.IDENTITY
     # `--explain`: the parameter and MAC arithmetic with the node's own numbers (view, params, non-trainable, macs)
-    explain: Callable[[NodeView, int, int, int | None], list[str]] | None = None
+    explain: ExplainRule | None = None
     shape_arithmetic: bool = False  # computes shapes, not activations (Shape, Range…): hidden from tables
     trainable_slots: tuple[int, ...] = ()  # inputs that are learned weights when stored in the file
     buffer_slots: tuple[int, ...] = ()  # stored but not trained (batch norm running statistics)
     learned_constants: bool = False  # a stored float tensor with more than one element is a learned weight
     folded: bool = False  # activations and batch norm: papers' tables fold them into the layer before
-
 
     @property
     def counts_macs(self) -> bool:
@@ -257,23 +294,9 @@ def onnx_rules() -> list[OnnxRule]:
     return sorted(_ONNX_RULES.values(), key=lambda r: r.op_type)
 
 
-def numel(shape: Shape | None) -> int | None:
-    if shape is None:
-        return None
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
-def per_output(k: int | float = 1):
+def per_output(k: float = 1) -> CostRule:
     """A FLOP rule: k operations per output element."""
-    def rule(v: NodeView):
+    def rule(v: NodeView) -> int | None:
         n = numel(v.out_shapes[0]) if v.out_shapes else None
         return None if n is None else int(k * n)
     return rule
-
-
-def dims(values) -> str:
-    """7·7·3, as the explain formulas write products."""
-    return "·".join(str(v) for v in values)

@@ -2,14 +2,30 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from archc.ops.registry import (RF, Built, Kind, NodeView, OnnxRule, OpDef, OpError, Param, fmt_shape, numel,
-                                register, register_onnx, spatial)
+from archc.ops.registry import (
+    RF,
+    Attrs,
+    Built,
+    EmitCtx,
+    Kind,
+    NodeView,
+    OnnxRule,
+    OpDef,
+    OpError,
+    Param,
+    register,
+    register_onnx,
+    spatial,
+)
+from archc.shapes import Shape, fmt_dims, numel
 
 
-def _build_flatten(a, shapes):
+def _build_flatten(a: Attrs, shapes: Sequence[Shape]) -> Built:
     x = shapes[0]
     axis = a["axis"]
     if not 0 < axis <= len(x):
@@ -22,7 +38,7 @@ register(OpDef("flatten", "flatten every axis from `axis` on (default: keep the 
                ("Flatten",)))
 
 
-def _build_reshape(a, shapes):
+def _build_reshape(a: Attrs, shapes: Sequence[Shape]) -> Built:
     """The batch axis is kept; `shape` gives the rest, with at most one −1."""
     x = shapes[0]
     dims = tuple(a["shape"]) if not isinstance(a["shape"], int) else (a["shape"],)
@@ -32,10 +48,10 @@ def _build_reshape(a, shapes):
     known = math.prod(d for d in dims if d != -1)
     if -1 in dims:
         if rest % known:
-            raise OpError(f"cannot reshape {fmt_shape(x)} to N×{dims}: {rest} elements per sample", attr="shape")
+            raise OpError(f"cannot reshape {fmt_dims(x)} to N×{dims}: {rest} elements per sample", attr="shape")
         dims = tuple(rest // known if d == -1 else d for d in dims)
     elif known != rest:
-        raise OpError(f"cannot reshape {fmt_shape(x)} ({rest} elements per sample) to {fmt_shape(dims)} ({known})",
+        raise OpError(f"cannot reshape {fmt_dims(x)} ({rest} elements per sample) to {fmt_dims(dims)} ({known})",
                       attr="shape", code="shape-mismatch")
     return Built((x[0], *dims), (), {"shape": (x[0], *dims)})
 
@@ -45,7 +61,7 @@ register(OpDef("reshape", "reshape each sample; the batch axis is kept (e.g. res
                lambda ctx, attrs: ctx.reshape(ctx.inputs[0], attrs["shape"], None), ("Reshape",)))
 
 
-def _build_pad(a, shapes):
+def _build_pad(a: Attrs, shapes: Sequence[Shape]) -> Built:
     x = shapes[0]
     n = spatial(x, "pad")
     p = a["pads"]
@@ -65,7 +81,7 @@ def _build_pad(a, shapes):
                  {"pads": (0, 0, *pads[:n], 0, 0, *pads[n:]), "mode": a["mode"], "value": float(a["value"])})
 
 
-def _emit_pad(ctx, attrs):
+def _emit_pad(ctx: EmitCtx, attrs: Attrs) -> None:
     pads = ctx.const("pads", np.array(attrs["pads"], dtype=np.int64))
     value = ctx.const("value", np.array(attrs["value"], dtype=ctx.np_dtype))
     ctx.node("Pad", [ctx.inputs[0], pads, value], mode=attrs["mode"])
@@ -76,7 +92,7 @@ register(OpDef("pad", "pad the spatial axes (constant, reflect or edge)",
                 Param("value", Kind.FLOAT, 0.0)), _build_pad, _emit_pad, ("Pad",)))
 
 
-def _build_upsample(a, shapes):
+def _build_upsample(a: Attrs, shapes: Sequence[Shape]) -> Built:
     x = shapes[0]
     n = spatial(x, "upsample")
     scale = a["scale"]
@@ -90,8 +106,9 @@ def _build_upsample(a, shapes):
                                             "align_corners": a["align_corners"]})
 
 
-def _emit_upsample(ctx, attrs):
+def _emit_upsample(ctx: EmitCtx, attrs: Attrs) -> None:
     scales = ctx.const("scales", np.array(attrs["scales"], dtype=np.float32))
+    kw: dict[str, Any]
     if attrs["mode"] == "nearest":  # PyTorch's nearest: floor(out · in/out)
         kw = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     else:
@@ -106,7 +123,7 @@ register(OpDef("upsample", "resize by a scale factor (nearest or bilinear/linear
                 Param("align_corners", Kind.BOOL, False)), _build_upsample, _emit_upsample, ("Resize",)))
 
 
-def _build_shuffle(a, shapes):
+def _build_shuffle(a: Attrs, shapes: Sequence[Shape]) -> Built:
     x = shapes[0]
     g = a["groups"]
     if g <= 0 or x[1] % g:
@@ -114,7 +131,7 @@ def _build_shuffle(a, shapes):
     return Built(x, (), {"groups": g})
 
 
-def _emit_shuffle(ctx, attrs):
+def _emit_shuffle(ctx: EmitCtx, attrs: Attrs) -> None:
     """N×C×… → N×g×(C/g)×… → swap the two channel axes → N×C×… (ShuffleNet)."""
     x = ctx.in_shapes[0]
     g = attrs["groups"]
@@ -128,7 +145,7 @@ register(OpDef("channel_shuffle", "ShuffleNet's channel shuffle across `groups`"
                _build_shuffle, _emit_shuffle, ("Reshape", "Transpose")))
 
 
-def _build_slice(a, shapes):
+def _build_slice(a: Attrs, shapes: Sequence[Shape]) -> Built:
     x = shapes[0]
     axis = a["axis"] % len(x) if -len(x) <= a["axis"] < len(x) else None
     if axis is None:
@@ -142,7 +159,7 @@ def _build_slice(a, shapes):
     return Built(tuple(out), (), {"start": start, "end": end, "axis": axis})
 
 
-def _emit_slice(ctx, attrs):
+def _emit_slice(ctx: EmitCtx, attrs: Attrs) -> None:
     ctx.slice(ctx.inputs[0], [attrs["start"]], [attrs["end"]], [attrs["axis"]], None)
 
 
@@ -151,13 +168,13 @@ register(OpDef("slice", "keep entries [start, end) of one axis (default: channel
                _emit_slice, ("Slice",)))
 
 
-def _build_dropout(a, shapes):
+def _build_dropout(a: Attrs, shapes: Sequence[Shape]) -> Built:
     if not 0 <= a["p"] < 1:
         raise OpError(f"dropout probability must be in [0, 1), got {a['p']}", attr="p")
     return Built(shapes[0], (), {"p": float(a["p"])})
 
 
-def _emit_dropout(ctx, attrs):
+def _emit_dropout(ctx: EmitCtx, attrs: Attrs) -> None:
     # Inference no-op; kept as a node (the simplifier is told not to remove it) so tables can show it.
     ctx.node("Dropout", [ctx.inputs[0]], doc=f"p={attrs['p']}")
 
@@ -171,22 +188,25 @@ register(OpDef("identity", "pass the input through (a shortcut branch)", (), lam
 
 
 # ---- analysis of ONNX nodes -------------------------------------------------------------------------------------
-def _zero(v: NodeView):
+def _zero(v: NodeView) -> int:
     return 0
 
 
-def _resize_flops(v: NodeView):
-    """nearest: none (a copy); linear/cubic: a multiply-add (2 FLOPs) per output element per resized axis."""
+_RESIZE_FLOPS = "nearest: none (a copy); linear/cubic: a multiply-add (2 FLOPs) per output element per resized axis"
+
+
+def _resize_flops(v: NodeView) -> int | None:
+    """As _RESIZE_FLOPS says (the rule's flops_doc)."""
     x, y = v.in_shapes[0], v.out_shapes[0]
     if x is None or y is None:
         return None
     if v.attrs.get("mode", "nearest") == "nearest":
         return 0
-    axes = sum(1 for a, b in zip(x, y) if a != b)
-    return 2 * axes * numel(y)
+    axes = sum(1 for a, b in zip(x, y, strict=False) if a != b)  # not strict: a file's ranks may disagree
+    return 2 * axes * math.prod(y)
 
 
-def _reduce_flops(v: NodeView):
+def _reduce_flops(v: NodeView) -> int | None:
     return numel(v.in_shapes[0])
 
 
@@ -198,7 +218,7 @@ for _op, _rf in (("Reshape", RF.RESHAPE), ("Transpose", RF.RESHAPE), ("Flatten",
     register_onnx(OnnxRule(_op, "none (data movement)", _zero, rf=_rf))
 for _op in ("Shape", "Constant", "ConstantOfShape", "Range", "Size"):
     register_onnx(OnnxRule(_op, "none (shape arithmetic)", _zero, rf=RF.GLOBAL, shape_arithmetic=True))
-register_onnx(OnnxRule("Resize", _resize_flops.__doc__, _resize_flops, rf=RF.RESIZE))
-register_onnx(OnnxRule("Upsample", _resize_flops.__doc__, _resize_flops, rf=RF.RESIZE))
+register_onnx(OnnxRule("Resize", _RESIZE_FLOPS, _resize_flops, rf=RF.RESIZE))
+register_onnx(OnnxRule("Upsample", _RESIZE_FLOPS, _resize_flops, rf=RF.RESIZE))
 for _op in ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceL2"):
     register_onnx(OnnxRule(_op, "one per input element", _reduce_flops, rf=RF.GLOBAL))

@@ -4,18 +4,32 @@ Padding modes (per spatial axis, with effective kernel e = dilation·(kernel−1
 - `valid`: no padding.
 - `same`: output = ceil(input / stride). When e is even the padding is e/2 on both sides (PyTorch's `padding=k//2`,
   which gives the same output size and keeps torchvision weights interchangeable); when e is odd the total
-  padding of TensorFlow's SAME is split with the extra pixel at the end (ONNX SAME_UPPER).
+  padding of TensorFlow's SAME is split with the extra pixel at the end (ONNX SAME_UPPER, see `same_pads`).
 - `causal`: e pixels at the start, none at the end (WaveNet/TCN: output t sees inputs ≤ t).
 - an integer p: p on every side; a tuple of n: symmetric per axis; a tuple of 2n: ONNX order (begins…, ends…).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
-from archc.ops.registry import OpError, Shape
+from archc.ops.registry import OpError
+from archc.shapes import Shape
 
 
-def resolve_pads(pad, in_sizes: Shape, kernel, stride, dilation, name: str = "pad") -> tuple[int, ...]:
+def same_pads(size: int, kernel: int, stride: int, dilation: int, upper: bool = True) -> tuple[int, int]:
+    """(begin, end) padding of one axis for ONNX's auto_pad SAME_UPPER (upper) or SAME_LOWER: output =
+    ceil(size / stride), the total padding that needs split in two, the odd pixel at the end (upper) or the start."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    small, large = total // 2, total - total // 2
+    return (small, large) if upper else (large, small)
+
+
+def resolve_pads(pad: Any, in_sizes: Shape, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+                 name: str = "pad") -> tuple[int, ...]:
+    """A spec `pad` argument (a mode, an int or a tuple) as ONNX pads: begins…, ends…."""
     n = len(in_sizes)
     if isinstance(pad, str):
         begins, ends = [], []
@@ -26,12 +40,10 @@ def resolve_pads(pad, in_sizes: Shape, kernel, stride, dilation, name: str = "pa
             elif pad == "causal":
                 b, e = eff, 0
             elif pad == "same":
-                if eff % 2 == 0:
+                if eff % 2 == 0:  # symmetric, as PyTorch's padding=k//2
                     b = e = eff // 2
                 else:
-                    out = -(-in_sizes[i] // stride[i])
-                    total = max((out - 1) * stride[i] + eff + 1 - in_sizes[i], 0)
-                    b, e = total // 2, total - total // 2
+                    b, e = same_pads(in_sizes[i], kernel[i], stride[i], dilation[i])
             else:
                 raise OpError(f"unknown padding {pad!r}; use same, valid, causal, an integer or a tuple", attr=name)
             begins.append(b)
@@ -53,7 +65,8 @@ def resolve_pads(pad, in_sizes: Shape, kernel, stride, dilation, name: str = "pa
     return tuple(pads)
 
 
-def out_sizes(in_sizes: Shape, kernel, stride, dilation, pads, ceil: bool = False) -> tuple[int, ...]:
+def out_sizes(in_sizes: Shape, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+              pads: Sequence[int], ceil: bool = False) -> tuple[int, ...]:
     """floor((W + P_begin + P_end − d·(F−1) − 1) / S) + 1 per axis; with ceil mode, PyTorch's rule that the last
     window must start inside the input or its leading padding."""
     n = len(in_sizes)

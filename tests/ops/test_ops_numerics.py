@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+
+torch = pytest.importorskip("torch", reason="needs PyTorch and torchvision: pip install -e '.[test]'")
+F = torch.nn.functional
+pytestmark = pytest.mark.torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from helpers import one_layer, run  # noqa: E402
@@ -136,8 +138,9 @@ def test_batchnorm_uses_running_statistics():
 @pytest.mark.parametrize("batch", [1, 3])
 def test_batch_dimension_flows_through(batch):
     from archc import spec
-    from archc.spec import Options
-    g = spec.load_text("network t {\n input x: 3x8x8\n conv(4, 3) flatten dense(2)\n}", "<t>", Options(batch=batch))
+    from archc.options import ModelOptions
+    g = spec.load_text("network t {\n input x: 3x8x8\n conv(4, 3) flatten dense(2)\n}", "<t>",
+                       ModelOptions(batch=batch))
     assert g.outputs[0].shape == (batch, 2)
     (out,), _, _ = run(g)
     assert out.shape == (batch, 2)
