@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from archc.diagnostics import Span
 
@@ -23,15 +22,15 @@ class Var:
 @dataclass(frozen=True)
 class BinOp:
     op: str
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
     span: Span
 
 
 @dataclass(frozen=True)
 class Unary:
     op: str  # "-", "not"
-    operand: "Expr"
+    operand: Expr
     span: Span
 
 
@@ -45,33 +44,33 @@ class TensorRef:
 
 @dataclass(frozen=True)
 class Attr:
-    obj: "Expr"
+    obj: Expr
     name: str
     span: Span
 
 
 @dataclass(frozen=True)
 class Index:
-    obj: "Expr"
-    index: "Expr"
+    obj: Expr
+    index: Expr
     span: Span
 
 
 @dataclass(frozen=True)
 class Func:
     name: str
-    args: "Args"
+    args: Args
     span: Span
 
 
 @dataclass(frozen=True)
 class Seq:
     kind: str  # "tuple" or "list"
-    items: tuple["Expr", ...]
+    items: tuple[Expr, ...]
     span: Span
 
 
-Expr = Union[Const, Var, TensorRef, BinOp, Unary, Attr, Index, Func, Seq]
+Expr = Const | Var | TensorRef | BinOp | Unary | Attr | Index | Func | Seq
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ class Merge:
 
     name: str
     args: Args
-    body: "Body"
+    body: Body
     span: Span
 
 
@@ -115,7 +114,7 @@ class Ref:
     span: Span
 
 
-Element = Union[Call, Merge, Ref]
+Element = Call | Merge | Ref
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,7 @@ class RepeatFor:
 class LayerStmt:
     label: str | None
     label_span: Span | None
-    chain: tuple[Element, ...] | "Body"
+    chain: tuple[Element, ...] | Body
     repeat: RepeatN | RepeatFor | None
     span: Span
 
@@ -165,12 +164,12 @@ class LetStmt:
 @dataclass(frozen=True)
 class IfStmt:
     cond: Expr
-    then: "Body"
-    orelse: "Body | IfStmt | None"
+    then: Body
+    orelse: Body | IfStmt | None
     span: Span
 
 
-Stmt = Union[LayerStmt, InputStmt, OutputStmt, LetStmt, IfStmt]
+Stmt = LayerStmt | InputStmt | OutputStmt | LetStmt | IfStmt
 
 
 @dataclass(frozen=True)

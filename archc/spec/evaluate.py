@@ -3,18 +3,22 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from archc.diagnostics import Span
 from archc.spec import ast
 
+Refs = Callable[[str, Span], Any]  # `@path` written at a span → the tensor it names
+
 
 class EvalError(Exception):
-    def __init__(self, message: str, span: Span, code: str = "expr"):
+    def __init__(self, message: str, span: Span | None, code: str = "expr"):
         super().__init__(message)
         self.message, self.span, self.code = message, span, code
 
 
-def type_name(v) -> str:
+def type_name(v: object) -> str:
     if isinstance(v, bool):
         return "a boolean"
     if isinstance(v, int):
@@ -30,17 +34,17 @@ def type_name(v) -> str:
     return type(v).__name__
 
 
-def _num(v, span, what):
+def _num(v: Any, span: Span, what: str) -> int | float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise EvalError(f"{what} needs numbers, got {type_name(v)}", span, "bad-type")
     return v
 
 
-def _floordiv(a, b):
+def _floordiv(a: Any, b: Any) -> Any:
     return a // b
 
 
-def _truediv(a, b):
+def _truediv(a: Any, b: Any) -> Any:
     r = a / b
     return int(r) if isinstance(r, float) and r.is_integer() and isinstance(a, int) and isinstance(b, int) else r
 
@@ -49,15 +53,16 @@ _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": _truediv
           "%": operator.mod, "**": operator.pow}
 _COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
             ">=": operator.ge}
-_FUNCS = {"min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round, "len": len,
-          "floor": math.floor, "ceil": math.ceil}
+_FUNCS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs, "int": int, "float": float,
+                                         "round": round, "len": len, "floor": math.floor, "ceil": math.ceil}
 _TENSOR_FUNCS = {"shape": lambda t: tuple(t.shape), "channels": lambda t: t.shape[1]}
 MAX_INT = 1 << 40  # guards against `2 ** 2 ** 99` and friends: the language's numbers are layer sizes
 
 
-def evaluate(e: ast.Expr, env, refs=None) -> object:
+def evaluate(e: ast.Expr, env: Mapping[str, Any], refs: Refs | None = None) -> Any:
     """`env` maps names to values; a miss raises an `undefined-name` error. `refs(path, span)` resolves `@path`
-    to a tensor (it raises EvalError itself when there is none)."""
+    to a tensor (it raises EvalError itself when there is none). The language is dynamically typed: a value is an
+    int, float, bool, str, a tuple of values or a tensor, and each operation checks its operands itself."""
     if isinstance(e, ast.Const):
         return e.value
     if isinstance(e, ast.TensorRef):
@@ -117,8 +122,8 @@ def evaluate(e: ast.Expr, env, refs=None) -> object:
     if isinstance(e, ast.Func):
         fn = _FUNCS.get(e.name) or _TENSOR_FUNCS.get(e.name)
         if fn is None:
-            raise EvalError(f"unknown function '{e.name}'; available: {', '.join(sorted(_FUNCS) + sorted(_TENSOR_FUNCS))}",
-                            e.span, "undefined-name")
+            available = ", ".join(sorted(_FUNCS) + sorted(_TENSOR_FUNCS))
+            raise EvalError(f"unknown function '{e.name}'; available: {available}", e.span, "undefined-name")
         if e.args.keyword:
             raise EvalError(f"{e.name}() takes no keyword arguments", e.args.keyword[0].span, "bad-args")
         args = [evaluate(a, env, refs) for a in e.args.positional]

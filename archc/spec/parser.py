@@ -1,8 +1,10 @@
 """Text → AST, with syntax errors turned into located, human-worded diagnostics."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 from lark import Lark, Token, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
@@ -10,12 +12,11 @@ from archc.diagnostics import Collector, Span
 from archc.spec import ast, codes
 from archc.spec.to_ast import ToAst
 
-
 MAX_NESTING = 100  # brackets and braces; deeper nesting is refused before it can exhaust Python's stack
 
 
 class TooDeep(Exception):
-    def __init__(self, token: Token):
+    def __init__(self, token: Token) -> None:
         self.token = token
 
 
@@ -24,7 +25,7 @@ class ParenNewlines:
 
     always_accept = ("_NL",)
 
-    def process(self, stream):
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         depth = braces = 0
         for tok in stream:
             if tok.type in ("LPAR", "LSQB"):
@@ -99,9 +100,8 @@ def parse(text: str, file: str, diags: Collector) -> ast.Module | None:
     try:
         tree = _lark().parse(text, start="module")
     except TooDeep as err:
-        t = err.token
-        diags.error(codes.SYNTAX, f"brackets nest more than {MAX_NESTING} deep", Span(file, t.line, t.column, t.line,
-                                                                                      t.column + 1))
+        line, col = err.token.line or 0, err.token.column or 0  # lexer tokens always have a position
+        diags.error(codes.SYNTAX, f"brackets nest more than {MAX_NESTING} deep", Span(file, line, col, line, col + 1))
         return None
     except UnexpectedInput as err:
         line, col = getattr(err, "line", 0) or 0, getattr(err, "column", 0) or 0
@@ -118,7 +118,7 @@ def parse(text: str, file: str, diags: Collector) -> ast.Module | None:
     return ToAst(file).transform(tree)
 
 
-def parse_value(text: str):
+def parse_value(text: str) -> Any:
     """A command-line value (`--set dilations=[1, 2, 4]`) read as a spec-language literal expression; a bare word
     that is not one (`mode=bilinear`) stays a string."""
     from archc.spec.evaluate import EvalError, evaluate

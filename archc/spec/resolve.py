@@ -31,7 +31,7 @@ def _inside(path: Path, roots: list[Path]) -> bool:
     return any(path == r or r in path.parents for r in roots)
 
 
-def resolve(text: str, file: str, diags: Collector, include_path=()) -> Program | None:
+def resolve(text: str, file: str, diags: Collector, include_path: list[str] | tuple[str, ...] = ()) -> Program | None:
     root_dir = Path(file).resolve().parent
     roots = [root_dir, *search_path(include_path)]
     program = Program(ast.Module(file))

@@ -5,10 +5,10 @@ import pytest
 
 from archc import spec
 from archc.diagnostics import SpecError
-from archc.spec import Options
+from archc.options import ModelOptions
 
 
-def load(body: str, blocks: str = "", options: Options | None = None, shape: str = "3x32x32"):
+def load(body: str, blocks: str = "", options: ModelOptions | None = None, shape: str = "3x32x32"):
     return spec.load_text(f"{blocks}\nnetwork t(n = 2) {{\n  input x: {shape}\n{body}\n}}\n", "<t>", options)
 
 
@@ -99,9 +99,9 @@ def test_defaults_apply_to_layers_in_the_file():
 
 
 def test_network_parameters_and_batch_override():
-    g = load("conv(n, 3)", options=Options(params={"n": 5}, batch=3))
+    g = load("conv(n, 3)", options=ModelOptions(params={"n": 5}, batch=3))
     assert g.outputs[0].shape == (3, 5, 32, 32) and g.params == {"n": 5}
-    g = load("conv(4, 3)", options=Options(inputs={None: (2, 3, 64, 48)}))
+    g = load("conv(4, 3)", options=ModelOptions(inputs={None: (2, 3, 64, 48)}))
     assert g.outputs[0].shape == (2, 4, 64, 48)
 
 
@@ -118,7 +118,7 @@ def test_imports_resolve_next_to_the_file_and_on_the_search_path(tmp_path, monke
     (elsewhere / "net.arch").write_text('import "blocks.arch"\nnetwork n {\n input x: 3x8x8\n two(4)\n}\n')
     with pytest.raises(SpecError):
         spec.load(elsewhere / "net.arch")
-    assert len(spec.load(elsewhere / "net.arch", Options(include_path=(str(lib),))).nodes) == 4
+    assert len(spec.load(elsewhere / "net.arch", ModelOptions(include_path=(str(lib),))).nodes) == 4
     monkeypatch.setenv("ARCHC_PATH", str(lib))
     assert len(spec.load(elsewhere / "net.arch").nodes) == 4
 

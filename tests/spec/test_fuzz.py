@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from archc import spec
 from archc.diagnostics import SpecError
-from archc.emit import EmitOptions, to_onnx
+from archc.emit import to_onnx
 from archc.errors import ArchcError
+from archc.options import ModelOptions
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 BASES = sorted(p for p in SPECS.glob("*.arch")
@@ -40,7 +41,7 @@ def outcome(text: str, file: str) -> str:
     if len(graph.nodes) < 400 and graph.num_params + graph.num_nontrainable < 3_000_000 and all(
             int(np.prod(v.shape)) < 5_000_000 for n in graph.nodes for v in [n.output]):
         try:
-            to_onnx(graph, EmitOptions(simplify=False))
+            to_onnx(graph, ModelOptions(simplify=False))
         except ArchcError:
             pass
         return "model"
