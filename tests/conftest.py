@@ -1,3 +1,7 @@
+import functools
+import importlib.util
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -6,7 +10,70 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
+sys.path.insert(0, str(ROOT / "tests" / "zoo"))  # torchvision_ref: the one place torchvision is imported
+from torchvision_ref import import_torchvision  # noqa: E402
+
 
 @pytest.fixture
 def specs_dir() -> Path:
     return SPECS
+
+
+# ---- markers for what a test needs (registered in pyproject.toml) ---------------------------------------------
+# A marked test whose requirement is missing is skipped with a reason that says what to install; each check runs
+# at most once per session, and only when a test that needs it is about to run.
+@functools.cache
+def _missing_torch() -> str | None:
+    hint = "pip install -e '.[test]'"
+    if importlib.util.find_spec("torch") is None:
+        return f"needs PyTorch and torchvision: {hint}"
+    try:
+        import_torchvision()
+    except Exception as e:  # a broken install (wrong wheel for this torch) skips too, and says why
+        last = (str(e).strip().splitlines() or [""])[-1]  # a traceback-like message ends with the cause
+        return (f"needs PyTorch and torchvision: `import torchvision` failed ({type(e).__name__}: {last}); "
+                f"reinstall them as a matching pair: {hint}")
+    return None
+
+
+@functools.cache
+def _missing_tvm() -> str | None:
+    if importlib.util.find_spec("tvm") is None:
+        return "needs Apache TVM: install TVM's Python package (`import tvm` must work)"
+    try:
+        import tvm  # noqa: F401
+    except Exception as e:
+        return f"needs Apache TVM: `import tvm` failed ({type(e).__name__}: {e})"
+    return None
+
+
+@functools.cache
+def _missing_cross() -> str | None:
+    missing = [] if shutil.which("aarch64-linux-gnu-gcc") else ["aarch64-linux-gnu-gcc"]
+    if not (shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")):
+        missing.append("qemu-aarch64 (or qemu-aarch64-static)")
+    if missing:
+        return (f"needs an aarch64 cross compiler and qemu: {' and '.join(missing)} not on PATH "
+                "(Debian/Ubuntu: apt-get install gcc-aarch64-linux-gnu qemu-user)")
+    return None
+
+
+@functools.cache
+def _missing_gpu() -> str | None:
+    try:
+        ok = subprocess.run(["nvidia-smi"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    return None if ok else "needs an NVIDIA GPU: `nvidia-smi` is missing or failed"
+
+
+REQUIREMENTS = {"torch": _missing_torch, "tvm": _missing_tvm, "cross": _missing_cross, "gpu": _missing_gpu}
+
+
+@pytest.hookimpl(tryfirst=True)  # before fixtures, which may import torch
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for name, missing in REQUIREMENTS.items():
+        if item.get_closest_marker(name) is not None:
+            reason = missing()
+            if reason:
+                pytest.skip(reason)

@@ -1,11 +1,12 @@
 """Progress bars for long work (compiling a zoo), drawn by rich on stderr; silent when there is one item."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
 @contextmanager
-def progress(total: int, label: str, enabled: bool = True):
+def progress(total: int, label: str, enabled: bool = True) -> Iterator[Callable[[], None]]:
     if not enabled:
         yield lambda: None
         return
