@@ -3,17 +3,21 @@ picks exit codes: 0 success, 1 a user error without a source location, 2 a bad s
 error (a bug in archc: set ARCHC_DEBUG=1 for the traceback)."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from archc import __version__
 
-TARGETS = ("onnx",)
-LATER_TARGETS = ("x86", "x86-avx2", "x86-avx512", "native", "arm64", "rpi4", "graviton3", "cuda", "cuda-sm80",
-                 "cuda-sm90", "llvm")
+if TYPE_CHECKING:
+    from archc.diagnostics import SpecError
+    from archc.frontends import Model
+    from archc.options import ModelOptions
 
 
 def _fail(message: str, code: int) -> None:
@@ -21,7 +25,7 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _parse_set(values) -> dict:
+def _parse_set(values: tuple[str, ...]) -> dict:
     from archc.errors import UsageError
     from archc.spec.parser import parse_value
     out = {}
@@ -33,122 +37,148 @@ def _parse_set(values) -> dict:
     return out
 
 
-def _parse_inputs(values) -> dict:
-    from archc import parse_shape
-    out = {}
+def _parse_inputs(values: tuple[str, ...]) -> dict:
+    from archc.shapes import parse_shape
+    out: dict[str | None, tuple[int, ...]] = {}
     for item in values:
         name, _, shape = item.rpartition("=")
         out[name or None] = parse_shape(shape)
     return out
 
 
-def spec_options(f):
-    """Options shared by every verb that reads a spec."""
-    f = click.option("-I", "--include-path", multiple=True, type=click.Path(file_okay=False),
-                     help="Extra folder to search for imported .arch files (also: ARCHC_PATH).")(f)
-    f = click.option("--set", "set_", multiple=True, metavar="NAME=VALUE",
-                     help="Set a network parameter, e.g. --set num_classes=10.")(f)
-    f = click.option("--batch", type=click.IntRange(min=1), help="Batch size (default 1).")(f)
-    f = click.option("--input", "inputs", multiple=True, metavar="[NAME=]SHAPE",
-                     help="Full input shape with batch, e.g. --input 1x3x320x320 (first input) or image=2x3x224x224.")(f)
-    return f
+def model_options(f: Callable[..., None]) -> Callable[..., None]:
+    """Options shared by every verb that reads a model; the verb receives them as one `ModelOptions`."""
+    @functools.wraps(f)
+    def wrapper(*args: Any, inputs: tuple[str, ...], batch: int | None, set_: tuple[str, ...],
+                include_path: tuple[str, ...], **kwargs: Any) -> None:
+        from archc.options import ModelOptions
+        options = ModelOptions(inputs=_parse_inputs(inputs), batch=batch, params=_parse_set(set_),
+                               include_path=tuple(include_path))
+        return f(*args, options=options, **kwargs)
+    wrapper = click.option("-I", "--include-path", multiple=True, type=click.Path(file_okay=False),
+                           help="Extra folder to search for imported .arch files (also: ARCHC_PATH).")(wrapper)
+    wrapper = click.option("--set", "set_", multiple=True, metavar="NAME=VALUE",
+                           help="Set a network parameter, e.g. --set num_classes=10.")(wrapper)
+    wrapper = click.option("--batch", type=click.IntRange(min=1), help="Batch size (default 1).")(wrapper)
+    wrapper = click.option("--input", "inputs", multiple=True, metavar="[NAME=]SHAPE",
+                           help="Full input shape with batch, e.g. --input 1x3x320x320 (first input) or "
+                           "image=2x3x224x224.")(wrapper)
+    return wrapper
 
 
-def _load(path, inputs, batch, set_, include_path):
+def _load(path: str, options: ModelOptions, weights: bool = True) -> Model:
+    """Load a model through the front door and show its spec warnings (with their source lines)."""
     import archc
     from archc.diagnostics import render
-    spec = archc.load_spec(path, input=_parse_inputs(inputs) or None, batch=batch, params=_parse_set(set_),
-                           include_path=tuple(include_path))
-    for w in spec.graph.warnings:
+    model = archc.load(path, options, weights=weights)
+    for w in model.warnings:
         click.echo(render(w), err=True)
-    return spec
+    return model
+
+
+def _shapes(pairs: list[tuple[str, tuple[int, ...]]]) -> str:
+    from archc.shapes import fmt_dims
+    return ", ".join(fmt_dims(shape) for _, shape in pairs)
+
+
+def _summary(model: Model) -> str:
+    """'5 layers, 20,730 parameters, output 1×10' (an ONNX file: its node count; parameters need the analyzer)."""
+    params = f", {model.params:,} parameters" if model.params is not None else ""
+    unit = "layers" if model.graph is not None else "nodes"
+    return f"{model.layer_count} {unit}{params}, output {_shapes(model.outputs)}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="archc")
-def main():
+def main() -> None:
     """archc: compile CNN specs (.arch) to ONNX and analyze network architectures.
 
     \b
     Examples:
       archc compile specs/googlenet.arch --target onnx -o googlenet.onnx
       archc check specs/*.arch
-      archc ops
+      archc analyze specs/resnet50.arch
+      archc targets
     """
 
 
 @main.command()
-@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--target", default="onnx", show_default=True, help="What to produce. This version emits ONNX.")
-@click.option("-o", "--output", type=click.Path(), help="Output .onnx file (one spec) or folder (several specs). "
-              "Default: <spec name>.onnx in the current folder.")
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--target", default="onnx", show_default=True,
+              help="A target name (`archc targets` lists them) or a target .toml file.")
+@click.option("-o", "--output", type=click.Path(), help="Output .onnx file (one model) or folder (several). "
+              "Default: <model name>.onnx in the current folder.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnx-simplifier.")
 @click.option("--weights", type=click.Path(dir_okay=False),
               help="Bind trained weights from .npz, .safetensors or .onnx by layer path.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the deterministic weight initialisation.")
-@spec_options
-def compile(specs, target, output, no_simplify, weights, seed, inputs, batch, set_, include_path):
-    """Compile SPEC(s) to ONNX: every shape inferred, checked, runnable in onnxruntime."""
+@model_options
+def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
+            seed: int, options: ModelOptions) -> None:
+    """Compile spec(s) (or ONNX files) for a target: every shape inferred, checked, written atomically."""
+    import archc
+    from archc import targets
     from archc.errors import UsageError
     from archc.util.progress import progress
-    if target not in TARGETS:
-        if target in LATER_TARGETS:
-            raise UsageError(f"target '{target}' needs the TVM back end, which this version of archc does not have "
-                             "yet; use --target onnx")
-        raise UsageError(f"unknown target '{target}'; available: {', '.join(TARGETS)}")
-    many = len(specs) > 1
+    tgt = targets.get(target)
+    many = len(models) > 1
     if many and output and Path(output).suffix == ".onnx":
-        raise UsageError("several specs need -o to name a folder, not a .onnx file")
-    with progress(len(specs), "compiling", enabled=many) as advance:
-        for path in specs:
-            spec = _load(path, inputs, batch, set_, include_path)
-            if many or output is None or Path(output).is_dir():
-                out = Path(output or ".") / f"{Path(path).stem}.onnx"
-            else:
-                out = Path(output)
-            spec.save(out, simplify=not no_simplify, weights=weights, seed=seed)
-            click.echo(f"{path}: wrote {out} ({spec.name}: {len(spec.graph.nodes)} layers, "
-                       f"{spec.num_params:,} parameters, output "
-                       + ", ".join("×".join(map(str, v.shape)) for v in spec.graph.outputs) + ")")
+        raise UsageError("several models need -o to name a folder, not a .onnx file")
+    if many and output:
+        Path(output).mkdir(parents=True, exist_ok=True)
+    options = options.with_(simplify=not no_simplify, weights=weights, seed=seed)
+    with progress(len(models), "compiling", enabled=many) as advance:
+        for path in models:
+            model = _load(path, options)
+            result = archc.compile(model, tgt, output)
+            click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
             advance()
 
 
 @main.command()
-@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@spec_options
-def check(specs, inputs, batch, set_, include_path):
-    """Parse SPEC(s), infer every shape and report errors, without writing anything."""
-    failed = 0
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@model_options
+def check(models: tuple[str, ...], options: ModelOptions) -> None:
+    """Parse spec(s) (or read ONNX files), infer every shape and report errors, without writing anything."""
     from archc.diagnostics import SpecError
-    for path in specs:
+    failed = 0
+    for path in models:
         try:
-            spec = _load(path, inputs, batch, set_, include_path)
+            model = _load(path, options, weights=False)
         except SpecError as err:
             _print_diagnostics(err)
             failed += 1
             continue
-        click.echo(f"{path}: ok: {spec.name}, {len(spec.graph.nodes)} layers, {spec.num_params:,} parameters, "
-                   "output " + ", ".join("×".join(map(str, v.shape)) for v in spec.graph.outputs))
+        click.echo(f"{path}: ok: {model.name}, {_summary(model)}")
     if failed:
         sys.exit(2)
 
 
 @main.command("ops")
 @click.option("--costs", is_flag=True, help="List the analyzer's cost rule for each ONNX op type instead.")
-def list_ops(costs):
+def list_ops(costs: bool) -> None:
     """List the ops of the spec language with their arguments."""
     from archc import ops
     from archc.ops.registry import onnx_rules
-    from archc.spec.expand import Expander
+    from archc.spec import signature
     if costs:
         for rule in onnx_rules():
             macs = "MACs counted" if rule.counts_macs else "no MACs"
             click.echo(f"{rule.op_type:22s} {macs:13s} FLOPs: {rule.flops_doc}")
         return
     for op in ops.all_ops():
-        click.echo(f"{Expander.signature(op):60s} {op.doc}")
+        click.echo(f"{signature(op):60s} {op.doc}")
         if op.aliases:
             click.echo(f"{'':4s}aliases: {', '.join(op.aliases)}")
+
+
+@main.command("targets")
+def list_targets() -> None:
+    """List the named compile targets (targets/*.toml, and folders on ARCHC_TARGETS)."""
+    from archc import targets
+    for t in targets.all_targets():
+        later = "" if t.implemented else f"  [needs the {t.backend.upper()} back end: not in this version]"
+        click.echo(f"{t.name:12s} {t.description}{later}")
 
 
 @main.command()
@@ -163,53 +193,41 @@ def list_ops(costs):
                                            "depth", "rf", "weights"]), help="Sort a comparison by this column.")
 @click.option("--diff", is_flag=True, help="Show per-layer differences between two models.")
 @click.option("--explain", "explain_layer", metavar="LAYER", help="Show the arithmetic behind one layer's figures.")
-@spec_options
-def analyze(models, by, stages, fmt, output, sort, diff, explain_layer, inputs, batch, set_, include_path):
+@model_options
+def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: str | None, sort: str | None,
+            diff: bool, explain_layer: str | None, options: ModelOptions) -> None:
     """Analyze specs or ONNX files: paper-style tables of sizes, parameters, MACs, memory and receptive fields.
 
     \b
     One model: a per-block (or per-layer) table and totals.
     Several models: a side-by-side comparison (--sort COLUMN).
     --diff A B: what changing A into B costs, layer by layer.
+    A saved result (--format json) can be given instead of a model, and is rendered again.
     """
-    from archc.analyze import LoadOptions
-    from archc.analyze import analyze as run_analysis
+    import archc
+    from archc.analysis import Analysis
+    from archc.analysis.compare import compare
+    from archc.analysis.compare import diff as diff_of
     from archc.errors import UsageError
-    from archc.render import Format, render
-    from archc.render import views
-    options = LoadOptions(batch=batch, inputs=_parse_inputs(inputs), params=_parse_set(set_),
-                          include_path=tuple(include_path))
+    from archc.render import render_result
     if diff and len(models) != 2:
         raise UsageError("--diff compares exactly two models")
     if explain_layer and len(models) != 1:
         raise UsageError("--explain takes one model")
-    analyses = [run_analysis(m, options) for m in models]
-    for a in analyses:
-        for w in a.warnings:
+    results = [archc.read_result(m) if m.endswith(".json") else archc.analyze(m, options) for m in models]
+    for a in results:
+        for w in getattr(a, "warnings", []):
             click.echo(f"archc: warning: {a.model}: {w}", err=True)
-    fmt = Format(fmt)
+    if len(results) > 1 and not all(isinstance(a, Analysis) for a in results):
+        raise UsageError("a saved comparison or diff is rendered alone; compare models or saved analyses")
     if explain_layer:
         from archc.render.explain import explain
-        text = explain(analyses[0], explain_layer) + "\n"
-    elif fmt is Format.JSON:
-        import json
-        if diff:
-            payload = views.diff_table(*analyses).rows
-        elif len(analyses) > 1:
-            payload = {"models": [a.to_json() for a in analyses]}
-        else:
-            payload = analyses[0].to_json()
-        text = json.dumps(payload, indent=2, default=list) + "\n"
+        if not isinstance(results[0], Analysis):
+            raise UsageError("--explain needs a model or a saved analysis")
+        text = explain(results[0], explain_layer) + "\n"
     else:
-        if diff:
-            tables = [views.diff_table(*analyses)]
-        elif len(analyses) > 1:
-            tables = [views.compare_table(analyses, sort)]
-        else:
-            a = analyses[0]
-            blocks = views.fold_stages(a.blocks) if stages else a.blocks
-            tables = [views.block_table(a, blocks) if by == "block" else views.layer_table(a), views.totals_table(a)]
-        text = render(tables, fmt, title=tables[0].title)
+        result = diff_of(*results) if diff else compare(results, sort) if len(results) > 1 else results[0]
+        text = render_result(result, fmt, by=by, stages=stages)
     if output:
         from archc.util.atomic import write_text
         write_text(output, text)
@@ -218,7 +236,7 @@ def analyze(models, by, stages, fmt, output, sort, diff, explain_layer, inputs, 
         click.echo(text, nl=False)
 
 
-def _print_diagnostics(err) -> None:
+def _print_diagnostics(err: SpecError) -> None:
     from archc.diagnostics import render
     sources: dict[str, str] = {}
     for d in err.diagnostics:

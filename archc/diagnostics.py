@@ -35,7 +35,7 @@ class Diagnostic:
     code: str
     message: str
     span: Span | None
-    notes: tuple["Diagnostic", ...] = ()
+    notes: tuple[Diagnostic, ...] = ()
 
 
 class SpecError(Exception):
@@ -96,7 +96,8 @@ def render(diag: Diagnostic, sources: dict[str, str] | None = None) -> str:
             if diag.span.end_line == diag.span.line:
                 width = diag.span.end_col - diag.span.col
             else:  # a span over several lines (a merge and its branches): mark its first word
-                width = len(re.match(r"[\w@/]*", line[start:]).group()) or 1
+                word = re.match(r"[\w@/]*", line[start:])
+                width = len(word.group()) if word else 1
             out.append(f"    {line}")
             out.append("    " + " " * start + "^" + "~" * max(0, width - 1))
     for n in diag.notes:

@@ -6,11 +6,13 @@ Every node keeps the `Span` of the spec text it came from and the stack of block
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from archc.diagnostics import Span
-from archc.ops.registry import Shape, WeightSpec
+from archc.ops.registry import WeightSpec
+from archc.shapes import Shape
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Value:
     shape: Shape
     dtype: str
     span: Span | None = None
-    producer: "Node | None" = None
+    producer: Node | None = None
 
 
 @dataclass(eq=False)
@@ -79,7 +81,7 @@ class Graph:
     def num_nontrainable(self) -> int:
         return sum(n.nontrainable for n in self.nodes)
 
-    def weight_items(self):
+    def weight_items(self) -> Iterator[tuple[str, Node, WeightSpec]]:
         """(tensor name, node, WeightSpec) in graph order; tensor names are `<node path>.<suffix>`."""
         for n in self.nodes:
             for w in n.weights:

@@ -15,4 +15,3 @@ SPAN = "archc.span"  # file:line:col of the spec text
 NETWORK = "archc.network"
 SOURCE = "archc.source"
 PARAMS = "archc.params"  # JSON: the network parameters
-WARNING = "archc.warning"  # one per spec warning, carried into the analysis (in-memory models only)

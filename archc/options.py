@@ -6,8 +6,9 @@ CLI builds one from its flags and the Python API from keyword arguments (`archc.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 from archc.shapes import Shape, parse_shape
 
@@ -23,11 +24,11 @@ class ModelOptions:
     seed: int = 0  # seed of the deterministic initialisation (specs only)
     simplify: bool = True  # run onnx-simplifier on a compiled spec
 
-    def with_(self, **changes: Any) -> "ModelOptions":
+    def with_(self, **changes: Any) -> ModelOptions:
         return replace(self, **changes)
 
     @classmethod
-    def make(cls, options: "ModelOptions | None" = None, **changes: Any) -> "ModelOptions":
+    def make(cls, options: ModelOptions | None = None, **changes: Any) -> ModelOptions:
         """Options from keyword arguments as users write them: `input="1x3x320x320"` (or a tuple, or a mapping
         name → shape) for `inputs`, lists for tuples in `params`."""
         known = {f.name for f in fields(cls)}

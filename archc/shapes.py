@@ -5,8 +5,8 @@ named as numpy names them (`float32`); each knows its ONNX enum and byte size.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 from onnx import TensorProto

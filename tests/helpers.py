@@ -5,7 +5,8 @@ import numpy as np
 import onnxruntime as ort
 
 from archc import spec
-from archc.emit import EmitOptions, to_onnx, weights_for
+from archc.emit import to_onnx, weights_for
+from archc.options import ModelOptions
 
 
 def one_layer(layer: str, shape: str, blocks: str = "") -> "spec.Graph":
@@ -15,8 +16,8 @@ def one_layer(layer: str, shape: str, blocks: str = "") -> "spec.Graph":
 
 def run(graph, x: np.ndarray | None = None, weights=None, simplify: bool = False, seed: int = 0):
     """Returns (outputs, weights, input) of the graph run in onnxruntime."""
-    weights = weights if weights is not None else weights_for(graph, EmitOptions(seed=seed))
-    model = to_onnx(graph, EmitOptions(simplify=simplify), weights=weights)
+    weights = weights if weights is not None else weights_for(graph, ModelOptions(seed=seed))
+    model = to_onnx(graph, ModelOptions(simplify=simplify), weights=weights)
     if x is None:
         x = np.random.default_rng(1).standard_normal(graph.inputs[0].shape).astype(np.float32)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -1,54 +1,56 @@
-"""Any ONNX graph (or a spec, compiled in memory) → an `Analysis`: per-layer and per-block facts with totals.
+"""A loaded model (any ONNX graph, or a spec compiled in memory) → an `Analysis`: per-layer and per-block facts
+with totals. The model comes from `archc.frontends.load(path, options, weights=False)`; this stage never reads
+files or compiles specs itself.
 
-    analyze(path) = load → build graph → receptive fields → layers → blocks → peak memory → totals
+    analyze(model) = build graph → receptive fields → layers → blocks → peak memory → totals
 """
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from archc.analyze import graph as graph_mod
-from archc.analyze.blocks import block_key_fn, build_blocks
-from archc.analyze.layers import build_layers, depth
-from archc.analyze.load import LoadOptions, load
-from archc.analyze.memory import peak
-from archc.analyze.model import Analysis, Block, Layer, ReceptiveField, Totals
-from archc.analyze.receptive_field import compute as receptive_fields
+from archc.analysis import graph as graph_mod
+from archc.analysis.blocks import block_key_fn, build_blocks
+from archc.analysis.layers import build_layers, depth
+from archc.analysis.memory import peak
+from archc.analysis.model import Analysis, Block, Layer, ReceptiveField, Totals
+from archc.analysis.receptive_field import compute as receptive_fields
+from archc.shapes import WEIGHT_PRECISIONS, dtype
 
-WEIGHT_ITEMSIZE = {"float32": 4, "float16": 2, "int8": 1}
+if TYPE_CHECKING:
+    from archc.frontends import Model
 
 
-def analyze(path: str | Path, options: LoadOptions = LoadOptions()) -> Analysis:
-    model, name = load(path, options)
-    g = graph_mod.build(model, str(path))
-    warnings: list[str] = [p.value for p in model.metadata_props if p.key == "archc.warning"]
+def analyze(model: Model) -> Analysis:
+    g = graph_mod.build(model.proto, model.source)
+    warnings = model.warning_lines()
     fields = receptive_fields(g, warnings)
     block_of, block_meta = block_key_fn(g.nodes)
     layers = build_layers(g, fields, block_of)
     blocks = build_blocks(layers, block_meta)
     p = peak(g)
 
-    unknown = Counter(l.op for l in layers if l.flops is None)
+    unknown = Counter(lay.op for lay in layers if lay.flops is None)
     if unknown:
         warnings.append("no cost rule for " + ", ".join(f"{op} ×{n}" for op, n in sorted(unknown.items())) +
                         ": their MACs and FLOPs are unknown (shown as ?) and left out of the totals")
-    trainable_names = {t for l in layers for t in l.weights}  # a tensor shared by two layers counts once
-    buffer_names = {t for l in layers for t in l.buffers} - trainable_names
+    trainable_names = {t for lay in layers for t in lay.weights}  # a tensor shared by two layers counts once
+    buffer_names = {t for lay in layers for t in lay.buffers} - trainable_names
     trainable = sum(g.tensors[t].numel for t in trainable_names)
     nontrainable = sum(g.tensors[t].numel for t in buffer_names)
     params = trainable + nontrainable
     first_input = g.tensors[g.inputs[0]].shape if g.inputs else None
     totals = Totals(
         params=params, trainable_params=trainable, nontrainable_params=nontrainable,
-        macs=sum(l.macs or 0 for l in layers), flops=sum(l.flops or 0 for l in layers),
-        activation_elements=sum(l.activation_elements for l in layers),
-        activation_bytes=sum(l.activation_bytes for l in layers),
+        macs=sum(lay.macs or 0 for lay in layers), flops=sum(lay.flops or 0 for lay in layers),
+        activation_elements=sum(lay.activation_elements for lay in layers),
+        activation_bytes=sum(lay.activation_bytes for lay in layers),
         peak_memory_bytes=p.total_bytes, peak_activation_bytes=p.activation_bytes, peak_after=p.during,
         peak_tensors=p.tensors, weight_bytes=p.weight_bytes,
-        weight_bytes_by_dtype={k: params * v for k, v in WEIGHT_ITEMSIZE.items()},
-        depth=depth(layers), layer_counts=dict(Counter(l.op for l in layers)), unknown_ops=dict(unknown))
+        weight_bytes_by_dtype={k: params * dtype(k).itemsize for k in WEIGHT_PRECISIONS},
+        depth=depth(layers), layer_counts=dict(Counter(lay.op for lay in layers)), unknown_ops=dict(unknown))
     return Analysis(
-        model=name, source=str(path), batch=first_input[0] if first_input else 1,
+        model=model.name, source=model.source, batch=first_input[0] if first_input else 1,
         inputs=[{"name": n, "shape": list(g.tensors[n].shape or ())} for n in g.inputs],
         outputs=[{"name": n, "shape": list(g.tensors[n].shape or ()) if n in g.tensors else None}
                  for n in g.outputs],
@@ -56,4 +58,4 @@ def analyze(path: str | Path, options: LoadOptions = LoadOptions()) -> Analysis:
         hidden_shape_nodes=sum(1 for n in g.nodes if n.shape_only))
 
 
-__all__ = ["Analysis", "Block", "Layer", "LoadOptions", "ReceptiveField", "Totals", "analyze"]
+__all__ = ["Analysis", "Block", "Layer", "ReceptiveField", "Totals", "analyze"]

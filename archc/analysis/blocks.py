@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable
 
-from archc.analyze.graph import Node, block_frames
-from archc.analyze.layers import depth, total_stride
-from archc.analyze.model import Block, Layer
+from archc import metadata
+from archc.analysis.graph import Node, block_frames
+from archc.analysis.layers import depth, total_stride
+from archc.analysis.model import Block, Layer
 
 _INDEXED = re.compile(r"^(.+?)[._]?(\d+)$")
 
@@ -22,10 +24,10 @@ def _segments(name: str) -> list[str]:
     return [s for s in name.split("/") if s]
 
 
-def block_key_fn(nodes: list[Node]):
+def block_key_fn(nodes: list[Node]) -> tuple[Callable[[Node], str], dict[str, tuple[str, dict]]]:
     """Returns node → block path ('' for a top-level layer), and the block types/args by path."""
     meta: dict[str, tuple[str, dict]] = {}
-    if any(block_frames(n) for n in nodes) or any("archc.path" in n.meta for n in nodes):
+    if any(block_frames(n) for n in nodes) or any(metadata.PATH in n.meta for n in nodes):
         def key(node: Node) -> str:
             frames = block_frames(node)
             if not frames:
@@ -35,7 +37,7 @@ def block_key_fn(nodes: list[Node]):
         return key, meta
     counts = Counter(_segments(n.name)[0] for n in nodes if len(_segments(n.name)) > 1)
 
-    def key(node: Node) -> str:
+    def prefix_key(node: Node) -> str:
         seg = _segments(node.name)
         if len(seg) < 2 or counts[seg[0]] < 2:
             return ""
@@ -44,36 +46,38 @@ def block_key_fn(nodes: list[Node]):
             if m and (m.group(1) == seg[0] or seg[1].isdigit() or m.group(1).startswith(seg[0])):
                 return f"{seg[0]}/{seg[1]}"
         return seg[0]
-    return key, meta
+    return prefix_key, meta
 
 
 def _signature(layers: list[Layer]) -> str:
     """A recovered block's type: its layers with MACs, windows (pooling) or several inputs (merges)."""
-    counts = Counter(l.op for l in layers if l.macs or l.kernel or len(l.inputs) > 1)
+    counts = Counter(lay.op for lay in layers if lay.macs or lay.kernel or len(lay.inputs) > 1)
     return "+".join(f"{n}×{op}" if n > 1 else op for op, n in counts.items()) or "group"
 
 
-def _sum(values):
-    values = list(values)
-    return None if any(v is None for v in values) else sum(values)
+def _sum(values: Iterable[int | None]) -> int | None:
+    """The total, or None (unknown) when any part is unknown."""
+    items = list(values)
+    known = [v for v in items if v is not None]
+    return None if len(known) != len(items) else sum(known)
 
 
 def build_blocks(layers: list[Layer], meta: dict[str, tuple[str, dict]]) -> list[Block]:
     """One Block per block instance, in order of first appearance."""
     groups: dict[str, list[Layer]] = {}
-    for l in layers:
-        if l.block:
-            groups.setdefault(l.block, []).append(l)
+    for lay in layers:
+        if lay.block:
+            groups.setdefault(lay.block, []).append(lay)
     blocks = []
     for path, members in groups.items():
         btype, args = meta.get(path, (_signature(members), {}))
-        windowed = [l for l in members if l.kernel]
+        windowed = [lay for lay in members if lay.kernel]
         blocks.append(Block(
-            path=path, type=btype, args=dict(args), layers=[l.name for l in members],
+            path=path, type=btype, args=dict(args), layers=[lay.name for lay in members],
             kernel=windowed[0].kernel if len(windowed) == 1 else None, stride=total_stride(members),
             output_shape=members[-1].output_shape, depth=depth(members),
-            params=sum(l.params for l in members), macs=_sum(l.macs for l in members),
-            flops=_sum(l.flops for l in members)))
+            params=sum(lay.params for lay in members), macs=_sum(lay.macs for lay in members),
+            flops=_sum(lay.flops for lay in members)))
     return blocks
 
 
@@ -98,10 +102,12 @@ def fold_stages(blocks: list[Block]) -> list[Block]:
             out.append(run[0])
             continue
         first, last = run[0], run[-1]
-        stride = None
-        if all(b.stride for b in run):
-            stride = tuple(math.prod(b.stride[i] for b in run) for i in range(len(first.stride)))
-        parts = _STAGE.match(first.path).group(1).split("/")
+        strides = [b.stride for b in run if b.stride]
+        stride = tuple(math.prod(s[i] for s in strides) for i in range(len(strides[0]))) if len(strides) == len(
+            run) else None
+        stage = _STAGE.match(first.path)
+        assert stage is not None  # runs are built from paths that match _STAGE
+        parts = stage.group(1).split("/")
         if len(parts) > 1 and parts[-1] == parts[-2]:  # layer1/layer1.0 → layer1
             parts.pop()
         out.append(Block(

@@ -6,15 +6,19 @@ node, be a graph input or a stored tensor; the graph must be acyclic; tensor nam
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import networkx as nx
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from archc import metadata
 from archc.errors import ArchcError
 from archc.ops.registry import RF, NodeView, OnnxRule, onnx_rule
+from archc.shapes import numel, onnx_itemsize
 
 _SMALL = 64  # constants up to this many elements are read (pads, scales, shape vectors); weights never are
 _INT_TYPES = {TensorProto.INT64, TensorProto.INT32, TensorProto.INT16, TensorProto.INT8, TensorProto.UINT8,
@@ -31,14 +35,11 @@ class Tensor:
 
     @property
     def itemsize(self) -> int:
-        return helper.tensor_dtype_to_np_dtype(self.dtype).itemsize if self.dtype else 4
+        return onnx_itemsize(self.dtype)
 
     @property
     def numel(self) -> int:
-        n = 1
-        for d in self.shape or ():
-            n *= d
-        return n
+        return numel(self.shape or ()) or 0
 
 
 @dataclass
@@ -68,7 +69,10 @@ class NetGraph:
     consumers: dict[str, list[int]]
 
 
-def _tensor_shape(vi) -> tuple[int, ...] | None:
+_UNSET = NodeView("", {}, [], [], [], [])
+
+
+def _tensor_shape(vi: onnx.ValueInfoProto) -> tuple[int, ...] | None:
     t = vi.type.tensor_type
     if not t.HasField("shape"):
         return None
@@ -94,10 +98,13 @@ def _attrs(node: onnx.NodeProto, name: str, source: str) -> dict:
                 out[key] = helper.get_attribute_value(a.default_value)
     for a in node.attribute:
         declared = schema.attributes.get(a.name) if schema is not None else None
-        if declared is not None and a.type != int(declared.type.value):
+        # OpSchema.AttrType numbers its members as AttributeProto does; onnx's stub omits the pybind enum's .value
+        declared_type = declared.type.value if declared is not None else None  # type: ignore[attr-defined]
+        if declared is not None and a.type != declared_type:
             raise ArchcError(f"'{source}': node '{name}' ({node.op_type}) has attribute '{a.name}' of type "
                              f"{onnx.AttributeProto.AttributeType.Name(a.type) if a.type in range(15) else a.type}, "
-                             f"but ONNX declares {declared.type.name}; the file is corrupt or was edited by hand")
+                             f"but ONNX declares {onnx.AttributeProto.AttributeType.Name(declared_type)}; the file is "
+                             "corrupt or was edited by hand")
         try:
             v = helper.get_attribute_value(a)
         except Exception:
@@ -108,7 +115,7 @@ def _attrs(node: onnx.NodeProto, name: str, source: str) -> dict:
     return out
 
 
-def _check_text(values, what: str, source: str) -> None:
+def _check_text(values: Iterable[object], what: str, source: str) -> None:
     """Protobuf hands back bytes for a string field that is not UTF-8: such a file is corrupt."""
     for v in values:
         if not isinstance(v, str):
@@ -145,7 +152,7 @@ def build(model: onnx.ModelProto, source: str) -> NetGraph:
             producer[out] = idx
         if p.op_type == "Constant" and p.output:
             _constant_output(p, tensors, source)
-        nodes.append(Node(idx, name, p, onnx_rule(p.op_type), None,  # view filled below
+        nodes.append(Node(idx, name, p, onnx_rule(p.op_type), _UNSET,  # the view is made below, once shapes are known
                           {m.key: m.value for m in p.metadata_props}))
 
     names = {n.name for n in nodes}
@@ -238,7 +245,7 @@ def _constant_output(p: onnx.NodeProto, tensors: dict[str, Tensor], source: str)
 
 def _check_node(n: Node, source: str) -> None:
     """Values the arithmetic divides by or multiplies with must make sense; a file where they do not is corrupt."""
-    def bad(what: str):
+    def bad(what: str) -> NoReturn:
         raise ArchcError(f"'{source}': node '{n.name}' ({n.op_type}) has {what}; the file is corrupt or inconsistent")
     a = n.view.attrs
     rank = n.view.spatial_rank()
@@ -266,7 +273,7 @@ def _check_node(n: Node, source: str) -> None:
 
 def block_frames(node: Node) -> list[dict]:
     """archc's block stack from node metadata, outermost first (empty for foreign files)."""
-    raw = node.meta.get("archc.blocks")
+    raw = node.meta.get(metadata.BLOCKS)
     if not raw:
         return []
     try:

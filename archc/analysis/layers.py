@@ -1,11 +1,13 @@
 """One `Layer` row per ONNX node: weights, cost by the op's registered rule, output size, receptive field."""
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
-from archc.analyze.graph import NetGraph, Node
-from archc.analyze.model import Layer, ReceptiveField
+from archc import metadata
+from archc.analysis.graph import NetGraph, Node
+from archc.analysis.model import Layer, ReceptiveField
 from archc.ops.registry import RF
+from archc.shapes import FLOAT_ONNX, Shape
 
 
 def weights_of(node: Node, g: NetGraph) -> tuple[list[str], list[str]]:
@@ -22,12 +24,12 @@ def weights_of(node: Node, g: NetGraph) -> tuple[list[str], list[str]]:
             trainable.append(name)
         elif slot in rule.buffer_slots:
             buffers.append(name)
-        elif rule.learned_constants and t.numel > 1 and t.dtype in (1, 10, 11, 16):  # float types
+        elif rule.learned_constants and t.numel > 1 and t.dtype in FLOAT_ONNX:
             trainable.append(name)
     return trainable, buffers
 
 
-def _window_attrs(node: Node):
+def _window_attrs(node: Node) -> tuple[Shape | None, Shape | None, Shape | None, Shape | None, int | None]:
     rule = node.rule
     if rule is None or rule.rf not in (RF.WINDOW, RF.TRANSPOSED):
         return None, None, None, None, None
@@ -35,7 +37,7 @@ def _window_attrs(node: Node):
     return k or None, s, d, pads, node.view.attrs.get("group")  # only convolutions have a group
 
 
-def build_layers(g: NetGraph, fields: dict[str, ReceptiveField], block_of) -> list[Layer]:
+def build_layers(g: NetGraph, fields: dict[str, ReceptiveField], block_of: Callable[[Node], str]) -> list[Layer]:
     names = {}
     for node in g.nodes:
         for out in node.proto.output:
@@ -64,7 +66,7 @@ def build_layers(g: NetGraph, fields: dict[str, ReceptiveField], block_of) -> li
             inputs=[names.get(i, i) for i, stored in zip(node.proto.input, node.view.initializer_inputs)
                     if i and not stored],
             weights=trainable, buffers=buffers,
-            spec_op=node.meta.get("archc.layer"), span=node.meta.get("archc.span"),
+            spec_op=node.meta.get(metadata.LAYER), span=node.meta.get(metadata.SPAN),
         ))
     return layers
 
@@ -72,23 +74,21 @@ def build_layers(g: NetGraph, fields: dict[str, ReceptiveField], block_of) -> li
 def depth(layers: list[Layer]) -> int:
     """Layers with MACs (convolutions, dense layers) on the longest path: ResNet-50 → 50, VGG-16 → 16."""
     best: dict[str, int] = {}
-    by_name = {l.name: l for l in layers}
+    by_name = {lay.name: lay for lay in layers}
     result = 0
-    for l in layers:
-        here = 1 if l.macs else 0
-        d = here + max((best.get(i, 0) for i in l.inputs if i in by_name), default=0)
-        best[l.name] = d
+    for lay in layers:
+        here = 1 if lay.macs else 0
+        d = here + max((best.get(i, 0) for i in lay.inputs if i in by_name), default=0)
+        best[lay.name] = d
         result = max(result, d)
     return result
 
 
 def total_stride(layers: list[Layer]) -> tuple[int, ...] | None:
     """Input spatial size / output spatial size of a run of layers (the stride of a block)."""
-    first = next((l.input_shapes[0] for l in layers if l.input_shapes and l.input_shapes[0]), None)
+    first = next((lay.input_shapes[0] for lay in layers if lay.input_shapes and lay.input_shapes[0]), None)
     last = layers[-1].output_shape if layers else None
     if not first or not last or len(first) < 3 or len(last) != len(first):
         return None
     return tuple(max(1, round(a / b)) for a, b in zip(first[2:], last[2:]))
 
-
-del math

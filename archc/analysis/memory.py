@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archc.analyze.graph import NetGraph
+from archc.analysis.graph import NetGraph
 
 
 @dataclass

@@ -12,8 +12,12 @@ Conventions (also printed as table footnotes):
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
+
+from archc.errors import ArchcError
 
 SCHEMA_VERSION = 1
 
@@ -105,16 +109,52 @@ class Analysis:
     hidden_shape_nodes: int = 0
 
     def layer(self, name: str) -> Layer | None:
-        return next((l for l in self.layers if l.name == name), None)
+        return next((lay for lay in self.layers if lay.name == name), None)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Analysis:
+        """Read back what `to_json` wrote (tuples come back as tuples), so tables can be rendered from saved
+        results."""
+        check_schema(data, "analysis")
+        return _load(cls, {k: v for k, v in data.items() if k not in ("schema_version", "conventions")})
 
     def to_json(self) -> dict[str, Any]:
         """The stable JSON contract (schema_version 1), documented in the README."""
-        out = {"schema_version": SCHEMA_VERSION, "model": self.model, "source": self.source, "batch": self.batch,
-               "inputs": self.inputs, "outputs": self.outputs, "totals": asdict(self.totals),
-               "layers": [], "blocks": [asdict(b) for b in self.blocks], "warnings": self.warnings,
-               "conventions": __doc__.split("Conventions (also printed as table footnotes):\n")[1].strip()}
-        for l in self.layers:
-            d = asdict(l)
-            d["output_shape"] = list(l.output_shape) if l.output_shape else None
-            out["layers"].append(d)
-        return out
+        layers = []
+        for lay in self.layers:
+            d = asdict(lay)
+            d["output_shape"] = list(lay.output_shape) if lay.output_shape else None
+            layers.append(d)
+        conventions = (__doc__ or "").split("Conventions (also printed as table footnotes):\n")[1].strip()
+        return {"schema_version": SCHEMA_VERSION, "model": self.model, "source": self.source, "batch": self.batch,
+                "inputs": self.inputs, "outputs": self.outputs, "totals": asdict(self.totals), "layers": layers,
+                "blocks": [asdict(b) for b in self.blocks], "warnings": self.warnings, "conventions": conventions}
+
+
+def check_schema(data: Any, what: str) -> None:
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION:
+        raise ArchcError(f"this is not an archc {what} of schema version {SCHEMA_VERSION} (found "
+                         f"{'no schema_version' if version is None else f'version {version}'}); "
+                         "analyze the model again with this version of archc")
+
+
+def _load(tp: Any, value: Any) -> Any:
+    """JSON value → the annotated type: dataclasses field by field, tuples from lists, optionals, containers."""
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        arms = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _load(arms[0], value) if len(arms) == 1 else value
+    if is_dataclass(tp) and isinstance(tp, type):
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: _load(hints[f.name], value[f.name]) for f in fields(tp) if f.name in value})
+    if origin is tuple:
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        return tuple(_load(item, v) for v in value)
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_load(item, v) for v in value]
+    return value

@@ -13,8 +13,10 @@ Convolutional Neural Networks", Distill 2019), per spatial axis, relative to the
 """
 from __future__ import annotations
 
-from archc.analyze.graph import NetGraph, Node
-from archc.analyze.model import ReceptiveField
+from collections.abc import Iterable, Sequence
+
+from archc.analysis.graph import NetGraph, Node
+from archc.analysis.model import ReceptiveField
 from archc.ops.registry import RF
 
 
@@ -37,11 +39,11 @@ def _merge(states: list[ReceptiveField], node: Node, warnings: list[str]) -> Rec
                           widest.start, False)
 
 
-def _fmt(values) -> str:
+def _fmt(values: Iterable[float]) -> str:
     return "×".join(f"{v:g}" for v in values)
 
 
-def _whole(x: ReceptiveField, input_sizes) -> ReceptiveField:
+def _whole(x: ReceptiveField, input_sizes: Sequence[int] | None) -> ReceptiveField:
     return ReceptiveField(tuple(float(s) for s in input_sizes) if input_sizes else x.size, x.stride, x.start, True)
 
 

@@ -4,8 +4,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
@@ -14,13 +13,7 @@ from archc.emit.onnx_model import OPSET, build_model
 from archc.emit.weights import bind_weights, init_weights, read_weights
 from archc.errors import ArchcError
 from archc.ir import Graph
-
-
-@dataclass(frozen=True)
-class EmitOptions:
-    simplify: bool = True
-    seed: int = 0
-    weights: str | None = None  # path of a .npz / .safetensors / .onnx file to bind
+from archc.options import ModelOptions
 
 
 def constant_names(graph: Graph) -> set[str]:
@@ -32,7 +25,7 @@ def constant_names(graph: Graph) -> set[str]:
 MAX_WEIGHT_BYTES = 2**31 - 2**26  # a protobuf message is limited to 2 GiB; keep room for the graph itself
 
 
-def weights_for(graph: Graph, options: EmitOptions) -> dict[str, np.ndarray]:
+def weights_for(graph: Graph, options: ModelOptions) -> dict[str, np.ndarray]:
     itemsize = np.dtype(graph.inputs[0].dtype).itemsize if graph.inputs else 4
     total = sum(int(np.prod(w.shape)) for _, _, w in graph.weight_items()) * itemsize
     if total > MAX_WEIGHT_BYTES:
@@ -80,8 +73,10 @@ def _restore_metadata(before: onnx.ModelProto, after: onnx.ModelProto) -> None:
     after.metadata_props.extend(p for p in before.metadata_props if p.key not in {q.key for q in after.metadata_props})
 
 
-def to_onnx(graph: Graph, options: EmitOptions = EmitOptions(), weights: Mapping[str, np.ndarray] | None = None
+def to_onnx(graph: Graph, options: ModelOptions | None = None, weights: Mapping[str, np.ndarray] | None = None
             ) -> onnx.ModelProto:
+    """The emitter reads `options.weights` (a file to bind), `.seed` (initialisation) and `.simplify`."""
+    options = options or ModelOptions()
     weights = weights if weights is not None else weights_for(graph, options)
     model = build_model(graph, weights)
     model = _check_shapes(model, graph)
@@ -93,4 +88,4 @@ def to_onnx(graph: Graph, options: EmitOptions = EmitOptions(), weights: Mapping
     return model
 
 
-__all__ = ["EmitOptions", "OPSET", "to_onnx", "weights_for", "simplify"]
+__all__ = ["OPSET", "build_model", "simplify", "to_onnx", "weights_for"]

@@ -2,22 +2,22 @@
 from __future__ import annotations
 
 import json
-from typing import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
-from archc import ops
+from archc import metadata, ops
 from archc.ir import Graph, Node
+from archc.shapes import dtype
 
 OPSET = 17
 IR_VERSION = 10  # node metadata_props need IR 10; onnxruntime and TVM both read it
-_ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "float64": TensorProto.DOUBLE}
-_NP = {"float32": np.float32, "float16": np.float16, "float64": np.float64}
 
 
-def _jsonable(v):
+def _jsonable(v: Any) -> Any:
     if isinstance(v, tuple):
         return [_jsonable(x) for x in v]
     if hasattr(v, "producer"):  # a tensor passed to a block: record which one
@@ -28,14 +28,14 @@ def _jsonable(v):
 class EmitContext:
     """What one layer's `emit` rule sees: its input/output names and shapes, and node/constant builders."""
 
-    def __init__(self, node: Node, out: "_Builder"):
+    def __init__(self, node: Node, out: _Builder):
         self._node = node
         self._out = out
         self.name = node.name
         self.inputs = [v.name for v in node.inputs]
         self.in_shapes = [v.shape for v in node.inputs]
         self.output = node.output.name
-        self.np_dtype = _NP[node.output.dtype]
+        self.np_dtype = dtype(node.output.dtype).numpy
 
     def sub(self, suffix: str) -> str:
         return f"{self.name}/{suffix}"
@@ -52,8 +52,8 @@ class EmitContext:
         self._out.constants.append(numpy_helper.from_array(np.asarray(array), name))
         return name
 
-    def node(self, op_type: str, inputs, output: str | None = None, name: str | None = None, doc: str | None = None,
-             **attrs) -> str:
+    def node(self, op_type: str, inputs: Iterable[str], output: str | None = None, name: str | None = None,
+             doc: str | None = None, **attrs: Any) -> str:
         output = output or self.output
         proto = helper.make_node(op_type, list(inputs), [output], name=name or self.name, **attrs)
         if doc:
@@ -62,11 +62,11 @@ class EmitContext:
         self._out.nodes.append(proto)
         return output
 
-    def reshape(self, x: str, shape, sub: str | None) -> str:
+    def reshape(self, x: str, shape: Sequence[int], sub: str | None) -> str:
         target = self.const(f"{sub or 'reshape'}_shape", np.array(shape, dtype=np.int64))
         return self.node("Reshape", [x, target], **({"output": self.sub(sub), "name": self.sub(sub)} if sub else {}))
 
-    def slice(self, x: str, starts, ends, axes, sub: str | None) -> str:
+    def slice(self, x: str, starts: Sequence[int], ends: Sequence[int], axes: Sequence[int], sub: str | None) -> str:
         tag = sub or "slice"
         args = [self.const(f"{tag}_{k}", np.array(v, dtype=np.int64)) for k, v in
                 (("starts", starts), ("ends", ends), ("axes", axes))]
@@ -74,28 +74,28 @@ class EmitContext:
 
 
 class _Builder:
-    def __init__(self):
+    def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.constants: list[onnx.TensorProto] = []
 
     @staticmethod
     def annotate(proto: onnx.NodeProto, node: Node) -> None:
         """Record where each ONNX node came from, so the analyzer can point back at the spec and group by block."""
-        meta = {"archc.path": node.name, "archc.layer": node.op, "archc.block": node.block}
+        meta = {metadata.PATH: node.name, metadata.LAYER: node.op, metadata.BLOCK: node.block}
         if node.blocks:
-            meta["archc.blocks"] = json.dumps([{"path": f.path, "type": f.type,
+            meta[metadata.BLOCKS] = json.dumps([{"path": f.path, "type": f.type,
                                                 "args": {k: _jsonable(v) for k, v in f.args.items()}}
                                                for f in node.blocks])
         if node.args:
-            meta["archc.args"] = json.dumps({k: _jsonable(v) for k, v in node.args.items()})
+            meta[metadata.ARGS] = json.dumps({k: _jsonable(v) for k, v in node.args.items()})
         if node.span:
-            meta["archc.span"] = str(node.span)
+            meta[metadata.SPAN] = str(node.span)
         for k, v in meta.items():
             proto.metadata_props.add(key=k, value=v)
 
 
-def _shape_only(name: str, dtype: int, shape) -> onnx.TensorProto:
-    t = onnx.TensorProto(name=name, data_type=dtype)
+def _shape_only(name: str, elem_type: int, shape: Sequence[int]) -> onnx.TensorProto:
+    t = onnx.TensorProto(name=name, data_type=elem_type)
     t.dims.extend(shape)
     return t
 
@@ -105,24 +105,25 @@ def build_model(graph: Graph, weights: Mapping[str, np.ndarray] | None, doc: str
     out = _Builder()
     for node in graph.nodes:
         op = ops.lookup(node.op)
+        assert op is not None, node.op  # the IR holds registered ops only
         op.emit(EmitContext(node, out), node.attrs)
     # an output that is a network input passed straight through needs a node to carry its name
     if weights is None:  # shapes only, for analysis: no tensor is allocated
-        initializers = [_shape_only(name, _ONNX_DTYPES[node.output.dtype], w.shape)
+        initializers = [_shape_only(name, dtype(node.output.dtype).onnx, w.shape)
                         for name, node, w in graph.weight_items()]
     else:
         initializers = [numpy_helper.from_array(np.asarray(arr), name) for name, arr in weights.items()]
     g = helper.make_graph(
         out.nodes, graph.name,
-        [helper.make_tensor_value_info(v.name, _ONNX_DTYPES[v.dtype], list(v.shape)) for v in graph.inputs],
-        [helper.make_tensor_value_info(v.name, _ONNX_DTYPES[v.dtype], list(v.shape)) for v in graph.outputs],
+        [helper.make_tensor_value_info(v.name, dtype(v.dtype).onnx, list(v.shape)) for v in graph.inputs],
+        [helper.make_tensor_value_info(v.name, dtype(v.dtype).onnx, list(v.shape)) for v in graph.outputs],
         initializer=initializers + out.constants,
     )
     model = helper.make_model(g, producer_name="archc", opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
     model.doc_string = doc or graph.doc
-    props = {"archc.network": graph.name, "archc.source": graph.source,
-             "archc.params": json.dumps({k: _jsonable(v) for k, v in graph.params.items()})}
+    props = {metadata.NETWORK: graph.name, metadata.SOURCE: graph.source,
+             metadata.PARAMS: json.dumps({k: _jsonable(v) for k, v in graph.params.items()})}
     for k, v in props.items():
         model.metadata_props.add(key=k, value=v)
     return model

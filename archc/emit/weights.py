@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
 from archc import ops
 from archc.errors import ArchcError
 from archc.ir import Graph, Node
-from archc.ops.registry import Init, fmt_shape
+from archc.ops.registry import Init
+from archc.shapes import dtype, fmt_dims
 
-NP_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64}
 
-
-def _follows_relu(graph: Graph, node: Node, consumers) -> bool:
+def _follows_relu(graph: Graph, node: Node, consumers: dict[int, list[Node]]) -> bool:
     """True if the kernel feeds a ReLU-family activation, looking through batch norm and dropout."""
     frontier = [node]
     for _ in range(4):
@@ -28,6 +28,7 @@ def _follows_relu(graph: Graph, node: Node, consumers) -> bool:
         for n in frontier:
             for c in consumers.get(id(n.output), []):
                 op = ops.lookup(c.op)
+                assert op is not None, c.op  # the IR holds registered ops only
                 if op.gain == "relu":
                     return True
                 if op.transparent_for_init:
@@ -45,7 +46,7 @@ def init_weights(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     consumers = graph.consumers()
     out: dict[str, np.ndarray] = {}
     for name, node, w in graph.weight_items():
-        dtype = NP_DTYPES[node.output.dtype]
+        np_type = dtype(node.output.dtype).numpy
         if w.init is Init.FAN:
             rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
             if _follows_relu(graph, node, consumers):
@@ -59,7 +60,7 @@ def init_weights(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
             arr = np.ones(w.shape)
         else:
             arr = np.full(w.shape, w.value)
-        out[name] = arr.astype(dtype)
+        out[name] = arr.astype(np_type)
     return out
 
 
@@ -89,7 +90,8 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
     raise ArchcError(f"weights file '{path}' has an unknown format; use .npz, .safetensors or .onnx")
 
 
-def bind_weights(graph: Graph, source: Mapping[str, np.ndarray], ignore: set[str] = frozenset()) -> dict[str, np.ndarray]:
+def bind_weights(graph: Graph, source: Mapping[str, np.ndarray],
+                 ignore: AbstractSet[str] = frozenset()) -> dict[str, np.ndarray]:
     """Match every weight of the graph to a tensor of `source`; the first missing, extra or mis-shaped one is an
     error. `ignore` names tensors of the source that are not weights (an ONNX file's constants)."""
     wanted = {name: (node, w) for name, node, w in graph.weight_items()}
@@ -104,11 +106,11 @@ def bind_weights(graph: Graph, source: Mapping[str, np.ndarray], ignore: set[str
                              f"(names are <layer path>.<weight|bias|running_mean|running_var>)")
         node, w = wanted[name]
         if tuple(arr.shape) != tuple(w.shape):
-            raise ArchcError(f"tensor '{key}' has shape {fmt_shape(arr.shape) or 'scalar'} but layer '{node.name}' "
-                             f"({node.op}) needs {fmt_shape(w.shape)}")
-        out[name] = np.asarray(arr).astype(NP_DTYPES[node.output.dtype])
+            raise ArchcError(f"tensor '{key}' has shape {fmt_dims(arr.shape) or 'scalar'} but layer '{node.name}' "
+                             f"({node.op}) needs {fmt_dims(w.shape)}")
+        out[name] = np.asarray(arr).astype(dtype(node.output.dtype).numpy)
     for name in wanted:
         if name not in out:
-            raise ArchcError(f"weights file has no tensor '{name}' (shape {fmt_shape(wanted[name][1].shape)})")
+            raise ArchcError(f"weights file has no tensor '{name}' (shape {fmt_dims(wanted[name][1].shape)})")
     return out
 

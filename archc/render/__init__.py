@@ -1,7 +1,9 @@
-"""Rendering of `Table`s to text, Markdown, CSV, LaTeX and HTML."""
+"""Rendering of results: `Table`s to text, Markdown, CSV, LaTeX and HTML; results themselves to JSON."""
 from __future__ import annotations
 
 import enum
+import json
+from typing import TYPE_CHECKING
 
 from archc.render.csv_out import render_csv
 from archc.render.html import render_html
@@ -9,6 +11,10 @@ from archc.render.latex import render_latex
 from archc.render.markdown import render_markdown
 from archc.render.table import UNKNOWN, Align, Column, Fmt, Table, format_cell, human_bytes, si
 from archc.render.text import render_text
+
+if TYPE_CHECKING:
+    from archc.analysis import Analysis
+    from archc.analysis.compare import Comparison, Diff
 
 
 class Format(enum.Enum):
@@ -43,6 +49,18 @@ def render(tables: list[Table], fmt: Format | str, title: str = "") -> str:
     return "\n\n".join(parts) + "\n" if parts else ""
 
 
+def render_result(result: Analysis | Comparison | Diff, fmt: Format | str, *, by: str = "block",
+                  stages: bool = False) -> str:
+    """An analysis, comparison or diff in `fmt`: JSON is the result's own contract (readable back with
+    `from_json`); every other format renders the result's views (`views.tables_for`)."""
+    from archc.render.views import tables_for
+    fmt = Format(fmt)
+    if fmt is Format.JSON:
+        return json.dumps(result.to_json(), indent=2, default=list) + "\n"
+    tables = tables_for(result, by, stages)
+    return render(tables, fmt, title=tables[0].title)
+
+
 __all__ = [
     "UNKNOWN",
     "Align",
@@ -57,6 +75,7 @@ __all__ = [
     "render_html",
     "render_latex",
     "render_markdown",
+    "render_result",
     "render_text",
     "si",
 ]

@@ -1,4 +1,5 @@
-"""CSV rendering of a `Table`: exact raw values, for spreadsheets and scripts (named csv_out so as not to shadow csv)."""
+"""CSV rendering of a `Table`: exact raw values, for spreadsheets and scripts (named csv_out: `csv` is the
+standard library's)."""
 from __future__ import annotations
 
 import csv

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 
-from archc.analyze.model import Analysis, Layer, ReceptiveField
+from archc.analysis.model import Analysis, Layer, ReceptiveField
 from archc.errors import ArchcError
 from archc.ops.registry import RF, NodeView, onnx_rule
-from archc.render.views import dims, output_size
+from archc.render.cells import dims, output_size
 
 
-def _n(v) -> str:
+def _n(v: float) -> str:
     return f"{int(v):,}" if float(v).is_integer() else f"{v:g}"
 
 
@@ -27,11 +27,10 @@ def _input_field(a: Analysis, layer: Layer) -> ReceptiveField | None:
 
 def _axes(layer: Layer) -> list[int]:
     """Axes to explain: one when every spatial axis has the same numbers (the common square case)."""
-    x = layer.input_shapes[0]
+    x, y = layer.input_shapes[0], layer.output_shape
     n = len(x) - 2 if x else 0
-    same = n > 0 and all(len(set(v)) == 1 for v in (
-        x[2:], layer.output_shape[2:], layer.kernel or (1,), layer.stride or (1,), layer.dilation or (1,),
-        layer.pads or (0,)))
+    same = x is not None and y is not None and n > 0 and all(len(set(v)) == 1 for v in (
+        x[2:], y[2:], layer.kernel or (1,), layer.stride or (1,), layer.dilation or (1,), layer.pads or (0,)))
     return [0] if same else list(range(n))
 
 
@@ -47,11 +46,12 @@ def _size_lines(layer: Layer) -> list[str]:
         return [f"output size: {output_size(y)} (the op keeps or reshapes its input {output_size(x)})"]
     n = len(x) - 2
     axis_names = {1: ["L"], 2: ["H", "W"], 3: ["D", "H", "W"]}.get(n, [f"axis{i}" for i in range(n)])
+    strides, pads = layer.stride or (1,) * n, layer.pads or (0,) * (2 * n)
     lines = []
     for i in _axes(layer):
-        w, f, s = x[2 + i], layer.kernel[i], layer.stride[i]
+        w, f, s = x[2 + i], layer.kernel[i], strides[i]
         d = layer.dilation[i] if layer.dilation else 1
-        pb, pe = layer.pads[i], layer.pads[n + i]
+        pb, pe = pads[i], pads[n + i]
         label = "every spatial axis" if len(_axes(layer)) == 1 and n > 1 else axis_names[i]
         if transposed:
             lines.append(f"output size ({label}): (W − 1)·S − P_begin − P_end + d·(F − 1) + output_padding + 1 = "
@@ -79,9 +79,9 @@ def _cost_lines(layer: Layer) -> list[str]:
         view = NodeView(layer.op, {"group": layer.groups or 1, "kernel_shape": layer.kernel or ()},
                         layer.input_shapes, [layer.output_shape], [], [])
         lines = rule.explain(view, layer.params, layer.nontrainable, layer.macs)
-    if not any(l.startswith("parameters") for l in lines):
+    if not any(lay.startswith("parameters") for lay in lines):
         lines.insert(0, f"parameters: {layer.params:,}" + (" (no weights)" if not layer.params else ""))
-    if not any(l.startswith("MACs") for l in lines):
+    if not any(lay.startswith("MACs") for lay in lines):
         lines.append(f"MACs: {'?' if layer.macs is None else f'{layer.macs:,}'} (only convolutions and dense "
                      "layers have multiply-accumulates)")
     return lines
@@ -100,7 +100,8 @@ def _rf_lines(a: Analysis, layer: Layer) -> list[str]:
                 "(unchanged or the widest input's)"]
     lines = []
     for i in _axes(layer):
-        k, d, s, p = layer.kernel[i], layer.dilation[i] if layer.dilation else 1, layer.stride[i], layer.pads[i]
+        k, d = layer.kernel[i], layer.dilation[i] if layer.dilation else 1
+        s, p = (layer.stride or (1,) * len(layer.kernel))[i], (layer.pads or (0,) * (2 * len(layer.kernel)))[i]
         r0, j0, s0 = prev.size[i], prev.stride[i], prev.start[i]
         if transposed:
             lines.append(f"receptive field: jump j = j_prev/S = {_n(j0)}/{s} = {_n(rf.stride[i])}; "
@@ -116,7 +117,7 @@ def _rf_lines(a: Analysis, layer: Layer) -> list[str]:
 def explain(a: Analysis, name: str) -> str:
     layer = a.layer(name)
     if layer is None:
-        close = [l.name for l in a.layers if name in l.name][:5]
+        close = [lay.name for lay in a.layers if name in lay.name][:5]
         raise ArchcError(f"no layer named '{name}' in {a.model}" +
                          (f"; did you mean {', '.join(close)}?" if close else "; list them with --by layer"))
     rule = onnx_rule(layer.op)
@@ -128,6 +129,7 @@ def explain(a: Analysis, name: str) -> str:
     flops = "?" if layer.flops is None else f"{layer.flops:,}"
     lines.append(f"FLOPs: {rule.flops_doc if rule else 'no cost rule for this op'} = {flops}")
     lines.append(f"activation: {output_size(y)} = {layer.activation_elements:,} elements × "
-                 f"{layer.activation_bytes // max(1, layer.activation_elements)} bytes = {layer.activation_bytes:,} bytes")
+                 f"{layer.activation_bytes // max(1, layer.activation_elements)} bytes = "
+                 f"{layer.activation_bytes:,} bytes")
     lines += _rf_lines(a, layer)
     return "\n".join(lines)

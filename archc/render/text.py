@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from typing import Literal, cast
 
 from rich import box
 from rich.cells import cell_len
@@ -11,6 +12,8 @@ from rich.text import Text
 
 from archc.render._rows import GROUP, TOTAL, cell_text, group_label, is_heading, row_style
 from archc.render.table import Align, Table
+
+ColorSystemName = Literal["auto", "standard", "256", "truecolor", "windows"] | None
 
 MIN_WIDTH = 120
 
@@ -73,7 +76,8 @@ def render_text(table: Table, console: Console | None = None) -> str:
     pass it to console.print, which would re-parse it.
     """
     rt, needed = _build(table)
-    color_system = console.color_system if console is not None else None
+    # rich reports the system as a plain str but takes one of its literal names: the same value passed back
+    color_system = cast(ColorSystemName, console.color_system) if console is not None else None
     notes_width = max((len(n) for n in [table.title, *table.footnotes]), default=0)
     width = max(MIN_WIDTH, needed, notes_width)
     buf = io.StringIO()

@@ -1,15 +1,13 @@
-"""Analysis → Tables: the per-layer table, the per-block table (the papers' layout), totals, comparisons, diffs.
-
-Sizes are written as papers write them: kernel/stride `7×7/2`, output `112×112×64` (spatial sizes, then
-channels; the batch is in the title).
+"""Analysis results → Tables: the per-layer table, the per-block table (the papers' layout), totals, a
+comparison, a diff. `tables_for` picks the views for a result; cells are written by `render.cells`.
 """
 from __future__ import annotations
 
-import re
-
-from archc.analyze.blocks import fold_stages  # noqa: F401  (re-exported for the CLI)
-from archc.analyze.model import Analysis, Block, Layer, ReceptiveField
+from archc.analysis.blocks import fold_stages
+from archc.analysis.compare import Comparison, Diff
+from archc.analysis.model import Analysis, Block, Layer
 from archc.ops.registry import onnx_rule
+from archc.render.cells import arg_cell, arg_header, dims, kernel_stride, num, output_size, rf_cells
 from archc.render.table import Align, Column, Fmt, Table, human_bytes, si
 
 R = Align.RIGHT
@@ -20,40 +18,6 @@ CONVENTIONS = [
     "Params: trainable weights; batch-norm running statistics are counted apart as non-trainable. "
     "RF: receptive field size, jump (effective stride) and start (centre of the first unit), in input pixels.",
 ]
-
-
-# ---- formatting as papers write it -------------------------------------------------------------------------------
-def dims(values) -> str:
-    return "×".join(_num(v) for v in values)
-
-
-def _num(v) -> str:
-    return str(int(v)) if float(v).is_integer() else f"{v:g}"
-
-
-def kernel_stride(kernel, stride) -> str:
-    if not kernel:
-        return ""
-    s = stride or (1,) * len(kernel)
-    return f"{dims(kernel)}/{_num(s[0]) if len(set(s)) == 1 else dims(s)}"
-
-
-def output_size(shape) -> str:
-    """N×C×H×W → H×W×C; N×F → F."""
-    if not shape:
-        return "?"
-    if len(shape) <= 2:
-        return _num(shape[-1])
-    return dims(tuple(shape[2:]) + (shape[1],))
-
-
-def rf_cells(rf: ReceptiveField | None) -> dict:
-    if rf is None:
-        return {"rf": "", "jump": "", "start": ""}
-    if rf.whole:
-        return {"rf": f"whole ({dims(rf.size)})", "jump": "", "start": ""}
-    return {"rf": dims(rf.size), "jump": dims(rf.stride) if len(set(rf.stride)) > 1 else _num(rf.stride[0]),
-            "start": dims(rf.start) if len(set(rf.start)) > 1 else _num(rf.start[0])}
 
 
 def _title(a: Analysis, what: str) -> str:
@@ -81,11 +45,12 @@ LAYER_COLUMNS = [
 ]
 
 
-def layer_row(l: Layer) -> dict:
-    return {"name": l.name, "op": l.op, "ks": kernel_stride(l.kernel, l.stride), "output": output_size(l.output_shape),
-            "params": l.params, "macs": l.macs, "flops": l.flops, "elements": l.activation_elements,
-            "activation": l.activation_bytes,
-            **rf_cells(l.receptive_field)}
+def layer_row(lay: Layer) -> dict:
+    return {"name": lay.name, "op": lay.op, "ks": kernel_stride(lay.kernel, lay.stride),
+            "output": output_size(lay.output_shape), "params": lay.params, "macs": lay.macs, "flops": lay.flops,
+            "elements": lay.activation_elements,
+            "activation": lay.activation_bytes,
+            **rf_cells(lay.receptive_field)}
 
 
 def totals_row(a: Analysis, name_key: str = "name") -> dict:
@@ -95,25 +60,14 @@ def totals_row(a: Analysis, name_key: str = "name") -> dict:
 
 
 def layer_table(a: Analysis) -> Table:
-    rows = [layer_row(l) for l in a.layers] + [totals_row(a)]
+    rows = [layer_row(lay) for lay in a.layers] + [totals_row(a)]
     return Table(_title(a, "layers"), LAYER_COLUMNS, rows, footnotes(a))
 
 
 # ---- per block ---------------------------------------------------------------------------------------------------
-_WIDTH_ARG = re.compile(r"^c(\d)x(\d)(r?)$")
-
-
-def arg_header(name: str) -> str:
-    """GoogLeNet's columns: c3x3r → '#3×3 reduce', c5x5 → '#5×5', pool_proj → 'pool proj'."""
-    m = _WIDTH_ARG.match(name)
-    if m:
-        return f"#{m.group(1)}×{m.group(2)}" + (" reduce" if m.group(3) else "")
-    return name.replace("_", " ")
-
-
 def block_table(a: Analysis, blocks: list[Block] | None = None) -> Table:
     blocks = blocks if blocks is not None else a.blocks
-    by_first = {}
+    by_first: dict[str, Block] = {}
     for b in blocks:
         by_first.setdefault(b.layers[0], b)
     arg_names: list[str] = []
@@ -127,33 +81,25 @@ def block_table(a: Analysis, blocks: list[Block] | None = None) -> Table:
     cols += [Column("params", "Params", Fmt.INT, R), Column("macs", "MACs", Fmt.INT, R)]
     rows = []
     in_block = {name for b in blocks for name in b.layers}
-    for l in a.layers:
-        if l.name in by_first:
-            b = by_first[l.name]
+    for lay in a.layers:
+        if lay.name in by_first:
+            b = by_first[lay.name]
             rows.append({"name": b.path + (f" ×{b.count}" if b.count > 1 else ""), "type": b.type,
                          "ks": kernel_stride(b.kernel, b.stride) if b.kernel else (
-                             f"/{_num(b.stride[0])}" if b.stride and max(b.stride) > 1 else ""),
+                             f"/{num(b.stride[0])}" if b.stride and max(b.stride) > 1 else ""),
                          "output": output_size(b.output_shape), "depth": b.depth,
-                         **{f"arg:{k}": _arg(b.args[k]) if k in b.args else "" for k in arg_names},
+                         **{f"arg:{k}": arg_cell(b.args[k]) if k in b.args else "" for k in arg_names},
                          "params": b.params, "macs": b.macs})
-        elif l.name not in in_block:
-            rule = onnx_rule(l.op)
+        elif lay.name not in in_block:
+            rule = onnx_rule(lay.op)
             if rule is not None and rule.folded:
                 continue
-            rows.append({"name": l.name, "type": l.spec_op or l.op, "ks": kernel_stride(l.kernel, l.stride),
-                         "output": output_size(l.output_shape), "depth": 1 if l.macs else 0,
-                         **{f"arg:{k}": "" for k in arg_names}, "params": l.params, "macs": l.macs})
+            rows.append({"name": lay.name, "type": lay.spec_op or lay.op, "ks": kernel_stride(lay.kernel, lay.stride),
+                         "output": output_size(lay.output_shape), "depth": 1 if lay.macs else 0,
+                         **{f"arg:{k}": "" for k in arg_names}, "params": lay.params, "macs": lay.macs})
     rows.append({"name": "Total", "style": "total", "depth": a.totals.depth, "params": a.totals.trainable_params,
                  "macs": a.totals.macs})
     return Table(_title(a, "blocks"), cols, rows, footnotes(a))
-
-
-def _arg(v) -> str:
-    if isinstance(v, (list, tuple)):
-        return ",".join(str(x) for x in v)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
 
 
 # ---- totals --------------------------------------------------------------------------------------------------------
@@ -187,26 +133,18 @@ COMPARE_COLUMNS = [
     Column("depth", "Depth", Fmt.INT, R), Column("rf", "Output RF", align=R),
     Column("weights", "Weights (fp32)", Fmt.BYTES, R),
 ]
-SORT_KEYS = [c.key for c in COMPARE_COLUMNS]
 
 
-def _output_rf(a: Analysis) -> str:
-    """The largest field among the layers that feed the outputs (before any global layer)."""
-    spatial = [l.receptive_field for l in a.layers if l.receptive_field is not None]
-    finite = [rf for rf in spatial if not rf.whole]
-    if spatial and spatial[-1].whole:
-        return f"whole ({dims(finite[-1].size)} before)" if finite else "whole"
-    return dims(spatial[-1].size) if spatial else ""
+def _output_rf(rf: tuple[float, ...] | None, whole: bool) -> str:
+    if whole:
+        return f"whole ({dims(rf)} before)" if rf else "whole"
+    return dims(rf) if rf else ""
 
 
-def compare_table(analyses: list[Analysis], sort: str | None = None) -> Table:
-    rows = [{"model": a.model, "input": dims(a.inputs[0]["shape"][1:]) if a.inputs else "",
-             "params": a.totals.trainable_params, "macs": a.totals.macs, "flops": a.totals.flops,
-             "activations": a.totals.activation_bytes, "peak": a.totals.peak_memory_bytes,
-             "depth": a.totals.depth, "rf": _output_rf(a), "weights": a.totals.weight_bytes_by_dtype["float32"]}
-            for a in analyses]
-    if sort:
-        rows.sort(key=lambda r: (r[sort] is None, r[sort]), reverse=sort not in ("model", "input", "rf"))
+def compare_table(c: Comparison) -> Table:
+    rows = [{"model": r.model, "input": dims(r.input) if r.input else "", "params": r.params, "macs": r.macs,
+             "flops": r.flops, "activations": r.activations, "peak": r.peak, "depth": r.depth,
+             "rf": _output_rf(r.rf, r.rf_whole), "weights": r.weights} for r in c.rows]
     notes = [CONVENTIONS[0], "Peak memory: weights plus the activations alive at once when run in graph order."]
     return Table("Model comparison", COMPARE_COLUMNS, rows, notes)
 
@@ -221,31 +159,26 @@ DIFF_COLUMNS = [
 ]
 
 
-def _delta(a, b):
-    return None if a is None or b is None else b - a
+def diff_table(d: Diff) -> Table:
+    rows: list[dict] = [
+        {"name": c.name, "change": c.change, "output_a": output_size(c.output_a) if c.output_a else "",
+         "output_b": output_size(c.output_b) if c.output_b else "", "params_a": c.params_a, "params_b": c.params_b,
+         "params_d": c.params_d, "macs_a": c.macs_a, "macs_b": c.macs_b, "macs_d": c.macs_d} for c in d.changes]
+    rows.append({"name": "Total", "style": "total", "params_a": d.params_a, "params_b": d.params_b,
+                 "params_d": d.params_b - d.params_a, "macs_a": d.macs_a, "macs_b": d.macs_b,
+                 "macs_d": d.macs_b - d.macs_a})
+    return Table(f"{d.a} → {d.b}: what the change costs", DIFF_COLUMNS, rows,
+                 [f"{d.unchanged} layers unchanged (not listed). Layers are matched by name."])
 
 
-def diff_table(a: Analysis, b: Analysis) -> Table:
-    """Layers matched by name; a row for each layer that was added, removed or changed its output or cost."""
-    la, lb = {l.name: l for l in a.layers}, {l.name: l for l in b.layers}
-    order = [l.name for l in a.layers] + [l.name for l in b.layers if l.name not in la]
-    rows = []
-    for name in order:
-        x, y = la.get(name), lb.get(name)
-        if x and y and (x.output_shape, x.params, x.macs, x.op) == (y.output_shape, y.params, y.macs, y.op):
-            continue
-        change = "added" if x is None else "removed" if y is None else "changed"
-        rows.append({"name": name, "change": change,
-                     "output_a": output_size(x.output_shape) if x else "", "output_b":
-                     output_size(y.output_shape) if y else "",
-                     "params_a": x.params if x else 0, "params_b": y.params if y else 0,
-                     "params_d": (y.params if y else 0) - (x.params if x else 0),
-                     "macs_a": x.macs if x else 0, "macs_b": y.macs if y else 0,
-                     "macs_d": _delta(x.macs if x else 0, y.macs if y else 0)})
-    ta, tb = a.totals, b.totals
-    rows.append({"name": "Total", "style": "total", "params_a": ta.trainable_params, "params_b": tb.trainable_params,
-                 "params_d": tb.trainable_params - ta.trainable_params, "macs_a": ta.macs, "macs_b": tb.macs,
-                 "macs_d": tb.macs - ta.macs})
-    same = len(a.layers) - sum(1 for r in rows if r.get("change") in ("changed", "removed"))
-    return Table(f"{a.model} → {b.model}: what the change costs", DIFF_COLUMNS, rows,
-                 [f"{same} layers unchanged (not listed). Layers are matched by name."])
+# ---- which views a result gets -------------------------------------------------------------------------------------
+def tables_for(result: Analysis | Comparison | Diff, by: str = "block", stages: bool = False) -> list[Table]:
+    """One model: its block (or layer) table and totals; a comparison or a diff: its one table."""
+    if isinstance(result, Comparison):
+        return [compare_table(result)]
+    if isinstance(result, Diff):
+        return [diff_table(result)]
+    if by == "layer":
+        return [layer_table(result), totals_table(result)]
+    blocks = fold_stages(result.blocks) if stages else result.blocks
+    return [block_table(result, blocks), totals_table(result)]

@@ -90,7 +90,7 @@ def test_diff_shows_what_a_change_costs(tmp_path):
     row = next(l for l in out.stdout.splitlines() if l.startswith("c2 "))
     assert "4,640" in row and "1,184" in row and "-3,456" in row  # 3·3·16·32+32 → 3·3·4·32+32
     assert "c1 " not in out.stdout.split("Layer")[1]
-    rows = json.loads(archc("analyze", "--diff", a, b, "--format", "json").stdout)
+    rows = json.loads(archc("analyze", "--diff", a, b, "--format", "json").stdout)["changes"]
     assert rows[0]["name"] == "c2" and rows[0]["params_d"] == -3456
 
 

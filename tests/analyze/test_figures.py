@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from archc.analyze import analyze
+from archc import analyze
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "zoo"))
@@ -57,6 +57,7 @@ def test_vgg16_and_resnet50_published_figures():
     ("densenet121", "DenseNet121_Weights"), ("mobilenet_v2", "MobileNet_V2_Weights"),
     ("squeezenet1_1", "SqueezeNet1_1_Weights"), ("shufflenet_v2_x1_0", "ShuffleNet_V2_X1_0_Weights"),
 ])
+@pytest.mark.torch
 def test_macs_match_torchvision_published_gflops(spec, weights):
     """torchvision publishes `_ops` in GFLOPS counted as multiply-accumulates of convs and linears (fvcore's
     convention), rounded to 3 decimals: archc's MACs must agree to that rounding."""
@@ -138,8 +139,8 @@ def test_residual_keeps_the_input_alive(arch):
 
 def test_batch_scales_activations_and_macs_not_params(arch):
     p = arch("conv(8, 3) flatten dense(4)")
-    from archc.analyze import LoadOptions
-    one, four = analyze(p), analyze(p, LoadOptions(batch=4))
+    from archc import ModelOptions
+    one, four = analyze(p), analyze(p, ModelOptions(batch=4))
     assert four.totals.macs == 4 * one.totals.macs and four.totals.activation_bytes == 4 * one.totals.activation_bytes
     assert four.totals.trainable_params == one.totals.trainable_params and four.batch == 4
 
@@ -153,7 +154,7 @@ def test_weight_sizes_by_dtype(arch):
 def test_compiled_onnx_file_analyzes_like_its_spec(tmp_path):
     """The simplified ONNX that `archc compile` writes keeps every layer, weight and block record."""
     import archc
-    path = archc.load_spec(SPECS / "googlenet.arch").save(tmp_path / "googlenet.onnx")
+    path = archc.compile(SPECS / "googlenet.arch", output=tmp_path / "googlenet.onnx").output
     from_file, from_spec = analyze(str(path)), analyze(str(SPECS / "googlenet.arch"))
     assert from_file.totals == from_spec.totals
     assert [(l.name, l.params, l.macs, l.output_shape) for l in from_file.layers] == \

@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from archc.analyze import LoadOptions, analyze
+from archc import ModelOptions, analyze
 from archc.errors import ArchcError
 
 F = TensorProto.FLOAT
@@ -117,6 +117,7 @@ def test_unknown_op_is_reported_not_zeroed(tmp_path):
     assert "Totals exclude ops without a cost rule: FancyAttention ×2." in text
 
 
+@pytest.mark.torch
 def test_pytorch_export(tmp_path):
     """A torchvision ResNet-18 exported by PyTorch (which folds BN into the convs and names nodes by module)."""
     import sys
@@ -138,7 +139,7 @@ def test_pytorch_export(tmp_path):
     blocks = {b.path for b in a.blocks}
     assert {"layer1/layer1.0", "layer4/layer4.1"} <= blocks
     assert a.layer("/conv1/Conv").receptive_field.size == (7.0, 7.0)
-    b4 = analyze(str(path), LoadOptions(batch=4))
+    b4 = analyze(str(path), ModelOptions(batch=4))
     assert b4.totals.macs == 4 * a.totals.macs
 
 
@@ -192,7 +193,7 @@ def test_symbolic_size_needs_input_shape(tmp_path):
     path = save(tmp_path, nodes, [], [x_input(("N", 3, "H", "W"))], [y_output()])
     with pytest.raises(ArchcError, match="symbolic size 'H' on axis 2; give the full shape with --input x=1x3xNxN"):
         analyze(path)
-    assert analyze(path, LoadOptions(inputs={None: (2, 3, 8, 8)})).layers[0].output_shape == (2, 3, 8, 8)
+    assert analyze(path, ModelOptions(inputs={None: (2, 3, 8, 8)})).layers[0].output_shape == (2, 3, 8, 8)
 
 
 def test_external_data_outside_the_folder_is_refused_and_never_read(tmp_path):
@@ -251,7 +252,7 @@ def test_mutated_onnx_bytes_never_crash(tmp_path):
     from hypothesis import strategies as st
 
     import archc
-    data = archc.load_spec("specs/lenet5.arch").to_onnx(simplify=False).SerializeToString()
+    data = archc.load("specs/lenet5.arch", simplify=False).proto.SerializeToString()
 
     @settings(max_examples=300, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))

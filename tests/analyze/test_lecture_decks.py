@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from archc.analyze import analyze
+from archc import analyze
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = """
 import resource, statistics, sys, time
-from archc.analyze import analyze
+from archc import analyze
 from archc.render import render
 from archc.render.views import layer_table, totals_table
 times = []

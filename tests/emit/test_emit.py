@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from helpers import run  # noqa: E402
 
 from archc import spec
-from archc.emit import EmitOptions, to_onnx
+from archc.emit import to_onnx
+from archc.options import ModelOptions
 from archc.emit.onnx_model import build_model
 from archc.errors import ArchcError
 
@@ -86,7 +87,7 @@ def test_onnx_shape_inference_disagreement_is_caught():
     g = spec.load_text(NET, "<t>")
     g.nodes[0].output.shape = (1, 16, 31, 31)  # corrupt archc's own inference
     with pytest.raises(AssertionError, match="archc infers .* but ONNX infers"):
-        to_onnx(g, EmitOptions(simplify=False))
+        to_onnx(g, ModelOptions(simplify=False))
 
 
 def test_float16_network():

@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from helpers import run  # noqa: E402
 
 from archc import spec
-from archc.emit import EmitOptions, to_onnx
+from archc.emit import to_onnx
+from archc.options import ModelOptions
 from archc.emit.weights import bind_weights, init_weights, read_weights
 from archc.errors import ArchcError
 
@@ -72,8 +73,8 @@ def test_bind_round_trip(tmp_path, fmt):
         from safetensors.numpy import save_file
         save_file({k.replace("/", "."): v for k, v in trained.items()}, str(path))  # state_dict-style dots
     else:
-        onnx.save(to_onnx(g, EmitOptions(simplify=False), weights=trained), str(path))
-    model = to_onnx(g, EmitOptions(simplify=False, weights=str(path)))
+        onnx.save(to_onnx(g, ModelOptions(simplify=False), weights=trained), str(path))
+    model = to_onnx(g, ModelOptions(simplify=False, weights=str(path)))
     got = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     for k, v in trained.items():
         np.testing.assert_array_equal(got[k], v)

@@ -20,8 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from torchvision_ref import compare_outputs, reference, torchvision_models  # noqa: E402
 
 import archc  # noqa: E402
+from archc import ModelOptions, spec  # noqa: E402
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
+
+
+def graph(name: str, **params):
+    """A zoo spec's IR (every layer and shape; no ONNX is built)."""
+    return spec.load(SPECS / f"{name}.arch", ModelOptions(params=params))
 
 
 # ---- hand derivations ------------------------------------------------------------------------------------------
@@ -121,38 +127,45 @@ def test_every_spec_is_in_the_zoo_table_and_has_a_header():
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_parameter_count(name):
     ref = ZOO[name]
-    got = archc.load_spec(SPECS / f"{name}.arch").num_params
+    got = graph(name).num_params
     if ref.rel_tol:
         assert abs(got - ref.params) <= ref.rel_tol * ref.params, (got, ref.params, ref.source)
     else:
         assert got == ref.params, (got, ref.params, ref.source)
-    if ref.tv_weights:  # the table's figure is torchvision's published one, not a copy
-        published = list(getattr(torchvision_models(), ref.tv_weights))[0].meta["num_params"]
-        assert published == ref.params
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", sorted(n for n, r in ZOO.items() if r.tv_weights))
+def test_table_figure_is_torchvisions_published_one(name):
+    """The table's figure for a torchvision architecture is torchvision's published `num_params`, not a copy."""
+    ref = ZOO[name]
+    published = list(getattr(torchvision_models(), ref.tv_weights))[0].meta["num_params"]
+    assert published == ref.params
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_compiles_to_valid_onnx_that_runs(name, tmp_path):
-    spec = archc.load_spec(SPECS / f"{name}.arch")
-    out = spec.save(tmp_path / f"{name}.onnx")
+    loaded = archc.load(SPECS / f"{name}.arch")
+    out = archc.compile(loaded, output=tmp_path / f"{name}.onnx").output
     model = onnx.load(out, load_external_data=False)
     onnx.checker.check_model(model, full_check=True)
     assert len({n.name for n in model.graph.node}) == len(model.graph.node)  # spec paths are unique node names
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    feeds = {v.name: np.random.default_rng(0).standard_normal(v.shape).astype(np.float32) for v in spec.graph.inputs}
+    feeds = {n: np.random.default_rng(0).standard_normal(shape).astype(np.float32) for n, shape in loaded.inputs}
     outs = sess.run(None, feeds)
-    assert [o.shape for o in outs] == [tuple(v.shape) for v in spec.graph.outputs]
+    assert [o.shape for o in outs] == [shape for _, shape in loaded.outputs]
     assert all(np.isfinite(o).all() for o in outs)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", sorted(n for n, r in ZOO.items() if r.tv))
 def test_torchvision_outputs(name):
     ref = ZOO[name]
-    spec = archc.load_spec(SPECS / f"{name}.arch")
-    rel = compare_outputs(spec.graph, reference(ref.tv, **dict(ref.tv_kwargs)))
+    rel = compare_outputs(graph(name), reference(ref.tv, **dict(ref.tv_kwargs)))
     assert rel <= 1e-5
 
 
+@pytest.mark.torch
 def test_ssd300_matches_torchvision_parameters_with_91_classes():
     """torchvision's ssd300_vgg16 needs compiled ops to run, so compare its tensors, not its outputs. Its
     state_dict lists the L2Norm scale first; archc keeps it beside conv4_3, so that one tensor is moved."""
@@ -160,9 +173,9 @@ def test_ssd300_matches_torchvision_parameters_with_91_classes():
     model = torchvision_models().detection.ssd300_vgg16(weights=None, weights_backbone=None)
     theirs = [(k, tuple(v.shape)) for k, v in model.state_dict().items()
               if not k.endswith("num_batches_tracked")]
-    spec = archc.load_spec(SPECS / "ssd300.arch", params={"num_classes": 91})
-    ours = [tuple(w.shape) for _, _, w in spec.graph.weight_items()]
-    assert spec.num_params == list(torchvision_models().detection.SSD300_VGG16_Weights)[0].meta["num_params"]
+    g = graph("ssd300", num_classes=91)
+    ours = [tuple(w.shape) for _, _, w in g.weight_items()]
+    assert g.num_params == list(torchvision_models().detection.SSD300_VGG16_Weights)[0].meta["num_params"]
     scale = [s for k, s in theirs if k == "backbone.scale_weight"]
     rest = [s for k, s in theirs if k != "backbone.scale_weight"]
     assert scale == [(512,)] and sorted(ours) == sorted(rest + scale) and len(ours) == len(theirs)
@@ -170,19 +183,18 @@ def test_ssd300_matches_torchvision_parameters_with_91_classes():
 
 
 def test_mobilenet_v1_matches_keras_including_bn_statistics():
-    spec = archc.load_spec(SPECS / "mobilenet_v1.arch")
-    assert spec.num_params + spec.graph.num_nontrainable == 4_253_864  # Keras' "Total params"
+    g = graph("mobilenet_v1")
+    assert g.num_params + g.num_nontrainable == 4_253_864  # Keras' "Total params"
 
 
 def test_unet3d_without_upconv_biases_is_the_paper_plus_bn():
-    spec = archc.load_spec(SPECS / "unet3d.arch", params={"upconv_bias": False})
-    bn_params = sum(n.params for n in spec.graph.nodes if n.op == "bn")
-    assert spec.num_params - bn_params == 19_069_955  # Çiçek et al. 2016, section 3
+    g = graph("unet3d", upconv_bias=False)
+    bn_params = sum(n.params for n in g.nodes if n.op == "bn")
+    assert g.num_params - bn_params == 19_069_955  # Çiçek et al. 2016, section 3
 
 
 def test_c3d_with_101_classes_is_the_commonly_cited_78m():
-    spec = archc.load_spec(SPECS / "c3d.arch", params={"num_classes": 101})
-    assert spec.num_params == C3D_CONVS + fc(8192, 4096) + fc(4096, 4096) + fc(4096, 101) == 78_409_573
+    assert graph("c3d", num_classes=101).num_params == C3D_CONVS + fc(8192, 4096) + fc(4096, 4096) + fc(4096, 101) == 78_409_573
 
 
 @pytest.mark.parametrize("name, shapes", [
@@ -191,12 +203,12 @@ def test_c3d_with_101_classes_is_the_commonly_cited_78m():
     ("char_cnn", [(1, 4)]), ("c3d", [(1, 487)]), ("tcn", [(1, 1, 1024)]),
 ])
 def test_output_shapes_are_the_papers(name, shapes):
-    assert [v.shape for v in archc.load_spec(SPECS / f"{name}.arch").graph.outputs] == shapes
+    assert [v.shape for v in graph(name).outputs] == shapes
 
 
 def test_googlenet_blocks_follow_the_papers_table():
     """Szegedy et al. 2014, Table 1: output sizes of the inception blocks."""
-    g = archc.load_spec(SPECS / "googlenet.arch").graph
+    g = graph("googlenet")
     out = {n.blocks[0].path: n.output.shape for n in g.nodes if n.blocks}
     assert out["inception_3a"] == (1, 256, 28, 28) and out["inception_3b"] == (1, 480, 28, 28)
     assert out["inception_4a"] == (1, 512, 14, 14) and out["inception_4e"] == (1, 832, 14, 14)

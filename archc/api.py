@@ -1,0 +1,99 @@
+"""The Python API: one function per CLI verb, as tvmc's was (`archc.load`, `archc.compile`, `archc.analysis`).
+
+Each takes a path or an already loaded `Model`, plus options (a `ModelOptions`, or its fields as keywords), and
+returns a plain result that can be saved as JSON and read back:
+
+    model = archc.load("specs/resnet50.arch", input="1x3x320x320")
+    result = archc.compile(model, target="onnx", output="resnet50.onnx")     # → CompileResult
+    analysis = archc.analyze("resnet50.onnx", batch=8)                        # → Analysis
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archc.errors import ArchcError, UsageError
+from archc.options import ModelOptions
+
+if TYPE_CHECKING:
+    from archc.analysis import Analysis
+    from archc.frontends import Model
+    from archc.targets import Target
+
+Source = str | Path  # or a loaded Model
+
+
+def load(source: Source, options: ModelOptions | None = None, *, weights: bool = True, **kw: Any) -> Model:
+    """A spec or ONNX file → a `Model` (ONNX graph with static shapes). `weights=False` reads or makes no weight
+    data (enough for analysis). Raises `SpecError` (located diagnostics) or `ArchcError` (one sentence)."""
+    from archc.frontends import load as frontend_load
+    return frontend_load(source, ModelOptions.make(options, **kw), weights=weights)
+
+
+@dataclass
+class CompileResult:
+    model: str
+    source: str
+    target: str
+    output: str
+    layers: int
+    params: int | None  # trainable parameters of a spec; None for an ONNX file (see `archc analyze`)
+    inputs: list[tuple[str, tuple[int, ...]]]
+    outputs: list[tuple[str, tuple[int, ...]]]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CompileResult:
+        io = {k: [(n, tuple(s)) for n, s in data[k]] for k in ("inputs", "outputs")}
+        return cls(**{**data, **io})
+
+
+def compile(source: Source | Model, target: str | Target = "onnx", output: str | Path | None = None,
+            options: ModelOptions | None = None, **kw: Any) -> CompileResult:
+    """Compile a spec (or ONNX file) for a target and write the result atomically. Without `output`, the file goes
+    to `<source stem>.onnx` in the current folder; an output folder gets that name inside it."""
+    from archc import targets
+    from archc.util.atomic import write_bytes
+    tgt = targets.get(target) if isinstance(target, str) else target
+    if not tgt.implemented:
+        raise UsageError(f"target '{tgt.name}' needs the {tgt.backend.upper()} back end, which this version of archc "
+                         "does not have yet; use --target onnx")
+    model = source if not isinstance(source, (str, Path)) else load(source, options, **kw)
+    if not model.has_weights:
+        raise ArchcError(f"'{model.source}' was loaded without weights (for analysis); load it with weights to "
+                         "compile it")
+    stem = Path(model.source).stem
+    out = Path(output) if output is not None else Path(f"{stem}.onnx")
+    if out.is_dir():
+        out = out / f"{stem}.onnx"
+    if out.resolve() == Path(model.source).resolve():
+        raise UsageError(f"writing '{out}' would overwrite the model it is compiled from; give another -o")
+    write_bytes(out, model.proto.SerializeToString())
+    return CompileResult(model.name, model.source, tgt.name, str(out), model.layer_count, model.params,
+                         model.inputs, model.outputs)
+
+
+def analyze(source: Source | Model, options: ModelOptions | None = None, **kw: Any) -> Analysis:
+    """Paper-style facts of a spec or any ONNX file: per layer, per block, totals (see `archc.analysis`)."""
+    from archc.analysis import analyze as run_analysis
+    model = source if not isinstance(source, (str, Path)) else load(source, options, weights=False, **kw)
+    return run_analysis(model)
+
+
+def read_result(path: str | Path) -> Any:
+    """A saved analysis, comparison or diff (the JSON `archc analyze --format json` writes), read back."""
+    from archc.analysis import Analysis
+    from archc.analysis.compare import Comparison, Diff
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ArchcError(f"cannot read results from '{path}': {err}") from None
+    if isinstance(data, dict) and "changes" in data:
+        return Diff.from_json(data)
+    if isinstance(data, dict) and "rows" in data:
+        return Comparison.from_json(data)
+    return Analysis.from_json(data)

@@ -1,0 +1,194 @@
+"""The front door for models: a `.arch` spec or an ONNX file, plus one `ModelOptions`, becomes a `Model`.
+
+Every later stage (the analyzer, the compiler back ends, the benchmarks and the CLI) is handed a `Model` and never
+compiles specs or parses files itself. As in tvmc's frontend table, the file's suffix picks the frontend:
+
+    .arch   spec → IR (every shape inferred) → ONNX (weights initialised or bound; checked; simplified)
+    .onnx   any ONNX file, read as untrusted input (anything else is tried as ONNX too)
+
+Both end the same way: input overrides applied (`--input`, `--batch`), every tensor given a static shape by ONNX
+shape inference, and absurd sizes refused. With `weights=False` no weight data is read or made, since shapes are
+all the analyzer needs: a spec's weights become shape-only tensors and an ONNX file's external data is not loaded.
+
+A foreign ONNX file is untrusted: unreadable or truncated protobuf, external data that points outside the model's
+folder (refused, never read), a file without nodes or inputs and absurd or symbolic shapes all end in one
+`ArchcError` sentence.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import onnx
+from onnx import TensorProto
+
+from archc.errors import ArchcError
+from archc.options import ModelOptions
+from archc.shapes import Shape
+
+if TYPE_CHECKING:
+    from archc.diagnostics import Diagnostic
+    from archc.ir import Graph
+
+MAX_DIM = 1 << 31
+MAX_ELEMENTS = 1 << 40
+
+
+@dataclass
+class Model:
+    """A loaded model: the ONNX graph with static shapes, and where it came from."""
+
+    proto: onnx.ModelProto
+    name: str  # the spec's network name, or the ONNX file's stem
+    source: str  # the path it was read from
+    kind: str  # "arch" or "onnx": which frontend read it
+    has_weights: bool  # False: weight tensors carry shapes only (the analyzer's form)
+    graph: Graph | None = None  # the spec's IR (layers, spans, blocks); None for ONNX files
+    warnings: list[Diagnostic] = field(default_factory=list)  # located spec warnings (an empty group, …)
+
+    @property
+    def inputs(self) -> list[tuple[str, Shape]]:
+        stored = {t.name for t in self.proto.graph.initializer}
+        return [(vi.name, _static(vi)) for vi in self.proto.graph.input if vi.name not in stored]
+
+    @property
+    def outputs(self) -> list[tuple[str, Shape]]:
+        return [(vi.name, _static(vi)) for vi in self.proto.graph.output]
+
+    @property
+    def layer_count(self) -> int:
+        """Spec layers for a spec (one `conv` may be several ONNX nodes), ONNX nodes otherwise."""
+        return len(self.graph.nodes) if self.graph is not None else len(self.proto.graph.node)
+
+    @property
+    def params(self) -> int | None:
+        """Trainable parameters of a spec; None for an ONNX file, whose weights only the analyzer can tell apart."""
+        return self.graph.num_params if self.graph is not None else None
+
+    def warning_lines(self) -> list[str]:
+        return [f"{w.span}: {w.message}  [{w.code}]" if w.span else w.message for w in self.warnings]
+
+
+def load(path: str | Path, options: ModelOptions | None = None, *, weights: bool = True) -> Model:
+    """Read a spec or an ONNX file into a `Model` whose every tensor has a static shape."""
+    options = options or ModelOptions()
+    path = Path(path)
+    if not path.is_file():
+        what = "spec file" if path.suffix == ".arch" else "model file"
+        raise ArchcError(f"{what} '{path}' does not exist" if not path.is_dir() else
+                         f"'{path}' is a folder; give a .arch spec or an .onnx model")
+    return frontend_for(path)(path, options, weights)
+
+
+def frontend_for(path: Path) -> Callable[[Path, ModelOptions, bool], Model]:
+    return FRONTENDS.get(path.suffix.lower(), _from_onnx)
+
+
+# ---- .arch -----------------------------------------------------------------------------------------------------
+def _from_spec(path: Path, options: ModelOptions, weights: bool) -> Model:
+    from archc import spec
+    from archc.emit import build_model, to_onnx
+    graph = spec.load(path, options)  # applies the input overrides while expanding
+    # to_onnx checks the model and infers every shape itself; the shape-only form needs the inference here
+    proto = to_onnx(graph, options) if weights else _infer_static_shapes(build_model(graph, None), path)
+    return Model(proto, graph.name, str(path), "arch", weights, graph, list(graph.warnings))
+
+
+# ---- .onnx -----------------------------------------------------------------------------------------------------
+def _from_onnx(path: Path, options: ModelOptions, weights: bool) -> Model:
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf raises DecodeError, RuntimeWarning, ValueError … on bad bytes
+        hint = "" if path.suffix.lower() == ".onnx" else " (archc reads .arch specs and .onnx models)"
+        raise ArchcError(f"'{path}' is not a readable ONNX model (truncated or corrupt?){hint}: "
+                         f"{type(err).__name__}: {err}") from None
+    if not proto.graph.node:
+        raise ArchcError(f"'{path}' holds no graph nodes: is it an ONNX model?")
+    external = _check_external_data(proto, path)
+    if weights and external:
+        try:
+            onnx.load_external_data_for_model(proto, str(path.resolve().parent))
+        except Exception as err:
+            raise ArchcError(f"cannot read the external data of '{path}': {err}") from None
+    _set_input_shapes(proto, path, options)
+    return Model(_infer_static_shapes(proto, path), path.stem, str(path), "onnx", weights or not external)
+
+
+def _check_external_data(proto: onnx.ModelProto, path: Path) -> bool:
+    """True if some tensor keeps its data in another file; refuse any that points outside the model's folder."""
+    folder = path.resolve().parent
+    found = False
+    for t in proto.graph.initializer:
+        if t.data_location == TensorProto.EXTERNAL:
+            found = True
+            location = next((e.value for e in t.external_data if e.key == "location"), "")
+            target = (folder / location).resolve()
+            if os.path.isabs(location) or folder not in target.parents:
+                raise ArchcError(f"'{path}': tensor '{t.name}' keeps its data at '{location}', outside the model's "
+                                 "folder; refusing to follow it (move the data next to the model)")
+    return found
+
+
+FRONTENDS: dict[str, Callable[[Path, ModelOptions, bool], Model]] = {".arch": _from_spec, ".onnx": _from_onnx}
+
+
+# ---- static shapes ---------------------------------------------------------------------------------------------
+def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None]:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in vi.type.tensor_type.shape.dim]
+
+
+def _static(vi: onnx.ValueInfoProto) -> Shape:
+    return tuple(d if isinstance(d, int) else 0 for d in _dims(vi))
+
+
+def _set_input_shapes(proto: onnx.ModelProto, path: Path, options: ModelOptions) -> None:
+    """Fix the batch (symbolic → 1, or --batch N) and any --input override; other symbolic sizes need --input."""
+    initializers = {t.name for t in proto.graph.initializer}
+    real_inputs = [i for i in proto.graph.input if i.name not in initializers]
+    if not real_inputs:
+        raise ArchcError(f"'{path}' has no graph inputs")
+    for k, vi in enumerate(real_inputs):
+        override = options.inputs.get(vi.name) or (options.inputs.get(None) if k == 0 else None)
+        dims = _dims(vi)
+        if not vi.type.tensor_type.HasField("shape"):
+            raise ArchcError(f"input '{vi.name}' of '{path}' has no shape; give one with --input {vi.name}=1x3x224x224")
+        if override is not None:
+            if len(override) != len(dims):
+                raise ArchcError(f"--input gives {len(override)} dimensions but input '{vi.name}' has {len(dims)}")
+            dims = list(override)
+        elif dims:
+            if options.batch is not None:
+                dims[0] = options.batch
+            elif not isinstance(dims[0], int) or dims[0] == 0:
+                dims[0] = 1
+        for i, d in enumerate(dims):
+            if not isinstance(d, int) or d <= 0:
+                raise ArchcError(f"input '{vi.name}' of '{path}' has a symbolic size '{d}' on axis {i}; give the "
+                                 f"full shape with --input {vi.name}=" + "x".join(
+                                     str(x) if isinstance(x, int) and x > 0 else "N" for x in dims))
+            if d >= MAX_DIM:
+                raise ArchcError(f"input '{vi.name}' of '{path}' has an absurd size {d} on axis {i}")
+        for dim, value in zip(vi.type.tensor_type.shape.dim, dims):
+            dim.Clear()
+            dim.dim_value = value
+
+
+def _infer_static_shapes(proto: onnx.ModelProto, path: Path) -> onnx.ModelProto:
+    del proto.graph.value_info[:]  # stale shapes from the file must not survive a batch change
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
+    except Exception as err:
+        raise ArchcError(f"ONNX shape inference failed on '{path}': {err}") from None
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        dims = _dims(vi)
+        if any(isinstance(d, int) and d >= MAX_DIM for d in dims):
+            raise ArchcError(f"'{path}': tensor '{vi.name}' has an absurd shape {dims}")
+        n = 1
+        for d in dims:
+            n *= d if isinstance(d, int) else 1
+        if n > MAX_ELEMENTS:
+            raise ArchcError(f"'{path}': tensor '{vi.name}' would hold {n:.3g} elements; the shapes are absurd")
+    return inferred
