@@ -25,16 +25,15 @@ from typing import TYPE_CHECKING
 import onnx
 from onnx import TensorProto
 
-from archc.errors import ArchcError
+from archc.errors import ArchcError, UsageError
 from archc.options import ModelOptions
+from archc.shape_inference import MAX_DIM, dims_of, infer_static_shapes
 from archc.shapes import Shape
 
 if TYPE_CHECKING:
     from archc.diagnostics import Diagnostic
     from archc.ir import Graph
 
-MAX_DIM = 1 << 31
-MAX_ELEMENTS = 1 << 40
 
 
 @dataclass
@@ -48,6 +47,7 @@ class Model:
     has_weights: bool  # False: weight tensors carry shapes only (the analyzer's form)
     graph: Graph | None = None  # the spec's IR (layers, spans, blocks); None for ONNX files
     warnings: list[Diagnostic] = field(default_factory=list)  # located spec warnings (an empty group, …)
+    notices: list[str] = field(default_factory=list)  # what reading the file assumed or could not tell
 
     @property
     def inputs(self) -> list[tuple[str, Shape]]:
@@ -69,7 +69,7 @@ class Model:
         return self.graph.num_params if self.graph is not None else None
 
     def warning_lines(self) -> list[str]:
-        return [f"{w.span}: {w.message}  [{w.code}]" if w.span else w.message for w in self.warnings]
+        return [f"{w.span}: {w.message}  [{w.code}]" if w.span else w.message for w in self.warnings] + self.notices
 
 
 def load(path: str | Path, options: ModelOptions | None = None, *, weights: bool = True) -> Model:
@@ -93,14 +93,15 @@ def _from_spec(path: Path, options: ModelOptions, weights: bool) -> Model:
     from archc.emit import build_model, to_onnx
     graph = spec.load(path, options)  # applies the input overrides while expanding
     # to_onnx checks the model and infers every shape itself; the shape-only form needs the inference here
-    proto = to_onnx(graph, options) if weights else _infer_static_shapes(build_model(graph, None), path)
+    proto = to_onnx(graph, options) if weights else infer_static_shapes(build_model(graph, None), path)[0]
     return Model(proto, graph.name, str(path), "arch", weights, graph, list(graph.warnings))
 
 
 # ---- .onnx -----------------------------------------------------------------------------------------------------
 def _from_onnx(path: Path, options: ModelOptions, weights: bool) -> Model:
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
+    from archc.util.onnx_skeleton import load_skeleton
+    try:  # without weights, the weights' bytes are never read (the analyzer needs shapes only)
+        proto = onnx.load(str(path), load_external_data=False) if weights else load_skeleton(path)
     except Exception as err:  # protobuf raises DecodeError, RuntimeWarning, ValueError … on bad bytes
         hint = "" if path.suffix.lower() == ".onnx" else " (archc reads .arch specs and .onnx models)"
         raise ArchcError(f"'{path}' is not a readable ONNX model (truncated or corrupt?){hint}: "
@@ -113,8 +114,9 @@ def _from_onnx(path: Path, options: ModelOptions, weights: bool) -> Model:
             onnx.load_external_data_for_model(proto, str(path.resolve().parent))
         except Exception as err:
             raise ArchcError(f"cannot read the external data of '{path}': {err}") from None
-    _set_input_shapes(proto, path, options)
-    return Model(_infer_static_shapes(proto, path), path.stem, str(path), "onnx", weights or not external)
+    symbols, notices = _set_input_shapes(proto, path, options)
+    proto, more = infer_static_shapes(proto, path, symbols)
+    return Model(proto, path.stem, str(path), "onnx", weights or not external, notices=notices + more)
 
 
 def _check_external_data(proto: onnx.ModelProto, path: Path) -> bool:
@@ -136,25 +138,30 @@ FRONTENDS: dict[str, Callable[[Path, ModelOptions, bool], Model]] = {".arch": _f
 
 
 # ---- static shapes ---------------------------------------------------------------------------------------------
-def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None]:
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in vi.type.tensor_type.shape.dim]
-
-
 def _static(vi: onnx.ValueInfoProto) -> Shape:
-    return tuple(d if isinstance(d, int) else 0 for d in _dims(vi))
+    return tuple(d if isinstance(d, int) else 0 for d in dims_of(vi))
 
 
-def _set_input_shapes(proto: onnx.ModelProto, path: Path, options: ModelOptions) -> None:
-    """Fix the batch (symbolic → 1, or --batch N) and any --input override; other symbolic sizes need --input."""
+def _set_input_shapes(proto: onnx.ModelProto, path: Path, options: ModelOptions) -> tuple[dict[str, int], list[str]]:
+    """Fix the batch (symbolic → 1, or --batch N) and any --input override; other symbolic sizes need --input.
+    Returns the symbolic sizes fixed (name → value, to read the file's own recorded shapes) and notices."""
     initializers = {t.name for t in proto.graph.initializer}
     real_inputs = [i for i in proto.graph.input if i.name not in initializers]
     if not real_inputs:
         raise ArchcError(f"'{path}' has no graph inputs")
+    names = [vi.name for vi in real_inputs]
+    unknown = [n for n in options.inputs if n is not None and n not in names]
+    if unknown:
+        raise UsageError(f"--input names '{unknown[0]}', which is not an input of '{path}'; its inputs: "
+                         + ", ".join(names))
+    symbols: dict[str, int] = {}
+    notices: list[str] = []
     for k, vi in enumerate(real_inputs):
         override = options.inputs.get(vi.name) or (options.inputs.get(None) if k == 0 else None)
-        dims = _dims(vi)
+        dims = dims_of(vi)
         if not vi.type.tensor_type.HasField("shape"):
             raise ArchcError(f"input '{vi.name}' of '{path}' has no shape; give one with --input {vi.name}=1x3x224x224")
+        written = list(dims)
         if override is not None:
             if len(override) != len(dims):
                 raise ArchcError(f"--input gives {len(override)} dimensions but input '{vi.name}' has {len(dims)}")
@@ -164,6 +171,8 @@ def _set_input_shapes(proto: onnx.ModelProto, path: Path, options: ModelOptions)
                 dims[0] = options.batch
             elif not isinstance(dims[0], int) or dims[0] == 0:
                 dims[0] = 1
+                notices.append(f"input '{vi.name}' has a symbolic batch '{written[0] or '?'}': analyzed with batch 1 "
+                               "(--batch N for another)")
         for i, d in enumerate(dims):
             if not isinstance(d, int) or d <= 0:
                 raise ArchcError(f"input '{vi.name}' of '{path}' has a symbolic size '{d}' on axis {i}; give the "
@@ -171,24 +180,10 @@ def _set_input_shapes(proto: onnx.ModelProto, path: Path, options: ModelOptions)
                                      str(x) if isinstance(x, int) and x > 0 else "N" for x in dims))
             if d >= MAX_DIM:
                 raise ArchcError(f"input '{vi.name}' of '{path}' has an absurd size {d} on axis {i}")
-        for dim, value in zip(vi.type.tensor_type.shape.dim, dims):
+            symbol = written[i]
+            if isinstance(symbol, str):
+                symbols[symbol] = d
+        for dim, value in zip(vi.type.tensor_type.shape.dim, dims, strict=True):
             dim.Clear()
             dim.dim_value = value
-
-
-def _infer_static_shapes(proto: onnx.ModelProto, path: Path) -> onnx.ModelProto:
-    del proto.graph.value_info[:]  # stale shapes from the file must not survive a batch change
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
-    except Exception as err:
-        raise ArchcError(f"ONNX shape inference failed on '{path}': {err}") from None
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
-        dims = _dims(vi)
-        if any(isinstance(d, int) and d >= MAX_DIM for d in dims):
-            raise ArchcError(f"'{path}': tensor '{vi.name}' has an absurd shape {dims}")
-        n = 1
-        for d in dims:
-            n *= d if isinstance(d, int) else 1
-        if n > MAX_ELEMENTS:
-            raise ArchcError(f"'{path}': tensor '{vi.name}' would hold {n:.3g} elements; the shapes are absurd")
-    return inferred
+    return symbols, notices

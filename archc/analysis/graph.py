@@ -249,7 +249,9 @@ def _check_node(n: Node, source: str) -> None:
         raise ArchcError(f"'{source}': node '{n.name}' ({n.op_type}) has {what}; the file is corrupt or inconsistent")
     a = n.view.attrs
     rank = n.view.spatial_rank()
-    windowed = n.rule is not None and n.rule.rf in (RF.WINDOW, RF.TRANSPOSED)
+    # the window's rank is checked against the input's only where that shape is known (unknown: warned elsewhere)
+    windowed = n.rule is not None and n.rule.rf in (RF.WINDOW, RF.TRANSPOSED) and bool(n.view.in_shapes and
+                                                                                       n.view.in_shapes[0])
     for key in ("kernel_shape", "strides", "dilations"):
         values = a.get(key)
         if values is not None and any(not isinstance(v, int) or v <= 0 for v in values):

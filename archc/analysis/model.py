@@ -92,7 +92,7 @@ class Totals:
     weight_bytes_by_dtype: dict[str, int]  # float32 / float16 / int8
     depth: int
     layer_counts: dict[str, int]
-    unknown_ops: dict[str, int]  # ops with no cost rule (excluded from macs/flops), with their counts
+    unknown_ops: dict[str, int]  # layers of unknown cost (no rule, or unknown shapes) by op, excluded from macs/flops
 
 
 @dataclass

@@ -114,7 +114,7 @@ def test_unknown_op_is_reported_not_zeroed(tmp_path):
     from archc.render.views import layer_table
     text = render([layer_table(a)], "table")
     assert "?" in text.split("fancy1")[1].splitlines()[0]
-    assert "Totals exclude ops without a cost rule: FancyAttention ×2." in text
+    assert "Totals exclude layers of unknown cost (no cost rule, or unknown shapes): FancyAttention ×2." in text
 
 
 @pytest.mark.torch
@@ -141,6 +141,104 @@ def test_pytorch_export(tmp_path):
     assert a.layer("/conv1/Conv").receptive_field.size == (7.0, 7.0)
     b4 = analyze(str(path), ModelOptions(batch=4))
     assert b4.totals.macs == 4 * a.totals.macs
+
+
+@pytest.fixture(scope="module")
+def torchvision_export(tmp_path_factory):
+    """torchvision models exported by PyTorch's ONNX exporter, as users export them (symbolic batch)."""
+    import sys
+    from pathlib import Path
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "zoo"))
+    from torchvision_ref import torchvision_models
+    folder = tmp_path_factory.mktemp("tv")
+    cache: dict[str, tuple[str, object]] = {}
+
+    def export(name: str) -> tuple[str, object]:
+        if name not in cache:
+            model = getattr(torchvision_models(), name)(weights=None).eval()
+            path = folder / f"{name}.onnx"
+            torch.onnx.export(model, torch.zeros(1, 3, 224, 224), str(path), dynamo=False, input_names=["x"],
+                              dynamic_axes={"x": {0: "N"}})
+            weights = list(getattr(torchvision_models(), torchvision_models().get_model_weights(name).__name__))[0]
+            cache[name] = (str(path), weights)
+        return cache[name]
+    return export
+
+
+@pytest.mark.torch
+def test_shufflenet_computed_slices_need_no_simplifier(torchvision_export):
+    """ShuffleNet's chunk (Slices whose bounds are computed from the input's shape) and channel shuffle leave ONNX's
+    shape inference with symbolic sizes; those were reported as a corrupt file. torchvision publishes 0.145 GFLOPS
+    (its GMACs); archc counts the same with no onnx-simplifier pass."""
+    path, weights = torchvision_export("shufflenet_v2_x1_0")
+    a = analyze(path)
+    assert round(a.totals.macs / 1e9, 3) == weights.meta["_ops"] == 0.145
+    assert not a.totals.unknown_ops
+    assert [w for w in a.warnings if "unknown" in w] == []
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0"])
+def test_exports_with_constant_nodes_match_torchvision(torchvision_export, name):
+    """Constant nodes crashed the analyzer (IndexError); the whole list of twelve exports is in
+    benchmarks/torchvision_exports.py."""
+    path, weights = torchvision_export(name)
+    a = analyze(path)
+    assert round(a.totals.macs / 1e9, 3) == weights.meta["_ops"]  # 0.301, 0.386
+    assert not a.totals.unknown_ops
+
+
+def test_custom_op_leaves_what_follows_unknown_not_corrupt(tmp_path):
+    """A custom-domain op between two convs: the conv after it was reported as a corrupt file. Now its shapes are
+    unknown, said once, and the rest is analyzed."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("MySwish", ["c"], ["s"], name="swish", domain="com.example"),
+             helper.make_node("Conv", ["s", "w2"], ["y"], name="conv2", kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    model = helper.make_model(helper.make_graph(nodes, "m", [x_input()], [y_output()],
+                                                initializer=[init("w", (8, 3, 3, 3)), init("w2", (8, 8, 3, 3))]),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    path = tmp_path / "custom.onnx"
+    onnx.save(model, str(path))
+    a = analyze(str(path))
+    assert a.layer("conv1").macs == 32 * 32 * 8 * 27
+    assert a.layer("conv2").macs is None and a.layer("conv2").params == 8 * 8 * 9  # weights still counted
+    unknown = [w for w in a.warnings if "unknown" in w and "swish" in w]
+    assert len(unknown) == 1 and "com.example.MySwish" in unknown[0]
+    assert not any("no cost rule for Conv" in w for w in a.warnings)  # the conv has a rule; its shapes are unknown
+    assert a.totals.unknown_ops == {"MySwish": 1, "Conv": 1}
+
+
+def test_file_value_info_fills_what_inference_cannot(tmp_path):
+    """Shapes the exporter recorded (with the symbolic batch) are used where inference gives up."""
+    nodes = [helper.make_node("MySwish", ["x"], ["s"], name="swish", domain="com.example"),
+             helper.make_node("Conv", ["s", "w"], ["y"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "m", [x_input()], [y_output()], initializer=[init("w", (8, 3, 3, 3))],
+                              value_info=[helper.make_tensor_value_info("s", F, ["N", 3, 32, 32])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    path = tmp_path / "recorded.onnx"
+    onnx.save(model, str(path))
+    a = analyze(str(path), ModelOptions(batch=2))
+    assert a.layer("conv").output_shape == (2, 8, 32, 32) and a.layer("conv").macs == 2 * 32 * 32 * 8 * 27
+
+
+def test_symbolic_batch_is_said_once(tmp_path):
+    a = analyze(_conv_model_symbolic(tmp_path))
+    assert [w for w in a.warnings if "symbolic batch" in w] == [
+        "input 'x' has a symbolic batch 'N': analyzed with batch 1 (--batch N for another)"]
+    assert not [w for w in analyze(_conv_model_symbolic(tmp_path), ModelOptions(batch=2)).warnings
+                if "symbolic" in w]
+
+
+def _conv_model_symbolic(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3, 3])]
+    return save(tmp_path, nodes, [init("w", (4, 3, 3, 3))], [x_input()], [y_output()], name="sym")
+
+
+def test_input_override_must_name_an_input(tmp_path):
+    from archc.errors import UsageError
+    with pytest.raises(UsageError, match="--input names 'foo', which is not an input of .*; its inputs: x"):
+        analyze(_conv_model_symbolic(tmp_path), ModelOptions(inputs={"foo": (1, 3, 64, 64)}))
 
 
 # ---- untrusted files ----------------------------------------------------------------------------------------------
