@@ -33,8 +33,10 @@ def analyze(model: Model) -> Analysis:
     unknown = Counter(lay.op for lay in layers if lay.flops is None)  # no rule, or shapes unknown
     no_rule = Counter(n.op_type for n in g.nodes if n.rule is None and not n.shape_only)
     if no_rule:
+        weights = sum(lay.params for lay in layers if lay.op in no_rule)
         warnings.append("no cost rule for " + ", ".join(f"{op} ×{n}" for op, n in sorted(no_rule.items())) +
-                        ": their MACs and FLOPs are unknown (shown as ?) and left out of the totals")
+                        ": their MACs and FLOPs are unknown (shown as ?) and left out of the totals" +
+                        (f"; their stored tensors ({weights:,} values) are counted as parameters" if weights else ""))
     trainable_names = {t for lay in layers for t in lay.weights}  # a tensor shared by two layers counts once
     buffer_names = {t for lay in layers for t in lay.buffers} - trainable_names
     trainable = sum(g.tensors[t].numel for t in trainable_names)

@@ -18,7 +18,9 @@ def weights_of(node: Node, g: NetGraph) -> tuple[list[str], list[str]]:
         t = g.tensors.get(name)
         if not name or t is None or not t.stored:
             continue
-        if rule is None:
+        if rule is None:  # an op without a rule: its stored float tensors are its weights (its cost is unknown)
+            if t.numel > 1 and t.dtype in FLOAT_ONNX:
+                trainable.append(name)
             continue
         if slot in rule.trainable_slots:
             trainable.append(name)

@@ -117,4 +117,5 @@ for _op in ("Add", "Sub", "Mul", "Div"):  # a stored operand with several elemen
     register_onnx(OnnxRule(_op, "one per output element", _nary, learned_constants=True))
 for _op in ("Sum", "Max", "Min", "Mean", "Pow", "Where", "Equal", "Greater", "Less", "And", "Or", "Not"):
     register_onnx(OnnxRule(_op, "n−1 per output element for n inputs", _nary))
-register_onnx(OnnxRule("Concat", "none (data movement)", lambda v: 0))
+register_onnx(OnnxRule("Concat", "none (data movement)", lambda v: 0,
+                       learned_constants=True))  # a stored float tensor joined to the activations: a learned token

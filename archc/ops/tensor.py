@@ -215,7 +215,10 @@ for _op, _rf in (("Reshape", RF.RESHAPE), ("Transpose", RF.RESHAPE), ("Flatten",
                  ("Squeeze", RF.RESHAPE), ("Unsqueeze", RF.RESHAPE), ("Split", RF.IDENTITY), ("Cast", RF.IDENTITY),
                  ("Expand", RF.IDENTITY), ("Tile", RF.IDENTITY), ("Gather", RF.IDENTITY),
                  ("DepthToSpace", RF.RESHAPE), ("SpaceToDepth", RF.RESHAPE)):
-    register_onnx(OnnxRule(_op, "none (data movement)", _zero, rf=_rf))
+    # a stored float tensor that Expand, Tile or Gather moves into the activations is learned: ViT's class token
+    # (Expand → Concat), an embedding table (Gather)
+    register_onnx(OnnxRule(_op, "none (data movement)", _zero, rf=_rf,
+                           learned_constants=_op in ("Expand", "Tile", "Gather")))
 for _op in ("Shape", "Constant", "ConstantOfShape", "Range", "Size"):
     register_onnx(OnnxRule(_op, "none (shape arithmetic)", _zero, rf=RF.GLOBAL, shape_arithmetic=True))
 register_onnx(OnnxRule("Resize", _RESIZE_FLOPS, _resize_flops, rf=RF.RESIZE))

@@ -409,3 +409,30 @@ def test_constant_node_cli_exit_zero(tmp_path):
     result = CliRunner().invoke(main, ["analyze", path, "--by", "layer"])
     assert result.exit_code == 0, result.output
     assert "scale" in result.output and "conv" in result.output
+
+
+def test_stored_tensors_outside_weight_slots_are_counted(tmp_path):
+    """ViT's class token reaches the activations through Expand → Concat, and an op without a rule (Einsum) has
+    weights of its own: both counted as parameters (they were 0), the op's cost still unknown and said."""
+    nodes = [
+        helper.make_node("Expand", ["cls", "cls_shape"], ["tok"], name="expand"),
+        helper.make_node("Concat", ["tok", "x"], ["seq"], name="concat", axis=1),
+        helper.make_node("Einsum", ["seq", "proj"], ["y"], name="einsum", equation="bnd,de->bne"),
+    ]
+    inits = [init("cls", (1, 1, 16)), numpy_helper.from_array(np.array([1, 1, 16], np.int64), "cls_shape"),
+             init("proj", (16, 8))]
+    x = helper.make_tensor_value_info("x", F, [1, 4, 16])
+    a = analyze(save(tmp_path, nodes, inits, [x], [y_output()]))
+    # Expand of two stored tensors is a constant: its output is the stored tensor Concat joins in
+    assert a.layer("concat").params == 16 and a.layer("einsum").params == 16 * 8
+    assert a.totals.trainable_params == 16 + 16 * 8
+    assert a.layer("einsum").macs is None
+    assert any("Einsum ×1" in w and "(128 values) are counted as parameters" in w for w in a.warnings)
+
+
+@pytest.mark.torch
+def test_vit_counts_its_class_token(torchvision_export):
+    path, weights = torchvision_export("vit_b_16")
+    a = analyze(path)
+    assert a.totals.trainable_params == weights.meta["num_params"] == 86_567_656
+    assert round(a.totals.macs / 1e9, 3) == weights.meta["_ops"] == 17.564  # attention MatMuls included
