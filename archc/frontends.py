@@ -92,6 +92,7 @@ def _from_spec(path: Path, options: ModelOptions, weights: bool) -> Model:
     from archc import spec
     from archc.emit import build_model, to_onnx
     graph = spec.load(path, options)  # applies the input overrides while expanding
+    _check_input_names([v.name for v in graph.inputs], options, path)
     # to_onnx checks the model and infers every shape itself; the shape-only form needs the inference here
     proto = to_onnx(graph, options) if weights else infer_static_shapes(build_model(graph, None), path)[0]
     return Model(proto, graph.name, str(path), "arch", weights, graph, list(graph.warnings))
@@ -142,6 +143,14 @@ def _static(vi: onnx.ValueInfoProto) -> Shape:
     return tuple(d if isinstance(d, int) else 0 for d in dims_of(vi))
 
 
+def _check_input_names(names: list[str], options: ModelOptions, path: Path) -> None:
+    """An --input override must name an input: a misspelled one would otherwise be ignored in silence."""
+    unknown = [n for n in options.inputs if n is not None and n not in names]
+    if unknown:
+        raise UsageError(f"--input names '{unknown[0]}', which is not an input of '{path}'; its inputs: "
+                         + ", ".join(names))
+
+
 def _set_input_shapes(proto: onnx.ModelProto, path: Path, options: ModelOptions) -> tuple[dict[str, int], list[str]]:
     """Fix the batch (symbolic → 1, or --batch N) and any --input override; other symbolic sizes need --input.
     Returns the symbolic sizes fixed (name → value, to read the file's own recorded shapes) and notices."""
@@ -149,11 +158,7 @@ def _set_input_shapes(proto: onnx.ModelProto, path: Path, options: ModelOptions)
     real_inputs = [i for i in proto.graph.input if i.name not in initializers]
     if not real_inputs:
         raise ArchcError(f"'{path}' has no graph inputs")
-    names = [vi.name for vi in real_inputs]
-    unknown = [n for n in options.inputs if n is not None and n not in names]
-    if unknown:
-        raise UsageError(f"--input names '{unknown[0]}', which is not an input of '{path}'; its inputs: "
-                         + ", ".join(names))
+    _check_input_names([vi.name for vi in real_inputs], options, path)
     symbols: dict[str, int] = {}
     notices: list[str] = []
     for k, vi in enumerate(real_inputs):

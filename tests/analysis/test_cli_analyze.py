@@ -109,6 +109,11 @@ def test_explain_shows_the_arithmetic():
     (["analyze", "nope.onnx"], "'nope.onnx' does not exist"),
     (["analyze", "--diff", "specs/lenet5.arch"], "--diff compares exactly two models"),
     (["analyze", "specs/lenet5.arch", "--format", "yaml"], "Invalid value for '--format'"),
+    # options that silently did nothing
+    (["analyze", "specs/lenet5.arch", "--sort", "params"], "--sort orders a comparison of several models"),
+    (["analyze", "--diff", "specs/lenet5.arch", "specs/lenet5.arch", "--stages"], "--by and --stages do not apply"),
+    (["analyze", "--diff", "specs/lenet5.arch", "specs/lenet5.arch", "--by", "layer"], "--by and --stages do not"),
+    (["analyze", "specs/lenet5.arch", "--input", "foo=1x1x32x32"], "'foo'"),
 ])
 def test_errors(args, message):
     out = archc(*args)
