@@ -25,8 +25,9 @@ def analyze(model: Model) -> Analysis:
     g = graph_mod.build(model.proto, model.source)
     warnings = model.warning_lines()
     fields = receptive_fields(g, warnings)
+    main_fields = receptive_fields(g, warnings, main_path=True)
     block_of, block_meta = block_key_fn(g.nodes)
-    layers = build_layers(g, fields, block_of)
+    layers = build_layers(g, fields, main_fields, block_of)
     blocks = build_blocks(layers, block_meta)
     p = peak(g)
 
@@ -51,7 +52,7 @@ def analyze(model: Model) -> Analysis:
         peak_memory_bytes=p.total_bytes, peak_activation_bytes=p.activation_bytes, peak_after=p.during,
         peak_tensors=p.tensors, weight_bytes=p.weight_bytes,
         weight_bytes_by_dtype={k: params * dtype(k).itemsize for k in WEIGHT_PRECISIONS},
-        depth=depth(layers), layer_counts=dict(Counter(lay.op for lay in layers)), unknown_ops=dict(unknown))
+        depth=depth(layers), depth_longest=depth(layers, main_path=False), layer_counts=dict(Counter(lay.op for lay in layers)), unknown_ops=dict(unknown))
     return Analysis(
         model=model.name, source=model.source, batch=first_input[0] if first_input else 1,
         inputs=[{"name": n, "shape": list(g.tensors[n].shape or ())} for n in g.inputs],

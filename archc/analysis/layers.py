@@ -39,7 +39,8 @@ def _window_attrs(node: Node) -> tuple[Shape | None, Shape | None, Shape | None,
     return k or None, s, d, pads, node.view.attrs.get("group")  # only convolutions have a group
 
 
-def build_layers(g: NetGraph, fields: dict[str, ReceptiveField], block_of: Callable[[Node], str]) -> list[Layer]:
+def build_layers(g: NetGraph, fields: dict[str, ReceptiveField], main_fields: dict[str, ReceptiveField],
+                 block_of: Callable[[Node], str]) -> list[Layer]:
     names = {}
     for node in g.nodes:
         for out in node.proto.output:
@@ -65,6 +66,7 @@ def build_layers(g: NetGraph, fields: dict[str, ReceptiveField], block_of: Calla
             macs=macs, flops=flops, activation_elements=elems,
             activation_bytes=elems * (out.itemsize if out is not None else 4),
             receptive_field=fields.get(node.proto.output[0]) if node.proto.output else None,
+            receptive_field_main=main_fields.get(node.proto.output[0]) if node.proto.output else None,
             inputs=[names.get(i, i) for i, stored in zip(node.proto.input, node.view.initializer_inputs)
                     if i and not stored],
             weights=trainable, buffers=buffers,
@@ -73,17 +75,22 @@ def build_layers(g: NetGraph, fields: dict[str, ReceptiveField], block_of: Calla
     return layers
 
 
-def depth(layers: list[Layer]) -> int:
-    """Layers with MACs (convolutions, dense layers) on the longest path: ResNet-50 → 50, VGG-16 → 16."""
+def depth(layers: list[Layer], main_path: bool = True) -> int:
+    """Layers with MACs (convolutions, dense layers) on the longest path: ResNet-50 → 50, VGG-16 → 16.
+
+    On the main path (papers' depth), a merge follows only its inputs of the output's full shape: a squeeze-
+    excitation gate's two dense layers (N×C×1×1, broadcast over N×C×H×W) are a side branch, so SE-ResNet-50 is 50
+    deep as its paper says, not 82. `main_path=False` gives the plain longest path."""
     best: dict[str, int] = {}
     by_name = {lay.name: lay for lay in layers}
-    result = 0
     for lay in layers:
         here = 1 if lay.macs else 0
-        d = here + max((best.get(i, 0) for i in lay.inputs if i in by_name), default=0)
-        best[lay.name] = d
-        result = max(result, d)
-    return result
+        preds = [by_name[i] for i in lay.inputs if i in by_name]
+        if main_path and len(preds) > 1:
+            preds = [p for p in preds if p.output_shape == lay.output_shape] or preds
+        best[lay.name] = here + max((best.get(p.name, 0) for p in preds), default=0)
+    consumed = {i for lay in layers for i in lay.inputs}
+    return max((d for name, d in best.items() if name not in consumed), default=0)  # measured at the ends
 
 
 def total_stride(layers: list[Layer]) -> tuple[int, ...] | None:

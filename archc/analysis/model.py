@@ -57,6 +57,7 @@ class Layer:
     buffers: list[str] = field(default_factory=list)  # non-trainable ones (BN running statistics)
     spec_op: str | None = None  # archc's own op keyword when the file came from archc
     span: str | None = None  # spec location when the file came from archc
+    receptive_field_main: ReceptiveField | None = None  # the main path's: merges leave out broadcast gates
 
 
 @dataclass
@@ -90,9 +91,11 @@ class Totals:
     peak_tensors: list[str]
     weight_bytes: int  # every stored tensor (weights and constants), at its stored precision
     weight_bytes_by_dtype: dict[str, int]  # float32 / float16 / int8
-    depth: int
+    depth: int  # layers with MACs on the main path (papers' depth: SE gates are side branches)
     layer_counts: dict[str, int]
-    unknown_ops: dict[str, int]  # layers of unknown cost (no rule, or unknown shapes) by op, excluded from macs/flops
+    depth_longest: int = 0  # layers with MACs on the longest path, side branches included
+    # layers of unknown cost (no rule, or unknown shapes) by op, excluded from macs/flops
+    unknown_ops: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

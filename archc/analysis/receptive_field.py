@@ -39,6 +39,14 @@ def _merge(states: list[ReceptiveField], node: Node, warnings: list[str]) -> Rec
                           widest.start, False)
 
 
+def main_inputs(node: Node, fields: dict[str, ReceptiveField]) -> list[ReceptiveField]:
+    """The fields of a merge's inputs that have the output's full shape (not broadcast side inputs)."""
+    out = node.view.out_shapes[0] if node.view.out_shapes else None
+    return [fields[i] for i, shape, stored in zip(node.proto.input, node.view.in_shapes,
+                                                   node.view.initializer_inputs)
+            if i and not stored and i in fields and out is not None and shape == out]
+
+
 def _fmt(values: Iterable[float]) -> str:
     return "×".join(f"{v:g}" for v in values)
 
@@ -47,11 +55,17 @@ def _whole(x: ReceptiveField, input_sizes: Sequence[int] | None) -> ReceptiveFie
     return ReceptiveField(tuple(float(s) for s in input_sizes) if input_sizes else x.size, x.stride, x.start, True)
 
 
-def compute(g: NetGraph, warnings: list[str]) -> dict[str, ReceptiveField]:
+def compute(g: NetGraph, warnings: list[str], main_path: bool = False) -> dict[str, ReceptiveField]:
     """Receptive field of every tensor with spatial axes (a tensor absent from the result has none). Merges whose
-    paths are not aligned are reported in one warning."""
+    paths are not aligned are reported in one warning.
+
+    `main_path`: at a merge, follow only the inputs of the output's full shape, leaving out broadcast side inputs
+    (a squeeze-excitation or attention gate of N×C×1×1 that scales N×C×H×W): strictly every unit then sees the
+    whole input, through the gate's global pooling, but the field papers draw is the main path's."""
     misaligned: list[str] = []
-    fields = _compute(g, misaligned)
+    fields = _compute(g, misaligned, main_path)
+    if main_path:
+        return fields
     if misaligned:
         shown = "; ".join(misaligned[:3]) + (f"; and {len(misaligned) - 3} more" if len(misaligned) > 3 else "")
         warnings.append(f"paths are not aligned at {len(misaligned)} merge{'s' if len(misaligned) > 1 else ''} "
@@ -59,7 +73,7 @@ def compute(g: NetGraph, warnings: list[str]) -> dict[str, ReceptiveField]:
     return fields
 
 
-def _compute(g: NetGraph, warnings: list[str]) -> dict[str, ReceptiveField]:
+def _compute(g: NetGraph, warnings: list[str], main_path: bool) -> dict[str, ReceptiveField]:
     fields: dict[str, ReceptiveField] = {}
     input_sizes = None
     for name in g.inputs:
@@ -75,6 +89,8 @@ def _compute(g: NetGraph, warnings: list[str]) -> dict[str, ReceptiveField]:
                if i and not stored and i in fields]
         if not ins:
             continue
+        if main_path and len(ins) > 1:
+            ins = main_inputs(node, fields) or ins
         x = ins[0]
         n = len(x.size)
         kind = node.rule.rf if node.rule else None

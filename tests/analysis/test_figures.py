@@ -160,3 +160,29 @@ def test_compiled_onnx_file_analyzes_like_its_spec(tmp_path):
     assert [(l.name, l.params, l.macs, l.output_shape) for l in from_file.layers] == \
         [(l.name, l.params, l.macs, l.output_shape) for l in from_spec.layers]
     assert [(b.path, b.type, b.args) for b in from_file.blocks] == [(b.path, b.type, b.args) for b in from_spec.blocks]
+
+
+SE_NET = """
+  stem: conv(16, 3) relu
+  se: mul {
+    identity
+    gate: { gap; conv(4, 1) relu; conv(16, 1) sigmoid }
+  }
+  head: conv(16, 3)
+"""
+
+
+def test_squeeze_excitation_gate_is_a_side_branch(arch):
+    """A layer after an SE gate strictly sees the whole input (the gate pools globally), but papers draw the main
+    path's field, and count depth on the main path (SE-ResNet-50 is 50 deep, not 82): both are reported."""
+    a = analyze(arch(SE_NET))
+    head = a.layer("head")
+    assert head.receptive_field.whole
+    assert head.receptive_field_main.size == (5.0, 5.0) and not head.receptive_field_main.whole  # 3×3 then 3×3
+    assert (a.totals.depth, a.totals.depth_longest) == (2, 4)  # stem, head; + the gate's two 1×1 convs
+
+
+def test_main_path_equals_strict_without_gates():
+    a = analyze(SPECS / "resnet18.arch")
+    assert all(lay.receptive_field_main == lay.receptive_field for lay in a.layers)
+    assert a.totals.depth == a.totals.depth_longest == 18
