@@ -52,7 +52,8 @@ def analyze(model: Model) -> Analysis:
         peak_memory_bytes=p.total_bytes, peak_activation_bytes=p.activation_bytes, peak_after=p.during,
         peak_tensors=p.tensors, weight_bytes=p.weight_bytes,
         weight_bytes_by_dtype={k: params * dtype(k).itemsize for k in WEIGHT_PRECISIONS},
-        depth=depth(layers), depth_longest=depth(layers, main_path=False), layer_counts=dict(Counter(lay.op for lay in layers)), unknown_ops=dict(unknown))
+        depth=depth(layers), depth_longest=depth(layers, main_path=False),
+        layer_counts=dict(Counter(lay.op for lay in layers)), unknown_ops=dict(unknown))
     return Analysis(
         model=model.name, source=model.source, batch=first_input[0] if first_input else 1,
         inputs=[{"name": n, "shape": list(g.tensors[n].shape or ())} for n in g.inputs],
