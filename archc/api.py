@@ -77,11 +77,13 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
                          model.inputs, model.outputs)
 
 
-def analyze(source: Source | Model, options: ModelOptions | None = None, **kw: Any) -> Analysis:
-    """Paper-style facts of a spec or any ONNX file: per layer, per block, totals (see `archc.analysis`)."""
+def analyze(source: Source | Model, options: ModelOptions | None = None, *, fold_bn: bool = False,
+            **kw: Any) -> Analysis:
+    """Paper-style facts of a spec or any ONNX file: per layer, per block, totals (see `archc.analysis`).
+    `fold_bn`: as an inference engine runs it, each batch norm folded into the convolution before it."""
     from archc.analysis import analyze as run_analysis
     model = source if not isinstance(source, (str, Path)) else load(source, options, weights=False, **kw)
-    return run_analysis(model)
+    return run_analysis(model, fold_bn=fold_bn)
 
 
 def read_result(path: str | Path) -> Any:

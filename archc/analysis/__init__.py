@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from archc.analysis import graph as graph_mod
 from archc.analysis.blocks import block_key_fn, build_blocks
+from archc.analysis.fold import fold_batch_norms
 from archc.analysis.layers import build_layers, depth
 from archc.analysis.memory import peak
 from archc.analysis.model import Analysis, Block, Layer, ReceptiveField, Totals
@@ -21,9 +22,14 @@ if TYPE_CHECKING:
     from archc.frontends import Model
 
 
-def analyze(model: Model) -> Analysis:
-    g = graph_mod.build(model.proto, model.source)
+def analyze(model: Model, fold_bn: bool = False) -> Analysis:
+    """`fold_bn`: analyze the graph an inference engine runs, batch norms folded into their convolutions."""
+    proto, folded = fold_batch_norms(model.proto) if fold_bn else (model.proto, 0)
+    g = graph_mod.build(proto, model.source)
     warnings = model.warning_lines()
+    if fold_bn:
+        warnings.append(f"{folded} batch norm{'s' if folded != 1 else ''} folded into the convolutions before them "
+                        "(--fold-bn)")
     fields = receptive_fields(g, warnings)
     main_fields = receptive_fields(g, warnings, main_path=True)
     block_of, block_meta = block_key_fn(g.nodes)

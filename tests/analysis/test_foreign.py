@@ -436,3 +436,30 @@ def test_vit_counts_its_class_token(torchvision_export):
     a = analyze(path)
     assert a.totals.trainable_params == weights.meta["num_params"] == 86_567_656
     assert round(a.totals.macs / 1e9, 3) == weights.meta["_ops"] == 17.564  # attention MatMuls included
+
+
+@pytest.mark.torch
+def test_fold_bn_makes_a_spec_compare_with_its_inference_export(torchvision_export):
+    """PyTorch folds batch norms into the convolutions when exporting in eval mode: with --fold-bn the spec's
+    analysis is the export's, figure for figure (BN γ/β 9,600 and statistics 9,600 go, conv biases 4,800 come)."""
+    path, _ = torchvision_export("resnet18")
+    export = analyze(path)
+    spec = analyze("specs/resnet18.arch", fold_bn=True)
+    plain = analyze("specs/resnet18.arch")
+    assert spec.totals.trainable_params == export.totals.trainable_params == plain.totals.trainable_params - 4_800
+    assert spec.totals.nontrainable_params == export.totals.nontrainable_params == 0
+    for key in ("macs", "flops", "activation_bytes", "peak_memory_bytes", "layer_counts", "depth"):
+        assert getattr(spec.totals, key) == getattr(export.totals, key), key
+    assert any("20 batch norms folded" in w for w in spec.warnings)
+
+
+def test_fold_bn_keeps_what_it_cannot_fold(tmp_path):
+    """A batch norm whose conv output is read elsewhere too, or that follows no conv, stays."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[1, 1]),
+             helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["bn"], name="bn"),
+             helper.make_node("Add", ["bn", "c"], ["s"], name="add"),
+             helper.make_node("BatchNormalization", ["s", "g", "b", "m", "v"], ["y"], name="bn2")]
+    inits = [init("w", (3, 3, 1, 1)), init("g", (3,), 1), init("b", (3,), 0), init("m", (3,), 0), init("v", (3,), 1)]
+    a = analyze(save(tmp_path, nodes, inits, [x_input()], [y_output()]), fold_bn=True)
+    assert [lay.name for lay in a.layers] == ["conv", "bn", "add", "bn2"]
+    assert any("0 batch norms folded" in w for w in a.warnings)
