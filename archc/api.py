@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 Source = str | Path  # or a loaded Model
 
 
-def load(source: Source, options: ModelOptions | None = None, *, weights: bool = True, **kw: Any) -> Model:
-    """A spec or ONNX file → a `Model` (ONNX graph with static shapes). `weights=False` reads or makes no weight
-    data (enough for analysis). Raises `SpecError` (located diagnostics) or `ArchcError` (one sentence)."""
+def load(source: Source, options: ModelOptions | None = None, *, shapes_only: bool = False, **kw: Any) -> Model:
+    """A spec or ONNX file → a `Model` (ONNX graph with static shapes). `shapes_only=True` reads or makes no weight
+    data (enough for analysis). Keywords are `ModelOptions` fields (`weights="trained.pth"` binds a weights file).
+    Raises `SpecError` (located diagnostics) or `ArchcError` (one sentence)."""
     from archc.frontends import load as frontend_load
-    return frontend_load(source, ModelOptions.make(options, **kw), weights=weights)
+    return frontend_load(source, ModelOptions.make(options, **kw), weights=not shapes_only)
 
 
 @dataclass
@@ -82,7 +83,7 @@ def analyze(source: Source | Model, options: ModelOptions | None = None, *, fold
     """Paper-style facts of a spec or any ONNX file: per layer, per block, totals (see `archc.analysis`).
     `fold_bn`: as an inference engine runs it, each batch norm folded into the convolution before it."""
     from archc.analysis import analyze as run_analysis
-    model = source if not isinstance(source, (str, Path)) else load(source, options, weights=False, **kw)
+    model = source if not isinstance(source, (str, Path)) else load(source, options, shapes_only=True, **kw)
     return run_analysis(model, fold_bn=fold_bn)
 
 

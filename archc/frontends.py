@@ -32,6 +32,7 @@ from archc.shapes import Shape
 
 if TYPE_CHECKING:
     from archc.diagnostics import Diagnostic
+    from archc.emit.weights import BindReport
     from archc.ir import Graph
 
 
@@ -48,6 +49,7 @@ class Model:
     graph: Graph | None = None  # the spec's IR (layers, spans, blocks); None for ONNX files
     warnings: list[Diagnostic] = field(default_factory=list)  # located spec warnings (an empty group, …)
     notices: list[str] = field(default_factory=list)  # what reading the file assumed or could not tell
+    binding: BindReport | None = None  # how a spec's weights were bound from a file (None: initialised)
 
     @property
     def inputs(self) -> list[tuple[str, Shape]]:
@@ -90,12 +92,15 @@ def frontend_for(path: Path) -> Callable[[Path, ModelOptions, bool], Model]:
 # ---- .arch -----------------------------------------------------------------------------------------------------
 def _from_spec(path: Path, options: ModelOptions, weights: bool) -> Model:
     from archc import spec
-    from archc.emit import build_model, to_onnx
+    from archc.emit import build_model, to_onnx, weights_and_report
     graph = spec.load(path, options)  # applies the input overrides while expanding
     _check_input_names([v.name for v in graph.inputs], options, path)
-    # to_onnx checks the model and infers every shape itself; the shape-only form needs the inference here
-    proto = to_onnx(graph, options) if weights else infer_static_shapes(build_model(graph, None), path)[0]
-    return Model(proto, graph.name, str(path), "arch", weights, graph, list(graph.warnings))
+    if not weights:  # to_onnx checks the model and infers every shape itself; the shape-only form needs it here
+        proto = infer_static_shapes(build_model(graph, None), path)[0]
+        return Model(proto, graph.name, str(path), "arch", False, graph, list(graph.warnings))
+    values, binding = weights_and_report(graph, options)
+    return Model(to_onnx(graph, options, values), graph.name, str(path), "arch", True, graph, list(graph.warnings),
+                 binding=binding)
 
 
 # ---- .onnx -----------------------------------------------------------------------------------------------------

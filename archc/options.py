@@ -21,6 +21,7 @@ class ModelOptions:
     include_path: tuple[str, ...] = ()  # folders searched by `import` (specs only)
     network: str | None = None  # which network of a file with several (specs only)
     weights: str | None = None  # a file of trained weights to bind (specs only)
+    weights_map: str | None = None  # renames for `weights`: `source name = archc name` lines (specs only)
     seed: int = 0  # seed of the deterministic initialisation (specs only)
     simplify: bool = True  # run onnx-simplifier on a compiled spec
 

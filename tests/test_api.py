@@ -41,7 +41,7 @@ def test_compile_an_onnx_file_fixes_its_shapes(tmp_path):
 
 def test_compile_refuses_a_model_loaded_without_weights(tmp_path):
     with pytest.raises(ArchcError, match="without weights"):
-        archc.compile(archc.load(SPECS / "lenet5.arch", weights=False), output=tmp_path / "x.onnx")
+        archc.compile(archc.load(SPECS / "lenet5.arch", shapes_only=True), output=tmp_path / "x.onnx")
 
 
 def test_analysis_round_trips_through_json(lenet):

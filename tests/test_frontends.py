@@ -67,7 +67,7 @@ def test_folder_and_missing_file(tmp_path):
 
 
 def test_keyword_options_are_model_options():
-    m = archc.load(SPECS / "lenet5.arch", input="2x1x32x32", weights=False)
+    m = archc.load(SPECS / "lenet5.arch", input="2x1x32x32", shapes_only=True)
     assert m.inputs[0][1] == (2, 1, 32, 32)
     with pytest.raises(TypeError, match="unknown option 'bath'"):
         archc.load(SPECS / "lenet5.arch", bath=2)

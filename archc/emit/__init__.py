@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 
 from archc.emit.onnx_model import OPSET, build_model
-from archc.emit.weights import bind_weights, init_weights, read_weights
-from archc.errors import ArchcError
+from archc.emit.weights import BindReport, bind_weights, init_weights, read_weights, read_weights_map
+from archc.errors import ArchcError, UsageError
 from archc.ir import Graph
 from archc.options import ModelOptions
 
@@ -26,15 +26,28 @@ MAX_WEIGHT_BYTES = 2**31 - 2**26  # a protobuf message is limited to 2 GiB; keep
 
 
 def weights_for(graph: Graph, options: ModelOptions) -> dict[str, np.ndarray]:
+    return weights_and_report(graph, options)[0]
+
+
+def weights_and_report(graph: Graph, options: ModelOptions) -> tuple[dict[str, np.ndarray], BindReport | None]:
+    """The graph's weights, initialised or bound from `options.weights`, and how they were bound (None when
+    initialised)."""
     itemsize = np.dtype(graph.inputs[0].dtype).itemsize if graph.inputs else 4
     total = sum(int(np.prod(w.shape)) for _, _, w in graph.weight_items()) * itemsize
     if total > MAX_WEIGHT_BYTES:
         raise ArchcError(f"'{graph.name}' has {total / 2**30:.1f} GiB of weights; ONNX files over 2 GiB need "
                          "external data, which archc does not write yet: make the network smaller")
     if options.weights is None:
-        return init_weights(graph, options.seed)
-    ignore = constant_names(graph) if options.weights.lower().endswith(".onnx") else set()
-    return bind_weights(graph, read_weights(options.weights), ignore)
+        if options.weights_map is not None:
+            raise UsageError("a weights map renames the tensors of a weights file: give the file too (--weights)")
+        return init_weights(graph, options.seed), None
+    source = read_weights(options.weights)
+    ignore: set[str] = set()
+    if options.weights.lower().endswith(".onnx"):  # shape tensors, clip bounds: an ONNX file's non-weights
+        ignore = constant_names(graph) | {k for k, a in source.items() if not np.issubdtype(a.dtype, np.floating)}
+    weights_map = read_weights_map(options.weights_map) if options.weights_map is not None else None
+    binding = bind_weights(graph, source, ignore, weights_map, origin=options.weights)
+    return binding.weights, binding.report
 
 
 def _check_shapes(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
@@ -88,4 +101,4 @@ def to_onnx(graph: Graph, options: ModelOptions | None = None, weights: Mapping[
     return model
 
 
-__all__ = ["OPSET", "build_model", "simplify", "to_onnx", "weights_for"]
+__all__ = ["OPSET", "build_model", "simplify", "to_onnx", "weights_and_report", "weights_for"]
