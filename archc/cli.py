@@ -26,6 +26,8 @@ def _fail(message: str, code: int) -> None:
 
 
 def _parse_set(values: tuple[str, ...]) -> dict:
+    if not values:  # the spec parser (lark) is imported only when needed: `analyze model.onnx` starts faster
+        return {}
     from archc.errors import UsageError
     from archc.spec.parser import parse_value
     out = {}
@@ -70,7 +72,7 @@ def _load(path: str, options: ModelOptions, weights: bool = True) -> Model:
     """Load a model through the front door and show its spec warnings (with their source lines)."""
     import archc
     from archc.diagnostics import render
-    model = archc.load(path, options, weights=weights)
+    model = archc.load(path, options, shapes_only=not weights)
     for w in model.warnings:
         click.echo(render(w), err=True)
     return model
@@ -110,11 +112,14 @@ def main() -> None:
               "Default: <model name>.onnx in the current folder.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnx-simplifier.")
 @click.option("--weights", type=click.Path(dir_okay=False),
-              help="Bind trained weights from .npz, .safetensors or .onnx by layer path.")
+              help="Bind trained weights: a PyTorch state_dict (.pt/.pth), .safetensors, .npz or .onnx; tensors "
+              "are matched by name, the rest by order (shapes checked).")
+@click.option("--weights-map", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Renames for --weights: lines `source name = archc name` (`= -` leaves a tensor out).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the deterministic weight initialisation.")
 @model_options
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
-            seed: int, options: ModelOptions) -> None:
+            weights_map: str | None, seed: int, options: ModelOptions) -> None:
     """Compile spec(s) (or ONNX files) for a target: every shape inferred, checked, written atomically."""
     import archc
     from archc import targets
@@ -126,10 +131,12 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
         raise UsageError("several models need -o to name a folder, not a .onnx file")
     if many and output:
         Path(output).mkdir(parents=True, exist_ok=True)
-    options = options.with_(simplify=not no_simplify, weights=weights, seed=seed)
+    options = options.with_(simplify=not no_simplify, weights=weights, weights_map=weights_map, seed=seed)
     with progress(len(models), "compiling", enabled=many) as advance:
         for path in models:
             model = _load(path, options)
+            if model.binding is not None:
+                click.echo(model.binding.line(), err=True)
             result = archc.compile(model, tgt, output)
             click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
             advance()
@@ -193,9 +200,16 @@ def list_targets() -> None:
                                            "depth", "rf", "weights"]), help="Sort a comparison by this column.")
 @click.option("--diff", is_flag=True, help="Show per-layer differences between two models.")
 @click.option("--explain", "explain_layer", metavar="LAYER", help="Show the arithmetic behind one layer's figures.")
+@click.option("--units", type=click.Choice(["exact", "si"]),
+              help="Params, MACs and FLOPs as exact integers (25,557,032: the layer, block and diff tables' default) "
+                   "or as papers print them (25.56M: a comparison's default).")
+@click.option("--wide", is_flag=True, help="Print every column even when the table is wider than the terminal.")
+@click.option("--totals", is_flag=True,
+              help="Only the totals (with --format csv: one row per quantity, raw numbers, JSON's names).")
 @model_options
 def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: str | None, sort: str | None,
-            diff: bool, explain_layer: str | None, options: ModelOptions) -> None:
+            diff: bool, explain_layer: str | None, units: str | None, wide: bool, totals: bool,
+            options: ModelOptions) -> None:
     """Analyze specs or ONNX files: paper-style tables of sizes, parameters, MACs, memory and receptive fields.
 
     \b
@@ -214,6 +228,11 @@ def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: st
         raise UsageError("--diff compares exactly two models")
     if explain_layer and len(models) != 1:
         raise UsageError("--explain takes one model")
+    if sort and (len(models) < 2 or diff):
+        raise UsageError("--sort orders a comparison of several models; give two or more (without --diff)")
+    given = click.get_current_context().get_parameter_source
+    if diff and (stages or given("by") is click.core.ParameterSource.COMMANDLINE):
+        raise UsageError("--diff compares two models layer by layer; --by and --stages do not apply to it")
     results = [archc.read_result(m) if m.endswith(".json") else archc.analyze(m, options) for m in models]
     for a in results:
         for w in getattr(a, "warnings", []):
@@ -227,7 +246,8 @@ def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: st
         text = explain(results[0], explain_layer) + "\n"
     else:
         result = diff_of(*results) if diff else compare(results, sort) if len(results) > 1 else results[0]
-        text = render_result(result, fmt, by=by, stages=stages)
+        text = render_result(result, fmt, by=by, stages=stages, units=units, totals=totals,
+                             width=None if wide or output else "terminal")
     if output:
         from archc.util.atomic import write_text
         write_text(output, text)

@@ -30,6 +30,40 @@ def output_size(shape: Sequence[int] | None) -> str:
     return dims(tuple(shape[2:]) + (shape[1],))
 
 
+_SPATIAL = {1: "L", 2: "H×W", 3: "D×H×W"}
+
+
+def output_convention(shapes: Sequence[Sequence[int] | None]) -> str | None:
+    """How `output_size` writes these shapes, for a column heading: 'H×W×C' for images, 'L×C' or 'D×H×W×C' for
+    1-D or 3-D data, '…×C' for a mix; None when none has spatial axes (vectors show their length)."""
+    ranks = {len(s) - 2 for s in shapes if s and len(s) > 2}
+    if not ranks:
+        return None
+    if len(ranks) == 1 and (r := ranks.pop()) in _SPATIAL:
+        return f"{_SPATIAL[r]}×C"
+    return "…×C"
+
+
+def input_convention(shape: Sequence[int] | None) -> str | None:
+    """How ONNX stores an input of this rank: N×C×H×W for images (None for other ranks)."""
+    if not shape or len(shape) - 2 not in _SPATIAL:
+        return None
+    return f"N×C×{_SPATIAL[len(shape) - 2]}"
+
+
+def output_note(shapes: Sequence[Sequence[int] | None], inputs: Sequence[Sequence[int] | None]) -> str | None:
+    """The footnote that says why outputs are written spatial-first while the title's input is batch-first."""
+    conv = output_convention(shapes)
+    if conv is None:
+        return None
+    vectors = any(s and len(s) <= 2 for s in shapes)
+    stored = {c for c in (input_convention(s) for s in inputs) if c}
+    title = f" ({', '.join(sorted(stored))})" if stored else ""
+    return (f"Output ({conv}): spatial size, then channels, as papers print it" +
+            ("; a vector shows its length" if vectors else "") +
+            f". The batch is left out: the title gives the input as ONNX stores it, batch first{title}.")
+
+
 def rf_cells(rf: ReceptiveField | None) -> dict[str, str]:
     if rf is None:
         return {"rf": "", "jump": "", "start": ""}
@@ -50,6 +84,18 @@ def arg_header(name: str) -> str:
     return name.replace("_", " ")
 
 
+def arg_short(name: str) -> str | None:
+    """A short heading for a block argument, used when a table is fitted to a terminal: c3x3r → '#3×3r',
+    pool_proj → 'pp'; None when there is none shorter."""
+    m = _WIDTH_ARG.match(name)
+    if m:
+        return f"#{m.group(1)}×{m.group(2)}" + ("r" if m.group(3) else "")
+    words = [w for w in name.split("_") if w]
+    if len(words) > 1:
+        return "".join(w[0] for w in words)
+    return None
+
+
 def arg_cell(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return ",".join(str(x) for x in v)
@@ -58,4 +104,5 @@ def arg_cell(v: Any) -> str:
     return str(v)
 
 
-__all__ = ["arg_cell", "arg_header", "dims", "kernel_stride", "num", "output_size", "rf_cells"]
+__all__ = ["arg_cell", "arg_header", "arg_short", "dims", "input_convention", "kernel_stride", "num",
+           "output_convention", "output_note", "output_size", "rf_cells"]

@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Any
 
-from archc.render._rows import has_cell, row_style
+from archc.render._rows import has_cell, is_heading
 from archc.render.table import UNKNOWN, Table
 
 
@@ -18,18 +18,16 @@ def _raw(row: dict[str, Any], key: str) -> Any:
 
 
 def render_csv(table: Table) -> str:
-    """Header row of column headers, then raw values (ints/floats exact, unknown as "?").
-
-    A trailing "style" column ("total", "group" or empty) is added only when some row has a style.
-    The title and the footnotes are not written: CSV is data.
+    """Header row of column headers, then one row per table row with raw values (ints/floats exact, unknown as
+    "?", a cell a totals row leaves out empty). One table per file; the title and the footnotes are not written
+    (CSV is data), nor are group headings (rows that carry only a name). No style column: a totals row is the one
+    named "Total".
     """
-    styled = any(row_style(r) is not None for r in table.rows)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([c.header for c in table.columns] + (["style"] if styled else []))
+    w.writerow([c.header for c in table.columns])
     for row in table.rows:
-        values = [_raw(row, c.key) for c in table.columns]
-        if styled:
-            values.append(row_style(row) or "")
-        w.writerow(values)
+        if is_heading(table, row):
+            continue
+        w.writerow([_raw(row, c.key) for c in table.columns])
     return buf.getvalue()

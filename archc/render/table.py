@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+UNITS = ("exact", "si")  # how the layer, block, comparison and diff tables show counts (params, MACs, FLOPs)
+
 
 class Fmt(enum.Enum):
     TEXT = "text"  # str(value)
@@ -26,10 +28,16 @@ class Align(enum.Enum):
 
 @dataclass(frozen=True)
 class Column:
+    """One column. The last four fields only matter when a terminal table is fitted to a narrower width
+    (`render.fit`); every other renderer shows every column in full."""
     key: str
     header: str
     fmt: Fmt = Fmt.TEXT
     align: Align = Align.LEFT
+    short: str | None = None  # a shorter heading, used first when the table is too wide
+    drop: int = 0  # 0: always kept; otherwise may be left out, the highest number first
+    fold: bool = False  # may be left out when every row that has a value has the same one (said in a footnote)
+    wrap: bool = False  # its text may wrap inside the column (a sentence-like value, e.g. the totals' Value)
 
 
 @dataclass
@@ -39,6 +47,15 @@ class Table:
     rows: list[dict[str, Any]]
     footnotes: list[str] = field(default_factory=list)
     # rows whose "style" key is "total" are totals lines; "group" rows head a group (e.g. a block in --by layer)
+
+
+def count_fmt(units: str | None, default: Fmt) -> Fmt:
+    """The format of a count column: "exact" → 25,557,032 (Fmt.INT), "si" → 25.56M (Fmt.SI), None → `default`."""
+    if units is None:
+        return default
+    if units not in UNITS:
+        raise ValueError(f"units must be one of {', '.join(UNITS)}, not {units!r}")
+    return Fmt.INT if units == "exact" else Fmt.SI
 
 
 UNKNOWN = "?"  # how a cell whose value is None (unknown cost) is shown; never 0

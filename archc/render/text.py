@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import shutil
+import sys
 from typing import Literal, cast
 
 from rich import box
@@ -11,6 +13,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from archc.render._rows import GROUP, TOTAL, cell_text, group_label, is_heading, row_style
+from archc.render.fit import GAP, fit_table
 from archc.render.table import Align, Table
 
 ColorSystemName = Literal["auto", "standard", "256", "truecolor", "windows"] | None
@@ -30,9 +33,13 @@ _BOX = box.Box(
 )
 
 
-def _build(table: Table) -> tuple[RichTable, int]:
+MIN_WRAP = 24  # a wrapping column (the totals' Value) is never made narrower than this
+
+
+def _build(table: Table, limit: int | None = None) -> tuple[RichTable, int]:
     """The rich table, with every column's width computed here from its cells: rich would otherwise measure each
-    cell twice, which dominates the time of a 500-layer table."""
+    cell twice, which dominates the time of a 500-layer table. With `limit`, columns marked `wrap` are narrowed
+    (down to MIN_WRAP) so that the table fits in `limit` cells, their text wrapping inside them."""
     rows = table.rows
     texts: list[list[str]] = []
     for row in rows:
@@ -41,6 +48,13 @@ def _build(table: Table) -> tuple[RichTable, int]:
         else:
             texts.append([cell_text(row, col) for col in table.columns])
     widths = [max([cell_len(col.header)] + [cell_len(t[i]) for t in texts]) for i, col in enumerate(table.columns)]
+    total = sum(widths) + GAP * (len(widths) - 1)
+    if limit is not None and total > limit:
+        for i, col in enumerate(table.columns):
+            if col.wrap and total > limit:
+                narrower = max(MIN_WRAP, cell_len(col.header), widths[i] - (total - limit))
+                total -= widths[i] - min(narrower, widths[i])
+                widths[i] = min(narrower, widths[i])
     rt = RichTable(
         box=_BOX,
         header_style="bold",
@@ -51,7 +65,7 @@ def _build(table: Table) -> tuple[RichTable, int]:
         rt.add_column(
             Text(col.header),  # Text, never markup: headers and cells are shown verbatim
             justify="right" if col.align is Align.RIGHT else "left",
-            no_wrap=True, width=width, min_width=width,
+            no_wrap=not col.wrap, overflow="fold", width=width, min_width=width,
         )
     for i, (row, cells) in enumerate(zip(rows, texts)):
         style = row_style(row)
@@ -65,25 +79,47 @@ def _build(table: Table) -> tuple[RichTable, int]:
             style="bold" if style == TOTAL else ("dim italic" if style == GROUP else None),
             end_section=end_section,
         )
-    return rt, sum(widths) + 3 * (len(widths) - 1)  # one pad each side of a divider, and the divider
+    return rt, total  # one pad each side of a divider, and the divider
 
 
-def render_text(table: Table, console: Console | None = None) -> str:
-    """The table as terminal text, never truncated nor wrapped (the width grows with the table).
+def terminal_width() -> int | None:
+    """The width to fit a table printed on standard output: the terminal's (`COLUMNS` overrides it, as
+    `shutil.get_terminal_size` reads it), or None when standard output is not a terminal (a pipe or a file keeps
+    every column)."""
+    try:
+        if not sys.stdout.isatty():
+            return None
+    except (AttributeError, ValueError):  # replaced or closed stdout
+        return None
+    return shutil.get_terminal_size().columns
+
+
+def render_text(table: Table, console: Console | None = None, width: int | None = None) -> str:
+    """The table as terminal text. Rows are never wrapped.
+
+    Without `width` the table is never truncated (the lines grow with the table). With `width` (a terminal's)
+    a wider table is fitted (`fit.fit_table`: shorter headings, constant columns into a footnote, the least
+    important columns left out, each change said in a footnote), the title and footnotes wrap at `width`, and a
+    column marked `wrap` wraps inside itself; a table that still does not fit is drawn at its own width.
 
     Without `console` the result is plain text (no ANSI escapes). With one, the result carries that console's
     colour system (ANSI escapes when it has colour): write it as is (sys.stdout.write / click.echo), do not
     pass it to console.print, which would re-parse it.
     """
-    rt, needed = _build(table)
+    if width is not None:
+        table = fit_table(table, width)
+    rt, needed = _build(table, width)
     # rich reports the system as a plain str but takes one of its literal names: the same value passed back
     color_system = cast(ColorSystemName, console.color_system) if console is not None else None
-    notes_width = max((len(n) for n in [table.title, *table.footnotes]), default=0)
-    width = max(MIN_WIDTH, needed, notes_width)
+    if width is None:
+        notes_width = max((len(n) for n in [table.title, *table.footnotes]), default=0)
+        console_width = max(MIN_WIDTH, needed, notes_width)
+    else:
+        console_width = max(needed, width)
     buf = io.StringIO()
     out = Console(
         file=buf,
-        width=width,
+        width=console_width,
         color_system=color_system,
         force_terminal=color_system is not None,
         no_color=console.no_color if console is not None else False,
@@ -94,10 +130,10 @@ def render_text(table: Table, console: Console | None = None) -> str:
         soft_wrap=False,
     )
     if table.title:  # printed above rather than as rich's title, which would wrap to the table's width
-        out.print(Text(table.title, style="bold"))
+        out.print(Text(table.title, style="bold"), width=width)
     out.print(rt)
     for note in table.footnotes:
-        out.print(Text(note, style="dim"))
+        out.print(Text(note, style="dim"), width=width)
     text = buf.getvalue()
     if color_system is None:  # plain text: drop rich's trailing padding so output diffs cleanly
         text = "\n".join(line.rstrip() for line in text.split("\n"))

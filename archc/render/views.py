@@ -7,8 +7,20 @@ from archc.analysis.blocks import fold_stages
 from archc.analysis.compare import Comparison, Diff
 from archc.analysis.model import Analysis, Block, Layer
 from archc.ops.registry import onnx_rule
-from archc.render.cells import arg_cell, arg_header, dims, kernel_stride, num, output_size, rf_cells
-from archc.render.table import Align, Column, Fmt, Table, human_bytes, si
+from archc.render.cells import (
+    arg_cell,
+    arg_header,
+    arg_short,
+    dims,
+    input_convention,
+    kernel_stride,
+    num,
+    output_convention,
+    output_note,
+    output_size,
+    rf_cells,
+)
+from archc.render.table import Align, Column, Fmt, Table, count_fmt, human_bytes, si
 
 R = Align.RIGHT
 CONVENTIONS = [
@@ -25,10 +37,18 @@ def _title(a: Analysis, what: str) -> str:
     return f"{a.model}: {what} (input {inputs})"
 
 
+def _output_header(shapes: list, name: str = "Output") -> str:
+    conv = output_convention(shapes)
+    return f"{name} ({conv})" if conv else name
+
+
 def footnotes(a: Analysis) -> list[str]:
     notes = list(CONVENTIONS)
+    note = output_note([lay.output_shape for lay in a.layers], [i["shape"] for i in a.inputs])
+    if note:
+        notes.append(note)
     if a.totals.unknown_ops:
-        notes.append("Totals exclude ops without a cost rule: " +
+        notes.append("Totals exclude layers of unknown cost (no cost rule, or unknown shapes): " +
                      ", ".join(f"{op} ×{n}" for op, n in sorted(a.totals.unknown_ops.items())) + ".")
     if a.hidden_shape_nodes:
         notes.append(f"{a.hidden_shape_nodes} shape-computation nodes are not listed.")
@@ -36,13 +56,21 @@ def footnotes(a: Analysis) -> list[str]:
 
 
 # ---- per layer ---------------------------------------------------------------------------------------------------
-LAYER_COLUMNS = [
-    Column("name", "Layer"), Column("op", "Op"), Column("ks", "Kernel/Stride", align=R),
-    Column("output", "Output", align=R), Column("params", "Params", Fmt.INT, R), Column("macs", "MACs", Fmt.INT, R),
-    Column("flops", "FLOPs", Fmt.INT, R), Column("elements", "Act. elements", Fmt.INT, R),
-    Column("activation", "Act. bytes", Fmt.BYTES, R),
-    Column("rf", "RF", align=R), Column("jump", "Jump", align=R), Column("start", "Start", align=R),
-]
+# `drop`: which columns a terminal too narrow leaves out first (the highest number first; 0: always kept).
+def layer_columns(units: str | None = None, output: str = "Output") -> list[Column]:
+    count = count_fmt(units, Fmt.INT)
+    return [
+        Column("name", "Layer"), Column("op", "Op", drop=1),
+        Column("ks", "Kernel/Stride", align=R, short="K/S", drop=2),
+        Column("output", output, align=R, short="Output"), Column("params", "Params", count, R),
+        Column("macs", "MACs", count, R), Column("flops", "FLOPs", count, R, drop=5),
+        Column("elements", "Act. elements", count, R, drop=6), Column("activation", "Act. bytes", Fmt.BYTES, R, drop=4),
+        Column("rf", "RF", align=R, drop=3), Column("jump", "Jump", align=R, drop=7),
+        Column("start", "Start", align=R, drop=8),
+    ]
+
+
+LAYER_COLUMNS = layer_columns()
 
 
 def layer_row(lay: Layer) -> dict:
@@ -59,13 +87,18 @@ def totals_row(a: Analysis, name_key: str = "name") -> dict:
             "elements": t.activation_elements, "activation": t.activation_bytes}
 
 
-def layer_table(a: Analysis) -> Table:
+def layer_table(a: Analysis, units: str | None = None) -> Table:
+    """One row per layer. `units`: counts as "exact" integers (the default) or "si" (25.56M)."""
     rows = [layer_row(lay) for lay in a.layers] + [totals_row(a)]
-    return Table(_title(a, "layers"), LAYER_COLUMNS, rows, footnotes(a))
+    output = _output_header([lay.output_shape for lay in a.layers])
+    return Table(_title(a, "layers"), layer_columns(units, output), rows, footnotes(a))
 
 
 # ---- per block ---------------------------------------------------------------------------------------------------
-def block_table(a: Analysis, blocks: list[Block] | None = None) -> Table:
+def block_table(a: Analysis, blocks: list[Block] | None = None, units: str | None = None) -> Table:
+    """One row per block instance (or `blocks`, e.g. folded stages), layers outside blocks on their own rows.
+    `units`: counts as "exact" integers (the default) or "si" (25.56M)."""
+    count = count_fmt(units, Fmt.INT)
     blocks = blocks if blocks is not None else a.blocks
     by_first: dict[str, Block] = {}
     for b in blocks:
@@ -75,10 +108,12 @@ def block_table(a: Analysis, blocks: list[Block] | None = None) -> Table:
         for k, v in b.args.items():
             if k not in arg_names and not (isinstance(v, str) and v.startswith("@")):
                 arg_names.append(k)
-    cols = [Column("name", "Name"), Column("type", "Type"), Column("ks", "Patch/Stride", align=R),
-            Column("output", "Output", align=R), Column("depth", "Depth", Fmt.INT, R)]
-    cols += [Column(f"arg:{k}", arg_header(k), align=R) for k in arg_names]
-    cols += [Column("params", "Params", Fmt.INT, R), Column("macs", "MACs", Fmt.INT, R)]
+    output = _output_header([lay.output_shape for lay in a.layers])
+    cols = [Column("name", "Name"), Column("type", "Type", drop=1),
+            Column("ks", "Patch/Stride", align=R, short="P/S", drop=2),
+            Column("output", output, align=R, short="Output"), Column("depth", "Depth", Fmt.INT, R, drop=4)]
+    cols += [Column(f"arg:{k}", arg_header(k), align=R, short=arg_short(k), drop=3, fold=True) for k in arg_names]
+    cols += [Column("params", "Params", count, R), Column("macs", "MACs", count, R)]
     rows = []
     in_block = {name for b in blocks for name in b.layers}
     for lay in a.layers:
@@ -120,19 +155,39 @@ def totals_table(a: Analysis) -> Table:
         ("Layers by type", ", ".join(f"{op} {n}" for op, n in sorted(t.layer_counts.items(), key=lambda x: -x[1]))),
     ]
     if t.unknown_ops:
-        rows.append(("Without a cost rule (excluded)", ", ".join(f"{op} ×{n}" for op, n in t.unknown_ops.items())))
-    return Table(_title(a, "totals"), [Column("what", "Total"), Column("value", "Value")],
+        rows.append(("Of unknown cost (excluded)", ", ".join(f"{op} ×{n}" for op, n in t.unknown_ops.items())))
+    return Table(_title(a, "totals"), [Column("what", "Total"), Column("value", "Value", wrap=True)],
                  [{"what": k, "value": v} for k, v in rows])
 
 
+def totals_data(a: Analysis) -> Table:
+    """The totals for machines (`--totals --format csv`): one row per quantity, named as in the JSON contract's
+    `totals` (nested ones as `weight_bytes_by_dtype.float16`, `layer_counts.Conv`), raw values."""
+    t = a.to_json()["totals"]
+    rows: list[dict] = [{"quantity": "model", "value": a.model}, {"quantity": "batch", "value": a.batch}]
+    for key, value in t.items():
+        if isinstance(value, dict):
+            rows += [{"quantity": f"{key}.{k}", "value": v} for k, v in value.items()]
+        elif isinstance(value, list):
+            rows.append({"quantity": key, "value": " ".join(map(str, value))})
+        else:
+            rows.append({"quantity": key, "value": value})
+    return Table(_title(a, "totals"), [Column("quantity", "Quantity"), Column("value", "Value")], rows)
+
+
 # ---- comparisons -------------------------------------------------------------------------------------------------
-COMPARE_COLUMNS = [
-    Column("model", "Model"), Column("input", "Input", align=R), Column("params", "Params", Fmt.SI, R),
-    Column("macs", "MACs", Fmt.SI, R), Column("flops", "FLOPs", Fmt.SI, R),
-    Column("activations", "Activations", Fmt.BYTES, R), Column("peak", "Peak memory", Fmt.BYTES, R),
-    Column("depth", "Depth", Fmt.INT, R), Column("rf", "Output RF", align=R),
-    Column("weights", "Weights (fp32)", Fmt.BYTES, R),
-]
+def compare_columns(units: str | None = None, input_header: str = "Input") -> list[Column]:
+    count = count_fmt(units, Fmt.SI)
+    return [
+        Column("model", "Model"), Column("input", input_header, align=R, short="Input", drop=4),
+        Column("params", "Params", count, R), Column("macs", "MACs", count, R),
+        Column("flops", "FLOPs", count, R, drop=5), Column("activations", "Activations", Fmt.BYTES, R, drop=6),
+        Column("peak", "Peak memory", Fmt.BYTES, R, drop=2), Column("depth", "Depth", Fmt.INT, R, drop=3),
+        Column("rf", "Output RF", align=R, drop=8), Column("weights", "Weights (fp32)", Fmt.BYTES, R, drop=7),
+    ]
+
+
+COMPARE_COLUMNS = compare_columns()
 
 
 def _output_rf(rf: tuple[float, ...] | None, whole: bool) -> str:
@@ -141,25 +196,38 @@ def _output_rf(rf: tuple[float, ...] | None, whole: bool) -> str:
     return dims(rf) if rf else ""
 
 
-def compare_table(c: Comparison) -> Table:
+def compare_table(c: Comparison, units: str | None = None) -> Table:
+    """One row per model. `units`: counts as "si" (25.56M, the default) or "exact" integers."""
     rows = [{"model": r.model, "input": dims(r.input) if r.input else "", "params": r.params, "macs": r.macs,
              "flops": r.flops, "activations": r.activations, "peak": r.peak, "depth": r.depth,
              "rf": _output_rf(r.rf, r.rf_whole), "weights": r.weights} for r in c.rows]
     notes = [CONVENTIONS[0], "Peak memory: weights plus the activations alive at once when run in graph order."]
-    return Table("Model comparison", COMPARE_COLUMNS, rows, notes)
+    stored = {conv for conv in (input_convention((1, *r.input)) for r in c.rows if r.input) if conv}
+    header = f"Input ({stored.pop()[2:]})" if len(stored) == 1 else "Input"
+    if header != "Input":
+        notes.append(f"{header}: each model's first input as ONNX stores it, without the batch.")
+    return Table("Model comparison", compare_columns(units, header), rows, notes)
 
 
 # ---- diff ----------------------------------------------------------------------------------------------------------
-DIFF_COLUMNS = [
-    Column("name", "Layer"), Column("change", "Change"), Column("output_a", "Output A", align=R),
-    Column("output_b", "Output B", align=R), Column("params_a", "Params A", Fmt.INT, R),
-    Column("params_b", "Params B", Fmt.INT, R), Column("params_d", "ΔParams", Fmt.INT, R),
-    Column("macs_a", "MACs A", Fmt.INT, R), Column("macs_b", "MACs B", Fmt.INT, R),
-    Column("macs_d", "ΔMACs", Fmt.INT, R),
-]
+def diff_columns(units: str | None = None, conv: str | None = None) -> list[Column]:
+    count = count_fmt(units, Fmt.INT)
+    suffix = f" ({conv})" if conv else ""
+    return [
+        Column("name", "Layer"), Column("change", "Change"),
+        Column("output_a", "Output A" + suffix, align=R, short="Output A", drop=6),
+        Column("output_b", "Output B" + suffix, align=R, short="Output B", drop=5),
+        Column("params_a", "Params A", count, R, drop=4), Column("params_b", "Params B", count, R, drop=2),
+        Column("params_d", "ΔParams", count, R), Column("macs_a", "MACs A", count, R, drop=3),
+        Column("macs_b", "MACs B", count, R, drop=1), Column("macs_d", "ΔMACs", count, R),
+    ]
 
 
-def diff_table(d: Diff) -> Table:
+DIFF_COLUMNS = diff_columns()
+
+
+def diff_table(d: Diff, units: str | None = None) -> Table:
+    """The layers that differ. `units`: counts as "exact" integers (the default) or "si" (25.56M)."""
     rows: list[dict] = [
         {"name": c.name, "change": c.change, "output_a": output_size(c.output_a) if c.output_a else "",
          "output_b": output_size(c.output_b) if c.output_b else "", "params_a": c.params_a, "params_b": c.params_b,
@@ -167,18 +235,26 @@ def diff_table(d: Diff) -> Table:
     rows.append({"name": "Total", "style": "total", "params_a": d.params_a, "params_b": d.params_b,
                  "params_d": d.params_b - d.params_a, "macs_a": d.macs_a, "macs_b": d.macs_b,
                  "macs_d": d.macs_b - d.macs_a})
-    return Table(f"{d.a} → {d.b}: what the change costs", DIFF_COLUMNS, rows,
-                 [f"{d.unchanged} layers unchanged (not listed). Layers are matched by name."])
+    shapes = [s for c in d.changes for s in (c.output_a, c.output_b) if s]
+    notes = [f"{d.unchanged} layers unchanged (not listed). Layers are matched by name."]
+    conv = output_convention(shapes)
+    if conv:
+        notes.append(f"Outputs ({conv}): spatial size, then channels, as papers print them; the batch is left out.")
+    return Table(f"{d.a} → {d.b}: what the change costs", diff_columns(units, conv), rows, notes)
 
 
 # ---- which views a result gets -------------------------------------------------------------------------------------
-def tables_for(result: Analysis | Comparison | Diff, by: str = "block", stages: bool = False) -> list[Table]:
-    """One model: its block (or layer) table and totals; a comparison or a diff: its one table."""
+def tables_for(result: Analysis | Comparison | Diff, by: str = "block", stages: bool = False,
+               units: str | None = None, totals: bool = False) -> list[Table]:
+    """One model: its block (or layer) table and totals, or with `totals` the totals alone; a comparison or a
+    diff: its one table (`totals` does not apply). `units`: "exact" or "si" counts (None: each table's own)."""
     if isinstance(result, Comparison):
-        return [compare_table(result)]
+        return [compare_table(result, units)]
     if isinstance(result, Diff):
-        return [diff_table(result)]
+        return [diff_table(result, units)]
+    if totals:
+        return [totals_table(result)]
     if by == "layer":
-        return [layer_table(result), totals_table(result)]
+        return [layer_table(result, units), totals_table(result)]
     blocks = fold_stages(result.blocks) if stages else result.blocks
-    return [block_table(result, blocks), totals_table(result)]
+    return [block_table(result, blocks, units), totals_table(result)]

@@ -133,12 +133,13 @@ def test_markdown():
 def test_csv_raw_values():
     out = render_csv(make_table())
     rows = list(csv.reader(io.StringIO(out)))
-    assert rows[0] == ["Layer", "Op", "Params", "MACs", "Weights", "style"]
-    assert rows[1] == ["stem", "", "", "", "", "group"]
-    assert rows[2] == ["conv1_1", "Conv 7×7", "9408", "118013952", "37632", ""]
-    assert rows[3] == ["relu", "Relu", "0", "0", "0", ""]
-    assert rows[4] == [XSS, "Custom|Op", "?", "?", "?", ""]  # unknown is "?", never empty or 0
-    assert rows[5] == ["Total", "", "25557032", "4089184256", "102228128", "total"]
+    # no "style" column: a totals row is the one named Total; a group heading (a name alone) is not data
+    assert rows[0] == ["Layer", "Op", "Params", "MACs", "Weights"]
+    assert rows[1] == ["conv1_1", "Conv 7×7", "9408", "118013952", "37632"]
+    assert rows[2] == ["relu", "Relu", "0", "0", "0"]
+    assert rows[3] == [XSS, "Custom|Op", "?", "?", "?"]  # unknown is "?", never empty or 0
+    assert rows[4] == ["Total", "", "25557032", "4089184256", "102228128"]
+    assert len(rows) == 5 and "style" not in out and "group" not in out
     assert "4.09G" not in out and "25,557,032" not in out
     assert "unknown cost" not in out  # footnotes are not data
 
@@ -155,7 +156,8 @@ def test_csv_no_style_column_without_styles_and_floats_exact():
 def test_latex_structure_and_escaping():
     out = render_latex(make_table())
     lines = out.splitlines()
-    assert lines[:3] == [r"\begin{table}[t]", r"\centering", r"\small"]
+    assert lines[0].startswith("% ") and r"\usepackage{booktabs}" in lines[0] and r"\usepackage{graphicx}" in lines[0]
+    assert lines[1:4] == [r"\begin{table}[t]", r"\centering", r"\small"]
     assert r"\caption{ResNet-50 layers}" in lines
     assert r"\begin{tabular}{l l r r r}" in lines
     i_top, i_mid = lines.index(r"\toprule"), lines.index(r"\midrule")
@@ -193,7 +195,8 @@ def test_latex_escapes_all_specials():
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
 def test_latex_compiles(tmp_path):
-    doc = "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n\\begin{document}\n"
+    doc = "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n"
+    doc += "\\begin{document}\n"
     doc += render_latex(make_table()) + "\\end{document}\n"
     (tmp_path / "t.tex").write_text(doc, encoding="utf-8")
     r = subprocess.run(
@@ -262,7 +265,7 @@ def test_render_dispatch():
     assert {f.value for f in Format} == {"table", "md", "csv", "json", "latex", "html"}
 
 
-@pytest.mark.parametrize("fmt", [Format.TABLE, Format.MD, Format.CSV, Format.LATEX])
+@pytest.mark.parametrize("fmt", [Format.TABLE, Format.MD, Format.LATEX])
 def test_render_several_tables_blank_line(fmt):
     a = Table("A", [Column("x", "X", Fmt.INT, Align.RIGHT)], [{"x": 1}])
     b = Table("B", [Column("y", "Y", Fmt.INT, Align.RIGHT)], [{"y": 2}])
@@ -270,6 +273,14 @@ def test_render_several_tables_blank_line(fmt):
     first = render([a], fmt).rstrip("\n")
     second = render([b], fmt).rstrip("\n")
     assert out == first + "\n\n" + second + "\n"
+
+
+def test_render_csv_holds_one_table():
+    a = Table("A", [Column("x", "X", Fmt.INT, Align.RIGHT)], [{"x": 1}])
+    b = Table("B", [Column("y", "Y", Fmt.INT, Align.RIGHT)], [{"y": 2}])
+    with pytest.raises(ValueError, match="one table"):
+        render([a, b], Format.CSV)
+    assert render([a], Format.CSV) == "X\n1\n"
 
 
 def test_template_is_package_data():
