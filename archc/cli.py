@@ -200,6 +200,8 @@ def list_targets() -> None:
                                            "depth", "rf", "weights"]), help="Sort a comparison by this column.")
 @click.option("--diff", is_flag=True, help="Show per-layer differences between two models.")
 @click.option("--explain", "explain_layer", metavar="LAYER", help="Show the arithmetic behind one layer's figures.")
+@click.option("--fold-bn", is_flag=True, help="Fold each batch norm into the convolution before it, as inference "
+              "engines and PyTorch's export do (compare a spec with its export like for like).")
 @click.option("--units", type=click.Choice(["exact", "si"]),
               help="Params, MACs and FLOPs as exact integers (25,557,032: the layer, block and diff tables' default) "
                    "or as papers print them (25.56M: a comparison's default).")
@@ -208,7 +210,7 @@ def list_targets() -> None:
               help="Only the totals (with --format csv: one row per quantity, raw numbers, JSON's names).")
 @model_options
 def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: str | None, sort: str | None,
-            diff: bool, explain_layer: str | None, units: str | None, wide: bool, totals: bool,
+            diff: bool, explain_layer: str | None, fold_bn: bool, units: str | None, wide: bool, totals: bool,
             options: ModelOptions) -> None:
     """Analyze specs or ONNX files: paper-style tables of sizes, parameters, MACs, memory and receptive fields.
 
@@ -233,7 +235,8 @@ def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: st
     given = click.get_current_context().get_parameter_source
     if diff and (stages or given("by") is click.core.ParameterSource.COMMANDLINE):
         raise UsageError("--diff compares two models layer by layer; --by and --stages do not apply to it")
-    results = [archc.read_result(m) if m.endswith(".json") else archc.analyze(m, options) for m in models]
+    results = [archc.read_result(m) if m.endswith(".json") else archc.analyze(m, options, fold_bn=fold_bn)
+               for m in models]
     for a in results:
         for w in getattr(a, "warnings", []):
             click.echo(f"archc: warning: {a.model}: {w}", err=True)

@@ -1,7 +1,9 @@
 """Twelve torchvision models exported to ONNX by PyTorch, analyzed by archc: MACs against torchvision's published
 figure, time and peak memory of `archc analyze` (and of onnx-tool on the same file, when it is installed).
 
-    python benchmarks/torchvision_exports.py [--keep DIR] [NAME ...]
+    python benchmarks/torchvision_exports.py [--keep DIR] [--rounds N] [NAME ...]
+
+archc and onnx-tool run alternately, N rounds each (fresh processes); the medians are printed.
 
 Needs the test extra (torch, torchvision). Exports use a symbolic batch, as users export; segmentation models keep
 their auxiliary head, as torchvision's published figures count it.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,10 +58,15 @@ def timed(cmd: list[str]) -> tuple[float, float, bool]:
     return float(seconds), int(kib) / 1024, out.returncode == 0
 
 
+def median(runs: list[tuple[float, float, bool]]) -> tuple[float, float, bool]:
+    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), all(r[2] for r in runs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=NAMES)
     parser.add_argument("--keep", type=Path, help="folder for the exported files (kept between runs)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each tool (median shown)")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp())
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,12 +80,17 @@ def main() -> None:
     for name in args.names:
         path, published, size = export(name, folder)
         result = folder / f"{name}.json"
-        seconds, peak, ok = timed([sys.executable, "-m", "archc", "analyze", str(path), "--format", "json", "-o",
-                                   str(result)])
+        ours, theirs = [], []
+        for _ in range(args.rounds):  # alternately, so that the machine's load hits both alike
+            ours.append(timed([sys.executable, "-m", "archc", "analyze", str(path), "--format", "json", "-o",
+                               str(result)]))
+            if have_onnx_tool:
+                theirs.append(timed([sys.executable, "-c", ONNX_TOOL, str(path), "x", f"1x3x{size}x{size}"]))
+        seconds, peak, ok = median(ours)
         totals = json.loads(result.read_text())["totals"] if ok else {}
         other = "not installed"
         if have_onnx_tool:
-            s, p, ok2 = timed([sys.executable, "-c", ONNX_TOOL, str(path), "x", f"1x3x{size}x{size}"])
+            s, p, ok2 = median(theirs)
             other = f"{s:.2f} s / {p:.0f} MiB" if ok2 else "failed"
         macs = f"{totals['macs'] / 1e9:.3f}" if ok else "error"
         print(f"| {name} | {path.stat().st_size / 2**20:.0f} MiB | {macs} | {published:.3f} | "

@@ -64,9 +64,13 @@ def output_note(shapes: Sequence[Sequence[int] | None], inputs: Sequence[Sequenc
             f". The batch is left out: the title gives the input as ONNX stores it, batch first{title}.")
 
 
-def rf_cells(rf: ReceptiveField | None) -> dict[str, str]:
+def rf_cells(rf: ReceptiveField | None, main: ReceptiveField | None = None) -> dict[str, str]:
+    """Size, jump and start; where a gate makes the strict field the whole input but the main path's is finite
+    (squeeze-excitation), the main path's beside it: `whole; main 99×99`, with its jump and start."""
     if rf is None:
         return {"rf": "", "jump": "", "start": ""}
+    if rf.whole and main is not None and not main.whole:
+        return {**rf_cells(main), "rf": f"whole; main {dims(main.size)}"}
     if rf.whole:
         return {"rf": f"whole ({dims(rf.size)})", "jump": "", "start": ""}
     return {"rf": dims(rf.size), "jump": dims(rf.stride) if len(set(rf.stride)) > 1 else num(rf.stride[0]),

@@ -78,7 +78,7 @@ def layer_row(lay: Layer) -> dict:
             "output": output_size(lay.output_shape), "params": lay.params, "macs": lay.macs, "flops": lay.flops,
             "elements": lay.activation_elements,
             "activation": lay.activation_bytes,
-            **rf_cells(lay.receptive_field)}
+            **rf_cells(lay.receptive_field, lay.receptive_field_main)}
 
 
 def totals_row(a: Analysis, name_key: str = "name") -> dict:
@@ -151,7 +151,9 @@ def totals_table(a: Analysis) -> Table:
          f"{human_bytes(t.peak_activation_bytes)} activations ({', '.join(t.peak_tensors[:4])}"
          f"{', …' if len(t.peak_tensors) > 4 else ''})"),
         ("Weights float32 / float16 / int8", " / ".join(human_bytes(v) for v in t.weight_bytes_by_dtype.values())),
-        ("Depth (layers with MACs on the longest path)", str(t.depth)),
+        ("Depth (layers with MACs on the main path)", str(t.depth) + (
+            f" ({t.depth_longest} on the longest path, side branches such as SE gates included)"
+            if t.depth_longest and t.depth_longest != t.depth else "")),
         ("Layers by type", ", ".join(f"{op} {n}" for op, n in sorted(t.layer_counts.items(), key=lambda x: -x[1]))),
     ]
     if t.unknown_ops:

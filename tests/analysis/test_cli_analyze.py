@@ -125,3 +125,19 @@ def test_bad_onnx_is_one_line(tmp_path):
     bad.write_bytes(b"\x08\x07\x12garbage")
     out = archc("analyze", bad)
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "archc: error:" in out.stderr
+
+
+def test_main_path_field_and_depth_are_shown(tmp_path):
+    spec = tmp_path / "se.arch"
+    spec.write_text("network se {\n input x: 3x32x32\n stem: conv(16, 3) relu\n se: mul {\n  identity\n"
+                    "  gate: { gap; conv(4, 1) relu; conv(16, 1) sigmoid }\n }\n head: conv(16, 3)\n}\n")
+    out = archc("analyze", spec, "--by", "layer", "--wide")
+    head = next(line for line in out.stdout.splitlines() if line.startswith("head "))
+    assert "whole; main 5×5" in head
+    assert "2 (4 on the longest path" in archc("analyze", spec).stdout
+
+
+def test_fold_bn_flag():
+    out = archc("analyze", SPECS / "resnet18.arch", "--fold-bn", "--format", "json")
+    assert json.loads(out.stdout)["totals"]["trainable_params"] == 11_689_512 - 4_800
+    assert "20 batch norms folded" in out.stderr
