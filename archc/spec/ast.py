@@ -70,7 +70,17 @@ class Seq:
     span: Span
 
 
-Expr = Const | Var | TensorRef | BinOp | Unary | Attr | Index | Func | Seq
+@dataclass(frozen=True)
+class IfExp:
+    """`then if cond else orelse`: only the chosen arm is evaluated."""
+
+    cond: Expr
+    then: Expr
+    orelse: Expr
+    span: Span
+
+
+Expr = Const | Var | TensorRef | BinOp | Unary | Attr | Index | Func | Seq | IfExp
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,11 @@ own), then the file's `defaults` line, then the op's own defaults, and checks ea
 where each argument was written, so a rule's complaint about one argument points at it. A block call binds what
 was written and leaves the rest to the block, whose defaults are expressions of its own environment.
 
+Bare words follow one rule, for ops and blocks alike (`bare_word`): an argument written as a single name that
+is not defined where the call is written is that word, a string (`pad=valid`, `act(kind=hswish)`). A name inside
+arithmetic (`conv(foo + 1, 3)`) is never a word: it must be defined. An op argument that cannot be a string (a
+number, a bool) reports an undefined bare word as an undefined name, since it was more likely a misspelled one.
+
 Nothing here knows the expander: expressions are evaluated through the `evaluate` callback given (which reports
 its own errors), a mistake that stops the call raises `BindError` for the caller to report, and the few that
 don't stop it go to the `report` callback, in the order they are found.
@@ -67,11 +72,17 @@ def check_defaults(calls: Iterable[ast.Call], report: Report) -> dict[str, ast.A
     return table
 
 
+def bare_word(e: ast.Expr, names: Container[str]) -> str | None:
+    """The word an argument is when it is written as a bare name that is not defined (`names`: the names defined
+    where the call is written); None for any other argument, to be evaluated."""
+    return e.name if isinstance(e, ast.Var) and e.name not in names else None
+
+
 def bind_op(op: OpDef, call: ast.Call, first: ast.Args | None, *, evaluate: Evaluate, names: Container[str],
             defaults: Mapping[str, ast.Args], report: Report) -> BoundArgs:
     """Bind positional and keyword arguments to the op's signature, apply file defaults (`defaults`, checked by
     `check_defaults`), check types. `names` are the names defined where the call is written: a bare word that is
-    none of them is a string choice (`pad=same`)."""
+    none of them is a string (`pad=same`), where the argument takes one."""
     params = op.params
     param_names = [p.name for p in params]
     bound: dict[str, Any] = {}
@@ -127,12 +138,10 @@ def bind_op(op: OpDef, call: ast.Call, first: ast.Args | None, *, evaluate: Eval
 
 
 def arg_value(e: ast.Expr, p: Param, evaluate: Evaluate, names: Container[str]) -> Any:
-    # Bare words name string choices: pad=same, mode=bilinear.
-    if isinstance(e, ast.Var) and e.name not in names and p.kind in (Kind.STR, Kind.PAD):
-        value: Any = e.name
-    else:
-        value = evaluate(e)
-    return check_kind(value, p, e.span)
+    word = bare_word(e, names)  # pad=same, mode=bilinear
+    if word is not None and p.kind in (Kind.STR, Kind.PAD, Kind.ANY):
+        return check_kind(word, p, e.span)
+    return check_kind(evaluate(e), p, e.span)  # an undefined word where no string fits: an undefined name
 
 
 def check_kind(v: Any, p: Param, span: Span) -> Any:
@@ -155,39 +164,53 @@ def check_kind(v: Any, p: Param, span: Span) -> Any:
     }[k]
     if not ok:
         want = k.value if not p.choices else "one of " + ", ".join(p.choices)
-        raise BindError(codes.BAD_TYPE, f"argument '{p.name}' must be {want}, got {v!r}", span)
+        hint = " (a bare word that is not a defined name is a string: is a name misspelled?)" if isinstance(
+            v, str) and k not in (Kind.STR, Kind.PAD) else ""
+        raise BindError(codes.BAD_TYPE, f"argument '{p.name}' must be {want}, got {v!r}{hint}", span)
     return v
 
 
-def bind_block(block: ast.BlockDef, call: ast.Call, first: ast.Args | None, evaluate: Evaluate) -> BoundArgs:
+def bind_block(block: ast.BlockDef, call: ast.Call, first: ast.Args | None, evaluate: Evaluate, *,
+               names: Container[str] = (), layers: Container[str] = ()) -> BoundArgs:
     """The arguments written at a block's call (a repetition's `first(...)` keywords replacing the call's own),
-    evaluated where the call is written. Parameters left out are not in the result: their defaults are
-    expressions of the block's own environment (`in_channels`, earlier parameters), evaluated there."""
+    evaluated where the call is written; a bare word that is none of `names` is a string (`act(kind=hswish)`),
+    unless it is one of `layers` (the labels `@name` would find): then the `@` is missing. Parameters left out
+    are not in the result: their defaults are expressions of the block's own environment (`in_channels`,
+    earlier parameters), evaluated there."""
     args = call.args
     if first is not None:
         args = ast.Args(args.positional, tuple(k for k in args.keyword if k.name not in
                                                {f.name for f in first.keyword}) + first.keyword)
-    names = [p.name for p in block.params]
+    params = [p.name for p in block.params]
     defined_here = (note(f"'{block.name}' is defined here", block.span),)
-    if len(args.positional) > len(names):
-        raise BindError(codes.BAD_ARGS, f"block '{block.name}' takes {len(names)} argument"
-                        f"{'s' if len(names) != 1 else ''} ({', '.join(names)}), got {len(args.positional)}",
-                        args.positional[len(names)].span, defined_here)
+    if len(args.positional) > len(params):
+        raise BindError(codes.BAD_ARGS, f"block '{block.name}' takes {len(params)} argument"
+                        f"{'s' if len(params) != 1 else ''} ({', '.join(params)}), got {len(args.positional)}",
+                        args.positional[len(params)].span, defined_here)
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
+
+    def value(e: ast.Expr) -> Any:
+        word = bare_word(e, names)
+        if word is None:
+            return evaluate(e)
+        if word in layers:
+            raise BindError(codes.UNKNOWN_NAME, f"'{word}' is a layer, not a value: pass it as @{word}", e.span)
+        return word
+
     for p, e in zip(block.params, args.positional, strict=False):  # strict=False: the rest may have defaults
-        values[p.name] = evaluate(e)
+        values[p.name] = value(e)
         spans[p.name] = e.span
     for kw in args.keyword:
-        if kw.name not in names:
+        if kw.name not in params:
             raise BindError(codes.BAD_ARGS, f"block '{block.name}' has no argument '{kw.name}'" +
-                            suggest(kw.name, names) + f" (arguments: {', '.join(names)})", kw.span, defined_here)
+                            suggest(kw.name, params) + f" (arguments: {', '.join(params)})", kw.span, defined_here)
         if kw.name in values:
             raise BindError(codes.BAD_ARGS, f"argument '{kw.name}' given twice", kw.span)
-        values[kw.name] = evaluate(kw.value)
+        values[kw.name] = value(kw.value)
         spans[kw.name] = kw.span
     missing = [p.name for p in block.params if p.name not in values and p.default is None]
     if missing:
         raise BindError(codes.BAD_ARGS, f"block '{block.name}' needs argument '{missing[0]}' "
-                        f"(arguments: {', '.join(names)})", call.span, defined_here)
+                        f"(arguments: {', '.join(params)})", call.span, defined_here)
     return BoundArgs(MappingProxyType(values), MappingProxyType(spans))

@@ -8,6 +8,7 @@ from typing import Any
 
 from archc.diagnostics import Span
 from archc.spec import ast
+from archc.spec.scope import POISON, suggest
 
 Refs = Callable[[str, Span], Any]  # `@path` written at a span → the tensor it names
 
@@ -16,6 +17,13 @@ class EvalError(Exception):
     def __init__(self, message: str, span: Span | None, code: str = "expr"):
         super().__init__(message)
         self.message, self.span, self.code = message, span, code
+
+
+class Poisoned(EvalError):
+    """A name whose `let` (or parameter) failed, its error already reported: the caller stops quietly."""
+
+    def __init__(self, span: Span | None):
+        super().__init__("", span)
 
 
 def type_name(v: object) -> str:
@@ -59,6 +67,17 @@ _TENSOR_FUNCS = {"shape": lambda t: tuple(t.shape), "channels": lambda t: t.shap
 MAX_INT = 1 << 40  # guards against `2 ** 2 ** 99` and friends: the language's numbers are layer sizes
 
 
+def _word_operand(e: ast.Expr, env: Mapping[str, Any], refs: Refs | None) -> Any:
+    """An operand of `==` / `!=`: an undefined bare word there is still an error (a misspelled name must not
+    compare unequal in silence), but one that resembles no name was probably meant as a string: say how."""
+    try:
+        return evaluate(e, env, refs)
+    except EvalError as err:
+        if isinstance(e, ast.Var) and err.code == "undefined-name" and not suggest(e.name, env):
+            err.message += f' (to compare with the word itself, quote it: "{e.name}")'
+        raise
+
+
 def evaluate(e: ast.Expr, env: Mapping[str, Any], refs: Refs | None = None) -> Any:
     """`env` maps names to values; a miss raises an `undefined-name` error. `refs(path, span)` resolves `@path`
     to a tensor (it raises EvalError itself when there is none). The language is dynamically typed: a value is an
@@ -71,8 +90,16 @@ def evaluate(e: ast.Expr, env: Mapping[str, Any], refs: Refs | None = None) -> A
         return refs(e.path, e.span)
     if isinstance(e, ast.Var):
         if e.name in env:
+            if env[e.name] is POISON:
+                raise Poisoned(e.span)
             return env[e.name]
-        raise EvalError(f"undefined name '{e.name}'", e.span, "undefined-name")
+        raise EvalError(f"undefined name '{e.name}'" + suggest(e.name, env), e.span, "undefined-name")
+    if isinstance(e, ast.IfExp):
+        cond = evaluate(e.cond, env, refs)
+        if not isinstance(cond, bool):
+            raise EvalError(f"the condition of '… if … else …' must be true or false, got {type_name(cond)}",
+                            e.cond.span, "bad-type")
+        return evaluate(e.then if cond else e.orelse, env, refs)
     if isinstance(e, ast.Seq):
         return tuple(evaluate(i, env, refs) for i in e.items)
     if isinstance(e, ast.Unary):
@@ -93,7 +120,10 @@ def evaluate(e: ast.Expr, env: Mapping[str, Any], refs: Refs | None = None) -> A
             if not isinstance(right, bool):
                 raise EvalError(f"'{e.op}' needs booleans, got {type_name(right)}", e.right.span, "bad-type")
             return right
-        a, b = evaluate(e.left, env, refs), evaluate(e.right, env, refs)
+        if e.op in ("==", "!="):
+            a, b = _word_operand(e.left, env, refs), _word_operand(e.right, env, refs)
+        else:
+            a, b = evaluate(e.left, env, refs), evaluate(e.right, env, refs)
         if e.op in _COMPARE:
             if e.op not in ("==", "!=") and (isinstance(a, (str, tuple)) or isinstance(b, (str, tuple))):
                 raise EvalError(f"cannot compare {type_name(a)} and {type_name(b)} with '{e.op}'", e.span, "bad-type")
@@ -134,6 +164,8 @@ def evaluate(e: ast.Expr, env: Mapping[str, Any], refs: Refs | None = None) -> A
         try:
             if e.name in ("min", "max") and len(args) == 1 and isinstance(args[0], tuple):
                 args = list(args[0])
+            if e.name == "int" and len(args) == 1 and isinstance(args[0], bool):
+                return int(args[0])  # true → 1, false → 0
             if e.name != "len":
                 for a in args:
                     _num(a, e.span, f"{e.name}()")

@@ -19,7 +19,7 @@ from archc.options import ModelOptions
 from archc.shapes import SPEC_DTYPES, fmt_dims
 from archc.spec import ast, bind, codes
 from archc.spec.bind import BindError, BoundArgs
-from archc.spec.evaluate import EvalError, evaluate, type_name
+from archc.spec.evaluate import EvalError, Poisoned, evaluate, type_name
 from archc.spec.resolve import Program
 from archc.spec.scope import POISON, Flow, Poison, Scope, suggest
 
@@ -30,6 +30,15 @@ MAX_DEPTH = 64
 
 class _Stop(Exception):
     """Unwinds after an error that leaves nothing sensible to continue from."""
+
+
+class _Unwind(Exception):
+    """Unwinds a runaway recursion (already reported) out to the statement that first used a block of the cycle:
+    `depth` is how many block call sites enclose that statement."""
+
+    def __init__(self, depth: int):
+        super().__init__(depth)
+        self.depth = depth
 
 
 @dataclass
@@ -53,10 +62,14 @@ class Expander:
         self.by_path: dict[str, Value | Poison] = {}  # every layer output and labelled value by full path, for `@a/b`
         self.defaults_cache: dict[tuple[int, ...], dict[str, ast.Args]] = {}
         self.dtype = "float32"
+        self.recursive: set[str] = set()  # blocks whose runaway recursion is reported
 
     # ---- diagnostics
-    def error(self, code: str, message: str, span: Span | None, notes: Iterable[Diagnostic] = ()) -> None:
-        site_notes = tuple(note(f"in block '{name}' used here", sp) for name, sp in reversed(self.call_sites))
+    def error(self, code: str, message: str, span: Span | None, notes: Iterable[Diagnostic] = (),
+              sites: bool = True) -> None:
+        """Record an error; unless `sites` is false, notes name every block call it happened under."""
+        site_notes = tuple(note(f"in block '{name}' used here", sp) for name, sp in reversed(self.call_sites)
+                           ) if sites else ()
         self.diags.error(code, message, span, tuple(notes) + site_notes)
         if len(self.diags.errors) >= 25:
             raise _Stop()
@@ -64,11 +77,10 @@ class Expander:
     def eval(self, e: ast.Expr, ctx: _Ctx) -> Any:
         try:
             return evaluate(e, ctx.env, lambda path, span: self.resolve(path, ctx, span))
+        except Poisoned:
+            raise _Stop() from None  # a name whose definition failed: that error is reported already
         except EvalError as err:
-            msg = err.message
-            if err.code == codes.UNKNOWN_NAME and isinstance(e, ast.Var):
-                msg += suggest(e.name, ctx.env)
-            self.error(err.code, msg, err.span)
+            self.error(err.code, err.message, err.span)
             raise _Stop() from None
 
     # ---- entry
@@ -96,10 +108,11 @@ class Expander:
             if p.name in self.options.params:
                 env[p.name] = self.options.params[p.name]
             elif p.default is not None:
-                env[p.name] = self.eval(p.default, ctx)
+                env[p.name] = self.let(p.default, ctx)
             else:
                 self.error(codes.BAD_ARGS, f"network parameter '{p.name}' has no default; pass --set {p.name}=…",
                            p.span)
+                env[p.name] = POISON
         last = self.body(net.body, None, ctx)
         if not self.outputs:
             if last is None or last is POISON:
@@ -158,7 +171,7 @@ class Expander:
 
     def _stmt(self, stmt: ast.Stmt, cur: Flow, ctx: _Ctx) -> Flow:
         if isinstance(stmt, ast.LetStmt):
-            ctx.env[stmt.name] = self.eval(stmt.value, ctx)
+            ctx.env[stmt.name] = self.let(stmt.value, ctx)
             return cur
         if isinstance(stmt, ast.InputStmt):
             return self.input(stmt, ctx)
@@ -180,6 +193,16 @@ class Expander:
             chosen = self.choose(stmt, ctx)
             return self.body(chosen, cur, ctx) if chosen is not None else cur
         return self.layer_stmt(stmt, cur, ctx)
+
+    def let(self, e: ast.Expr, ctx: _Ctx) -> Any:
+        """The value a `let` (or a network parameter) binds; when it fails (reported), the name is poisoned: its
+        later uses stop their statements quietly instead of reporting it undefined again and again."""
+        try:
+            return self.eval(e, ctx)
+        except _Stop:
+            if len(self.diags.errors) >= 25:
+                raise
+            return POISON
 
     def choose(self, stmt: ast.IfStmt, ctx: _Ctx) -> ast.Body | None:
         """The body an `if … else if … else` chain selects, or None when none applies."""
@@ -366,18 +389,40 @@ class Expander:
 
     def bind_block(self, block: ast.BlockDef, call: ast.Call, ctx: _Ctx, first: ast.Args | None) -> BoundArgs:
         try:
-            return bind.bind_block(block, call, first, lambda e: self.eval(e, ctx))
+            return bind.bind_block(block, call, first, lambda e: self.eval(e, ctx), names=ctx.env,
+                                   layers=self.labels(ctx))
         except BindError as err:
             self.error(err.code, err.message, err.span, err.notes)
             raise _Stop() from None
 
+    def labels(self, ctx: _Ctx) -> set[str]:
+        """The layer names `@name` would find from here (a bare word naming one is a missing `@`)."""
+        return set(ctx.scope.visible()) | {k for k, v in ctx.env.items() if isinstance(v, Value)}
+
     # ---- blocks and merges
+    def recursion(self, block: ast.BlockDef, call: ast.Call) -> None:
+        """Blocks nested MAX_DEPTH deep: report a recursion once, with its cycle, and unwind out of it."""
+        names = [name for name, _ in self.call_sites]
+        if block.name not in names:  # MAX_DEPTH different blocks, each using the next
+            self.error(codes.BAD_ARGS, f"blocks nest more than {MAX_DEPTH} deep", call.span, sites=False)
+            raise _Stop()
+        last = len(names) - 1 - names[::-1].index(block.name)
+        cycle = names[last:] + [block.name]
+        outer = next(i for i, name in enumerate(names) if name in cycle)  # where the recursion was entered
+        if block.name not in self.recursive:
+            self.recursive.update(cycle)
+            defined = {name: self.program.blocks[name] for name in cycle}
+            notes = [note(f"'{name}' is defined here", b.span) for name, b in defined.items()]
+            notes.append(note(f"'{names[outer]}' is first used here", self.call_sites[outer][1]))
+            self.error(codes.BAD_ARGS, f"block '{block.name}' uses itself ({' → '.join(cycle)} → …) more than "
+                       f"{MAX_DEPTH} deep; a recursive block needs an `if` that ends the recursion", call.span,
+                       notes, sites=False)
+        raise _Unwind(outer)
+
     def block(self, block: ast.BlockDef, call: ast.Call, cur: Value | Poison, ctx: _Ctx, path: str,
               first: ast.Args | None) -> Value | Poison:
         if len(self.frames) >= MAX_DEPTH:
-            self.error(codes.BAD_ARGS, f"blocks nest more than {MAX_DEPTH} deep (is '{block.name}' recursive?)",
-                       call.span)
-            raise _Stop()
+            self.recursion(block, call)
         values = self.bind_block(block, call, ctx, first).values
         if cur is POISON:
             raise _Stop()
@@ -389,17 +434,32 @@ class Expander:
                     env[p.name] = values[p.name]
                 else:
                     assert p.default is not None  # bind_block refuses a call that leaves one without default out
-                    env[p.name] = self.eval(p.default, _Ctx(env, {}, ctx.scope))
+                    env[p.name] = self.param_default(p, _Ctx(env, {}, ctx.scope))
             self.frames.append(BlockFrame(path, block.name, {p.name: env[p.name] for p in block.params}, call.span))
             try:
                 out = self.body(block.body, cur, _Ctx(env, self._defaults(block.defaults), Scope(path, None)))
             finally:
                 self.frames.pop()
+        except _Unwind as unwind:
+            if len(self.call_sites) - 1 == unwind.depth:  # back at the statement that entered the recursion
+                raise _Stop() from None
+            raise
         finally:
             self.call_sites.pop()
         result = cur if out is None else out
         self.by_path.setdefault(path, result)
         return result
+
+    def param_default(self, p: ast.Param, ctx: _Ctx) -> Any:
+        """A block parameter's default, in the block's environment. A default is an expression, not an argument:
+        a bare word there is a name, and one that resembles none was probably meant as a string."""
+        assert p.default is not None
+        d = p.default
+        if isinstance(d, ast.Var) and d.name not in ctx.env and not suggest(d.name, ctx.env):
+            self.error(codes.UNKNOWN_NAME, f"undefined name '{d.name}' (a default is an expression: write a word "
+                       f'as a string, "{d.name}")', d.span)
+            raise _Stop()
+        return self.eval(d, ctx)
 
     def merge(self, el: ast.Merge, cur: Value | Poison, ctx: _Ctx, name: str | None, name_scope: Scope) -> Value:
         op = ops.lookup(el.name)
@@ -412,6 +472,7 @@ class Expander:
         branch_scope = ctx.scope.child(name.rsplit("/", 1)[-1]) if name else ctx.scope
         bctx = _Ctx(ctx.env, ctx.defaults, branch_scope)
         branches: list[tuple[Flow, ast.Stmt | ast.Body]] = []
+        dropped = 0  # branches left out because no arm of their `if` applies
         for stmt in el.body.stmts:
             if isinstance(stmt, ast.LetStmt):
                 self.stmt(stmt, cur, bctx)
@@ -420,15 +481,20 @@ class Expander:
             if isinstance(stmt, ast.IfStmt):  # one branch when chosen, none when no `else` applies
                 chosen = self.choose(stmt, bctx)
                 if chosen is None:
+                    dropped += 1
                     continue
                 branch = chosen
             out = self.body(branch, cur, bctx) if isinstance(branch, ast.Body) else self.stmt(branch, cur, bctx)
             branches.append((out, branch))
         if not branches:
-            self.error(codes.BAD_ARGS, f"{el.name} has no branches", el.span)
+            self.error(codes.BAD_ARGS, f"{el.name} has no branches" +
+                       (" (no `if` in it applies)" if dropped else ""), el.span)
             raise _Stop()
         if any(v is POISON for v, _ in branches):
             raise _Stop()
+        only = branches[0][0]
+        if len(branches) == 1 and dropped and isinstance(only, Value):  # its `if`s left it one branch:
+            return only  # nothing to merge, the branch passes through (any merge: add, mul, concat)
         ends = [(v, s) for v, s in branches if isinstance(v, Value)]  # each branch starts from `cur`: never None
         notes = tuple(note(f"branch {i + 1} ends in {fmt_dims(v.shape)}" +
                            (f" (from {v.producer.name})" if v.producer else f" (input '{v.name}')"),

@@ -1,6 +1,7 @@
 """Text → AST, with syntax errors turned into located, human-worded diagnostics."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
@@ -8,7 +9,7 @@ from typing import Any
 
 from lark import Lark, Token, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from archc.diagnostics import Collector, Span
+from archc.diagnostics import Collector, Diagnostic, Span, note
 from archc.spec import ast, codes
 from archc.spec.to_ast import ToAst
 
@@ -56,7 +57,10 @@ _TOKEN_WORDS = {
     "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
     "COLON": "':'", "EQUAL": "'='", "_NL": "a new line", "SEMICOLON": "';'", "STAR": "'*'", "AT": "'@'",
     "$END": "end of file", "COMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '/'",
+    "REF": "a reference like @name", "SLASH": "'/'", "MINUS": "'-'", "PLUS": "'+'", "DOT": "'.'", "_POW": "'**'",
 }
+_TOP_LEVEL = {"NETWORK", "BLOCK", "IMPORT", "DEFAULTS"}  # keywords that start a definition: never inside braces
+_DIMS = re.compile(r"(?<![\w.])\d+(?:[x×]\d+)+(?![\w.])")  # 3x3, 3×224×224
 
 
 _KEYWORDS = {"NETWORK", "BLOCK", "INPUT", "OUTPUT", "LET", "IF", "ELSE", "FOR", "IN", "IMPORT", "DEFAULTS",
@@ -95,6 +99,106 @@ def _syntax_message(err: UnexpectedInput) -> str:
     return f"unexpected {got}; expected one of " + ", ".join(expected)
 
 
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _indent(text: str, offset: int) -> int:
+    start = text.rfind("\n", 0, offset) + 1
+    return len(text[start:offset]) - len(text[start:offset].lstrip(" \t"))
+
+
+def _unclosed(text: str, end: int) -> tuple[str, int] | None:
+    """The bracket open at offset `end` that most likely lacks its closer, as (bracket, offset); None when all
+    are closed. Comments and strings are skipped. Of several open braces, the likely culprit is one that a '}'
+    indented less than its own line closed (that '}' belonged to an outer brace), else the innermost open one."""
+    stack: list[tuple[str, int, int]] = []  # (bracket, offset, indentation of its line)
+    misaligned: list[int] = []
+    i = 0
+    while i < end:
+        ch = text[i]
+        if ch == "#":
+            nl = text.find("\n", i)
+            i = end if nl < 0 else nl
+            continue
+        if ch in "\"'":
+            close, nl = text.find(ch, i + 1), text.find("\n", i + 1)
+            if close >= 0 and (nl < 0 or close < nl):
+                i = close + 1
+                continue
+        elif ch in "([{":
+            stack.append((ch, i, _indent(text, i)))
+        elif ch in ")]}" and stack:
+            opened, at, indent = stack.pop()
+            line_start = text.rfind("\n", 0, i) + 1
+            if ch == "}" and opened == "{" and not text[line_start:i].strip() and indent > _indent(text, i):
+                misaligned.append(at)
+        i += 1
+    if not stack:
+        return None
+    bracket, at, _ = stack[-1]
+    inside = [m for m in misaligned if m > stack[0][1]]
+    if bracket == "{" and inside:
+        return "{", inside[0]
+    return bracket, at
+
+
+def _opened_what(text: str, offset: int) -> str:
+    """`network 'n'` or `block 'b'` when the brace at `offset` opens a definition, else `the '{'`."""
+    start = text.rfind("\n", 0, offset) + 1
+    m = re.match(r"\s*(network|block)\s+([A-Za-z_]\w*)", text[start:offset])
+    return f"{m.group(1)} '{m.group(2)}'" if m else "the '{'"
+
+
+def _explain(err: UnexpectedInput, text: str, file: str) -> tuple[str, Span, tuple[Diagnostic, ...]]:
+    """A syntax error's message, where to point, and notes."""
+    line, col = getattr(err, "line", 0) or 0, getattr(err, "column", 0) or 0
+    tok = getattr(err, "token", None)
+    at_end = isinstance(err, UnexpectedEOF) or isinstance(tok, Token) and tok.type == "$END" or line <= 0
+    if at_end:
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        offset = len(text)
+    elif isinstance(err, UnexpectedCharacters):
+        offset = err.pos_in_stream or 0
+    else:
+        offset = tok.start_pos if isinstance(tok, Token) and tok.start_pos is not None else len(text)
+
+    # `conv(16, 3x3)`: the shape syntax of `input` lines written where a value goes
+    dims = None
+    if not at_end:
+        line_start, line_end = text.rfind("\n", 0, offset) + 1, text.find("\n", offset)
+        found = _DIMS.finditer(text, line_start, len(text) if line_end < 0 else line_end)
+        dims = next((m for m in found if m.start() < offset < m.end()), None)
+    if dims is not None:
+        sizes = re.split("[x×]", dims.group())
+        start_line, start_col = _position(text, dims.start())
+        return (f"'{dims.group()}' is not a value: write a kernel of {'×'.join(sizes)} as ({', '.join(sizes)}) "
+                "(shapes like 3x224x224 are written only in `input` lines)",
+                Span(file, start_line, start_col, start_line, start_col + len(dims.group())), ())
+
+    # a definition's keyword, or the end of the file, while a bracket is still open
+    top_level = isinstance(tok, Token) and tok.type in _TOP_LEVEL
+    if at_end or top_level:
+        open_ = _unclosed(text, offset)
+        if open_ is not None and (open_[0] == "{" or top_level):
+            bracket, at = open_
+            closer = {"(": ")", "[": "]", "{": "}"}[bracket]
+            what = _opened_what(text, at) if bracket == "{" else f"the '{bracket}'"
+            o_line, o_col = _position(text, at)
+            reached = "the file ends here" if at_end else f"'{tok}' starts here, still inside it"
+            return (f"missing '{closer}' to close {what} opened here", Span(file, o_line, o_col, o_line, o_col + 1),
+                    (note(reached, Span(file, line, col, line, col + (1 if at_end else len(str(tok))))),))
+
+    if tok is not None and not at_end:
+        previous = (getattr(err, "token_history", None) or [None])[-1]
+        if previous is not None and previous.type in _KEYWORDS and "is a keyword" in _syntax_message(err):
+            tok, line, col = previous, previous.line or 0, previous.column or 0  # point at the keyword itself
+    width = len(str(tok)) if isinstance(tok, Token) and tok.type not in ("$END", "_NL") else 1
+    return _syntax_message(err), Span(file, line, col, line, col + width), ()
+
+
 def parse(text: str, file: str, diags: Collector) -> ast.Module | None:
     """Parse one file; on a syntax error record it (with location) and return None."""
     try:
@@ -104,18 +208,14 @@ def parse(text: str, file: str, diags: Collector) -> ast.Module | None:
         diags.error(codes.SYNTAX, f"brackets nest more than {MAX_NESTING} deep", Span(file, line, col, line, col + 1))
         return None
     except UnexpectedInput as err:
-        line, col = getattr(err, "line", 0) or 0, getattr(err, "column", 0) or 0
-        tok = getattr(err, "token", None)
-        previous = (getattr(err, "token_history", None) or [None])[-1]
-        if previous is not None and previous.type in _KEYWORDS and "is a keyword" in _syntax_message(err):
-            tok, line, col = previous, previous.line, previous.column  # point at the keyword itself
-        if isinstance(tok, Token) and tok.type == "$END" or line <= 0:
-            lines = text.splitlines() or [""]
-            line, col = len(lines), len(lines[-1]) + 1
-        width = len(str(tok)) if isinstance(tok, Token) and tok.type not in ("$END", "_NL") else 1
-        diags.error(codes.SYNTAX, _syntax_message(err), Span(file, line, col, line, col + width))
+        message, span, notes = _explain(err, text, file)
+        diags.error(codes.SYNTAX, message, span, notes)
         return None
-    return ToAst(file).transform(tree)
+    to_ast = ToAst(file)
+    module: ast.Module = to_ast.transform(tree)
+    for message, span, notes in to_ast.problems:
+        diags.error(codes.SYNTAX, message, span, notes)
+    return None if to_ast.problems else module
 
 
 def parse_value(text: str) -> Any:

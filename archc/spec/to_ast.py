@@ -8,9 +8,10 @@ from typing import Any
 from lark import Token, Transformer, v_args
 from lark.tree import Meta
 
-from archc.diagnostics import Span
+from archc.diagnostics import Diagnostic, Span, note
 from archc.spec import ast
 
+Problem = tuple[str, Span, tuple[Diagnostic, ...]]  # a syntax error's message, span and notes
 Children = list[Any]  # a rule's children: tokens and the AST values of its subrules (None for a missing optional)
 
 
@@ -29,6 +30,7 @@ class ToAst(Transformer):
     def __init__(self, file: str) -> None:
         super().__init__()
         self.file = file
+        self.problems: list[Problem] = []  # mistakes the grammar lets through; `parse` reports them as syntax errors
 
     def _span(self, meta: Meta) -> Span:
         if getattr(meta, "empty", True):
@@ -87,6 +89,10 @@ class ToAst(Transformer):
             result = ast.BinOp(op, result, c, self._span(meta))
         return result
 
+    def if_expr(self, meta: Meta, children: Children) -> ast.IfExp:
+        then, cond, orelse = children
+        return ast.IfExp(cond, then, orelse, self._span(meta))
+
     def not_(self, meta: Meta, children: Children) -> ast.Unary:
         return ast.Unary("not", children[0], self._span(meta))
 
@@ -115,6 +121,15 @@ class ToAst(Transformer):
         return children[0]
 
     def args(self, meta: Meta, children: Children) -> ast.Args:
+        kw_before = None
+        for c in children:
+            if isinstance(c, ast.Kwarg):
+                kw_before = kw_before or c
+            elif kw_before is not None:
+                self.problems.append(("positional argument after a keyword argument", c.span,
+                                      (note(f"keyword argument '{kw_before.name}' is here; positional arguments "
+                                            "come first", kw_before.span),)))
+                break
         pos = tuple(c for c in children if not isinstance(c, ast.Kwarg))
         kw = tuple(c for c in children if isinstance(c, ast.Kwarg))
         return ast.Args(pos, kw)

@@ -108,3 +108,19 @@ def test_node_args_carry_no_spans():
     g = spec.load_text("network t {\n input x: 3x8x8\n conv(4, 3, stride=2)\n}", "<t>")
     assert dict(g.nodes[0].args) == {"out": 4, "kernel": 3, "stride": 2, "pad": "same", "dilation": 1, "groups": 1,
                                      "bias": True}
+
+
+def test_block_arguments_follow_the_bare_word_rule():
+    bdef = ast.BlockDef("act", (ast.Param("kind", ast.Const("relu", HERE), HERE),), ast.Body((), HERE), HERE)
+    bound = bind_block(bdef, call("act", "$hswish"), None, lambda e: evaluate(e, {}), names={}, layers=set())
+    assert dict(bound.values) == {"kind": "hswish"}
+    bound = bind_block(bdef, call("act", kind="$k"), None, lambda e: evaluate(e, {"k": "tanh"}), names={"k"})
+    assert dict(bound.values) == {"kind": "tanh"}
+    with pytest.raises(BindError) as err:
+        bind_block(bdef, call("act", "$enc"), None, lambda e: evaluate(e, {}), names={}, layers={"enc"})
+    assert (err.value.code, err.value.message) == (codes.UNKNOWN_NAME, "'enc' is a layer, not a value: pass it as @enc")
+
+
+def test_an_op_argument_that_takes_no_string_evaluates_a_bare_word():
+    with pytest.raises(Exception, match="undefined name 'widht'"):
+        bind(call("conv", "$widht", 3))
