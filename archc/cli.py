@@ -84,10 +84,12 @@ def _shapes(pairs: list[tuple[str, tuple[int, ...]]]) -> str:
 
 
 def _summary(model: Model) -> str:
-    """'5 layers, 20,730 parameters, output 1×10' (an ONNX file: its node count; parameters need the analyzer)."""
+    """'5 layers, 20,730 parameters, input 1×3×32×32 → output 1×10' (an ONNX file: its node count; parameters need
+    the analyzer). The shapes are echoed so that a misread spec shows itself (channels forgotten, a kernel where
+    the channels were meant)."""
     params = f", {model.params:,} parameters" if model.params is not None else ""
     unit = "layers" if model.graph is not None else "nodes"
-    return f"{model.layer_count} {unit}{params}, output {_shapes(model.outputs)}"
+    return f"{model.layer_count} {unit}{params}, input {_shapes(model.inputs)} → output {_shapes(model.outputs)}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

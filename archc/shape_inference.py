@@ -12,6 +12,7 @@ What stays unknown is reported once, naming the node where it starts; the rest i
 """
 from __future__ import annotations
 
+from copy import copy
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +56,11 @@ def _infer(proto: onnx.ModelProto, path: Path) -> onnx.ModelProto:
 def infer_static_shapes(proto: onnx.ModelProto, path: Path, symbols: dict[str, int] | None = None
                         ) -> tuple[onnx.ModelProto, list[str]]:
     """The model with every shape it can be given recorded, and notices for what stays unknown."""
-    recorded = {vi.name: vi for vi in proto.graph.value_info}
-    del proto.graph.value_info[:]  # the file's shapes are a last resort: they may be for another input size
-    for vi in proto.graph.output:  # an output declared with a symbolic batch: let inference give its sizes
-        if not all(isinstance(d, int) and d > 0 for d in dims_of(vi)):
-            vi.type.tensor_type.ClearField("shape")
+    # the file's shapes are a last resort: they may be for another input size (a batch of 1 declared, 8 asked)
+    recorded = {vi.name: copy(vi) for vi in list(proto.graph.value_info) + list(proto.graph.output)}
+    del proto.graph.value_info[:]
+    for vi in proto.graph.output:
+        vi.type.tensor_type.ClearField("shape")
     inferred = _infer(proto, path)
     known = static_shapes(inferred)
     if unresolved(inferred, known):

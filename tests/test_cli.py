@@ -107,7 +107,7 @@ def test_check_reports_and_sets_exit_code(tiny, tmp_path):
     bad.write_text(TINY.replace("maxpool(2)", "maxpool(2, strid=2)"))
     proc = archc("check", tiny, bad)
     assert proc.returncode == 2
-    assert "tiny.arch: ok: tiny, 6 layers, 20,730 parameters, output 1×10" in proc.stdout
+    assert "tiny.arch: ok: tiny, 6 layers, 20,730 parameters, input 1×3×32×32 → output 1×10" in proc.stdout
     assert "bad.arch:5:20: error: maxpool has no argument 'strid'; did you mean 'stride'?" in proc.stderr
 
 
@@ -127,3 +127,40 @@ def test_outputs_follow_the_umask(tiny, tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+
+
+# ---- silent misreadings -------------------------------------------------------------------------------------------
+def test_misread_specs_are_warned_and_shapes_echoed(tmp_path):
+    one_d = tmp_path / "one_d.arch"
+    one_d.write_text("network t {\n  input image: 224x224\n  conv(8, 3)\n}\n")
+    big_kernel = tmp_path / "kernel.arch"
+    big_kernel.write_text("network t {\n  input x: 3x32x32\n  conv(16, 3, stride=4) * 2\n  dwconv(32, 3)\n}\n")
+    proc = archc("check", one_d, big_kernel)  # 5,384 = 8 filters × 224 channels × 3 + 8 biases
+    assert proc.returncode == 0
+    assert "one_d.arch: ok: t, 1 layers, 5,384 parameters, input 1×224×224 → output 1×8×224" in proc.stdout
+    assert "one_d.arch:2:3: warning: input 'image' is 224×224: read as 224 channels of length 224, a 1-D network; " \
+           "for a one-channel image write 1x224x224 (channels first)  [one-d-input]" in proc.stderr
+    assert "kernel.arch:4:3: warning: the 32×32 window is larger than its 2×2 input" in proc.stderr
+    assert "[kernel-larger-than-input]" in proc.stderr and proc.stderr.count("warning") == 2
+
+
+def test_zoo_has_no_misreading_warnings():
+    proc = archc("check", *sorted((ROOT / "specs").glob("*.arch")))
+    assert proc.returncode == 0 and "warning" not in proc.stderr
+
+
+def test_spec_not_utf8_is_a_located_error(tmp_path):
+    bad = tmp_path / "latin.arch"
+    bad.write_bytes("# caf\xe9\nnetwork t {\n input x: 3x8x8\n conv(4, 3)\n}\n".encode("latin-1"))
+    proc = archc("check", bad)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "latin.arch:1:6: error: the file is not UTF-8 text: byte 0xe9" in proc.stderr
+
+
+def test_check_and_compile_read_onnx_files(tmp_path):
+    onnx_file = tmp_path / "tiny.onnx"
+    assert archc("compile", ROOT / "specs" / "lenet5.arch", "-o", onnx_file).returncode == 0
+    proc = archc("check", onnx_file)
+    assert proc.returncode == 0 and "ok: tiny, 13 nodes, input 1×1×32×32 → output 1×10" in proc.stdout
+    proc = archc("compile", onnx_file, "--batch", "4", "-o", tmp_path / "b4.onnx")
+    assert proc.returncode == 0 and "input 4×1×32×32 → output 4×10" in proc.stdout

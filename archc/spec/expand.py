@@ -14,7 +14,7 @@ from typing import Any
 from archc import ops
 from archc.diagnostics import Collector, Diagnostic, Severity, Span, SpecError, note
 from archc.ir import BlockFrame, Graph, Node, Value
-from archc.ops.registry import OpDef, OpError
+from archc.ops.registry import RF, OpDef, OpError, onnx_rule
 from archc.options import ModelOptions
 from archc.shapes import SPEC_DTYPES, fmt_dims
 from archc.spec import ast, bind, codes
@@ -26,6 +26,7 @@ from archc.spec.scope import POISON, Flow, Poison, Scope, suggest
 MAX_REPEAT = 10_000
 MAX_NODES = 200_000
 MAX_DEPTH = 64
+LARGE_WINDOW = 8  # windows from this size on over a smaller input are warned of (AlexNet's 11×11 sees 227×227)
 
 
 class _Stop(Exception):
@@ -62,6 +63,7 @@ class Expander:
         self.by_path: dict[str, Value | Poison] = {}  # every layer output and labelled value by full path, for `@a/b`
         self.defaults_cache: dict[tuple[int, ...], dict[str, ast.Args]] = {}
         self.dtype = "float32"
+        self.window_warned: set[Span] = set()  # spec lines already warned of a window larger than its input
         self.recursive: set[str] = set()  # blocks whose runaway recursion is reported
 
     # ---- diagnostics
@@ -246,6 +248,10 @@ class Expander:
         self.taken[stmt.name] = stmt.span
         ctx.scope.values[stmt.name] = v
         self.inputs.append(v)
+        if len(shape) == 3 and shape[1] == shape[2] >= 16:  # C×L that looks like H×W: channels forgotten?
+            self.diags.warning(codes.ONE_D_INPUT, f"input '{stmt.name}' is {fmt_dims(shape[1:])}: read as "
+                               f"{shape[1]} channels of length {shape[2]}, a 1-D network; for a one-channel "
+                               f"image write 1x{shape[1]}x{shape[2]} (channels first)", stmt.span)
         return v
 
     def layer_stmt(self, stmt: ast.LayerStmt, cur: Flow, ctx: _Ctx) -> Flow:
@@ -370,6 +376,7 @@ class Expander:
         if len(self.nodes) >= MAX_NODES:
             self.error(codes.BAD_ARGS, f"the network has more than {MAX_NODES} layers", span)
             raise _Stop()
+        self.check_window(op, built.attrs.get("kernel_shape"), ready, span)
         out = Value(name, built.shape, self.dtype, span)
         node = Node(name, op.keyword, dict(built.attrs), ready, out, built.weights, span, tuple(self.frames),
                     dict(bound.values))
@@ -377,6 +384,20 @@ class Expander:
         self.nodes.append(node)
         self.by_path[name] = out
         return out
+
+    def check_window(self, op: OpDef, kernel: Sequence[int] | None, inputs: Sequence[Value], span: Span) -> None:
+        """A large window over a smaller input is legal with padding, but usually a misreading: `dwconv(32, 3)`
+        written channels-first, as PyTorch does, is a 32×32 kernel with stride 3. Small windows over small maps
+        (SSD's 3×3 heads on 1×1, C3D's 3×3×3 on 2 frames) and transposed convolutions (which enlarge) are usual.
+        Said once per line of the spec."""
+        rule = onnx_rule(op.onnx_ops[0]) if op.onnx_ops else None
+        if not kernel or not inputs or span in self.window_warned or (rule is not None and rule.rf is RF.TRANSPOSED):
+            return
+        sizes = inputs[0].shape[2:]
+        if max(kernel) >= LARGE_WINDOW and all(k > s for k, s in zip(kernel, sizes, strict=False)):
+            self.window_warned.add(span)
+            self.diags.warning(codes.LARGE_KERNEL, f"the {fmt_dims(kernel)} window is larger than its "
+                               f"{fmt_dims(sizes)} input; is the first argument the kernel size you meant?", span)
 
     # ---- arguments (archc/spec/bind.py binds; a mistake is reported here, with the block call sites)
     def bind_op(self, op: OpDef, call: ast.Call, ctx: _Ctx, first: ast.Args | None) -> BoundArgs:
