@@ -55,19 +55,26 @@ class CompileResult:
 
 def compile(source: Source | Model, target: str | Target = "onnx", output: str | Path | None = None,
             options: ModelOptions | None = None, **kw: Any) -> CompileResult:
-    """Compile a spec (or ONNX file) for a target and write the result atomically. Without `output`, the file goes
-    to `<source stem>.onnx` in the current folder; an output folder gets that name inside it."""
+    """Compile a spec (or ONNX file) for a target and write the result atomically. For `onnx`: without `output`,
+    the file goes to `<source stem>.onnx` in the current folder (an output folder gets that name inside it). For a
+    TVM target: a package folder, `<source stem>.<target>/` without `output`."""
     from archc import targets
     from archc.util.atomic import write_bytes
     tgt = targets.get(target) if isinstance(target, str) else target
-    if not tgt.implemented:
-        raise UsageError(f"target '{tgt.name}' needs the {tgt.backend.upper()} back end, which this version of archc "
-                         "does not have yet; use --target onnx")
     model = source if not isinstance(source, (str, Path)) else load(source, options, **kw)
     if not model.has_weights:
         raise ArchcError(f"'{model.source}' was loaded without weights (for analysis); load it with weights to "
                          "compile it")
     stem = Path(model.source).stem
+    if tgt.backend == "tvm":
+        from archc.lower import lower, write_package
+        folder = Path(output) if output is not None else Path(f"{stem}.{tgt.name}")
+        if folder.suffix == ".onnx" or folder.is_file():
+            raise UsageError(f"compiling for '{tgt.name}' makes a package folder; give -o a folder name, "
+                             f"not '{folder}'")
+        write_package(model, lower(model, tgt), folder)
+        return CompileResult(model.name, model.source, tgt.name, str(folder), model.layer_count, model.params,
+                             model.inputs, model.outputs)
     out = Path(output) if output is not None else Path(f"{stem}.onnx")
     if out.is_dir():
         out = out / f"{stem}.onnx"

@@ -139,7 +139,10 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
             model = _load(path, options)
             if model.binding is not None:
                 click.echo(model.binding.line(), err=True)
-            result = archc.compile(model, tgt, output)
+            out = output
+            if many and output and tgt.backend != "onnx":  # several packages: one folder each inside -o
+                out = str(Path(output) / f"{Path(path).stem}.{tgt.name}")
+            result = archc.compile(model, tgt, out)
             click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
             advance()
 
@@ -181,13 +184,73 @@ def list_ops(costs: bool) -> None:
             click.echo(f"{'':4s}aliases: {', '.join(op.aliases)}")
 
 
+@main.command("run")
+@click.argument("package", type=click.Path(file_okay=False))
+@click.option("--input", "input_file", default="random", show_default=True, metavar="FILE.npy|random",
+              help="The input: a .npy array (or .npz with one array per input name), or random numbers.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Save the outputs (.npy for one, else .npz).")
+@click.option("--repeat", default=10, show_default=True, type=click.IntRange(min=1), help="Timed runs.")
+def run_package(package: str, input_file: str, output: str | None, repeat: int) -> None:
+    """Run a compiled package on an input: output shapes, the top-5 classes of a classifier, and the time."""
+    import statistics
+
+    import numpy as np
+
+    from archc.runtime import load_package
+    from archc.util.atomic import write_bytes
+    pkg = load_package(package)
+    inputs = _read_inputs(input_file, pkg.inputs)
+    outputs = pkg.run(inputs)
+    times = pkg.time(inputs, repeat)
+    for spec, y in zip(pkg.outputs, outputs, strict=True):
+        line = f"{spec['name']}: {'×'.join(map(str, y.shape))} {y.dtype}"
+        if y.ndim == 2 and y.shape[0] == 1 and y.shape[1] >= 5:  # a classifier's scores: its top five
+            top = np.argsort(y[0])[::-1][:5]
+            line += ", top-5 " + ", ".join(f"{i} ({y[0, i]:.4g})" for i in top)
+        click.echo(line)
+    click.echo(f"time: median {statistics.median(times) * 1e3:.3f} ms, min {min(times) * 1e3:.3f} ms over "
+               f"{repeat} runs ({pkg.manifest['target']['name']})")
+    if output:
+        import io
+        buf = io.BytesIO()
+        if len(outputs) == 1:
+            np.save(buf, outputs[0])
+        else:
+            arrays: dict[str, Any] = {s["name"]: y for s, y in zip(pkg.outputs, outputs, strict=True)}
+            np.savez(buf, **arrays)
+        write_bytes(output, buf.getvalue())
+        click.echo(f"wrote {output}", err=True)
+
+
+def _read_inputs(source: str, specs: list[dict]) -> dict:
+    import numpy as np
+
+    from archc.errors import UsageError
+    if source == "random":
+        rng = np.random.default_rng(0)
+        return {s["name"]: rng.standard_normal(s["shape"]).astype(s["dtype"]) for s in specs}
+    try:
+        data = np.load(source, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read the input '{source}': {err}") from None
+    if isinstance(data, np.ndarray):
+        if len(specs) != 1:
+            raise UsageError(f"the package takes {len(specs)} inputs: give an .npz with "
+                             + ", ".join(s["name"] for s in specs))
+        return {specs[0]["name"]: data}
+    return {k: data[k] for k in data.files}
+
+
 @main.command("targets")
 def list_targets() -> None:
     """List the named compile targets (targets/*.toml, and folders on ARCHC_TARGETS)."""
+    import importlib.util
+
     from archc import targets
+    have_tvm = importlib.util.find_spec("tvm") is not None
     for t in targets.all_targets():
-        later = "" if t.implemented else f"  [needs the {t.backend.upper()} back end: not in this version]"
-        click.echo(f"{t.name:12s} {t.description}{later}")
+        missing = "" if t.backend != "tvm" or have_tvm else "  [needs Apache TVM: pip install -e '.[tvm]']"
+        click.echo(f"{t.name:12s} {t.description}{missing}")
 
 
 @main.command()
@@ -274,6 +337,7 @@ def run() -> None:
     """Console entry point: map every failure to one clear message and an exit code."""
     from archc.diagnostics import SpecError
     from archc.errors import ArchcError
+    from archc.runtime import PackageError
     try:
         main(standalone_mode=False)
     except click.exceptions.Exit as e:
@@ -287,6 +351,8 @@ def run() -> None:
         _print_diagnostics(e)
         sys.exit(2)
     except ArchcError as e:
+        _fail(str(e), e.exit_code)
+    except PackageError as e:
         _fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)

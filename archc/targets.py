@@ -12,8 +12,8 @@
     mtriple = "x86_64-linux-gnu"
     mcpu = "haswell"
 
-Only the `onnx` back end is built into this version; the TVM targets are listed so that their data is checked and
-a user is told plainly what compiling for them needs.
+The `onnx` back end writes an ONNX file; the `tvm` one a deploy package through Apache TVM (`archc/lower/`), which
+needs the `tvm` extra installed.
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from typing import Any
 from archc.errors import ArchcError, UsageError
 
 BACKENDS = ("onnx", "tvm")
-IMPLEMENTED_BACKENDS = ("onnx",)
 RUNNERS = ("local", "qemu", "rpc")
 DETECTABLE = ("mcpu", "num-cores")
 _KEYS = {"description", "backend", "runner", "cross_compiler", "detect", "tvm"}
@@ -45,10 +44,6 @@ class Target:
     tvm: Mapping[str, Any] = field(default_factory=dict)
     cross_compiler: str | None = None
     detect: tuple[str, ...] = ()
-
-    @property
-    def implemented(self) -> bool:
-        return self.backend in IMPLEMENTED_BACKENDS
 
 
 def parse(name: str, text: str, source: str) -> Target:

@@ -41,3 +41,16 @@ def test_nothing_imports_the_cli():
     bad = [str(p.relative_to(ARCHC)) for p in ARCHC.rglob("*.py")
            if p.name not in ("cli.py", "__main__.py") and any(n.startswith("archc.cli") for n in imports(p))]
     assert bad == []
+
+
+def test_only_the_back_end_imports_tvm():
+    """`archc analyze` and `--target onnx` must not need TVM: only archc/lower and archc/runtime import it."""
+    bad = [str(p.relative_to(ARCHC)) for p in ARCHC.rglob("*.py") if p.parent.name not in ("lower", "runtime")
+           and any(n == "tvm" or n.startswith("tvm.") for n in imports(p))]
+    assert bad == []
+
+
+def test_the_runtime_stands_alone():
+    """archc/runtime is copied into every package: it may import numpy and TVM, nothing of archc."""
+    for p in (ARCHC / "runtime").rglob("*.py"):
+        assert not any(n.startswith("archc") for n in imports(p)), p

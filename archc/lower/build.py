@@ -1,0 +1,67 @@
+"""ONNX → Relax → a compiled TVM executable for one target."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from archc.errors import ArchcError
+from archc.frontends import Model
+from archc.lower.tvm_target import check_toolchain, tvm_target
+from archc.targets import Target
+
+
+@dataclass
+class Lowered:
+    executable: Any  # tvm.relax.VMExecutable
+    target: Target
+    tvm_target: Any  # tvm.target.Target
+    compile_seconds: float
+
+
+def lower(model: Model, target: Target) -> Lowered:
+    if not model.has_weights:
+        raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them")
+    check_toolchain(target)
+    tvm = _import_tvm()
+    from tvm import relax
+    tgt = tvm_target(target)
+    start = time.perf_counter()
+    mod = _import_onnx(model)
+    mod = relax.transform.FoldConstant()(mod)  # weights are constants: packed into the library at build time
+    if target.tvm.get("kind") == "cuda":
+        mod = _gpu_schedules(mod, tgt)
+    try:
+        executable = tvm.compile(mod, target=tgt)
+    except Exception as err:  # a TVM bug or an op its legalization cannot lower: one sentence, not its traceback
+        first = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        raise ArchcError(f"TVM could not compile '{model.name}' for '{target.name}': {first}") from None
+    return Lowered(executable, target, tgt, time.perf_counter() - start)
+
+
+def _import_tvm() -> Any:
+    try:
+        import tvm
+    except ImportError:
+        raise ArchcError("compiling for a TVM target needs Apache TVM, which is not installed: "
+                         "pip install -e '.[tvm]'") from None
+    return tvm
+
+
+def _import_onnx(model: Model) -> Any:
+    from tvm.relax.frontend.onnx import from_onnx
+    try:
+        return from_onnx(model.proto, keep_params_in_input=False)
+    except Exception as err:  # TVM lists every op it cannot import at once; keep its list, drop its traceback
+        text = " ".join(str(err).split())
+        raise ArchcError(f"TVM cannot import '{model.name}': {text}") from None
+
+
+def _gpu_schedules(mod: Any, tgt: Any) -> Any:
+    """Legalize, then dlight's default GPU schedules: a GPU kernel must have a thread binding to build at all."""
+    from tvm import relax
+    from tvm.s_tir import dlight as dl
+    mod = relax.get_pipeline("zero")(mod)
+    with tgt:
+        return dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                       dl.gpu.GeneralReduction(), dl.gpu.Fallback())(mod)

@@ -1,0 +1,201 @@
+"""The TVM back end: compile for a CPU target, run the package, match onnxruntime; the package and its errors.
+
+Outputs must equal onnxruntime's on the same ONNX and input to a relative 1e-4 of the output's range (untuned TVM
+kernels reorder the float sums, nothing more)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import archc
+from archc.errors import ArchcError, UsageError
+from archc.runtime import PackageError, load_package
+
+pytestmark = pytest.mark.tvm
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = ROOT / "specs"
+RTOL = 1e-4
+
+SMALL_NET = """network small(num_classes = 10) {
+  input image: 3x32x32
+  stem: conv(16, 3, stride=2) bn relu
+  res: add {
+    main: { conv(16, 3) bn relu; conv(16, 3) bn }
+    identity
+  }
+  relu
+  mixed: concat { conv(8, 1); dwconv(3) relu; maxpool(3, stride=1, pad=1) }
+  up: upsample(2)
+  gap
+  flatten
+  fc: dense(num_classes)
+}
+"""
+
+
+def reference(onnx_path: Path, inputs: dict) -> list[np.ndarray]:
+    return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, inputs)
+
+
+def assert_close(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape
+        scale = max(float(np.abs(w).max()), 1e-6)
+        assert float(np.abs(g - w).max()) <= RTOL * scale
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory):
+    """Compiled once for the module: LeNet-5 and a small net with BN, a residual, concat, depthwise, upsample."""
+    folder = tmp_path_factory.mktemp("pkg")
+    spec = folder / "small.arch"
+    spec.write_text(SMALL_NET)
+    return {name: Path(archc.compile(src, target="native", output=folder / name).output)
+            for name, src in (("lenet5", SPECS / "lenet5.arch"), ("small", spec))}
+
+
+@pytest.mark.parametrize("name", ["lenet5", "small"])
+def test_package_matches_onnxruntime(packages, name):
+    pkg = load_package(packages[name])
+    x = {i["name"]: np.random.default_rng(1).standard_normal(i["shape"]).astype("float32") for i in pkg.inputs}
+    assert_close(pkg.run(x), reference(packages[name] / "model.onnx", x))
+
+
+def test_package_contents_and_manifest(packages):
+    folder = packages["lenet5"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "archc_runtime.py", "lenet5.so", "manifest.json",
+                                                        "model.onnx"]
+    m = json.loads((folder / "manifest.json").read_text())
+    assert m["inputs"] == [{"name": "image", "shape": [1, 1, 32, 32], "dtype": "float32"}]
+    assert m["outputs"][0]["shape"] == [1, 10] and m["target"]["name"] == "native"
+    import tvm
+    assert m["tvm_version"] == tvm.__version__ and m["build"]["tuned"] is False
+    assert m["target"]["tvm"]["mcpu"] == tvm.target.codegen.llvm_get_system_cpu()  # detected, not hard-coded
+    import hashlib
+    assert m["onnx_sha256"] == hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
+
+
+def test_package_runs_without_archc(packages):
+    """The package's own loader needs numpy and TVM's runtime only."""
+    folder = packages["lenet5"]
+    code = ("import sys, numpy as np; sys.path.insert(0, sys.argv[1]); from archc_runtime import load_package; "
+            "p = load_package(sys.argv[1]); y = p.run({'image': np.zeros((1, 1, 32, 32), 'float32')})[0]; "
+            "assert 'archc' not in sys.modules; print(y.shape)")
+    out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(1, 10)"
+
+
+def test_foreign_onnx_with_resize_concat_depthwise(tmp_path):
+    def init(name, shape):
+        return numpy_helper.from_array(np.random.default_rng(len(name)).standard_normal(shape).astype("float32"), name)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=8),
+             helper.make_node("Resize", ["c2", "", "scales"], ["up"], mode="nearest"),
+             helper.make_node("Resize", ["r1", "", "scales"], ["up2"], mode="linear"),
+             helper.make_node("Concat", ["up", "up2"], ["y"], axis=1)]
+    inits = [init("w1", (8, 3, 3, 3)), init("b1", (8,)), init("w2", (8, 1, 3, 3)),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]
+    g = helper.make_graph(nodes, "foreign", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    path = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    pkg = load_package(archc.compile(path, target="native", output=tmp_path / "pkg").output)
+    x = {"x": np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype("float32")}
+    assert_close(pkg.run(x), reference(path, x))
+
+
+def test_cli_compile_default_folder_and_run(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "archc", *map(str, args)], capture_output=True, text=True,
+                              cwd=tmp_path)
+    out = run("compile", SPECS / "lenet5.arch", "--target", "x86")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "lenet5.x86" / "manifest.json").is_file()
+    np.save(tmp_path / "x.npy", np.ones((1, 1, 32, 32), np.float32))
+    out = run("run", "lenet5.x86", "--input", "x.npy", "-o", "y.npy", "--repeat", "2")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("prob: 1×10 float32, top-5 ") and "time: median" in out.stdout
+    want = reference(tmp_path / "lenet5.x86" / "model.onnx", {"image": np.ones((1, 1, 32, 32), np.float32)})
+    assert_close([np.load(tmp_path / "y.npy")], want)
+
+
+# ---- errors: one sentence each, nothing half-written -------------------------------------------------------------
+def test_wrong_input_shape_and_missing_input(packages):
+    pkg = load_package(packages["lenet5"])
+    with pytest.raises(PackageError, match="has shape 1×1×28×28 but the package was built for 1×1×32×32"):
+        pkg.run({"image": np.zeros((1, 1, 28, 28), np.float32)})
+    with pytest.raises(PackageError, match="the input 'image' is missing"):
+        pkg.run({})
+
+
+def test_package_from_another_tvm_or_corrupt(packages, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(packages["lenet5"], copy)
+    m = json.loads((copy / "manifest.json").read_text())
+    m["tvm_version"] = "0.19.0"
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(PackageError, match="was built with TVM 0.19.0 but TVM .* is installed"):
+        load_package(copy).run({"image": np.zeros((1, 1, 32, 32), np.float32)})
+    (copy / "manifest.json").write_text("{not json")
+    with pytest.raises(PackageError, match="manifest of .* is corrupt"):
+        load_package(copy)
+    with pytest.raises(PackageError, match="is not an archc package"):
+        load_package(tmp_path)
+
+
+def test_an_op_tvm_cannot_import_leaves_no_package(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]),
+             helper.make_node("MySwish", ["c"], ["y"], domain="com.example")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          initializer=[numpy_helper.from_array(np.ones((3, 3, 1, 1), np.float32), "w")])
+    path = tmp_path / "custom.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]),
+              str(path))
+    with pytest.raises(ArchcError, match="TVM cannot import 'custom'.*MySwish"):
+        archc.compile(path, target="native", output=tmp_path / "pkg")
+    assert not (tmp_path / "pkg").exists() and not any(p.name.startswith(".pkg") for p in tmp_path.iterdir())
+
+
+def test_cross_target_needs_its_compiler(tmp_path):
+    if shutil.which("aarch64-linux-gnu-gcc"):
+        pytest.skip("the aarch64 cross compiler is installed: the missing-compiler error cannot be seen here")
+    with pytest.raises(ArchcError, match="needs the cross compiler aarch64-linux-gnu-gcc, which is not installed"):
+        archc.compile(SPECS / "lenet5.arch", target="arm64", output=tmp_path / "arm")
+    assert not (tmp_path / "arm").exists()
+
+
+def test_cuda_builds_without_a_gpu_and_says_it_cannot_run(tmp_path):
+    if not shutil.which("nvcc"):
+        pytest.skip("needs CUDA's nvcc to build for cuda: pip install -e '.[cuda]'")
+    folder = Path(archc.compile(SPECS / "lenet5.arch", target="cuda", output=tmp_path / "gpu").output)
+    assert (folder / "lenet5.so").is_file()
+    pkg = load_package(folder)
+    import tvm
+    try:
+        has_gpu = tvm.cuda(0).exist
+    except Exception:
+        has_gpu = False
+    if has_gpu:
+        x = {"image": np.random.default_rng(0).standard_normal((1, 1, 32, 32)).astype("float32")}
+        assert_close(pkg.run(x), reference(folder / "model.onnx", x))
+    else:
+        with pytest.raises(PackageError, match="built for an NVIDIA GPU, and this machine has none"):
+            pkg.run({"image": np.zeros((1, 1, 32, 32), np.float32)})
+
+
+def test_a_package_needs_a_folder(tmp_path):
+    with pytest.raises(UsageError, match="makes a package folder"):
+        archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "x.onnx")
