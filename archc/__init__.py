@@ -10,11 +10,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from archc.api import CompileResult, analyze, compile, load, read_result  # noqa: E402
+from archc.api import CompileResult, analyze, compile, load, read_result, tune  # noqa: E402
 from archc.diagnostics import SpecError  # noqa: E402
 from archc.errors import ArchcError  # noqa: E402
 from archc.options import ModelOptions  # noqa: E402
 from archc.shapes import parse_shape  # noqa: E402
 
 __all__ = ["ArchcError", "CompileResult", "ModelOptions", "SpecError", "analyze", "compile", "load", "parse_shape",
-           "read_result", "__version__"]
+           "read_result", "tune", "__version__"]

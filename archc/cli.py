@@ -119,9 +119,13 @@ def main() -> None:
 @click.option("--weights-map", type=click.Path(dir_okay=False), metavar="FILE",
               help="Renames for --weights: lines `source name = archc name` (`= -` leaves a tensor out).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the deterministic weight initialisation.")
+@click.option("--tune", "trials", type=click.IntRange(min=1), metavar="TRIALS",
+              help="TVM targets: first grow the tuning database by this many MetaSchedule measurements.")
+@click.option("--db", type=click.Path(file_okay=False),
+              help="TVM targets: the tuning database folder (default: ~/.cache/archc/tuning/<target>).")
 @model_options
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
-            weights_map: str | None, seed: int, options: ModelOptions) -> None:
+            weights_map: str | None, seed: int, trials: int | None, db: str | None, options: ModelOptions) -> None:
     """Compile spec(s) (or ONNX files) for a target: every shape inferred, checked, written atomically."""
     import archc
     from archc import targets
@@ -142,8 +146,10 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
             out = output
             if many and output and tgt.backend != "onnx":  # several packages: one folder each inside -o
                 out = str(Path(output) / f"{Path(path).stem}.{tgt.name}")
-            result = archc.compile(model, tgt, out)
+            result = archc.compile(model, tgt, out, trials=trials or 0, db=db)
             click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
+            if tgt.backend == "tvm":
+                click.echo(_tuning_line(Path(result.output)), err=True)
             advance()
 
 
@@ -182,6 +188,35 @@ def list_ops(costs: bool) -> None:
         click.echo(f"{signature(op):60s} {op.doc}")
         if op.aliases:
             click.echo(f"{'':4s}aliases: {', '.join(op.aliases)}")
+
+
+def _tuning_line(package: Path) -> str:
+    import json
+    build = json.loads((package / "manifest.json").read_text())["build"]
+    if "kernels_tuned" not in build:
+        return "kernels: GPU default schedules (dlight); not tuned"
+    return (f"kernels: {build['kernels_tuned']} from the tuning database, {build['kernels_naive']} untuned "
+            f"(naive){'; archc tune MODEL --target … grows the database' if build['kernels_naive'] else ''}")
+
+
+@main.command("tune")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--target", required=True, help="A CPU TVM target (`archc targets`), e.g. native or x86.")
+@click.option("--trials", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Measurements to add, spread over every kernel of the model.")
+@click.option("--db", type=click.Path(file_okay=False),
+              help="The tuning database folder (default: ~/.cache/archc/tuning/<target>).")
+@model_options
+def tune_cmd(model: str, target: str, trials: int, db: str | None, options: ModelOptions) -> None:
+    """Tune MODEL's kernels for TARGET with MetaSchedule; every later `archc compile --target` applies the results.
+    Interrupted, it keeps every finished measurement, and the next run goes on from them."""
+    import logging
+
+    import archc
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    summary = archc.tune(_load(model, options), target, trials, db)
+    click.echo(f"{model}: {summary.trials} trials over {summary.tasks} kernels; the database holds "
+               f"{summary.records} records")
 
 
 @main.command("run")

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from archc.errors import ArchcError
 from archc.frontends import Model
+from archc.lower import tune
 from archc.lower.tvm_target import check_toolchain, tvm_target
 from archc.targets import Target
 
@@ -17,9 +19,12 @@ class Lowered:
     target: Target
     tvm_target: Any  # tvm.target.Target
     compile_seconds: float
+    tuning: dict[str, Any] = field(default_factory=dict)  # database, trials run now, kernels tuned / naive
 
 
-def lower(model: Model, target: Target) -> Lowered:
+def lower(model: Model, target: Target, db: Path | None = None, trials: int = 0) -> Lowered:
+    """Compile for the target. On CPU targets the tuning database (`db`, default: the target's under the user's
+    cache) is applied to every kernel that has a record; `trials` > 0 first grows it by that many measurements."""
     if not model.has_weights:
         raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them")
     check_toolchain(target)
@@ -29,14 +34,39 @@ def lower(model: Model, target: Target) -> Lowered:
     start = time.perf_counter()
     mod = _import_onnx(model)
     mod = relax.transform.FoldConstant()(mod)  # weights are constants: packed into the library at build time
+    tuning: dict[str, Any] = {}
     if target.tvm.get("kind") == "cuda":
+        if trials:
+            raise ArchcError("tuning GPU kernels is not in this version: compile for cuda without --tune")
         mod = _gpu_schedules(mod, tgt)
+    else:
+        mod, tuning = _tuned(mod, tgt, target, db or tune.default_db(target), trials)
     try:
         executable = tvm.compile(mod, target=tgt)
     except Exception as err:  # a TVM bug or an op its legalization cannot lower: one sentence, not its traceback
         first = (str(err).strip().splitlines() or [type(err).__name__])[-1]
         raise ArchcError(f"TVM could not compile '{model.name}' for '{target.name}': {first}") from None
-    return Lowered(executable, target, tgt, time.perf_counter() - start)
+    return Lowered(executable, target, tgt, time.perf_counter() - start, tuning)
+
+
+def tune_model(model: Model, target: Target, db: Path | None, trials: int) -> tune.TuneSummary:
+    """Grow the target's tuning database by `trials` measurements on the model's kernels (CPU targets)."""
+    if target.tvm.get("kind") == "cuda":
+        raise ArchcError("tuning GPU kernels is not in this version; CPU targets only")
+    check_toolchain(target)
+    _import_tvm()
+    from tvm import relax
+    tgt = tvm_target(target)
+    prepared = tune.prepare(relax.transform.FoldConstant()(_import_onnx(model)), tgt)
+    return tune.tune(prepared, tgt, target, db or tune.default_db(target), trials)
+
+
+def _tuned(mod: Any, tgt: Any, target: Target, db: Path, trials: int) -> tuple[Any, dict[str, Any]]:
+    prepared = tune.prepare(mod, tgt)
+    if trials > 0:
+        tune.tune(prepared, tgt, target, db, trials)
+    applied_mod, applied, naive = tune.apply(prepared, tgt, db)
+    return applied_mod, {"database": str(db), "trials_now": trials, "kernels_tuned": applied, "kernels_naive": naive}
 
 
 def _import_tvm() -> Any:

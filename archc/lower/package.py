@@ -43,8 +43,8 @@ def write_package(model: Model, lowered: Lowered, out: Path) -> dict[str, Any]:
         "archc_version": __version__,
         "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
         "source": model.source,
-        "build": {"tuned": False, "compile_seconds": round(lowered.compile_seconds, 3),
-                  "note": "untuned: TVM's default schedules (CPU kernels naive and single-threaded)"},
+        "build": {"tuned": bool(lowered.tuning.get("kernels_tuned")),
+                  "compile_seconds": round(lowered.compile_seconds, 3), **lowered.tuning},
     }
     with atomic_dir(out) as folder:
         fcompile = None

@@ -199,3 +199,34 @@ def test_cuda_builds_without_a_gpu_and_says_it_cannot_run(tmp_path):
 def test_a_package_needs_a_folder(tmp_path):
     with pytest.raises(UsageError, match="makes a package folder"):
         archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "x.onnx")
+
+
+# ---- tuning -----------------------------------------------------------------------------------------------------
+def test_tuning_database_is_reused_and_every_kernel_finds_its_record(tmp_path):
+    """A few MetaSchedule trials on LeNet-5 (9 kernels, one trial each): the next compile runs no trials and applies
+    a record to every kernel (a database applied to differently fused kernels would miss in silence), and the
+    tuned library still equals onnxruntime."""
+    db = tmp_path / "db"
+    summary = archc.tune(SPECS / "lenet5.arch", "native", trials=9, db=db)
+    assert summary.tasks == 9 and summary.records >= 9
+    folder = Path(archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "pkg", db=db).output)
+    build = json.loads((folder / "manifest.json").read_text())["build"]
+    assert (build["kernels_tuned"], build["kernels_naive"], build["trials_now"]) == (9, 0, 0)
+    assert build["tuned"] is True and build["database"] == str(db)
+    pkg = load_package(folder)
+    x = {"image": np.random.default_rng(2).standard_normal((1, 1, 32, 32)).astype("float32")}
+    assert_close(pkg.run(x), reference(folder / "model.onnx", x))
+
+
+def test_without_a_database_every_kernel_is_untuned_and_said(tmp_path):
+    folder = Path(archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "pkg",
+                                db=tmp_path / "empty").output)
+    build = json.loads((folder / "manifest.json").read_text())["build"]
+    assert (build["kernels_tuned"], build["kernels_naive"]) == (0, 9) and build["tuned"] is False
+
+
+def test_tune_refuses_what_it_cannot_tune(tmp_path):
+    with pytest.raises(UsageError, match="has nothing to tune"):
+        archc.tune(SPECS / "lenet5.arch", "onnx", trials=4)
+    with pytest.raises(ArchcError, match="tuning GPU kernels is not in this version"):
+        archc.tune(SPECS / "lenet5.arch", "cuda", trials=4, db=tmp_path)

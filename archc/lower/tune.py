@@ -1,0 +1,86 @@
+"""MetaSchedule tuning: a database of tuned kernels per target, grown by `archc tune`, applied by every compile.
+
+The module is prepared once the same way for tuning and for applying (inference decompositions, legalization,
+operator fusion: `prepare`), because a database only applies to the fused kernels it was tuned on; otherwise every
+record misses in silence and the build is untuned (../shared/NOTES.md). The budget is spread so that every task gets
+trials in each round (never the pitfall of 64 trials per task per round, which leaves later tasks with none), and
+the builder skips the stock one's re-import of the tensor intrinsics (10–17 s per batch) for CPU targets, which
+use none. Records are appended as they are measured: an interrupted run keeps every finished one, and the next run
+resumes from them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archc.targets import Target
+
+
+def default_db(target: Target) -> Path:
+    """The database of a target: one folder per target under the user's cache folder."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "archc" / "tuning" / target.name
+
+
+def prepare(mod: Any, tgt: Any) -> Any:
+    """The fused module that tuning and applying both see."""
+    import tvm
+    from tvm import relax
+    with tgt:
+        return tvm.transform.Sequential([
+            relax.transform.DecomposeOpsForInference(),
+            relax.transform.CanonicalizeBindings(),
+            relax.get_pipeline("zero"),
+        ])(mod)
+
+
+@dataclass
+class TuneSummary:
+    tasks: int
+    trials: int  # measured in this run
+    records: int  # in the database after the run
+
+
+def tasks_of(mod: Any, tgt: Any) -> list[Any]:
+    from tvm.s_tir import meta_schedule as ms
+    return list(ms.relax_integration.extract_tasks(mod, tgt, params={}))
+
+
+def _build(mod: Any, target: Any, _params: Any) -> Any:
+    """The stock builder less its import of every tensor intrinsic, which CPU fp32 kernels never use."""
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+    return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
+
+
+def tune(mod: Any, tgt: Any, target: Target, db: Path, trials: int) -> TuneSummary:
+    """Run `trials` measurements over the prepared module's tasks, every task getting its share each round."""
+    from tvm.s_tir import meta_schedule as ms
+    db.mkdir(parents=True, exist_ok=True)
+    tasks = tasks_of(mod, tgt)
+    per_round = max(1, min(64, trials // max(1, len(tasks))))
+    builder = ms.builder.LocalBuilder(f_build=_build) if target.tvm.get("kind") != "cuda" else "local"
+    ms.relax_integration.tune_relax(
+        mod=mod, params={}, target=tgt, work_dir=str(db), max_trials_global=trials,
+        max_trials_per_task=max(per_round, trials // max(1, len(tasks))), num_trials_per_iter=per_round,
+        builder=builder)
+    return TuneSummary(len(tasks), trials, records(db))
+
+
+def records(db: Path) -> int:
+    path = db / "database_tuning_record.json"
+    return sum(1 for _ in path.open()) if path.is_file() else 0
+
+
+def apply(mod: Any, tgt: Any, db: Path) -> tuple[Any, int, int]:
+    """The prepared module with every kernel the database has a record for; (module, applied, left untuned)."""
+    from tvm import relax, tirx
+    before = {gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
+    if records(db):
+        with tgt:
+            mod = relax.transform.MetaScheduleApplyDatabase(str(db))(mod)
+    scheduled = {gv.name_hint for gv, f in mod.functions.items()
+                 if isinstance(f, tirx.PrimFunc) and f.attrs is not None and "tirx.is_scheduled" in f.attrs}
+    return mod, len(scheduled & before), len(before - scheduled)
