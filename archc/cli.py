@@ -123,9 +123,12 @@ def main() -> None:
               help="TVM targets: first grow the tuning database by this many MetaSchedule measurements.")
 @click.option("--db", type=click.Path(file_okay=False),
               help="TVM targets: the tuning database folder (default: ~/.cache/archc/tuning/<target>).")
+@click.option("--no-tune", is_flag=True, help="TVM targets: leave kernels without a tuning record naive (builds in "
+              "seconds, runs slowly) instead of giving each a short tuning pass.")
 @model_options
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
-            weights_map: str | None, seed: int, trials: int | None, db: str | None, options: ModelOptions) -> None:
+            weights_map: str | None, seed: int, trials: int | None, db: str | None, no_tune: bool,
+            options: ModelOptions) -> None:
     """Compile spec(s) (or ONNX files) for a target: every shape inferred, checked, written atomically."""
     import archc
     from archc import targets
@@ -146,7 +149,8 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
             out = output
             if many and output and tgt.backend != "onnx":  # several packages: one folder each inside -o
                 out = str(Path(output) / f"{Path(path).stem}.{tgt.name}")
-            result = archc.compile(model, tgt, out, trials=trials or 0, db=db)
+            result = archc.compile(model, tgt, out, trials=trials or 0, db=db, quick=0 if no_tune else None,
+                                   show_progress=True)
             click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
             if tgt.backend == "tvm":
                 click.echo(_tuning_line(Path(result.output)), err=True)
@@ -195,8 +199,8 @@ def _tuning_line(package: Path) -> str:
     build = json.loads((package / "manifest.json").read_text())["build"]
     if "kernels_tuned" not in build:
         return "kernels: GPU default schedules (dlight); not tuned"
-    return (f"kernels: {build['kernels_tuned']} from the tuning database, {build['kernels_naive']} untuned "
-            f"(naive){'; archc tune MODEL --target … grows the database' if build['kernels_naive'] else ''}")
+    return (f"kernels: {build['kernels_tuned']} from the tuning database, {build['kernels_naive']} untuned (naive); "
+            f"{build['trials_now']} tuning trials in this build")
 
 
 @main.command("tune")
@@ -214,7 +218,7 @@ def tune_cmd(model: str, target: str, trials: int, db: str | None, options: Mode
 
     import archc
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
-    summary = archc.tune(_load(model, options), target, trials, db)
+    summary = archc.tune(_load(model, options), target, trials, db, show_progress=True)
     click.echo(f"{model}: {summary.trials} trials over {summary.tasks} kernels; the database holds "
                f"{summary.records} records")
 

@@ -10,7 +10,7 @@ correct but slow; GPU kernels get dlight's default schedules.
 """
 from __future__ import annotations
 
-from archc.lower.build import Lowered, lower, tune_model
+from archc.lower.build import QUICK_TRIALS, Lowered, lower, tune_model
 from archc.lower.package import write_package
 
-__all__ = ["Lowered", "lower", "tune_model", "write_package"]
+__all__ = ["QUICK_TRIALS", "Lowered", "lower", "tune_model", "write_package"]

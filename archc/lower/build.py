@@ -22,9 +22,14 @@ class Lowered:
     tuning: dict[str, Any] = field(default_factory=dict)  # database, trials run now, kernels tuned / naive
 
 
-def lower(model: Model, target: Target, db: Path | None = None, trials: int = 0) -> Lowered:
+QUICK_TRIALS = 2  # the default short pass: measurements per kernel the database has no record for
+
+
+def lower(model: Model, target: Target, db: Path | None = None, trials: int = 0, show: bool = False,
+          quick: int = QUICK_TRIALS) -> Lowered:
     """Compile for the target. On CPU targets the tuning database (`db`, default: the target's under the user's
-    cache) is applied to every kernel that has a record; `trials` > 0 first grows it by that many measurements."""
+    cache) is applied to every kernel that has a record; `trials` > 0 first grows it by that many measurements,
+    and every kernel still without one gets `quick` measurements (0: leave it naive)."""
     if not model.has_weights:
         raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them")
     check_toolchain(target)
@@ -40,7 +45,7 @@ def lower(model: Model, target: Target, db: Path | None = None, trials: int = 0)
             raise ArchcError("tuning GPU kernels is not in this version: compile for cuda without --tune")
         mod = _gpu_schedules(mod, tgt)
     else:
-        mod, tuning = _tuned(mod, tgt, target, db or tune.default_db(target), trials)
+        mod, tuning = _tuned(mod, tgt, target, db or tune.default_db(target), trials, show, quick)
     try:
         executable = tvm.compile(mod, target=tgt)
     except Exception as err:  # a TVM bug or an op its legalization cannot lower: one sentence, not its traceback
@@ -49,7 +54,7 @@ def lower(model: Model, target: Target, db: Path | None = None, trials: int = 0)
     return Lowered(executable, target, tgt, time.perf_counter() - start, tuning)
 
 
-def tune_model(model: Model, target: Target, db: Path | None, trials: int) -> tune.TuneSummary:
+def tune_model(model: Model, target: Target, db: Path | None, trials: int, show: bool = False) -> tune.TuneSummary:
     """Grow the target's tuning database by `trials` measurements on the model's kernels (CPU targets)."""
     if target.tvm.get("kind") == "cuda":
         raise ArchcError("tuning GPU kernels is not in this version; CPU targets only")
@@ -58,15 +63,24 @@ def tune_model(model: Model, target: Target, db: Path | None, trials: int) -> tu
     from tvm import relax
     tgt = tvm_target(target)
     prepared = tune.prepare(relax.transform.FoldConstant()(_import_onnx(model)), tgt)
-    return tune.tune(prepared, tgt, target, db or tune.default_db(target), trials)
+    return tune.tune(prepared, tgt, target, db or tune.default_db(target), trials, show)
 
 
-def _tuned(mod: Any, tgt: Any, target: Target, db: Path, trials: int) -> tuple[Any, dict[str, Any]]:
+def _tuned(mod: Any, tgt: Any, target: Target, db: Path, trials: int, show: bool, quick: int
+           ) -> tuple[Any, dict[str, Any]]:
+    """Apply the database; first tune `trials` over every kernel, and then give each kernel still without a record
+    `quick` trials of its own (the short pass: a searched schedule, even a brief one, beats a naive loop)."""
     prepared = tune.prepare(mod, tgt)
     if trials > 0:
-        tune.tune(prepared, tgt, target, db, trials)
+        tune.tune(prepared, tgt, target, db, trials, show)
     applied_mod, applied, naive = tune.apply(prepared, tgt, db)
-    return applied_mod, {"database": str(db), "trials_now": trials, "kernels_tuned": applied, "kernels_naive": naive}
+    quick_trials = 0
+    if naive and quick > 0:
+        quick_trials = quick * len(naive)
+        tune.tune(prepared, tgt, target, db, quick_trials, show, only=naive)
+        applied_mod, applied, naive = tune.apply(prepared, tgt, db)
+    return applied_mod, {"database": str(db), "trials_now": trials + quick_trials, "kernels_tuned": applied,
+                         "kernels_naive": len(naive)}
 
 
 def _import_tvm() -> Any:

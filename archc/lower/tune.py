@@ -55,17 +55,32 @@ def _build(mod: Any, target: Any, _params: Any) -> Any:
     return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
 
 
-def tune(mod: Any, tgt: Any, target: Target, db: Path, trials: int) -> TuneSummary:
-    """Run `trials` measurements over the prepared module's tasks, every task getting its share each round."""
+def tune(mod: Any, tgt: Any, target: Target, db: Path, trials: int, show: bool = False,
+         only: set[str] | None = None) -> TuneSummary:
+    """Run `trials` measurements over the prepared module's tasks (or the kernels named in `only`), every task
+    getting its share each round. `show`: a progress bar on stderr (trials, kernels covered, time left)."""
     from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.measure_callback.measure_callback import _PyMeasureCallback
+
+    from archc.util.progress import progress
     db.mkdir(parents=True, exist_ok=True)
-    tasks = tasks_of(mod, tgt)
-    per_round = max(1, min(64, trials // max(1, len(tasks))))
+    tasks = [t for t in tasks_of(mod, tgt) if only is None or t.task_name in only]
+    if not tasks:
+        return TuneSummary(0, 0, records(db))
+    per_round = max(1, min(64, trials // len(tasks)))
     builder = ms.builder.LocalBuilder(f_build=_build) if target.tvm.get("kind") != "cuda" else "local"
-    ms.relax_integration.tune_relax(
-        mod=mod, params={}, target=tgt, work_dir=str(db), max_trials_global=trials,
-        max_trials_per_task=max(per_round, trials // max(1, len(tasks))), num_trials_per_iter=per_round,
-        builder=builder)
+    covered: set[int] = set()
+    with progress(trials, "tuning", enabled=show) as advance:
+        def measured(_scheduler: Any, task_id: int, candidates: Any, _built: Any, results: Any) -> None:
+            covered.add(int(task_id))
+            for _ in candidates:
+                advance(f"tuning: {len(covered)}/{len(tasks)} kernels")
+        callbacks = [*ms.measure_callback.MeasureCallback.create("default"), _PyMeasureCallback(measured)]
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            extracted_tasks=tasks, work_dir=str(db))
+        ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(db), max_trials_global=trials,
+                           max_trials_per_task=max(per_round, trials // len(tasks)), num_trials_per_iter=per_round,
+                           builder=builder, measure_callbacks=callbacks)
     return TuneSummary(len(tasks), trials, records(db))
 
 
@@ -74,8 +89,8 @@ def records(db: Path) -> int:
     return sum(1 for _ in path.open()) if path.is_file() else 0
 
 
-def apply(mod: Any, tgt: Any, db: Path) -> tuple[Any, int, int]:
-    """The prepared module with every kernel the database has a record for; (module, applied, left untuned)."""
+def apply(mod: Any, tgt: Any, db: Path) -> tuple[Any, int, set[str]]:
+    """The prepared module with every kernel the database has a record for; (module, applied, names untuned)."""
     from tvm import relax, tirx
     before = {gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
     if records(db):
@@ -83,4 +98,4 @@ def apply(mod: Any, tgt: Any, db: Path) -> tuple[Any, int, int]:
             mod = relax.transform.MetaScheduleApplyDatabase(str(db))(mod)
     scheduled = {gv.name_hint for gv, f in mod.functions.items()
                  if isinstance(f, tirx.PrimFunc) and f.attrs is not None and "tirx.is_scheduled" in f.attrs}
-    return mod, len(scheduled & before), len(before - scheduled)
+    return mod, len(scheduled & before), before - scheduled

@@ -42,6 +42,15 @@ SMALL_NET = """network small(num_classes = 10) {
 """
 
 
+@pytest.fixture(autouse=True, scope="module")
+def own_tuning_cache(tmp_path_factory):
+    """The default tuning database lives under the user's cache: tests use their own, never the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 def reference(onnx_path: Path, inputs: dict) -> list[np.ndarray]:
     return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, inputs)
 
@@ -60,7 +69,7 @@ def packages(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pkg")
     spec = folder / "small.arch"
     spec.write_text(SMALL_NET)
-    return {name: Path(archc.compile(src, target="native", output=folder / name).output)
+    return {name: Path(archc.compile(src, target="native", output=folder / name, quick=0).output)
             for name, src in (("lenet5", SPECS / "lenet5.arch"), ("small", spec))}
 
 
@@ -111,7 +120,7 @@ def test_foreign_onnx_with_resize_concat_depthwise(tmp_path):
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
     path = tmp_path / "foreign.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    pkg = load_package(archc.compile(path, target="native", output=tmp_path / "pkg").output)
+    pkg = load_package(archc.compile(path, target="native", output=tmp_path / "pkg", quick=0).output)
     x = {"x": np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype("float32")}
     assert_close(pkg.run(x), reference(path, x))
 
@@ -120,7 +129,7 @@ def test_cli_compile_default_folder_and_run(tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "archc", *map(str, args)], capture_output=True, text=True,
                               cwd=tmp_path)
-    out = run("compile", SPECS / "lenet5.arch", "--target", "x86")
+    out = run("compile", SPECS / "lenet5.arch", "--target", "x86", "--no-tune")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "lenet5.x86" / "manifest.json").is_file()
     np.save(tmp_path / "x.npy", np.ones((1, 1, 32, 32), np.float32))
@@ -165,7 +174,7 @@ def test_an_op_tvm_cannot_import_leaves_no_package(tmp_path):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]),
               str(path))
     with pytest.raises(ArchcError, match="TVM cannot import 'custom'.*MySwish"):
-        archc.compile(path, target="native", output=tmp_path / "pkg")
+        archc.compile(path, target="native", output=tmp_path / "pkg", quick=0)
     assert not (tmp_path / "pkg").exists() and not any(p.name.startswith(".pkg") for p in tmp_path.iterdir())
 
 
@@ -173,14 +182,14 @@ def test_cross_target_needs_its_compiler(tmp_path):
     if shutil.which("aarch64-linux-gnu-gcc"):
         pytest.skip("the aarch64 cross compiler is installed: the missing-compiler error cannot be seen here")
     with pytest.raises(ArchcError, match="needs the cross compiler aarch64-linux-gnu-gcc, which is not installed"):
-        archc.compile(SPECS / "lenet5.arch", target="arm64", output=tmp_path / "arm")
+        archc.compile(SPECS / "lenet5.arch", target="arm64", output=tmp_path / "arm", quick=0)
     assert not (tmp_path / "arm").exists()
 
 
 def test_cuda_builds_without_a_gpu_and_says_it_cannot_run(tmp_path):
     if not shutil.which("nvcc"):
         pytest.skip("needs CUDA's nvcc to build for cuda: pip install -e '.[cuda]'")
-    folder = Path(archc.compile(SPECS / "lenet5.arch", target="cuda", output=tmp_path / "gpu").output)
+    folder = Path(archc.compile(SPECS / "lenet5.arch", target="cuda", output=tmp_path / "gpu", quick=0).output)
     assert (folder / "lenet5.so").is_file()
     pkg = load_package(folder)
     import tvm
@@ -198,7 +207,7 @@ def test_cuda_builds_without_a_gpu_and_says_it_cannot_run(tmp_path):
 
 def test_a_package_needs_a_folder(tmp_path):
     with pytest.raises(UsageError, match="makes a package folder"):
-        archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "x.onnx")
+        archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "x.onnx", quick=0)
 
 
 # ---- tuning -----------------------------------------------------------------------------------------------------
@@ -220,9 +229,26 @@ def test_tuning_database_is_reused_and_every_kernel_finds_its_record(tmp_path):
 
 def test_without_a_database_every_kernel_is_untuned_and_said(tmp_path):
     folder = Path(archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "pkg",
-                                db=tmp_path / "empty").output)
+                                db=tmp_path / "empty", quick=0).output)
     build = json.loads((folder / "manifest.json").read_text())["build"]
     assert (build["kernels_tuned"], build["kernels_naive"]) == (0, 9) and build["tuned"] is False
+
+
+def test_default_build_gives_kernels_without_a_record_a_short_pass(tmp_path):
+    """No naive code by default: a kernel the database lacks gets a short tuning pass of its own (here one trial;
+    two by default), and only the kernels without a record are tuned."""
+    spec = tmp_path / "one.arch"
+    spec.write_text("network one {\n input x: 3x16x16\n c: conv(8, 3) relu\n}\n")
+    db = tmp_path / "db"
+    folder = Path(archc.compile(spec, target="native", output=tmp_path / "a", db=db, quick=1).output)
+    build = json.loads((folder / "manifest.json").read_text())["build"]
+    assert build["kernels_naive"] == 0 and build["kernels_tuned"] >= 1
+    assert build["trials_now"] == build["kernels_tuned"]  # one each, for the kernels that had none
+    again = json.loads((Path(archc.compile(spec, target="native", output=tmp_path / "b", db=db).output)
+                        / "manifest.json").read_text())["build"]
+    assert again["trials_now"] == 0 and again["kernels_naive"] == 0  # reused: nothing left to tune
+    x = {"x": np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype("float32")}
+    assert_close(load_package(folder).run(x), reference(folder / "model.onnx", x))
 
 
 def test_tune_refuses_what_it_cannot_tune(tmp_path):
