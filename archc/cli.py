@@ -280,6 +280,21 @@ def _read_inputs(source: str, specs: list[dict]) -> dict:
     return {k: data[k] for k in data.files}
 
 
+@main.command("profile")
+@click.argument("package", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json", "latex", "html"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("--repeat", default=20, show_default=True, type=click.IntRange(min=4), help="Timed runs per kernel.")
+def profile_cmd(package: str, fmt: str, repeat: int) -> None:
+    """Time each compiled kernel of a package (slowest first) beside the whole model's time."""
+    import logging
+
+    from archc.lower.profile import profile
+    from archc.render import render_result
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    click.echo(render_result(profile(package, repeat), fmt, width="terminal"), nl=False)
+
+
 @main.command("targets")
 def list_targets() -> None:
     """List the named compile targets (targets/*.toml, and folders on ARCHC_TARGETS)."""

@@ -16,6 +16,7 @@ from archc.render.text import render_text, terminal_width
 if TYPE_CHECKING:
     from archc.analysis import Analysis
     from archc.analysis.compare import Comparison, Diff
+    from archc.lower.profile import Profile
 
 
 class Format(enum.Enum):
@@ -56,7 +57,7 @@ def render(tables: list[Table], fmt: Format | str, title: str = "", width: int |
     return "\n\n".join(parts) + "\n" if parts else ""
 
 
-def render_result(result: Analysis | Comparison | Diff, fmt: Format | str, *, by: str = "block",
+def render_result(result: Analysis | Comparison | Diff | Profile, fmt: Format | str, *, by: str = "block",
                   stages: bool = False, units: str | None = None, totals: bool = False,
                   width: int | Literal["terminal"] | None = None) -> str:
     """An analysis, comparison or diff in `fmt`: JSON is the result's own contract (readable back with

@@ -6,6 +6,7 @@ from __future__ import annotations
 from archc.analysis.blocks import fold_stages
 from archc.analysis.compare import Comparison, Diff
 from archc.analysis.model import Analysis, Block, Layer
+from archc.lower.profile import Profile
 from archc.ops.registry import onnx_rule
 from archc.render.cells import (
     arg_cell,
@@ -246,10 +247,28 @@ def diff_table(d: Diff, units: str | None = None) -> Table:
 
 
 # ---- which views a result gets -------------------------------------------------------------------------------------
-def tables_for(result: Analysis | Comparison | Diff, by: str = "block", stages: bool = False,
+def profile_table(p: Profile) -> Table:
+    """`archc profile`: each kernel's time, share and arguments, slowest first; the kernels' sum and the measured
+    end-to-end time below."""
+    cols = [Column("name", "Kernel"), Column("calls", "Calls", Fmt.INT, R), Column("us", "Time (µs)", Fmt.FLOAT, R),
+            Column("share", "Share", align=R), Column("args", "Arguments", wrap=True)]
+    total = p.kernels_seconds or 1.0
+    rows: list[dict] = [{"name": k.name, "calls": k.calls, "us": k.total_seconds * 1e6,
+                         "share": f"{100 * k.total_seconds / total:.1f}%", "args": ", ".join(k.args)}
+                        for k in p.kernels]
+    rows.append({"name": "Kernels (sum)", "style": "total", "us": p.kernels_seconds * 1e6, "share": "100.0%"})
+    rows.append({"name": "End to end (median)", "style": "total", "us": p.end_to_end_seconds * 1e6})
+    return Table(f"{p.package}: kernels ({p.target})", cols, rows,
+                 ["Each kernel timed alone on random arguments of its shapes (TVM's time_evaluator); the end-to-end "
+                  "time is the whole model's, the difference is what runs between kernels."])
+
+
+def tables_for(result: Analysis | Comparison | Diff | Profile, by: str = "block", stages: bool = False,
                units: str | None = None, totals: bool = False) -> list[Table]:
     """One model: its block (or layer) table and totals, or with `totals` the totals alone; a comparison or a
     diff: its one table (`totals` does not apply). `units`: "exact" or "si" counts (None: each table's own)."""
+    if isinstance(result, Profile):
+        return [profile_table(result)]
     if isinstance(result, Comparison):
         return [compare_table(result, units)]
     if isinstance(result, Diff):

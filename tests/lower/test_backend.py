@@ -256,3 +256,18 @@ def test_tune_refuses_what_it_cannot_tune(tmp_path):
         archc.tune(SPECS / "lenet5.arch", "onnx", trials=4)
     with pytest.raises(ArchcError, match="tuning GPU kernels is not in this version"):
         archc.tune(SPECS / "lenet5.arch", "cuda", trials=4, db=tmp_path)
+
+
+# ---- profile ----------------------------------------------------------------------------------------------------
+def test_profile_times_every_kernel_with_its_shapes(packages):
+    from archc.lower.profile import profile
+    p = profile(packages["lenet5"], repeat=4)
+    names = [k.name for k in p.kernels]
+    assert len(names) == len(set(names)) == 9 and all(k.seconds > 0 for k in p.kernels)
+    first_conv = next(k for k in p.kernels if k.args[0] == "1×1×32×32 float32")
+    assert first_conv.args[1:] == ["6×1×5×5 float32", "1×6×1×1 float32", "1×6×28×28 float32"]  # C1: 6 filters 5×5
+    assert p.kernels == sorted(p.kernels, key=lambda k: -k.total_seconds) and p.end_to_end_seconds > 0
+    out = subprocess.run([sys.executable, "-m", "archc", "profile", str(packages["lenet5"]), "--format", "json",
+                          "--repeat", "4"], capture_output=True, text=True)
+    data = json.loads(out.stdout)
+    assert out.returncode == 0 and len(data["kernels"]) == 9 and data["kernels_seconds"] > 0

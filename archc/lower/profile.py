@@ -1,0 +1,121 @@
+"""`archc profile PKG`: the time of each compiled kernel, beside the measured end-to-end time.
+
+TVM 0.27 has no VM profiler (removed upstream), so each kernel (a PrimFunc of the library) is timed alone with the
+library module's `time_evaluator`, on random arguments of its real shapes. The shapes come from rebuilding the
+package's kernels' signatures the way `lower` built them (the package's ONNX, its target, its tuning database): the
+same module, so the same kernel names. The kernels' sum is shown beside the whole model's time: the difference is
+what runs between kernels (the VM, allocations).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archc.errors import ArchcError
+
+
+@dataclass
+class KernelTime:
+    name: str
+    seconds: float  # mean of the timed runs
+    calls: int  # how often the model calls it (each call is counted in `total_seconds`)
+    args: list[str]  # argument shapes and dtypes, as 1×64×56×56 float32
+
+    @property
+    def total_seconds(self) -> float:
+        return self.seconds * self.calls
+
+
+@dataclass
+class Profile:
+    package: str
+    target: str
+    kernels: list[KernelTime]  # slowest first (by total time)
+    end_to_end_seconds: float  # the median of whole-model runs
+
+    @property
+    def kernels_seconds(self) -> float:
+        return sum(k.total_seconds for k in self.kernels)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema_version": 1, "package": self.package, "target": self.target,
+                "end_to_end_seconds": self.end_to_end_seconds, "kernels_seconds": self.kernels_seconds,
+                "kernels": [{**asdict(k), "total_seconds": k.total_seconds} for k in self.kernels]}
+
+
+def profile(folder: str | Path, repeat: int = 20) -> Profile:
+    import tvm
+
+    from archc import frontends, targets
+    from archc.lower.build import _import_onnx
+    from archc.lower.tune import apply, prepare
+    from archc.lower.tvm_target import tvm_target
+    from archc.runtime import load_package
+    folder = Path(folder)
+    pkg = load_package(folder)
+    manifest = pkg.manifest
+    inputs = {i["name"]: np.random.default_rng(0).standard_normal(i["shape"]).astype(i["dtype"]) for i in pkg.inputs}
+    times = sorted(pkg.time(inputs, repeat=max(3, repeat // 4)))  # also checks the package runs here
+    target = targets.parse(manifest["target"]["name"], _target_toml(manifest), str(folder / "manifest.json"))
+    tgt = tvm_target(target)
+    model = frontends.load(folder / "model.onnx")
+    from tvm import relax, tirx
+    mod = prepare(relax.transform.FoldConstant()(_import_onnx(model)), tgt)
+    db = manifest.get("build", {}).get("database")
+    if db and Path(db).is_dir():
+        mod = apply(mod, tgt, Path(db))[0]
+    calls = _calls(mod)
+    library = tvm.runtime.load_module(str(folder / manifest["library"]))
+    kernels_module = library.imports[0] if library.imports else library
+    dev = pkg._device()
+    rng = np.random.default_rng(0)
+    results = []
+    for gv, func in mod.functions.items():
+        name = gv.name_hint
+        if not isinstance(func, tirx.PrimFunc) or not kernels_module.implements_function(name):
+            continue
+        shapes = [([int(d) for d in p.shape], str(p.dtype)) for p in func.params]
+        args = [tvm.runtime.tensor(rng.standard_normal(s).astype(d) if "float" in d else np.zeros(s, d), dev)
+                for s, d in shapes]
+        timer = kernels_module.time_evaluator(name, dev, number=max(1, repeat // 4), repeat=4)
+        results.append(KernelTime(name, float(timer(*args).mean), calls.get(name, 1),
+                                  [f"{'×'.join(map(str, s)) or 'scalar'} {d}" for s, d in shapes]))
+    if not results:
+        raise ArchcError(f"no kernel of '{folder}' could be found to time; compile the package again")
+    results.sort(key=lambda k: -k.total_seconds)
+    return Profile(str(folder), manifest["target"]["name"], results, times[len(times) // 2])
+
+
+def _calls(mod: Any) -> dict[str, int]:
+    """How many times `main` calls each kernel (a kernel can serve several layers of one shape)."""
+    from tvm import relax
+    counts: dict[str, int] = {}
+
+    def visit(expr: Any) -> None:
+        if isinstance(expr, relax.Call) and len(expr.args) > 0 and isinstance(expr.args[0], relax.GlobalVar):
+            counts[expr.args[0].name_hint] = counts.get(expr.args[0].name_hint, 0) + 1
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    return counts
+
+
+def _target_toml(manifest: dict[str, Any]) -> str:
+    """The manifest's target, written back as a target file (its TVM dict has what was detected at build time)."""
+    t = manifest["target"]
+    lines = [f"description = {json.dumps(t['description'])}", 'backend = "tvm"', f"runner = {json.dumps(t['runner'])}"]
+    if t.get("cross_compiler"):
+        lines.append(f"cross_compiler = {json.dumps(t['cross_compiler'])}")
+    lines.append("[tvm]")
+    for k, v in t["tvm"].items():
+        if isinstance(v, dict):
+            continue
+        lines.append(f"{json.dumps(k)} = {json.dumps(v)}")
+    for k, v in t["tvm"].items():
+        if isinstance(v, dict):
+            lines.append(f"[tvm.{json.dumps(k)}]")
+            lines += [f"{json.dumps(a)} = {json.dumps(b)}" for a, b in v.items()]
+    return "\n".join(lines) + "\n"
