@@ -75,7 +75,8 @@ def main() -> None:
         have_onnx_tool = True
     except ImportError:
         have_onnx_tool = False
-    print("| model | file | GMACs (archc) | GMACs (torchvision) | unknown | archc time / peak | onnx-tool time / peak |")
+    print("| model | file | GMACs (archc) | GMACs (torchvision) | unknown | archc time / peak "
+          "| onnx-tool time / peak |")
     print("| --- | ---: | ---: | ---: | --- | ---: | ---: |")
     for name in args.names:
         path, published, size = export(name, folder)
