@@ -37,7 +37,7 @@ def lower(model: Model, target: Target, db: Path | None = None, trials: int = 0,
     from tvm import relax
     tgt = tvm_target(target)
     start = time.perf_counter()
-    mod = _import_onnx(model)
+    mod = import_onnx(model)
     mod = relax.transform.FoldConstant()(mod)  # weights are constants: packed into the library at build time
     tuning: dict[str, Any] = {}
     if target.tvm.get("kind") == "cuda":
@@ -62,7 +62,7 @@ def tune_model(model: Model, target: Target, db: Path | None, trials: int, show:
     _import_tvm()
     from tvm import relax
     tgt = tvm_target(target)
-    prepared = tune.prepare(relax.transform.FoldConstant()(_import_onnx(model)), tgt)
+    prepared = tune.prepare(relax.transform.FoldConstant()(import_onnx(model)), tgt)
     return tune.tune(prepared, tgt, target, db or tune.default_db(target), trials, show)
 
 
@@ -92,7 +92,7 @@ def _import_tvm() -> Any:
     return tvm
 
 
-def _import_onnx(model: Model) -> Any:
+def import_onnx(model: Model) -> Any:
     from tvm.relax.frontend.onnx import from_onnx
     try:
         return from_onnx(model.proto, keep_params_in_input=False)

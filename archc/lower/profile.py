@@ -8,7 +8,6 @@ what runs between kernels (the VM, allocations).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ def profile(folder: str | Path, repeat: int = 20) -> Profile:
     import tvm
 
     from archc import frontends, targets
-    from archc.lower.build import _import_onnx
+    from archc.lower.build import import_onnx
     from archc.lower.tune import apply, prepare
     from archc.lower.tvm_target import tvm_target
     from archc.runtime import load_package
@@ -60,18 +59,20 @@ def profile(folder: str | Path, repeat: int = 20) -> Profile:
     manifest = pkg.manifest
     inputs = {i["name"]: np.random.default_rng(0).standard_normal(i["shape"]).astype(i["dtype"]) for i in pkg.inputs}
     times = sorted(pkg.time(inputs, repeat=max(3, repeat // 4)))  # also checks the package runs here
-    target = targets.parse(manifest["target"]["name"], _target_toml(manifest), str(folder / "manifest.json"))
+    t = manifest["target"]  # as built: its TVM dict holds what was detected then, so nothing is detected again
+    target = targets.Target(t["name"], t["description"], "tvm", str(folder / "manifest.json"), t["runner"], t["tvm"],
+                            t.get("cross_compiler"))
     tgt = tvm_target(target)
     model = frontends.load(folder / "model.onnx")
     from tvm import relax, tirx
-    mod = prepare(relax.transform.FoldConstant()(_import_onnx(model)), tgt)
+    mod = prepare(relax.transform.FoldConstant()(import_onnx(model)), tgt)
     db = manifest.get("build", {}).get("database")
     if db and Path(db).is_dir():
         mod = apply(mod, tgt, Path(db))[0]
     calls = _calls(mod)
     library = tvm.runtime.load_module(str(folder / manifest["library"]))
     kernels_module = library.imports[0] if library.imports else library
-    dev = pkg._device()
+    dev = pkg.device()
     rng = np.random.default_rng(0)
     results = []
     for gv, func in mod.functions.items():
@@ -101,21 +102,3 @@ def _calls(mod: Any) -> dict[str, int]:
 
     relax.analysis.post_order_visit(mod["main"], visit)
     return counts
-
-
-def _target_toml(manifest: dict[str, Any]) -> str:
-    """The manifest's target, written back as a target file (its TVM dict has what was detected at build time)."""
-    t = manifest["target"]
-    lines = [f"description = {json.dumps(t['description'])}", 'backend = "tvm"', f"runner = {json.dumps(t['runner'])}"]
-    if t.get("cross_compiler"):
-        lines.append(f"cross_compiler = {json.dumps(t['cross_compiler'])}")
-    lines.append("[tvm]")
-    for k, v in t["tvm"].items():
-        if isinstance(v, dict):
-            continue
-        lines.append(f"{json.dumps(k)} = {json.dumps(v)}")
-    for k, v in t["tvm"].items():
-        if isinstance(v, dict):
-            lines.append(f"[tvm.{json.dumps(k)}]")
-            lines += [f"{json.dumps(a)} = {json.dumps(b)}" for a, b in v.items()]
-    return "\n".join(lines) + "\n"

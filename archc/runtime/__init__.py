@@ -60,7 +60,7 @@ class Package:
                 raise PackageError(f"input '{spec['name']}' has shape {'×'.join(map(str, x.shape))} but the package "
                                    f"was built for {'×'.join(map(str, spec['shape']))}; compile it again with "
                                    "--input or --batch")
-            args.append(tvm.runtime.tensor(x, self._device()))
+            args.append(tvm.runtime.tensor(x, self.device()))
         result = vm["main"](*args)
         items = list(result) if isinstance(result, (tuple, list)) or type(result).__name__ == "Array" else [result]
         return [r.numpy() for r in items]
@@ -75,7 +75,7 @@ class Package:
             times.append(time.perf_counter() - start)
         return times
 
-    def _device(self) -> Any:
+    def device(self) -> Any:
         import tvm
         return tvm.cuda(0) if self.manifest["target"]["tvm"].get("kind") == "cuda" else tvm.cpu(0)
 
@@ -124,7 +124,7 @@ def _load_vm(pkg: Package) -> Any:
                            "driver); run it on a machine with a GPU")
     try:
         lib = tvm.runtime.load_module(str(pkg.path / pkg.manifest["library"]))
-        return relax.VirtualMachine(lib, pkg._device())
+        return relax.VirtualMachine(lib, pkg.device())
     except Exception as err:
         raise PackageError(f"the library of '{pkg.path}' does not load ({' '.join(str(err).split())[:200]}); "
                            "compile the package again") from None
