@@ -214,10 +214,7 @@ def _tuning_line(package: Path) -> str:
 def tune_cmd(model: str, target: str, trials: int, db: str | None, options: ModelOptions) -> None:
     """Tune MODEL's kernels for TARGET with MetaSchedule; every later `archc compile --target` applies the results.
     Interrupted, it keeps every finished measurement, and the next run goes on from them."""
-    import logging
-
     import archc
-    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     summary = archc.tune(_load(model, options), target, trials, db, show_progress=True)
     click.echo(f"{model}: {summary.trials} trials over {summary.tasks} kernels; the database holds "
                f"{summary.records} records")
@@ -287,11 +284,8 @@ def _read_inputs(source: str, specs: list[dict]) -> dict:
 @click.option("--repeat", default=20, show_default=True, type=click.IntRange(min=4), help="Timed runs per kernel.")
 def profile_cmd(package: str, fmt: str, repeat: int) -> None:
     """Time each compiled kernel of a package (slowest first) beside the whole model's time."""
-    import logging
-
     from archc.lower.profile import profile
     from archc.render import render_result
-    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     click.echo(render_result(profile(package, repeat), fmt, width="terminal"), nl=False)
 
 

@@ -10,6 +10,7 @@ resumes from them.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, trials: int, show: bool =
     from tvm.s_tir.meta_schedule.measure_callback.measure_callback import _PyMeasureCallback
 
     from archc.util.progress import progress
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)  # its task tables: the bar says enough
     db.mkdir(parents=True, exist_ok=True)
     tasks = [t for t in tasks_of(mod, tgt) if only is None or t.task_name in only]
     if not tasks:
