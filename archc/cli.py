@@ -150,7 +150,7 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
             if many and output and tgt.backend != "onnx":  # several packages: one folder each inside -o
                 out = str(Path(output) / f"{Path(path).stem}.{tgt.name}")
             result = archc.compile(model, tgt, out, trials=trials or 0, db=db, quick=0 if no_tune else None,
-                                   show_progress=True)
+                                   show_progress=not many)  # one live bar at a time: the zoo bar wins
             click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
             if tgt.backend == "tvm":
                 click.echo(_tuning_line(Path(result.output)), err=True)
