@@ -271,3 +271,32 @@ def test_profile_times_every_kernel_with_its_shapes(packages):
                           "--repeat", "4"], capture_output=True, text=True)
     data = json.loads(out.stdout)
     assert out.returncode == 0 and len(data["kernels"]) == 9 and data["kernels_seconds"] > 0
+
+
+def test_an_interrupted_tuning_run_keeps_its_records(tmp_path):
+    """Records are written as they are measured: a run killed midway leaves every finished one, and the next
+    build applies them (here a 1-conv net, killed once its first record is on disk)."""
+    import os
+    import signal
+    import time
+    spec = tmp_path / "one.arch"
+    spec.write_text("network one {\n input x: 3x16x16\n c: conv(8, 3) relu\n d: conv(8, 3) relu\n}\n")
+    db = tmp_path / "db"
+    proc = subprocess.Popen([sys.executable, "-m", "archc", "tune", str(spec), "--target", "native", "--trials",
+                             "60", "--db", str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    records = db / "database_tuning_record.json"
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if records.is_file() and records.read_text().strip():
+                break
+            time.sleep(1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the tuner and its builder/runner workers
+        proc.wait()
+    kept = [line for line in records.read_text().splitlines() if line.strip()]
+    assert kept, "no record was written before the run was killed"
+    build = json.loads((Path(archc.compile(spec, target="native", output=tmp_path / "pkg", db=db, quick=0).output)
+                        / "manifest.json").read_text())["build"]
+    assert build["kernels_tuned"] >= 1 and build["trials_now"] == 0
