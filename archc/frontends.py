@@ -122,7 +122,7 @@ def _from_onnx(path: Path, options: ModelOptions, weights: bool) -> Model:
             raise ArchcError(f"cannot read the external data of '{path}': {err}") from None
     symbols, notices = _set_input_shapes(proto, path, options)
     proto, more = infer_static_shapes(proto, path, symbols)
-    return Model(proto, path.stem, str(path), "onnx", weights or not external, notices=notices + more)
+    return Model(proto, path.stem, str(path), "onnx", weights, notices=notices + more)
 
 
 def _check_external_data(proto: onnx.ModelProto, path: Path) -> bool:

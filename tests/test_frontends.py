@@ -71,3 +71,12 @@ def test_keyword_options_are_model_options():
     assert m.inputs[0][1] == (2, 1, 32, 32)
     with pytest.raises(TypeError, match="unknown option 'bath'"):
         archc.load(SPECS / "lenet5.arch", bath=2)
+
+
+def test_an_onnx_file_read_for_shapes_cannot_be_compiled(tmp_path):
+    """Read without weights (for analysis), the model holds none: compiling it must refuse, not write empty tensors."""
+    path = conv_onnx(tmp_path / "c.onnx")
+    m = archc.load(path, shapes_only=True)
+    assert not m.has_weights
+    with pytest.raises(ArchcError, match="without weights"):
+        archc.compile(m, output=tmp_path / "out.onnx")
