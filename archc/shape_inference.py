@@ -35,9 +35,9 @@ def dims_of(vi: onnx.ValueInfoProto) -> list[int | str | None]:
 def static_shapes(proto: onnx.ModelProto) -> dict[str, Shape]:
     out = {}
     for vi in list(proto.graph.input) + list(proto.graph.value_info) + list(proto.graph.output):
-        dims = [d for d in dims_of(vi) if isinstance(d, int)]
-        if vi.type.tensor_type.HasField("shape") and len(dims) == len(vi.type.tensor_type.shape.dim):
-            out[vi.name] = tuple(dims)
+        shape = static_shape(vi)
+        if shape is not None:
+            out[vi.name] = shape
     return out
 
 
@@ -104,7 +104,7 @@ def _copy_shapes(source: onnx.ModelProto, target: onnx.ModelProto, known: dict[s
     types = {vi.name: vi.type.tensor_type.elem_type for vi in target.graph.value_info}
     outputs = {vi.name: vi for vi in target.graph.output}
     for vi in list(source.graph.value_info) + list(source.graph.output):
-        shape = static_shapes_one(vi)
+        shape = static_shape(vi)
         if shape is None or vi.name in known:
             continue
         made = helper.make_tensor_value_info(vi.name, vi.type.tensor_type.elem_type or types.get(vi.name, 0),
@@ -122,7 +122,7 @@ def _copy_shapes(source: onnx.ModelProto, target: onnx.ModelProto, known: dict[s
             known[t.name] = tuple(t.dims)
 
 
-def static_shapes_one(vi: onnx.ValueInfoProto) -> Shape | None:
+def static_shape(vi: onnx.ValueInfoProto) -> Shape | None:
     dims = dims_of(vi)
     if not vi.type.tensor_type.HasField("shape") or not all(isinstance(d, int) for d in dims):
         return None

@@ -34,11 +34,9 @@ def lower(model: Model, target: Target, db: Path | None = None, trials: int = 0,
         raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them")
     check_toolchain(target)
     tvm = _import_tvm()
-    from tvm import relax
     tgt = tvm_target(target)
     start = time.perf_counter()
     mod = import_onnx(model)
-    mod = relax.transform.FoldConstant()(mod)  # weights are constants: packed into the library at build time
     tuning: dict[str, Any] = {}
     if target.tvm.get("kind") == "cuda":
         if trials:
@@ -60,9 +58,8 @@ def tune_model(model: Model, target: Target, db: Path | None, trials: int, show:
         raise ArchcError("tuning GPU kernels is not in this version; CPU targets only")
     check_toolchain(target)
     _import_tvm()
-    from tvm import relax
     tgt = tvm_target(target)
-    prepared = tune.prepare(relax.transform.FoldConstant()(import_onnx(model)), tgt)
+    prepared = tune.prepare(import_onnx(model), tgt)
     return tune.tune(prepared, tgt, target, db or tune.default_db(target), trials, show)
 
 
@@ -93,12 +90,16 @@ def _import_tvm() -> Any:
 
 
 def import_onnx(model: Model) -> Any:
+    """The model as a Relax module, its weights constants folded in (packed into the library at build time): the
+    one start of building, tuning and profiling, so that all three see the same kernels."""
+    from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
     try:
-        return from_onnx(model.proto, keep_params_in_input=False)
+        mod = from_onnx(model.proto, keep_params_in_input=False)
     except Exception as err:  # TVM lists every op it cannot import at once; keep its list, drop its traceback
         text = " ".join(str(err).split())
         raise ArchcError(f"TVM cannot import '{model.name}': {text}") from None
+    return relax.transform.FoldConstant()(mod)
 
 
 def _gpu_schedules(mod: Any, tgt: Any) -> Any:

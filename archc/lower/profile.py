@@ -64,8 +64,8 @@ def profile(folder: str | Path, repeat: int = 20) -> Profile:
                             t.get("cross_compiler"))
     tgt = tvm_target(target)
     model = frontends.load(folder / "model.onnx")
-    from tvm import relax, tirx
-    mod = prepare(relax.transform.FoldConstant()(import_onnx(model)), tgt)
+    from tvm import tirx
+    mod = prepare(import_onnx(model), tgt)
     db = manifest.get("build", {}).get("database")
     if db and Path(db).is_dir():
         mod = apply(mod, tgt, Path(db))[0]
