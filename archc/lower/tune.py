@@ -10,13 +10,17 @@ resumes from them.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archc.errors import ArchcError
 from archc.targets import Target
+
+STAMP = "archc-database.json"  # which TVM wrote the records: another TVM's records would not apply
 
 
 def default_db(target: Target) -> Path:
@@ -65,7 +69,9 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, trials: int, show: bool =
 
     from archc.util.progress import progress
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)  # its task tables: the bar says enough
+    check(db)
     db.mkdir(parents=True, exist_ok=True)
+    _stamp(db, target)
     tasks = [t for t in tasks_of(mod, tgt) if only is None or t.task_name in only]
     if not tasks:
         return TuneSummary(0, 0, records(db))
@@ -96,8 +102,41 @@ def apply(mod: Any, tgt: Any, db: Path) -> tuple[Any, int, set[str]]:
     from tvm import relax, tirx
     before = {gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
     if records(db):
-        with tgt:
-            mod = relax.transform.MetaScheduleApplyDatabase(str(db))(mod)
+        check(db)
+        try:
+            with tgt:
+                mod = relax.transform.MetaScheduleApplyDatabase(str(db))(mod)
+        except Exception as err:  # a record file cut short or edited by hand
+            first = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+            raise ArchcError(f"the tuning database '{db}' cannot be read ({first}); delete it or give another "
+                             "--db") from None
     scheduled = {gv.name_hint for gv, f in mod.functions.items()
                  if isinstance(f, tirx.PrimFunc) and f.attrs is not None and "tirx.is_scheduled" in f.attrs}
     return mod, len(scheduled & before), before - scheduled
+
+
+def check(db: Path) -> None:
+    """Refuse a database another TVM wrote: its workloads would not match this TVM's kernels, or not parse."""
+    import tvm
+    stamp = db / STAMP
+    if not stamp.is_file():
+        return  # new, or written before archc stamped databases
+    try:
+        wrote = json.loads(stamp.read_text(encoding="utf-8"))["tvm_version"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ArchcError(f"the tuning database '{db}' has a corrupt {STAMP}; delete the folder or give another "
+                         "--db") from None
+    if wrote != tvm.__version__:
+        raise ArchcError(f"the tuning database '{db}' was written by TVM {wrote} and this is TVM {tvm.__version__}, "
+                         "whose kernels its records would not match; give a new --db (or delete the folder) and "
+                         "tune again")
+
+
+def _stamp(db: Path, target: Target) -> None:
+    import tvm
+
+    from archc import __version__
+    from archc.util.atomic import write_text
+    if not (db / STAMP).is_file():
+        write_text(db / STAMP, json.dumps({"tvm_version": tvm.__version__, "archc_version": __version__,
+                                                  "target": target.name}, indent=2) + "\n")

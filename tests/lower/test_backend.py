@@ -302,3 +302,24 @@ def test_an_interrupted_tuning_run_keeps_its_records(tmp_path):
     build = json.loads((Path(archc.compile(spec, target="native", output=tmp_path / "pkg", db=db, quick=0).output)
                         / "manifest.json").read_text())["build"]
     assert build["kernels_tuned"] >= 1 and build["trials_now"] == 0
+
+
+def test_a_tuning_database_from_another_tvm_is_refused(tmp_path):
+    """The records of another TVM would not match this one's kernels (or not parse): one sentence, not a silent
+    untuned build or a crash in MetaSchedule's reader."""
+    db = tmp_path / "db"
+    archc.tune(SPECS / "lenet5.arch", "native", trials=1, db=db)
+    stamp = json.loads((db / "archc-database.json").read_text())
+    import tvm
+    assert stamp["tvm_version"] == tvm.__version__ and stamp["target"] == "native"
+    stamp["tvm_version"] = "0.18.0"
+    (db / "archc-database.json").write_text(json.dumps(stamp))
+    for call in (lambda: archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "pkg", db=db),
+                 lambda: archc.tune(SPECS / "lenet5.arch", "native", trials=1, db=db)):
+        with pytest.raises(ArchcError, match="was written by TVM 0.18.0 and this is TVM .*give a new --db"):
+            call()
+    assert not (tmp_path / "pkg").exists()
+    (db / "archc-database.json").unlink()
+    (db / "database_tuning_record.json").write_text("[not a record\n")
+    with pytest.raises(ArchcError, match="cannot be read"):
+        archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "pkg", db=db, quick=0)
