@@ -54,12 +54,14 @@ class CompileResult:
 
 
 def compile(source: Source | Model, target: str | Target = "onnx", output: str | Path | None = None,
-            options: ModelOptions | None = None, *, trials: int = 0, db: str | Path | None = None,
-            quick: int | None = None, show_progress: bool = False, **kw: Any) -> CompileResult:
+            options: ModelOptions | None = None, *, trials: int = 0, minutes: float | None = None,
+            db: str | Path | None = None, quick: int | None = None, show_progress: bool = False,
+            **kw: Any) -> CompileResult:
     """Compile a spec (or ONNX file) for a target and write the result atomically. For `onnx`: without `output`,
     the file goes to `<source stem>.onnx` in the current folder (an output folder gets that name inside it). For a
     TVM target: a package folder, `<source stem>.<target>/` without `output`; the target's tuning database (`db`,
-    default under the user's cache folder) is applied, after `trials` more measurements when asked; each kernel
+    default under the user's cache folder) is applied, after `trials` more measurements (and/or `minutes` of them)
+    when asked; each kernel
     still without a record gets `quick` measurements of its own (default `lower.build.QUICK_TRIALS`; 0: none)."""
     from archc import targets
     from archc.util.atomic import write_bytes
@@ -70,12 +72,13 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
                          "compile it")
     stem = Path(model.source).stem
     if tgt.backend == "tvm":
-        from archc.lower import QUICK_TRIALS, lower, write_package
+        from archc.lower import QUICK_TRIALS, lower, tune, write_package
         folder = Path(output) if output is not None else Path(f"{stem}.{tgt.name}")
         if folder.suffix == ".onnx" or folder.is_file():
             raise UsageError(f"compiling for '{tgt.name}' makes a package folder; give -o a folder name, "
                              f"not '{folder}'")
-        write_package(model, lower(model, tgt, Path(db) if db else None, trials, show_progress,
+        budget = tune.Budget.of(trials, minutes) if trials or minutes else None
+        write_package(model, lower(model, tgt, Path(db) if db else None, budget, show_progress,
                                    QUICK_TRIALS if quick is None else quick), folder)
         return CompileResult(model.name, model.source, tgt.name, str(folder), model.layer_count, model.params,
                              model.inputs, model.outputs)
@@ -89,19 +92,21 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
                          model.inputs, model.outputs)
 
 
-def tune(source: Source | Model, target: str | Target, trials: int, db: str | Path | None = None,
-         options: ModelOptions | None = None, *, show_progress: bool = False, **kw: Any) -> Any:
-    """Grow a CPU target's tuning database by `trials` measurements on the model's kernels (MetaSchedule); every
-    later compile for that target applies it. Returns the tasks, trials and records (`lower.tune.TuneSummary`)."""
+def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str | Path | None = None,
+         options: ModelOptions | None = None, *, minutes: float | None = None, show_progress: bool = False,
+         **kw: Any) -> Any:
+    """Grow a CPU target's tuning database by `trials` measurements on the model's kernels (MetaSchedule), or for
+    `minutes`, or whichever ends first; every later compile for that target applies it. Returns the tasks, trials
+    and records (`lower.tune.TuneSummary`)."""
     from archc import targets
     from archc.lower import tune_model
+    from archc.lower.tune import Budget
     tgt = targets.get(target) if isinstance(target, str) else target
     if tgt.backend != "tvm":
         raise UsageError(f"target '{tgt.name}' has nothing to tune; give a TVM target (archc targets)")
-    if trials < 1:
-        raise UsageError("tuning needs at least one trial (--trials N)")
+    budget = Budget.of(trials, minutes)
     model = source if not isinstance(source, (str, Path)) else load(source, options, **kw)
-    return tune_model(model, tgt, Path(db) if db else None, trials, show_progress)
+    return tune_model(model, tgt, Path(db) if db else None, budget, show_progress)
 
 
 def analyze(source: Source | Model, options: ModelOptions | None = None, *, fold_bn: bool = False,

@@ -121,13 +121,16 @@ def main() -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the deterministic weight initialisation.")
 @click.option("--tune", "trials", type=click.IntRange(min=1), metavar="TRIALS",
               help="TVM targets: first grow the tuning database by this many MetaSchedule measurements.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), metavar="M",
+              help="TVM targets: first tune for M minutes (with --tune: whichever ends first).")
 @click.option("--db", type=click.Path(file_okay=False),
               help="TVM targets: the tuning database folder (default: ~/.cache/archc/tuning/<target>).")
 @click.option("--no-tune", is_flag=True, help="TVM targets: leave kernels without a tuning record naive (builds in "
               "seconds, runs slowly) instead of giving each a short tuning pass.")
 @model_options
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
-            weights_map: str | None, seed: int, trials: int | None, db: str | None, no_tune: bool,
+            weights_map: str | None, seed: int, trials: int | None, minutes: float | None, db: str | None,
+            no_tune: bool,
             options: ModelOptions) -> None:
     """Compile spec(s) (or ONNX files) for a target: every shape inferred, checked, written atomically."""
     import archc
@@ -149,8 +152,9 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
             out = output
             if many and output and tgt.backend != "onnx":  # several packages: one folder each inside -o
                 out = str(Path(output) / f"{Path(path).stem}.{tgt.name}")
-            result = archc.compile(model, tgt, out, trials=trials or 0, db=db, quick=0 if no_tune else None,
-                                   show_progress=not many)  # one live bar at a time: the zoo bar wins
+            # one live bar at a time: with several models the zoo's bar wins
+            result = archc.compile(model, tgt, out, trials=trials or 0, minutes=minutes, db=db,
+                                   quick=0 if no_tune else None, show_progress=not many)
             click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
             if tgt.backend == "tvm":
                 click.echo(_tuning_line(Path(result.output)), err=True)
@@ -206,16 +210,20 @@ def _tuning_line(package: Path) -> str:
 @main.command("tune")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--target", required=True, help="A CPU TVM target (`archc targets`), e.g. native or x86.")
-@click.option("--trials", default=64, show_default=True, type=click.IntRange(min=1),
-              help="Measurements to add, spread over every kernel of the model.")
+@click.option("--trials", type=click.IntRange(min=1),
+              help="Measurements to add, spread over every kernel of the model. [default: 64 without --minutes]")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), metavar="M",
+              help="Tune for M minutes (with --trials: whichever ends first); the batch in flight finishes.")
 @click.option("--db", type=click.Path(file_okay=False),
               help="The tuning database folder (default: ~/.cache/archc/tuning/<target>).")
 @model_options
-def tune_cmd(model: str, target: str, trials: int, db: str | None, options: ModelOptions) -> None:
+def tune_cmd(model: str, target: str, trials: int | None, minutes: float | None, db: str | None,
+             options: ModelOptions) -> None:
     """Tune MODEL's kernels for TARGET with MetaSchedule; every later `archc compile --target` applies the results.
     Interrupted, it keeps every finished measurement, and the next run goes on from them."""
     import archc
-    summary = archc.tune(_load(model, options), target, trials, db, show_progress=True)
+    trials = 64 if trials is None and minutes is None else trials or 0
+    summary = archc.tune(_load(model, options), target, trials, db, minutes=minutes, show_progress=True)
     click.echo(f"{model}: {summary.trials} trials over {summary.tasks} kernels; the database holds "
                f"{summary.records} records")
 

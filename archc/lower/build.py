@@ -25,10 +25,10 @@ class Lowered:
 QUICK_TRIALS = 2  # the default short pass: measurements per kernel the database has no record for
 
 
-def lower(model: Model, target: Target, db: Path | None = None, trials: int = 0, show: bool = False,
-          quick: int = QUICK_TRIALS) -> Lowered:
+def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Budget | None = None,
+          show: bool = False, quick: int = QUICK_TRIALS) -> Lowered:
     """Compile for the target. On CPU targets the tuning database (`db`, default: the target's under the user's
-    cache) is applied to every kernel that has a record; `trials` > 0 first grows it by that many measurements,
+    cache) is applied to every kernel that has a record; a `budget` first grows it by that many measurements,
     and every kernel still without one gets `quick` measurements (0: leave it naive)."""
     if not model.has_weights:
         raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them")
@@ -39,11 +39,11 @@ def lower(model: Model, target: Target, db: Path | None = None, trials: int = 0,
     mod = import_onnx(model)
     tuning: dict[str, Any] = {}
     if target.tvm.get("kind") == "cuda":
-        if trials:
+        if budget:
             raise ArchcError("tuning GPU kernels is not in this version: compile for cuda without --tune")
         mod = _gpu_schedules(mod, tgt)
     else:
-        mod, tuning = _tuned(mod, tgt, target, db or tune.default_db(target), trials, show, quick)
+        mod, tuning = _tuned(mod, tgt, target, db or tune.default_db(target), budget, show, quick)
     try:
         executable = tvm.compile(mod, target=tgt)
     except Exception as err:  # a TVM bug or an op its legalization cannot lower: one sentence, not its traceback
@@ -52,29 +52,29 @@ def lower(model: Model, target: Target, db: Path | None = None, trials: int = 0,
     return Lowered(executable, target, tgt, time.perf_counter() - start, tuning)
 
 
-def tune_model(model: Model, target: Target, db: Path | None, trials: int, show: bool = False) -> tune.TuneSummary:
-    """Grow the target's tuning database by `trials` measurements on the model's kernels (CPU targets)."""
+def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budget, show: bool = False
+               ) -> tune.TuneSummary:
+    """Grow the target's tuning database by the budget's measurements on the model's kernels (CPU targets)."""
     if target.tvm.get("kind") == "cuda":
         raise ArchcError("tuning GPU kernels is not in this version; CPU targets only")
     check_toolchain(target)
     _import_tvm()
     tgt = tvm_target(target)
     prepared = tune.prepare(import_onnx(model), tgt)
-    return tune.tune(prepared, tgt, target, db or tune.default_db(target), trials, show)
+    return tune.tune(prepared, tgt, target, db or tune.default_db(target), budget, show)
 
 
-def _tuned(mod: Any, tgt: Any, target: Target, db: Path, trials: int, show: bool, quick: int
+def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | None, show: bool, quick: int
            ) -> tuple[Any, dict[str, Any]]:
-    """Apply the database; first tune `trials` over every kernel, and then give each kernel still without a record
+    """Apply the database; first spend the budget over every kernel, and then give each kernel still without a record
     `quick` trials of its own (the short pass: a searched schedule, even a brief one, beats a naive loop)."""
     prepared = tune.prepare(mod, tgt)
-    if trials > 0:
-        tune.tune(prepared, tgt, target, db, trials, show)
+    trials = tune.tune(prepared, tgt, target, db, budget, show).trials if budget else 0
     applied_mod, applied, naive = tune.apply(prepared, tgt, db)
     quick_trials = 0
     if naive and quick > 0:
-        quick_trials = quick * len(naive)
-        tune.tune(prepared, tgt, target, db, quick_trials, show, only=naive)
+        short = tune.Budget(quick * len(naive))
+        quick_trials = tune.tune(prepared, tgt, target, db, short, show, only=naive).trials
         applied_mod, applied, naive = tune.apply(prepared, tgt, db)
     return applied_mod, {"database": str(db), "trials_now": trials + quick_trials, "kernels_tuned": applied,
                          "kernels_naive": len(naive)}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archc.errors import ArchcError
+from archc.errors import ArchcError, UsageError
 from archc.targets import Target
 
 STAMP = "archc-database.json"  # which TVM wrote the records: another TVM's records would not apply
@@ -60,10 +60,33 @@ def _build(mod: Any, target: Any, _params: Any) -> Any:
     return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
 
 
-def tune(mod: Any, tgt: Any, target: Target, db: Path, trials: int, show: bool = False,
+@dataclass(frozen=True)
+class Budget:
+    """How much tuning: `trials` measurements, `seconds` of wall time, or whichever ends first."""
+    trials: int = 0
+    seconds: float | None = None
+
+    @classmethod
+    def of(cls, trials: int = 0, minutes: float | None = None) -> Budget:
+        if trials < 0 or (minutes is not None and minutes <= 0) or not (trials or minutes):
+            raise UsageError("tuning needs a budget: --trials N (at least 1) and/or --minutes M (more than 0)")
+        return cls(trials, minutes * 60 if minutes else None)
+
+
+class _OutOfTime(Exception):
+    """Raised from the measure callback once the time budget is spent: MetaSchedule stops after that batch."""
+
+
+MINUTES_ROUND = 8  # trials per kernel per round when only a time budget is given
+
+
+def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: bool = False,
          only: set[str] | None = None) -> TuneSummary:
-    """Run `trials` measurements over the prepared module's tasks (or the kernels named in `only`), every task
-    getting its share each round. `show`: a progress bar on stderr (trials, kernels covered, time left)."""
+    """Spend the budget over the prepared module's tasks (or the kernels named in `only`), every task getting its
+    share each round; a time budget stops after the batch in flight when it runs out.
+    `show`: a progress bar on stderr (trials, kernels covered, time left)."""
+    import time
+
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.measure_callback.measure_callback import _PyMeasureCallback
 
@@ -75,21 +98,33 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, trials: int, show: bool =
     tasks = [t for t in tasks_of(mod, tgt) if only is None or t.task_name in only]
     if not tasks:
         return TuneSummary(0, 0, records(db))
-    per_round = max(1, min(64, trials // len(tasks)))
+    trials, seconds = budget.trials, budget.seconds
+    limit = trials or 1_000_000  # a time budget alone: trials without end, stopped by the clock
+    per_round = max(1, min(64, trials // len(tasks))) if trials else MINUTES_ROUND
     builder = ms.builder.LocalBuilder(f_build=_build) if target.tvm.get("kind") != "cuda" else "local"
     covered: set[int] = set()
-    with progress(trials, "tuning", enabled=show) as advance:
+    done = [0]
+    deadline = time.monotonic() + seconds if seconds else None
+    with progress(trials or None, "tuning", enabled=show) as advance:
         def measured(_scheduler: Any, task_id: int, candidates: Any, _built: Any, results: Any) -> None:
             covered.add(int(task_id))
             for _ in candidates:
-                advance(f"tuning: {len(covered)}/{len(tasks)} kernels")
+                done[0] += 1
+                left = f", {max(0, deadline - time.monotonic()) / 60:.1f} min left" if deadline else ""
+                advance(f"tuning: {len(covered)}/{len(tasks)} kernels{left}")
+            if deadline and time.monotonic() >= deadline:
+                raise _OutOfTime
         callbacks = [*ms.measure_callback.MeasureCallback.create("default"), _PyMeasureCallback(measured)]
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             extracted_tasks=tasks, work_dir=str(db))
-        ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(db), max_trials_global=trials,
-                           max_trials_per_task=max(per_round, trials // len(tasks)), num_trials_per_iter=per_round,
-                           builder=builder, measure_callbacks=callbacks)
-    return TuneSummary(len(tasks), trials, records(db))
+        try:
+            ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(db), max_trials_global=limit,
+                               max_trials_per_task=max(per_round, limit // len(tasks)),
+                               num_trials_per_iter=per_round, builder=builder, measure_callbacks=callbacks)
+        except Exception:  # the callback's _OutOfTime arrives re-raised through TVM's FFI as another type
+            if not (deadline and time.monotonic() >= deadline):
+                raise
+    return TuneSummary(len(tasks), done[0], records(db))
 
 
 def records(db: Path) -> int:

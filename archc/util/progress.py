@@ -1,7 +1,7 @@
 """Progress bars for long work (compiling a zoo, tuning), drawn by rich on stderr; silent when not enabled.
 
-`progress(total, label)` yields `advance(description=None)`: one step done, and optionally a new label (tuning
-shows the kernels it has covered so far)."""
+`progress(total, label)` (total None: open-ended, a count and the time so far) yields `advance(description=None)`:
+one step done, and optionally a new label (tuning shows the kernels it has covered so far)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -11,7 +11,7 @@ Advance = Callable[..., None]
 
 
 @contextmanager
-def progress(total: int, label: str, enabled: bool = True) -> Iterator[Advance]:
+def progress(total: int | None, label: str, enabled: bool = True) -> Iterator[Advance]:
     if not enabled:
         yield lambda description=None: None
         return
