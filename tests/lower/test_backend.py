@@ -323,3 +323,20 @@ def test_a_tuning_database_from_another_tvm_is_refused(tmp_path):
     (db / "database_tuning_record.json").write_text("[not a record\n")
     with pytest.raises(ArchcError, match="cannot be read"):
         archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "pkg", db=db, quick=0)
+
+
+def test_a_time_budget_stops_tuning_after_the_batch_in_flight(tmp_path):
+    """`--minutes` alone: trials without a count, stopped by the clock once the batch in flight is measured (here
+    3 s: the first batch of 8 trials spends it), its records kept."""
+    import time
+    spec = tmp_path / "one.arch"
+    spec.write_text("network one {\n input x: 3x16x16\n c: conv(8, 3) relu\n}\n")
+    start = time.monotonic()
+    summary = archc.tune(spec, "native", db=tmp_path / "db", minutes=0.05)
+    assert 1 <= summary.trials <= 16 and summary.records == summary.trials
+    assert time.monotonic() - start < 300  # stopped: without the clock it would run a million trials
+    with pytest.raises(UsageError, match="tuning needs a budget"):
+        archc.tune(spec, "native", db=tmp_path / "db")
+    out = subprocess.run([sys.executable, "-m", "archc", "tune", str(spec), "--target", "native", "--minutes", "0"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "--minutes" in out.stderr
