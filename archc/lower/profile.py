@@ -8,7 +8,7 @@ what runs between kernels (the VM, allocations).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,17 @@ class KernelTime:
     seconds: float  # mean of the timed runs
     calls: int  # how often the model calls it (each call is counted in `total_seconds`)
     args: list[str]  # argument shapes and dtypes, as 1×64×56×56 float32
+    nodes: list[str] = field(default_factory=list)  # the ONNX nodes it runs (over all its calls)
+    macs: int | None = None  # theirs, from the analyzer, over all its calls (None: no node found)
 
     @property
     def total_seconds(self) -> float:
         return self.seconds * self.calls
+
+    @property
+    def gflops(self) -> float | None:
+        """Achieved GFLOP/s (a MAC is two FLOPs), None where the kernel does no MACs."""
+        return 2 * self.macs / self.total_seconds / 1e9 if self.macs and self.total_seconds > 0 else None
 
 
 @dataclass
@@ -43,7 +50,8 @@ class Profile:
     def to_json(self) -> dict[str, Any]:
         return {"schema_version": 1, "package": self.package, "target": self.target,
                 "end_to_end_seconds": self.end_to_end_seconds, "kernels_seconds": self.kernels_seconds,
-                "kernels": [{**asdict(k), "total_seconds": k.total_seconds} for k in self.kernels]}
+                "kernels": [{**asdict(k), "total_seconds": k.total_seconds, "gflops": k.gflops}
+                            for k in self.kernels]}
 
 
 def profile(folder: str | Path, repeat: int = 20) -> Profile:
@@ -70,6 +78,7 @@ def profile(folder: str | Path, repeat: int = 20) -> Profile:
     if db and Path(db).is_dir():
         mod = apply(mod, tgt, Path(db))[0]
     calls = _calls(mod)
+    found = {k.name: k for k in kernels_of(mod, model)}
     library = tvm.runtime.load_module(str(folder / manifest["library"]))
     kernels_module = library.imports[0] if library.imports else library
     dev = pkg.device()
@@ -83,16 +92,31 @@ def profile(folder: str | Path, repeat: int = 20) -> Profile:
         args = [tvm.runtime.tensor(rng.standard_normal(s).astype(d) if "float" in d else np.zeros(s, d), dev)
                 for s, d in shapes]
         timer = kernels_module.time_evaluator(name, dev, number=max(1, repeat // 4), repeat=4)
+        k = found.get(name)
         results.append(KernelTime(name, float(timer(*args).mean), calls.get(name, 1),
-                                  [f"{'×'.join(map(str, s)) or 'scalar'} {d}" for s, d in shapes]))
+                                  [f"{'×'.join(map(str, s)) or 'scalar'} {d}" for s, d in shapes],
+                                  k.nodes if k else [], k.macs if k else None))
     if not results:
         raise ArchcError(f"no kernel of '{folder}' could be found to time; compile the package again")
     results.sort(key=lambda k: -k.total_seconds)
     return Profile(str(folder), manifest["target"]["name"], results, times[len(times) // 2])
 
 
+def kernels_of(mod: Any, model: Any) -> list[Any]:
+    """The module's kernels as `main` first calls them, each with the ONNX nodes it runs and their MACs."""
+    from archc.analysis import analyze
+    from archc.lower.attribution import Kernel, attribute
+    calls = _calls(mod)
+    by_name = {gv.name_hint: gv for gv in mod.functions}
+    kernels = [Kernel(name, [tuple(int(d) for d in p.shape) for p in mod[by_name[name]].params], n)
+               for name, n in calls.items() if name in by_name]
+    attribute(kernels, analyze(model).layers)
+    return kernels
+
+
 def _calls(mod: Any) -> dict[str, int]:
-    """How many times `main` calls each kernel (a kernel can serve several layers of one shape)."""
+    """How many times `main` calls each kernel (a kernel can serve several layers of one shape), in the order of
+    their first calls."""
     from tvm import relax
     counts: dict[str, int] = {}
 
@@ -102,3 +126,4 @@ def _calls(mod: Any) -> dict[str, int]:
 
     relax.analysis.post_order_visit(mod["main"], visit)
     return counts
+

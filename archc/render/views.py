@@ -251,16 +251,25 @@ def profile_table(p: Profile) -> Table:
     """`archc profile`: each kernel's time, share and arguments, slowest first; the kernels' sum and the measured
     end-to-end time below."""
     cols = [Column("name", "Kernel"), Column("calls", "Calls", Fmt.INT, R), Column("us", "Time (µs)", Fmt.FLOAT, R),
-            Column("share", "Share", align=R), Column("args", "Arguments", wrap=True)]
+            Column("share", "Share", align=R), Column("macs", "MACs", Fmt.INT, R),
+            Column("gflops", "GFLOP/s", Fmt.FLOAT, R), Column("nodes", "ONNX nodes", wrap=True),
+            Column("args", "Arguments", wrap=True)]
     total = p.kernels_seconds or 1.0
     rows: list[dict] = [{"name": k.name, "calls": k.calls, "us": k.total_seconds * 1e6,
-                         "share": f"{100 * k.total_seconds / total:.1f}%", "args": ", ".join(k.args)}
+                         "share": f"{100 * k.total_seconds / total:.1f}%", "macs": k.macs,
+                         "gflops": "" if k.macs == 0 else k.gflops, "nodes": _node_list(k.nodes),
+                         "args": ", ".join(k.args)}
                         for k in p.kernels]
     rows.append({"name": "Kernels (sum)", "style": "total", "us": p.kernels_seconds * 1e6, "share": "100.0%"})
     rows.append({"name": "End to end (median)", "style": "total", "us": p.end_to_end_seconds * 1e6})
     return Table(f"{p.package}: kernels ({p.target})", cols, rows,
                  ["Each kernel timed alone on random arguments of its shapes (TVM's time_evaluator); the end-to-end "
-                  "time is the whole model's, the difference is what runs between kernels."])
+                  "time is the whole model's, the difference is what runs between kernels. ONNX nodes: matched "
+                  "by op and shapes (TVM keeps no node names); MACs theirs, from the analyzer."])
+
+
+def _node_list(nodes: list[str], most: int = 4) -> str:
+    return ", ".join(nodes[:most]) + (f" … (+{len(nodes) - most})" if len(nodes) > most else "")
 
 
 def tables_for(result: Analysis | Comparison | Diff | Profile, by: str = "block", stages: bool = False,

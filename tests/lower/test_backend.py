@@ -269,10 +269,17 @@ def test_profile_times_every_kernel_with_its_shapes(packages):
     first_conv = next(k for k in p.kernels if k.args[0] == "1×1×32×32 float32")
     assert first_conv.args[1:] == ["6×1×5×5 float32", "1×6×1×1 float32", "1×6×28×28 float32"]  # C1: 6 filters 5×5
     assert p.kernels == sorted(p.kernels, key=lambda k: -k.total_seconds) and p.end_to_end_seconds > 0
+    # the ONNX nodes each kernel runs, found by op and shapes, and their MACs by the analyzer (C1: 28·28·6·25)
+    assert first_conv.nodes == ["c1", "c1/tanh"] and first_conv.macs == 117_600
+    assert first_conv.gflops == pytest.approx(2 * 117_600 / first_conv.seconds / 1e9)
+    assert sorted(n for k in p.kernels for n in k.nodes) == sorted(lay.name for lay in archc.analyze(
+        packages["lenet5"] / "model.onnx").layers)  # every node in exactly one kernel
+    assert sum(k.macs or 0 for k in p.kernels) == 416_520
     out = subprocess.run([sys.executable, "-m", "archc", "profile", str(packages["lenet5"]), "--format", "json",
                           "--repeat", "4"], capture_output=True, text=True)
     data = json.loads(out.stdout)
     assert out.returncode == 0 and len(data["kernels"]) == 9 and data["kernels_seconds"] > 0
+    assert {"nodes", "macs", "gflops"} <= set(data["kernels"][0])
 
 
 def test_an_interrupted_tuning_run_keeps_its_records(tmp_path):

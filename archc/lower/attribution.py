@@ -1,0 +1,121 @@
+"""Which ONNX nodes each compiled kernel runs, and so its MACs: the link from `archc profile` to the analyzer.
+
+TVM's ONNX importer keeps no node names, so kernels are matched to nodes by what they compute. A fused kernel is
+named after its primitive ops (`fused_conv2d1_subtract1_…_relu1`); its first op is its anchor, which an ONNX node
+of a matching type produced (conv2d ← Conv). Among those, the node with the kernel's shapes is taken (for a
+convolution: data, weight and output; else first input and output), the earliest first, once per call (TVM keeps
+one kernel for layers of equal shape, and the importer emits nodes in file order). The elementwise nodes that the
+fusion pulled in after it (batch norm, ReLU, a residual add) join it as far as the kernel's name lists their ops;
+among nodes of equal shapes, one whose elementwise tail is exactly the kernel's is taken first.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from archc.analysis.model import Layer
+
+# TVM's primitive op (as in fused kernel names) → the ONNX op types that import to it
+ANCHORS: dict[str, tuple[str, ...]] = {
+    "conv1d": ("Conv",), "conv2d": ("Conv",), "conv3d": ("Conv",),
+    "conv1d_transpose": ("ConvTranspose",), "conv2d_transpose": ("ConvTranspose",),
+    "conv3d_transpose": ("ConvTranspose",),
+    "matmul": ("Gemm", "MatMul"), "dense": ("Gemm", "MatMul"),
+    "max_pool1d": ("MaxPool",), "max_pool2d": ("MaxPool",), "max_pool3d": ("MaxPool",),
+    "avg_pool1d": ("AveragePool",), "avg_pool2d": ("AveragePool",), "avg_pool3d": ("AveragePool",),
+    "adaptive_avg_pool2d": ("GlobalAveragePool",), "mean": ("GlobalAveragePool", "ReduceMean"),
+    "max": ("GlobalMaxPool", "ReduceMax"),
+    "concatenate": ("Concat",), "resize2d": ("Resize", "Upsample"), "image_resize2d": ("Resize", "Upsample"),
+    "reshape": ("Reshape", "Flatten"), "softmax": ("Softmax",), "log_softmax": ("LogSoftmax",),
+    "permute_dims": ("Transpose",), "transpose": ("Transpose",), "split": ("Split",), "pad": ("Pad",),
+    "add": ("Add", "Sum"), "subtract": ("Sub",), "multiply": ("Mul",), "divide": ("Div",),
+    "relu": ("Relu",), "clip": ("Clip",), "sigmoid": ("Sigmoid",), "tanh": ("Tanh",),
+    "leakyrelu": ("LeakyRelu",), "leaky_relu": ("LeakyRelu",),
+}
+_CONVS = ("conv1d", "conv2d", "conv3d")
+
+
+@dataclass
+class Kernel:
+    """A compiled kernel as the profiler sees it: name, parameter shapes (inputs first, output last), calls."""
+    name: str
+    shapes: list[tuple[int, ...]]
+    calls: int
+    nodes: list[str] = field(default_factory=list)  # ONNX node names it runs, over all its calls
+    macs: int | None = None  # over all its calls; None: no node found
+
+
+def ops_of(kernel_name: str) -> list[str]:
+    """The primitive ops a kernel name lists, in order: fused_conv2d1_add2_relu1 → conv2d, add, relu."""
+    words = kernel_name.removeprefix("fused_").split("_")
+    ops, i = [], 0
+    while i < len(words):  # longest known op first: max_pool2d, conv2d_transpose, adaptive_avg_pool2d
+        for j in range(len(words), i, -1):
+            op = "_".join(words[i:j]).rstrip("0123456789")
+            if op in ANCHORS or j == i + 1:
+                ops.append(op)
+                i = j
+                break
+    return ops
+
+
+def attribute(kernels: Sequence[Kernel], layers: Sequence[Layer]) -> None:
+    """Fill each kernel's `nodes` and `macs` from the analyzer's layers (kernels in the order main calls them)."""
+    taken: set[str] = set()
+    after: dict[str, list[Layer]] = {}  # a node → the elementwise nodes that read it as their first input
+    for lay in layers:
+        if lay.op in _EPILOGUE and lay.inputs:
+            after.setdefault(lay.inputs[0], []).append(lay)
+    for k in kernels:
+        ops = ops_of(k.name)
+        if not ops or ops[0] not in ANCHORS:
+            continue
+        rest = Counter(ops[1:])
+        candidates = [lay for lay in layers if lay.op in ANCHORS[ops[0]] and lay.name not in taken]
+        pool = [lay for lay in candidates if _same_shapes(lay, k, ops[0] in _CONVS)] or candidates
+        # equal shapes, different epilogues (ResNet's conv+BN+ReLU and conv+BN+add+ReLU): the one that fits first
+        pool.sort(key=lambda lay: _expansion(_epilogue(lay, after)) != rest)
+        for lay in pool[:k.calls]:
+            fused = [lay, *_epilogue(lay, after, rest)]
+            taken.update(n.name for n in fused)
+            k.nodes.extend(n.name for n in fused)
+            k.macs = (k.macs or 0) + sum(n.macs or 0 for n in fused)
+
+
+# ONNX elementwise op → the primitive ops its import becomes (batch norm decomposed for inference)
+_EPILOGUE: dict[str, tuple[str, ...]] = {
+    "BatchNormalization": ("subtract", "divide", "multiply", "add"), "Relu": ("relu",), "Clip": ("clip",),
+    "Add": ("add",), "Sub": ("subtract",), "Mul": ("multiply",), "Div": ("divide",), "Sigmoid": ("sigmoid",),
+    "LeakyRelu": ("leakyrelu",), "Tanh": ("tanh",), "Identity": (), "Dropout": (),
+}
+
+
+def _epilogue(lay: Layer, after: dict[str, list[Layer]], budget: Counter[str] | None = None) -> list[Layer]:
+    """The chain of elementwise nodes after `lay` (each the only one reading the last as its first input), as far
+    as the kernel's remaining ops (`budget`) cover them."""
+    chain: list[Layer] = []
+    left = Counter(budget) if budget is not None else None
+    cur = lay
+    while len(nxt := after.get(cur.name, [])) == 1:
+        cur = nxt[0]
+        need = Counter(_EPILOGUE[cur.op])
+        if left is not None:
+            if any(left[op] < n for op, n in need.items()):
+                break
+            left -= need
+        chain.append(cur)
+    return chain
+
+
+def _expansion(chain: list[Layer]) -> Counter[str]:
+    return sum((Counter(_EPILOGUE[n.op]) for n in chain), Counter())
+
+
+def _same_shapes(lay: Layer, k: Kernel, conv: bool) -> bool:
+    if not k.shapes or lay.output_shape is None or not lay.input_shapes:
+        return False
+    shapes = [tuple(s) if s is not None else None for s in lay.input_shapes]
+    if tuple(lay.output_shape) != k.shapes[-1] or shapes[0] != k.shapes[0]:
+        return False
+    return not conv or (len(shapes) > 1 and len(k.shapes) > 2 and shapes[1] == k.shapes[1])
