@@ -36,4 +36,5 @@ def test_wheel_ships_specs_and_targets(tmp_path):
     assert "archc/zoo/resnet50.arch" in names and "archc/zoo/lib/resnet.arch" in names
     assert "archc/target_defs/onnx.toml" in names and "archc/target_defs/cuda-sm90.toml" in names
     assert "archc/spec/grammar.lark" in names and "archc/render/templates/table.html.j2" in names
+    assert "archc/lower/cpp/main.cc" in names and "archc/lower/cpp/Makefile" in names  # the C++ loader
     assert {f"archc/zoo/{p.name}" for p in (ROOT / "specs").glob("*.arch")} <= names

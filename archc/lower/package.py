@@ -5,11 +5,19 @@
                      the ONNX it came from, how it was built
     model.onnx       the ONNX it was built from
     README.md        how to run it
+    archc_runtime.py the Python loader (numpy and TVM's runtime only)
+    cpp/             the C++ loader without Python: main.cc and a Makefile that builds ./run_model
+    include/         the TVM FFI headers main.cc includes (from this machine's tvm_ffi wheel)
+    lib/             TVM's runtime libraries for the package's target (this machine's wheels, or the aarch64 ones
+                     under $ARCHC_ARM64_ROOT/site for an aarch64 package); absent, and said so in the manifest and
+                     README, where none for the target are found here
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,10 +27,14 @@ from archc.frontends import Model
 from archc.lower.build import Lowered
 from archc.lower.tvm_target import tvm_target_dict
 from archc.shapes import BY_ONNX
+from archc.targets import Target
 from archc.util.atomic import atomic_dir
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
+CPP = Path(__file__).with_name("cpp")  # main.cc and its Makefile, copied into every package
+ARM64_ROOT = "ARCHC_ARM64_ROOT"  # where scripts/install-test-deps.sh unpacks the aarch64 wheels (…/site)
+_ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 
 
 def write_package(model: Model, lowered: Lowered, out: Path) -> dict[str, Any]:
@@ -31,6 +43,10 @@ def write_package(model: Model, lowered: Lowered, out: Path) -> dict[str, Any]:
     onnx_bytes = model.proto.SerializeToString()
     target = lowered.target
     library = f"{model.name}.so"
+    libs, libs_from, missing = _runtime_libs(target)
+    headers, include_from = _headers()
+    if not headers:
+        missing = (missing + "; " if missing else "") + f"TVM's FFI headers were not found ({include_from})"
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "model": model.name,
@@ -45,6 +61,9 @@ def write_package(model: Model, lowered: Lowered, out: Path) -> dict[str, Any]:
         "source": model.source,
         "build": {"tuned": bool(lowered.tuning.get("kernels_tuned")),
                   "compile_seconds": round(lowered.compile_seconds, 3), **lowered.tuning},
+        "cpp_loader": {"source": "cpp/main.cc", "build": _make_command(target), "program": "run_model",
+                       "runtime_libs": [f"lib/{p.name}" for p in libs], "libs_from": libs_from,
+                       "missing": missing},
     }
     with atomic_dir(out) as folder:
         fcompile = None
@@ -57,7 +76,108 @@ def write_package(model: Model, lowered: Lowered, out: Path) -> dict[str, Any]:
         (folder / "README.md").write_text(_readme(manifest), encoding="utf-8")
         # the loader, standalone (numpy and TVM's runtime only): the package runs where archc is not installed
         shutil.copyfile(Path(runtime.__file__), folder / "archc_runtime.py")
+        # the loader without Python: its source, the headers it includes, the runtime libraries it links
+        (folder / "cpp").mkdir()
+        for name in ("main.cc", "Makefile"):
+            shutil.copyfile(CPP / name, folder / "cpp" / name)
+        for rel in headers:
+            (folder / "include" / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(include_from) / rel, folder / "include" / rel)
+        if libs:
+            (folder / "lib").mkdir()
+            for lib in libs:
+                shutil.copy(lib, folder / "lib" / lib.name)  # keeps the mode (shared libraries are executable)
     return manifest
+
+
+def _triple(spec: dict[str, Any]) -> str:
+    """The target's LLVM triple, or its host's for a GPU target; "" when it names none (this machine's CPU)."""
+    host = spec.get("host")
+    return str(spec.get("mtriple") or (host.get("mtriple") if isinstance(host, dict) else "") or "")
+
+
+def _arch(spec: dict[str, Any]) -> str:
+    """The CPU the package's code runs on: its triple's, else this machine's."""
+    machine = _triple(spec).split("-")[0] or os.uname().machine
+    return {"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)
+
+
+def _elf_machine(path: Path) -> str | None:
+    with path.open("rb") as f:
+        head = f.read(20)
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    machine = int.from_bytes(head[18:20], "little")
+    return _ELF_MACHINES.get(machine, str(machine))
+
+
+def _runtime_libs(target: Target) -> tuple[list[Path], str | None, str | None]:
+    """TVM's runtime libraries for the target's CPU (and GPU), where they came from, and why there are none.
+
+    libtvm_ffi.so and libtvm_runtime.so are linked; libtvm_runtime_extra.so (sort and top-k, which CPU kernels call)
+    and, for CUDA, libtvm_runtime_cuda.so register functions when run_model loads them."""
+    import tvm
+    import tvm_ffi
+    arch, here = _arch(dict(target.tvm)), _arch({})
+    versions = f"apache-tvm {tvm.__version__} and apache-tvm-ffi {tvm_ffi.__version__}"
+    if arch == here:
+        tvm_lib, ffi_lib = Path(tvm.__file__).parent / "lib", Path(tvm_ffi.__file__).parent / "lib"
+        origin = f"this machine's {versions} wheels"
+    elif arch == "aarch64":
+        site = Path(os.environ.get(ARM64_ROOT) or Path.home() / ".cache" / "archc" / "arm64") / "site"
+        tvm_lib, ffi_lib = site / "tvm" / "lib", site / "tvm_ffi" / "lib"
+        origin = f"the aarch64 {versions} wheels unpacked at {site}"
+        if not tvm_lib.is_dir() or not ffi_lib.is_dir():
+            return [], None, (f"TVM's aarch64 runtime libraries are not at {site} (set {ARM64_ROOT}, or unpack the "
+                              f"aarch64 wheels of {versions} into its site/ folder)")
+        for dist, want in (("apache_tvm", tvm.__version__), ("apache_tvm_ffi", tvm_ffi.__version__)):
+            found = [p.name[len(dist) + 1:-len(".dist-info")] for p in site.glob(f"{dist}-*.dist-info")]
+            if found and want not in found:
+                return [], None, (f"the aarch64 wheels at {site} are {dist.replace('_', '-')} {found[0]}, not the "
+                                  f"{want} that built the library (it loads only in that TVM)")
+    else:
+        return [], None, f"archc has no TVM runtime libraries for {arch} (only this machine's and aarch64's)"
+    names = ["libtvm_ffi.so", "libtvm_runtime.so", "libtvm_runtime_extra.so"]
+    if target.tvm.get("kind") == "cuda":
+        names.append("libtvm_runtime_cuda.so")
+    libs = [(ffi_lib if name == "libtvm_ffi.so" else tvm_lib) / name for name in names]
+    optional = {"libtvm_runtime_extra.so"}
+    absent = [p for p in libs if not p.is_file() and p.name not in optional]
+    if absent:
+        return [], None, f"{absent[0]} is missing (from {origin})"
+    libs = [p for p in libs if p.is_file()]
+    wrong = [(p, m) for p in libs if (m := _elf_machine(p)) != arch]
+    if wrong:
+        return [], None, f"{wrong[0][0]} is built for {wrong[0][1] or 'no known CPU'}, not for the target's {arch}"
+    return libs, origin, None
+
+
+_INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
+
+
+def _headers() -> tuple[list[str], str]:
+    """The headers main.cc includes, directly or not, from this machine's tvm_ffi include folder (paths relative
+    to it), and that folder: a subset of it (~0.6 MB of 1.4 MB; the headers are the same for every CPU)."""
+    import tvm_ffi
+    root = Path(tvm_ffi.__file__).parent / "include"
+    todo = _INCLUDE.findall((CPP / "main.cc").read_text(encoding="utf-8"))
+    found: set[str] = set()
+    while todo:
+        rel = todo.pop()
+        if rel in found or not (root / rel).is_file():
+            continue  # a system header
+        found.add(rel)
+        todo += _INCLUDE.findall((root / rel).read_text(encoding="utf-8", errors="replace"))
+    return sorted(found), str(root)
+
+
+def _make_command(target: Target) -> str:
+    """How to build run_model: with the C++ compiler of the target's cross compiler where it has one."""
+    cc = target.cross_compiler
+    if not cc:
+        return "make -C cpp"
+    cxx = cc[:-3] + "g++" if cc.endswith("gcc") else cc + "++" if cc.endswith("clang") else cc
+    return f"make -C cpp CXX={cxx}"
 
 
 def _io(model: Model, name: str, shape: tuple[int, ...]) -> dict[str, Any]:
@@ -76,4 +196,37 @@ def _readme(m: dict[str, Any]) -> str:
             "Run it with archc (`archc run .`) or, in Python with only TVM's runtime installed:\n\n"
             "```python\nfrom archc_runtime import load_package   # this folder's copy of archc.runtime\n"
             "pkg = load_package(\".\")\n"
-            "outputs = pkg.run({name: array, ...})\n```\n")
+            "outputs = pkg.run({name: array, ...})\n```\n\n" + _readme_cpp(m))
+
+
+def _readme_cpp(m: dict[str, Any]) -> str:
+    cpp = m["cpp_loader"]
+    files = " ".join(f"{i['name']}.npy" for i in m["inputs"])
+    outs = ", ".join(f"out{n}.npy is {o['name']}" for n, o in enumerate(m["outputs"]))
+    arm = "aarch64" in _triple(m["target"]["tvm"])
+    text = ("## Without Python: the C++ loader\n\n"
+            "`cpp/main.cc` runs the library with TVM's C++ runtime (the Relax VM); `include/` holds the TVM headers "
+            "it includes and `lib/` TVM's runtime libraries for this target"
+            + (f" (from {cpp['libs_from']})" if cpp["runtime_libs"] else "") + ". Build it once with make and a "
+            "C++17 compiler, then run it from any folder (its rpath finds `lib/`; no Python, no LD_LIBRARY_PATH):\n\n"
+            f"```\n{cpp['build']}" + ("      # cross compiled here; on the device itself: make -C cpp" if arm else "")
+            + f"\n./run_model {m['library']} {files} -o out/ --repeat 100\n```\n\n"
+            f"It takes one .npy file per input (little endian, C order), in this order: "
+            + ", ".join(f"{i['name']} {'×'.join(map(str, i['shape']))} {i['dtype']}" for i in m["inputs"])
+            + f"; writes each output to `out/`: {outs}; prints their shapes and the time of a run (the median of N "
+            "runs after a warm-up with `--repeat N`). An error (a missing file, a wrong shape or dtype, a library "
+            "that does not load here) is one line on stderr and a non-zero exit status.\n")
+    if arm:
+        text += ("\nOn an x86 machine it runs under qemu: `qemu-aarch64-static -L /usr/aarch64-linux-gnu ./run_model "
+                 f"{m['library']} {files} -o out/`.\n")
+    if "libtvm_runtime_cuda.so" in " ".join(cpp["runtime_libs"]):
+        text += ("\nThe device needs an NVIDIA GPU, its driver (libcuda.so.1) and the CUDA runtime that "
+                 "`lib/libtvm_runtime_cuda.so` links (`ldd lib/libtvm_runtime_cuda.so` names it).\n")
+    if cpp["missing"]:
+        text += f"\n**run_model cannot be built from this package as it is**: {cpp['missing']}."
+        if not cpp["runtime_libs"]:
+            text += (" Before building, copy TVM's runtime libraries for this target (libtvm_ffi.so, "
+                     "libtvm_runtime.so and libtvm_runtime_extra.so, from the apache-tvm-ffi and apache-tvm "
+                     f"{m['tvm_version']} wheels for it) into `lib/`.")
+        text += "\n"
+    return text

@@ -82,8 +82,8 @@ def test_package_matches_onnxruntime(packages, name):
 
 def test_package_contents_and_manifest(packages):
     folder = packages["lenet5"]
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "archc_runtime.py", "lenet5.so", "manifest.json",
-                                                        "model.onnx"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "archc_runtime.py", "cpp", "include", "lenet5.so",
+                                                        "lib", "manifest.json", "model.onnx"]
     m = json.loads((folder / "manifest.json").read_text())
     assert m["inputs"] == [{"name": "image", "shape": [1, 1, 32, 32], "dtype": "float32"}]
     assert m["outputs"][0]["shape"] == [1, 10] and m["target"]["name"] == "native"

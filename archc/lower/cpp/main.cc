@@ -1,0 +1,489 @@
+// run_model: runs an archc deploy package's library with TVM's C++ runtime (the Relax VM); no Python needed.
+//
+//   ./run_model MODEL.so IN0.npy [IN1.npy ...] [-o OUT_DIR] [--repeat N] [--device cpu|cuda]
+//
+// Inputs are .npy files (little endian, C order), one per model input in the manifest's order. Each output is
+// written to OUT_DIR/out<i>.npy. It prints every input's and output's shape and the time of a run (the median of
+// N runs after a warm-up with --repeat N). An error is one line on stderr, exit status 1 (2 for bad usage).
+// Built by the Makefile next to this file; see the package's README.md.
+#include <dlfcn.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <tvm/ffi/any.h>
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/container/shape.h>
+#include <tvm/ffi/container/tensor.h>
+#include <tvm/ffi/error.h>
+#include <tvm/ffi/extra/module.h>
+#include <tvm/ffi/function.h>
+#include <tvm/ffi/string.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ffi = tvm::ffi;
+
+namespace {
+
+// ---- errors: thrown, printed as one line -------------------------------------------------------------------------
+struct Failure {
+  int code;
+  std::string message;
+};
+
+[[noreturn]] void Fail(const std::string& message, int code = 1) { throw Failure{code, message}; }
+
+std::string OneLine(const std::string& text, size_t limit = 400) {
+  std::string out;
+  for (char c : text) {
+    bool space = c == '\n' || c == '\r' || c == '\t' || c == ' ';
+    if (space && (out.empty() || out.back() == ' ')) continue;
+    out += space ? ' ' : c;
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out.size() > limit ? out.substr(0, limit) + "..." : out;
+}
+
+// ---- dtypes: the ones .npy and the model share ------------------------------------------------------------------
+struct DType {
+  const char* name;
+  char code;  // the .npy type character
+  DLDataType dl;
+};
+
+const DType kTypes[] = {
+    {"float32", 'f', {kDLFloat, 32, 1}}, {"float64", 'f', {kDLFloat, 64, 1}}, {"float16", 'f', {kDLFloat, 16, 1}},
+    {"int8", 'i', {kDLInt, 8, 1}},       {"int16", 'i', {kDLInt, 16, 1}},     {"int32", 'i', {kDLInt, 32, 1}},
+    {"int64", 'i', {kDLInt, 64, 1}},     {"uint8", 'u', {kDLUInt, 8, 1}},     {"uint16", 'u', {kDLUInt, 16, 1}},
+    {"uint32", 'u', {kDLUInt, 32, 1}},   {"uint64", 'u', {kDLUInt, 64, 1}},   {"bool", 'b', {kDLBool, 8, 1}},
+};
+
+const DType* ByDL(DLDataType t) {
+  for (const DType& d : kTypes)
+    if (d.dl.code == t.code && d.dl.bits == t.bits && d.dl.lanes == t.lanes) return &d;
+  return nullptr;
+}
+
+std::string Descr(const DType& t) {  // '<f4', '|u1'
+  int size = t.dl.bits / 8;
+  return std::string(size == 1 ? "|" : "<") + t.code + std::to_string(size);
+}
+
+std::string Dims(const std::vector<int64_t>& shape) {
+  if (shape.empty()) return "scalar";
+  std::string s;
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "×" : "") + std::to_string(shape[i]);
+  return s;
+}
+
+// ---- .npy: read and write (format 1.0-3.0, little endian or byte-sized types, C order) -------------------------
+struct Npy {
+  const DType* type = nullptr;
+  std::vector<int64_t> shape;
+  std::vector<char> data;
+};
+
+std::vector<char> ReadFile(const std::string& path, const std::string& what, size_t limit = SIZE_MAX) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) Fail("cannot read " + what + " '" + path + "': " + std::strerror(errno));
+  std::vector<char> bytes;
+  char buf[1 << 16];
+  size_t n;
+  while (bytes.size() < limit && (n = std::fread(buf, 1, std::min(sizeof(buf), limit - bytes.size()), f)) > 0)
+    bytes.insert(bytes.end(), buf, buf + n);
+  std::fclose(f);
+  return bytes;
+}
+
+// The value after 'key': in the header's dict, as written (a quoted string, True/False, or a tuple).
+std::string HeaderValue(const std::string& header, const std::string& key, const std::string& path) {
+  size_t at = header.find("'" + key + "'");
+  if (at == std::string::npos) Fail("'" + path + "' is not a valid .npy file (its header has no " + key + ")");
+  at = header.find(':', at);
+  if (at == std::string::npos) Fail("'" + path + "' is not a valid .npy file (a corrupt header)");
+  at = header.find_first_not_of(' ', at + 1);
+  if (at == std::string::npos) Fail("'" + path + "' is not a valid .npy file (a corrupt header)");
+  char open = header[at];
+  char close = open == '(' ? ')' : open == '\'' || open == '"' ? open : ',';
+  size_t end = header.find(close, at + 1);
+  if (end == std::string::npos) Fail("'" + path + "' is not a valid .npy file (a corrupt header)");
+  return open == ',' ? header.substr(at, end - at) : header.substr(at + 1, end - at - 1);
+}
+
+Npy ReadNpy(const std::string& path) {
+  std::vector<char> bytes = ReadFile(path, "input");
+  const auto* u = reinterpret_cast<const unsigned char*>(bytes.data());
+  if (bytes.size() < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0)
+    Fail("'" + path + "' is not a .npy file (save arrays with numpy.save)");
+  size_t header_len, start;
+  if (u[6] == 1) {
+    header_len = u[8] | (u[9] << 8);
+    start = 10;
+  } else if ((u[6] == 2 || u[6] == 3) && bytes.size() >= 12) {
+    header_len = u[8] | (u[9] << 8) | (u[10] << 16) | (static_cast<size_t>(u[11]) << 24);
+    start = 12;
+  } else {
+    Fail("'" + path + "' is a .npy file of an unknown format version " + std::to_string(u[6]));
+  }
+  if (start + header_len > bytes.size()) Fail("'" + path + "' is truncated (in its header)");
+  std::string header(bytes.data() + start, header_len);
+  Npy npy;
+  std::string descr = HeaderValue(header, "descr", path);
+  if (descr.size() < 3 || std::string("<>|=").find(descr[0]) == std::string::npos)
+    Fail("'" + path + "' holds the dtype " + descr + ", which run_model does not read (numbers and bools only)");
+  int size = std::atoi(descr.c_str() + 2);
+  for (const DType& d : kTypes)
+    if (d.code == descr[1] && d.dl.bits == size * 8) npy.type = &d;
+  if (!npy.type)
+    Fail("'" + path + "' holds the dtype " + descr + ", which run_model does not read (numbers and bools only)");
+  if (descr[0] == '>' && size > 1)
+    Fail("'" + path + "' is big endian; save it little endian (array.astype('<" + descr.substr(1) + "'))");
+  if (HeaderValue(header, "fortran_order", path).find("True") != std::string::npos)
+    Fail("'" + path + "' is in Fortran order; save it in C order (numpy.ascontiguousarray)");
+  std::string dims = HeaderValue(header, "shape", path);
+  for (size_t i = 0; i < dims.size();) {
+    size_t j = dims.find(',', i);
+    if (j == std::string::npos) j = dims.size();
+    std::string item = dims.substr(i, j - i);
+    if (item.find_first_not_of(' ') != std::string::npos) npy.shape.push_back(std::atoll(item.c_str()));
+    i = j + 1;
+  }
+  size_t count = 1;
+  for (int64_t d : npy.shape) count *= static_cast<size_t>(d);
+  size_t nbytes = count * size, have = bytes.size() - start - header_len;
+  if (have != nbytes)
+    Fail("'" + path + "' holds " + std::to_string(have) + " bytes of data, but its header says " + Dims(npy.shape) +
+         " " + npy.type->name + " (" + std::to_string(nbytes) + " bytes)");
+  npy.data.assign(bytes.begin() + start + header_len, bytes.end());
+  return npy;
+}
+
+void WriteNpy(const std::string& path, const DType& type, const std::vector<int64_t>& shape,
+              const std::vector<char>& data) {
+  std::string dims = "(";
+  for (size_t i = 0; i < shape.size(); ++i) dims += (i ? ", " : "") + std::to_string(shape[i]);
+  dims += shape.size() == 1 ? ",)" : ")";
+  std::string header = "{'descr': '" + Descr(type) + "', 'fortran_order': False, 'shape': " + dims + ", }";
+  header += std::string((64 - (10 + header.size() + 1) % 64) % 64, ' ') + "\n";  // data starts 64-byte aligned
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) Fail("cannot write '" + path + "': " + std::strerror(errno));
+  unsigned char prefix[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<unsigned char>(header.size() & 0xff),
+                              static_cast<unsigned char>(header.size() >> 8)};
+  bool ok = std::fwrite(prefix, 1, 10, f) == 10 && std::fwrite(header.data(), 1, header.size(), f) == header.size() &&
+            std::fwrite(data.data(), 1, data.size(), f) == data.size();
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok) Fail("cannot write '" + path + "': " + std::strerror(errno));
+}
+
+void MakeDirs(const std::string& dir) {
+  for (size_t at = 1; at <= dir.size(); ++at) {
+    if (at < dir.size() && dir[at] != '/') continue;
+    std::string part = dir.substr(0, at);
+    if (mkdir(part.c_str(), 0777) != 0 && errno != EEXIST)
+      Fail("cannot make the output folder '" + dir + "': " + std::strerror(errno));
+  }
+}
+
+// ---- the runtime ------------------------------------------------------------------------------------------------
+// TVM's optional runtime libraries register functions when loaded: libtvm_runtime_extra.so (sort/top-k kernels
+// that CPU code calls), libtvm_runtime_cuda.so (the CUDA device and module loader; only in a CUDA package). They
+// are loaded from lib/ next to this program; a failure is reported only if the library then does not load.
+std::vector<std::string> LoadSidecars() {
+  std::vector<std::string> problems;
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) return problems;
+  std::string dir(exe, n);
+  dir = dir.substr(0, dir.rfind('/') + 1) + "lib/";
+  for (const char* name : {"libtvm_runtime_extra.so", "libtvm_runtime_cuda.so"}) {
+    std::string path = dir + name;
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) continue;
+    if (!dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+      const char* why = dlerror();
+      problems.push_back(std::string("lib/") + name + " did not load: " + (why ? why : "unknown reason"));
+    }
+  }
+  return problems;
+}
+
+// The model must be a shared library for this machine's architecture (dlopen's own message for one built for
+// another is cryptic).
+void CheckLibrary(const std::string& path) {
+  std::vector<char> head = ReadFile(path, "the model", 64);
+  if (head.size() < 20 || std::memcmp(head.data(), "\x7f" "ELF", 4) != 0)
+    Fail("the model '" + path + "' is not a shared library; give the package's <model>.so");
+  const auto* u = reinterpret_cast<const unsigned char*>(head.data());
+  auto field = [&](size_t at, size_t size) {  // little endian
+    uint64_t v = 0;
+    for (size_t i = 0; i < size; ++i) v |= static_cast<uint64_t>(u[at + i]) << (8 * i);
+    return v;
+  };
+  int machine = static_cast<int>(field(18, 2));
+  struct stat st;
+  // a 64-bit library's section headers are its last bytes: one cut short would crash dlopen (SIGBUS)
+  if (head.size() == 64 && u[4] == 2 && stat(path.c_str(), &st) == 0 &&
+      field(40, 8) + field(60, 2) * field(58, 2) > static_cast<uint64_t>(st.st_size))
+    Fail("the model '" + path + "' is truncated (" + std::to_string(st.st_size) + " bytes); copy it again");
+#if defined(__x86_64__)
+  const int kHere = 62;
+#elif defined(__aarch64__)
+  const int kHere = 183;
+#else
+  const int kHere = machine;
+#endif
+  auto name = [](int m) -> std::string {
+    return m == 62 ? "x86-64" : m == 183 ? "aarch64" : m == 40 ? "32-bit ARM" : m == 243 ? "RISC-V"
+                                                                                  : "machine " + std::to_string(m);
+  };
+  if (machine != kHere)
+    Fail("the model '" + path + "' is built for " + name(machine) + " and cannot run on this " + name(kHere) +
+         " machine; run it on the device (and build run_model for it)");
+}
+
+ffi::Function Global(const char* name) {
+  auto f = ffi::Function::GetGlobal(name);
+  if (!f) Fail(std::string("TVM's runtime lacks the function ") + name + "; is lib/ from another TVM version?");
+  return *f;
+}
+
+ffi::Function Method(const ffi::Module& mod, const char* name, const std::string& what) {
+  ffi::Optional<ffi::Function> f = mod->GetFunction(name);
+  if (!f.has_value()) Fail(what + " has no function " + name + "; is it a library that archc compiled?");
+  return f.value();
+}
+
+// The first device a library's modules need besides the CPU (a CUDA package's kernels are an imported module).
+DLDeviceType NeededDevice(const ffi::Module& mod) {
+  std::string kind = mod->kind();
+  if (kind == "cuda") return kDLCUDA;
+  for (const ffi::Any& item : mod->imports()) {
+    if (auto sub = item.as<ffi::Module>()) {
+      DLDeviceType t = NeededDevice(*sub);
+      if (t != kDLCPU) return t;
+    }
+  }
+  return kDLCPU;
+}
+
+void Flatten(const ffi::Any& value, std::vector<ffi::Tensor>* out) {
+  if (auto tensor = value.as<ffi::Tensor>()) {
+    out->push_back(*tensor);
+  } else if (auto items = value.as<ffi::Array<ffi::Any>>()) {
+    for (const ffi::Any& item : *items) Flatten(item, out);
+  } else {
+    Fail("the model returned a " + value.GetTypeKey() + ", not tensors");
+  }
+}
+
+// The VM checks each argument against main's signature; its message names the parameter and its annotation:
+//   ErrorContext(fn=main, loc=param[0], param=image, annotation=R.Tensor((1, 1, 32, 32), dtype="float32")) ...
+// This turns it into the expected shape and dtype of that input, or returns "" when the message is another one.
+std::string InputMismatch(const std::string& message, const std::vector<std::string>& files,
+                          const std::vector<Npy>& inputs) {
+  size_t at = message.find("loc=param[");
+  size_t ann = message.find("annotation=R.Tensor((");
+  if (at == std::string::npos || ann == std::string::npos) return "";
+  size_t index = std::strtoul(message.c_str() + at + 10, nullptr, 10);
+  if (index >= inputs.size()) return "";
+  std::string name;
+  size_t p = message.find("param=", at);
+  if (p != std::string::npos) name = message.substr(p + 6, message.find(',', p) - p - 6);
+  size_t dims_end = message.find(')', ann);
+  std::string dims = message.substr(ann + 21, dims_end - ann - 21), want;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] == ' ') continue;
+    want += dims[i] == ',' ? "×" : std::string(1, dims[i]);
+  }
+  if (want.size() >= 2 && want.compare(want.size() - 2, 2, "×") == 0) want.resize(want.size() - 2);  // (n,)
+  if (want.empty()) want = "scalar";
+  size_t q = message.find("dtype=\"", dims_end);
+  if (q != std::string::npos) want += " " + message.substr(q + 7, message.find('"', q + 7) - q - 7);
+  return "input " + std::to_string(index + 1) + " ('" + files[index] + "') is " + Dims(inputs[index].shape) + " " +
+         inputs[index].type->name + ", but the model's input '" + name + "' is " + want;
+}
+
+struct Options {
+  std::string model, out_dir, device;
+  std::vector<std::string> inputs;
+  int repeat = 1;
+};
+
+const char* kUsage =
+    "usage: run_model MODEL.so IN0.npy [IN1.npy ...] [-o OUT_DIR] [--repeat N] [--device cpu|cuda]\n"
+    "  runs the model on the .npy inputs (in the manifest's order), writes OUT_DIR/out<i>.npy for each output,\n"
+    "  prints their shapes and the time of a run (with --repeat N: the median of N runs after a warm-up)\n";
+
+Options ParseArgs(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) Fail(a + " needs a value (run_model --help shows the usage)", 2);
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else if (a == "-o" || a == "--output") {
+      o.out_dir = value();
+    } else if (a == "--repeat") {
+      std::string v = value();
+      char* end = nullptr;
+      long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end || n < 1 || n > 1000000) Fail("--repeat takes a count of runs from 1, not '" + v + "'", 2);
+      o.repeat = static_cast<int>(n);
+    } else if (a == "--device") {
+      o.device = value();
+      if (o.device != "cpu" && o.device != "cuda") Fail("--device is cpu or cuda, not '" + o.device + "'", 2);
+    } else if (a.size() > 1 && a[0] == '-') {
+      Fail("unknown option " + a + " (run_model --help shows the usage)", 2);
+    } else if (o.model.empty()) {
+      o.model = a;
+    } else {
+      o.inputs.push_back(a);
+    }
+  }
+  if (o.model.empty()) Fail("no model given; usage: run_model MODEL.so IN0.npy [IN1.npy ...] [-o OUT_DIR] ...", 2);
+  return o;
+}
+
+double Milliseconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+int Run(const Options& o) {
+  // inputs first: a missing or malformed file is said before the library is loaded
+  std::vector<Npy> inputs;
+  for (const std::string& path : o.inputs) inputs.push_back(ReadNpy(path));
+  CheckLibrary(o.model);
+
+  std::vector<std::string> sidecar_problems = LoadSidecars();
+  ffi::Module library{ffi::UnsafeInit()};
+  try {
+    // dlopen looks a name without a slash up on the library path, not in the current folder
+    library = ffi::Module::LoadFromFile(o.model.find('/') == std::string::npos ? "./" + o.model : o.model);
+  } catch (const ffi::Error& e) {
+    std::string why = OneLine(e.message()), hint = "is it built for this machine and this TVM?";
+    for (const std::string& p : sidecar_problems) {
+      why += "; " + p;
+      if (p.find("cuda") != std::string::npos)
+        hint = "a CUDA package needs an NVIDIA GPU, its driver and CUDA's runtime";
+    }
+    Fail("the model '" + o.model + "' does not load (" + why + "); " + hint);
+  }
+  ffi::Module vm = Method(library, "vm_load_executable", "'" + o.model + "'")().cast<ffi::Module>();
+
+  DLDeviceType device_type = o.device.empty() ? NeededDevice(library) : o.device == "cuda" ? kDLCUDA : kDLCPU;
+  DLDevice device{device_type, 0};
+  const int kPooled = 2;  // tvm::runtime::memory::AllocatorType::kPooled
+  ffi::Function init = Method(vm, "vm_initialization", "the model's VM");
+  if (device_type == kDLCPU)
+    init(static_cast<int>(kDLCPU), 0, kPooled);
+  else  // the device, then the CPU for shape computations
+    init(static_cast<int>(device_type), 0, kPooled, static_cast<int>(kDLCPU), 0, kPooled);
+
+  int arity = Method(vm, "get_function_arity", "the model's VM")("main").cast<int>();
+  ffi::Function param_name = Method(vm, "get_function_param_name", "the model's VM");
+  if (arity != static_cast<int>(inputs.size())) {
+    std::string names;
+    for (int i = 0; i < arity; ++i) names += (i ? ", " : "") + param_name("main", i).cast<std::string>();
+    Fail("the model takes " + std::to_string(arity) + (arity == 1 ? " input" : " inputs") + " (" + names + "), " +
+         std::to_string(inputs.size()) + " .npy " + (inputs.size() == 1 ? "file was" : "files were") + " given");
+  }
+
+  ffi::Function alloc = Global("runtime.TVMTensorAllocWithScope");
+  ffi::Function copy_in = Global("runtime.TVMTensorCopyFromBytes");
+  ffi::Function copy_out = Global("runtime.TVMTensorCopyToBytes");
+  std::vector<ffi::Tensor> tensors;
+  std::vector<ffi::AnyView> args;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Npy& x = inputs[i];
+    ffi::Tensor t =
+        alloc(ffi::Shape(x.shape.begin(), x.shape.end()), x.type->dl, device, ffi::Any()).cast<ffi::Tensor>();
+    copy_in(t, static_cast<void*>(const_cast<char*>(x.data.data())), static_cast<int64_t>(x.data.size()));
+    tensors.push_back(t);
+    std::printf("input %zu %s: %s %s (%s)\n", i, param_name("main", static_cast<int>(i)).cast<std::string>().c_str(),
+                Dims(x.shape).c_str(), x.type->name, o.inputs[i].c_str());
+  }
+  for (const ffi::Tensor& t : tensors) args.emplace_back(t);
+
+  ffi::Function main_fn = Method(vm, "main", "the model's VM");
+  std::optional<ffi::Function> sync;
+  if (device_type != kDLCPU) sync = Global("runtime.Device_StreamSync");
+  auto run = [&]() {
+    ffi::Any result;
+    try {
+      main_fn.CallPacked(args.data(), static_cast<int32_t>(args.size()), &result);
+      if (sync) (*sync)(device, static_cast<int64_t>(0));
+    } catch (const ffi::Error& e) {
+      std::string mismatch = InputMismatch(e.message(), o.inputs, inputs);
+      Fail(mismatch.empty() ? "the model failed: " + OneLine(e.kind() + ": " + e.message()) : mismatch);
+    }
+    return result;
+  };
+  auto start = std::chrono::steady_clock::now();
+  ffi::Any result = run();
+  double first = Milliseconds(std::chrono::steady_clock::now() - start);
+  std::vector<double> times;
+  for (int i = 0; o.repeat > 1 && i < o.repeat; ++i) {
+    start = std::chrono::steady_clock::now();
+    result = run();
+    times.push_back(Milliseconds(std::chrono::steady_clock::now() - start));
+  }
+
+  std::vector<ffi::Tensor> outputs;
+  Flatten(result, &outputs);
+  if (!o.out_dir.empty()) MakeDirs(o.out_dir);
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const ffi::Tensor& y = outputs[i];
+    const DType* type = ByDL(y.dtype());
+    std::vector<int64_t> shape(y.shape().begin(), y.shape().end());
+    if (!type) Fail("output " + std::to_string(i) + " has a dtype that .npy cannot hold");
+    std::string where = "not written: -o OUT_DIR writes it";
+    if (!o.out_dir.empty()) {
+      std::vector<char> data(ffi::GetDataSize(*y.GetDLTensorPtr()));
+      copy_out(y, static_cast<void*>(data.data()), static_cast<int64_t>(data.size()));
+      where = o.out_dir + "/out" + std::to_string(i) + ".npy";
+      WriteNpy(where, *type, shape, data);
+    }
+    std::printf("output %zu: %s %s (%s)\n", i, Dims(shape).c_str(), type->name, where.c_str());
+  }
+  if (times.empty()) {
+    std::printf("time: %.3f ms (one run on %s; --repeat N for a median)\n", first,
+                device_type == kDLCPU ? "cpu" : "cuda");
+  } else {
+    std::sort(times.begin(), times.end());
+    double median = times.size() % 2 ? times[times.size() / 2]
+                                     : (times[times.size() / 2 - 1] + times[times.size() / 2]) / 2;
+    std::printf("time: %.3f ms (median of %zu runs on %s after a warm-up of %.3f ms; min %.3f ms)\n", median,
+                times.size(), device_type == kDLCPU ? "cpu" : "cuda", first, times.front());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Run(ParseArgs(argc, argv));
+  } catch (const Failure& f) {
+    std::fprintf(stderr, "run_model: error: %s\n", f.message.c_str());
+    return f.code;
+  } catch (const ffi::Error& e) {
+    std::fprintf(stderr, "run_model: error: %s\n", OneLine(e.kind() + ": " + e.message()).c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "run_model: error: %s\n", OneLine(e.what()).c_str());
+    return 1;
+  }
+}
