@@ -49,12 +49,15 @@ def _missing_tvm() -> str | None:
 
 @functools.cache
 def _missing_cross() -> str | None:
+    from archc.runtime import qemu
     missing = [] if shutil.which("aarch64-linux-gnu-gcc") else ["aarch64-linux-gnu-gcc"]
-    if not (shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")):
+    if qemu.find_qemu() is None:
         missing.append("qemu-aarch64 (or qemu-aarch64-static)")
+    if qemu.root_versions(qemu.arm64_root()) is None:
+        missing.append(f"the arm64 Python root (in {qemu.arm64_root()}; ARCHC_ARM64_ROOT)")
     if missing:
-        return (f"needs an aarch64 cross compiler and qemu: {' and '.join(missing)} not on PATH "
-                "(Debian/Ubuntu: apt-get install gcc-aarch64-linux-gnu qemu-user)")
+        return (f"needs an aarch64 cross compiler, qemu and an arm64 Python with TVM: {', '.join(missing)} missing; "
+                "run scripts/install-test-deps.sh")
     return None
 
 

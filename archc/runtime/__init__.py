@@ -6,12 +6,21 @@ as `archc_runtime.py`, so that a device with TVM's Python package runs the libra
     from archc_runtime import load_package          # or: from archc.runtime import load_package
     pkg = load_package("resnet18.x86")
     outputs = pkg.run({"image": x})                  # numpy arrays in, numpy arrays out
+
+or from a shell: `python archc_runtime.py PKG [--inputs in.npz] [--output out.npz] [--repeat N]` (`main` below).
+
+A package built for aarch64 runs on an x86-64 machine too, under qemu (the sibling module `qemu`, which runs this
+file as a script in an emulated arm64 Python), once `scripts/install-test-deps.sh` of archc has installed qemu and
+the arm64 Python; the copy in a package, `archc_runtime.py`, has no sibling, and says to copy the package to the
+device instead.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +28,8 @@ from typing import Any
 import numpy as np
 
 MANIFEST = "manifest.json"
+INSTALL_QEMU = "scripts/install-test-deps.sh"  # archc's script that installs qemu and the arm64 Python root
+PACKAGE_ERROR_EXIT = 3  # `main`'s exit status for a PackageError (its sentence is the last line on stderr)
 
 
 class PackageError(Exception):
@@ -32,6 +43,7 @@ class Package:
     path: Path
     manifest: dict[str, Any]
     _vm: Any = field(default=None, repr=False)
+    _emulator: Any = field(default=None, repr=False)  # a qemu.Emulator when an aarch64 package runs on x86-64
 
     @property
     def inputs(self) -> list[dict[str, Any]]:
@@ -41,16 +53,21 @@ class Package:
     def outputs(self) -> list[dict[str, Any]]:
         return list(self.manifest["outputs"])
 
+    @property
+    def emulated(self) -> bool:
+        """Whether the package runs under qemu here (known after the first run, or `_machine()`)."""
+        return self._emulator is not None
+
     def _machine(self) -> Any:
-        if self._vm is None:
-            self._vm = _load_vm(self)
+        if self._vm is None and self._emulator is None:
+            self._emulator = _emulation(self)
+            if self._emulator is None:
+                self._vm = _load_vm(self)
         return self._vm
 
-    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Outputs for the given inputs (by name; each must have the manifest's shape and dtype)."""
-        import tvm
-        vm = self._machine()  # first: it says why the package cannot run here before any tensor is made
-        args = []
+    def checked(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The inputs in the manifest's order, each of its shape and dtype (else one sentence)."""
+        arrays = {}
         for spec in self.inputs:
             if spec["name"] not in inputs:
                 raise PackageError(f"the input '{spec['name']}' is missing; the package takes "
@@ -60,24 +77,42 @@ class Package:
                 raise PackageError(f"input '{spec['name']}' has shape {'×'.join(map(str, x.shape))} but the package "
                                    f"was built for {'×'.join(map(str, spec['shape']))}; compile it again with "
                                    "--input or --batch")
-            args.append(tvm.runtime.tensor(x, self.device()))
-        result = vm["main"](*args)
+            arrays[spec["name"]] = x
+        return arrays
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Outputs for the given inputs (by name; each must have the manifest's shape and dtype)."""
+        vm = self._machine()  # first: it says why the package cannot run here before any tensor is made
+        arrays = self.checked(inputs)
+        if self._emulator is not None:
+            return list(self._emulator.run(Path(__file__), self.path, arrays)[0])
+        import tvm
+        result = vm["main"](*(tvm.runtime.tensor(x, self.device()) for x in arrays.values()))
         items = list(result) if isinstance(result, (tuple, list)) or type(result).__name__ == "Array" else [result]
         return [r.numpy() for r in items]
 
     def time(self, inputs: dict[str, np.ndarray], repeat: int = 10) -> list[float]:
-        """Seconds per run of `repeat` runs after one warm-up."""
-        self.run(inputs)
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            self.run(inputs)
-            times.append(time.perf_counter() - start)
-        return times
+        """Seconds per run of `repeat` runs after one warm-up (under qemu: measured inside the emulated process,
+        without its start-up)."""
+        self._machine()
+        if self._emulator is not None:
+            return list(self._emulator.run(Path(__file__), self.path, self.checked(inputs), repeat)[1])
+        return _measure(self, inputs, repeat)[1]
 
     def device(self) -> Any:
         import tvm
         return tvm.cuda(0) if self.manifest["target"]["tvm"].get("kind") == "cuda" else tvm.cpu(0)
+
+
+def _measure(pkg: Package, inputs: dict[str, np.ndarray], repeat: int) -> tuple[list[np.ndarray], list[float]]:
+    """The outputs of a first (warm-up) run, then the seconds of each of `repeat` more."""
+    outputs = pkg.run(inputs)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        pkg.run(inputs)
+        times.append(time.perf_counter() - start)
+    return outputs, times
 
 
 def load_package(path: str | os.PathLike[str]) -> Package:
@@ -104,10 +139,43 @@ def _has_gpu(tvm: Any) -> bool:
         return False
 
 
+def _built_for_arm(pkg: Package) -> bool:
+    return "aarch64" in str(pkg.manifest["target"]["tvm"].get("mtriple", ""))
+
+
+def _emulation(pkg: Package) -> Any:
+    """None when the package runs natively here (or fails to, which `_load_vm` says); a qemu.Emulator when it is
+    an aarch64 package on an x86-64 machine that has qemu and the arm64 Python root; else a PackageError."""
+    host = os.uname().machine
+    if not _built_for_arm(pkg) or host in ("aarch64", "arm64"):
+        return None
+    target = pkg.manifest["target"]
+    cannot = (f"'{pkg.path}' is built for {target['name']} ({target['description']}) and cannot run on this "
+              f"{host} machine")
+    if host not in ("x86_64", "AMD64"):
+        raise PackageError(f"{cannot}; copy it to the device")
+    try:
+        from . import qemu
+    except ImportError:  # the copy in a package (archc_runtime.py) has no sibling module
+        raise PackageError(f"{cannot} without archc's qemu set-up; copy it to the device, or run it with archc "
+                           f"(`archc run`) after {INSTALL_QEMU}") from None
+    why = qemu.missing()
+    if why:
+        raise PackageError(f"{cannot} because {why}; run {INSTALL_QEMU} to emulate it with qemu, or copy it to the "
+                           "device")
+    emulator = qemu.emulator()
+    built_with = pkg.manifest.get("tvm_version")
+    if emulator.tvm_version and built_with != emulator.tvm_version:
+        raise PackageError(f"'{pkg.path}' was built with TVM {built_with} but the arm64 Python in '{emulator.root}' "
+                           f"has TVM {emulator.tvm_version}; a library only loads in the TVM that built it: compile "
+                           f"the package again, or run {INSTALL_QEMU} with TVM {built_with} installed")
+    return emulator
+
+
 def _load_vm(pkg: Package) -> Any:
     try:
         import tvm
-        from tvm import relax
+        from tvm.runtime.vm import VirtualMachine  # relax.VirtualMachine, without importing the compiler
     except ImportError:
         raise PackageError("running a package needs TVM's Python package: pip install apache-tvm") from None
     built_with = pkg.manifest.get("tvm_version")
@@ -115,16 +183,83 @@ def _load_vm(pkg: Package) -> Any:
         raise PackageError(f"'{pkg.path}' was built with TVM {built_with} but TVM {tvm.__version__} is installed; "
                            "a library only loads in the TVM that built it: compile the package again")
     target = pkg.manifest["target"]
-    built_for_arm = "aarch64" in str(target["tvm"].get("mtriple", ""))
-    if built_for_arm != (os.uname().machine in ("aarch64", "arm64")):
+    if _built_for_arm(pkg) != (os.uname().machine in ("aarch64", "arm64")):
         raise PackageError(f"'{pkg.path}' is built for {target['name']} ({target['description']}) and cannot run "
                            f"on this {os.uname().machine} machine; copy it to the device")
     if target["tvm"].get("kind") == "cuda" and not _has_gpu(tvm):
         raise PackageError(f"'{pkg.path}' is built for an NVIDIA GPU, and this machine has none (or no CUDA "
                            "driver); run it on a machine with a GPU")
+    _load_runtime_extra()
     try:
         lib = tvm.runtime.load_module(str(pkg.path / pkg.manifest["library"]))
-        return relax.VirtualMachine(lib, pkg.device())
+        return VirtualMachine(lib, pkg.device())
     except Exception as err:
         raise PackageError(f"the library of '{pkg.path}' does not load ({' '.join(str(err).split())[:200]}); "
                            "compile the package again") from None
+
+
+def _load_runtime_extra() -> None:
+    """With TVM_USE_RUNTIME_LIB=1 (how qemu runs packages: loading TVM's compiler library takes seconds there),
+    `import tvm` loads only libtvm_runtime.so, not libtvm_runtime_extra.so, whose functions (sort, top-k) kernels
+    may call: load it as `import tvm` otherwise does."""
+    try:
+        from tvm.base import _LOADED_LIBS, _RUNTIME_ONLY
+        from tvm_ffi.libinfo import load_lib_ctypes
+        if _RUNTIME_ONLY and "tvm_runtime_extra" not in _LOADED_LIBS:
+            runtime_dir = Path(_LOADED_LIBS["tvm_runtime"]._name).resolve().parent
+            _LOADED_LIBS["tvm_runtime_extra"] = load_lib_ctypes(package="tvm", target_name="tvm_runtime_extra",
+                                                                extra_lib_paths=[runtime_dir], mode="RTLD_LOCAL")
+    except Exception:  # another TVM's internals, or no such library: the kernels that need it will say so
+        pass
+
+
+def _write_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
+    """np.savez by name, for any names (np.savez's own keywords, `file`, would clash)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        for name, a in arrays.items():
+            with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(a), allow_pickle=False)
+
+
+TIMES = "archc-times: "  # `main` prints the measured seconds on a line that starts so, as JSON
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python archc_runtime.py PKG [--inputs in.npz] [--output out.npz] [--repeat N]`: run a package on the
+    inputs (by name; random numbers without --inputs), print the outputs' shapes and, with --repeat, the seconds of
+    N runs after a warm-up; --output saves the outputs by name. Under qemu, archc's runtime drives this."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="archc_runtime.py", description=main.__doc__)
+    parser.add_argument("package")
+    parser.add_argument("--inputs", help=".npz with one array per input name (default: random numbers)")
+    parser.add_argument("--output", help="save the outputs here, as .npz by output name")
+    parser.add_argument("--repeat", type=int, default=0, help="timed runs after a warm-up")
+    args = parser.parse_args(argv)
+    try:
+        pkg = load_package(args.package)
+        if args.inputs:
+            try:
+                with np.load(args.inputs, allow_pickle=False) as data:
+                    inputs = {k: data[k] for k in data.files}
+            except (OSError, ValueError) as err:
+                raise PackageError(f"cannot read the inputs '{args.inputs}': {err}") from None
+        else:
+            rng = np.random.default_rng(0)
+            inputs = {s["name"]: rng.standard_normal(s["shape"]).astype(s["dtype"]) for s in pkg.inputs}
+        outputs, times = _measure(pkg, inputs, max(args.repeat, 0))
+    except PackageError as err:
+        print(err, file=sys.stderr)
+        return PACKAGE_ERROR_EXIT
+    if args.output:
+        _write_npz(args.output, {s["name"]: y for s, y in zip(pkg.outputs, outputs, strict=True)})
+    for spec, y in zip(pkg.outputs, outputs, strict=True):
+        print(f"{spec['name']}: {'×'.join(map(str, y.shape))} {y.dtype}")
+    if times:
+        print(f"time: median {sorted(times)[len(times) // 2] * 1e3:.3f} ms, min {min(times) * 1e3:.3f} ms over "
+              f"{len(times)} runs ({os.uname().machine})")
+        print(TIMES + json.dumps(times))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

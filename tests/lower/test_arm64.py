@@ -1,0 +1,132 @@
+"""The `arm64` target: cross compiled with aarch64-linux-gnu-gcc, run on this x86-64 machine under qemu.
+
+scripts/install-test-deps.sh installs the cross compiler, qemu-user-static and the arm64 Python root (Debian's
+arm64 python3.11 with the aarch64 wheels of this machine's TVM and numpy); tests/conftest.py skips these tests,
+saying so, where one is missing. Each package runs in an emulated Python (archc/runtime/qemu.py): a few seconds of
+start-up per run, so the packages are compiled once for the module, at 64×64 for the two ImageNet models.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import archc
+from archc.runtime import PackageError, load_package
+
+pytestmark = [pytest.mark.tvm, pytest.mark.cross]
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = ROOT / "specs"
+RTOL = 1e-4
+MODELS = {"lenet5": None, "resnet18": "1x3x64x64", "mobilenet_v2": "1x3x64x64"}  # spec → input override
+
+
+@pytest.fixture(autouse=True, scope="module")
+def own_tuning_cache(tmp_path_factory):
+    """The default tuning database lives under the user's cache: tests use their own, never the user's. (The arm64
+    root stays where it is: it is found through ARCHC_ARM64_ROOT or the home folder, not XDG_CACHE_HOME.)"""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory):
+    """Each model compiled once for arm64, untuned (arm64 cannot be tuned on this machine)."""
+    folder = tmp_path_factory.mktemp("arm64")
+    out = {}
+    for name, shape in MODELS.items():
+        options = {"input": shape} if shape else {}
+        out[name] = Path(archc.compile(SPECS / f"{name}.arch", target="arm64", output=folder / name, quick=0,
+                                       **options).output)
+    return out
+
+
+def random_inputs(pkg) -> dict[str, np.ndarray]:
+    return {i["name"]: np.random.default_rng(1).standard_normal(i["shape"]).astype(i["dtype"]) for i in pkg.inputs}
+
+
+def reference(onnx_path: Path, inputs: dict) -> list[np.ndarray]:
+    return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, inputs)
+
+
+def assert_close(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        scale = max(float(np.abs(w).max()), 1e-6)
+        assert float(np.abs(g - w).max()) <= RTOL * scale
+
+
+def test_the_library_is_aarch64(packages):
+    m = json.loads((packages["lenet5"] / "manifest.json").read_text())
+    assert m["target"]["name"] == "arm64" and m["target"]["tvm"]["mtriple"] == "aarch64-linux-gnu"
+    head = (packages["lenet5"] / m["library"]).read_bytes()[:20]
+    assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183  # EM_AARCH64
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_runs_under_qemu_and_matches_onnxruntime(packages, name):
+    pkg = load_package(packages[name])
+    x = random_inputs(pkg)
+    got = pkg.run(x)
+    assert pkg.emulated
+    assert_close(got, reference(packages[name] / "model.onnx", x))
+
+
+def test_time_is_measured_inside_the_emulated_process(packages):
+    import time
+    pkg = load_package(packages["lenet5"])
+    start = time.perf_counter()
+    times = pkg.time(random_inputs(pkg), repeat=3)
+    wall = time.perf_counter() - start
+    assert len(times) == 3 and all(t > 0 for t in times)
+    assert sum(times) < wall / 2  # the emulated Python's start-up (seconds) is not in the times (milliseconds)
+
+
+def test_cli_run(packages, tmp_path):
+    folder = packages["lenet5"]
+    x = np.random.default_rng(2).standard_normal((1, 1, 32, 32)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    out = subprocess.run([sys.executable, "-m", "archc", "run", str(folder), "--input", str(tmp_path / "x.npy"),
+                          "-o", str(tmp_path / "y.npy"), "--repeat", "2"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("prob: 1×10 float32, top-5 ") and "over 2 runs (arm64)" in out.stdout
+    assert_close([np.load(tmp_path / "y.npy")], reference(folder / "model.onnx", {"image": x}))
+
+
+def test_without_the_arm64_root_or_qemu_it_says_to_run_the_install_script(packages, tmp_path, monkeypatch):
+    x = {"image": np.zeros((1, 1, 32, 32), np.float32)}
+    monkeypatch.setenv("ARCHC_ARM64_ROOT", str(tmp_path))  # an empty folder
+    with pytest.raises(PackageError) as err:
+        load_package(packages["lenet5"]).run(x)
+    message = str(err.value)
+    assert "cannot run on this x86_64 machine because there is no arm64 Python root in" in message
+    assert "run scripts/install-test-deps.sh" in message and "\n" not in message
+    out = subprocess.run([sys.executable, "-m", "archc", "run", str(packages["lenet5"])], capture_output=True,
+                         text=True)
+    assert out.returncode == 1 and "no arm64 Python root" in out.stderr and "install-test-deps.sh" in out.stderr
+    monkeypatch.delenv("ARCHC_ARM64_ROOT")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no qemu
+    with pytest.raises(PackageError, match=r"because qemu-aarch64-static is not installed; run scripts/install-test"):
+        load_package(packages["lenet5"]).time(x)
+
+
+def test_a_failure_under_qemu_is_one_sentence(packages, tmp_path):
+    """The emulated runtime's own refusal comes back as it is; a crash as its last line."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in packages["lenet5"].iterdir():
+        if f.is_file():
+            (broken / f.name).write_bytes(f.read_bytes())
+    library = json.loads((broken / "manifest.json").read_text())["library"]
+    (broken / library).write_bytes(b"not a library")
+    with pytest.raises(PackageError, match=r"^the library of '.*broken' does not load \(.*\); compile the package "
+                                           r"again$"):
+        load_package(broken).run({"image": np.zeros((1, 1, 32, 32), np.float32)})
