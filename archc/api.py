@@ -93,11 +93,11 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
 
 
 def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str | Path | None = None,
-         options: ModelOptions | None = None, *, minutes: float | None = None, show_progress: bool = False,
-         **kw: Any) -> Any:
+         options: ModelOptions | None = None, *, minutes: float | None = None, rpc: Any = None,
+         show_progress: bool = False, **kw: Any) -> Any:
     """Grow a CPU target's tuning database by `trials` measurements on the model's kernels (MetaSchedule), or for
     `minutes`, or whichever ends first; every later compile for that target applies it. Returns the tasks, trials
-    and records (`lower.tune.TuneSummary`)."""
+    and records (`lower.tune.TuneSummary`). `rpc`: an `archc.runtime.rpc.Remote`, to measure on its devices."""
     from archc import targets
     from archc.lower import tune_model
     from archc.lower.tune import Budget
@@ -106,7 +106,7 @@ def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str 
         raise UsageError(f"target '{tgt.name}' has nothing to tune; give a TVM target (archc targets)")
     budget = Budget.of(trials, minutes)
     model = source if not isinstance(source, (str, Path)) else load(source, options, **kw)
-    return tune_model(model, tgt, Path(db) if db else None, budget, show_progress)
+    return tune_model(model, tgt, Path(db) if db else None, budget, show_progress, rpc)
 
 
 def analyze(source: Source | Model, options: ModelOptions | None = None, *, fold_bn: bool = False,

@@ -48,6 +48,21 @@ def _parse_inputs(values: tuple[str, ...]) -> dict:
     return out
 
 
+def rpc_options(f: Callable[..., None]) -> Callable[..., None]:
+    """--rpc HOST:PORT --rpc-key KEY → `remote` (an archc.runtime.rpc.Remote, or None: this machine)."""
+    @click.option("--rpc", "rpc_address", metavar="HOST:PORT",
+                  help="Run on a device of a TVM RPC tracker (python -m tvm.exec.rpc_tracker) instead of here.")
+    @click.option("--rpc-key", metavar="KEY", help="With --rpc: the key the device registered with.")
+    @functools.wraps(f)
+    def wrapper(*args: Any, rpc_address: str | None, rpc_key: str | None, **kw: Any) -> None:
+        remote = None
+        if rpc_address or rpc_key:
+            from archc.runtime.rpc import Remote
+            remote = Remote.parse(rpc_address or "", rpc_key)
+        f(*args, remote=remote, **kw)
+    return wrapper
+
+
 def model_options(f: Callable[..., None]) -> Callable[..., None]:
     """Options shared by every verb that reads a model; the verb receives them as one `ModelOptions`."""
     @functools.wraps(f)
@@ -216,16 +231,19 @@ def _tuning_line(package: Path) -> str:
               help="Tune for M minutes (with --trials: whichever ends first); the batch in flight finishes.")
 @click.option("--db", type=click.Path(file_okay=False),
               help="The tuning database folder (default: ~/.cache/archc/tuning/<target>).")
+@rpc_options
 @model_options
 def tune_cmd(model: str, target: str, trials: int | None, minutes: float | None, db: str | None,
-             options: ModelOptions) -> None:
+             options: ModelOptions, remote: Any) -> None:
     """Tune MODEL's kernels for TARGET with MetaSchedule; every later `archc compile --target` applies the results.
     Interrupted, it keeps every finished measurement, and the next run goes on from them."""
     import archc
     trials = 64 if trials is None and minutes is None else trials or 0
-    summary = archc.tune(_load(model, options), target, trials, db, minutes=minutes, show_progress=True)
-    click.echo(f"{model}: {summary.trials} trials over {summary.tasks} kernels; the database holds "
-               f"{summary.records} records")
+    summary = archc.tune(_load(model, options), target, trials, db, minutes=minutes, rpc=remote,
+                         show_progress=True)
+    failed = f" ({summary.failed} failed to build or run)" if summary.failed else ""
+    click.echo(f"{model}: {summary.trials} trials over {summary.tasks} kernels{failed}"
+               + (f" on {remote}" if remote else "") + f"; the database holds {summary.records} records")
 
 
 @main.command("run")
@@ -234,7 +252,8 @@ def tune_cmd(model: str, target: str, trials: int | None, minutes: float | None,
               help="The input: a .npy array (or .npz with one array per input name), or random numbers.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Save the outputs (.npy for one, else .npz).")
 @click.option("--repeat", default=10, show_default=True, type=click.IntRange(min=1), help="Timed runs.")
-def run_package(package: str, input_file: str, output: str | None, repeat: int) -> None:
+@rpc_options
+def run_package(package: str, input_file: str, output: str | None, repeat: int, remote: Any) -> None:
     """Run a compiled package on an input: output shapes, the top-5 classes of a classifier, and the time."""
     import statistics
 
@@ -244,8 +263,11 @@ def run_package(package: str, input_file: str, output: str | None, repeat: int) 
     from archc.util.atomic import write_bytes
     pkg = load_package(package)
     inputs = _read_inputs(input_file, pkg.inputs)
-    outputs = pkg.run(inputs)
-    times = pkg.time(inputs, repeat)
+    if remote is not None:
+        from archc.runtime import rpc
+        outputs, times = rpc.run(pkg, inputs, remote, repeat)
+    else:
+        outputs, times = pkg.run(inputs), pkg.time(inputs, repeat)
     for spec, y in zip(pkg.outputs, outputs, strict=True):
         line = f"{spec['name']}: {'×'.join(map(str, y.shape))} {y.dtype}"
         if y.ndim == 2 and y.shape[0] == 1 and y.shape[1] >= 5:  # a classifier's scores: its top five
@@ -253,7 +275,7 @@ def run_package(package: str, input_file: str, output: str | None, repeat: int) 
             line += ", top-5 " + ", ".join(f"{i} ({y[0, i]:.4g})" for i in top)
         click.echo(line)
     click.echo(f"time: median {statistics.median(times) * 1e3:.3f} ms, min {min(times) * 1e3:.3f} ms over "
-               f"{repeat} runs ({pkg.manifest['target']['name']})")
+               f"{repeat} runs ({pkg.manifest['target']['name']}" + (f", on {remote})" if remote else ")"))
     if output:
         import io
         buf = io.BytesIO()
@@ -290,11 +312,32 @@ def _read_inputs(source: str, specs: list[dict]) -> dict:
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json", "latex", "html"]), default="table",
               show_default=True, help="Output format.")
 @click.option("--repeat", default=20, show_default=True, type=click.IntRange(min=4), help="Timed runs per kernel.")
-def profile_cmd(package: str, fmt: str, repeat: int) -> None:
+@rpc_options
+def profile_cmd(package: str, fmt: str, repeat: int, remote: Any) -> None:
     """Time each compiled kernel of a package (slowest first) beside the whole model's time."""
     from archc.lower.profile import profile
     from archc.render import render_result
-    click.echo(render_result(profile(package, repeat), fmt, width="terminal"), nl=False)
+    click.echo(render_result(profile(package, repeat, remote), fmt, width="terminal"), nl=False)
+
+
+@main.command("rpc-server")
+@click.option("--tracker", required=True, metavar="HOST:PORT", help="The tracker to register with.")
+@click.option("--key", required=True, help="The key clients ask for (e.g. rpi4); devices alike share one.")
+@click.option("--port", default=9090, show_default=True, help="The first port to listen on (the next free one "
+              "up to +100 is taken).")
+@click.option("--host", default="0.0.0.0", show_default=True, help="The address to listen on.")
+@click.option("--emulate", is_flag=True, help="Serve an emulated aarch64 board here, under qemu (after "
+              "scripts/install-test-deps.sh): a stand-in for a real one.")
+def rpc_server(tracker: str, key: str, port: int, host: str, emulate: bool) -> None:
+    """Serve this machine (or an emulated aarch64 board) to an RPC tracker: TVM's rpc_server, which a board runs
+    with only TVM's Python package installed. Ctrl-C stops it."""
+    from archc.runtime.rpc import Remote, server_command
+    Remote.parse(tracker, key)  # one sentence for a malformed address
+    command, env = server_command(tracker, key, port, host, emulate)
+    click.echo(f"archc: serving {'an emulated aarch64 board' if emulate else 'this machine'} as '{key}' to the "
+               f"tracker at {tracker} (Ctrl-C stops)", err=True)
+    sys.stdout.flush()
+    os.execvpe(command[0], command, env if env is not None else dict(os.environ))
 
 
 @main.command("targets")

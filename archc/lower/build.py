@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ from archc.errors import ArchcError
 from archc.frontends import Model
 from archc.lower import tune
 from archc.lower.tvm_target import check_toolchain, tvm_target
+from archc.runtime.rpc import Remote, device_cores
 from archc.targets import Target
 
 
@@ -52,16 +53,18 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
     return Lowered(executable, target, tgt, time.perf_counter() - start, tuning)
 
 
-def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budget, show: bool = False
-               ) -> tune.TuneSummary:
+def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budget, show: bool = False,
+               remote: Remote | None = None) -> tune.TuneSummary:
     """Grow the target's tuning database by the budget's measurements on the model's kernels (CPU targets)."""
     if target.tvm.get("kind") == "cuda":
         raise ArchcError("tuning GPU kernels is not in this version; CPU targets only")
     check_toolchain(target)
     _import_tvm()
+    if remote is not None and "num-cores" not in target.tvm:  # a generic board target: ask the board itself
+        target = replace(target, tvm={**target.tvm, "num-cores": device_cores(remote)})
     tgt = tvm_target(target)
     prepared = tune.prepare(import_onnx(model), tgt)
-    return tune.tune(prepared, tgt, target, db or tune.default_db(target), budget, show)
+    return tune.tune(prepared, tgt, target, db or tune.default_db(target), budget, show, remote=remote)
 
 
 def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | None, show: bool, quick: int
@@ -72,7 +75,7 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
     trials = tune.tune(prepared, tgt, target, db, budget, show).trials if budget else 0
     applied_mod, applied, naive = tune.apply(prepared, tgt, db)
     quick_trials = 0
-    if naive and quick > 0:
+    if naive and quick > 0 and target.runner == "local":  # a board's kernels are measured on it: archc tune --rpc
         short = tune.Budget(quick * len(naive))
         quick_trials = tune.tune(prepared, tgt, target, db, short, show, only=naive).trials
         applied_mod, applied, naive = tune.apply(prepared, tgt, db)

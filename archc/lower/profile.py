@@ -54,7 +54,8 @@ class Profile:
                             for k in self.kernels]}
 
 
-def profile(folder: str | Path, repeat: int = 20) -> Profile:
+def profile(folder: str | Path, repeat: int = 20, remote: Any = None) -> Profile:
+    """Time every kernel of the package here, or with `remote` (an `archc.runtime.rpc.Remote`) on that device."""
     import tvm
 
     from archc import frontends, targets
@@ -66,7 +67,11 @@ def profile(folder: str | Path, repeat: int = 20) -> Profile:
     pkg = load_package(folder)
     manifest = pkg.manifest
     inputs = {i["name"]: np.random.default_rng(0).standard_normal(i["shape"]).astype(i["dtype"]) for i in pkg.inputs}
-    times = sorted(pkg.time(inputs, repeat=max(3, repeat // 4)))  # also checks the package runs here
+    if remote is None:
+        times = sorted(pkg.time(inputs, repeat=max(3, repeat // 4)))  # also checks the package runs here
+    else:
+        from archc.runtime import rpc
+        times = sorted(rpc.run(pkg, inputs, remote, repeat=max(3, repeat // 4))[1])
     t = manifest["target"]  # as built: its TVM dict holds what was detected then, so nothing is detected again
     target = targets.Target(t["name"], t["description"], "tvm", str(folder / "manifest.json"), t["runner"], t["tvm"],
                             t.get("cross_compiler"))
@@ -79,14 +84,17 @@ def profile(folder: str | Path, repeat: int = 20) -> Profile:
         mod = apply(mod, tgt, Path(db))[0]
     calls = _calls(mod)
     found = {k.name: k for k in kernels_of(mod, model)}
-    library = tvm.runtime.load_module(str(folder / manifest["library"]))
-    kernels_module = library.imports[0] if library.imports else library
-    dev = pkg.device()
+    if remote is None:
+        library = tvm.runtime.load_module(str(folder / manifest["library"]))
+        kernels_module = library.imports[0] if library.imports else library
+        dev = pkg.device()
+    else:
+        kernels_module, dev = _remote_kernels(mod, tgt, target, remote)
     rng = np.random.default_rng(0)
     results = []
     for gv, func in mod.functions.items():
         name = gv.name_hint
-        if not isinstance(func, tirx.PrimFunc) or not kernels_module.implements_function(name):
+        if not isinstance(func, tirx.PrimFunc) or (remote is None and not kernels_module.implements_function(name)):
             continue
         shapes = [([int(d) for d in p.shape], str(p.dtype)) for p in func.params]
         args = [tvm.runtime.tensor(rng.standard_normal(s).astype(d) if "float" in d else np.zeros(s, d), dev)
@@ -100,6 +108,29 @@ def profile(folder: str | Path, repeat: int = 20) -> Profile:
         raise ArchcError(f"no kernel of '{folder}' could be found to time; compile the package again")
     results.sort(key=lambda k: -k.total_seconds)
     return Profile(str(folder), manifest["target"]["name"], results, times[len(times) // 2])
+
+
+def _remote_kernels(mod: Any, tgt: Any, target: Any, remote: Any) -> tuple[Any, Any]:
+    """The package's kernels on the remote device, where each can be timed by name: TVM's RPC cannot time a
+    kernel inside an uploaded Relax library (only its top-level functions), so the same scheduled kernels are
+    built here once more, as a library of kernels alone, uploaded and loaded there."""
+    import tempfile
+
+    import tvm
+    from tvm.support.cc import cross_compiler
+
+    from archc.runtime import rpc
+    kernels = tvm.IRModule({gv: f.with_attr("global_symbol", gv.name_hint) for gv, f in mod.functions.items()
+                            if isinstance(f, tvm.tirx.PrimFunc)})
+    built = tvm.tirx.build(kernels, target=tgt)
+    sess = rpc.session(remote)
+    with tempfile.TemporaryDirectory(prefix="archc-profile-") as tmp:
+        path = Path(tmp) / "kernels.so"
+        built.export_library(str(path), fcompile=cross_compiler(target.cross_compiler) if target.cross_compiler
+                             else None)
+        sess.upload(str(path))
+    dev = sess.cuda(0) if target.tvm.get("kind") == "cuda" else sess.cpu(0)
+    return sess.load_module("kernels.so"), dev
 
 
 def kernels_of(mod: Any, model: Any) -> list[Any]:

@@ -14,10 +14,12 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from archc.errors import ArchcError, UsageError
+from archc.runtime.rpc import Remote, check
 from archc.targets import Target
 
 STAMP = "archc-database.json"  # which TVM wrote the records: another TVM's records would not apply
@@ -46,6 +48,7 @@ class TuneSummary:
     tasks: int
     trials: int  # measured in this run
     records: int  # in the database after the run
+    failed: int = 0  # trials that did not build or run (a bad board, a broken candidate)
 
 
 def tasks_of(mod: Any, tgt: Any) -> list[Any]:
@@ -81,9 +84,10 @@ MINUTES_ROUND = 8  # trials per kernel per round when only a time budget is give
 
 
 def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: bool = False,
-         only: set[str] | None = None) -> TuneSummary:
+         only: set[str] | None = None, remote: Remote | None = None) -> TuneSummary:
     """Spend the budget over the prepared module's tasks (or the kernels named in `only`), every task getting its
-    share each round; a time budget stops after the batch in flight when it runs out.
+    share each round; a time budget stops after the batch in flight when it runs out. `remote`: measure on the
+    devices of an RPC tracker (kernels built here, with the target's cross compiler if it has one).
     `show`: a progress bar on stderr (trials, kernels covered, time left)."""
     import time
 
@@ -92,7 +96,7 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
 
     from archc.util.progress import progress
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)  # its task tables: the bar says enough
-    check(db)
+    check_db(db)
     db.mkdir(parents=True, exist_ok=True)
     _stamp(db, target)
     tasks = [t for t in tasks_of(mod, tgt) if only is None or t.task_name in only]
@@ -101,15 +105,29 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
     trials, seconds = budget.trials, budget.seconds
     limit = trials or 1_000_000  # a time budget alone: trials without end, stopped by the clock
     per_round = max(1, min(64, trials // len(tasks))) if trials else MINUTES_ROUND
-    builder = ms.builder.LocalBuilder(f_build=_build) if target.tvm.get("kind") != "cuda" else "local"
+    if target.runner != "local" and remote is None:
+        raise UsageError(f"tuning for '{target.name}' measures kernels on the device itself: give --rpc HOST:PORT "
+                         "--rpc-key KEY of a tracker it is registered with (README: remote boards)")
+    builder = ms.builder.LocalBuilder(f_build=_build, f_export=partial(_export, target.cross_compiler)
+                                      ) if target.tvm.get("kind") != "cuda" else "local"
+    runner: Any = "local"
+    if remote is not None:
+        runner = ms.runner.RPCRunner(
+            rpc_config=ms.runner.RPCConfig(remote.host, remote.port, remote.key, session_timeout_sec=120),
+            evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1, enable_cpu_cache_flush=False))
+        check(remote)  # one sentence now if there is no tracker or no device, not a failure per trial
     covered: set[int] = set()
     done = [0]
+    errors: list[str] = []
     deadline = time.monotonic() + seconds if seconds else None
     with progress(trials or None, "tuning", enabled=show) as advance:
-        def measured(_scheduler: Any, task_id: int, candidates: Any, _built: Any, results: Any) -> None:
+        def measured(_scheduler: Any, task_id: int, candidates: Any, built: Any, results: Any) -> None:
             covered.add(int(task_id))
-            for _ in candidates:
+            for b, r in zip(built, results, strict=False):
                 done[0] += 1
+                error = b.error_msg or r.error_msg
+                if error:
+                    errors.append(str(error))
                 left = f", {max(0, deadline - time.monotonic()) / 60:.1f} min left" if deadline else ""
                 advance(f"tuning: {len(covered)}/{len(tasks)} kernels{left}")
             if deadline and time.monotonic() >= deadline:
@@ -120,11 +138,31 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
         try:
             ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(db), max_trials_global=limit,
                                max_trials_per_task=max(per_round, limit // len(tasks)),
-                               num_trials_per_iter=per_round, builder=builder, measure_callbacks=callbacks)
+                               num_trials_per_iter=per_round, builder=builder, runner=runner,
+                               measure_callbacks=callbacks)
         except Exception:  # the callback's _OutOfTime arrives re-raised through TVM's FFI as another type
             if not (deadline and time.monotonic() >= deadline):
                 raise
-    return TuneSummary(len(tasks), done[0], records(db))
+    if done[0] and len(errors) == done[0]:  # every measurement failed: the records hold no times, say why
+        raise ArchcError(f"every tuning trial failed ({_last_line(errors[0])}); check the device"
+                         + (f" {remote}" if remote else "") + " and the target")
+    return TuneSummary(len(tasks), done[0], records(db), len(errors))
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no message"
+
+
+def _export(compiler: str | None, mod: Any) -> str:
+    """A measured candidate as a shared library (the target's cross compiler for a board), ready to upload: the
+    stock export writes a tar that the device would have to link itself."""
+    import tempfile
+
+    from tvm.support.cc import cross_compiler
+    path = str(Path(tempfile.mkdtemp()) / "candidate.so")
+    mod.export_library(path, fcompile=cross_compiler(compiler) if compiler else None)
+    return path
 
 
 def records(db: Path) -> int:
@@ -137,7 +175,7 @@ def apply(mod: Any, tgt: Any, db: Path) -> tuple[Any, int, set[str]]:
     from tvm import relax, tirx
     before = {gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
     if records(db):
-        check(db)
+        check_db(db)
         try:
             with tgt:
                 mod = relax.transform.MetaScheduleApplyDatabase(str(db))(mod)
@@ -150,7 +188,7 @@ def apply(mod: Any, tgt: Any, db: Path) -> tuple[Any, int, set[str]]:
     return mod, len(scheduled & before), before - scheduled
 
 
-def check(db: Path) -> None:
+def check_db(db: Path) -> None:
     """Refuse a database another TVM wrote: its workloads would not match this TVM's kernels, or not parse."""
     import tvm
     stamp = db / STAMP

@@ -1,0 +1,121 @@
+"""Run and time a package on a remote device through TVM's RPC tracker (a board farm, a Raspberry Pi, qemu).
+
+A device runs `archc rpc-server --tracker HOST:PORT --key KEY` (TVM's `python -m tvm.exec.rpc_server`), which
+registers it with a tracker (`python -m tvm.exec.rpc_tracker --port PORT`); `archc run|profile|tune --rpc HOST:PORT
+--rpc-key KEY` asks the tracker for a device of that key, uploads the library and runs it there. Like the rest of
+archc.runtime, this needs only numpy and TVM's runtime.
+"""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import PackageError
+
+
+class RemoteError(PackageError):
+    """One sentence: why the remote device cannot be reached or used, and what to do."""
+
+
+@dataclass(frozen=True)
+class Remote:
+    host: str
+    port: int
+    key: str
+
+    @classmethod
+    def parse(cls, address: str, key: str | None) -> Remote:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise RemoteError(f"--rpc wants the tracker as HOST:PORT (e.g. 127.0.0.1:9190), not '{address}'")
+        if not key:
+            raise RemoteError("--rpc needs --rpc-key: the key the device registered with (archc rpc-server --key)")
+        return cls(host, int(port), key)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port} (key {self.key})"
+
+
+def session(remote: Remote, timeout: float = 600) -> Any:
+    """A session on a free device of the key; one sentence when there is no tracker or no such device."""
+    return check(remote).request(remote.key, priority=1, session_timeout=timeout)
+
+
+def check(remote: Remote) -> Any:
+    """The tracker, once it is known to answer and to have a device of the key (else one sentence)."""
+    from tvm import rpc
+    try:
+        socket.create_connection((remote.host, remote.port), timeout=5).close()
+    except OSError as err:
+        raise RemoteError(f"no RPC tracker answers at {remote.host}:{remote.port} ({err.strerror or err}); start "
+                          f"one with `python -m tvm.exec.rpc_tracker --port {remote.port}`") from None
+    tracker = rpc.connect_tracker(remote.host, remote.port)
+    keys = dict(tracker.summary().get("queue_info", {}))
+    if remote.key not in keys:
+        known = ", ".join(sorted(keys)) or "none"
+        raise RemoteError(f"no device is registered under the key '{remote.key}' at {remote.host}:{remote.port} "
+                          f"(registered: {known}); start one with `archc rpc-server --tracker "
+                          f"{remote.host}:{remote.port} --key {remote.key}`")
+    return tracker
+
+
+def device_cores(remote: Remote) -> int:
+    """The device's core count as its TVM runtime sees it (its thread pool's size): MetaSchedule needs it."""
+    return int(session(remote, timeout=60).get_function("runtime.NumThreads")())
+
+
+def run(pkg: Any, inputs: dict[str, np.ndarray], remote: Remote, repeat: int = 0
+        ) -> tuple[list[np.ndarray], list[float]]:
+    """The package's outputs computed on the remote device, and `repeat` timed runs there (seconds each, timed on
+    the device: the network is not in them)."""
+    import tvm
+    from tvm import relax
+    sess = session(remote)
+    library = pkg.manifest["library"]
+    try:
+        sess.upload(str(pkg.path / library))
+        lib = sess.load_module(library)
+    except Exception as err:
+        raise RemoteError(f"the device {remote} could not load {library} ({_first_line(err)}); was the package "
+                          "built for its CPU?") from None
+    dev = sess.cuda(0) if pkg.manifest["target"]["tvm"].get("kind") == "cuda" else sess.cpu(0)
+    vm = relax.VirtualMachine(lib, dev)
+    args = [tvm.runtime.tensor(x, dev) for x in pkg.checked(inputs).values()]
+    result = vm["main"](*args)
+    items = list(result) if isinstance(result, (tuple, list)) or type(result).__name__ == "Array" else [result]
+    outputs = [r.numpy() for r in items]
+    times: list[float] = []
+    if repeat:
+        times = list(vm.time_evaluator("main", dev, number=1, repeat=repeat)(*args).results)
+    return outputs, times
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def server_command(tracker: str, key: str, port: int = 9090, host: str = "0.0.0.0", emulate: bool = False
+                   ) -> tuple[list[str], dict[str, str] | None]:
+    """The command line (and environment, None: this one) of TVM's RPC server registering with `tracker` under
+    `key`. `emulate`: an aarch64 server under qemu (this machine's arm64 root, see qemu.py), a stand-in board."""
+    import sys
+    args = ["-m", "tvm.exec.rpc_server", f"--tracker={tracker}", f"--key={key}", f"--host={host}", f"--port={port}",
+            f"--port-end={port + 100}"]
+    if not emulate:
+        return [sys.executable, *args], None
+    # TVM's server starts itself in a fresh Python (its popen worker, `sys.executable`): under qemu-user without
+    # binfmt_misc that is an aarch64 binary the host kernel cannot exec, so the emulated Python runs what that
+    # worker would run, in-process (its connections are forked, which qemu-user supports)
+    from .qemu import PYTHON, emulator
+    board = emulator()
+    host_, _, port_ = tracker.rpartition(":")
+    # TVM's runtime library alone loads fast under qemu; its extra library has what MetaSchedule's runner calls
+    extra = str(board.root / "site" / "tvm" / "lib" / "libtvm_runtime_extra.so")
+    code = ("import time; from tvm.rpc.server import _popen_start_rpc_server as start; "
+            f"start({host!r}, {port}, {port + 100}, tracker_addr=({host_!r}, {int(port_)}), key={key!r}, "
+            f"load_library={extra!r}); time.sleep(10 ** 9)")
+    return [board.qemu, str(board.root / PYTHON), "-c", code], board.environment()
