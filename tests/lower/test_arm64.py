@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
+from helpers import assert_close, onnxruntime_outputs
 
 import archc
 from archc.runtime import PackageError, load_package
@@ -22,18 +22,7 @@ from archc.runtime import PackageError, load_package
 pytestmark = [pytest.mark.tvm, pytest.mark.cross]
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
-RTOL = 1e-4
 MODELS = {"lenet5": None, "resnet18": "1x3x64x64", "mobilenet_v2": "1x3x64x64"}  # spec → input override
-
-
-@pytest.fixture(autouse=True, scope="module")
-def own_tuning_cache(tmp_path_factory):
-    """The default tuning database lives under the user's cache: tests use their own, never the user's. (The arm64
-    root stays where it is: it is found through ARCHC_ARM64_ROOT or the home folder, not XDG_CACHE_HOME.)"""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -52,18 +41,6 @@ def random_inputs(pkg) -> dict[str, np.ndarray]:
     return {i["name"]: np.random.default_rng(1).standard_normal(i["shape"]).astype(i["dtype"]) for i in pkg.inputs}
 
 
-def reference(onnx_path: Path, inputs: dict) -> list[np.ndarray]:
-    return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, inputs)
-
-
-def assert_close(got: list[np.ndarray], want: list[np.ndarray]) -> None:
-    assert len(got) == len(want)
-    for g, w in zip(got, want, strict=True):
-        assert g.shape == w.shape and g.dtype == w.dtype
-        scale = max(float(np.abs(w).max()), 1e-6)
-        assert float(np.abs(g - w).max()) <= RTOL * scale
-
-
 def test_the_library_is_aarch64(packages):
     m = json.loads((packages["lenet5"] / "manifest.json").read_text())
     assert m["target"]["name"] == "arm64" and m["target"]["tvm"]["mtriple"] == "aarch64-linux-gnu"
@@ -77,7 +54,7 @@ def test_runs_under_qemu_and_matches_onnxruntime(packages, name):
     x = random_inputs(pkg)
     got = pkg.run(x)
     assert pkg.emulated
-    assert_close(got, reference(packages[name] / "model.onnx", x))
+    assert_close(got, onnxruntime_outputs(packages[name] / "model.onnx", x))
 
 
 def test_time_is_measured_inside_the_emulated_process(packages):
@@ -98,7 +75,7 @@ def test_cli_run(packages, tmp_path):
                           "-o", str(tmp_path / "y.npy"), "--repeat", "2"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("prob: 1×10 float32, top-5 ") and "over 2 runs (arm64)" in out.stdout
-    assert_close([np.load(tmp_path / "y.npy")], reference(folder / "model.onnx", {"image": x}))
+    assert_close([np.load(tmp_path / "y.npy")], onnxruntime_outputs(folder / "model.onnx", {"image": x}))
 
 
 def test_without_the_arm64_root_or_qemu_it_says_to_run_the_install_script(packages, tmp_path, monkeypatch):

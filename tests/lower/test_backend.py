@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
+from helpers import assert_close, onnxruntime_outputs
 from onnx import TensorProto, helper, numpy_helper
 
 import archc
@@ -23,7 +23,6 @@ from archc.runtime import PackageError, load_package
 pytestmark = pytest.mark.tvm
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
-RTOL = 1e-4
 
 SMALL_NET = """network small(num_classes = 10) {
   input image: 3x32x32
@@ -42,27 +41,6 @@ SMALL_NET = """network small(num_classes = 10) {
 """
 
 
-@pytest.fixture(autouse=True, scope="module")
-def own_tuning_cache(tmp_path_factory):
-    """The default tuning database lives under the user's cache: tests use their own, never the user's."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
-
-
-def reference(onnx_path: Path, inputs: dict) -> list[np.ndarray]:
-    return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, inputs)
-
-
-def assert_close(got: list[np.ndarray], want: list[np.ndarray]) -> None:
-    assert len(got) == len(want)
-    for g, w in zip(got, want, strict=True):
-        assert g.shape == w.shape
-        scale = max(float(np.abs(w).max()), 1e-6)
-        assert float(np.abs(g - w).max()) <= RTOL * scale
-
-
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory):
     """Compiled once for the module: LeNet-5 and a small net with BN, a residual, concat, depthwise, upsample."""
@@ -77,7 +55,7 @@ def packages(tmp_path_factory):
 def test_package_matches_onnxruntime(packages, name):
     pkg = load_package(packages[name])
     x = {i["name"]: np.random.default_rng(1).standard_normal(i["shape"]).astype("float32") for i in pkg.inputs}
-    assert_close(pkg.run(x), reference(packages[name] / "model.onnx", x))
+    assert_close(pkg.run(x), onnxruntime_outputs(packages[name] / "model.onnx", x))
 
 
 def test_package_contents_and_manifest(packages):
@@ -122,7 +100,7 @@ def test_foreign_onnx_with_resize_concat_depthwise(tmp_path):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     pkg = load_package(archc.compile(path, target="native", output=tmp_path / "pkg", quick=0).output)
     x = {"x": np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype("float32")}
-    assert_close(pkg.run(x), reference(path, x))
+    assert_close(pkg.run(x), onnxruntime_outputs(path, x))
 
 
 def test_cli_compile_default_folder_and_run(tmp_path):
@@ -136,7 +114,7 @@ def test_cli_compile_default_folder_and_run(tmp_path):
     out = run("run", "lenet5.x86", "--input", "x.npy", "-o", "y.npy", "--repeat", "2")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("prob: 1×10 float32, top-5 ") and "time: median" in out.stdout
-    want = reference(tmp_path / "lenet5.x86" / "model.onnx", {"image": np.ones((1, 1, 32, 32), np.float32)})
+    want = onnxruntime_outputs(tmp_path / "lenet5.x86" / "model.onnx", {"image": np.ones((1, 1, 32, 32), np.float32)})
     assert_close([np.load(tmp_path / "y.npy")], want)
 
 
@@ -201,7 +179,7 @@ def test_cuda_builds_without_a_gpu_and_says_it_cannot_run(tmp_path):
         has_gpu = False
     if has_gpu:
         x = {"image": np.random.default_rng(0).standard_normal((1, 1, 32, 32)).astype("float32")}
-        assert_close(pkg.run(x), reference(folder / "model.onnx", x))
+        assert_close(pkg.run(x), onnxruntime_outputs(folder / "model.onnx", x))
     else:
         with pytest.raises(PackageError, match="built for an NVIDIA GPU, and this machine has none"):
             pkg.run({"image": np.zeros((1, 1, 32, 32), np.float32)})
@@ -226,7 +204,7 @@ def test_tuning_database_is_reused_and_every_kernel_finds_its_record(tmp_path):
     assert build["tuned"] is True and build["database"] == str(db)
     pkg = load_package(folder)
     x = {"image": np.random.default_rng(2).standard_normal((1, 1, 32, 32)).astype("float32")}
-    assert_close(pkg.run(x), reference(folder / "model.onnx", x))
+    assert_close(pkg.run(x), onnxruntime_outputs(folder / "model.onnx", x))
 
 
 def test_without_a_database_every_kernel_is_untuned_and_said(tmp_path):
@@ -250,7 +228,7 @@ def test_default_build_gives_kernels_without_a_record_a_short_pass(tmp_path):
                         / "manifest.json").read_text())["build"]
     assert again["trials_now"] == 0 and again["kernels_naive"] == 0  # reused: nothing left to tune
     x = {"x": np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype("float32")}
-    assert_close(load_package(folder).run(x), reference(folder / "model.onnx", x))
+    assert_close(load_package(folder).run(x), onnxruntime_outputs(folder / "model.onnx", x))
 
 
 def test_tune_refuses_what_it_cannot_tune(tmp_path):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
+from helpers import assert_close, onnxruntime_outputs
 from onnx import TensorProto, helper, numpy_helper
 
 import archc
@@ -21,18 +21,9 @@ import archc
 pytestmark = pytest.mark.tvm
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
-RTOL = 1e-4
 CROSS_CXX = "aarch64-linux-gnu-g++"
 SYSROOT = Path("/usr/aarch64-linux-gnu")  # the aarch64 libc and libstdc++ of Debian's cross g++
 
-
-@pytest.fixture(autouse=True, scope="module")
-def own_tuning_cache(tmp_path_factory):
-    """The default tuning database lives under the user's cache: tests use their own, never the user's."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
 
 
 def multi_net(path: Path) -> Path:
@@ -109,16 +100,10 @@ def run_model(program: Path | str, *args, cwd: Path, prefix: tuple[str, ...] = (
 
 
 def assert_matches_onnxruntime(folder: Path, x: dict[str, np.ndarray], out_dir: Path) -> None:
-    want = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, x)
+    want = onnxruntime_outputs(folder / "model.onnx", x)
     got = sorted(out_dir.glob("out*.npy"))
     assert [p.name for p in got] == [f"out{i}.npy" for i in range(len(want))]
-    for path, w in zip(got, want, strict=True):
-        g = np.load(path)
-        assert g.shape == w.shape and g.dtype == w.dtype, path.name
-        if np.issubdtype(w.dtype, np.integer):
-            assert np.array_equal(g, w), path.name
-        else:
-            assert float(np.abs(g - w).max()) <= RTOL * max(float(np.abs(w).max()), 1e-6), path.name
+    assert_close([np.load(p) for p in got], want)
 
 
 def one_line_error(out: subprocess.CompletedProcess) -> str:

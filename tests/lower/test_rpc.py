@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
+from helpers import assert_close, onnxruntime_outputs
 
 import archc
 from archc.errors import UsageError
@@ -24,13 +24,6 @@ pytestmark = pytest.mark.tvm
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 ONE_CONV = "network one {\n input x: 3x16x16\n c: conv(8, 3) relu\n}\n"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def own_tuning_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +71,7 @@ def board(tracker):
 
 
 def assert_matches_onnxruntime(folder: Path, got: list[np.ndarray], x: dict) -> None:
-    want = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, x)
-    for g, w in zip(got, want, strict=True):
-        assert float(np.abs(g - w).max()) <= 1e-4 * max(float(np.abs(w).max()), 1e-6)
+    assert_close(got, onnxruntime_outputs(folder / "model.onnx", x))
 
 
 def records_with_times(db: Path) -> list[float]:

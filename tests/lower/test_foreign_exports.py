@@ -11,22 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
+from helpers import assert_close, onnxruntime_outputs
 
 import archc
 from archc.runtime import load_package
 
 pytestmark = [pytest.mark.tvm, pytest.mark.torch]
-RTOL = 1e-4
 
-
-@pytest.fixture(autouse=True, scope="module")
-def own_tuning_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
 
 
 def _models():
@@ -106,8 +98,4 @@ def test_pytorch_export_compiles_and_matches_onnxruntime(tmp_path, name):
     assert expected <= ops, f"the export no longer has {expected - ops}: the test would not test what it says"
     folder = Path(archc.compile(path, target="native", output=tmp_path / "pkg", quick=0).output)
     x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype("float32")
-    got = load_package(folder).run({"x": x})
-    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
-    assert len(got) == len(want) == 1 and got[0].shape == want[0].shape
-    scale = max(float(np.abs(want[0]).max()), 1e-6)
-    assert float(np.abs(got[0] - want[0]).max()) <= RTOL * scale
+    assert_close(load_package(folder).run({"x": x}), onnxruntime_outputs(path, {"x": x}))

@@ -1,0 +1,32 @@
+"""The zoo through the back end: every spec that fits the CI budget compiles for this machine (untuned: naive
+kernels, whose run time is about a second per GMAC here), runs, and equals onnxruntime on the same ONNX and input
+to 1e-4 of the output's range. The rest of the zoo (VGG, ResNet-50 and deeper, the 3-D nets, detectors and
+segmenters: 2.8–38 GMACs, seconds to minutes a run untuned) is checked by `benchmarks/zoo_backend.py --all`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import assert_close, onnxruntime_outputs
+
+import archc
+from archc.runtime import load_package
+
+pytestmark = [pytest.mark.tvm, pytest.mark.slow]
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+# 1-D (char_cnn, fcn1d, tcn), classic, depthwise/grouped (MobileNets, ShuffleNet), Inception, residual
+FITS = ["alexnet", "char_cnn", "fcn1d", "tcn", "squeezenet1_1", "mobilenet_v1", "mobilenet_v2", "shufflenet_v2_x1_0",
+        "googlenet", "resnet18"]
+
+
+
+@pytest.mark.parametrize("name", FITS)
+def test_zoo_model_compiles_runs_and_matches_onnxruntime(name, tmp_path):
+    folder = Path(archc.compile(SPECS / f"{name}.arch", target="native", output=tmp_path / name, quick=0).output)
+    pkg = load_package(folder)
+    x = {i["name"]: np.random.default_rng(7).standard_normal(i["shape"]).astype(i["dtype"]) for i in pkg.inputs}
+    want = onnxruntime_outputs(folder / "model.onnx", x)
+    assert_close(pkg.run(x), want)
+    # the outputs say something (a saturated softmax would equal anything alike)
+    assert all(np.isfinite(w).all() and float(np.ptp(w)) > 0 for w in want)
