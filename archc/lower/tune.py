@@ -119,6 +119,7 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
     covered: set[int] = set()
     done = [0]
     errors: list[str] = []
+    best: dict[int, float] = {}  # task → its fastest measured candidate, seconds
     deadline = time.monotonic() + seconds if seconds else None
     with progress(trials or None, "tuning", enabled=show) as advance:
         def measured(_scheduler: Any, task_id: int, candidates: Any, built: Any, results: Any) -> None:
@@ -128,8 +129,14 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
                 error = b.error_msg or r.error_msg
                 if error:
                     errors.append(str(error))
+                elif r.run_secs:
+                    seconds_now = sum(float(t) for t in r.run_secs) / len(r.run_secs)
+                    best[int(task_id)] = min(best.get(int(task_id), seconds_now), seconds_now)
                 left = f", {max(0, deadline - time.monotonic()) / 60:.1f} min left" if deadline else ""
-                advance(f"tuning: {len(covered)}/{len(tasks)} kernels{left}")
+                # the best kernels found so far, each as often as the model calls it: an estimate of the model's time
+                estimate = sum(best[i] * tasks[i].weight for i in best)
+                advance(f"tuning: {len(covered)}/{len(tasks)} kernels, best {estimate * 1e3:.2f} ms "
+                        f"(measured kernels){left}")
             if deadline and time.monotonic() >= deadline:
                 raise _OutOfTime
         callbacks = [*ms.measure_callback.MeasureCallback.create("default"), _PyMeasureCallback(measured)]
