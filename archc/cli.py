@@ -215,11 +215,14 @@ def list_ops(costs: bool) -> None:
 
 def _tuning_line(package: Path) -> str:
     import json
-    build = json.loads((package / "manifest.json").read_text())["build"]
+    manifest = json.loads((package / "manifest.json").read_text())
+    build = manifest["build"]
     if "kernels_tuned" not in build:
         return "kernels: GPU default schedules (dlight); not tuned"
+    board = (" (a board's kernels are measured on it: archc tune --rpc HOST:PORT --rpc-key KEY)"
+             if build["kernels_naive"] and manifest["target"]["runner"] != "local" else "")
     return (f"kernels: {build['kernels_tuned']} from the tuning database, {build['kernels_naive']} untuned (naive); "
-            f"{build['trials_now']} tuning trials in this build")
+            f"{build['trials_now']} tuning trials in this build{board}")
 
 
 @main.command("tune")
@@ -421,6 +424,20 @@ def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: st
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)
+
+
+@main.command("report")
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="FILE.html",
+              help="The HTML file to write (one self-contained file: it opens from disk, without network).")
+@click.option("--title", help="The page's title (default: the model and target, or a count of them).")
+def report(results: tuple[str, ...], output: str, title: str | None) -> None:
+    """Render `archc bench` results (one or more JSON files) into one self-contained HTML report: per result the
+    summary, latency and throughput per engine and batch, the kernels with a roofline, the tuning curve, the
+    analyzer's block table, the network drawn and the environment; with several, an index comparing them."""
+    from archc.render.report import read_results, render_report
+    render_report([read_results(r) for r in results], Path(output), title)
+    click.echo(f"wrote {output}", err=True)
 
 
 def _print_diagnostics(err: SpecError) -> None:
