@@ -118,6 +118,22 @@ def analyze(source: Source | Model, options: ModelOptions | None = None, *, fold
     return run_analysis(model, fold_bn=fold_bn)
 
 
+def bench(source: Source, target: str | Target | None = None, options: ModelOptions | None = None, *,
+          output: str | Path | None = None, **kw: Any) -> dict[str, Any]:
+    """Measure a spec, ONNX file or package folder compiled for `target` against onnxruntime and every other
+    engine installed (`archc bench`); returns the results (schema_version 1, see `archc.bench.results`), also
+    written atomically to `output` when given. Keywords: `ModelOptions` fields, and `archc.bench.run.bench`'s
+    (`batches=[1, 8]`, `threads`, `repeat`, `seconds`, `engines`, `variants`, `trials`, `db`, `rpc`, ...)."""
+    from dataclasses import fields
+
+    from archc.bench import run, write
+    model_kw = {k: kw.pop(k) for k in list(kw) if k in {f.name for f in fields(ModelOptions)} | {"input"}}
+    results = run.bench(source, target, ModelOptions.make(options, **model_kw), **kw)
+    if output is not None:
+        write(results, output)
+    return results
+
+
 def read_result(path: str | Path) -> Any:
     """A saved analysis, comparison or diff (the JSON `archc analyze --format json` writes), read back."""
     from archc.analysis import Analysis

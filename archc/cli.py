@@ -323,6 +323,78 @@ def profile_cmd(package: str, fmt: str, repeat: int, remote: Any) -> None:
     click.echo(render_result(profile(package, repeat, remote), fmt, width="terminal"), nl=False)
 
 
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    from archc.errors import UsageError
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UsageError(f"{option} takes positive integers separated by commas (e.g. 1,8,32), not '{text}'")
+    return values
+
+
+@main.command("bench")
+@click.argument("source", metavar="SPEC|MODEL.onnx|PACKAGE", type=click.Path(exists=True))
+@click.option("--target", help="The TVM target to compile for (`archc targets`), e.g. native; a package has its own.")
+@click.option("--batch", "batch_sizes", metavar="B[,B…]", help="Batch sizes, each compiled and measured. [default: 1]")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads of every engine. [default: every CPU]")
+@click.option("--repeat", type=click.IntRange(min=1), help="Rounds per batch size (each engine runs once a round).")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Rounds until S seconds have passed, per batch size. [default: 10, at least 5 rounds]")
+@click.option("--engines", default="onnxruntime,archc,openvino,iree,torch", show_default=True,
+              help="Engines to compare; onnxruntime is always measured, the ones not installed are reported absent.")
+@click.option("--variants", default="default", show_default=True,
+              help="archc's builds: untuned (naive kernels), default (archc compile), tuned (after --trials more).")
+@click.option("--trials", type=click.IntRange(min=1), help="The tuned variant's MetaSchedule trials. [default: 64]")
+@click.option("--db", type=click.Path(file_okay=False),
+              help="The tuning database (default: ~/.cache/archc/tuning/<target>, as archc compile).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="The results JSON. [default: <model>.<target>.bench.json]")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), metavar="FILE.html",
+              help="Also render the results as an HTML report (archc report).")
+@click.option("--input", "inputs", multiple=True, metavar="[NAME=]SHAPE",
+              help="An input's shape at batch 1, e.g. --input 1x3x320x320 (the batch comes from --batch).")
+@click.option("--set", "set_", multiple=True, metavar="NAME=VALUE", help="Set a network parameter.")
+@click.option("-I", "--include-path", multiple=True, type=click.Path(file_okay=False),
+              help="Extra folder to search for imported .arch files (also: ARCHC_PATH).")
+@rpc_options
+def bench_cmd(source: str, target: str | None, batch_sizes: str | None, threads: int | None, repeat: int | None,
+              seconds: float | None, engines: str, variants: str, trials: int | None, db: str | None,
+              output: str | None, report_file: str | None, inputs: tuple[str, ...], set_: tuple[str, ...],
+              include_path: tuple[str, ...], remote: Any) -> None:
+    """Measure a model's archc packages against onnxruntime (and OpenVINO, IREE, PyTorch where installed) on the
+    same inputs, alternating in rounds: latency, throughput, GFLOP/s against the measured peak, peak memory and
+    agreement with onnxruntime; the results as JSON (with the machine's description), a table here."""
+    import shlex
+
+    from archc.bench import bench, write
+    from archc.bench.table import table
+    from archc.errors import ArchcError
+    from archc.options import ModelOptions
+    options = ModelOptions(inputs=_parse_inputs(inputs), params=_parse_set(set_), include_path=tuple(include_path))
+    results = bench(source, target, options, batches=_int_list(batch_sizes, "--batch"), threads=threads,
+                    repeat=repeat, seconds=seconds, engines=[e for e in engines.split(",") if e],
+                    variants=[v for v in variants.split(",") if v], trials=trials, db=db, rpc=remote,
+                    show_progress=True, command=shlex.join(["archc", *sys.argv[1:]]))
+    out = Path(output or f"{results['model']['name']}.{results['target']['name']}.bench.json")
+    write(results, out)
+    click.echo(table(results), nl=False)
+    click.echo(f"wrote {out}", err=True)
+    if report_file:
+        try:
+            from archc.render.report import render_report
+        except ModuleNotFoundError as err:
+            if not (err.name or "").startswith("archc.render"):
+                raise
+            raise ArchcError(f"the HTML report needs archc.render.report, which this archc does not have; the "
+                             f"results are in {out}") from None
+        render_report([results], Path(report_file))
+        click.echo(f"wrote {report_file}", err=True)
+
+
 @main.command("rpc-server")
 @click.option("--tracker", required=True, metavar="HOST:PORT", help="The tracker to register with.")
 @click.option("--key", required=True, help="The key clients ask for (e.g. rpi4); devices alike share one.")

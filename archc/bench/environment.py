@@ -1,0 +1,232 @@
+"""The machine a benchmark ran on: CPU (model, LLVM's name for it, the SIMD and matrix flags that matter, cores),
+its **measured** fp32 peak and memory bandwidth, the GPU if any, the load before and after, and the versions of
+every package involved (archc's git revision too), so that results from several machines can be compared later.
+
+The peak and the bandwidth are measured, never looked up from the CPU's name: a matrix multiply and an array copy
+in a fresh child process whose BLAS and thread pool are limited to the threads the benchmark uses (`measure`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# the CPU flags that decide how fast fp32/bf16/int8 kernels can be (x86, then Arm), in this order when present
+FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+         "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8",
+         "neon", "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2", "sme")
+PACKAGES = ("onnxruntime", "apache-tvm", "apache-tvm-ffi", "numpy", "onnx", "openvino", "iree-base-compiler",
+            "iree-base-runtime", "torch", "onnx2torch")
+GEMM_SIZES = (512, 1024, 2048)  # float32 n×n; the best rate over these is the plateau on CPUs from laptops up
+GEMM_SECONDS = 0.4  # per size: repeated until this much time is spent (at least 3 runs)
+COPY_BYTES = 256 * 2**20  # the array copied to measure bandwidth: far beyond any last-level cache
+PEAK_METHOD = ("float32 matrix multiply (numpy's BLAS sgemm) of n×n matrices, n in 512, 1024, 2048, in a fresh "
+               "process limited to {threads} thread(s); the best rate of repeated runs (2n³ FLOPs each)")
+BANDWIDTH_METHOD = ("a 256 MiB float32 array copied by {threads} thread(s) (numpy copyto, one slice each) in a "
+                    "fresh process; the best of 5, counting bytes read plus bytes written")
+
+_measured: dict[int, dict[str, float]] = {}  # threads → measured peak and bandwidth: once per process
+
+
+def cpus() -> int:
+    """Logical CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def environment(threads: int | None = None) -> dict[str, Any]:
+    """Everything about this machine except the load (see `load_state`), with the peak and bandwidth measured for
+    `threads` threads (default: every CPU this process may use)."""
+    threads = threads or cpus()
+    info = _cpuinfo()
+    measured = measure(threads)
+    return {
+        "host": socket.gethostname(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "cpu": {"model": _cpu_model(info), "llvm_cpu": llvm_cpu(), "flags": cpu_flags(info),
+                "physical_cores": physical_cores(info), "logical_cpus": cpus(),
+                "peak_gflops": round(measured["peak_gflops"], 2),
+                "peak_method": PEAK_METHOD.format(threads=threads),
+                "bandwidth_gbs": round(measured["bandwidth_gbs"], 2),
+                "bandwidth_method": BANDWIDTH_METHOD.format(threads=threads)},
+        "gpu": gpu(),
+        "packages": packages(),
+    }
+
+
+def load_state(before: tuple[float, ...] | list[float], after: tuple[float, ...] | list[float] | None,
+               cores: int) -> dict[str, Any]:
+    """The load record: the 1-, 5- and 15-minute load averages before and after the run, and whether the machine
+    was busy. Busy means the 1-minute load before the run (when only other work made it) reached the core count:
+    the benchmark's own threads raise the load after, so that figure is recorded but does not decide."""
+    loaded = before[0] >= cores
+    warning = None
+    if loaded:
+        warning = (f"the machine was busy: its load average was {before[0]:.2f} over the last minute before the run, "
+                   f"on {cores} core{'s' if cores != 1 else ''}; other work competed with the measurements, so they "
+                   "are slower and noisier than on an idle machine")
+    return {"before": [round(x, 2) for x in before], "after": [round(x, 2) for x in after] if after else None,
+            "cores": cores, "loaded": loaded, "warning": warning}
+
+
+def loadavg() -> tuple[float, float, float]:
+    try:
+        return os.getloadavg()
+    except OSError:  # not available on this platform
+        return (0.0, 0.0, 0.0)
+
+
+def measure(threads: int) -> dict[str, float]:
+    """The fp32 peak (GFLOP/s) and memory bandwidth (GB/s) of `threads` threads, measured once per process in a
+    child whose BLAS and thread pools are limited to them (their size is fixed when numpy loads its BLAS)."""
+    if threads not in _measured:
+        env = {**os.environ, **{k: str(threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                            "MKL_NUM_THREADS", "BLIS_NUM_THREADS")}}
+        args = [str(threads), json.dumps(list(GEMM_SIZES)), str(GEMM_SECONDS), str(COPY_BYTES)]
+        out = subprocess.run([sys.executable, "-c", _PROBE, *args], env=env, capture_output=True, text=True,
+                             timeout=600)
+        if out.returncode != 0:
+            from archc.errors import ArchcError
+            last = (out.stderr.strip().splitlines() or ["no message"])[-1]
+            raise ArchcError(f"measuring this machine's peak and bandwidth failed ({last})")
+        _measured[threads] = json.loads(out.stdout.strip().splitlines()[-1])
+    return _measured[threads]
+
+
+_PROBE = """
+import json, sys, time
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+threads, sizes, budget, nbytes = int(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+peak = 0.0
+for n in sizes:
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b, c = a.copy(), np.empty_like(a)
+    np.matmul(a, b, out=c)
+    spent, runs = 0.0, 0
+    while runs < 3 or spent < budget:
+        t = time.perf_counter(); np.matmul(a, b, out=c); dt = time.perf_counter() - t
+        spent += dt; runs += 1
+        peak = max(peak, 2 * n ** 3 / dt / 1e9)
+src = np.ones(nbytes // 4, np.float32)
+dst = np.zeros_like(src)
+edges = np.linspace(0, src.size, threads + 1).astype(int)
+parts = list(zip(edges[:-1], edges[1:]))
+best = float("inf")
+with ThreadPoolExecutor(threads) as pool:
+    for _ in range(5):
+        t = time.perf_counter()
+        list(pool.map(lambda p: np.copyto(dst[p[0]:p[1]], src[p[0]:p[1]]), parts))
+        best = min(best, time.perf_counter() - t)
+print(json.dumps({"peak_gflops": peak, "bandwidth_gbs": 2 * src.nbytes / best / 1e9}))
+"""
+
+
+def _cpuinfo() -> list[dict[str, str]]:
+    """/proc/cpuinfo as one dict per logical CPU (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    blocks = []
+    for block in text.strip().split("\n\n"):
+        entry = {}
+        for line in block.splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                entry[key.strip()] = value.strip()
+        blocks.append(entry)
+    return blocks
+
+
+def _cpu_model(info: list[dict[str, str]]) -> str:
+    for entry in info:
+        for key in ("model name", "Model", "Hardware", "cpu model"):
+            if entry.get(key):
+                return entry[key]
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags(info: list[dict[str, str]] | None = None) -> list[str]:
+    """The flags of FLAGS this CPU has (x86 `flags`, Arm `Features`), in FLAGS' order."""
+    info = _cpuinfo() if info is None else info
+    have: set[str] = set()
+    for entry in info[:1]:
+        have |= set((entry.get("flags") or entry.get("Features") or "").split())
+    return [f for f in FLAGS if f in have]
+
+
+def physical_cores(info: list[dict[str, str]] | None = None) -> int:
+    """Distinct (package, core) pairs among the CPUs this process may use; the logical count where /proc/cpuinfo
+    does not say (Arm, or no /proc)."""
+    info = _cpuinfo() if info is None else info
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    cores = set()
+    for entry in info:
+        if "core id" not in entry or "processor" not in entry:
+            return cpus()
+        if allowed is None or int(entry["processor"]) in allowed:
+            cores.add((entry.get("physical id", "0"), entry["core id"]))
+    return len(cores) or cpus()
+
+
+def llvm_cpu() -> str | None:
+    """LLVM's name for this CPU (what `--target native` compiles for), None without TVM."""
+    try:
+        from archc import targets
+        from archc.lower.tvm_target import tvm_target_dict
+        return str(tvm_target_dict(targets.get("native"))["mcpu"])
+    except Exception:  # no TVM, or a TVM without LLVM
+        return None
+
+
+def gpu() -> dict[str, Any] | None:
+    """The first NVIDIA GPU (name, driver, how many there are), None without one."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    if out.returncode != 0 or not lines:
+        return None
+    name, _, driver = lines[0].rpartition(",")
+    return {"name": name.strip(), "driver": driver.strip(), "count": len(lines)}
+
+
+def packages() -> dict[str, str | None]:
+    """Installed versions (None: not installed), archc's own and its git revision where it runs from a checkout."""
+    from archc import __version__
+    found: dict[str, str | None] = {"archc": __version__, "archc_git": git_revision()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def git_revision() -> str | None:
+    """The short commit archc runs from, `-dirty` when tracked files differ from it; None outside a checkout."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        return None
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=7", "HEAD"], capture_output=True,
+                             text=True, timeout=30)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")

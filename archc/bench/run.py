@@ -1,0 +1,471 @@
+"""`archc bench`: a model's compiled packages against onnxruntime (and every other engine installed), measured in
+one run, on the same inputs, alternating in rounds, with a correctness check; the results in the versioned JSON
+of `archc.bench.results` (README: "Benchmarks: archc bench").
+
+For each batch size: the model is loaded at that batch and written as ONNX (what onnxruntime, OpenVINO, IREE and
+PyTorch run), and compiled by archc once per variant (`untuned`: no tuning at all, an empty database; `default`:
+what `archc compile` builds, the target's database applied and a short pass for kernels it lacks; `tuned`: `archc
+tune` for `trials` more measurements first). Every engine runs `warmup` times, then the engines take turns:
+round r runs each once, the order rotated by r, so that the machine's drift (other work, clocks, heat) hits all
+alike. Engines on another machine (an RPC board) or under qemu share nothing with the rest and are measured on
+their own, after the rounds.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archc.bench import engines as engine_mod
+from archc.bench import memory as memory_mod
+from archc.bench import stats, tuning
+from archc.bench.environment import cpus, environment, load_state, loadavg
+from archc.bench.results import SCHEMA, SCHEMA_VERSION
+from archc.errors import ArchcError, UsageError
+from archc.options import ModelOptions
+
+VARIANTS = ("untuned", "default", "tuned")
+WARMUP = 2  # runs of each engine before any is timed (the first one's outputs are compared)
+DEFAULT_SECONDS = 10.0  # per batch size, when neither repeat nor seconds is given
+MIN_ROUNDS = 5  # with a time budget: at least this many rounds
+MAX_ROUNDS = 10_000  # a time budget on a tiny model: enough samples, a file of reasonable size
+DEFAULT_TRIALS = 64  # the tuned variant's trials, as `archc tune`'s default
+PROFILE_REPEAT = 8  # `archc profile --repeat` for the per-kernel profile
+
+
+class _Entry:
+    """One engine (and variant) over every batch size: what the results file says of it."""
+
+    def __init__(self, engine: str, variant: str | None, absent: str | None) -> None:
+        self.engine, self.variant = engine, variant
+        self.status = "absent" if absent else "ok"
+        self.note = absent  # why it is absent, how it ran, or why it failed
+        self.version: str | None = None
+        self.compile_seconds: float | None = None
+        self.tuning: dict[str, Any] | None = None
+        self.results: list[dict[str, Any]] = []
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine} ({self.variant})" if self.variant else self.engine
+
+    def fail(self, batch: int, err: BaseException) -> None:
+        self.status = "error"
+        self.note = _join(self.note, f"at batch {batch}: {_sentence(err)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"engine": self.engine, "variant": self.variant, "status": self.status, "note": self.note,
+                "version": self.version, "compile_seconds": self.compile_seconds, "tuning": self.tuning,
+                "results": self.results}
+
+
+def bench(source: str | Path, target: str | Any | None = None, options: ModelOptions | None = None, *,
+          batches: Sequence[int] | None = None, threads: int | None = None, repeat: int | None = None,
+          seconds: float | None = None, engines: Sequence[str] = engine_mod.NAMES,
+          variants: Sequence[str] = ("default",), trials: int | None = None, db: str | Path | None = None,
+          rpc: Any = None, warmup: int = WARMUP, memory: bool = True, profile: bool = True,
+          show_progress: bool = False, command: str | None = None) -> dict[str, Any]:
+    """Measure a spec, ONNX file or package folder on every engine asked for (onnxruntime always); see the module
+    doc. `repeat`: rounds per batch size; `seconds`: rounds until that much time has passed (at least
+    MIN_ROUNDS); neither: DEFAULT_SECONDS. `rpc`: an `archc.runtime.rpc.Remote` to run archc's packages on.
+    `memory`: each engine's peak memory in a child process; `profile`: the per-kernel profile of archc's best
+    variant at the first batch size. Returns the results (schema_version 1)."""
+    from archc import targets
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    before = loadavg()
+    options = options or ModelOptions()
+    src = Path(source)
+    manifest = _manifest(src)
+    names = _engines(engines)
+    variants = _variants(variants, names, manifest is not None)
+    if "tuned" in variants:
+        trials = trials or DEFAULT_TRIALS
+    elif trials:
+        raise UsageError("--trials sets the tuned variant's budget; add tuned to --variants")
+    if repeat is not None and seconds is not None:
+        raise UsageError("give --repeat (rounds) or --seconds (a time budget), not both")
+    if (repeat is not None and repeat < 1) or (seconds is not None and seconds <= 0) or warmup < 1:
+        raise UsageError("--repeat must be at least 1, --seconds more than 0 and warmup at least 1")
+    if repeat is None and seconds is None:
+        seconds = DEFAULT_SECONDS
+    threads = threads or cpus()
+    if threads < 1:
+        raise UsageError("--threads must be at least 1")
+    if manifest is not None:
+        tgt_json = {"name": manifest["target"]["name"], "description": manifest["target"]["description"]}
+        tgt = None
+        name = str(target if isinstance(target, str) else getattr(target, "name", ""))
+        if target is not None and name != tgt_json["name"]:
+            raise UsageError(f"'{src}' is a package built for '{tgt_json['name']}'; leave --target out or give that")
+        package_batch = int(manifest["inputs"][0]["shape"][0])
+        if batches is not None and list(batches) != [package_batch]:
+            raise UsageError(f"'{src}' is a package built for batch {package_batch}; compile the model for other "
+                             "batch sizes (give the spec or ONNX file to archc bench)")
+        batches = [package_batch]
+    else:
+        if target is None:
+            raise UsageError("archc bench needs --target for a model (e.g. --target native); a package folder knows "
+                             "its own")
+        tgt = targets.get(target) if isinstance(target, str) else target
+        if tgt.backend != "tvm":
+            raise UsageError(f"archc bench compares packages compiled for a TVM target, not '{tgt.name}'; give one "
+                             "(archc targets), e.g. --target native")
+        tgt_json = {"name": tgt.name, "description": tgt.description}
+        batches = list(batches or [1])
+    if not batches or any(int(b) < 1 for b in batches):
+        raise UsageError("--batch takes batch sizes of at least 1, e.g. --batch 1,8,32")
+    env = environment(threads)
+    model_json = _model(src, manifest, options)
+    entries = _entries(names, variants, rpc, tgt_json["name"])
+    work = Path(tempfile.mkdtemp(prefix="archc-bench-"))
+    saved_threads = os.environ.get("TVM_NUM_THREADS")
+    os.environ["TVM_NUM_THREADS"] = str(threads)  # TVM's thread pool reads it when it starts
+    run = _Run(src, manifest, tgt, options, threads, repeat, seconds, warmup, trials, Path(db) if db else None, rpc,
+               memory, show_progress, work, model_json)
+    try:
+        for k, batch in enumerate(batches):
+            run.batch(int(batch), entries, first=k == 0, profile=profile)
+        if memory and run.inputs_file is not None:
+            env["memory"] = {"method": memory_mod.METHOD, "baseline_bytes": memory_mod.baseline(run.inputs_file)}
+    finally:
+        if saved_threads is None:
+            os.environ.pop("TVM_NUM_THREADS", None)
+        else:
+            os.environ["TVM_NUM_THREADS"] = saved_threads
+        shutil.rmtree(work, ignore_errors=True)
+    env_json = {k: env[k] for k in ("host", "os", "python", "cpu", "gpu")}
+    env_json["load"] = load_state(before, loadavg(), os.cpu_count() or cpus())
+    env_json["packages"] = env["packages"]
+    if "memory" in env:
+        env_json["memory"] = env["memory"]
+    return {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": created,
+        "command": command or _command(source, tgt_json["name"], batches, threads, repeat, seconds, names, variants,
+                                       trials, rpc),
+        "environment": env_json, "model": model_json, "target": tgt_json,
+        "engines": [e.to_json() for e in entries], "profile": run.profile, "tuning_curve": run.curve,
+        "settings": {"batches": list(batches), "threads": threads, "repeat": repeat, "seconds": seconds,
+                     "warmup": warmup, "rounds": run.rounds, "engines": names, "variants": list(variants),
+                     "trials": trials, "rpc": str(rpc) if rpc else None},
+    }
+
+
+class _Run:
+    """The state of one benchmark run across its batch sizes."""
+
+    def __init__(self, src: Path, manifest: dict[str, Any] | None, tgt: Any, options: ModelOptions, threads: int,
+                 repeat: int | None, seconds: float | None, warmup: int, trials: int | None, db: Path | None,
+                 rpc: Any, memory: bool, show: bool, work: Path, model: dict[str, Any]) -> None:
+        self.src, self.manifest, self.tgt, self.options = src, manifest, tgt, options
+        self.threads, self.repeat, self.seconds, self.warmup, self.trials = threads, repeat, seconds, warmup, trials
+        self.db, self.rpc, self.memory, self.show, self.work, self.model = db, rpc, memory, show, work, model
+        self.profile: dict[str, Any] | None = None
+        self.curve: list[dict[str, Any]] | None = None
+        self.rounds: dict[str, int] = {}
+        self.inputs_file: Path | None = None
+
+    def batch(self, batch: int, entries: list[_Entry], first: bool, profile: bool) -> None:
+        onnx_path, model = self._model_at(batch)
+        inputs = _random_inputs(onnx_path)
+        self.inputs_file = self.work / f"inputs.b{batch}.npz"
+        np.savez(self.inputs_file, **inputs)  # type: ignore[arg-type]  # names are the model's inputs
+        live: list[tuple[_Entry, engine_mod.Engine, dict[str, Any]]] = []
+        for entry in entries:
+            if entry.status != "ok":
+                continue
+            try:
+                engine, built = self._build(entry, batch, onnx_path, model, first)
+            except Exception as err:  # one engine failing to build does not stop the others
+                entry.fail(batch, err)
+                continue
+            if entry.compile_seconds is None:
+                entry.compile_seconds, entry.tuning = built["compile_seconds"], built["tuning"]
+            live.append((entry, engine, built))
+        outputs: dict[int, list[np.ndarray]] = {}
+        for entry, engine, _ in live:  # warm-up; the first run's outputs are compared with onnxruntime's
+            try:
+                outputs[id(entry)] = engine.run(inputs)
+                if engine.alternates:
+                    for _ in range(self.warmup - 1):
+                        engine.run(inputs)
+            except Exception as err:
+                entry.fail(batch, err)
+        live = [item for item in live if item[0].status == "ok"]
+        samples, starts = self._rounds(batch, [item for item in live if item[1].alternates], inputs)
+        rounds = self.rounds[str(batch)]
+        for entry, engine, _ in live:
+            if not engine.alternates:
+                try:
+                    outputs[id(entry)], samples[id(entry)] = engine.timed(inputs, rounds)
+                except Exception as err:
+                    entry.fail(batch, err)
+        reference = next((outputs.get(id(e)) for e, _, _ in live if e.engine == "onnxruntime"), None)
+        for entry, engine, built in live:
+            if entry.status != "ok" or not samples.get(id(entry)):
+                continue
+            entry.results.append(self._result(entry, engine, built, batch, samples[id(entry)],
+                                              starts.get(id(entry)), outputs[id(entry)], reference))
+        if first and profile:
+            self._profile(live, batch)
+
+    def _model_at(self, batch: int) -> tuple[Path, Any]:
+        """The model's ONNX at this batch size, written into the work folder (and the loaded model to compile)."""
+        import archc
+        path = self.work / f"{self.model['name']}.b{batch}.onnx"
+        if self.manifest is not None:
+            shutil.copyfile(self.src / "model.onnx", path)
+            return path, None
+        model = archc.load(self.src, at_batch(self.options, batch))
+        if model.inputs and model.inputs[0][1] and model.inputs[0][1][0] != batch:
+            raise UsageError(f"--input fixes the batch at {model.inputs[0][1][0]}; give the batch sizes with --batch "
+                             "instead (and --input without them, or the full shapes at batch 1)")
+        path.write_bytes(model.proto.SerializeToString())
+        return path, model
+
+    def _build(self, entry: _Entry, batch: int, onnx_path: Path, model: Any, first: bool
+               ) -> tuple[engine_mod.Engine, dict[str, Any]]:
+        entry.version = entry.version or (engine_mod.version_of(engine_mod.CLASSES[entry.engine].distribution)
+                                          if entry.engine != "archc" else _archc_version())
+        if entry.engine != "archc":
+            engine = engine_mod.CLASSES[entry.engine](onnx_path, self.threads)
+            start = time.perf_counter()
+            engine.prepare()
+            return engine, {"compile_seconds": round(time.perf_counter() - start, 3), "tuning": None}
+        folder, tune_seconds, tune_trials = self._compile(entry.variant or "default", batch, model, first)
+        archc_engine = engine_mod.Archc(folder, self.threads, self.rpc)
+        archc_engine.prepare()
+        if archc_engine.package.emulated and not entry.note:
+            entry.note = ("runs under qemu on this machine (an aarch64 package), measured in one call per batch size "
+                          "inside the emulated process: its times say nothing about a real board; no peak memory")
+        build = archc_engine.package.manifest.get("build", {})
+        tuning = None
+        if "kernels_tuned" in build:  # a CPU target (GPU kernels get dlight's schedules, not tuned)
+            tuning = {"trials": int(build.get("trials_now", 0)) + tune_trials,
+                      "kernels_tuned": build["kernels_tuned"], "kernels_naive": build["kernels_naive"],
+                      "database": None if entry.variant == "untuned" else build.get("database"),
+                      "seconds": tune_seconds}
+        return archc_engine, {"compile_seconds": build.get("compile_seconds"), "tuning": tuning}
+
+    def _compile(self, variant: str, batch: int, model: Any, first: bool) -> tuple[Path, float | None, int]:
+        """The package of a variant at this batch: (folder, seconds of its `archc tune` run, trials it ran)."""
+        import archc
+        from archc.lower.tune import default_db
+        if self.manifest is not None:
+            return self.src, None, 0
+        folder = self.work / f"{self.model['name']}.b{batch}.{variant}"
+        if variant == "untuned":  # an empty database: nothing applied, and no short pass
+            archc.compile(model, self.tgt, folder, db=self.work / "empty-db", quick=0, show_progress=self.show)
+            return folder, None, 0
+        db = self.db or default_db(self.tgt)
+        tune_seconds, tune_trials = None, 0
+        if variant == "tuned":
+            start_records = tuning.record_count(db)
+            start = time.perf_counter()
+            summary = archc.tune(model, self.tgt, self.trials or DEFAULT_TRIALS, db, rpc=self.rpc,
+                                 show_progress=self.show)
+            tune_seconds, tune_trials = round(time.perf_counter() - start, 3), int(summary.trials)
+            if first:
+                self.curve = tuning.curve(db, start_records)
+        archc.compile(model, self.tgt, folder, db=db, show_progress=self.show)
+        return folder, tune_seconds, tune_trials
+
+    def _rounds(self, batch: int, alternating: list[tuple[_Entry, engine_mod.Engine, dict[str, Any]]],
+                inputs: dict[str, np.ndarray]) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
+        """Round r runs every engine once, in the order rotated by r; (latencies, start times) by entry."""
+        from archc.util.progress import progress
+        samples: dict[int, list[float]] = {id(e): [] for e, _, _ in alternating}
+        starts: dict[int, list[float]] = {id(e): [] for e, _, _ in alternating}
+        r = 0
+        begin = time.perf_counter()
+        with progress(self.repeat, f"{self.model['name']} batch {batch}", enabled=self.show) as advance:
+            while alternating and r < MAX_ROUNDS:
+                if self.repeat is not None and r >= self.repeat:
+                    break
+                if self.repeat is None and r >= MIN_ROUNDS and time.perf_counter() - begin >= (self.seconds or 0):
+                    break
+                k = r % len(alternating)
+                for entry, engine, _ in alternating[k:] + alternating[:k]:
+                    if entry.status != "ok":
+                        continue
+                    start = time.perf_counter()
+                    try:
+                        engine.run(inputs)
+                    except Exception as err:
+                        entry.fail(batch, err)
+                        continue
+                    samples[id(entry)].append(time.perf_counter() - start)
+                    starts[id(entry)].append(start - begin)
+                r += 1
+                advance(f"{self.model['name']} batch {batch}: round {r}")
+        self.rounds[str(batch)] = r if alternating else (self.repeat or MIN_ROUNDS)
+        return samples, starts
+
+    def _result(self, entry: _Entry, engine: engine_mod.Engine, built: dict[str, Any], batch: int,
+                latencies: list[float], starts: list[float] | None, outputs: list[np.ndarray],
+                reference: list[np.ndarray] | None) -> dict[str, Any]:
+        summary = stats.summary(latencies)
+        median = summary["median"]
+        flops = self.model.get("flops")
+        agreement: dict[str, Any] = {"max_rel_diff": None, "top1": None}
+        if reference is not None and entry.engine != "onnxruntime":
+            agreement = stats.agreement(outputs, reference, bool(self.model.get("classifier")))
+        peak = None
+        spec = engine.spec()
+        if self.memory and spec is not None and self.inputs_file is not None:
+            peak = memory_mod.peak_bytes(spec, self.inputs_file)
+        remote = isinstance(engine, engine_mod.Archc) and engine.remote is not None
+        return {"batch": batch, "threads": None if remote else self.threads, "latency_s": latencies,
+                "stats": summary, "throughput": batch / median if median > 0 else None,
+                "peak_memory_bytes": peak, "gflops": flops * batch / median / 1e9 if flops and median > 0 else None,
+                "agreement": agreement, "sample_start_s": starts, "compile_seconds": built["compile_seconds"],
+                "tuning": built["tuning"]}
+
+    def _profile(self, live: list[tuple[_Entry, engine_mod.Engine, dict[str, Any]]], batch: int) -> None:
+        """`archc profile` of the best archc variant measured (tuned, else default, else untuned)."""
+        from archc.lower.profile import profile
+        rank = {"tuned": 0, "default": 1, "package": 2, "untuned": 3}
+        archc_live = sorted((item for item in live if item[0].engine == "archc" and item[0].status == "ok"),
+                            key=lambda item: rank.get(item[0].variant or "", 9))
+        if not archc_live:
+            return
+        entry, engine, _ = archc_live[0]
+        if isinstance(engine, engine_mod.Archc) and engine.remote is None and engine.package.emulated:
+            entry.note = _join(entry.note, "no per-kernel profile: archc profile times kernels here or on an RPC "
+                                           "device, not under qemu (an emulated board: archc rpc-server --emulate)")
+            return
+        try:
+            self.profile = {**profile(engine.path, PROFILE_REPEAT, self.rpc).to_json(), "variant": entry.variant,
+                            "batch": batch}
+        except Exception as err:
+            entry.note = _join(entry.note, f"its per-kernel profile failed: {_sentence(err)}")
+
+
+def at_batch(options: ModelOptions, batch: int) -> ModelOptions:
+    """The options at one batch size: `--input` shapes (full shapes, batch first) get this batch too."""
+    return options.with_(batch=batch, inputs={k: (batch, *shape[1:]) for k, shape in options.inputs.items()})
+
+
+def _manifest(src: Path) -> dict[str, Any] | None:
+    """A package folder's manifest; None for a model file."""
+    if not src.is_dir():
+        if not src.exists():
+            raise UsageError(f"'{src}' does not exist; give a spec (.arch), an ONNX file or a package folder")
+        return None
+    from archc.runtime import load_package
+    return load_package(src).manifest
+
+
+def _engines(engines: Sequence[str]) -> list[str]:
+    unknown = [e for e in engines if e not in engine_mod.NAMES]
+    if unknown:
+        raise UsageError(f"unknown engine '{unknown[0]}'; engines: {', '.join(engine_mod.NAMES)}")
+    return list(dict.fromkeys(["onnxruntime", *engines]))  # the reference is always measured
+
+
+def _variants(variants: Sequence[str], names: list[str], package: bool) -> list[str]:
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise UsageError(f"unknown variant '{unknown[0]}'; variants: {', '.join(VARIANTS)}")
+    if not variants and "archc" in names and not package:
+        raise UsageError("--variants needs at least one of " + ", ".join(VARIANTS))
+    return ["package"] if package else [v for v in VARIANTS if v in variants]
+
+
+def _entries(names: list[str], variants: list[str], rpc: Any, target: str) -> list[_Entry]:
+    entries = []
+    for name in names:
+        why = engine_mod.absent(name)
+        for variant in variants if name == "archc" else [None]:
+            entry = _Entry(name, variant, why)
+            if not why:
+                entry.note = _how_it_runs(name, rpc, target)
+            entries.append(entry)
+    return entries
+
+
+def _how_it_runs(name: str, rpc: Any, target: str) -> str | None:
+    """The note of an engine that does not simply run here like the others."""
+    if name == "archc" and rpc is not None:
+        return (f"runs on the RPC device {rpc}, timed there by TVM's time_evaluator in one call per batch size after "
+                "the other engines' rounds (it shares nothing with them); no peak memory")
+    if rpc is not None:
+        return f"runs on this machine, while archc's package runs on the RPC device {rpc}" + (
+            f"; {engine_mod.OnnxRuntime.NOTE}" if name == "onnxruntime" else "")
+    if name == "archc" and target.startswith("cuda"):
+        return "runs on the GPU: its GFLOP/s are compared with this CPU's peak"
+    if name == "onnxruntime":
+        return engine_mod.OnnxRuntime.NOTE
+    return None
+
+
+def _model(src: Path, manifest: dict[str, Any] | None, options: ModelOptions) -> dict[str, Any]:
+    """The model's facts at batch 1 (FLOPs, MACs per item) and its whole analysis."""
+    import archc
+    if manifest is not None:
+        analysis = archc.analyze(src / "model.onnx")
+        per = max(1, int(manifest["inputs"][0]["shape"][0]))
+    else:
+        analysis = archc.analyze(src, at_batch(options, 1))
+        per = 1
+    totals = analysis.totals
+    shapes = [tuple(o["shape"][1:]) for o in analysis.outputs if o.get("shape")]
+    return {"name": analysis.model, "source": str(src), "params": totals.trainable_params,
+            "macs": totals.macs // per, "flops": totals.flops // per,
+            "classifier": stats.is_classifier([(1, *s) for s in shapes]), "analysis": analysis.to_json()}
+
+
+def _random_inputs(onnx_path: Path) -> dict[str, np.ndarray]:
+    """The inputs every engine gets: standard normal numbers (seed 0) for float inputs, zeros otherwise."""
+    import onnx
+    from onnx import helper
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    rng = np.random.default_rng(0)
+    out = {}
+    for vi in graph.input:
+        if vi.name in initializers:
+            continue
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type))
+        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        out[vi.name] = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
+    return out
+
+
+def _archc_version() -> str:
+    from archc import __version__
+    return __version__
+
+
+def _sentence(err: BaseException) -> str:
+    from archc.runtime import PackageError
+    if isinstance(err, (ArchcError, PackageError)):
+        return str(err)
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[-1][:300] if lines else 'no message'}"
+
+
+def _join(note: str | None, sentence: str) -> str:
+    return f"{note}; {sentence}" if note else sentence
+
+
+def _command(source: str | Path, target: str, batches: Sequence[int], threads: int, repeat: int | None,
+             seconds: float | None, names: list[str], variants: list[str], trials: int | None, rpc: Any) -> str:
+    """The `archc bench` command line that asks for the same measurements (for results made through the API)."""
+    parts = ["archc", "bench", str(source), "--target", target, "--batch", ",".join(map(str, batches)),
+             "--threads", str(threads), *(["--repeat", str(repeat)] if repeat else ["--seconds", f"{seconds:g}"]),
+             "--engines", ",".join(names)]
+    if variants and variants != ["package"]:
+        parts += ["--variants", ",".join(variants)]
+    if trials:
+        parts += ["--trials", str(trials)]
+    if rpc is not None:
+        parts += ["--rpc", f"{rpc.host}:{rpc.port}", "--rpc-key", rpc.key]
+    return shlex.join(parts)
