@@ -137,3 +137,19 @@ def test_no_tracker_no_device_and_a_board_without_rpc(tracker, tmp_path):
     out = subprocess.run([sys.executable, "-m", "archc", "run", str(tmp_path), "--rpc", "127.0.0.1:1"],
                          capture_output=True, text=True)
     assert out.returncode == 1 and "--rpc needs --rpc-key" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.cross
+def test_bench_an_arm64_package_on_the_emulated_board(board, tmp_path):
+    """`archc bench PACKAGE --rpc`: archc's library timed on the board (onnxruntime stays here, and says so), its
+    outputs checked against onnxruntime's, its kernels profiled there."""
+    from archc.api import bench
+    folder = Path(archc.compile(SPECS / "lenet5.arch", target="arm64", output=tmp_path / "pkg", quick=0).output)
+    results = bench(folder, engines=["archc", "onnxruntime"], repeat=3, rpc=board, memory=False,
+                    output=tmp_path / "r.json")
+    by_engine = {e["engine"]: e for e in results["engines"]}
+    assert by_engine["archc"]["status"] == by_engine["onnxruntime"]["status"] == "ok"
+    archc_run = by_engine["archc"]["results"][0]
+    assert archc_run["agreement"]["max_rel_diff"] <= 1e-4 and len(archc_run["latency_s"]) >= 3
+    assert results["settings"]["rpc"] and results["profile"]["kernels"]
+    assert json.loads((tmp_path / "r.json").read_text())["schema_version"] == 1
