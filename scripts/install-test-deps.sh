@@ -27,6 +27,7 @@ STAMP="$ROOT/archc-arm64.stamp"
 LAYOUT=1  # bump when the root's layout or the way it is made changes: every root is then made again
 
 APT_PACKAGES=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static build-essential g++)
+APT_PACKAGES+=(chromium)  # the headless browser that opens `archc report` pages in tests/render/test_report.py
 # Debian's arm64 Python 3.11 and every shared library that it, its extension modules and the wheels below load
 ARM64_DEBS=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 libgcc-s1 libstdc++6 libexpat1
             zlib1g libffi8 libssl3 libbz2-1.0 liblzma5 libuuid1 libsqlite3-0 libcrypt1 libtinfo6
