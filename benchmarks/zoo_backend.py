@@ -41,8 +41,10 @@ def main() -> int:
                     "without a record) instead of --no-tune")
     ap.add_argument("--runs", type=int, default=2, help="timed runs of each engine, alternating")
     ap.add_argument("--db", type=Path, help="tuning database (default: a fresh one)")
+    ap.add_argument("--skip", default="", help="comma-separated spec names to leave out (listed as skipped)")
     args = ap.parse_args()
     names = sorted(p.stem for p in (ROOT / "specs").glob("*.arch")) if args.all else args.models.split(",")
+    skipped = [n for n in args.skip.split(",") if n]
     work = Path(tempfile.mkdtemp(prefix="archc-zoo-"))
     print(f"target {args.target}, {'default short pass' if args.short_pass else 'untuned (--no-tune)'}, "
           f"{args.runs} timed runs each\n")
@@ -51,6 +53,9 @@ def main() -> int:
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     failed = 0
     for name in names:
+        if name in skipped:
+            print(f"| {name} | | | | | | | | skipped (--skip) |", flush=True)
+            continue
         try:
             row = _one(name, args, work)
         except Exception as err:  # report and go on: the table is the point
@@ -61,7 +66,8 @@ def main() -> int:
         print(f"| {name} | {row['params']:,} | {row['macs'] / 1e9:.3f} | {row['compile']:.1f} | "
               f"{row['tuned']} / {row['naive']} | {row['archc'] * 1e3:,.1f} | {row['ort'] * 1e3:,.2f} | "
               f"{row['diff']:.1e} | {'ok' if row['diff'] <= BOUND else 'MISMATCH'} |", flush=True)
-    print(f"\n{len(names) - failed} of {len(names)} models compiled and matched onnxruntime within {BOUND:g}")
+    print(f"\n{len(names) - failed - len(skipped)} of {len(names)} models compiled and matched onnxruntime within "
+          f"{BOUND:g}" + (f"; {len(skipped)} skipped" if skipped else ""))
     return 1 if failed else 0
 
 
