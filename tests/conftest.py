@@ -14,6 +14,17 @@ sys.path.insert(0, str(ROOT / "tests" / "zoo"))  # torchvision_ref: the one plac
 from torchvision_ref import import_torchvision  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def own_tuning_cache(tmp_path_factory):
+    """The default tuning database lives under the user's cache (XDG_CACHE_HOME): a test module that compiles for a
+    TVM target uses its own, never the user's. (The arm64 root stays where it is: ARCHC_ARM64_ROOT or the home
+    folder, not XDG_CACHE_HOME.)"""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def specs_dir() -> Path:
     return SPECS

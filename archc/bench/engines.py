@@ -16,7 +16,6 @@ import importlib
 import importlib.util
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +88,8 @@ class Engine:
 
     def timed(self, inputs: dict[str, np.ndarray], n: int) -> tuple[list[np.ndarray], list[float]]:
         """Outputs of one run and the seconds of `n` more (for engines that do not alternate)."""
-        outputs = self.run(inputs)
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            self.run(inputs)
-            times.append(time.perf_counter() - start)
-        return outputs, times
+        from archc.runtime import timed
+        return timed(lambda: self.run(inputs), n)
 
     def spec(self) -> dict[str, Any] | None:
         """How a child process rebuilds this engine (`make`); None: its memory cannot be measured here."""

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,15 +105,19 @@ class Package:
         return tvm.cuda(0) if self.manifest["target"]["tvm"].get("kind") == "cuda" else tvm.cpu(0)
 
 
-def _measure(pkg: Package, inputs: dict[str, np.ndarray], repeat: int) -> tuple[list[np.ndarray], list[float]]:
-    """The outputs of a first (warm-up) run, then the seconds of each of `repeat` more."""
-    outputs = pkg.run(inputs)
+def timed(run: Callable[[], Any], repeat: int) -> tuple[Any, list[float]]:
+    """What a first (warm-up) call of `run` returns, then the seconds of each of `repeat` more calls."""
+    result = run()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        pkg.run(inputs)
+        run()
         times.append(time.perf_counter() - start)
-    return outputs, times
+    return result, times
+
+
+def _measure(pkg: Package, inputs: dict[str, np.ndarray], repeat: int) -> tuple[list[np.ndarray], list[float]]:
+    return timed(lambda: pkg.run(inputs), repeat)
 
 
 def load_package(path: str | os.PathLike[str]) -> Package:

@@ -24,12 +24,8 @@ BATCHES = [1, 3]
 
 
 @pytest.fixture(autouse=True, scope="module")
-def own_tuning_cache(tmp_path_factory):
-    """The default tuning database lives under the user's cache: tests use their own, never the user's."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+def _own_cache(own_tuning_cache):
     yield
-    mp.undo()
 
 
 @pytest.fixture(scope="module")

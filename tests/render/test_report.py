@@ -56,21 +56,12 @@ def bench(spec: Path, work: Path, batches: tuple[int, ...] = (1, 4), rounds: int
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """The tuning database lives under the user's cache: these tests use their own."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def lenet(cache, tmp_path_factory) -> dict:
+def lenet(own_tuning_cache, tmp_path_factory) -> dict:
     return bench(ROOT / "specs" / "lenet5.arch", tmp_path_factory.mktemp("lenet5"))
 
 
 @pytest.fixture(scope="module")
-def tiny(cache, tmp_path_factory) -> dict:
+def tiny(own_tuning_cache, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("tinyres")
     (work / "tinyres.arch").write_text(TINY)
     return bench(work / "tinyres.arch", work, batches=(1,), rounds=10)
