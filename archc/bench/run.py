@@ -124,7 +124,7 @@ def bench(source: str | Path, target: str | Any | None = None, options: ModelOpt
         raise UsageError("--batch takes batch sizes of at least 1, e.g. --batch 1,8,32")
     env = environment(threads)
     model_json = _model(src, manifest, options)
-    entries = _entries(names, variants, rpc, tgt_json["name"])
+    entries = _entries(names, variants, rpc, tgt_json["name"], src if manifest is not None else None)
     work = Path(tempfile.mkdtemp(prefix="archc-bench-"))
     saved_threads = os.environ.get("TVM_NUM_THREADS")
     os.environ["TVM_NUM_THREADS"] = str(threads)  # TVM's thread pool reads it when it starts
@@ -379,7 +379,8 @@ def _variants(variants: Sequence[str], names: list[str], package: bool) -> list[
     return ["package"] if package else [v for v in VARIANTS if v in variants]
 
 
-def _entries(names: list[str], variants: list[str], rpc: Any, target: str) -> list[_Entry]:
+def _entries(names: list[str], variants: list[str], rpc: Any, target: str, package: Path | None
+             ) -> list[_Entry]:
     entries = []
     for name in names:
         why = engine_mod.absent(name)
@@ -387,6 +388,8 @@ def _entries(names: list[str], variants: list[str], rpc: Any, target: str) -> li
             entry = _Entry(name, variant, why)
             if not why:
                 entry.note = _how_it_runs(name, rpc, target)
+                if name == "archc" and package is not None:  # which build this is: the folder's name says
+                    entry.note = "; ".join(filter(None, [f"the package {package.name}, as built", entry.note]))
             entries.append(entry)
     return entries
 
@@ -417,7 +420,8 @@ def _model(src: Path, manifest: dict[str, Any] | None, options: ModelOptions) ->
         per = 1
     totals = analysis.totals
     shapes = [tuple(o["shape"][1:]) for o in analysis.outputs if o.get("shape")]
-    return {"name": analysis.model, "source": str(src), "params": totals.trainable_params,
+    name = manifest["model"] if manifest is not None else analysis.model  # a package's ONNX is just model.onnx
+    return {"name": name, "source": str(src), "params": totals.trainable_params,
             "macs": totals.macs // per, "flops": totals.flops // per,
             "classifier": stats.is_classifier([(1, *s) for s in shapes]), "analysis": analysis.to_json()}
 
