@@ -257,3 +257,20 @@ def test_command_end_to_end(tmp_path):
 def _has_report() -> bool:
     import importlib.util
     return importlib.util.find_spec("archc.render.report") is not None
+
+
+@pytest.mark.tvm
+def test_the_tuned_variant_records_its_trials_and_curve(tmp_path):
+    """`--variants tuned --trials 2` on a one-conv net: archc tune first (2 measured trials into the database), then
+    the build applies them; the tuning curve holds the best kernel time after the trials, measured, positive."""
+    spec = tmp_path / "one.arch"
+    spec.write_text("network one {\n input x: 3x16x16\n c: conv(8, 3) relu\n}\n")
+    res = api.bench(spec, "native", batches=[1], repeat=3, variants=["tuned"], trials=2,
+                    engines=["onnxruntime", "archc"], memory=False, db=tmp_path / "db")
+    tuned = _entry(res, "archc", "tuned")
+    assert tuned["status"] == "ok", tuned["note"]
+    assert tuned["tuning"]["trials"] == 2 and tuned["tuning"]["kernels_tuned"] >= 1
+    assert tuned["tuning"]["kernels_naive"] == 0 and tuned["tuning"]["seconds"] > 0
+    curve = res["tuning_curve"]
+    assert curve and curve[-1]["trials"] <= 2 and all(p["best_seconds"] > 0 for p in curve)
+    assert tuned["results"][0]["agreement"]["max_rel_diff"] <= 1e-4
