@@ -9,6 +9,7 @@ from typing import Any
 from archc.errors import ArchcError
 from archc.frontends import Model
 from archc.lower import tune
+from archc.lower.onnx_compat import decompose_for_tvm
 from archc.lower.tvm_target import check_toolchain, tvm_target
 from archc.runtime.rpc import Remote, device_cores
 from archc.targets import Target
@@ -98,7 +99,7 @@ def import_onnx(model: Model) -> Any:
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
     try:
-        mod = from_onnx(model.proto, keep_params_in_input=False)
+        mod = from_onnx(decompose_for_tvm(model.proto), keep_params_in_input=False)
     except Exception as err:  # TVM lists every op it cannot import at once; keep its list, drop its traceback
         text = " ".join(str(err).split())
         raise ArchcError(f"TVM cannot import '{model.name}': {text}") from None

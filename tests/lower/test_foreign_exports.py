@@ -99,3 +99,21 @@ def test_pytorch_export_compiles_and_matches_onnxruntime(tmp_path, name):
     folder = Path(archc.compile(path, target="native", output=tmp_path / "pkg", quick=0).output)
     x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype("float32")
     assert_close(load_package(folder).run({"x": x}), onnxruntime_outputs(path, {"x": x}))
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_lp_normalization_which_tvm_cannot_import_is_rewritten(tmp_path, p):
+    """SSD's L2 norm (ONNX LpNormalization, absent from TVM's importer) becomes Div(x, ReduceL{p}(x)) on the way in,
+    and equals onnxruntime's LpNormalization."""
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.random.default_rng(2).standard_normal((8, 3, 3, 3)).astype("float32"), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("LpNormalization", ["c"], ["y"], axis=1, p=p)]
+    g = helper.make_graph(nodes, "norm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])], initializer=[w])
+    path = tmp_path / "norm.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    folder = Path(archc.compile(path, target="native", output=tmp_path / "pkg", quick=0).output)
+    x = {"x": np.random.default_rng(3).standard_normal((1, 3, 8, 8)).astype("float32")}
+    assert_close(load_package(folder).run(x), onnxruntime_outputs(path, x))
+    assert [n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node] == ["Conv", "LpNormalization"]
