@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from archc.runtime import last_line
+
 NAMES = ("onnxruntime", "archc", "openvino", "iree", "torch")
 INSTALL = {
     "onnxruntime": "pip install onnxruntime",
@@ -190,7 +192,7 @@ class Iree(Engine):
             out = subprocess.run([sys.executable, "-m", "iree.compiler.tools.import_onnx", str(self.path), "-o",
                                   str(mlir), "--opset-version", "17"], capture_output=True, text=True)
             if out.returncode != 0:
-                raise RuntimeError("iree-import-onnx failed: " + _last_line(out.stderr))
+                raise RuntimeError("iree-import-onnx failed: " + last_line(out.stderr, "no message", 300))
             compiler = importlib.import_module("iree.compiler")
             compiler.compile_file(str(mlir), target_backends=["llvm-cpu"], output_file=str(vmfb),
                                   extra_args=["--iree-llvmcpu-target-cpu=host"])
@@ -252,7 +254,3 @@ def _graph_name(onnx_path: Path) -> str:
     import onnx
     return onnx.load(str(onnx_path), load_external_data=False).graph.name or "main_graph"
 
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "no message"

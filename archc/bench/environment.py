@@ -94,8 +94,9 @@ def measure(threads: int) -> dict[str, float]:
                              timeout=600)
         if out.returncode != 0:
             from archc.errors import ArchcError
-            last = (out.stderr.strip().splitlines() or ["no message"])[-1]
-            raise ArchcError(f"measuring this machine's peak and bandwidth failed ({last})")
+            from archc.runtime import last_line
+            raise ArchcError("measuring this machine's peak and bandwidth failed "
+                             f"({last_line(out.stderr, 'no message')})")
         _measured[threads] = json.loads(out.stdout.strip().splitlines()[-1])
     return _measured[threads]
 

@@ -11,6 +11,7 @@ from archc.frontends import Model
 from archc.lower import tune
 from archc.lower.onnx_compat import decompose_for_tvm
 from archc.lower.tvm_target import check_toolchain, tvm_target
+from archc.runtime import last_line
 from archc.runtime.rpc import Remote, device_cores
 from archc.targets import Target
 
@@ -49,8 +50,8 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
     try:
         executable = tvm.compile(mod, target=tgt)
     except Exception as err:  # a TVM bug or an op its legalization cannot lower: one sentence, not its traceback
-        first = (str(err).strip().splitlines() or [type(err).__name__])[-1]
-        raise ArchcError(f"TVM could not compile '{model.name}' for '{target.name}': {first}") from None
+        raise ArchcError(f"TVM could not compile '{model.name}' for '{target.name}': "
+                         f"{last_line(str(err), type(err).__name__)}") from None
     return Lowered(executable, target, tgt, time.perf_counter() - start, tuning)
 
 

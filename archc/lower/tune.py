@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from archc.errors import ArchcError, UsageError
+from archc.runtime import last_line
 from archc.runtime.rpc import Remote, check
 from archc.targets import Target
 
@@ -151,14 +152,10 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
             if not (deadline and time.monotonic() >= deadline):
                 raise
     if done[0] and len(errors) == done[0]:  # every measurement failed: the records hold no times, say why
-        raise ArchcError(f"every tuning trial failed ({_last_line(errors[0])}); check the device"
+        raise ArchcError(f"every tuning trial failed ({last_line(errors[0], 'no message', 300)}); check the device"
                          + (f" {remote}" if remote else "") + " and the target")
     return TuneSummary(len(tasks), done[0], records(db), len(errors))
 
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "no message"
 
 
 def _export(compiler: str | None, mod: Any) -> str:
@@ -187,9 +184,9 @@ def apply(mod: Any, tgt: Any, db: Path) -> tuple[Any, int, set[str]]:
             with tgt:
                 mod = relax.transform.MetaScheduleApplyDatabase(str(db))(mod)
         except Exception as err:  # a record file cut short or edited by hand
-            first = (str(err).strip().splitlines() or [type(err).__name__])[-1]
-            raise ArchcError(f"the tuning database '{db}' cannot be read ({first}); delete it or give another "
-                             "--db") from None
+            why = last_line(str(err), type(err).__name__)
+            raise ArchcError(f"the tuning database '{db}' cannot be read ({why}); delete it or give another --db"
+                             ) from None
     scheduled = {gv.name_hint for gv, f in mod.functions.items()
                  if isinstance(f, tirx.PrimFunc) and f.attrs is not None and "tirx.is_scheduled" in f.attrs}
     return mod, len(scheduled & before), before - scheduled

@@ -105,6 +105,13 @@ class Package:
         return tvm.cuda(0) if self.manifest["target"]["tvm"].get("kind") == "cuda" else tvm.cpu(0)
 
 
+def last_line(text: str, default: str, limit: int | None = None) -> str:
+    """The last non-blank line of a many-line message (TVM's and subprocesses' errors end with what went wrong),
+    stripped and cut to `limit` characters; `default` when there is none."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else default
+
+
 def timed(run: Callable[[], Any], repeat: int) -> tuple[Any, list[float]]:
     """What a first (warm-up) call of `run` returns, then the seconds of each of `repeat` more calls."""
     result = run()

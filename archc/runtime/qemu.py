@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import MANIFEST, PACKAGE_ERROR_EXIT, TIMES, PackageError, _write_npz
+from . import MANIFEST, PACKAGE_ERROR_EXIT, TIMES, PackageError, _write_npz, last_line
 
 STAMP = "archc-arm64.stamp"  # written last by scripts/install-test-deps.sh: the root is complete
 PYTHON = "usr/bin/python3.11"
@@ -96,8 +96,7 @@ class Emulator:
             except OSError as err:
                 raise PackageError(f"{self.qemu} does not start ({err.strerror or err}); {INSTALL}") from None
             if done.returncode != 0:
-                lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-                last = lines[-1] if lines else f"no message, exit status {done.returncode}"
+                last = last_line(done.stderr, f"no message, exit status {done.returncode}")
                 if done.returncode == PACKAGE_ERROR_EXIT:
                     raise PackageError(last)
                 raise PackageError(f"running '{package}' under {Path(self.qemu).name} failed: {last}")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import PackageError
+from . import PackageError, last_line
 
 
 class RemoteError(PackageError):
@@ -79,8 +79,9 @@ def run(pkg: Any, inputs: dict[str, np.ndarray], remote: Remote, repeat: int = 0
         sess.upload(str(pkg.path / library))
         lib = sess.load_module(library)
     except Exception as err:
-        raise RemoteError(f"the device {remote} could not load {library} ({_first_line(err)}); was the package "
-                          "built for its CPU?") from None
+        why = last_line(str(err), type(err).__name__)
+        raise RemoteError(f"the device {remote} could not load {library} ({why}); was the package built for its "
+                          "CPU?") from None
     dev = sess.cuda(0) if pkg.manifest["target"]["tvm"].get("kind") == "cuda" else sess.cpu(0)
     vm = relax.VirtualMachine(lib, dev)
     args = [tvm.runtime.tensor(x, dev) for x in pkg.checked(inputs).values()]
@@ -91,11 +92,6 @@ def run(pkg: Any, inputs: dict[str, np.ndarray], remote: Remote, repeat: int = 0
     if repeat:
         times = list(vm.time_evaluator("main", dev, number=1, repeat=repeat)(*args).results)
     return outputs, times
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[-1] if lines else type(err).__name__
 
 
 def server_command(tracker: str, key: str, port: int = 9090, host: str = "0.0.0.0", emulate: bool = False
