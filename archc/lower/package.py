@@ -33,7 +33,6 @@ from archc.util.atomic import atomic_dir
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 CPP = Path(__file__).with_name("cpp")  # main.cc and its Makefile, copied into every package
-ARM64_ROOT = "ARCHC_ARM64_ROOT"  # where scripts/install-test-deps.sh unpacks the aarch64 wheels (…/site)
 _ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 
 
@@ -124,11 +123,12 @@ def _runtime_libs(target: Target) -> tuple[list[Path], str | None, str | None]:
         tvm_lib, ffi_lib = Path(tvm.__file__).parent / "lib", Path(tvm_ffi.__file__).parent / "lib"
         origin = f"this machine's {versions} wheels"
     elif arch == "aarch64":
-        site = Path(os.environ.get(ARM64_ROOT) or Path.home() / ".cache" / "archc" / "arm64") / "site"
+        from archc.runtime.qemu import ROOT_VARIABLE, arm64_root
+        site = arm64_root() / "site"  # where scripts/install-test-deps.sh unpacks the aarch64 wheels
         tvm_lib, ffi_lib = site / "tvm" / "lib", site / "tvm_ffi" / "lib"
         origin = f"the aarch64 {versions} wheels unpacked at {site}"
         if not tvm_lib.is_dir() or not ffi_lib.is_dir():
-            return [], None, (f"TVM's aarch64 runtime libraries are not at {site} (set {ARM64_ROOT}, or unpack the "
+            return [], None, (f"TVM's aarch64 runtime libraries are not at {site} (set {ROOT_VARIABLE}, or unpack the "
                               f"aarch64 wheels of {versions} into its site/ folder)")
         for dist, want in (("apache_tvm", tvm.__version__), ("apache_tvm_ffi", tvm_ffi.__version__)):
             found = [p.name[len(dist) + 1:-len(".dist-info")] for p in site.glob(f"{dist}-*.dist-info")]

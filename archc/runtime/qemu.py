@@ -30,9 +30,12 @@ _DROPPED = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONSAFEPATH", "PYTH
             "VIRTUAL_ENV", "LD_LIBRARY_PATH", "LD_PRELOAD", "QEMU_LD_PREFIX", "QEMU_CPU")
 
 
+ROOT_VARIABLE = "ARCHC_ARM64_ROOT"
+
+
 def arm64_root() -> Path:
     """Where the arm64 Python root is: `$ARCHC_ARM64_ROOT`, else `~/.cache/archc/arm64`."""
-    return Path(os.environ.get("ARCHC_ARM64_ROOT") or Path.home() / ".cache" / "archc" / "arm64")
+    return Path(os.environ.get(ROOT_VARIABLE) or Path.home() / ".cache" / "archc" / "arm64")
 
 
 def find_qemu() -> str | None:
