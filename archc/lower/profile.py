@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from archc.errors import ArchcError
+from archc.shapes import fmt_dims
 
 
 @dataclass
@@ -82,8 +83,7 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None) -> Profile
     db = manifest.get("build", {}).get("database")
     if db and Path(db).is_dir():
         mod = apply(mod, tgt, Path(db))[0]
-    calls = _calls(mod)
-    found = {k.name: k for k in kernels_of(mod, model)}
+    found = {k.name: k for k in kernels_of(mod, model)}  # with how often main calls each
     if remote is None:
         library = tvm.runtime.load_module(str(folder / manifest["library"]))
         kernels_module = library.imports[0] if library.imports else library
@@ -101,8 +101,8 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None) -> Profile
                 for s, d in shapes]
         timer = kernels_module.time_evaluator(name, dev, number=max(1, repeat // 4), repeat=4)
         k = found.get(name)
-        results.append(KernelTime(name, float(timer(*args).mean), calls.get(name, 1),
-                                  [f"{'×'.join(map(str, s)) or 'scalar'} {d}" for s, d in shapes],
+        results.append(KernelTime(name, float(timer(*args).mean), k.calls if k else 1,
+                                  [f"{fmt_dims(s) or 'scalar'} {d}" for s, d in shapes],
                                   k.nodes if k else [], k.macs if k else None))
     if not results:
         raise ArchcError(f"no kernel of '{folder}' could be found to time; compile the package again")
