@@ -407,8 +407,7 @@ def rpc_server(tracker: str, key: str, port: int, host: str, emulate: bool) -> N
     """Serve this machine (or an emulated aarch64 board) to an RPC tracker: TVM's rpc_server, which a board runs
     with only TVM's Python package installed. Ctrl-C stops it."""
     from archc.runtime.rpc import Remote, server_command
-    Remote.parse(tracker, key)  # one sentence for a malformed address
-    command, env = server_command(tracker, key, port, host, emulate)
+    command, env = server_command(Remote.parse(tracker, key), port, host, emulate)  # a bad address: one sentence
     click.echo(f"archc: serving {'an emulated aarch64 board' if emulate else 'this machine'} as '{key}' to the "
                f"tracker at {tracker} (Ctrl-C stops)", err=True)
     sys.stdout.flush()

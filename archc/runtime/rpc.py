@@ -94,13 +94,13 @@ def run(pkg: Any, inputs: dict[str, np.ndarray], remote: Remote, repeat: int = 0
     return outputs, times
 
 
-def server_command(tracker: str, key: str, port: int = 9090, host: str = "0.0.0.0", emulate: bool = False
+def server_command(tracker: Remote, port: int = 9090, host: str = "0.0.0.0", emulate: bool = False
                    ) -> tuple[list[str], dict[str, str] | None]:
-    """The command line (and environment, None: this one) of TVM's RPC server registering with `tracker` under
-    `key`. `emulate`: an aarch64 server under qemu (this machine's arm64 root, see qemu.py), a stand-in board."""
+    """The command line (and environment, None: this one) of TVM's RPC server registering with the tracker under
+    its key. `emulate`: an aarch64 server under qemu (this machine's arm64 root, see qemu.py), a stand-in board."""
     import sys
-    args = ["-m", "tvm.exec.rpc_server", f"--tracker={tracker}", f"--key={key}", f"--host={host}", f"--port={port}",
-            f"--port-end={port + 100}"]
+    args = ["-m", "tvm.exec.rpc_server", f"--tracker={tracker.host}:{tracker.port}", f"--key={tracker.key}",
+            f"--host={host}", f"--port={port}", f"--port-end={port + 100}"]
     if not emulate:
         return [sys.executable, *args], None
     # TVM's server starts itself in a fresh Python (its popen worker, `sys.executable`): under qemu-user without
@@ -108,10 +108,9 @@ def server_command(tracker: str, key: str, port: int = 9090, host: str = "0.0.0.
     # worker would run, in-process (its connections are forked, which qemu-user supports)
     from .qemu import PYTHON, emulator
     board = emulator()
-    host_, _, port_ = tracker.rpartition(":")
     # TVM's runtime library alone loads fast under qemu; its extra library has what MetaSchedule's runner calls
     extra = str(board.root / "site" / "tvm" / "lib" / "libtvm_runtime_extra.so")
     code = ("import time; from tvm.rpc.server import _popen_start_rpc_server as start; "
-            f"start({host!r}, {port}, {port + 100}, tracker_addr=({host_!r}, {int(port_)}), key={key!r}, "
-            f"load_library={extra!r}); time.sleep(10 ** 9)")
+            f"start({host!r}, {port}, {port + 100}, tracker_addr=({tracker.host!r}, {tracker.port}), "
+            f"key={tracker.key!r}, load_library={extra!r}); time.sleep(10 ** 9)")
     return [board.qemu, str(board.root / PYTHON), "-c", code], board.environment()

@@ -36,11 +36,10 @@ def tracker():
 
 def _serve(tracker, key: str, emulate: bool):
     """Start `archc rpc-server`'s command for `key` and wait until the tracker lists it."""
-    command, env = server_command(f"127.0.0.1:{tracker.port}", key, port=9090 + 200 * emulate, host="127.0.0.1",
-                                  emulate=emulate)
+    remote = Remote("127.0.0.1", tracker.port, key)
+    command, env = server_command(remote, port=9090 + 200 * emulate, host="127.0.0.1", emulate=emulate)
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # its forked session workers die with it
-    remote = Remote("127.0.0.1", tracker.port, key)
     deadline = time.monotonic() + 120
     while True:
         try:
