@@ -56,7 +56,9 @@ class DType:
 _ALL = [DType("float32", TensorProto.FLOAT, 4), DType("float16", TensorProto.FLOAT16, 2),
         DType("float64", TensorProto.DOUBLE, 8), DType("bfloat16", TensorProto.BFLOAT16, 2),
         DType("int8", TensorProto.INT8, 1), DType("uint8", TensorProto.UINT8, 1), DType("int16", TensorProto.INT16, 2),
-        DType("int32", TensorProto.INT32, 4), DType("int64", TensorProto.INT64, 8), DType("bool", TensorProto.BOOL, 1)]
+        DType("int32", TensorProto.INT32, 4), DType("int64", TensorProto.INT64, 8), DType("bool", TensorProto.BOOL, 1),
+        DType("uint16", TensorProto.UINT16, 2), DType("uint32", TensorProto.UINT32, 4),
+        DType("uint64", TensorProto.UINT64, 8)]
 BY_NAME = {d.name: d for d in _ALL}
 BY_ONNX = {d.onnx: d for d in _ALL}
 SPEC_DTYPES = ("float32", "float16", "float64")  # what a spec's `input` line may declare

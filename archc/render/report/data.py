@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from archc.errors import ArchcError
+from archc.shapes import BY_NAME
 
 SCHEMA = "archc-bench"
 SCHEMA_VERSION = 1
 
-DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2,
-               "int8": 1, "uint8": 1, "uint16": 2, "uint32": 4, "uint64": 8, "bool": 1}
 _ARG = re.compile(r"^\s*(?P<shape>[0-9×x]+|scalar)\s+(?P<dtype>\w+)\s*$")
 
 
@@ -175,11 +174,11 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
 def arg_bytes(arg: str) -> int | None:
     """Bytes of one kernel argument written as the profile writes it, "1×64×56×56 float32" (None: unreadable)."""
     m = _ARG.match(arg)
-    if not m or m["dtype"] not in DTYPE_BYTES:
+    if not m or m["dtype"] not in BY_NAME:
         return None
     shape = m["shape"]
     n = 1 if shape == "scalar" else math.prod(int(d) for d in re.split("[×x]", shape) if d)
-    return n * DTYPE_BYTES[m["dtype"]]
+    return n * BY_NAME[m["dtype"]].itemsize
 
 
 def kernel_rows(profile: dict[str, Any], peak_gflops: float | None, bandwidth_gbs: float | None
