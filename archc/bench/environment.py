@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from archc.util.machine import cpus
+
 # the CPU flags that decide how fast fp32/bf16/int8 kernels can be (x86, then Arm), in this order when present
 FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
          "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8",
@@ -33,11 +35,6 @@ BANDWIDTH_METHOD = ("a 256 MiB float32 array copied by {threads} thread(s) (nump
                     "fresh process; the best of 5, counting bytes read plus bytes written")
 
 _measured: dict[int, dict[str, float]] = {}  # threads → measured peak and bandwidth: once per process
-
-
-def cpus() -> int:
-    """Logical CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def environment(threads: int | None = None) -> dict[str, Any]:

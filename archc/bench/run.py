@@ -27,10 +27,11 @@ import numpy as np
 from archc.bench import engines as engine_mod
 from archc.bench import memory as memory_mod
 from archc.bench import stats, tuning
-from archc.bench.environment import cpus, environment, load_state, loadavg
+from archc.bench.environment import environment, load_state, loadavg
 from archc.bench.results import SCHEMA, SCHEMA_VERSION
 from archc.errors import ArchcError, UsageError
 from archc.options import ModelOptions
+from archc.util.machine import cpus
 
 VARIANTS = ("untuned", "default", "tuned")
 WARMUP = 2  # runs of each engine before any is timed (the first one's outputs are compared)

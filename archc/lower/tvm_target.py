@@ -1,12 +1,12 @@
 """An archc `Target` (targets/*.toml) → the `tvm.target.Target` to compile for, detecting what `detect` asks."""
 from __future__ import annotations
 
-import os
 import shutil
 from typing import Any
 
 from archc.errors import ArchcError
 from archc.targets import Target
+from archc.util.machine import cpus
 
 
 def tvm_target_dict(target: Target) -> dict[str, Any]:
@@ -16,7 +16,7 @@ def tvm_target_dict(target: Target) -> dict[str, Any]:
     if "mcpu" in target.detect:
         spec["mcpu"] = codegen.llvm_get_system_cpu()  # what LLVM sees here, never a hard-coded name
     if "num-cores" in target.detect:
-        spec["num-cores"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        spec["num-cores"] = cpus()
     return spec
 
 
