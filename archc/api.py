@@ -56,13 +56,15 @@ class CompileResult:
 def compile(source: Source | Model, target: str | Target = "onnx", output: str | Path | None = None,
             options: ModelOptions | None = None, *, trials: int = 0, minutes: float | None = None,
             db: str | Path | None = None, quick: int | None = None, show_progress: bool = False,
-            **kw: Any) -> CompileResult:
+            kernels: str = "archc", **kw: Any) -> CompileResult:
     """Compile a spec (or ONNX file) for a target and write the result atomically. For `onnx`: without `output`,
     the file goes to `<source stem>.onnx` in the current folder (an output folder gets that name inside it). For a
     TVM target: a package folder, `<source stem>.<target>/` without `output`; the target's tuning database (`db`,
     default under the user's cache folder) is applied, after `trials` more measurements (and/or `minutes` of them)
     when asked; each kernel
-    still without a record gets `quick` measurements of its own (default `lower.build.QUICK_TRIALS`; 0: none)."""
+    still without a record gets `quick` measurements of its own (default `lower.build.QUICK_TRIALS`; 0: none).
+    `kernels`: on CPU targets, "archc" (its own blocked-layout kernels, the default) or "tvm" (TVM's legalized
+    kernels, tuned by MetaSchedule only)."""
     from archc import targets
     from archc.util.atomic import write_bytes
     tgt = targets.get(target) if isinstance(target, str) else target
@@ -79,7 +81,7 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
                              f"not '{folder}'")
         budget = tune.Budget.of(trials, minutes) if trials or minutes else None
         write_package(model, lower(model, tgt, Path(db) if db else None, budget, show_progress,
-                                   QUICK_TRIALS if quick is None else quick), folder)
+                                   QUICK_TRIALS if quick is None else quick, kernels), folder)
         return CompileResult(model.name, model.source, tgt.name, str(folder), model.layer_count, model.params,
                              model.inputs, model.outputs)
     out = Path(output) if output is not None else Path(f"{stem}.onnx")
@@ -94,10 +96,12 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
 
 def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str | Path | None = None,
          options: ModelOptions | None = None, *, minutes: float | None = None, rpc: Any = None,
-         show_progress: bool = False, **kw: Any) -> Any:
+         show_progress: bool = False, kernels: str = "archc", **kw: Any) -> Any:
     """Grow a CPU target's tuning database by `trials` measurements on the model's kernels (MetaSchedule), or for
-    `minutes`, or whichever ends first; every later compile for that target applies it. Returns the tasks, trials
-    and records (`lower.tune.TuneSummary`). `rpc`: an `archc.runtime.rpc.Remote`, to measure on its devices."""
+    `minutes`, or whichever ends first; every later compile for that target applies it. With archc's `kernels`
+    (the default), the configurations of the model's convolutions are searched first (seconds each; those the
+    database has are kept). Returns the tasks, trials, records and convolutions searched (`lower.tune.TuneSummary`).
+    `rpc`: an `archc.runtime.rpc.Remote`, to measure on its devices."""
     from archc import targets
     from archc.lower import tune_model
     from archc.lower.tune import Budget
@@ -106,7 +110,7 @@ def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str 
         raise UsageError(f"target '{tgt.name}' has nothing to tune; give a TVM target (archc targets)")
     budget = Budget.of(trials, minutes)
     model = source if not isinstance(source, (str, Path)) else load(source, options, **kw)
-    return tune_model(model, tgt, Path(db) if db else None, budget, show_progress, rpc)
+    return tune_model(model, tgt, Path(db) if db else None, budget, show_progress, rpc, kernels)
 
 
 def analyze(source: Source | Model, options: ModelOptions | None = None, *, fold_bn: bool = False,

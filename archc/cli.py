@@ -142,10 +142,14 @@ def main() -> None:
               help="TVM targets: the tuning database folder (default: ~/.cache/archc/tuning/<target>).")
 @click.option("--no-tune", is_flag=True, help="TVM targets: leave kernels without a tuning record naive (builds in "
               "seconds, runs slowly) instead of giving each a short tuning pass.")
+@click.option("--kernels", type=click.Choice(["archc", "tvm"]), default="archc", show_default=True,
+              help="CPU targets: archc's own blocked-layout kernels, or TVM's (MetaSchedule-tuned only).")
+@click.option("--explain-layout", is_flag=True,
+              help="CPU targets: print the layout plan (each convolution's channel blocks, relayouts, folded ops).")
 @model_options
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
             weights_map: str | None, seed: int, trials: int | None, minutes: float | None, db: str | None,
-            no_tune: bool,
+            no_tune: bool, kernels: str, explain_layout: bool,
             options: ModelOptions) -> None:
     """Compile spec(s) (or ONNX files) for a target: every shape inferred, checked, written atomically."""
     import archc
@@ -169,10 +173,12 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
                 out = str(Path(output) / f"{Path(path).stem}.{tgt.name}")
             # one live bar at a time: with several models the zoo's bar wins
             result = archc.compile(model, tgt, out, trials=trials or 0, minutes=minutes, db=db,
-                                   quick=0 if no_tune else None, show_progress=not many)
+                                   quick=0 if no_tune else None, show_progress=not many, kernels=kernels)
             click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
             if tgt.backend == "tvm":
                 click.echo(_tuning_line(Path(result.output)), err=True)
+                if explain_layout:
+                    click.echo(_layout_lines(Path(result.output)))
             advance()
 
 
@@ -221,8 +227,21 @@ def _tuning_line(package: Path) -> str:
         return "kernels: GPU default schedules (dlight); not tuned"
     board = (" (a board's kernels are measured on it: archc tune --rpc HOST:PORT --rpc-key KEY)"
              if build["kernels_naive"] and manifest["target"]["runner"] != "local" else "")
-    return (f"kernels: {build['kernels_tuned']} from the tuning database, {build['kernels_naive']} untuned (naive); "
-            f"{build['trials_now']} tuning trials in this build{board}")
+    own = ""
+    if build.get("kernels") == "archc":
+        sources = ", ".join(f"{n} {s}" for s, n in sorted(build.get("conv_configs", {}).items()))
+        own = (f"{build.get('kernels_archc', 0)} archc kernels (convolution configurations: {sources or 'none'}); ")
+    return (f"kernels: {own}{build['kernels_tuned']} from the tuning database, {build['kernels_naive']} untuned "
+            f"(naive); {build['trials_now']} tuning trials in this build{board}")
+
+
+def _layout_lines(package: Path) -> str:
+    import json
+    plan = json.loads((package / "manifest.json").read_text()).get("build", {}).get("layout")
+    if not plan:
+        return "layout: no plan (not built with archc's kernels)"
+    from archc.lower.kernels.explain import table
+    return table(plan)
 
 
 @main.command("tune")
@@ -234,18 +253,22 @@ def _tuning_line(package: Path) -> str:
               help="Tune for M minutes (with --trials: whichever ends first); the batch in flight finishes.")
 @click.option("--db", type=click.Path(file_okay=False),
               help="The tuning database folder (default: ~/.cache/archc/tuning/<target>).")
+@click.option("--kernels", type=click.Choice(["archc", "tvm"]), default="archc", show_default=True,
+              help="Whose kernels to tune: archc's (its convolutions' configurations searched first) or TVM's.")
 @rpc_options
 @model_options
-def tune_cmd(model: str, target: str, trials: int | None, minutes: float | None, db: str | None,
+def tune_cmd(model: str, target: str, trials: int | None, minutes: float | None, db: str | None, kernels: str,
              options: ModelOptions, remote: Any) -> None:
-    """Tune MODEL's kernels for TARGET with MetaSchedule; every later `archc compile --target` applies the results.
+    """Tune MODEL's kernels for TARGET: a search of each convolution's configuration for archc's kernels (seconds
+    per layer), then MetaSchedule on the other kernels; every later `archc compile --target` applies the results.
     Interrupted, it keeps every finished measurement, and the next run goes on from them."""
     import archc
     trials = 64 if trials is None and minutes is None else trials or 0
     summary = archc.tune(_load(model, options), target, trials, db, minutes=minutes, rpc=remote,
-                         show_progress=True)
+                         show_progress=True, kernels=kernels)
     failed = f" ({summary.failed} failed to build or run)" if summary.failed else ""
-    click.echo(f"{model}: {summary.trials} trials over {summary.tasks} kernels{failed}"
+    searched = f"{summary.searched} convolutions searched; " if summary.searched else ""
+    click.echo(f"{model}: {searched}{summary.trials} trials over {summary.tasks} kernels{failed}"
                + (f" on {remote}" if remote else "") + f"; the database holds {summary.records} records")
 
 

@@ -37,4 +37,6 @@ def test_wheel_ships_specs_and_targets(tmp_path):
     assert "archc/target_defs/onnx.toml" in names and "archc/target_defs/cuda-sm90.toml" in names
     assert "archc/spec/grammar.lark" in names and "archc/render/templates/table.html.j2" in names
     assert "archc/lower/cpp/main.cc" in names and "archc/lower/cpp/Makefile" in names  # the C++ loader
+    assert "archc/runtime/pool.c" in names  # the parallel runtime linked into every CPU library
+    assert {"archc/lower/kernels/tables/avx2.json", "archc/lower/kernels/tables/avx512.json"} <= names
     assert {f"archc/zoo/{p.name}" for p in (ROOT / "specs").glob("*.arch")} <= names

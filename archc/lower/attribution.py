@@ -18,7 +18,7 @@ from archc.analysis.model import Layer
 
 # TVM's primitive op (as in fused kernel names) → the ONNX op types that import to it
 ANCHORS: dict[str, tuple[str, ...]] = {
-    "conv1d": ("Conv",), "conv2d": ("Conv",), "conv3d": ("Conv",),
+    "conv1d": ("Conv",), "conv2d": ("Conv",), "conv3d": ("Conv",), "conv2d_nchwc": ("Conv",),
     "conv1d_transpose": ("ConvTranspose",), "conv2d_transpose": ("ConvTranspose",),
     "conv3d_transpose": ("ConvTranspose",),
     "matmul": ("Gemm", "MatMul"), "dense": ("Gemm", "MatMul"),
@@ -33,7 +33,8 @@ ANCHORS: dict[str, tuple[str, ...]] = {
     "relu": ("Relu",), "clip": ("Clip",), "sigmoid": ("Sigmoid",), "tanh": ("Tanh",),
     "leakyrelu": ("LeakyRelu",), "leaky_relu": ("LeakyRelu",),
 }
-_CONVS = ("conv1d", "conv2d", "conv3d")
+_CONVS = ("conv1d", "conv2d", "conv3d", "conv2d_nchwc")
+_OWN = "conv2d_nchwc"  # archc's kernel (lower/kernels): blocked shapes, batch norm folded into its weights
 
 
 @dataclass
@@ -72,12 +73,14 @@ def attribute(kernels: Sequence[Kernel], layers: Sequence[Layer]) -> None:
         if not ops or ops[0] not in ANCHORS:
             continue
         rest = Counter(ops[1:])
+        table = _FOLDED if ops[0] == _OWN else _EPILOGUE
+        shapes = [_unblocked(s, ops[0]) for s in k.shapes]
         candidates = [lay for lay in layers if lay.op in ANCHORS[ops[0]] and lay.name not in taken]
-        pool = [lay for lay in candidates if _same_shapes(lay, k, ops[0] in _CONVS)] or candidates
+        pool = [lay for lay in candidates if _same_shapes(lay, shapes, ops[0] in _CONVS)] or candidates
         # equal shapes, different epilogues (ResNet's conv+BN+ReLU and conv+BN+add+ReLU): the one that fits first
-        pool.sort(key=lambda lay: _expansion(_epilogue(lay, after)) != rest)
+        pool.sort(key=lambda lay: _expansion(_epilogue(lay, after, table=table), table) != rest)
         for lay in pool[:k.calls]:
-            fused = [lay, *_epilogue(lay, after, rest)]
+            fused = [lay, *_epilogue(lay, after, rest, table)]
             taken.update(n.name for n in fused)
             k.nodes.extend(n.name for n in fused)
             k.macs = (k.macs or 0) + sum(n.macs or 0 for n in fused)
@@ -89,9 +92,26 @@ _EPILOGUE: dict[str, tuple[str, ...]] = {
     "Add": ("add",), "Sub": ("subtract",), "Mul": ("multiply",), "Div": ("divide",), "Sigmoid": ("sigmoid",),
     "LeakyRelu": ("leakyrelu",), "Tanh": ("tanh",), "Identity": (), "Dropout": (),
 }
+# in archc's kernels the batch norm is folded: its scale into the weights, its shift into an add (or nothing)
+_FOLDED = {**_EPILOGUE, "BatchNormalization": ()}
 
 
-def _epilogue(lay: Layer, after: dict[str, list[Layer]], budget: Counter[str] | None = None) -> list[Layer]:
+def _unblocked(shape: tuple[int, ...], anchor: str) -> tuple[int, ...]:
+    """A kernel argument's shape in NCHW/OIHW: a blocked NCHW[x]c tensor (5-D where the op is 2-D) or
+    OIHW[x]i[y]o weights back to the ONNX node's."""
+    if anchor.endswith(("3d", "1d")):
+        return shape
+    if len(shape) == 5:
+        n, chunks, h, w, block = shape
+        return (n, chunks * block, h, w)
+    if len(shape) == 6 and anchor == _OWN:
+        oc, ic, kh, kw, ib, ob = shape
+        return (oc * ob, ic * ib, kh, kw)
+    return shape
+
+
+def _epilogue(lay: Layer, after: dict[str, list[Layer]], budget: Counter[str] | None = None,
+              table: dict[str, tuple[str, ...]] = _EPILOGUE) -> list[Layer]:
     """The chain of elementwise nodes after `lay` (each the only one reading the last as its first input), as far
     as the kernel's remaining ops (`budget`) cover them."""
     chain: list[Layer] = []
@@ -99,7 +119,7 @@ def _epilogue(lay: Layer, after: dict[str, list[Layer]], budget: Counter[str] | 
     cur = lay
     while len(nxt := after.get(cur.name, [])) == 1:
         cur = nxt[0]
-        need = Counter(_EPILOGUE[cur.op])
+        need = Counter(table[cur.op])
         if left is not None:
             if any(left[op] < n for op, n in need.items()):
                 break
@@ -108,14 +128,14 @@ def _epilogue(lay: Layer, after: dict[str, list[Layer]], budget: Counter[str] | 
     return chain
 
 
-def _expansion(chain: list[Layer]) -> Counter[str]:
-    return sum((Counter(_EPILOGUE[n.op]) for n in chain), Counter())
+def _expansion(chain: list[Layer], table: dict[str, tuple[str, ...]] = _EPILOGUE) -> Counter[str]:
+    return sum((Counter(table[n.op]) for n in chain), Counter())
 
 
-def _same_shapes(lay: Layer, k: Kernel, conv: bool) -> bool:
-    if not k.shapes or lay.output_shape is None or not lay.input_shapes:
+def _same_shapes(lay: Layer, kernel_shapes: list[tuple[int, ...]], conv: bool) -> bool:
+    if not kernel_shapes or lay.output_shape is None or not lay.input_shapes:
         return False
     shapes = [tuple(s) if s is not None else None for s in lay.input_shapes]
-    if tuple(lay.output_shape) != k.shapes[-1] or shapes[0] != k.shapes[0]:
+    if tuple(lay.output_shape) != kernel_shapes[-1] or shapes[0] != kernel_shapes[0]:
         return False
-    return not conv or (len(shapes) > 1 and len(k.shapes) > 2 and shapes[1] == k.shapes[1])
+    return not conv or (len(shapes) > 1 and len(kernel_shapes) > 2 and shapes[1] == kernel_shapes[1])

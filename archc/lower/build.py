@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from archc.errors import ArchcError
 from archc.frontends import Model
+from archc.lower import kernels as own_kernels
 from archc.lower import tune
 from archc.lower.onnx_compat import decompose_for_tvm
 from archc.lower.tvm_target import check_toolchain, tvm_target
@@ -26,13 +28,19 @@ class Lowered:
 
 
 QUICK_TRIALS = 2  # the default short pass: measurements per kernel the database has no record for
+KERNELS = ("archc", "tvm")  # whose kernels a CPU build uses: archc's (lower/kernels) or TVM's with MetaSchedule
 
 
 def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Budget | None = None,
-          show: bool = False, quick: int = QUICK_TRIALS) -> Lowered:
-    """Compile for the target. On CPU targets the tuning database (`db`, default: the target's under the user's
-    cache) is applied to every kernel that has a record; a `budget` first grows it by that many measurements,
-    and every kernel still without one gets `quick` measurements (0: leave it naive)."""
+          show: bool = False, quick: int = QUICK_TRIALS, kernels: str = "archc") -> Lowered:
+    """Compile for the target. On CPU targets, `kernels="archc"` puts archc's own kernels in (the blocked-layout
+    convolutions, each with its configuration from the database, the shipped table or the rule, and the generic
+    schedule for the other ops; a `budget` first searches the configurations of convolutions the database lacks);
+    then the tuning database (`db`, default: the target's under the user's cache) is applied to every remaining
+    kernel that has a record; a `budget` grows it by that many measurements, and every kernel still without one
+    gets `quick` measurements (0: leave it naive)."""
+    if kernels not in KERNELS:
+        raise ArchcError(f"unknown kernels '{kernels}': choose one of {', '.join(KERNELS)}")
     if not model.has_weights:
         raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them")
     check_toolchain(target)
@@ -46,7 +54,7 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
             raise ArchcError("tuning GPU kernels is not in this version: compile for cuda without --tune")
         mod = _gpu_schedules(mod, tgt)
     else:
-        mod, tuning = _tuned(mod, tgt, target, db or tune.default_db(target), budget, show, quick)
+        mod, tuning = _tuned(mod, tgt, target, db or tune.default_db(target), budget, show, quick, kernels)
     try:
         executable = tvm.compile(mod, target=tgt)
     except Exception as err:  # a TVM bug or an op its legalization cannot lower: one sentence, not its traceback
@@ -56,8 +64,9 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
 
 
 def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budget, show: bool = False,
-               remote: Remote | None = None) -> tune.TuneSummary:
-    """Grow the target's tuning database by the budget's measurements on the model's kernels (CPU targets)."""
+               remote: Remote | None = None, kernels: str = "archc") -> tune.TuneSummary:
+    """Grow the target's tuning database (CPU targets): with archc's kernels, first a search of every convolution's
+    configuration it lacks; then the budget's measurements on the model's other kernels."""
     if target.tvm.get("kind") == "cuda":
         raise ArchcError("tuning GPU kernels is not in this version; CPU targets only")
     check_toolchain(target)
@@ -65,15 +74,36 @@ def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budge
     if remote is not None and "num-cores" not in target.tvm:  # a generic board target: ask the board itself
         target = replace(target, tvm={**target.tvm, "num-cores": device_cores(remote)})
     tgt = tvm_target(target)
-    prepared = tune.prepare(import_onnx(model), tgt)
-    return tune.tune(prepared, tgt, target, db or tune.default_db(target), budget, show, remote=remote)
+    db = db or tune.default_db(target)
+    prepared = tune.prepare(import_onnx(model), tgt, kernels)
+    searched = 0
+    if kernels == "archc":
+        if remote is None:  # a board's kernels are searched on the board: not in this version (MetaSchedule is)
+            searched = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db).search(
+                list(own_kernels.workloads(prepared).values()), show)
+        prepared = own_kernels.apply(prepared, tgt, own_kernels.Choices(tgt, own_kernels.lanes(tgt), db))[0]
+    summary = tune.tune(prepared, tgt, target, db, budget, show, remote=remote)
+    return replace(summary, searched=searched)
 
 
-def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | None, show: bool, quick: int
-           ) -> tuple[Any, dict[str, Any]]:
-    """Apply the database; first spend the budget over every kernel, and then give each kernel still without a record
-    `quick` trials of its own (the short pass: a searched schedule, even a brief one, beats a naive loop)."""
-    prepared = tune.prepare(mod, tgt)
+def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | None, show: bool, quick: int,
+           kernels: str) -> tuple[Any, dict[str, Any]]:
+    """archc's kernels first (with `budget`, a search of the convolutions' configurations the database lacks);
+    then apply the database to the rest, first spending the budget over those kernels, and then giving each kernel
+    still without a record `quick` trials of its own (the short pass: a searched schedule, even a brief one, beats
+    a naive loop)."""
+    plans: list[Any] = []
+    prepared = tune.prepare(mod, tgt, kernels, plans)
+    own: dict[str, Any] = {"kernels": kernels}
+    if plans:
+        own["layout"] = plans[0].to_json()
+    if plans:
+        choices = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db)
+        if budget and target.runner == "local":
+            own["convolutions_searched"] = choices.search(list(own_kernels.workloads(prepared).values()), show)
+        prepared, scheduled = own_kernels.apply(prepared, tgt, choices)
+        own["kernels_archc"] = len(scheduled)
+        own["conv_configs"] = dict(Counter(choices.sources.values()))
     trials = tune.tune(prepared, tgt, target, db, budget, show).trials if budget else 0
     applied_mod, applied, naive = tune.apply(prepared, tgt, db)
     quick_trials = 0
@@ -81,8 +111,9 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
         short = tune.Budget(quick * len(naive))
         quick_trials = tune.tune(prepared, tgt, target, db, short, show, only=naive).trials
         applied_mod, applied, naive = tune.apply(prepared, tgt, db)
+    applied -= own.get("kernels_archc", 0)  # counted apart: archc's own, not the database's
     return applied_mod, {"database": str(db), "trials_now": trials + quick_trials, "kernels_tuned": applied,
-                         "kernels_naive": len(naive)}
+                         "kernels_naive": len(naive), **own}
 
 
 def _import_tvm() -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 
 from archc import __version__, runtime
 from archc.frontends import Model
+from archc.lower import link
 from archc.lower.build import Lowered
 from archc.lower.tvm_target import tvm_target_dict
 from archc.shapes import BY_ONNX
@@ -59,14 +60,17 @@ def write_package(model: Model, lowered: Lowered, out: Path) -> dict[str, Any]:
         "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
         "source": model.source,
         "build": {"tuned": bool(lowered.tuning.get("kernels_tuned")),
-                  "compile_seconds": round(lowered.compile_seconds, 3), **lowered.tuning},
+                  "compile_seconds": round(lowered.compile_seconds, 3),
+                  "parallel_runtime": link.PARALLEL_RUNTIME if link.uses_pool(target) else "tvm", **lowered.tuning},
         "cpp_loader": {"source": "cpp/main.cc", "build": _make_command(target), "program": "run_model",
                        "runtime_libs": [f"lib/{p.name}" for p in libs], "libs_from": libs_from,
                        "missing": missing},
     }
     with atomic_dir(out) as folder:
         fcompile = None
-        if target.cross_compiler:
+        if link.uses_pool(target):  # the library's parallel loops run on archc's pool (link.py, runtime/pool.c)
+            fcompile = link.fcompile(target.cross_compiler)
+        elif target.cross_compiler:
             from tvm.support.cc import cross_compiler
             fcompile = cross_compiler(target.cross_compiler)
         lowered.executable.export_library(str(folder / library), fcompile=fcompile)

@@ -79,7 +79,7 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None) -> Profile
     tgt = tvm_target(target)
     model = frontends.load(folder / "model.onnx")
     from tvm import tirx
-    mod = prepare(import_onnx(model), tgt)
+    mod = prepare(import_onnx(model), tgt, manifest.get("build", {}).get("kernels", "tvm"))
     db = manifest.get("build", {}).get("database")
     if db and Path(db).is_dir():
         mod = apply(mod, tgt, Path(db))[0]

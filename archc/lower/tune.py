@@ -32,10 +32,17 @@ def default_db(target: Target) -> Path:
     return cache / "archc" / "tuning" / target.name
 
 
-def prepare(mod: Any, tgt: Any) -> Any:
-    """The fused module that tuning and applying both see."""
+def prepare(mod: Any, tgt: Any, kernels: str = "tvm", plans: list[Any] | None = None) -> Any:
+    """The fused module that tuning and applying both see; with `kernels="archc"` on a CPU target, archc's layout
+    plan first (lower/kernels: its convolutions then fuse with their epilogues like TVM's own), appended to
+    `plans` when given."""
     import tvm
     from tvm import relax
+    if kernels == "archc" and str(tgt.kind) == "llvm":
+        from archc.lower.kernels import plan
+        mod, made = plan(mod, tgt)
+        if plans is not None:
+            plans.append(made)
     with tgt:
         return tvm.transform.Sequential([
             relax.transform.DecomposeOpsForInference(),
@@ -50,11 +57,16 @@ class TuneSummary:
     trials: int  # measured in this run
     records: int  # in the database after the run
     failed: int = 0  # trials that did not build or run (a bad board, a broken candidate)
+    searched: int = 0  # convolutions whose configuration archc's own search measured in this run
 
 
 def tasks_of(mod: Any, tgt: Any) -> list[Any]:
+    """MetaSchedule's tasks: the kernels not already scheduled (by archc's own kernels)."""
+    from tvm import tirx
     from tvm.s_tir import meta_schedule as ms
-    return list(ms.relax_integration.extract_tasks(mod, tgt, params={}))
+    scheduled = {gv.name_hint for gv, f in mod.functions.items()
+                 if isinstance(f, tirx.PrimFunc) and f.attrs is not None and "tirx.is_scheduled" in f.attrs}
+    return [t for t in ms.relax_integration.extract_tasks(mod, tgt, params={}) if t.task_name not in scheduled]
 
 
 def _build(mod: Any, target: Any, _params: Any) -> Any:
@@ -160,12 +172,13 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
 
 def _export(compiler: str | None, mod: Any) -> str:
     """A measured candidate as a shared library (the target's cross compiler for a board), ready to upload: the
-    stock export writes a tar that the device would have to link itself."""
+    stock export writes a tar that the device would have to link itself. Linked with archc's parallel runtime, as
+    the package will be, so that what is measured is what ships."""
     import tempfile
 
-    from tvm.support.cc import cross_compiler
+    from archc.lower import link
     path = str(Path(tempfile.mkdtemp()) / "candidate.so")
-    mod.export_library(path, fcompile=cross_compiler(compiler) if compiler else None)
+    mod.export_library(path, fcompile=link.fcompile(compiler))
     return path
 
 

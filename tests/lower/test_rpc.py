@@ -90,14 +90,14 @@ def test_run_and_profile_through_a_native_server(native, tmp_path):
     assert "on 127.0.0.1:" in out.stdout and "(key native)" in out.stdout
     assert_matches_onnxruntime(folder, [np.load(tmp_path / "y.npy")], {"image": np.load(tmp_path / "x.npy")})
     p = profile(folder, repeat=4, remote=native)
-    assert len(p.kernels) == 9 and all(k.seconds > 0 for k in p.kernels) and p.end_to_end_seconds > 0
+    assert len(p.kernels) == 11 and all(k.seconds > 0 for k in p.kernels) and p.end_to_end_seconds > 0
     assert sum(k.macs or 0 for k in p.kernels) == 416_520  # LeNet-5's MACs, every node found
 
 
 def test_tune_through_a_native_server(native, tmp_path):
     spec = tmp_path / "one.arch"
     spec.write_text(ONE_CONV)
-    summary = archc.tune(spec, "native", trials=2, db=tmp_path / "db", rpc=native)
+    summary = archc.tune(spec, "native", trials=2, db=tmp_path / "db", rpc=native, kernels="tvm")
     assert (summary.trials, summary.failed) == (2, 0)
     assert all(0 < t < 1 for t in records_with_times(tmp_path / "db"))  # measured, not failed
 
@@ -108,10 +108,11 @@ def test_an_emulated_arm64_board_runs_tunes_and_profiles(board, tmp_path):
     it are measured there (the board's core count asked of it) and the next build applies them."""
     spec = tmp_path / "one.arch"
     spec.write_text(ONE_CONV)
-    summary = archc.tune(spec, "arm64", trials=2, db=tmp_path / "db", rpc=board)
+    summary = archc.tune(spec, "arm64", trials=2, db=tmp_path / "db", rpc=board, kernels="tvm")
     assert (summary.trials, summary.failed) == (2, 0)
     assert all(0 < t < 1 for t in records_with_times(tmp_path / "db"))
-    folder = Path(archc.compile(spec, target="arm64", output=tmp_path / "pkg", db=tmp_path / "db").output)
+    folder = Path(archc.compile(spec, target="arm64", output=tmp_path / "pkg", db=tmp_path / "db",
+                                kernels="tvm").output)
     build = json.loads((folder / "manifest.json").read_text())["build"]
     assert build["kernels_tuned"] == 1 and build["kernels_naive"] == 0 and build["trials_now"] == 0
     from archc.runtime import rpc
@@ -132,7 +133,7 @@ def test_no_tracker_no_device_and_a_board_without_rpc(tracker, tmp_path):
     spec = tmp_path / "one.arch"
     spec.write_text(ONE_CONV)
     with pytest.raises(UsageError, match="tuning for 'arm64' measures kernels on the device itself: give --rpc"):
-        archc.tune(spec, "arm64", trials=2, db=tmp_path / "db")
+        archc.tune(spec, "arm64", trials=2, db=tmp_path / "db", kernels="tvm")
     out = subprocess.run([sys.executable, "-m", "archc", "run", str(tmp_path), "--rpc", "127.0.0.1:1"],
                          capture_output=True, text=True)
     assert out.returncode == 1 and "--rpc needs --rpc-key" in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,124 @@
+"""The blocked-layout direct convolution (NCHW[x]c data, OIHW[x]i[y]o weights) as a TE compute, and its schedule.
+
+The design is NeoCPU's (USENIX ATC'19; TVM's former topi/x86/conv2d_avx_common.py): channels are blocked so that
+`oc_bn` output channels fill one or more vector registers; a tile of `reg_n` output pixels × `oc_bn` channels is
+kept in registers while the reduction over (input channels, kh, kw) broadcasts one input value into an FMA per
+tile column. The weights are packed at build time (they are constants), the loop over (n, oc_chunk, oh) runs in
+parallel, and the fused epilogue (bias, folded batch norm, ReLU/ReLU6/LeakyReLU, the residual add) is applied to
+the tile before it leaves the registers.
+
+The compute is named `BLOCK` so that the schedule pass finds it inside whatever fused kernel FuseTIR made of it.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+BLOCK = "archc_conv2d_nchwc"
+WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (workload())
+PAD = "archc_conv2d_pad"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A kernel's free parameters: the register tile (`reg_n` output pixels along a row × `oc_tile` channel
+    blocks), and whether the reduction keeps kw outside the input-channel block (`kw_outer`) rather than unrolled
+    inside it."""
+    reg_n: int
+    oc_tile: int = 1
+    kw_outer: bool = False
+
+
+def compute(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+            out_dtype: str) -> Any:
+    """conv2d in NCHW[ic_bn]c × OIHW[ic_bn]i[oc_bn]o → NCHW[oc_bn]c (groups 1)."""
+    from tvm import te, topi
+    n, ic_chunk, height, width, ic_bn = (int(d) for d in data.shape)
+    oc_chunk, _, kh, kw, _, oc_bn = (int(d) for d in weight.shape)
+    (sh, sw), (dh, dw), (top, left, bottom, right) = strides, dilation, padding
+    out_h = (height + top + bottom - (kh - 1) * dh - 1) // sh + 1
+    out_w = (width + left + right - (kw - 1) * dw - 1) // sw + 1
+    if top or left or bottom or right:
+        data = topi.nn.pad(data, [0, 0, top, left, 0], [0, 0, bottom, right, 0], name=PAD)
+    icc = te.reduce_axis((0, ic_chunk), name="icc")
+    icb = te.reduce_axis((0, ic_bn), name="icb")
+    rh = te.reduce_axis((0, kh), name="rh")
+    rw = te.reduce_axis((0, kw), name="rw")
+
+    def cell(b: Any, oc: Any, y: Any, x: Any, ob: Any) -> Any:
+        value = data[b, icc, y * sh + rh * dh, x * sw + rw * dw, icb].astype(out_dtype)
+        return te.sum(value * weight[oc, icc, rh, rw, icb, ob].astype(out_dtype), axis=[icc, rh, rw, icb])
+
+    key = workload((n, ic_chunk, height, width, ic_bn), (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides,
+                   padding, dilation)
+    return te.compute((n, oc_chunk, out_h, out_w, oc_bn), cell, name=BLOCK, attrs={WORKLOAD: key})
+
+
+def workload(data: tuple[int, ...], weight: tuple[int, ...], strides: Any, padding: Any, dilation: Any) -> str:
+    """The key of a convolution's shape, under which its configurations are searched, cached and shipped:
+    data N×C/bn×H×W×bn, weight, stride, padding (top, left, bottom, right), dilation."""
+    def dims(xs: Any) -> str:
+        return "x".join(str(int(x)) for x in xs)
+    return f"d{dims(data)}_w{dims(weight)}_s{dims(strides)}_p{dims(padding)}_l{dims(dilation)}"
+
+
+def parse(key: str) -> tuple[tuple[int, ...], ...]:
+    """workload() back into (data, weight, strides, padding, dilation)."""
+    parts = [tuple(int(x) for x in part[1:].split("x")) for part in key.split("_")]
+    return parts[0], parts[1], parts[2], parts[3], parts[4]
+
+
+def schedule(sch: Any, config: Config) -> None:
+    """Schedule the fused kernel holding BLOCK in place (a tvm.s_tir.Schedule over it)."""
+    conv = sch.get_sblock(BLOCK)
+    epilogue = _inline_epilogue(sch, conv)
+    if epilogue is None:  # no consumer in this kernel: a write-back block of its own leaves the register tile
+        epilogue = sch.cache_write(conv, 0, "global")
+        sch.set_scope(conv, 0, "local")
+    else:
+        sch.set_scope(conv, 0, "local")
+    n, occ, oh, ow, ocb, icc, rh, rw, icb = sch.get_loops(conv)
+    owo, owi = sch.split(ow, [None, config.reg_n])
+    occo, occi = sch.split(occ, [None, config.oc_tile])
+    if config.kw_outer:
+        sch.reorder(n, occo, oh, owo, icc, rh, rw, icb, occi, owi, ocb)
+    else:
+        sch.reorder(n, occo, oh, owo, icc, rh, icb, rw, occi, owi, ocb)
+        sch.unroll(rw)
+    sch.parallel(sch.fuse(n, occo, oh))
+    sch.unroll(occi)
+    sch.unroll(owi)
+    sch.vectorize(ocb)
+    sch.reverse_compute_at(epilogue, owo)
+    sch.vectorize(sch.get_loops(epilogue)[-1])
+    sch.decompose_reduction(conv, icc)  # after vectorize/unroll: otherwise the init block blocks vectorizing
+    if _has(sch, PAD):
+        pad = sch.get_sblock(PAD)
+        loops = sch.get_loops(pad)
+        sch.parallel(sch.fuse(*loops[:3]))
+        sch.vectorize(loops[-1])
+
+
+def _has(sch: Any, name: str) -> bool:
+    try:
+        sch.get_sblock(name)
+    except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing block
+        return False
+    return True
+
+
+def _inline_epilogue(sch: Any, conv: Any) -> Any:
+    """Inline the elementwise chain after the conv into its last block; that block (or None) is returned."""
+    last = None
+    block = conv
+    while True:
+        consumers = sch.get_consumers(block)
+        if len(consumers) != 1:
+            break
+        nxt = consumers[0]
+        if last is not None:
+            sch.compute_inline(last)
+        last = nxt
+        block = nxt
+    return last

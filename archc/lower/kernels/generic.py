@@ -1,0 +1,65 @@
+"""A schedule for every other kernel of a CNN (pools, global pooling, dense, layout transforms, concat, softmax,
+elementwise): parallel over the outer output loops, vectorized along the innermost one, reductions kept inside.
+
+These kernels are memory-bound and simple; what makes them slow untuned is that TVM leaves them single-threaded
+and scalar. One rule covers them: intermediate injective blocks (padding) are inlined, each remaining block gets
+its spatial loops fused and run in parallel and its innermost output loop vectorized (split to the vector width
+when longer, moved inside the reduction loops when the block reduces: the blocked channel of a pool, the output
+features of a dense layer).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_DATA_PAR, _REDUCE = 0, 2  # IterVar types
+
+
+def schedule(sch: Any, lanes: int) -> None:
+    """Schedule every block of the function in `sch`; raises where one cannot be (the caller keeps the rest)."""
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    kept = []
+    for block in blocks[:-1]:  # inline what can be (padding, injective steps); the output block stays
+        try:
+            sch.compute_inline(block)
+        except Exception:  # noqa: BLE001 - a block that reduces or is read twice stays a block of its own
+            kept.append(block)
+    for block in [*kept, blocks[-1]]:
+        _block(sch, block, lanes)
+
+
+def _block(sch: Any, block: Any, lanes: int) -> None:
+    loops = sch.get_loops(block)
+    kinds = [int(iv.iter_type) for iv in sch.get(block).iter_vars]
+    if len(kinds) != len(loops) or any(k not in (_DATA_PAR, _REDUCE) for k in kinds):
+        raise ValueError("not a plain loop nest")
+    spatial = [lp for lp, k in zip(loops, kinds, strict=True) if k == _DATA_PAR]
+    reduce = [lp for lp, k in zip(loops, kinds, strict=True) if k == _REDUCE]
+    if not spatial:
+        return
+    if not reduce:
+        fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
+        extent = int(sch.get(fused).extent)
+        if extent % lanes == 0 and extent >= lanes * 2:
+            outer, inner = sch.split(fused, [None, lanes])
+            sch.vectorize(inner)
+            sch.parallel(outer)
+        else:
+            sch.parallel(fused)
+        return
+    last = spatial[-1]
+    extent = int(sch.get(last).extent)
+    inner = None
+    vec = next((v for v in (lanes, 8, 4) if extent % v == 0), 0)
+    if vec and extent > 2 * lanes:
+        outer_last, inner = sch.split(last, [None, vec])
+        spatial = [*spatial[:-1], outer_last]
+    elif extent in (4, 8, 16, 32) and extent <= lanes * 2:
+        inner = last
+        spatial = spatial[:-1]
+    if inner is not None:
+        sch.reorder(*spatial, *reduce, inner)
+    if spatial:
+        sch.parallel(sch.fuse(*spatial) if len(spatial) > 1 else spatial[0])
+    if inner is not None:
+        sch.vectorize(inner)
+        sch.decompose_reduction(block, reduce[0])

@@ -1,0 +1,381 @@
+"""The layout plan: convolutions in the blocked layout NCHW[x]c, the layout carried through the ops between them.
+
+One pass over the model's dataflow (a Relax function from the ONNX importer, before legalization):
+
+* each convolution archc has a kernel for becomes a call of archc's compute (conv2d.compute) on NCHW[ic_bn]c data
+  with weights packed here, once, in numpy (OIHW[ic_bn]i[oc_bn]o); its output is NCHW[oc_bn]c;
+* the per-channel affine chain after a convolution (bias, the batch norm that DecomposeOpsForInference spelled as
+  subtract/divide/multiply/add of constants) is folded: the scale into the packed weights, the shift into one add
+  that fuses into the kernel's epilogue;
+* elementwise ops, pools, channel reductions and channel concatenation run on the blocked tensors as they are
+  (their constants re-laid out here); any other op gets NCHW, through a layout_transform emitted once per tensor;
+* the block size is the plan's choice per layer (`Plan.block`): by default the target's vector width where the
+  channels divide by it, a consumer taking its producer's block to avoid a relayout.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from archc.lower.kernels import conv2d
+
+_UNARY = {"relax.nn.relu", "relax.clip", "relax.nn.leakyrelu", "relax.sigmoid", "relax.tanh", "relax.nn.silu",
+          "relax.nn.gelu", "relax.nn.gelu_tanh", "relax.exp", "relax.sqrt", "relax.negative", "relax.abs",
+          "relax.nn.relu6", "relax.hard_sigmoid"}
+_BINARY = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.maximum", "relax.minimum"}
+_AFFINE = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide"}
+_POOLS = {"relax.nn.max_pool2d", "relax.nn.avg_pool2d"}
+_REDUCE = {"relax.mean", "relax.max", "relax.sum"}
+
+
+@dataclass
+class Decision:
+    """What the plan did with one convolution (for --explain-layout)."""
+    name: str  # the output variable
+    shape: str  # C×H×W → O×OH×OW, kernel, stride, groups
+    ic_bn: int
+    oc_bn: int
+    relayout: bool  # its input had to be re-laid out
+    folded: int = 0  # per-channel ops folded into it
+
+
+@dataclass
+class Plan:
+    lanes: int
+    decisions: list[Decision] = field(default_factory=list)
+    transforms: list[str] = field(default_factory=list)  # each layout change emitted between ops, and why
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lanes": self.lanes, "transforms": self.transforms,
+                "convolutions": [{"conv": d.shape, "in": f"NCHW{d.ic_bn}c", "out": f"NCHW{d.oc_bn}c",
+                                  "relayout": d.relayout, "folded": d.folded} for d in self.decisions]}
+
+    def block(self, channels: int) -> int:
+        """The block of a tensor with this many channels: the vector width where they divide by it, else 8."""
+        for bn in (self.lanes, 8):
+            if channels % bn == 0:
+                return bn
+        return 0
+
+
+def blocked_conv_layout(mod: Any, lanes: int) -> tuple[Any, Plan]:
+    """The module with its `main` re-laid out (above); the plan's decisions for explaining it."""
+    from tvm import relax
+    plan = Plan(lanes)
+    func = mod["main"]
+    body = func.body
+    if not isinstance(body, relax.SeqExpr) or not all(isinstance(b, relax.DataflowBlock) for b in body.blocks):
+        return mod, plan  # not the importer's plain dataflow: leave it to TVM's own path
+    out = _Rewriter(func, plan).run()  # main and archc's computes
+    for gv, f in mod.functions.items():
+        if gv.name_hint != "main":
+            out[gv] = f
+    return out.with_attrs(mod.attrs) if mod.attrs else out, plan
+
+
+class _Rewriter:
+    def __init__(self, func: Any, plan: Plan) -> None:
+        from tvm import relax
+        self.relax = relax
+        self.func = func
+        self.plan = plan
+        self.bb = relax.BlockBuilder()
+        self.plain: dict[Any, Any] = {}  # original var → its NCHW (or non-4-D) value in the new function
+        self.blocked: dict[Any, tuple[Any, int]] = {}  # original var → (NCHW[bn]c value, bn)
+        self.unblocked: dict[Any, Any] = {}  # original var → its NCHW value made from the blocked one
+        self.skip: set[Any] = set()  # bindings folded into a convolution
+        self.why = ""  # the op being rewritten (for the plan's list of layout changes)
+        self.bindings = [b for block in func.body.blocks for b in block.bindings]
+        self.uses: Counter[Any] = Counter()
+        self.consumer: dict[Any, Any] = {}
+        for b in self.bindings:
+            for v in _vars_in(b.value, relax):
+                self.uses[v] += 1
+                self.consumer[v] = b
+        for v in _vars_in(func.body.body, relax):
+            self.uses[v] += 2  # a function output is never folded away
+
+    # -- values in either layout -------------------------------------------------------------------------
+    def nchw(self, v: Any) -> Any:
+        if v in self.plain:
+            return self.plain[v]
+        if v not in self.unblocked:
+            value, bn = self.blocked[v]
+            self.unblocked[v] = self.bb.emit(self.relax.op.layout_transform(
+                value, index_map=lambda n, c, h, w, b: (n, c * bn + b, h, w)))
+            self.plan.transforms.append(f"NCHW{bn}c → NCHW ({'×'.join(map(str, _shape(v)))}) for {self.why}")
+        return self.unblocked[v]
+
+    def block(self, v: Any, bn: int) -> tuple[Any, bool]:
+        """v as NCHW[bn]c; whether a relayout was emitted."""
+        if v in self.blocked and self.blocked[v][1] == bn:
+            return self.blocked[v][0], False
+        x = self.nchw(v)
+        if bn == 1:  # NCHW is NCHW[1]c: the same bytes, one more axis
+            from tvm import tirx
+            zero = tirx.const(0, "int64")
+            return self.bb.emit(self.relax.op.layout_transform(
+                x, index_map=lambda n, c, h, w: (n, c, h, w, zero))), False
+        y = self.bb.emit(self.relax.op.layout_transform(
+            x, index_map=lambda n, c, h, w: (n, c // bn, h, w, c % bn)))
+        self.plan.transforms.append(f"NCHW → NCHW{bn}c ({'×'.join(map(str, _shape(v)))}) for {self.why}")
+        self.blocked[v] = (y, bn)
+        return y, True
+
+    def arg(self, e: Any) -> Any:
+        """An argument of an op that runs in NCHW: every variable in it as NCHW."""
+        relax = self.relax
+        if isinstance(e, relax.Var):
+            return self.nchw(e)
+        if isinstance(e, relax.Tuple):
+            return relax.Tuple([self.arg(f) for f in e.fields])
+        return e
+
+    # -- the pass -------------------------------------------------------------------------------------------
+    def run(self) -> Any:
+        relax = self.relax
+        params = [relax.Var(p.name, p.ty) for p in self.func.params]
+        for old, new in zip(self.func.params, params, strict=True):
+            self.plain[old] = new
+        attrs = {k: self.func.attrs[k] for k in self.func.attrs.keys()} if self.func.attrs else {}
+        with self.bb.function("main", params, attrs=attrs):
+            with self.bb.dataflow():
+                for binding in self.bindings:
+                    if binding.var not in self.skip:
+                        self.visit(binding)
+                self.why = "the model's output"
+                result = self.bb.emit_output(self.arg(self.func.body.body))
+            self.bb.emit_func_output(result)
+        return self.bb.get()
+
+    def visit(self, binding: Any) -> None:
+        relax = self.relax
+        v, e = binding.var, binding.value
+        self.why = e.op.name.replace("relax.", "") if isinstance(e, relax.Call) and hasattr(e.op, "name") else \
+            "the model's output"
+        if isinstance(e, relax.Call) and isinstance(e.op, self._op_type()):
+            name = e.op.name
+            handled = (
+                (name == "relax.nn.conv2d" and self.conv(v, e))
+                or (name in _UNARY and self.unary(v, e))
+                or (name in _BINARY and self.binary(v, e))
+                or (name in _POOLS and self.pool(v, e))
+                or (name in _REDUCE and self.reduce(v, e))
+                or (name == "relax.concat" and self.concat(v, e)))
+            if handled:
+                return
+        if isinstance(e, relax.Call):
+            self.plain[v] = self.bb.emit(relax.Call(e.op, [self.arg(a) for a in e.args], e.attrs, e.ty_args))
+            return
+        if isinstance(e, relax.Var):
+            if e in self.blocked:
+                self.blocked[v] = self.blocked[e]
+            else:
+                self.plain[v] = self.nchw(e)
+            return
+        self.plain[v] = self.bb.emit(self.arg(e) if isinstance(e, relax.Tuple | relax.Var) else _subst(e, self))
+
+    def _op_type(self) -> Any:
+        import tvm
+        return tvm.ir.Op
+
+    # -- rules ------------------------------------------------------------------------------------------------
+    def conv(self, v: Any, e: Any) -> bool:
+        relax = self.relax
+        data, weight = e.args
+        a = e.attrs
+        if not _is_const(weight) or int(a.groups) != 1 or str(a.data_layout) != "NCHW" \
+                or str(a.kernel_layout) != "OIHW" or str(a.out_layout) != "NCHW" or len(_shape(data)) != 4:
+            return False
+        w = weight.value.numpy()
+        oc, ic, kh, kw = w.shape
+        oc_bn = self.plan.block(oc)
+        if not oc_bn:
+            return False
+        if data in self.blocked and ic % self.blocked[data][1] == 0:
+            ic_bn = self.blocked[data][1]
+        else:
+            ic_bn = self.plan.block(ic) or 1
+        scale, shift, last, folded = self._affine_chain(v, oc)
+        w = w * scale[:, None, None, None] if scale is not None else w
+        packed = w.reshape(oc // oc_bn, oc_bn, ic // ic_bn, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
+        x, relayout = self.block(data, ic_bn)
+        strides = [int(s) for s in a.strides]
+        padding = [int(p) for p in a.padding]
+        dilation = [int(d) for d in a.dilation]
+        out_dtype = str(a.out_dtype) if a.out_dtype is not None else ""
+        if out_dtype in ("", "void", "None"):
+            out_dtype = str(data.ty.dtype)
+        y = self.bb.emit_te(conv2d.compute, x, relax.const(np.ascontiguousarray(packed).astype(w.dtype)),
+                            strides, padding, dilation, out_dtype, primfunc_name_hint="conv2d_nchwc")
+        if shift is not None:
+            y = self.bb.emit(relax.op.add(y, relax.const(_blocked_channels(shift, oc_bn, 5).astype(w.dtype))))
+        self.blocked[last] = (y, oc_bn)
+        shape = _shape(data)
+        self.plan.decisions.append(Decision(
+            last.name, f"{ic}×{shape[2]}×{shape[3]} → {oc}, {kh}×{kw}/{strides[0]}", ic_bn, oc_bn, relayout,
+            folded))
+        return True
+
+    def _affine_chain(self, v: Any, channels: int) -> tuple[Any, Any, Any, int]:
+        """Fold the per-channel constant ops that follow v (each v's only use): y = conv·scale + shift."""
+        relax = self.relax
+        scale = np.ones(channels, dtype=np.float64)
+        shift = np.zeros(channels, dtype=np.float64)
+        last, folded = v, 0
+        while self.uses[last] == 1 and last in self.consumer:
+            b = self.consumer[last]
+            e = b.value
+            if not (isinstance(e, relax.Call) and isinstance(e.op, self._op_type()) and e.op.name in _AFFINE):
+                break
+            x, c = e.args
+            if e.op.name in ("relax.add", "relax.multiply") and _is_const(x):
+                x, c = c, x
+            values = _per_channel(c, channels, relax)
+            if not x.same_as(last) or values is None:
+                break
+            op = e.op.name
+            if op == "relax.add":
+                shift = shift + values
+            elif op == "relax.subtract":
+                shift = shift - values
+            elif op == "relax.multiply":
+                scale, shift = scale * values, shift * values
+            else:
+                if not np.all(values != 0):
+                    break
+                scale, shift = scale / values, shift / values
+            self.skip.add(b.var)
+            last, folded = b.var, folded + 1
+        return (scale if folded else None, shift if folded and np.any(shift) else None, last, folded)
+
+    def unary(self, v: Any, e: Any) -> bool:
+        (x, *rest) = e.args
+        if x not in self.blocked or rest or _shape(v) != _shape(x):  # elementwise: one tensor in, its shape out
+            return False
+        value, bn = self.blocked[x]
+        self.blocked[v] = (self.bb.emit(self.relax.Call(e.op, [value], e.attrs, e.ty_args)), bn)
+        return True
+
+    def binary(self, v: Any, e: Any) -> bool:
+        relax = self.relax
+        x, y = e.args
+        if x not in self.blocked and y not in self.blocked:
+            return False
+        bn = self.blocked[x][1] if x in self.blocked else self.blocked[y][1]
+        args = []
+        for a in (x, y):
+            if isinstance(a, relax.Var) and len(_shape(a)) == 4 and (a in self.blocked or a in self.plain):
+                if _shape(a)[1] % bn:
+                    return False
+                args.append(self.block(a, bn)[0])
+            elif _is_const(a):
+                c = a.value.numpy()
+                if c.ndim == 0 or c.size == 1:
+                    args.append(a)
+                elif c.ndim in (3, 4) and c.shape[-2:] == (1, 1) and c.shape[-3] % bn == 0 and c.size == c.shape[-3]:
+                    args.append(relax.const(_blocked_channels(c.reshape(-1), bn, 5).astype(c.dtype)))
+                else:
+                    return False
+            else:
+                return False
+        self.blocked[v] = (self.bb.emit(relax.Call(e.op, args, e.attrs, e.ty_args)), bn)
+        return True
+
+    def pool(self, v: Any, e: Any) -> bool:
+        x = e.args[0]
+        a = e.attrs
+        if x not in self.blocked or str(a.layout) != "NCHW" or str(a.out_layout) != "NCHW":
+            return False
+        value, bn = self.blocked[x]
+        make = self.relax.op.nn.max_pool2d if e.op.name.endswith("max_pool2d") else self.relax.op.nn.avg_pool2d
+        y = make(value, [int(p) for p in a.pool_size], [int(s) for s in a.strides], [int(p) for p in a.padding],
+                 [int(d) for d in a.dilation], bool(a.ceil_mode), bool(a.count_include_pad),
+                 layout=f"NCHW{bn}c", out_layout=f"NCHW{bn}c")
+        self.blocked[v] = (self.bb.emit(y), bn)
+        return True
+
+    def reduce(self, v: Any, e: Any) -> bool:
+        x = e.args[0]
+        a = e.attrs
+        if x not in self.blocked or a.axis is None or not bool(a.keepdims):
+            return False
+        axes = sorted(int(i) % 4 for i in a.axis)
+        if not set(axes) <= {2, 3}:
+            return False
+        value, bn = self.blocked[x]
+        make = {"relax.mean": self.relax.op.mean, "relax.max": self.relax.op.max, "relax.sum": self.relax.op.sum}
+        self.blocked[v] = (self.bb.emit(make[e.op.name](value, axes, keepdims=True)), bn)
+        return True
+
+    def concat(self, v: Any, e: Any) -> bool:
+        relax = self.relax
+        parts = e.args[0]
+        if int(e.attrs.axis) % 4 != 1 or not isinstance(parts, relax.Tuple):
+            return False
+        blocked = [p for p in parts.fields if p in self.blocked]
+        if not blocked:
+            return False
+        bn = self.blocked[blocked[0]][1]
+        if any(not isinstance(p, relax.Var) or len(_shape(p)) != 4 or _shape(p)[1] % bn for p in parts.fields):
+            return False
+        values = [self.block(p, bn)[0] for p in parts.fields]
+        self.blocked[v] = (self.bb.emit(relax.op.concat(values, axis=1)), bn)
+        return True
+
+
+def _subst(e: Any, rw: _Rewriter) -> Any:
+    """A non-call binding (a tuple item, a constant) with its variables in NCHW."""
+    relax = rw.relax
+    if isinstance(e, relax.TupleGetItem):
+        return relax.TupleGetItem(rw.arg(e.tuple_value), e.index)
+    return e
+
+
+def _is_const(e: Any) -> bool:
+    from tvm.ir.expr import Constant
+    return isinstance(e, Constant)
+
+
+def _vars_in(e: Any, relax: Any) -> list[Any]:
+    if isinstance(e, relax.Var):
+        return [e]
+    if isinstance(e, relax.Tuple):
+        return [v for f in e.fields for v in _vars_in(f, relax)]
+    if isinstance(e, relax.Call):
+        return [v for a in e.args for v in _vars_in(a, relax)]
+    if isinstance(e, relax.TupleGetItem):
+        return _vars_in(e.tuple_value, relax)
+    return []
+
+
+def _shape(e: Any) -> tuple[int, ...]:
+    ty = e.ty
+    shape = getattr(ty, "shape", None)
+    if shape is None or not hasattr(shape, "values"):
+        return ()
+    try:
+        return tuple(int(d) for d in shape.values)
+    except TypeError:  # a symbolic dimension
+        return ()
+
+
+def _per_channel(c: Any, channels: int, relax: Any) -> np.ndarray | None:
+    """A constant's values per channel (C, 1, 1 / 1, C, 1, 1 / a scalar), or None if it is not such a constant."""
+    if not _is_const(c):
+        return None
+    a = c.value.numpy().astype(np.float64)
+    if a.size == 1:
+        return np.full(channels, a.reshape(()))
+    if a.size == channels and a.ndim in (3, 4) and a.shape[-3] == channels:
+        return a.reshape(channels)
+    return None
+
+
+def _blocked_channels(values: np.ndarray, bn: int, ndim: int) -> np.ndarray:
+    """Per-channel values (C,) as a (1, C/bn, 1, 1, bn) constant that broadcasts against NCHW[bn]c."""
+    del ndim
+    return np.ascontiguousarray(values.reshape(-1, bn)[None, :, None, None, :])

@@ -1,0 +1,67 @@
+"""Where archc's kernels enter the Relax module: the layout plan, the legalization, the schedule pass."""
+from __future__ import annotations
+
+from typing import Any
+
+from archc.lower.kernels import conv2d, generic
+from archc.lower.kernels.layout import blocked_conv_layout
+from archc.lower.kernels.search import Choices
+
+
+def lanes(tgt: Any) -> int:
+    """fp32 lanes of the target's widest vector register: 16 with AVX-512, 8 with AVX2 (and, as two NEON
+    registers, on aarch64)."""
+    from tvm.target import codegen
+    if str(tgt.kind) == "llvm" and "aarch64" not in str(tgt.attrs.get("mtriple", "")):
+        return 16 if codegen.llvm_cpu_has_features(["avx512f"], tgt) else 8
+    return 8
+
+
+def plan(mod: Any, tgt: Any) -> tuple[Any, Any]:
+    """The module with its convolutions in archc's blocked layout (layout.py); the plan, for explaining it."""
+    import tvm
+    from tvm import relax
+    mod = tvm.transform.Sequential([relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant(),
+                                    relax.transform.CanonicalizeBindings(),
+                                    relax.transform.DeadCodeElimination()])(mod)
+    return blocked_conv_layout(mod, lanes(tgt))
+
+
+def workloads(mod: Any) -> dict[str, str]:
+    """kernel name → the workload key of the convolution it holds, for every kernel with archc's conv compute."""
+    from tvm import s_tir, tirx
+    found = {}
+    for gv, func in mod.functions.items():
+        if isinstance(func, tirx.PrimFunc):
+            sch = s_tir.Schedule(func)
+            try:
+                block = sch.get(sch.get_sblock(conv2d.BLOCK))
+            except Exception:  # noqa: BLE001 - TVM's own error type for a block that is not there
+                continue
+            found[gv.name_hint] = str(block.annotations[conv2d.WORKLOAD])
+    return found
+
+
+def apply(mod: Any, tgt: Any, choices: Choices) -> tuple[Any, list[str]]:
+    """Schedule every fused kernel that holds archc's conv compute with its chosen configuration, and every other
+    kernel with the generic rule where it fits; each is marked scheduled (MetaSchedule leaves it alone). Returns
+    the module and the names of the kernels scheduled."""
+    from tvm import s_tir, tirx
+    convs = workloads(mod)
+    done: list[str] = []
+    for gv, func in list(mod.functions.items()):
+        if not isinstance(func, tirx.PrimFunc) or "tirx.is_scheduled" in (func.attrs or {}):
+            continue
+        sch = s_tir.Schedule(func)
+        try:
+            if gv.name_hint in convs:
+                conv2d.schedule(sch, choices.config(convs[gv.name_hint]))
+            else:
+                generic.schedule(sch, choices.lanes)
+        except Exception:  # noqa: BLE001 - a kernel the rule does not fit: MetaSchedule's, or TVM's default
+            if gv.name_hint in convs:
+                raise
+            continue
+        mod[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+        done.append(gv.name_hint)
+    return mod, done

@@ -1,0 +1,181 @@
+"""Which configuration each convolution gets, and the small per-layer search that finds it.
+
+A kernel's free parameters are few (conv2d.Config: register tile along the row, channel blocks in the tile, kw
+loop order), so the search is a grid of ~10–30 points, each built and timed on the convolution alone: seconds per
+layer. The choice for a convolution is, in order:
+
+1. its record in the tuning database's `archc-kernels.json`, keyed by (target CPU, workload) — written by a search;
+2. the shipped table for the target's vector ISA (`tables/avx512.json`, `tables/avx2.json`, made by
+   `benchmarks/kernel_table.py` over every convolution shape of the zoo), so that a plain compile is fast to run
+   without any tuning;
+3. the rule in `rule()`, for a shape neither knows.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from archc.lower.kernels.conv2d import Config, parse
+
+RECORDS = "archc-kernels.json"
+TABLES = Path(__file__).with_name("tables")
+
+
+def isa(lanes: int, tgt: Any) -> str:
+    if "aarch64" in str(tgt.attrs.get("mtriple", "")):
+        return "neon"
+    return "avx512" if lanes == 16 else "avx2"
+
+
+def cpu_key(tgt: Any) -> str:
+    return str(tgt.attrs.get("mcpu", "") or "generic")
+
+
+def out_size(key: str) -> tuple[int, int]:
+    data, weight, strides, padding, dilation = parse(key)
+    h = (data[2] + padding[0] + padding[2] - (weight[2] - 1) * dilation[0] - 1) // strides[0] + 1
+    w = (data[3] + padding[1] + padding[3] - (weight[3] - 1) * dilation[1] - 1) // strides[1] + 1
+    return h, w
+
+
+def _registers(lanes: int) -> int:
+    return 32 if lanes == 16 else 16  # AVX-512: 32 zmm; AVX2: 16 ymm (NEON: 32 q, counted as two per 8 lanes)
+
+
+def rule(key: str, lanes: int) -> Config:
+    """The configuration without measurements: a row tile of ~14 pixels (~10 accumulators hide the FMA latency
+    on two pipes; 28 spilled once kw is unrolled, at half the speed), and two channel blocks in the tile where the
+    row is too short to hold enough accumulators (the 7×7 outputs)."""
+    _, weight = parse(key)[:2]
+    _, ow = out_size(key)
+    per_pixel = max(1, weight[5] // lanes)
+    limit = max(1, (14 if _registers(lanes) == 32 else 12) // per_pixel)
+    reg_n = max(d for d in range(1, min(ow, limit) + 1) if ow % d == 0)
+    oc_tile = 2 if reg_n * 2 <= limit and weight[0] % 2 == 0 else 1
+    return Config(reg_n, oc_tile)
+
+
+def candidates(key: str, lanes: int) -> list[Config]:
+    """The grid: row tiles that divide the output width, 1/2/4 channel blocks, both kw orders, as long as the
+    accumulators fit the register file with room for the weights and the broadcast value."""
+    _, weight = parse(key)[:2]
+    _, ow = out_size(key)
+    per_pixel = max(1, weight[5] // lanes)
+    most = _registers(lanes) - 6
+    reg_ns = sorted({d for d in range(1, min(ow, 28) + 1) if ow % d == 0 and (d >= 4 or d == ow)})
+    out = []
+    for reg_n in reg_ns:
+        for oc_tile in (1, 2, 4):
+            accumulators = reg_n * oc_tile * per_pixel
+            if weight[0] % oc_tile or accumulators > most or (accumulators < 6 and reg_n < ow):
+                continue
+            for kw_outer in ((False, True) if weight[3] > 1 else (False,)):
+                out.append(Config(reg_n, oc_tile, kw_outer))
+    return out or [rule(key, lanes)]
+
+
+def build(key: str, config: Config, tgt: Any) -> Any:
+    """The convolution of `key` alone, scheduled with `config`, compiled for `tgt` (a runtime module, "k")."""
+    import tvm
+    from tvm import s_tir, te
+
+    from archc.lower.kernels import conv2d
+    data_shape, weight_shape, strides, padding, dilation = parse(key)
+    data = te.placeholder(data_shape, name="data")
+    weight = te.placeholder(weight_shape, name="weight")
+    out = conv2d.compute(data, weight, strides, padding, dilation, "float32")
+    sch = s_tir.Schedule(te.create_prim_func([data, weight, out]))
+    conv2d.schedule(sch, config)
+    return tvm.tirx.build(sch.mod["main"].with_attr("global_symbol", "k"), target=tgt)
+
+
+def measure(key: str, config: Config, tgt: Any, budget: float = 0.05) -> float:
+    """Seconds per run of the convolution with `config` (the best of a few repeats: the least disturbed by a
+    shared machine's other work)."""
+    import numpy as np
+    import tvm
+    lib = build(key, config, tgt)
+    data_shape, weight_shape = parse(key)[:2]
+    n, occ, ob = data_shape[0], weight_shape[0], weight_shape[5]
+    oh, ow = out_size(key)
+    rng = np.random.default_rng(0)
+    args = [tvm.runtime.tensor(rng.standard_normal(s).astype("float32"))
+            for s in (data_shape, weight_shape, (n, occ, oh, ow, ob))]
+    once = lib.time_evaluator("k", tvm.cpu(), number=1, repeat=1)(*args).mean
+    number = max(1, int(budget / 5 / max(once, 1e-6)))
+    return float(min(lib.time_evaluator("k", tvm.cpu(), number=number, repeat=5)(*args).results))
+
+
+def search(key: str, lanes: int, tgt: Any) -> tuple[Config, float]:
+    """The fastest configuration of the grid for this convolution, and its seconds."""
+    best: tuple[Config, float] | None = None
+    for config in candidates(key, lanes):
+        seconds = measure(key, config, tgt)
+        if best is None or seconds < best[1]:
+            best = (config, seconds)
+    assert best is not None
+    return best
+
+
+class Choices:
+    """The configurations for one build: database records, then the shipped table, then the rule; `search`
+    fills in (and records) the workloads it is given."""
+
+    def __init__(self, tgt: Any, lanes: int, db: Path | None) -> None:
+        self.tgt, self.lanes, self.db = tgt, lanes, db
+        self.cpu = cpu_key(tgt)
+        self.records = _read(db / RECORDS).get(self.cpu, {}) if db else {}
+        self.table = _read(TABLES / f"{isa(lanes, tgt)}.json")
+        self.sources: dict[str, str] = {}  # workload → where its configuration came from
+
+    def config(self, key: str) -> Config:
+        for source, found in (("searched", self.records), ("shipped", self.table)):
+            if key in found:
+                self.sources[key] = source
+                return _config(found[key])
+        self.sources[key] = "rule"
+        return rule(key, self.lanes)
+
+    def search(self, keys: list[str], show: bool = False) -> int:
+        """Search every workload without a database record; returns how many were searched."""
+        from archc.util.progress import progress
+        todo = [k for k in dict.fromkeys(keys) if k not in self.records]
+        with progress(len(todo), "searching kernel configurations", enabled=show and bool(todo)) as advance:
+            for key in todo:
+                start = time.perf_counter()
+                config, seconds = search(key, self.lanes, self.tgt)
+                self.records[key] = {**_record(config), "seconds": seconds,
+                                     "search_seconds": round(time.perf_counter() - start, 2)}
+                if self.db:
+                    self._save()
+                advance()
+        return len(todo)
+
+    def _save(self) -> None:
+        from archc.util.atomic import write_text
+        assert self.db is not None
+        path = self.db / RECORDS
+        everything = _read(path)
+        everything[self.cpu] = {**everything.get(self.cpu, {}), **self.records}
+        write_text(path, json.dumps(everything, indent=1, sort_keys=True) + "\n")
+
+
+def _record(config: Config) -> dict[str, Any]:
+    return {"reg_n": config.reg_n, "oc_tile": config.oc_tile, "kw_outer": config.kw_outer}
+
+
+def _config(record: dict[str, Any]) -> Config:
+    return Config(int(record["reg_n"]), int(record.get("oc_tile", 1)), bool(record.get("kw_outer", False)))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        from archc.errors import ArchcError
+        raise ArchcError(f"'{path}' is not valid JSON; delete it (archc searches again)") from None
+    return data if isinstance(data, dict) else {}
