@@ -19,6 +19,7 @@ from archc.analysis.model import Layer
 # TVM's primitive op (as in fused kernel names) → the ONNX op types that import to it
 ANCHORS: dict[str, tuple[str, ...]] = {
     "conv1d": ("Conv",), "conv2d": ("Conv",), "conv3d": ("Conv",), "conv2d_nchwc": ("Conv",),
+    "dwconv2d_nchwc": ("Conv",),
     "conv1d_transpose": ("ConvTranspose",), "conv2d_transpose": ("ConvTranspose",),
     "conv3d_transpose": ("ConvTranspose",),
     "matmul": ("Gemm", "MatMul"), "dense": ("Gemm", "MatMul"),
@@ -33,8 +34,8 @@ ANCHORS: dict[str, tuple[str, ...]] = {
     "relu": ("Relu",), "clip": ("Clip",), "sigmoid": ("Sigmoid",), "tanh": ("Tanh",),
     "leakyrelu": ("LeakyRelu",), "leaky_relu": ("LeakyRelu",),
 }
-_CONVS = ("conv1d", "conv2d", "conv3d", "conv2d_nchwc")
-_OWN = "conv2d_nchwc"  # archc's kernel (lower/kernels): blocked shapes, batch norm folded into its weights
+_CONVS = ("conv1d", "conv2d", "conv3d", "conv2d_nchwc", "dwconv2d_nchwc")
+_OWN = ("conv2d_nchwc", "dwconv2d_nchwc")  # archc's kernels (lower/kernels): blocked shapes, batch norm folded
 
 
 @dataclass
@@ -73,7 +74,7 @@ def attribute(kernels: Sequence[Kernel], layers: Sequence[Layer]) -> None:
         if not ops or ops[0] not in ANCHORS:
             continue
         rest = Counter(ops[1:])
-        table = _FOLDED if ops[0] == _OWN else _EPILOGUE
+        table = _FOLDED if ops[0] in _OWN else _EPILOGUE
         shapes = [_unblocked(s, ops[0]) for s in k.shapes]
         candidates = [lay for lay in layers if lay.op in ANCHORS[ops[0]] and lay.name not in taken]
         pool = [lay for lay in candidates if _same_shapes(lay, shapes, ops[0] in _CONVS)] or candidates
@@ -104,7 +105,7 @@ def _unblocked(shape: tuple[int, ...], anchor: str) -> tuple[int, ...]:
     if len(shape) == 5:
         n, chunks, h, w, block = shape
         return (n, chunks * block, h, w)
-    if len(shape) == 6 and anchor == _OWN:
+    if len(shape) == 6 and anchor in _OWN:
         oc, ic, kh, kw, ib, ob = shape
         return (oc * ob, ic * ib, kh, kw)
     return shape

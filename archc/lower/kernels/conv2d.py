@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 BLOCK = "archc_conv2d_nchwc"
+DW_BLOCK = "archc_dwconv2d_nchwc"  # the depthwise one (groups = channels)
 WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (workload())
 PAD = "archc_conv2d_pad"
 
@@ -55,36 +56,68 @@ def compute(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[in
     return te.compute((n, oc_chunk, out_h, out_w, oc_bn), cell, name=BLOCK, attrs={WORKLOAD: key})
 
 
+def compute_depthwise(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
+                      dilation: Sequence[int], out_dtype: str) -> Any:
+    """Depthwise conv2d (groups = channels) in NCHW[bn]c × (C/bn, 1, KH, KW, 1, bn) → NCHW[bn]c: each output
+    vector is the input vector of its channels times the weight vector, summed over the window."""
+    from tvm import te, topi
+    n, chunks, height, width, bn = (int(d) for d in data.shape)
+    _, _, kh, kw, _, _ = (int(d) for d in weight.shape)
+    (sh, sw), (dh, dw), (top, left, bottom, right) = strides, dilation, padding
+    out_h = (height + top + bottom - (kh - 1) * dh - 1) // sh + 1
+    out_w = (width + left + right - (kw - 1) * dw - 1) // sw + 1
+    if top or left or bottom or right:
+        data = topi.nn.pad(data, [0, 0, top, left, 0], [0, 0, bottom, right, 0], name=PAD)
+    rh = te.reduce_axis((0, kh), name="rh")
+    rw = te.reduce_axis((0, kw), name="rw")
+
+    def cell(b: Any, c: Any, y: Any, x: Any, cb: Any) -> Any:
+        value = data[b, c, y * sh + rh * dh, x * sw + rw * dw, cb].astype(out_dtype)
+        return te.sum(value * weight[c, 0, rh, rw, 0, cb].astype(out_dtype), axis=[rh, rw])
+
+    key = "dw" + workload((n, chunks, height, width, bn), (chunks, 1, kh, kw, 1, bn), strides, padding, dilation)
+    return te.compute((n, chunks, out_h, out_w, bn), cell, name=DW_BLOCK, attrs={WORKLOAD: key})
+
+
 def workload(data: tuple[int, ...], weight: tuple[int, ...], strides: Any, padding: Any, dilation: Any) -> str:
     """The key of a convolution's shape, under which its configurations are searched, cached and shipped:
-    data N×C/bn×H×W×bn, weight, stride, padding (top, left, bottom, right), dilation."""
+    data N×C/bn×H×W×bn, weight, stride, padding (top, left, bottom, right), dilation (a depthwise one: "dw" and
+    the same)."""
     def dims(xs: Any) -> str:
         return "x".join(str(int(x)) for x in xs)
     return f"d{dims(data)}_w{dims(weight)}_s{dims(strides)}_p{dims(padding)}_l{dims(dilation)}"
 
 
+def is_depthwise(key: str) -> bool:
+    return key.startswith("dw")
+
+
 def parse(key: str) -> tuple[tuple[int, ...], ...]:
     """workload() back into (data, weight, strides, padding, dilation)."""
-    parts = [tuple(int(x) for x in part[1:].split("x")) for part in key.split("_")]
+    parts = [tuple(int(x) for x in part[1:].split("x")) for part in key.removeprefix("dw").split("_")]
     return parts[0], parts[1], parts[2], parts[3], parts[4]
 
 
 def schedule(sch: Any, config: Config) -> None:
-    """Schedule the fused kernel holding BLOCK in place (a tvm.s_tir.Schedule over it)."""
-    conv = sch.get_sblock(BLOCK)
+    """Schedule the fused kernel holding BLOCK (or DW_BLOCK) in place (a tvm.s_tir.Schedule over it): the loops
+    over (n, oc chunks, output rows) in parallel, each task a row of `reg_n`-pixel × `oc_tile`-block register
+    tiles, the reduction outside the tile, the epilogue applied to the tile."""
+    depthwise = _has(sch, DW_BLOCK)
+    conv = sch.get_sblock(DW_BLOCK if depthwise else BLOCK)
     epilogue = _inline_epilogue(sch, conv)
     if epilogue is None:  # no consumer in this kernel: a write-back block of its own leaves the register tile
         epilogue = sch.cache_write(conv, 0, "global")
-        sch.set_scope(conv, 0, "local")
+    sch.set_scope(conv, 0, "local")
+    if depthwise:
+        n, occ, oh, ow, ocb, rh, rw = sch.get_loops(conv)
+        reduction = [rh, rw]
     else:
-        sch.set_scope(conv, 0, "local")
-    n, occ, oh, ow, ocb, icc, rh, rw, icb = sch.get_loops(conv)
+        n, occ, oh, ow, ocb, icc, rh, rw, icb = sch.get_loops(conv)
+        reduction = [icc, rh, rw, icb] if config.kw_outer else [icc, rh, icb, rw]
     owo, owi = sch.split(ow, [None, config.reg_n])
     occo, occi = sch.split(occ, [None, config.oc_tile])
-    if config.kw_outer:
-        sch.reorder(n, occo, oh, owo, icc, rh, rw, icb, occi, owi, ocb)
-    else:
-        sch.reorder(n, occo, oh, owo, icc, rh, icb, rw, occi, owi, ocb)
+    sch.reorder(n, occo, oh, owo, *reduction, occi, owi, ocb)
+    if not config.kw_outer:
         sch.unroll(rw)
     sch.parallel(sch.fuse(n, occo, oh))
     sch.unroll(occi)
@@ -92,7 +125,7 @@ def schedule(sch: Any, config: Config) -> None:
     sch.vectorize(ocb)
     sch.reverse_compute_at(epilogue, owo)
     sch.vectorize(sch.get_loops(epilogue)[-1])
-    sch.decompose_reduction(conv, icc)  # after vectorize/unroll: otherwise the init block blocks vectorizing
+    sch.decompose_reduction(conv, reduction[0])  # after vectorize/unroll: else the init block blocks vectorizing
     if _has(sch, PAD):
         pad = sch.get_sblock(PAD)
         loops = sch.get_loops(pad)

@@ -164,7 +164,8 @@ class _Rewriter:
                 or (name in _BINARY and self.binary(v, e))
                 or (name in _POOLS and self.pool(v, e))
                 or (name in _REDUCE and self.reduce(v, e))
-                or (name == "relax.concat" and self.concat(v, e)))
+                or (name == "relax.concat" and self.concat(v, e))
+                or (name == "relax.call_tir" and self.clamp(v, e)))
             if handled:
                 return
         if isinstance(e, relax.Call):
@@ -187,21 +188,33 @@ class _Rewriter:
         relax = self.relax
         data, weight = e.args
         a = e.attrs
-        if not _is_const(weight) or int(a.groups) != 1 or str(a.data_layout) != "NCHW" \
-                or str(a.kernel_layout) != "OIHW" or str(a.out_layout) != "NCHW" or len(_shape(data)) != 4:
+        if not _is_const(weight) or str(a.data_layout) != "NCHW" or str(a.kernel_layout) != "OIHW" \
+                or str(a.out_layout) != "NCHW" or len(_shape(data)) != 4:
             return False
         w = weight.value.numpy()
         oc, ic, kh, kw = w.shape
-        oc_bn = self.plan.block(oc)
+        channels = _shape(data)[1]
+        depthwise = int(a.groups) == channels == oc and ic == 1 and channels > 1
+        if int(a.groups) != 1 and not depthwise:
+            return False  # grouped: TVM's kernel
+        if data in self.blocked and (channels if depthwise else oc) % self.blocked[data][1] == 0 and depthwise:
+            oc_bn = self.blocked[data][1]  # depthwise: input and output share the block
+        else:
+            oc_bn = self.plan.block(oc)
         if not oc_bn:
             return False
-        if data in self.blocked and ic % self.blocked[data][1] == 0:
+        if depthwise:
+            ic_bn = oc_bn
+        elif data in self.blocked and ic % self.blocked[data][1] == 0:
             ic_bn = self.blocked[data][1]
         else:
             ic_bn = self.plan.block(ic) or 1
         scale, shift, last, folded = self._affine_chain(v, oc)
         w = w * scale[:, None, None, None] if scale is not None else w
-        packed = w.reshape(oc // oc_bn, oc_bn, ic // ic_bn, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
+        if depthwise:
+            packed = w.reshape(oc // oc_bn, oc_bn, kh, kw).transpose(0, 2, 3, 1)[:, None, :, :, None, :]
+        else:
+            packed = w.reshape(oc // oc_bn, oc_bn, ic // ic_bn, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
         x, relayout = self.block(data, ic_bn)
         strides = [int(s) for s in a.strides]
         padding = [int(p) for p in a.padding]
@@ -209,14 +222,16 @@ class _Rewriter:
         out_dtype = str(a.out_dtype) if a.out_dtype is not None else ""
         if out_dtype in ("", "void", "None"):
             out_dtype = str(data.ty.dtype)
-        y = self.bb.emit_te(conv2d.compute, x, relax.const(np.ascontiguousarray(packed).astype(w.dtype)),
-                            strides, padding, dilation, out_dtype, primfunc_name_hint="conv2d_nchwc")
+        make, hint = (conv2d.compute_depthwise, "dwconv2d_nchwc") if depthwise else (conv2d.compute, "conv2d_nchwc")
+        y = self.bb.emit_te(make, x, relax.const(np.ascontiguousarray(packed).astype(w.dtype)),
+                            strides, padding, dilation, out_dtype, primfunc_name_hint=hint)
         if shift is not None:
             y = self.bb.emit(relax.op.add(y, relax.const(_blocked_channels(shift, oc_bn, 5).astype(w.dtype))))
         self.blocked[last] = (y, oc_bn)
         shape = _shape(data)
         self.plan.decisions.append(Decision(
-            last.name, f"{ic}×{shape[2]}×{shape[3]} → {oc}, {kh}×{kw}/{strides[0]}", ic_bn, oc_bn, relayout,
+            last.name, f"{channels}×{shape[2]}×{shape[3]} → {oc}, {kh}×{kw}/{strides[0]}"
+            + (" depthwise" if depthwise else ""), ic_bn, oc_bn, relayout,
             folded))
         return True
 
@@ -283,6 +298,23 @@ class _Rewriter:
             else:
                 return False
         self.blocked[v] = (self.bb.emit(relax.Call(e.op, args, e.attrs, e.ty_args)), bn)
+        return True
+
+    def clamp(self, v: Any, e: Any) -> bool:
+        """The importer's Clip (ReLU6): call_tir of its `maximum`/`minimum` kernels with a scalar bound, which are
+        elementwise: the same op on the blocked tensor."""
+        relax = self.relax
+        callee, args = e.args[0], e.args[1]
+        name = getattr(callee, "name_hint", "").rstrip("0123456789")
+        if name not in ("maximum", "minimum") or not isinstance(args, relax.Tuple) or len(args.fields) != 2:
+            return False
+        x, bound = args.fields
+        if x not in self.blocked or not _is_const(bound) or bound.value.numpy().size != 1 \
+                or _shape(v) != _shape(x):
+            return False
+        value, bn = self.blocked[x]
+        make = relax.op.maximum if name == "maximum" else relax.op.minimum
+        self.blocked[v] = (self.bb.emit(make(value, bound)), bn)
         return True
 
     def pool(self, v: Any, e: Any) -> bool:

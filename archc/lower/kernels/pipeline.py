@@ -34,11 +34,12 @@ def workloads(mod: Any) -> dict[str, str]:
     for gv, func in mod.functions.items():
         if isinstance(func, tirx.PrimFunc):
             sch = s_tir.Schedule(func)
-            try:
-                block = sch.get(sch.get_sblock(conv2d.BLOCK))
-            except Exception:  # noqa: BLE001 - TVM's own error type for a block that is not there
-                continue
-            found[gv.name_hint] = str(block.annotations[conv2d.WORKLOAD])
+            for name in (conv2d.BLOCK, conv2d.DW_BLOCK):
+                try:
+                    block = sch.get(sch.get_sblock(name))
+                except Exception:  # noqa: BLE001 - TVM's own error type for a block that is not there
+                    continue
+                found[gv.name_hint] = str(block.annotations[conv2d.WORKLOAD])
     return found
 
 

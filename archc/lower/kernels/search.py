@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from archc.lower.kernels.conv2d import Config, parse
+from archc.lower.kernels.conv2d import Config, is_depthwise, parse
 
 RECORDS = "archc-kernels.json"
 TABLES = Path(__file__).with_name("tables")
@@ -53,7 +53,7 @@ def rule(key: str, lanes: int) -> Config:
     per_pixel = max(1, weight[5] // lanes)
     limit = max(1, (14 if _registers(lanes) == 32 else 12) // per_pixel)
     reg_n = max(d for d in range(1, min(ow, limit) + 1) if ow % d == 0)
-    oc_tile = 2 if reg_n * 2 <= limit and weight[0] % 2 == 0 else 1
+    oc_tile = 2 if reg_n * 2 <= limit and weight[0] % 2 == 0 and not is_depthwise(key) else 1
     return Config(reg_n, oc_tile)
 
 
@@ -64,10 +64,11 @@ def candidates(key: str, lanes: int) -> list[Config]:
     _, ow = out_size(key)
     per_pixel = max(1, weight[5] // lanes)
     most = _registers(lanes) - 6
+    tiles = (1,) if is_depthwise(key) else (1, 2, 4)  # a depthwise block has its own input: nothing to share
     reg_ns = sorted({d for d in range(1, min(ow, 28) + 1) if ow % d == 0 and (d >= 4 or d == ow)})
     out = []
     for reg_n in reg_ns:
-        for oc_tile in (1, 2, 4):
+        for oc_tile in tiles:
             accumulators = reg_n * oc_tile * per_pixel
             if weight[0] % oc_tile or accumulators > most or (accumulators < 6 and reg_n < ow):
                 continue
@@ -85,7 +86,8 @@ def build(key: str, config: Config, tgt: Any) -> Any:
     data_shape, weight_shape, strides, padding, dilation = parse(key)
     data = te.placeholder(data_shape, name="data")
     weight = te.placeholder(weight_shape, name="weight")
-    out = conv2d.compute(data, weight, strides, padding, dilation, "float32")
+    make = conv2d.compute_depthwise if is_depthwise(key) else conv2d.compute
+    out = make(data, weight, strides, padding, dilation, "float32")
     sch = s_tir.Schedule(te.create_prim_func([data, weight, out]))
     conv2d.schedule(sch, config)
     return tvm.tirx.build(sch.mod["main"].with_attr("global_symbol", "k"), target=tgt)

@@ -1,0 +1,67 @@
+"""Search the configuration of every convolution shape in the zoo and write the shipped table for an ISA.
+
+    python benchmarks/kernel_table.py --isa avx512 [--models resnet18,resnet50] [--merge]
+
+For each model (default: every spec in specs/), archc's layout plan is made for the ISA's target (`x86-avx512`:
+16 lanes, `x86`: AVX2, 8 lanes) and each convolution workload gets the small per-layer search
+(archc/lower/kernels/search.py), measured on this machine. The best configuration per workload is written to
+archc/lower/kernels/tables/<isa>.json (with --merge, added to what is there), which every compile for that ISA
+uses for a workload its tuning database has not searched. Prints one line per workload: its time and GFLOP/s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGETS = {"avx512": "x86-avx512", "avx2": "x86"}
+
+
+def main() -> None:
+    import archc
+    from archc import targets
+    from archc.lower import kernels, tune
+    from archc.lower.build import import_onnx
+    from archc.lower.kernels.conv2d import parse
+    from archc.lower.kernels.search import TABLES, out_size, search
+    from archc.lower.tvm_target import tvm_target
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--isa", choices=sorted(TARGETS), required=True)
+    ap.add_argument("--models", help="comma-separated spec names (default: the whole zoo)")
+    ap.add_argument("--merge", action="store_true", help="keep the table's other workloads")
+    args = ap.parse_args()
+    tgt = tvm_target(targets.get(TARGETS[args.isa]))
+    lanes = kernels.lanes(tgt)
+    names = args.models.split(",") if args.models else sorted(p.stem for p in (ROOT / "specs").glob("*.arch"))
+    path = TABLES / f"{args.isa}.json"
+    table = json.loads(path.read_text()) if args.merge and path.is_file() else {}
+    for name in names:
+        try:
+            prepared = tune.prepare(import_onnx(archc.load(ROOT / "specs" / f"{name}.arch")), tgt, "archc")
+        except Exception as err:  # noqa: BLE001 - a model TVM cannot import: say so, go on
+            print(f"{name}: skipped ({str(err).splitlines()[0][:100]})", flush=True)
+            continue
+        for key in sorted(set(kernels.workloads(prepared).values())):
+            if key in table:
+                continue
+            start = time.perf_counter()
+            config, seconds = search(key, lanes, tgt)
+            data, weight = parse(key)[:2]
+            oh, ow = out_size(key)
+            flops = 2 * data[0] * weight[0] * weight[5] * oh * ow * weight[1] * weight[4] * weight[2] * weight[3]
+            table[key] = {"reg_n": config.reg_n, "oc_tile": config.oc_tile, "kw_outer": config.kw_outer}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+            print(f"{name}: {key}: {config} {seconds * 1e6:.1f} µs, {flops / seconds / 1e9:.0f} GFLOP/s "
+                  f"(searched in {time.perf_counter() - start:.1f} s)", flush=True)
+    print(f"{len(table)} workloads in {path}")
+
+
+if __name__ == "__main__":
+    main()
