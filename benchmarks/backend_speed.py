@@ -1,21 +1,48 @@
 """archc's compiled libraries against onnxruntime, measured alternately in one process (batch 1, fp32).
 
     python benchmarks/backend_speed.py [--models resnet18,mobilenet_v2] [--target native] [--trials N]
-                                       [--rounds 20] [--db DIR]
+                                       [--rounds 10] [--hog] [--out FILE.md] [--db DIR] [--no-tvm]
 
-For each model: onnxruntime (all cores), archc untuned (--no-tune), archc after the default short pass, and, with
---trials N, archc after N more MetaSchedule trials. The engines run in turns, round after round, so that the
-machine's load hits all alike; printed are the medians and p90 in ms, the ratio to onnxruntime, and the largest
-difference of the outputs from onnxruntime's relative to their range.
+For each model (default: resnet18, resnet50, mobilenet_v2, googlenet, vgg16 from specs/), these engines are built
+first, then timed:
+
+- onnxruntime (CPUExecutionProvider, its default threads);
+- archc kernels (shipped table): `compile(kernels="archc")` with a fresh, empty database, so no search: each
+  convolution's configuration from the shipped table, else the rule;
+- archc kernels + search: `compile(kernels="archc", trials=1)` on a database shared by the models: the per-layer
+  search of the convolutions' configurations the database lacks runs first, and its cost is in the compile time;
+- TVM + MetaSchedule (N trials): `compile(kernels="tvm", trials=N)` on a database of its own, with --trials N > 0;
+  without, TVM kernels, short pass (`kernels="tvm"`, MetaSchedule's default short pass for each kernel; minutes
+  per model). --no-tvm leaves this engine out.
+
+The engines are timed in blocks, round after round, the order rotated each round: before each block a 0.2 s sleep,
+then 2 warm-up runs and 5 timed ones (alternating call by call would let onnxruntime's spinning intra-op threads
+steal a core from the engine after it). Printed, as markdown (also written atomically to --out): a header (date,
+CPU, its FMA peak measured by `archc.bench.peak`, threads, load average before and after, quiet or hog, versions),
+one table (median and p90 latency, the ratio to onnxruntime, the compile time, the largest difference of the
+outputs from onnxruntime's relative to their range), and, for each model's "archc kernels + search" package, its
+ten slowest kernels (`archc.lower.profile`) with their GFLOP/s against the measured peak at the threads used.
+--hog starts os.cpu_count() busy-loop processes for the timed part (the blocks and the kernel profiles), and
+stops them after it.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -24,59 +51,262 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import archc  # noqa: E402
+from archc.bench import environment  # noqa: E402
+from archc.bench.peak import fma_peak  # noqa: E402
 from archc.runtime import load_package  # noqa: E402
+from archc.util.atomic import write_text  # noqa: E402
+from archc.util.machine import cpus  # noqa: E402
+
+MODELS = ("resnet18", "resnet50", "mobilenet_v2", "googlenet", "vgg16")
+WARMUP, BLOCK, PAUSE = 2, 5, 0.2  # per engine per round: warm-up runs, timed runs, the sleep before them
+TOP = 10  # slowest kernels shown per model
+ORT, OWN, SEARCH = "onnxruntime", "archc kernels (shipped table)", "archc kernels + search"
+FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+@dataclass
+class Engine:
+    label: str
+    run: Callable[[], list[Any]]
+    compile_seconds: float | None
+    folder: Path | None = None
+    build: dict[str, Any] = field(default_factory=dict)
+    times: list[float] = field(default_factory=list)
+    diff: float | None = None
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="resnet18,mobilenet_v2,resnet50,googlenet")
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated specs/ names")
     ap.add_argument("--target", default="native")
-    ap.add_argument("--trials", type=int, default=0, help="more MetaSchedule trials for a tuned build (0: none)")
-    ap.add_argument("--rounds", type=int, default=20)
-    ap.add_argument("--db", type=Path, help="tuning database (default: a fresh one, so that the short pass runs)")
+    ap.add_argument("--trials", type=int, default=0,
+                    help="MetaSchedule trials for the TVM-kernels engine (0: its default short pass)")
+    ap.add_argument("--rounds", type=int, default=10, help=f"rounds of blocks ({BLOCK} timed runs each)")
+    ap.add_argument("--hog", action="store_true", help="busy-loop processes on every CPU while timing")
+    ap.add_argument("--out", type=Path, help="also write the markdown to this file (atomically)")
+    ap.add_argument("--db", type=Path, help="tuning databases: DIR/archc for the search, DIR/tvm for MetaSchedule "
+                                            "(default: fresh ones, so each build pays its search or tuning)")
+    ap.add_argument("--no-tvm", action="store_true", help="leave out the TVM-kernels engine (minutes per model)")
     args = ap.parse_args()
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    missing = [m for m in models if not (ROOT / "specs" / f"{m}.arch").is_file()]
+    if missing:
+        ap.error(f"no spec for {', '.join(missing)} in {ROOT / 'specs'}")
+
+    started = time.perf_counter()
+    threads = int(os.environ.get("TVM_NUM_THREADS") or 0) or cpus()
+    load_before = environment.loadavg()
+    log(f"measuring the FMA peak (1 and {os.cpu_count()} threads)")
+    peaks = {1: fma_peak(1), os.cpu_count() or 1: fma_peak(os.cpu_count() or 1)}
+    if threads not in peaks:
+        peaks[threads] = fma_peak(threads)
     work = Path(tempfile.mkdtemp(prefix="archc-bench-"))
-    db = args.db or work / "db"
-    print("| model | engine | build s | median ms | p90 ms | × onnxruntime | max rel. diff |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for name in args.models.split(","):
-        model = archc.load(ROOT / "specs" / f"{name}.arch")
-        (work / f"{name}.onnx").write_bytes(model.proto.SerializeToString())
-        x = {i: np.random.default_rng(0).standard_normal(s).astype(np.float32) for i, s in model.inputs}
-        engines: dict[str, object] = {}
-        builds: dict[str, float] = {}
-        sess = ort.InferenceSession(str(work / f"{name}.onnx"), providers=["CPUExecutionProvider"])
-        engines["onnxruntime"] = lambda s=sess, x=x: s.run(None, x)
-        builds["onnxruntime"] = 0.0
-        variants = [("archc untuned", {"quick": 0}), ("archc short pass", {})]
-        if args.trials:
-            variants.append((f"archc +{args.trials} trials", {"trials": args.trials}))
-        for label, kw in variants:
-            start = time.perf_counter()
-            out = archc.compile(model, target=args.target, output=work / f"{name}.{label.replace(' ', '_')}", db=db,
-                                **kw).output
-            builds[label] = time.perf_counter() - start
-            pkg = load_package(out)
-            engines[label] = lambda p=pkg, x=x: p.run(x)
-        reference = engines["onnxruntime"]()  # type: ignore[operator]
-        times: dict[str, list[float]] = {k: [] for k in engines}
-        diffs = {k: _diff(f(), reference) for k, f in engines.items()}  # type: ignore[operator]
-        for _ in range(args.rounds):
-            for label, run in engines.items():
+    search_db = args.db / "archc" if args.db else work / "db-archc"
+    tvm_db = args.db / "tvm" if args.db else work / "db-tvm"
+    tvm_label = f"TVM + MetaSchedule ({args.trials} trials)" if args.trials else "TVM kernels, short pass"
+
+    rows: list[str] = []
+    sections: list[str] = []
+    try:
+        for name in models:
+            engines = build(name, args, work, search_db, tvm_db, tvm_label)
+            with hogs(args.hog):
+                time_blocks(engines, args.rounds)
+                kernels = kernel_table(name, engines, peaks[threads])
+            rows += result_rows(name, engines)
+            sections.append(f"### {name}: the builds\n\n{builds_list(engines)}\n{kernels}")
+            del engines
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    load_after = environment.loadavg()
+    text = "\n".join([header(args, threads, peaks, load_before, load_after, time.perf_counter() - started),
+                      "| model | engine | compile s | median ms | p90 ms | × onnxruntime "
+                      "| max rel. diff vs onnxruntime |",
+                      "| --- | --- | ---: | ---: | ---: | ---: | ---: |", *rows, "", *sections])
+    print(text, flush=True)
+    if args.out:
+        write_text(args.out, text + "\n")
+
+
+def build(name: str, args: argparse.Namespace, work: Path, search_db: Path, tvm_db: Path,
+          tvm_label: str) -> list[Engine]:
+    """The model's engines, each built and run once (its outputs compared with onnxruntime's)."""
+    model = archc.load(ROOT / "specs" / f"{name}.arch")
+    onnx_file = work / f"{name}.onnx"
+    onnx_file.write_bytes(model.proto.SerializeToString())
+    x = {i: np.random.default_rng(0).standard_normal(s).astype(np.float32) for i, s in model.inputs}
+    start = time.perf_counter()
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    engines = [Engine(ORT, lambda: sess.run(None, x), time.perf_counter() - start)]
+    variants: list[tuple[str, dict[str, Any]]] = [
+        (OWN, {"kernels": "archc", "db": work / f"db-empty-{name}"}),
+        (SEARCH, {"kernels": "archc", "trials": 1, "db": search_db}),
+    ]
+    if not args.no_tvm:
+        variants.append((tvm_label, {"kernels": "tvm", "trials": args.trials, "db": tvm_db}))
+    for label, kw in variants:
+        log(f"{name}: building {label}")
+        start = time.perf_counter()
+        folder = Path(archc.compile(model, target=args.target, output=work / f"{name}.{len(engines)}", **kw).output)
+        seconds = time.perf_counter() - start
+        pkg = load_package(folder)
+        engines.append(Engine(label, _runner(pkg, x), seconds, folder, pkg.manifest.get("build", {})))
+        log(f"{name}: {label} built in {seconds:.1f} s")
+    reference = engines[0].run()
+    for e in engines[1:]:
+        e.diff = _diff(e.run(), reference)
+    return engines
+
+
+def time_blocks(engines: list[Engine], rounds: int) -> None:
+    """`rounds` rounds; in each, every engine in turn (the order rotated by the round): a pause, WARMUP runs, then
+    BLOCK timed runs."""
+    log(f"timing {len(engines)} engines, {rounds} rounds of {BLOCK} runs")
+    for r in range(rounds):
+        for i in range(len(engines)):
+            e = engines[(i + r) % len(engines)]
+            time.sleep(PAUSE)
+            for _ in range(WARMUP):
+                e.run()
+            for _ in range(BLOCK):
                 start = time.perf_counter()
-                run()  # type: ignore[operator]
-                times[label].append(time.perf_counter() - start)
-        base = statistics.median(times["onnxruntime"])
-        for label, ts in times.items():
-            ts.sort()
-            med, p90 = statistics.median(ts), ts[int(0.9 * (len(ts) - 1))]
-            print(f"| {name} | {label} | {builds[label]:.1f} | {med * 1e3:.2f} | {p90 * 1e3:.2f} | {med / base:.2f} | "
-                  f"{diffs[label]:.1e} |", flush=True)
+                e.run()
+                e.times.append(time.perf_counter() - start)
+
+
+def result_rows(name: str, engines: list[Engine]) -> list[str]:
+    base = statistics.median(engines[0].times)
+    rows = []
+    for e in engines:
+        ts = sorted(e.times)
+        med, p90 = statistics.median(ts), ts[int(0.9 * (len(ts) - 1))]
+        built = "—" if e.compile_seconds is None else f"{e.compile_seconds:.1f}"
+        diff = "—" if e.diff is None else f"{e.diff:.1e}"
+        rows.append(f"| {name} | {e.label} | {built} | {med * 1e3:.2f} | {p90 * 1e3:.2f} | {med / base:.2f} | "
+                    f"{diff} |")
+    return rows
+
+
+def builds_list(engines: list[Engine]) -> str:
+    """What each package's manifest says of its build: archc's kernels and where their configurations came from,
+    the convolutions searched, the MetaSchedule trials and the kernels left naive."""
+    lines = []
+    for e in engines:
+        if e.folder is None:
+            continue
+        b = e.build
+        parts = [f"compile_seconds {b.get('compile_seconds')}"]
+        if "kernels_archc" in b:
+            parts.append(f"{b['kernels_archc']} archc kernels")
+        if b.get("conv_configs"):
+            parts.append("configurations: " + ", ".join(f"{n} {k}" for k, n in sorted(b["conv_configs"].items())))
+        if "convolutions_searched" in b:
+            parts.append(f"{b['convolutions_searched']} convolutions searched")
+        parts += [f"{b.get('kernels_tuned', 0)} kernels from the database", f"{b.get('kernels_naive', 0)} naive",
+                  f"{b.get('trials_now', 0)} MetaSchedule trials"]
+        lines.append(f"- {e.label}: {'; '.join(parts)}")
+    return "\n".join(lines) + "\n"
+
+
+def kernel_table(name: str, engines: list[Engine], peak: dict[str, Any]) -> str:
+    """The ten slowest kernels of the model's "archc kernels + search" package, with GFLOP/s and % of the peak."""
+    from archc.lower.profile import profile
+    e = next(e for e in engines if e.label == SEARCH)
+    assert e.folder is not None
+    log(f"{name}: profiling the {SEARCH} package")
+    prof = profile(e.folder, repeat=20)
+    lines = [f"### {name}: {SEARCH}, the {TOP} slowest kernels",
+             "",
+             f"Kernels alone sum to {prof.kernels_seconds * 1e3:.2f} ms of a {prof.end_to_end_seconds * 1e3:.2f} ms "
+             f"run; % of peak is against the measured FMA peak of {peak['threads']} thread(s), "
+             f"{peak['gflops']:.1f} GFLOP/s.",
+             "",
+             "| kernel | ONNX nodes | ms per call | calls | total ms | share | GFLOP/s | % of peak |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for k in prof.kernels[:TOP]:
+        gflops = k.gflops
+        share = "—" if gflops is None else f"{gflops / peak['gflops']:.1%}"
+        nodes = (k.nodes[0] + (f" +{len(k.nodes) - 1}" if len(k.nodes) > 1 else "")) if k.nodes else "—"
+        lines.append(f"| `{_short(k.name)}` | {nodes} | {k.seconds * 1e3:.3f} | {k.calls} | "
+                     f"{k.total_seconds * 1e3:.3f} | {k.total_seconds / prof.kernels_seconds:.1%} | "
+                     f"{'—' if gflops is None else f'{gflops:.1f}'} | {share} |")
+    return "\n".join(lines) + "\n"
+
+
+def header(args: argparse.Namespace, threads: int, peaks: dict[int, dict[str, Any]], before: tuple[float, ...],
+           after: tuple[float, ...], seconds: float) -> str:
+    info = environment._cpuinfo()
+    flags = [f for f in environment.cpu_flags(info) if f in FLAGS]
+    llvm = environment.llvm_cpu()
+    n = os.cpu_count() or 1
+    peak_text = "; ".join(f"{t} thread{'s' if t > 1 else ''}: {p['gflops']:.1f} GFLOP/s"
+                          for t, p in sorted(peaks.items()))
+    versions = {"onnxruntime": ort.__version__, "apache-tvm": _version("apache-tvm"), "archc": archc.__version__,
+                "archc git": environment.git_revision() or "—", "numpy": np.__version__,
+                "python": platform.python_version()}
+    hog = f"hog ({n} busy-loop processes while timing)" if args.hog else "quiet (no hog started)"
+    return "\n".join([
+        f"## backend_speed: {', '.join(args.models.split(','))} on {environment._cpu_model(info)}",
+        "",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; the whole run took {seconds / 60:.1f} min",
+        f"- command: `python benchmarks/backend_speed.py {' '.join(sys.argv[1:])}`",
+        f"- CPU: {environment._cpu_model(info)} (LLVM: {llvm or '—'}), {n} logical CPUs, "
+        f"{environment.physical_cores(info)} cores; flags: {', '.join(flags) or 'none of ' + '/'.join(FLAGS)}",
+        f"- measured fp32 FMA peak ({peaks[1]['isa']}): {peak_text} ({peaks[1]['method'].split(' on ')[0]})",
+        f"- threads: {threads} (TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS', 'unset')}); onnxruntime at its "
+        "default",
+        f"- load average before: {_load(before)}; after: {_load(after)}",
+        f"- machine: {hog}",
+        f"- timing: {args.rounds} rounds; per engine per round a {PAUSE} s pause, {WARMUP} warm-up runs and "
+        f"{BLOCK} timed runs (order rotated each round); batch 1, fp32",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "",
+    ])
+
+
+@contextmanager
+def hogs(on: bool) -> Iterator[None]:
+    """os.cpu_count() busy-loop processes while the block runs (none when off), killed after it."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        if on:
+            procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+            log(f"started {len(procs)} hog processes")
+            time.sleep(0.5)
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+def _runner(pkg: Any, x: dict[str, np.ndarray]) -> Callable[[], list[Any]]:
+    return lambda: pkg.run(x)
 
 
 def _diff(got: list, want: list) -> float:
     return max(float(np.abs(np.asarray(g) - w).max() / max(float(np.abs(w).max()), 1e-12))
                for g, w in zip(got, want, strict=True))
+
+
+def _short(name: str, width: int = 48) -> str:
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
+def _load(load: tuple[float, ...]) -> str:
+    return " / ".join(f"{x:.2f}" for x in load) + " (1 / 5 / 15 min)"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "—"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

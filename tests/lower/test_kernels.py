@@ -1,0 +1,192 @@
+"""archc's own CPU kernels (archc/lower/kernels) against onnxruntime: every convolution shape of the zoo with its
+shipped configuration, the configuration grid on a few shapes, and the layout plan on whole models.
+
+Each kernel is built alone from its workload key (blocked data and packed weights, as a package holds them) and
+compared with onnxruntime's Conv on the same numbers in NCHW/OIHW: rtol 1e-4 of the output's range (fp32 sums of
+up to 4,608 products in another order)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import assert_close, onnxruntime_outputs
+
+import archc
+from archc.errors import ArchcError
+from archc.runtime import load_package
+
+pytestmark = [pytest.mark.tvm]
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+
+
+def _tables() -> dict[str, list[str]]:
+    from archc.lower.kernels.search import TABLES
+    return {p.stem: sorted(json.loads(p.read_text())) for p in sorted(TABLES.glob("*.json"))}
+
+
+def _native_isa() -> str:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    return "avx512" if " avx512f" in flags else "avx2" if " avx2" in flags else ""
+
+
+def _tgt(isa: str):
+    from archc import targets
+    from archc.lower.tvm_target import tvm_target
+    return tvm_target(targets.get({"avx512": "x86-avx512", "avx2": "x86"}[isa]))
+
+
+def _onnx_conv(key: str):
+    """The workload as a one-Conv ONNX model in NCHW/OIHW, and unblock/block helpers."""
+    import onnx
+    from onnx import helper
+
+    from archc.lower.kernels.conv2d import is_depthwise, parse
+    from archc.lower.kernels.search import out_size
+    data, weight, strides, padding, dilation = parse(key)
+    n, icc, h, w, ib = data
+    occ, _, kh, kw, _, ob = weight
+    channels, out = icc * ib, occ * ob
+    groups = channels if is_depthwise(key) else 1
+    oh, ow = out_size(key)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], strides=list(strides), dilations=list(dilation),
+                            pads=[padding[0], padding[1], padding[2], padding[3]], group=groups,
+                            kernel_shape=[kh, kw])
+    graph = helper.make_graph([node], "conv", [
+        helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [n, channels, h, w]),
+        helper.make_tensor_value_info("w", onnx.TensorProto.FLOAT, [out, channels // groups, kh, kw])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [n, out, oh, ow])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), groups
+
+
+def _check(key: str, config, tgt, tmp_path: Path) -> None:
+    import tvm
+
+    from archc.lower.kernels.conv2d import parse
+    from archc.lower.kernels.search import build, out_size
+    data, weight = parse(key)[:2]
+    n, icc, h, w, ib = data
+    occ, wic, kh, kw, wib, ob = weight
+    model, groups = _onnx_conv(key)
+    rng = np.random.default_rng(len(key))
+    x = rng.standard_normal((n, icc * ib, h, w)).astype(np.float32)
+    wt = rng.standard_normal((occ * ob, icc * ib // groups, kh, kw)).astype(np.float32)
+    path = tmp_path / "conv.onnx"
+    path.write_bytes(model.SerializeToString())
+    (want,) = onnxruntime_outputs(path, {"x": x, "w": wt})
+    # as the package holds them: data NCHW[ib]c, weights OIHW[ib]i[ob]o (depthwise: C/ob, 1, kh, kw, 1, ob)
+    xb = x.reshape(n, icc, ib, h, w).transpose(0, 1, 3, 4, 2)
+    if groups > 1:
+        wb = wt.reshape(occ, ob, kh, kw).transpose(0, 2, 3, 1)[:, None, :, :, None, :]
+    else:
+        wb = wt.reshape(occ, ob, wic, wib, kh, kw).transpose(0, 2, 4, 5, 3, 1)
+    oh, ow = out_size(key)
+    lib = build(key, config, tgt)
+    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (xb, wb, np.zeros((n, occ, oh, ow, ob), "f4"))]
+    lib["k"](*args)
+    got = args[2].numpy().transpose(0, 1, 4, 2, 3).reshape(n, occ * ob, oh, ow)
+    assert_close([got], [want])
+
+
+def _shipped(isa: str) -> list[str]:
+    return _tables().get(isa, [])
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2"])
+def test_every_zoo_convolution_with_its_shipped_configuration(isa, tmp_path):
+    """Each workload of the ISA's shipped table (the convolution shapes of the zoo) equals onnxruntime's Conv."""
+    if isa == "avx512" and _native_isa() != "avx512":
+        pytest.skip("this CPU has no AVX-512: its table's kernels cannot run here")
+    if not _native_isa():
+        pytest.skip("not an x86 CPU with AVX2")
+    from archc.lower.kernels.search import TABLES, _config, _read
+    keys = _shipped(isa)
+    assert len(keys) >= 100, f"the {isa} table is missing or small: python benchmarks/kernel_table.py --isa {isa}"
+    table = _read(TABLES / f"{isa}.json")
+    tgt = _tgt(isa)
+    for key in keys:
+        _check(key, _config(table[key]), tgt, tmp_path)
+
+
+def test_the_configuration_grid_on_a_few_shapes(tmp_path):
+    """Every point of the search grid computes the same convolution: a 3×3 layer, a strided 1×1, the 7×7 stem on
+    NCHW[1]c, a depthwise stride-2 one, and a dilated one."""
+    from archc.lower.kernels.conv2d import workload
+    from archc.lower.kernels.search import candidates
+    isa = _native_isa() or pytest.skip("not an x86 CPU with AVX2")
+    tgt = _tgt(isa)
+    lanes = 16 if isa == "avx512" else 8
+    shapes = [workload((1, 2, 14, 14, lanes), (2, 2, 3, 3, lanes, lanes), (1, 1), (1, 1, 1, 1), (1, 1)),
+              workload((1, 2, 14, 14, lanes), (4, 2, 1, 1, lanes, lanes), (2, 2), (0, 0, 0, 0), (1, 1)),
+              workload((1, 3, 32, 32, 1), (2, 3, 7, 7, 1, lanes), (2, 2), (3, 3, 3, 3), (1, 1)),
+              "dw" + workload((1, 3, 15, 15, lanes), (3, 1, 3, 3, 1, lanes), (2, 2), (1, 1, 1, 1), (1, 1)),
+              workload((1, 1, 16, 16, 8), (1, 1, 3, 3, 8, 8), (1, 1), (2, 2, 2, 2), (2, 2))]
+    for key in shapes:
+        grid = candidates(key, lanes)
+        assert grid
+        for config in grid:
+            _check(key, config, tgt, tmp_path)
+
+
+def test_search_records_and_the_next_build_uses_them(tmp_path):
+    """The per-layer search measures a convolution's grid, records the best under (CPU, workload) in the tuning
+    database, and a build with that database takes it from there (the rest from the shipped table or the rule)."""
+    from archc.lower.kernels.search import RECORDS, Choices
+    spec = tmp_path / "two.arch"
+    spec.write_text("network two {\n input x: 16x20x20\n c: conv(32, 3) relu\n d: conv(32, 1)\n}\n")
+    db = tmp_path / "db"
+    summary = archc.tune(spec, "native", trials=1, db=db)
+    assert summary.searched == 2
+    records = json.loads((db / RECORDS).read_text())
+    (cpu,) = records
+    assert len(records[cpu]) == 2 and all(r["seconds"] > 0 for r in records[cpu].values())
+    folder = Path(archc.compile(spec, target="native", output=tmp_path / "pkg", db=db).output)
+    build = json.loads((folder / "manifest.json").read_text())["build"]
+    assert build["kernels"] == "archc" and build["conv_configs"] == {"searched": 2}
+    assert build["kernels_naive"] == 0 and build["trials_now"] == 0
+    x = {"x": np.random.default_rng(1).standard_normal((1, 16, 20, 20)).astype(np.float32)}
+    assert_close(load_package(folder).run(x), onnxruntime_outputs(folder / "model.onnx", x))
+    assert archc.tune(spec, "native", trials=1, db=db).searched == 0  # nothing left to search
+    again = Choices(_tgt(_native_isa()), 8, db)  # another CPU's records are not this one's
+    assert again.records == {} or again.cpu == cpu
+
+
+def test_layout_plan_of_resnet18(tmp_path):
+    """ResNet-18 in the blocked layout end to end: every convolution is archc's, each with its batch norm folded
+    (4 ops), the layout changes once (before the classifier's flatten), the residual add and ReLU run in the
+    convolution's epilogue, nothing is left naive, and the outputs equal onnxruntime's."""
+    out = subprocess.run([sys.executable, "-m", "archc", "compile", str(SPECS / "resnet18.arch"), "--target", "native",
+                          "-o", str(tmp_path / "pkg"), "--db", str(tmp_path / "db"), "--explain-layout"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "layout plan: 20 convolutions in NCHW[x]c" in out.stdout
+    assert "layout changes between ops: 1\n  NCHW16c → NCHW (1×512×1×1) for reshape" in out.stdout \
+        or "layout changes between ops: 1\n  NCHW8c → NCHW (1×512×1×1) for reshape" in out.stdout
+    assert "archc kernels" in out.stderr and "0 untuned (naive)" in out.stderr
+    build = json.loads((tmp_path / "pkg" / "manifest.json").read_text())["build"]
+    convs = build["layout"]["convolutions"]
+    assert len(convs) == 20 and all(c["folded"] == 4 for c in convs)
+    assert convs[0]["in"] == "NCHW1c" and convs[0]["conv"] == "3×224×224 → 64, 7×7/2"
+    from archc import targets
+    from archc.lower import kernels, tune
+    from archc.lower.build import import_onnx
+    from archc.lower.tvm_target import tvm_target
+    tgt = tvm_target(targets.get("native"))
+    names = list(kernels.workloads(tune.prepare(import_onnx(archc.load(SPECS / "resnet18.arch")), tgt, "archc")))
+    assert sum(1 for n in names if "_add" in n and "_relu" in n) == 4  # one kernel per stage's residual shape
+    pkg = load_package(tmp_path / "pkg")
+    x = {"image": np.random.default_rng(3).standard_normal((1, 3, 224, 224)).astype(np.float32)}
+    assert_close(pkg.run(x), onnxruntime_outputs(tmp_path / "pkg" / "model.onnx", x))
+
+
+def test_tvm_kernels_remain_available(tmp_path):
+    """`--kernels tvm`: TVM's own kernels (MetaSchedule's path), no layout plan."""
+    folder = Path(archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "pkg", quick=0,
+                                kernels="tvm").output)
+    build = json.loads((folder / "manifest.json").read_text())["build"]
+    assert build["kernels"] == "tvm" and "layout" not in build and build["kernels_naive"] == 9
+    with pytest.raises(ArchcError, match="unknown kernels 'mkl'"):
+        archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "x", kernels="mkl")
