@@ -114,6 +114,7 @@ def main() -> None:
                 time_blocks(engines, args.rounds)
                 kernels = kernel_table(name, engines, peaks[threads])
             rows += result_rows(name, engines)
+            log(f"{name} done:\n" + "\n".join(rows[-len(engines):]))  # a later failure keeps these
             sections.append(f"### {name}: the builds\n\n{builds_list(engines)}\n{kernels}")
             del engines
     finally:
@@ -182,7 +183,7 @@ def result_rows(name: str, engines: list[Engine]) -> list[str]:
         med, p90 = statistics.median(ts), ts[int(0.9 * (len(ts) - 1))]
         built = "—" if e.compile_seconds is None else f"{e.compile_seconds:.1f}"
         diff = "—" if e.diff is None else f"{e.diff:.1e}"
-        rows.append(f"| {name} | {e.label} | {built} | {med * 1e3:.2f} | {p90 * 1e3:.2f} | {med / base:.2f} | "
+        rows.append(f"| {name} | {e.label} | {built} | {_num(med * 1e3)} | {_num(p90 * 1e3)} | {med / base:.2f} | "
                     f"{diff} |")
     return rows
 
@@ -217,9 +218,9 @@ def kernel_table(name: str, engines: list[Engine], peak: dict[str, Any]) -> str:
     prof = profile(e.folder, repeat=20)
     lines = [f"### {name}: {SEARCH}, the {TOP} slowest kernels",
              "",
-             f"Kernels alone sum to {prof.kernels_seconds * 1e3:.2f} ms of a {prof.end_to_end_seconds * 1e3:.2f} ms "
-             f"run; % of peak is against the measured FMA peak of {peak['threads']} thread(s), "
-             f"{peak['gflops']:.1f} GFLOP/s.",
+             f"Kernels alone sum to {_num(prof.kernels_seconds * 1e3)} ms of a "
+             f"{_num(prof.end_to_end_seconds * 1e3)} ms run; % of peak is against the measured FMA peak of "
+             f"{peak['threads']} thread(s), {peak['gflops']:.1f} GFLOP/s.",
              "",
              "| kernel | ONNX nodes | ms per call | calls | total ms | share | GFLOP/s | % of peak |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -227,8 +228,8 @@ def kernel_table(name: str, engines: list[Engine], peak: dict[str, Any]) -> str:
         gflops = k.gflops
         share = "—" if gflops is None else f"{gflops / peak['gflops']:.1%}"
         nodes = (k.nodes[0] + (f" +{len(k.nodes) - 1}" if len(k.nodes) > 1 else "")) if k.nodes else "—"
-        lines.append(f"| `{_short(k.name)}` | {nodes} | {k.seconds * 1e3:.3f} | {k.calls} | "
-                     f"{k.total_seconds * 1e3:.3f} | {k.total_seconds / prof.kernels_seconds:.1%} | "
+        lines.append(f"| `{_short(k.name)}` | {nodes} | {_num(k.seconds * 1e3)} | {k.calls} | "
+                     f"{_num(k.total_seconds * 1e3)} | {k.total_seconds / prof.kernels_seconds:.1%} | "
                      f"{'—' if gflops is None else f'{gflops:.1f}'} | {share} |")
     return "\n".join(lines) + "\n"
 
@@ -288,6 +289,11 @@ def _runner(pkg: Any, x: dict[str, np.ndarray]) -> Callable[[], list[Any]]:
 def _diff(got: list, want: list) -> float:
     return max(float(np.abs(np.asarray(g) - w).max() / max(float(np.abs(w).max()), 1e-12))
                for g, w in zip(got, want, strict=True))
+
+
+def _num(x: float) -> str:
+    """Three significant digits below 10 (0.0174, 0.933, 2.65), one decimal above (26.3, 1,572.4)."""
+    return f"{x:.3g}" if abs(x) < 10 else f"{x:,.1f}"
 
 
 def _short(name: str, width: int = 48) -> str:

@@ -51,12 +51,16 @@ def _block(sch: Any, block: Any, lanes: int) -> None:
     inner = None
     vec = next((v for v in (lanes, 8, 4) if extent % v == 0), 0)
     if vec and extent > 2 * lanes:
-        outer_last, inner = sch.split(last, [None, vec])
+        # a long output row (a dense layer's features): each task takes a chunk of it, up to 1,024 values kept
+        # in L1, and the reduction streams the weights' rows through it (contiguous reads, not one column at a time)
+        chunk = max(c for c in range(vec, min(extent // 4 if extent >= 4 * vec else extent, 1024) + 1, vec)
+                    if extent % c == 0)
+        outer_last, mid, inner = sch.split(last, [None, chunk // vec, vec])
         spatial = [*spatial[:-1], outer_last]
+        sch.reorder(*spatial, *reduce, mid, inner)
     elif extent in (4, 8, 16, 32) and extent <= lanes * 2:
         inner = last
         spatial = spatial[:-1]
-    if inner is not None:
         sch.reorder(*spatial, *reduce, inner)
     if spatial:
         sch.parallel(sch.fuse(*spatial) if len(spatial) > 1 else spatial[0])
