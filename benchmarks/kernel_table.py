@@ -28,7 +28,7 @@ def main() -> None:
     from archc.lower import kernels, tune
     from archc.lower.build import import_onnx
     from archc.lower.kernels.conv2d import parse
-    from archc.lower.kernels.search import TABLES, out_size, search
+    from archc.lower.kernels.search import TABLES, _record, out_size, search
     from archc.lower.tvm_target import tvm_target
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,7 +55,7 @@ def main() -> None:
             data, weight = parse(key)[:2]
             oh, ow = out_size(key)
             flops = 2 * data[0] * weight[0] * weight[5] * oh * ow * weight[1] * weight[4] * weight[2] * weight[3]
-            table[key] = {"reg_n": config.reg_n, "oc_tile": config.oc_tile, "kw_outer": config.kw_outer}
+            table[key] = _record(config)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
             print(f"{name}: {key}: {config} {seconds * 1e6:.1f} µs, {flops / seconds / 1e9:.0f} GFLOP/s "

@@ -54,13 +54,13 @@ def rule(key: str, lanes: int) -> Config:
     limit = max(1, (14 if _registers(lanes) == 32 else 12) // per_pixel)
     reg_n = max(d for d in range(1, min(ow, limit) + 1) if ow % d == 0)
     oc_tile = 2 if reg_n * 2 <= limit and weight[0] % 2 == 0 and not is_depthwise(key) else 1
-    return Config(reg_n, oc_tile)
+    return Config(reg_n, oc_tile, inline_pad=is_depthwise(key))
 
 
 def candidates(key: str, lanes: int) -> list[Config]:
     """The grid: row tiles that divide the output width, 1/2/4 channel blocks, both kw orders, as long as the
     accumulators fit the register file with room for the weights and the broadcast value."""
-    _, weight = parse(key)[:2]
+    _, weight, _, padding = parse(key)[:4]
     _, ow = out_size(key)
     per_pixel = max(1, weight[5] // lanes)
     most = _registers(lanes) - 6
@@ -73,7 +73,8 @@ def candidates(key: str, lanes: int) -> list[Config]:
             if weight[0] % oc_tile or accumulators > most or (accumulators < 6 and reg_n < ow):
                 continue
             for kw_outer in ((False, True) if weight[3] > 1 else (False,)):
-                out.append(Config(reg_n, oc_tile, kw_outer))
+                for inline_pad in ((False, True) if any(padding) else (False,)):
+                    out.append(Config(reg_n, oc_tile, kw_outer, inline_pad))
     return out or [rule(key, lanes)]
 
 
@@ -107,7 +108,8 @@ def measure(key: str, config: Config, tgt: Any, budget: float = 0.05) -> float:
             for s in (data_shape, weight_shape, (n, occ, oh, ow, ob))]
     once = lib.time_evaluator("k", tvm.cpu(), number=1, repeat=1)(*args).mean
     number = max(1, int(budget / 5 / max(once, 1e-6)))
-    return float(min(lib.time_evaluator("k", tvm.cpu(), number=number, repeat=5)(*args).results))
+    repeat = 5 if once < budget / 5 else 2  # a long layer (tens of ms) is steady enough in two runs
+    return float(min(lib.time_evaluator("k", tvm.cpu(), number=number, repeat=repeat)(*args).results))
 
 
 def search(key: str, lanes: int, tgt: Any) -> tuple[Config, float]:
@@ -165,11 +167,13 @@ class Choices:
 
 
 def _record(config: Config) -> dict[str, Any]:
-    return {"reg_n": config.reg_n, "oc_tile": config.oc_tile, "kw_outer": config.kw_outer}
+    return {"reg_n": config.reg_n, "oc_tile": config.oc_tile, "kw_outer": config.kw_outer,
+            "inline_pad": config.inline_pad}
 
 
 def _config(record: dict[str, Any]) -> Config:
-    return Config(int(record["reg_n"]), int(record.get("oc_tile", 1)), bool(record.get("kw_outer", False)))
+    return Config(int(record["reg_n"]), int(record.get("oc_tile", 1)), bool(record.get("kw_outer", False)),
+                  bool(record.get("inline_pad", False)))
 
 
 def _read(path: Path) -> dict[str, Any]:
