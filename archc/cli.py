@@ -370,8 +370,11 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 @click.option("--engines", default="onnxruntime,archc,openvino,iree,torch", show_default=True,
               help="Engines to compare; onnxruntime is always measured, the ones not installed are reported absent.")
 @click.option("--variants", default="default", show_default=True,
-              help="archc's builds: untuned (naive kernels), default (archc compile), tuned (after --trials more).")
+              help="archc's builds: untuned (no tuning at all), default (archc compile), tuned (archc tune first: "
+              "each convolution's configuration searched, --trials MetaSchedule trials for any other kernel).")
 @click.option("--trials", type=click.IntRange(min=1), help="The tuned variant's MetaSchedule trials. [default: 64]")
+@click.option("--kernels", type=click.Choice(["archc", "tvm"]), default="archc", show_default=True,
+              help="archc's builds with its own CPU kernels or TVM's (as archc compile --kernels).")
 @click.option("--db", type=click.Path(file_okay=False),
               help="The tuning database (default: ~/.cache/archc/tuning/<target>, as archc compile).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
@@ -386,8 +389,8 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 @rpc_options
 def bench_cmd(source: str, target: str | None, batch_sizes: str | None, threads: int | None, repeat: int | None,
               seconds: float | None, engines: str, variants: str, trials: int | None, db: str | None,
-              output: str | None, report_file: str | None, inputs: tuple[str, ...], set_: tuple[str, ...],
-              include_path: tuple[str, ...], remote: Any) -> None:
+              kernels: str, output: str | None, report_file: str | None, inputs: tuple[str, ...],
+              set_: tuple[str, ...], include_path: tuple[str, ...], remote: Any) -> None:
     """Measure a model's archc packages against onnxruntime (and OpenVINO, IREE, PyTorch where installed) on the
     same inputs, alternating in rounds: latency, throughput, GFLOP/s against the measured peak, peak memory and
     agreement with onnxruntime; the results as JSON (with the machine's description), a table here."""
@@ -401,7 +404,7 @@ def bench_cmd(source: str, target: str | None, batch_sizes: str | None, threads:
     results = bench(source, target, options, batches=_int_list(batch_sizes, "--batch"), threads=threads,
                     repeat=repeat, seconds=seconds, engines=[e for e in engines.split(",") if e],
                     variants=[v for v in variants.split(",") if v], trials=trials, db=db, rpc=remote,
-                    show_progress=True, command=shlex.join(["archc", *sys.argv[1:]]))
+                    show_progress=True, command=shlex.join(["archc", *sys.argv[1:]]), kernels=kernels)
     out = Path(output or f"{results['model']['name']}.{results['target']['name']}.bench.json")
     write(results, out)
     click.echo(table(results), nl=False)

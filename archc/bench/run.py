@@ -73,12 +73,13 @@ def bench(source: str | Path, target: str | Any | None = None, options: ModelOpt
           seconds: float | None = None, engines: Sequence[str] = engine_mod.NAMES,
           variants: Sequence[str] = ("default",), trials: int | None = None, db: str | Path | None = None,
           rpc: Any = None, warmup: int = WARMUP, memory: bool = True, profile: bool = True,
-          show_progress: bool = False, command: str | None = None) -> dict[str, Any]:
+          show_progress: bool = False, command: str | None = None, kernels: str = "archc") -> dict[str, Any]:
     """Measure a spec, ONNX file or package folder on every engine asked for (onnxruntime always); see the module
     doc. `repeat`: rounds per batch size; `seconds`: rounds until that much time has passed (at least
     MIN_ROUNDS); neither: DEFAULT_SECONDS. `rpc`: an `archc.runtime.rpc.Remote` to run archc's packages on.
     `memory`: each engine's peak memory in a child process; `profile`: the per-kernel profile of archc's best
-    variant at the first batch size. Returns the results (schema_version 1)."""
+    variant at the first batch size. `kernels`: archc's builds with its own CPU kernels ("archc") or TVM's ("tvm",
+    tuned by MetaSchedule only), as `archc compile --kernels`. Returns the results (schema_version 1)."""
     from archc import targets
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     before = loadavg()
@@ -130,7 +131,7 @@ def bench(source: str | Path, target: str | Any | None = None, options: ModelOpt
     saved_threads = os.environ.get("TVM_NUM_THREADS")
     os.environ["TVM_NUM_THREADS"] = str(threads)  # TVM's thread pool reads it when it starts
     run = _Run(src, manifest, tgt, options, threads, repeat, seconds, warmup, trials, Path(db) if db else None, rpc,
-               memory, show_progress, work, model_json)
+               memory, show_progress, work, model_json, kernels)
     try:
         for k, batch in enumerate(batches):
             run.batch(int(batch), entries, first=k == 0, profile=profile)
@@ -164,10 +165,13 @@ class _Run:
 
     def __init__(self, src: Path, manifest: dict[str, Any] | None, tgt: Any, options: ModelOptions, threads: int,
                  repeat: int | None, seconds: float | None, warmup: int, trials: int | None, db: Path | None,
-                 rpc: Any, memory: bool, show: bool, work: Path, model: dict[str, Any]) -> None:
+                 rpc: Any, memory: bool, show: bool, work: Path, model: dict[str, Any], kernels: str = "archc"
+                 ) -> None:
         self.src, self.manifest, self.tgt, self.options = src, manifest, tgt, options
         self.threads, self.repeat, self.seconds, self.warmup, self.trials = threads, repeat, seconds, warmup, trials
         self.db, self.rpc, self.memory, self.show, self.work, self.model = db, rpc, memory, show, work, model
+        self.kernels = kernels
+        self.searched = 0  # convolutions whose configuration the tuned variant's `archc tune` searched
         self.profile: dict[str, Any] | None = None
         self.curve: list[dict[str, Any]] | None = None
         self.rounds: dict[str, int] = {}
@@ -252,7 +256,9 @@ class _Run:
             tuning = {"trials": int(build.get("trials_now", 0)) + tune_trials,
                       "kernels_tuned": build["kernels_tuned"], "kernels_naive": build["kernels_naive"],
                       "database": None if entry.variant == "untuned" else build.get("database"),
-                      "seconds": tune_seconds}
+                      "seconds": tune_seconds, "kernels": build.get("kernels", "tvm"),
+                      "kernels_archc": build.get("kernels_archc", 0),
+                      "convolutions_searched": self.searched if entry.variant == "tuned" else 0}
         return archc_engine, {"compile_seconds": build.get("compile_seconds"), "tuning": tuning}
 
     def _compile(self, variant: str, batch: int, model: Any, first: bool) -> tuple[Path, float | None, int]:
@@ -263,7 +269,8 @@ class _Run:
             return self.src, None, 0
         folder = self.work / f"{self.model['name']}.b{batch}.{variant}"
         if variant == "untuned":  # an empty database: nothing applied, and no short pass
-            archc.compile(model, self.tgt, folder, db=self.work / "empty-db", quick=0, show_progress=self.show)
+            archc.compile(model, self.tgt, folder, db=self.work / "empty-db", quick=0, show_progress=self.show,
+                          kernels=self.kernels)
             return folder, None, 0
         db = self.db or default_db(self.tgt)
         tune_seconds, tune_trials = None, 0
@@ -271,11 +278,12 @@ class _Run:
             start_records = tuning.record_count(db)
             start = time.perf_counter()
             summary = archc.tune(model, self.tgt, self.trials or DEFAULT_TRIALS, db, rpc=self.rpc,
-                                 show_progress=self.show)
+                                 show_progress=self.show, kernels=self.kernels)
+            self.searched = int(summary.searched)
             tune_seconds, tune_trials = round(time.perf_counter() - start, 3), int(summary.trials)
             if first:
                 self.curve = tuning.curve(db, start_records)
-        archc.compile(model, self.tgt, folder, db=db, show_progress=self.show)
+        archc.compile(model, self.tgt, folder, db=db, show_progress=self.show, kernels=self.kernels)
         return folder, tune_seconds, tune_trials
 
     def _rounds(self, batch: int, alternating: list[tuple[_Entry, engine_mod.Engine, dict[str, Any]]],

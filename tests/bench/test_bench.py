@@ -261,12 +261,19 @@ def _has_report() -> bool:
 
 @pytest.mark.tvm
 def test_the_tuned_variant_records_its_trials_and_curve(tmp_path):
-    """`--variants tuned --trials 2` on a one-conv net: archc tune first (2 measured trials into the database), then
-    the build applies them; the tuning curve holds the best kernel time after the trials, measured, positive."""
+    """`--variants tuned --trials 2 --kernels tvm` on a one-conv net: archc tune first (2 measured MetaSchedule
+    trials into the database), then the build applies them; the tuning curve holds the best kernel time after the
+    trials, measured, positive. With archc's kernels (the default) the tuned variant searches the convolution's
+    configuration instead, and MetaSchedule has nothing left to tune."""
     spec = tmp_path / "one.arch"
     spec.write_text("network one {\n input x: 3x16x16\n c: conv(8, 3) relu\n}\n")
+    own = _entry(api.bench(spec, "native", batches=[1], repeat=3, variants=["tuned"], trials=2,
+                           engines=["onnxruntime", "archc"], memory=False, db=tmp_path / "own", profile=False),
+                 "archc", "tuned")
+    assert own["status"] == "ok" and own["tuning"]["kernels"] == "archc"
+    assert own["tuning"]["convolutions_searched"] == 1 and own["tuning"]["kernels_naive"] == 0
     res = api.bench(spec, "native", batches=[1], repeat=3, variants=["tuned"], trials=2,
-                    engines=["onnxruntime", "archc"], memory=False, db=tmp_path / "db")
+                    engines=["onnxruntime", "archc"], memory=False, db=tmp_path / "db", kernels="tvm")
     tuned = _entry(res, "archc", "tuned")
     assert tuned["status"] == "ok", tuned["note"]
     assert tuned["tuning"]["trials"] == 2 and tuned["tuning"]["kernels_tuned"] >= 1
