@@ -190,3 +190,18 @@ def test_tvm_kernels_remain_available(tmp_path):
     assert build["kernels"] == "tvm" and "layout" not in build and build["kernels_naive"] == 9
     with pytest.raises(ArchcError, match="unknown kernels 'mkl'"):
         archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "x", kernels="mkl")
+
+
+def test_one_d_convolutions_run_as_two_d_ones_of_height_one(tmp_path):
+    """A 1-D net (conv1d, max_pool1d, global pooling over L) runs on archc's kernels as N×C/bn×1×L×bn tensors,
+    with one layout change (before the classifier), and equals onnxruntime."""
+    folder = Path(archc.compile(SPECS / "fcn1d.arch", target="native", output=tmp_path / "pkg", quick=0,
+                                db=tmp_path / "db").output)
+    build = json.loads((folder / "manifest.json").read_text())["build"]
+    convs = build["layout"]["convolutions"]
+    n_conv = sum(1 for lay in archc.analyze(SPECS / "fcn1d.arch").layers if lay.op == "Conv")
+    assert len(convs) == n_conv > 0 and all("×" not in c["conv"].split(", ")[1] for c in convs)  # K/s, not KH×KW
+    assert len(build["layout"]["transforms"]) == 1 and build["kernels_naive"] == 0
+    pkg = load_package(folder)
+    x = {i["name"]: np.random.default_rng(4).standard_normal(i["shape"]).astype(np.float32) for i in pkg.inputs}
+    assert_close(pkg.run(x), onnxruntime_outputs(folder / "model.onnx", x))

@@ -27,7 +27,7 @@ _UNARY = {"relax.nn.relu", "relax.clip", "relax.nn.leakyrelu", "relax.sigmoid", 
           "relax.nn.relu6", "relax.hard_sigmoid"}
 _BINARY = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.maximum", "relax.minimum"}
 _AFFINE = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide"}
-_POOLS = {"relax.nn.max_pool2d", "relax.nn.avg_pool2d"}
+_POOLS = {"relax.nn.max_pool2d", "relax.nn.avg_pool2d", "relax.nn.max_pool1d", "relax.nn.avg_pool1d"}
 _REDUCE = {"relax.mean", "relax.max", "relax.sum"}
 
 
@@ -104,8 +104,11 @@ class _Rewriter:
             return self.plain[v]
         if v not in self.unblocked:
             value, bn = self.blocked[v]
-            self.unblocked[v] = self.bb.emit(self.relax.op.layout_transform(
+            plain = self.bb.emit(self.relax.op.layout_transform(
                 value, index_map=lambda n, c, h, w, b: (n, c * bn + b, h, w)))
+            if len(_shape(v)) == 3:  # a 1-D tensor, carried as N×C/bn×1×L×bn
+                plain = self.bb.emit(self.relax.op.reshape(plain, _shape(v)))
+            self.unblocked[v] = plain
             self.plan.transforms.append(f"NCHW{bn}c → NCHW ({'×'.join(map(str, _shape(v)))}) for {self.why}")
         return self.unblocked[v]
 
@@ -114,6 +117,9 @@ class _Rewriter:
         if v in self.blocked and self.blocked[v][1] == bn:
             return self.blocked[v][0], False
         x = self.nchw(v)
+        if len(_shape(v)) == 3:  # NCL as NC1L: the 2-D kernels and layouts serve 1-D tensors
+            n, c, length = _shape(v)
+            x = self.bb.emit(self.relax.op.reshape(x, (n, c, 1, length)))
         if bn == 1:  # NCHW is NCHW[1]c: the same bytes, one more axis
             from tvm import tirx
             zero = tirx.const(0, "int64")
@@ -159,7 +165,7 @@ class _Rewriter:
         if isinstance(e, relax.Call) and isinstance(e.op, self._op_type()):
             name = e.op.name
             handled = (
-                (name == "relax.nn.conv2d" and self.conv(v, e))
+                (name in ("relax.nn.conv2d", "relax.nn.conv1d") and self.conv(v, e))
                 or (name in _UNARY and self.unary(v, e))
                 or (name in _BINARY and self.binary(v, e))
                 or (name in _POOLS and self.pool(v, e))
@@ -188,10 +194,14 @@ class _Rewriter:
         relax = self.relax
         data, weight = e.args
         a = e.attrs
-        if not _is_const(weight) or str(a.data_layout) != "NCHW" or str(a.kernel_layout) != "OIHW" \
-                or str(a.out_layout) != "NCHW" or len(_shape(data)) != 4:
+        one_d = e.op.name == "relax.nn.conv1d"
+        layouts = ("NCW", "OIW", "NCW") if one_d else ("NCHW", "OIHW", "NCHW")
+        if not _is_const(weight) or (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) != layouts \
+                or len(_shape(data)) != (3 if one_d else 4):
             return False
         w = weight.value.numpy()
+        if one_d:  # a 1-D convolution is a 2-D one of height 1
+            w = w[:, :, None, :]
         oc, ic, kh, kw = w.shape
         channels = _shape(data)[1]
         depthwise = int(a.groups) == channels == oc and ic == 1 and channels > 1
@@ -219,6 +229,8 @@ class _Rewriter:
         strides = [int(s) for s in a.strides]
         padding = [int(p) for p in a.padding]
         dilation = [int(d) for d in a.dilation]
+        if one_d:
+            strides, padding, dilation = [1, *strides], [0, padding[0], 0, padding[1]], [1, *dilation]
         out_dtype = str(a.out_dtype) if a.out_dtype is not None else ""
         if out_dtype in ("", "void", "None"):
             out_dtype = str(data.ty.dtype)
@@ -228,9 +240,9 @@ class _Rewriter:
         if shift is not None:
             y = self.bb.emit(relax.op.add(y, relax.const(_blocked_channels(shift, oc_bn, 5).astype(w.dtype))))
         self.blocked[last] = (y, oc_bn)
-        shape = _shape(data)
+        size = "×".join(map(str, _shape(data)[2:]))
         self.plan.decisions.append(Decision(
-            last.name, f"{channels}×{shape[2]}×{shape[3]} → {oc}, {kh}×{kw}/{strides[0]}"
+            last.name, f"{channels}×{size} → {oc}, {kw if one_d else f'{kh}×{kw}'}/{strides[-1]}"
             + (" depthwise" if depthwise else ""), ic_bn, oc_bn, relayout,
             folded))
         return True
@@ -249,7 +261,7 @@ class _Rewriter:
             x, c = e.args
             if e.op.name in ("relax.add", "relax.multiply") and _is_const(x):
                 x, c = c, x
-            values = _per_channel(c, channels, relax)
+            values = _per_channel(c, channels, len(_shape(last)))
             if not x.same_as(last) or values is None:
                 break
             op = e.op.name
@@ -283,16 +295,17 @@ class _Rewriter:
         bn = self.blocked[x][1] if x in self.blocked else self.blocked[y][1]
         args = []
         for a in (x, y):
-            if isinstance(a, relax.Var) and len(_shape(a)) == 4 and (a in self.blocked or a in self.plain):
+            if isinstance(a, relax.Var) and _shape(a) == _shape(v) and (a in self.blocked or a in self.plain):
                 if _shape(a)[1] % bn:
                     return False
                 args.append(self.block(a, bn)[0])
             elif _is_const(a):
                 c = a.value.numpy()
-                if c.ndim == 0 or c.size == 1:
+                values = _per_channel(a, _shape(v)[1], len(_shape(v)))
+                if c.size == 1:
                     args.append(a)
-                elif c.ndim in (3, 4) and c.shape[-2:] == (1, 1) and c.shape[-3] % bn == 0 and c.size == c.shape[-3]:
-                    args.append(relax.const(_blocked_channels(c.reshape(-1), bn, 5).astype(c.dtype)))
+                elif values is not None and values.size % bn == 0:
+                    args.append(relax.const(_blocked_channels(values, bn, 5).astype(c.dtype)))
                 else:
                     return False
             else:
@@ -320,12 +333,17 @@ class _Rewriter:
     def pool(self, v: Any, e: Any) -> bool:
         x = e.args[0]
         a = e.attrs
-        if x not in self.blocked or str(a.layout) != "NCHW" or str(a.out_layout) != "NCHW":
+        one_d = e.op.name.endswith("1d")
+        if x not in self.blocked or str(a.layout) != ("NCW" if one_d else "NCHW") or str(a.out_layout) != str(a.layout):
             return False
         value, bn = self.blocked[x]
-        make = self.relax.op.nn.max_pool2d if e.op.name.endswith("max_pool2d") else self.relax.op.nn.avg_pool2d
-        y = make(value, [int(p) for p in a.pool_size], [int(s) for s in a.strides], [int(p) for p in a.padding],
-                 [int(d) for d in a.dilation], bool(a.ceil_mode), bool(a.count_include_pad),
+        size, strides, padding, dilation = ([int(i) for i in a.pool_size], [int(i) for i in a.strides],
+                                            [int(i) for i in a.padding], [int(i) for i in a.dilation])
+        if one_d:  # on the N×C/bn×1×L×bn tensor
+            size, strides, dilation = [1, *size], [1, *strides], [1, *dilation]
+            padding = [0, padding[0], 0, padding[1]]
+        make = self.relax.op.nn.max_pool2d if "max_pool" in e.op.name else self.relax.op.nn.avg_pool2d
+        y = make(value, size, strides, padding, dilation, bool(a.ceil_mode), bool(a.count_include_pad),
                  layout=f"NCHW{bn}c", out_layout=f"NCHW{bn}c")
         self.blocked[v] = (self.bb.emit(y), bn)
         return True
@@ -335,9 +353,12 @@ class _Rewriter:
         a = e.attrs
         if x not in self.blocked or a.axis is None or not bool(a.keepdims):
             return False
-        axes = sorted(int(i) % 4 for i in a.axis)
+        rank = len(_shape(x))
+        axes = sorted(int(i) % rank for i in a.axis)
         if not set(axes) <= {2, 3}:
             return False
+        if rank == 3:  # over L of N×C/bn×1×L×bn
+            axes = [3] if axes == [2] else axes
         value, bn = self.blocked[x]
         make = {"relax.mean": self.relax.op.mean, "relax.max": self.relax.op.max, "relax.sum": self.relax.op.sum}
         self.blocked[v] = (self.bb.emit(make[e.op.name](value, axes, keepdims=True)), bn)
@@ -346,13 +367,15 @@ class _Rewriter:
     def concat(self, v: Any, e: Any) -> bool:
         relax = self.relax
         parts = e.args[0]
-        if int(e.attrs.axis) % 4 != 1 or not isinstance(parts, relax.Tuple):
+        rank = len(_shape(v))
+        if rank not in (3, 4) or int(e.attrs.axis) % rank != 1 or not isinstance(parts, relax.Tuple):
             return False
         blocked = [p for p in parts.fields if p in self.blocked]
         if not blocked:
             return False
         bn = self.blocked[blocked[0]][1]
-        if any(not isinstance(p, relax.Var) or len(_shape(p)) != 4 or _shape(p)[1] % bn for p in parts.fields):
+        if any(not isinstance(p, relax.Var) or len(_shape(p)) != len(_shape(v)) or _shape(p)[1] % bn
+               for p in parts.fields):
             return False
         values = [self.block(p, bn)[0] for p in parts.fields]
         self.blocked[v] = (self.bb.emit(relax.op.concat(values, axis=1)), bn)
@@ -395,14 +418,18 @@ def _shape(e: Any) -> tuple[int, ...]:
         return ()
 
 
-def _per_channel(c: Any, channels: int, relax: Any) -> np.ndarray | None:
-    """A constant's values per channel (C, 1, 1 / 1, C, 1, 1 / a scalar), or None if it is not such a constant."""
+def _per_channel(c: Any, channels: int, rank: int) -> np.ndarray | None:
+    """A constant's values per channel, broadcast against an N×C×… tensor of `rank` dimensions (C×1×1, 1×C×1×1,
+    C×1 for a 1-D tensor, a scalar), or None if it is not such a constant."""
     if not _is_const(c):
         return None
     a = c.value.numpy().astype(np.float64)
     if a.size == 1:
         return np.full(channels, a.reshape(()))
-    if a.size == channels and a.ndim in (3, 4) and a.shape[-3] == channels:
+    if a.ndim > rank:
+        return None
+    shape = (1,) * (rank - a.ndim) + a.shape
+    if shape[1] == channels and a.size == channels:
         return a.reshape(channels)
     return None
 
