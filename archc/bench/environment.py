@@ -152,12 +152,18 @@ def _cpu_model(info: list[dict[str, str]]) -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_flags(info: list[dict[str, str]] | None = None) -> list[str]:
-    """The flags of FLAGS this CPU has (x86 `flags`, Arm `Features`), in FLAGS' order."""
+def all_cpu_flags(info: list[dict[str, str]] | None = None) -> set[str]:
+    """Every flag /proc/cpuinfo lists for this CPU (x86 `flags`, Arm `Features`)."""
     info = _cpuinfo() if info is None else info
     have: set[str] = set()
     for entry in info[:1]:
         have |= set((entry.get("flags") or entry.get("Features") or "").split())
+    return have
+
+
+def cpu_flags(info: list[dict[str, str]] | None = None) -> list[str]:
+    """The flags of FLAGS this CPU has, in FLAGS' order."""
+    have = all_cpu_flags(info)
     return [f for f in FLAGS if f in have]
 
 

@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from archc.bench.environment import all_cpu_flags
 from archc.errors import ArchcError
 
 SECONDS = 0.2  # each thread's run
@@ -130,7 +131,7 @@ def detect_isa(flags: set[str] | None = None, machine: str | None = None) -> str
     """The widest fp32 FMA vectors this CPU has, from /proc/cpuinfo's flags (x86) or the architecture (aarch64)."""
     machine = machine or platform.machine()
     if flags is None:
-        flags = _cpu_flags()
+        flags = all_cpu_flags()
     if machine.lower() in ("aarch64", "arm64"):
         return "neon"
     if "avx512f" in flags:
@@ -201,15 +202,3 @@ def fma_instructions(library: str | Path) -> int | None:
     if out.returncode != 0:
         return None
     return sum(1 for line in out.stdout.splitlines() if any(m in line for m in FMA_MNEMONICS))
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()

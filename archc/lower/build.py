@@ -78,10 +78,10 @@ def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budge
     prepared = tune.prepare(import_onnx(model), tgt, kernels)
     searched = 0
     if kernels == "archc":
+        choices = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db)
         if remote is None:  # a board's kernels are searched on the board: not in this version (MetaSchedule is)
-            searched = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db).search(
-                list(own_kernels.workloads(prepared).values()), show)
-        prepared = own_kernels.apply(prepared, tgt, own_kernels.Choices(tgt, own_kernels.lanes(tgt), db))[0]
+            searched = choices.search(list(own_kernels.workloads(prepared).values()), show)
+        prepared = own_kernels.apply(prepared, tgt, choices)[0]
     summary = tune.tune(prepared, tgt, target, db, budget, show, remote=remote)
     return replace(summary, searched=searched)
 
@@ -97,7 +97,6 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
     own: dict[str, Any] = {"kernels": kernels}
     if plans:
         own["layout"] = plans[0].to_json()
-    if plans:
         choices = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db)
         if budget and target.runner == "local":
             own["convolutions_searched"] = choices.search(list(own_kernels.workloads(prepared).values()), show)

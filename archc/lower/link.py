@@ -83,12 +83,17 @@ def objcopy_for(compiler: str) -> str:
                      f"installed (Debian/Ubuntu: apt-get install {package})")
 
 
-def _renamed(objcopy: str, obj: str, out: Path) -> str:
-    cmd = [objcopy, *(f"--redefine-sym={old}={new}" for old, new in RENAMES.items()), obj, str(out)]
+def _run(cmd: list[str], failure: str) -> None:
+    """Run a tool; if it fails, one sentence: `failure` and the tool's own words."""
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         why = " ".join((proc.stderr or proc.stdout).split())[:300] or f"exit status {proc.returncode}"
-        raise ArchcError(f"{Path(objcopy).name} could not rewrite the kernels' object {Path(obj).name} ({why})")
+        raise ArchcError(f"{failure} ({why})")
+
+
+def _renamed(objcopy: str, obj: str, out: Path) -> str:
+    _run([objcopy, *(f"--redefine-sym={old}={new}" for old, new in RENAMES.items()), obj, str(out)],
+         f"{Path(objcopy).name} could not rewrite the kernels' object {Path(obj).name}")
     return str(out)
 
 
@@ -100,11 +105,8 @@ def _pool_object(cc: str, work: Path) -> str:
     key = (cc, hashlib.sha256(source).hexdigest())
     out = work / "archc_pool.o"
     if key not in _POOL_OBJECTS:
-        cmd = [cc, "-c", *POOL_FLAGS, "-o", str(out), str(POOL_SOURCE)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            why = " ".join((proc.stderr or proc.stdout).split())[:300] or f"exit status {proc.returncode}"
-            raise ArchcError(f"{cc} could not compile archc's parallel runtime {POOL_SOURCE} ({why})")
+        _run([cc, "-c", *POOL_FLAGS, "-o", str(out), str(POOL_SOURCE)],
+             f"{cc} could not compile archc's parallel runtime {POOL_SOURCE}")
         _POOL_OBJECTS[key] = out.read_bytes()
     else:
         out.write_bytes(_POOL_OBJECTS[key])

@@ -37,14 +37,11 @@ class Config:
 def compute(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
             out_dtype: str) -> Any:
     """conv2d in NCHW[ic_bn]c × OIHW[ic_bn]i[oc_bn]o → NCHW[oc_bn]c (groups 1)."""
-    from tvm import te, topi
+    from tvm import te
     n, ic_chunk, height, width, ic_bn = (int(d) for d in data.shape)
     oc_chunk, _, kh, kw, _, oc_bn = (int(d) for d in weight.shape)
-    (sh, sw), (dh, dw), (top, left, bottom, right) = strides, dilation, padding
-    out_h = (height + top + bottom - (kh - 1) * dh - 1) // sh + 1
-    out_w = (width + left + right - (kw - 1) * dw - 1) // sw + 1
-    if top or left or bottom or right:
-        data = topi.nn.pad(data, [0, 0, top, left, 0], [0, 0, bottom, right, 0], name=PAD)
+    (sh, sw), (dh, dw) = strides, dilation
+    data, (out_h, out_w) = _window(data, (kh, kw), strides, padding, dilation)
     icc = te.reduce_axis((0, ic_chunk), name="icc")
     icb = te.reduce_axis((0, ic_bn), name="icb")
     rh = te.reduce_axis((0, kh), name="rh")
@@ -63,14 +60,11 @@ def compute_depthwise(data: Any, weight: Any, strides: Sequence[int], padding: S
                       dilation: Sequence[int], out_dtype: str) -> Any:
     """Depthwise conv2d (groups = channels) in NCHW[bn]c × (C/bn, 1, KH, KW, 1, bn) → NCHW[bn]c: each output
     vector is the input vector of its channels times the weight vector, summed over the window."""
-    from tvm import te, topi
+    from tvm import te
     n, chunks, height, width, bn = (int(d) for d in data.shape)
     _, _, kh, kw, _, _ = (int(d) for d in weight.shape)
-    (sh, sw), (dh, dw), (top, left, bottom, right) = strides, dilation, padding
-    out_h = (height + top + bottom - (kh - 1) * dh - 1) // sh + 1
-    out_w = (width + left + right - (kw - 1) * dw - 1) // sw + 1
-    if top or left or bottom or right:
-        data = topi.nn.pad(data, [0, 0, top, left, 0], [0, 0, bottom, right, 0], name=PAD)
+    (sh, sw), (dh, dw) = strides, dilation
+    data, (out_h, out_w) = _window(data, (kh, kw), strides, padding, dilation)
     rh = te.reduce_axis((0, kh), name="rh")
     rw = te.reduce_axis((0, kw), name="rw")
 
@@ -80,6 +74,20 @@ def compute_depthwise(data: Any, weight: Any, strides: Sequence[int], padding: S
 
     key = "dw" + workload((n, chunks, height, width, bn), (chunks, 1, kh, kw, 1, bn), strides, padding, dilation)
     return te.compute((n, chunks, out_h, out_w, bn), cell, name=DW_BLOCK, attrs={WORKLOAD: key})
+
+
+def _window(data: Any, kernel: tuple[int, int], strides: Sequence[int], padding: Sequence[int],
+            dilation: Sequence[int]) -> tuple[Any, tuple[int, ...]]:
+    """The NCHW[x]c data zero-padded (top, left, bottom, right) as the PAD block, where there is padding, and the
+    output's (height, width)."""
+    from tvm import topi
+
+    from archc.ops.window import out_sizes
+    size = out_sizes((int(data.shape[2]), int(data.shape[3])), kernel, strides, dilation, padding)
+    top, left, bottom, right = padding
+    if top or left or bottom or right:
+        data = topi.nn.pad(data, [0, 0, top, left, 0], [0, 0, bottom, right, 0], name=PAD)
+    return data, size
 
 
 def workload(data: tuple[int, ...], weight: tuple[int, ...], strides: Any, padding: Any, dilation: Any) -> str:

@@ -162,7 +162,7 @@ class _Rewriter:
         v, e = binding.var, binding.value
         self.why = e.op.name.replace("relax.", "") if isinstance(e, relax.Call) and hasattr(e.op, "name") else \
             "the model's output"
-        if isinstance(e, relax.Call) and isinstance(e.op, self._op_type()):
+        if _is_op_call(e):
             name = e.op.name
             handled = (
                 (name in ("relax.nn.conv2d", "relax.nn.conv1d") and self.conv(v, e))
@@ -183,11 +183,7 @@ class _Rewriter:
             else:
                 self.plain[v] = self.nchw(e)
             return
-        self.plain[v] = self.bb.emit(self.arg(e) if isinstance(e, relax.Tuple | relax.Var) else _subst(e, self))
-
-    def _op_type(self) -> Any:
-        import tvm
-        return tvm.ir.Op
+        self.plain[v] = self.bb.emit(self.arg(e) if isinstance(e, relax.Tuple) else _subst(e, self))
 
     # -- rules ------------------------------------------------------------------------------------------------
     def conv(self, v: Any, e: Any) -> bool:
@@ -238,7 +234,7 @@ class _Rewriter:
         y = self.bb.emit_te(make, x, relax.const(np.ascontiguousarray(packed).astype(w.dtype)),
                             strides, padding, dilation, out_dtype, primfunc_name_hint=hint)
         if shift is not None:
-            y = self.bb.emit(relax.op.add(y, relax.const(_blocked_channels(shift, oc_bn, 5).astype(w.dtype))))
+            y = self.bb.emit(relax.op.add(y, relax.const(_blocked_channels(shift, oc_bn).astype(w.dtype))))
         self.blocked[last] = (y, oc_bn)
         size = "×".join(map(str, _shape(data)[2:]))
         self.plan.decisions.append(Decision(
@@ -249,14 +245,13 @@ class _Rewriter:
 
     def _affine_chain(self, v: Any, channels: int) -> tuple[Any, Any, Any, int]:
         """Fold the per-channel constant ops that follow v (each v's only use): y = conv·scale + shift."""
-        relax = self.relax
         scale = np.ones(channels, dtype=np.float64)
         shift = np.zeros(channels, dtype=np.float64)
         last, folded = v, 0
         while self.uses[last] == 1 and last in self.consumer:
             b = self.consumer[last]
             e = b.value
-            if not (isinstance(e, relax.Call) and isinstance(e.op, self._op_type()) and e.op.name in _AFFINE):
+            if not (_is_op_call(e) and e.op.name in _AFFINE):
                 break
             x, c = e.args
             if e.op.name in ("relax.add", "relax.multiply") and _is_const(x):
@@ -305,7 +300,7 @@ class _Rewriter:
                 if c.size == 1:
                     args.append(a)
                 elif values is not None and values.size % bn == 0:
-                    args.append(relax.const(_blocked_channels(values, bn, 5).astype(c.dtype)))
+                    args.append(relax.const(_blocked_channels(values, bn).astype(c.dtype)))
                 else:
                     return False
             else:
@@ -390,6 +385,13 @@ def _subst(e: Any, rw: _Rewriter) -> Any:
     return e
 
 
+def _is_op_call(e: Any) -> bool:
+    """A call of a Relax op (not of a function or a PrimFunc)."""
+    import tvm
+    from tvm import relax
+    return isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op)
+
+
 def _is_const(e: Any) -> bool:
     from tvm.ir.expr import Constant
     return isinstance(e, Constant)
@@ -434,7 +436,6 @@ def _per_channel(c: Any, channels: int, rank: int) -> np.ndarray | None:
     return None
 
 
-def _blocked_channels(values: np.ndarray, bn: int, ndim: int) -> np.ndarray:
+def _blocked_channels(values: np.ndarray, bn: int) -> np.ndarray:
     """Per-channel values (C,) as a (1, C/bn, 1, 1, bn) constant that broadcasts against NCHW[bn]c."""
-    del ndim
     return np.ascontiguousarray(values.reshape(-1, bn)[None, :, None, None, :])

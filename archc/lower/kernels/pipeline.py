@@ -1,4 +1,5 @@
-"""Where archc's kernels enter the Relax module: the layout plan, the legalization, the schedule pass."""
+"""Where archc's kernels enter the Relax module: the layout plan (before legalization) and the schedule pass
+(after fusion)."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,8 +1,8 @@
 """Which configuration each convolution gets, and the small per-layer search that finds it.
 
 A kernel's free parameters are few (conv2d.Config: register tile along the row, channel blocks in the tile, kw
-loop order), so the search is a grid of ~10–30 points, each built and timed on the convolution alone: seconds per
-layer. The choice for a convolution is, in order:
+loop order, padding in place or copied), so the search is a grid of up to ~32 points, each built and timed on the
+convolution alone: seconds per layer. The choice for a convolution is, in order:
 
 1. its record in the tuning database's `archc-kernels.json`, keyed by (target CPU, workload) — written by a search;
 2. the shipped table for the target's vector ISA (`tables/avx512.json`, `tables/avx2.json`, made by
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from archc.lower.kernels.conv2d import Config, is_depthwise, parse
+from archc.ops.window import out_sizes
 
 RECORDS = "archc-kernels.json"
 TABLES = Path(__file__).with_name("tables")
@@ -35,8 +36,7 @@ def cpu_key(tgt: Any) -> str:
 
 def out_size(key: str) -> tuple[int, int]:
     data, weight, strides, padding, dilation = parse(key)
-    h = (data[2] + padding[0] + padding[2] - (weight[2] - 1) * dilation[0] - 1) // strides[0] + 1
-    w = (data[3] + padding[1] + padding[3] - (weight[3] - 1) * dilation[1] - 1) // strides[1] + 1
+    h, w = out_sizes(data[2:4], weight[2:4], strides, dilation, padding)
     return h, w
 
 
