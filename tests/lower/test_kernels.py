@@ -52,7 +52,7 @@ def _onnx_conv(key: str):
     n, icc, h, w, ib = data
     occ, _, kh, kw, _, ob = weight
     channels, out = icc * ib, occ * ob
-    groups = channels if is_depthwise(key) else 1
+    groups = channels if is_depthwise(key) else channels // (weight[1] * weight[4])  # grouped: fewer in the weight
     oh, ow = out_size(key)
     node = helper.make_node("Conv", ["x", "w"], ["y"], strides=list(strides), dilations=list(dilation),
                             pads=[padding[0], padding[1], padding[2], padding[3]], group=groups,
@@ -67,7 +67,7 @@ def _onnx_conv(key: str):
 def _check(key: str, config, tgt, tmp_path: Path) -> None:
     import tvm
 
-    from archc.lower.kernels.conv2d import parse
+    from archc.lower.kernels.conv2d import is_depthwise, parse
     from archc.lower.kernels.search import build, out_size
     data, weight = parse(key)[:2]
     n, icc, h, w, ib = data
@@ -81,7 +81,7 @@ def _check(key: str, config, tgt, tmp_path: Path) -> None:
     (want,) = onnxruntime_outputs(path, {"x": x, "w": wt})
     # as the package holds them: data NCHW[ib]c, weights OIHW[ib]i[ob]o (depthwise: C/ob, 1, kh, kw, 1, ob)
     xb = x.reshape(n, icc, ib, h, w).transpose(0, 1, 3, 4, 2)
-    if groups > 1:
+    if is_depthwise(key):
         wb = wt.reshape(occ, ob, kh, kw).transpose(0, 2, 3, 1)[:, None, :, :, None, :]
     else:
         wb = wt.reshape(occ, ob, wic, wib, kh, kw).transpose(0, 2, 4, 5, 3, 1)
@@ -115,7 +115,7 @@ def test_every_zoo_convolution_with_its_shipped_configuration(isa, tmp_path):
 
 def test_the_configuration_grid_on_a_few_shapes(tmp_path):
     """Every point of the search grid computes the same convolution: a 3×3 layer, a strided 1×1, the 7×7 stem on
-    NCHW[1]c, a depthwise stride-2 one, and a dilated one."""
+    NCHW[1]c, a depthwise stride-2 one, a grouped strided one, and a dilated one."""
     from archc.lower.kernels.conv2d import workload
     from archc.lower.kernels.search import candidates
     isa = _native_isa() or pytest.skip("not an x86 CPU with AVX2")
@@ -125,6 +125,7 @@ def test_the_configuration_grid_on_a_few_shapes(tmp_path):
               workload((1, 2, 14, 14, lanes), (4, 2, 1, 1, lanes, lanes), (2, 2), (0, 0, 0, 0), (1, 1)),
               workload((1, 3, 32, 32, 1), (2, 3, 7, 7, 1, lanes), (2, 2), (3, 3, 3, 3), (1, 1)),
               "dw" + workload((1, 3, 15, 15, lanes), (3, 1, 3, 3, 1, lanes), (2, 2), (1, 1, 1, 1), (1, 1)),
+              workload((1, 4, 14, 14, lanes), (4, 2, 3, 3, lanes, lanes), (2, 2), (1, 1, 1, 1), (1, 1)),  # 2 groups
               workload((1, 1, 16, 16, 8), (1, 1, 3, 3, 8, 8), (1, 1), (2, 2, 2, 2), (2, 2))]
     for key in shapes:
         grid = candidates(key, lanes)
@@ -206,4 +207,36 @@ def test_one_d_convolutions_run_as_two_d_ones_of_height_one(tmp_path):
     assert len(build["layout"]["transforms"]) == 1 and build["kernels_naive"] == 0
     pkg = load_package(folder)
     x = {i["name"]: np.random.default_rng(4).standard_normal(i["shape"]).astype(np.float32) for i in pkg.inputs}
+    assert_close(pkg.run(x), onnxruntime_outputs(folder / "model.onnx", x))
+
+
+GROUPED = """
+network grouped {
+  input image: 3x20x20
+  c1: conv(64, 3) bn relu
+  g4: conv(64, 3, groups=16) bn relu       # 4-channel groups: merged to whole blocks
+  g16: conv(64, 3, stride=2, groups=4) relu  # 16-channel groups: as they are
+  g2: conv(48, 1, groups=2)                # 32 → 24 channels per group
+  gap: global_avgpool
+  flatten
+  fc: dense(10)
+}
+"""
+
+
+def test_grouped_convolutions_run_on_archc_kernels(tmp_path):
+    """Grouped convolutions (ResNeXt's) are archc's kernels: groups of whole channel blocks as they are, narrower
+    ones merged into block-diagonal groups of whole blocks; the model equals onnxruntime."""
+    spec = tmp_path / "grouped.arch"
+    spec.write_text(GROUPED)
+    folder = Path(archc.compile(spec, target="native", output=tmp_path / "pkg", quick=0, db=tmp_path / "db").output)
+    build = json.loads((folder / "manifest.json").read_text())["build"]
+    convs = {c["conv"]: c for c in build["layout"]["convolutions"]}
+    assert len(convs) == 4 and build["kernels_naive"] == 0
+    merged = build["layout"]["lanes"] // 4  # 4-channel groups on blocks of the vector width
+    narrow = convs[f"64×20×20 → 64, 3×3/1 groups 16 (as {16 // merged} of {merged} merged)"]
+    assert narrow["folded"] == 5  # its bias and batch norm's four ops
+    assert "64×20×20 → 64, 3×3/2 groups 4" in convs
+    pkg = load_package(folder)
+    x = {"image": np.random.default_rng(5).standard_normal((1, 3, 20, 20)).astype(np.float32)}
     assert_close(pkg.run(x), onnxruntime_outputs(folder / "model.onnx", x))

@@ -36,10 +36,14 @@ class Config:
 
 def compute(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
             out_dtype: str) -> Any:
-    """conv2d in NCHW[ic_bn]c × OIHW[ic_bn]i[oc_bn]o → NCHW[oc_bn]c (groups 1)."""
+    """conv2d in NCHW[ic_bn]c × OIHW[ic_bn]i[oc_bn]o → NCHW[oc_bn]c. Grouped when the weights hold fewer input
+    chunks than the data (groups = data chunks / weight chunks, each group a whole number of blocks on both
+    sides): output chunk `oc` reads the input chunks of its group, the rest of the kernel unchanged."""
     from tvm import te
-    n, ic_chunk, height, width, ic_bn = (int(d) for d in data.shape)
-    oc_chunk, _, kh, kw, _, oc_bn = (int(d) for d in weight.shape)
+    n, data_chunks, height, width, ic_bn = (int(d) for d in data.shape)
+    oc_chunk, ic_chunk, kh, kw, _, oc_bn = (int(d) for d in weight.shape)
+    groups = data_chunks // ic_chunk
+    per_group = oc_chunk // groups  # output chunks per group
     (sh, sw), (dh, dw) = strides, dilation
     data, (out_h, out_w) = _window(data, (kh, kw), strides, padding, dilation)
     icc = te.reduce_axis((0, ic_chunk), name="icc")
@@ -48,10 +52,11 @@ def compute(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[in
     rw = te.reduce_axis((0, kw), name="rw")
 
     def cell(b: Any, oc: Any, y: Any, x: Any, ob: Any) -> Any:
-        value = data[b, icc, y * sh + rh * dh, x * sw + rw * dw, icb].astype(out_dtype)
+        chunk = icc if groups == 1 else oc // per_group * ic_chunk + icc
+        value = data[b, chunk, y * sh + rh * dh, x * sw + rw * dw, icb].astype(out_dtype)
         return te.sum(value * weight[oc, icc, rh, rw, icb, ob].astype(out_dtype), axis=[icc, rh, rw, icb])
 
-    key = workload((n, ic_chunk, height, width, ic_bn), (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides,
+    key = workload((n, data_chunks, height, width, ic_bn), (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides,
                    padding, dilation)
     return te.compute((n, oc_chunk, out_h, out_w, oc_bn), cell, name=BLOCK, attrs={WORKLOAD: key})
 
@@ -93,7 +98,7 @@ def _window(data: Any, kernel: tuple[int, int], strides: Sequence[int], padding:
 def workload(data: tuple[int, ...], weight: tuple[int, ...], strides: Any, padding: Any, dilation: Any) -> str:
     """The key of a convolution's shape, under which its configurations are searched, cached and shipped:
     data N×C/bn×H×W×bn, weight, stride, padding (top, left, bottom, right), dilation (a depthwise one: "dw" and
-    the same)."""
+    the same; a grouped one has fewer input chunks in its weight than in its data)."""
     def dims(xs: Any) -> str:
         return "x".join(str(int(x)) for x in xs)
     return f"d{dims(data)}_w{dims(weight)}_s{dims(strides)}_p{dims(padding)}_l{dims(dilation)}"
