@@ -7,6 +7,7 @@ up to 4,608 products in another order)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -239,4 +240,48 @@ def test_grouped_convolutions_run_on_archc_kernels(tmp_path):
     assert "64×20×20 → 64, 3×3/2 groups 4" in convs
     pkg = load_package(folder)
     x = {"image": np.random.default_rng(5).standard_normal((1, 3, 20, 20)).astype(np.float32)}
+    assert_close(pkg.run(x), onnxruntime_outputs(folder / "model.onnx", x))
+
+
+PADDED = """
+import "lib/mobilenet.arch"
+network padded {
+  input image: 3x24x24
+  c1: conv(32, 3, stride=2) bn relu6
+  b1: inverted_residual(6, 24)           # 24 channels: written and read, then added back
+  b2: inverted_residual(6, 24)
+  c6: conv(6, 3) tanh                    # LeNet's 6
+  cat: concat {
+    a: conv(24, 1)                       # read by the concat: never padded
+    b: conv(40, 1)
+  }
+  gap: global_avgpool
+  flatten
+  fc: dense(10)
+}
+"""
+
+
+def test_channels_padded_to_whole_blocks_where_the_cost_model_says(tmp_path):
+    """Channels that do not divide the block are zero-padded to whole blocks where that models cheaper: on 16-lane
+    vectors MobileNet v2's 24 become 32 (a 24-channel block of 8 fills half of each register: written at ×2, read
+    at ×1; padded, both at ×4/3), LeNet's 6 become 8; a tensor read by a concatenation keeps its true channels;
+    the residual add runs on the padded blocks; the model equals onnxruntime."""
+    spec = tmp_path / "padded.arch"
+    spec.write_text(PADDED)
+    shutil.copytree(SPECS / "lib", tmp_path / "lib")
+    folder = Path(archc.compile(spec, target="native", output=tmp_path / "pkg", quick=0, db=tmp_path / "db").output)
+    build = json.loads((folder / "manifest.json").read_text())["build"]
+    plan = build["layout"]
+    outs = {c["conv"]: c["out"] for c in plan["convolutions"]}
+    assert build["kernels_naive"] == 0 and len(outs) >= 8
+    if plan["lanes"] == 16:
+        assert outs["144×12×12 → 24, 1×1/1"] == "NCHW16c (24 padded to 32)"
+        assert outs["24×12×12 → 6, 3×3/1"] == "NCHW8c (6 padded to 8)"
+    else:
+        assert outs["144×12×12 → 24, 1×1/1"] == "NCHW8c"
+    assert outs["6×12×12 → 24, 1×1/1"] == "NCHW8c"  # the concat's input: not padded
+    assert outs["6×12×12 → 40, 1×1/1"] == "NCHW8c"
+    pkg = load_package(folder)
+    x = {"image": np.random.default_rng(6).standard_normal((1, 3, 24, 24)).astype(np.float32)}
     assert_close(pkg.run(x), onnxruntime_outputs(folder / "model.onnx", x))

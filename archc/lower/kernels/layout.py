@@ -9,8 +9,9 @@ One pass over the model's dataflow (a Relax function from the ONNX importer, bef
   that fuses into the kernel's epilogue;
 * elementwise ops, pools, channel reductions and channel concatenation run on the blocked tensors as they are
   (their constants re-laid out here); any other op gets NCHW, through a layout_transform emitted once per tensor;
-* the block size is the plan's choice per layer (`Plan.block`): by default the target's vector width where the
-  channels divide by it, a consumer taking its producer's block to avoid a relayout.
+* the block size is the plan's choice per group of tensors that share a layout (blocks.py: the modelled sum of
+  the convolutions' times, channels zero-padded to whole blocks where that is cheaper); a tensor no convolution
+  writes takes the rule's (`Plan.block`), and a consumer its producer's block to avoid a relayout.
 """
 from __future__ import annotations
 
@@ -21,14 +22,9 @@ from typing import Any
 import numpy as np
 
 from archc.lower.kernels import conv2d
+from archc.lower.kernels.blocks import BINARY, CONVS, POOLS, REDUCE, UNARY, choose, padded
 
-_UNARY = {"relax.nn.relu", "relax.clip", "relax.nn.leakyrelu", "relax.sigmoid", "relax.tanh", "relax.nn.silu",
-          "relax.nn.gelu", "relax.nn.gelu_tanh", "relax.exp", "relax.sqrt", "relax.negative", "relax.abs",
-          "relax.nn.relu6", "relax.hard_sigmoid"}
-_BINARY = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.maximum", "relax.minimum"}
 _AFFINE = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide"}
-_POOLS = {"relax.nn.max_pool2d", "relax.nn.avg_pool2d", "relax.nn.max_pool1d", "relax.nn.avg_pool1d"}
-_REDUCE = {"relax.mean", "relax.max", "relax.sum"}
 
 
 @dataclass
@@ -40,6 +36,7 @@ class Decision:
     oc_bn: int
     relayout: bool  # its input had to be re-laid out
     folded: int = 0  # per-channel ops folded into it
+    channels: tuple[int, int] = (0, 0)  # output channels, and as stored (zero-padded to whole blocks)
 
 
 @dataclass
@@ -50,7 +47,9 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {"lanes": self.lanes, "transforms": self.transforms,
-                "convolutions": [{"conv": d.shape, "in": f"NCHW{d.ic_bn}c", "out": f"NCHW{d.oc_bn}c",
+                "convolutions": [{"conv": d.shape, "in": f"NCHW{d.ic_bn}c", "out": f"NCHW{d.oc_bn}c"
+                                  + (f" ({d.channels[0]} padded to {d.channels[1]})"
+                                     if d.channels[0] != d.channels[1] else ""),
                                   "relayout": d.relayout, "folded": d.folded} for d in self.decisions]}
 
     def block(self, channels: int) -> int:
@@ -97,6 +96,7 @@ class _Rewriter:
                 self.consumer[v] = b
         for v in _vars_in(func.body.body, relax):
             self.uses[v] += 2  # a function output is never folded away
+        self.choice = choose(self.bindings, plan.lanes, _shape)  # var → block, where a convolution writes it
 
     # -- values in either layout -------------------------------------------------------------------------
     def nchw(self, v: Any) -> Any:
@@ -106,6 +106,9 @@ class _Rewriter:
             value, bn = self.blocked[v]
             plain = self.bb.emit(self.relax.op.layout_transform(
                 value, index_map=lambda n, c, h, w, b: (n, c * bn + b, h, w)))
+            channels = _shape(v)[1]
+            if channels % bn:  # the zero-padded channels dropped
+                plain = self.bb.emit(self.relax.op.strided_slice(plain, [1], [0], [channels]))
             if len(_shape(v)) == 3:  # a 1-D tensor, carried as N×C/bn×1×L×bn
                 plain = self.bb.emit(self.relax.op.reshape(plain, _shape(v)))
             self.unblocked[v] = plain
@@ -125,6 +128,9 @@ class _Rewriter:
             zero = tirx.const(0, "int64")
             return self.bb.emit(self.relax.op.layout_transform(
                 x, index_map=lambda n, c, h, w: (n, c, h, w, zero))), False
+        extra = padded(_shape(v)[1], bn) - _shape(v)[1]
+        if extra:  # zero channels up to whole blocks
+            x = self.bb.emit(self.relax.op.nn.pad(x, [0, 0, 0, extra, 0, 0, 0, 0]))
         y = self.bb.emit(self.relax.op.layout_transform(
             x, index_map=lambda n, c, h, w: (n, c // bn, h, w, c % bn)))
         self.plan.transforms.append(f"NCHW → NCHW{bn}c ({'×'.join(map(str, _shape(v)))}) for {self.why}")
@@ -162,14 +168,14 @@ class _Rewriter:
         v, e = binding.var, binding.value
         self.why = e.op.name.replace("relax.", "") if isinstance(e, relax.Call) and hasattr(e.op, "name") else \
             "the model's output"
-        if _is_op_call(e):
+        if is_op_call(e):
             name = e.op.name
             handled = (
-                (name in ("relax.nn.conv2d", "relax.nn.conv1d") and self.conv(v, e))
-                or (name in _UNARY and self.unary(v, e))
-                or (name in _BINARY and self.binary(v, e))
-                or (name in _POOLS and self.pool(v, e))
-                or (name in _REDUCE and self.reduce(v, e))
+                (name in CONVS and self.conv(v, e))
+                or (name in UNARY and self.unary(v, e))
+                or (name in BINARY and self.binary(v, e))
+                or (name in POOLS and self.pool(v, e))
+                or (name in REDUCE and self.reduce(v, e))
                 or (name == "relax.concat" and self.concat(v, e))
                 or (name == "relax.call_tir" and self.clamp(v, e)))
             if handled:
@@ -192,7 +198,7 @@ class _Rewriter:
         a = e.attrs
         one_d = e.op.name == "relax.nn.conv1d"
         layouts = ("NCW", "OIW", "NCW") if one_d else ("NCHW", "OIHW", "NCHW")
-        if not _is_const(weight) or (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) != layouts \
+        if not is_const(weight) or (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) != layouts \
                 or len(_shape(data)) != (3 if one_d else 4):
             return False
         w = weight.value.numpy()
@@ -202,29 +208,31 @@ class _Rewriter:
         channels = _shape(data)[1]
         groups = int(a.groups)
         depthwise = groups == channels == oc and ic == 1 and channels > 1
-        if data in self.blocked and (channels if depthwise else oc) % self.blocked[data][1] == 0 and depthwise:
+        if depthwise and data in self.blocked:
             oc_bn = self.blocked[data][1]  # depthwise: input and output share the block
         else:
-            oc_bn = self.plan.block(oc)
+            oc_bn = self.choice.get(v) or self.plan.block(oc)
         if not oc_bn:
             return False
         if depthwise:
             ic_bn = oc_bn
-        elif data in self.blocked and channels % self.blocked[data][1] == 0:
+        elif data in self.blocked:
             ic_bn = self.blocked[data][1]
         else:
             ic_bn = self.plan.block(channels) or 1
-        merged = 1 if depthwise else _merged_groups(groups, ic, oc // groups, ic_bn, oc_bn)
-        if not merged:
-            return False  # groups no block fits: TVM's kernel
+        merged = 1 if depthwise or groups == 1 else _merged_groups(groups, ic, oc // groups, ic_bn, oc_bn)
+        if not merged or (groups > 1 and not depthwise and (channels % ic_bn or oc % oc_bn)):
+            return False  # groups no block fits (or padded channels, which would land inside them): TVM's kernel
         scale, shift, last, folded = self._affine_chain(v, oc)
         w = w * scale[:, None, None, None] if scale is not None else w
+        out_channels = padded(oc, oc_bn)
         if depthwise:
-            packed = w.reshape(oc // oc_bn, oc_bn, kh, kw).transpose(0, 2, 3, 1)[:, None, :, :, None, :]
+            w = _zero_padded(w, (out_channels, 1))
+            packed = w.reshape(-1, oc_bn, kh, kw).transpose(0, 2, 3, 1)[:, None, :, :, None, :]
         else:
-            w = _block_diagonal(w, groups, merged)
-            ic = w.shape[1]
-            packed = w.reshape(oc // oc_bn, oc_bn, ic // ic_bn, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
+            w = _zero_padded(_block_diagonal(w, groups, merged), (out_channels, padded(channels, ic_bn)
+                                                                  if groups == 1 else ic * merged))
+            packed = w.reshape(out_channels // oc_bn, oc_bn, -1, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
         x, relayout = self.block(data, ic_bn)
         strides = [int(s) for s in a.strides]
         padding = [int(p) for p in a.padding]
@@ -245,7 +253,7 @@ class _Rewriter:
             last.name, f"{channels}×{size} → {oc}, {kw if one_d else f'{kh}×{kw}'}/{strides[-1]}"
             + (" depthwise" if depthwise else f" groups {groups}" if groups > 1 else "")
             + (f" (as {groups // merged} of {merged} merged)" if merged > 1 else ""), ic_bn, oc_bn, relayout,
-            folded))
+            folded, (oc, out_channels)))
         return True
 
     def _affine_chain(self, v: Any, channels: int) -> tuple[Any, Any, Any, int]:
@@ -256,10 +264,10 @@ class _Rewriter:
         while self.uses[last] == 1 and last in self.consumer:
             b = self.consumer[last]
             e = b.value
-            if not (_is_op_call(e) and e.op.name in _AFFINE):
+            if not (is_op_call(e) and e.op.name in _AFFINE):
                 break
             x, c = e.args
-            if e.op.name in ("relax.add", "relax.multiply") and _is_const(x):
+            if e.op.name in ("relax.add", "relax.multiply") and is_const(x):
                 x, c = c, x
             values = _per_channel(c, channels, len(_shape(last)))
             if not x.same_as(last) or values is None:
@@ -296,16 +304,14 @@ class _Rewriter:
         args = []
         for a in (x, y):
             if isinstance(a, relax.Var) and _shape(a) == _shape(v) and (a in self.blocked or a in self.plain):
-                if _shape(a)[1] % bn:
-                    return False
                 args.append(self.block(a, bn)[0])
-            elif _is_const(a):
+            elif is_const(a):
                 c = a.value.numpy()
                 values = _per_channel(a, _shape(v)[1], len(_shape(v)))
                 if c.size == 1:
                     args.append(a)
-                elif values is not None and values.size % bn == 0:
-                    args.append(relax.const(_blocked_channels(values, bn).astype(c.dtype)))
+                elif values is not None:  # padded channels get ones: finite under every op here, divide too
+                    args.append(relax.const(_blocked_channels(values, bn, fill=1.0).astype(c.dtype)))
                 else:
                     return False
             else:
@@ -322,7 +328,7 @@ class _Rewriter:
         if name not in ("maximum", "minimum") or not isinstance(args, relax.Tuple) or len(args.fields) != 2:
             return False
         x, bound = args.fields
-        if x not in self.blocked or not _is_const(bound) or bound.value.numpy().size != 1 \
+        if x not in self.blocked or not is_const(bound) or bound.value.numpy().size != 1 \
                 or _shape(v) != _shape(x):
             return False
         value, bn = self.blocked[x]
@@ -415,14 +421,14 @@ def _subst(e: Any, rw: _Rewriter) -> Any:
     return e
 
 
-def _is_op_call(e: Any) -> bool:
+def is_op_call(e: Any) -> bool:
     """A call of a Relax op (not of a function or a PrimFunc)."""
     import tvm
     from tvm import relax
     return isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op)
 
 
-def _is_const(e: Any) -> bool:
+def is_const(e: Any) -> bool:
     from tvm.ir.expr import Constant
     return isinstance(e, Constant)
 
@@ -453,7 +459,7 @@ def _shape(e: Any) -> tuple[int, ...]:
 def _per_channel(c: Any, channels: int, rank: int) -> np.ndarray | None:
     """A constant's values per channel, broadcast against an N×C×… tensor of `rank` dimensions (C×1×1, 1×C×1×1,
     C×1 for a 1-D tensor, a scalar), or None if it is not such a constant."""
-    if not _is_const(c):
+    if not is_const(c):
         return None
     a = c.value.numpy().astype(np.float64)
     if a.size == 1:
@@ -466,6 +472,14 @@ def _per_channel(c: Any, channels: int, rank: int) -> np.ndarray | None:
     return None
 
 
-def _blocked_channels(values: np.ndarray, bn: int) -> np.ndarray:
-    """Per-channel values (C,) as a (1, C/bn, 1, 1, bn) constant that broadcasts against NCHW[bn]c."""
+def _blocked_channels(values: np.ndarray, bn: int, fill: float = 0.0) -> np.ndarray:
+    """Per-channel values (C,) as a (1, C'/bn, 1, 1, bn) constant that broadcasts against NCHW[bn]c, the channels
+    past C (padding up to whole blocks) set to `fill`."""
+    values = np.concatenate([values, np.full(padded(values.size, bn) - values.size, fill)])
     return np.ascontiguousarray(values.reshape(-1, bn)[None, :, None, None, :])
+
+
+def _zero_padded(w: np.ndarray, channels: tuple[int, int]) -> np.ndarray:
+    """OIHW weights with zero output/input channels appended up to `channels` (O', I')."""
+    extra = [(0, channels[0] - w.shape[0]), (0, channels[1] - w.shape[1]), (0, 0), (0, 0)]
+    return np.pad(w, extra) if w.shape[:2] != channels else w

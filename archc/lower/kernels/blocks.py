@@ -1,0 +1,138 @@
+"""The block size of each blocked tensor: the layout plan's choice, made once over the whole graph before it is
+rewritten (layout.py).
+
+Tensors joined by ops that keep the layout (elementwise ops, pools, channel reductions, a depthwise convolution's
+input and output) must share it, else a relayout runs between them: they form one *group*, and each group takes
+one layout. A group that some convolution writes chooses among the target's vector width and 8 channels per block,
+its channels zero-padded up to whole blocks where they do not divide (MobileNet v2's 24 → 32, LeNet's 6 → 8,
+YOLOv3's 255 → 256), by the modelled sum of the times of the convolutions that write and read it:
+
+* a convolution writing blocks of `bn` channels on `lanes`-wide vectors fills bn/lanes of each register:
+  its time ∝ MACs × (padded / true output channels) × lanes / bn;
+* a convolution reading the group broadcasts one input channel at a time (the vector holds output channels):
+  its time ∝ MACs × (padded / true input channels), whatever the block.
+
+Measured on this model's inputs (AVX-512, MobileNet v2's 56×56 layers, each searched): 144 → 24 1×1 writing
+8-blocks 202 µs, padded 16-blocks 124 µs (the model says 1.5×, measured 1.63×); 24 → 144 reading 8-blocks 181 µs,
+reading the padded 16-blocks 208 µs (model 1.33×, measured 1.15×): padding wins the pair, 332 vs 383 µs.
+Groups read by a channel concatenation or a grouped convolution are never padded (the padding would land
+between channels); a group no candidate fits keeps the rule's block (Plan.block) or NCHW.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+UNARY = {"relax.nn.relu", "relax.clip", "relax.nn.leakyrelu", "relax.sigmoid", "relax.tanh", "relax.nn.silu",
+         "relax.nn.gelu", "relax.nn.gelu_tanh", "relax.exp", "relax.sqrt", "relax.negative", "relax.abs",
+         "relax.nn.relu6", "relax.hard_sigmoid"}
+BINARY = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.maximum", "relax.minimum"}
+POOLS = {"relax.nn.max_pool2d", "relax.nn.avg_pool2d", "relax.nn.max_pool1d", "relax.nn.avg_pool1d"}
+REDUCE = {"relax.mean", "relax.max", "relax.sum"}
+CONVS = {"relax.nn.conv2d", "relax.nn.conv1d"}
+
+
+@dataclass
+class _Group:
+    channels: set[int] = field(default_factory=set)
+    writes: list[int] = field(default_factory=list)  # MACs of the convolutions writing it (depthwise: its own)
+    reads: list[int] = field(default_factory=list)  # MACs of the convolutions reading it
+    unpaddable: bool = False
+
+
+def padded(channels: int, bn: int) -> int:
+    return -(-channels // bn) * bn
+
+
+def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
+    """var → its block, for every variable of a group some convolution writes (the others: the rule's)."""
+    from tvm import relax
+
+    from archc.lower.kernels.layout import is_const, is_op_call
+    ids: dict[Any, int] = {}  # var → its index (TVM hands out a new Python object per access: no `is`)
+    parent: list[int] = []
+
+    def find(v: Any) -> int:
+        i = ids.setdefault(v, len(ids))
+        parent.extend(range(len(parent), len(ids)))
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(a: Any, b: Any) -> None:
+        parent[find(a)] = find(b)
+
+    convs: list[tuple[Any, Any, int, bool, bool]] = []  # (output, input, MACs, depthwise, grouped)
+    concat_inputs: list[Any] = []
+    for b in bindings:
+        v, e = b.var, b.value
+        find(v)
+        if isinstance(e, relax.Var):
+            union(v, e)
+            continue
+        if not is_op_call(e):
+            continue
+        name = e.op.name
+        if name == "relax.call_tir":  # the importer's Clip (ReLU6): elementwise on its first argument
+            fields = getattr(e.args[1], "fields", [])
+            if fields and isinstance(fields[0], relax.Var) and shape(fields[0]) == shape(v):
+                union(v, fields[0])
+            continue
+        args = [a for a in e.args if isinstance(a, relax.Var)]
+        if name in CONVS and len(e.args) == 2 and is_const(e.args[1]) and isinstance(e.args[0], relax.Var):
+            out, data = shape(v), shape(e.args[0])
+            w = [int(d) for d in e.args[1].value.shape]
+            if len(out) < 3 or len(data) < 3:
+                continue
+            macs = int(_prod(out)) * w[1] * int(_prod(w[2:]))
+            n_groups = int(e.attrs.groups)
+            depthwise = n_groups == data[1] == out[1] and w[1] == 1 and data[1] > 1
+            convs.append((v, e.args[0], macs, depthwise, n_groups > 1 and not depthwise))
+            if depthwise:
+                union(v, e.args[0])
+        elif name in UNARY | POOLS | REDUCE and isinstance(e.args[0], relax.Var):
+            union(v, e.args[0])
+        elif name in BINARY:
+            for a in args:
+                if shape(a) == shape(v):
+                    union(v, a)
+        elif name == "relax.concat":
+            concat_inputs += [f for f in getattr(e.args[0], "fields", []) if isinstance(f, relax.Var)]
+    groups: dict[int, _Group] = {}
+
+    def group(v: Any) -> _Group:
+        return groups.setdefault(find(v), _Group())
+
+    for out, data, macs, depthwise, grouped in convs:
+        group(out).writes.append(macs)  # a depthwise one writes the group it reads (the same vectors)
+        if not depthwise:
+            group(data).reads.append(macs)
+        if grouped:
+            group(out).unpaddable = group(data).unpaddable = True
+    for v in concat_inputs:
+        group(v).unpaddable = True
+    for v in list(ids):
+        if find(v) in groups and len(shape(v)) in (3, 4):
+            groups[find(v)].channels.add(shape(v)[1])
+    best: dict[int, int] = {}
+    for root, g in groups.items():
+        if not g.writes or len(g.channels) != 1:
+            continue
+        (c,) = g.channels
+        costs = {}
+        for bn in dict.fromkeys((lanes, 8)):
+            if c % bn and g.unpaddable:
+                continue
+            ratio = padded(c, bn) / c
+            costs[bn] = sum(g.writes) * ratio * lanes / bn + sum(g.reads) * ratio
+        if costs:  # ties: the unpadded, then the wider block
+            best[root] = min(costs, key=lambda bn: (costs[bn], c % bn != 0, -bn))
+    return {v: best[find(v)] for v in list(ids) if find(v) in best}
+
+
+def _prod(xs: Any) -> int:
+    out = 1
+    for x in xs:
+        out *= int(x)
+    return out
