@@ -6,7 +6,8 @@
 For each model (default: resnet18, resnet50, mobilenet_v2, googlenet, vgg16 from specs/), these engines are built
 first, then timed:
 
-- onnxruntime (CPUExecutionProvider, its default threads);
+- onnxruntime (CPUExecutionProvider, its default threads; its threads stop spin-waiting when a run returns, else
+  they hold the cores while the next engine runs: `archc.bench.engines.onnxruntime_session`);
 - archc kernels (shipped table): `compile(kernels="archc")` with a fresh, empty database, so no search: each
   convolution's configuration from the shipped table, else the rule;
 - archc kernels + search: `compile(kernels="archc", trials=1)` on a database shared by the models: the per-layer
@@ -15,9 +16,9 @@ first, then timed:
   without, TVM kernels, short pass (`kernels="tvm"`, MetaSchedule's default short pass for each kernel; minutes
   per model). --no-tvm leaves this engine out.
 
-The engines are timed in blocks, round after round, the order rotated each round: before each block a 0.2 s sleep,
-then 2 warm-up runs and 5 timed ones (alternating call by call would let onnxruntime's spinning intra-op threads
-steal a core from the engine after it). Printed, as markdown (also written atomically to --out): a header (date,
+The engines are timed in blocks, round after round, the order rotated each round: 2 warm-up runs and 5 timed
+ones, back to back (a sleep before each block let the idle cores of this VM be taken away: archc's MobileNet v2
+then ran 6% slower, onnxruntime's 1%). Printed, as markdown (also written atomically to --out): a header (date,
 CPU, its FMA peak measured by `archc.bench.peak`, threads, load average before and after, quiet or hog, versions),
 one table (median and p90 latency, the ratio to onnxruntime, the compile time, the largest difference of the
 outputs from onnxruntime's relative to their range), and, for each model's "archc kernels + search" package, its
@@ -52,13 +53,14 @@ sys.path.insert(0, str(ROOT))
 
 import archc  # noqa: E402
 from archc.bench import environment  # noqa: E402
+from archc.bench.engines import onnxruntime_session  # noqa: E402
 from archc.bench.peak import fma_peak  # noqa: E402
 from archc.runtime import load_package  # noqa: E402
 from archc.util.atomic import write_text  # noqa: E402
 from archc.util.machine import cpus  # noqa: E402
 
 MODELS = ("resnet18", "resnet50", "mobilenet_v2", "googlenet", "vgg16")
-WARMUP, BLOCK, PAUSE = 2, 5, 0.2  # per engine per round: warm-up runs, timed runs, the sleep before them
+WARMUP, BLOCK = 2, 5  # per engine per round: warm-up runs, timed runs
 TOP = 10  # slowest kernels shown per model
 ORT, OWN, SEARCH = "onnxruntime", "archc kernels (shipped table)", "archc kernels + search"
 FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
@@ -137,7 +139,7 @@ def build(name: str, args: argparse.Namespace, work: Path, search_db: Path, tvm_
     onnx_file.write_bytes(model.proto.SerializeToString())
     x = {i: np.random.default_rng(0).standard_normal(s).astype(np.float32) for i, s in model.inputs}
     start = time.perf_counter()
-    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    sess = onnxruntime_session(onnx_file)  # spinning stops when a run returns: see its docstring
     engines = [Engine(ORT, lambda: sess.run(None, x), time.perf_counter() - start)]
     variants: list[tuple[str, dict[str, Any]]] = [
         (OWN, {"kernels": "archc", "db": work / f"db-empty-{name}"}),
@@ -169,13 +171,12 @@ def build(name: str, args: argparse.Namespace, work: Path, search_db: Path, tvm_
 
 
 def time_blocks(engines: list[Engine], rounds: int) -> None:
-    """`rounds` rounds; in each, every engine in turn (the order rotated by the round): a pause, WARMUP runs, then
-    BLOCK timed runs."""
+    """`rounds` rounds; in each, every engine in turn (the order rotated by the round): WARMUP runs, then BLOCK
+    timed runs."""
     log(f"timing {len(engines)} engines, {rounds} rounds of {BLOCK} runs")
     for r in range(rounds):
         for i in range(len(engines)):
             e = engines[(i + r) % len(engines)]
-            time.sleep(PAUSE)
             for _ in range(WARMUP):
                 e.run()
             for _ in range(BLOCK):
@@ -264,10 +265,10 @@ def header(args: argparse.Namespace, threads: int, peaks: dict[int, dict[str, An
         f"{environment.physical_cores(info)} cores; flags: {', '.join(flags) or 'none of ' + '/'.join(FLAGS)}",
         f"- measured fp32 FMA peak ({peaks[1]['isa']}): {peak_text} ({peaks[1]['method'].split(' on ')[0]})",
         f"- threads: {threads} (TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS', 'unset')}); onnxruntime at its "
-        "default",
+        "default, its spin-waiting stopped when a run returns",
         f"- load average before: {_load(before)}; after: {_load(after)}",
         f"- machine: {hog}",
-        f"- timing: {args.rounds} rounds; per engine per round a {PAUSE} s pause, {WARMUP} warm-up runs and "
+        f"- timing: {args.rounds} rounds; per engine per round {WARMUP} warm-up runs and "
         f"{BLOCK} timed runs (order rotated each round); batch 1, fp32",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         "",

@@ -98,21 +98,29 @@ class Engine:
         return {"engine": self.name, "path": str(self.path), "threads": self.threads}
 
 
+def onnxruntime_session(path: Path | str, threads: int = 0) -> Any:
+    """onnxruntime's CPU session as engines are compared with it: its threads spin-wait between the parallel
+    sections of a run (its default, what its latency needs) but stop when the run returns. Left spinning, they
+    hold the cores for tens of ms after a run: MobileNet v2 in archc's package, alternating with onnxruntime in
+    one process on 2 cores, ran 3.7 ms instead of 2.1 (LeNet-5: 16 ms instead of 0.12). Spinning off altogether
+    slowed onnxruntime itself 1.4× (2.9 ms); stopping at the end of a run cost it 0-2% (MobileNet v2 1.95 vs
+    1.98 ms, ResNet-18 8.19 vs 8.24 ms, each alone in its process)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: its warnings about unused initializers are noise here
+    options.add_session_config_entry("session.force_spinning_stop", "1")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntime(Engine):
     name = distribution = "onnxruntime"
-    NOTE = ("its threads do not spin-wait between runs (session.intra_op.allow_spinning=0), which would hold the "
-            "cores while the next engine runs")
+    NOTE = ("its threads spin-wait inside a run but stop when it returns (session.force_spinning_stop=1): "
+            "spinning on, they would hold the cores while the next engine runs")
 
     def prepare(self) -> None:
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: its warnings about unused initializers are noise here
-        # no spin-waiting between runs: its idle threads would hold the cores while the next engine runs (LeNet-5
-        # in archc's tuned package, alternating with it on 2 cores: 16 ms a run instead of 0.12 ms)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.session = onnxruntime_session(self.path, self.threads)
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [np.asarray(y) for y in self.session.run(None, inputs)]
