@@ -27,6 +27,14 @@ def schedule(sch: Any, lanes: int) -> None:
         _block(sch, block, lanes)
 
 
+def dense_chunk(extent: int, lanes: int) -> int:
+    """The outputs one task of a long output row computes (a dense layer's features): whole vectors, at least four
+    tasks, at most 1,024 values (kept in L1 while the weights stream through)."""
+    vec = next((v for v in (lanes, 8, 4) if extent % v == 0), 0)
+    return max(c for c in range(vec, min(extent // 4 if extent >= 4 * vec else extent, 1024) + 1, vec)
+               if extent % c == 0)
+
+
 def _block(sch: Any, block: Any, lanes: int) -> None:
     loops = sch.get_loops(block)
     kinds = [int(iv.iter_type) for iv in sch.get(block).iter_vars]
@@ -53,8 +61,7 @@ def _block(sch: Any, block: Any, lanes: int) -> None:
     if vec and extent > 2 * lanes:
         # a long output row (a dense layer's features): each task takes a chunk of it, up to 1,024 values kept
         # in L1, and the reduction streams the weights' rows through it (contiguous reads, not one column at a time)
-        chunk = max(c for c in range(vec, min(extent // 4 if extent >= 4 * vec else extent, 1024) + 1, vec)
-                    if extent % c == 0)
+        chunk = dense_chunk(extent, lanes)
         outer_last, mid, inner = sch.split(last, [None, chunk // vec, vec])
         spatial = [*spatial[:-1], outer_last]
         sch.reorder(*spatial, *reduce, mid, inner)

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from archc.lower.kernels import conv2d
+from archc.lower.kernels import conv2d, dense
 from archc.lower.kernels.blocks import BINARY, CONVS, POOLS, REDUCE, UNARY, choose, padded
+from archc.lower.kernels.generic import dense_chunk
 
 _AFFINE = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide"}
 
@@ -177,6 +178,7 @@ class _Rewriter:
                 or (name in POOLS and self.pool(v, e))
                 or (name in REDUCE and self.reduce(v, e))
                 or (name == "relax.concat" and self.concat(v, e))
+                or (name == "relax.matmul" and self.dense(v, e))
                 or (name == "relax.call_tir" and self.clamp(v, e)))
             if handled:
                 return
@@ -254,6 +256,23 @@ class _Rewriter:
             + (" depthwise" if depthwise else f" groups {groups}" if groups > 1 else "")
             + (f" (as {groups // merged} of {merged} merged)" if merged > 1 else ""), ic_bn, oc_bn, relayout,
             folded, (oc, out_channels)))
+        return True
+
+    def dense(self, v: Any, e: Any) -> bool:
+        """x @ W with W a constant K × N: W packed into the order the dense schedule's tasks read it (dense.py)."""
+        x, w = e.args
+        if not is_const(w) or len(_shape(x)) != 2 or len(w.value.shape) != 2 or not isinstance(x, self.relax.Var):
+            return False
+        n = int(w.value.shape[1])
+        if n <= 2 * self.plan.lanes or not any(n % vec == 0 for vec in (self.plan.lanes, 8, 4)):
+            return False  # not the dense schedule's long output row (generic.py)
+        values = w.value.numpy()
+        out_dtype = str(e.attrs.out_dtype) if e.attrs.out_dtype is not None else ""
+        if out_dtype in ("", "void", "None"):
+            out_dtype = str(x.ty.dtype)
+        packed = dense.pack(values, dense_chunk(n, self.plan.lanes))
+        self.plain[v] = self.bb.emit_te(dense.compute, self.nchw(x), self.relax.const(packed), out_dtype,
+                                        primfunc_name_hint="matmul")
         return True
 
     def _affine_chain(self, v: Any, channels: int) -> tuple[Any, Any, Any, int]:
