@@ -35,6 +35,7 @@ ANCHORS: dict[str, tuple[str, ...]] = {
     "leakyrelu": ("LeakyRelu",), "leaky_relu": ("LeakyRelu",),
 }
 _CONVS = ("conv1d", "conv2d", "conv3d", "conv2d_nchwc", "dwconv2d_nchwc")
+_PLUMBING = ("strided_slice", "layout_transform")  # emitted by archc's layout plan, not from an ONNX node
 _OWN = ("conv2d_nchwc", "dwconv2d_nchwc")  # archc's kernels (lower/kernels): blocked shapes, batch norm folded
 
 
@@ -55,7 +56,7 @@ def ops_of(kernel_name: str) -> list[str]:
     while i < len(words):  # longest known op first: max_pool2d, conv2d_transpose, adaptive_avg_pool2d
         for j in range(len(words), i, -1):
             op = "_".join(words[i:j]).rstrip("0123456789")
-            if op in ANCHORS or j == i + 1:
+            if op in ANCHORS or op in _PLUMBING or j == i + 1:
                 ops.append(op)
                 i = j
                 break
@@ -71,6 +72,8 @@ def attribute(kernels: Sequence[Kernel], layers: Sequence[Layer]) -> None:
             after.setdefault(lay.inputs[0], []).append(lay)
     for k in kernels:
         ops = ops_of(k.name)
+        while ops and ops[0] in _PLUMBING:  # the layout plan's own ops before the node's (a padded tensor's slice)
+            ops = ops[1:]
         if not ops or ops[0] not in ANCHORS:
             continue
         rest = Counter(ops[1:])

@@ -100,8 +100,14 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None) -> Profile
         args = [tvm.runtime.tensor(rng.standard_normal(s).astype(d) if "float" in d else np.zeros(s, d), dev)
                 for s, d in shapes]
         timer = kernels_module.time_evaluator(name, dev, number=max(1, repeat // 4), repeat=4)
+        try:
+            seconds = float(timer(*args).mean)
+        except (ValueError, TypeError) as err:  # the package's kernel is not the one lowered here (TVM FFI)
+            raise ArchcError(f"kernel '{name}' of '{folder}' does not take the arguments this archc lowers its "
+                             f"model to (was it built by another archc version?); compile the package again "
+                             f"({str(err).splitlines()[0][:120]})") from None
         k = found.get(name)
-        results.append(KernelTime(name, float(timer(*args).mean), k.calls if k else 1,
+        results.append(KernelTime(name, seconds, k.calls if k else 1,
                                   [f"{fmt_dims(s) or 'scalar'} {d}" for s, d in shapes],
                                   k.nodes if k else [], k.macs if k else None))
     if not results:

@@ -244,11 +244,12 @@ def test_profile_times_every_kernel_with_its_shapes(packages):
     from archc.lower.profile import profile
     p = profile(packages["lenet5"], repeat=4)
     names = [k.name for k in p.kernels]
-    # 9 ops, and with archc's kernels (C3, C5 in NCHW[x]c) the layout changes around them
+    # 9 ops, and with archc's kernels (C1, C3, C5 in NCHW[x]c) the layout changes around them
     assert len(names) == len(set(names)) == 11 and all(k.seconds > 0 for k in p.kernels)
-    assert sum(1 for n in names if "conv2d_nchwc" in n) == 2 and sum(1 for n in names if "layout_transform" in n) == 2
-    first_conv = next(k for k in p.kernels if k.args[0] == "1×1×32×32 float32")
-    assert first_conv.args[1:] == ["6×1×5×5 float32", "1×6×1×1 float32", "1×6×28×28 float32"]  # C1: 6 filters 5×5
+    assert sum(1 for n in names if "conv2d_nchwc" in n) == 3 and sum(1 for n in names if "layout_transform" in n) == 2
+    first_conv = next(k for k in p.kernels if "c1" in k.nodes)
+    # C1: the image as NCHW[1]c, its 6 filters 5×5 zero-padded to a block of 8 (16 on AVX-512 would cost more)
+    assert first_conv.args == ["1×1×32×32×1 float32", "1×1×5×5×1×8 float32", "1×1×28×28×8 float32"]
     assert p.kernels == sorted(p.kernels, key=lambda k: -k.total_seconds) and p.end_to_end_seconds > 0
     # the ONNX nodes each kernel runs, found by op and shapes, and their MACs by the analyzer (C1: 28·28·6·25)
     assert first_conv.nodes == ["c1", "c1/tanh"] and first_conv.macs == 117_600
@@ -329,3 +330,16 @@ def test_a_time_budget_stops_tuning_after_the_batch_in_flight(tmp_path):
     out = subprocess.run([sys.executable, "-m", "archc", "tune", str(spec), "--target", "native", "--minutes", "0"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "--minutes" in out.stderr
+
+
+def test_profile_of_a_package_another_archc_lowered_says_so(tmp_path):
+    """A package whose kernels take other arguments than this archc lowers its model to (built by another version;
+    here: another model's ONNX put in its folder) gets one sentence that says to compile it again."""
+    from archc.lower.profile import profile
+    for name, width in (("a", 8), ("b", 16)):
+        (tmp_path / f"{name}.arch").write_text(f"network {name} {{\n input x: 3x16x16\n c: conv({width}, 3) relu\n}}\n")
+        archc.compile(tmp_path / f"{name}.arch", target="native", output=tmp_path / name, quick=0, db=tmp_path / "db")
+    shutil.copy(tmp_path / "b" / "model.onnx", tmp_path / "a" / "model.onnx")
+    with pytest.raises(ArchcError, match="does not take the arguments this archc lowers its model to .*compile the "
+                                         "package again"):
+        profile(tmp_path / "a", repeat=4)
