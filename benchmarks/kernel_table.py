@@ -1,6 +1,6 @@
 """Search the configuration of every convolution shape in the zoo and write the shipped table for an ISA.
 
-    python benchmarks/kernel_table.py --isa avx512 [--models resnet18,resnet50] [--merge]
+    python benchmarks/kernel_table.py --isa avx512 [--models resnet18,resnet50] [--merge [--again]]
 
 For each model (default: every spec in specs/), archc's layout plan is made for the ISA's target (`x86-avx512`:
 16 lanes, `x86`: AVX2, 8 lanes) and each convolution workload gets the small per-layer search
@@ -35,12 +35,15 @@ def main() -> None:
     ap.add_argument("--isa", choices=sorted(TARGETS), required=True)
     ap.add_argument("--models", help="comma-separated spec names (default: the whole zoo)")
     ap.add_argument("--merge", action="store_true", help="keep the table's other workloads")
+    ap.add_argument("--again", action="store_true",
+                    help="with --merge: search the given models' workloads again even where the table has them")
     args = ap.parse_args()
     tgt = tvm_target(targets.get(TARGETS[args.isa]))
     lanes = kernels.lanes(tgt)
     names = args.models.split(",") if args.models else sorted(p.stem for p in (ROOT / "specs").glob("*.arch"))
     path = TABLES / f"{args.isa}.json"
     table = json.loads(path.read_text()) if args.merge and path.is_file() else {}
+    searched: set[str] = set()  # this run's, once each
     for name in names:
         try:
             prepared = tune.prepare(import_onnx(archc.load(ROOT / "specs" / f"{name}.arch")), tgt, "archc")
@@ -48,8 +51,9 @@ def main() -> None:
             print(f"{name}: skipped ({str(err).splitlines()[0][:100]})", flush=True)
             continue
         for key in sorted(set(kernels.workloads(prepared).values())):
-            if key in table:
+            if key in searched or (key in table and not args.again):
                 continue
+            searched.add(key)
             start = time.perf_counter()
             config, seconds = search(key, lanes, tgt)
             data, weight = parse(key)[:2]
