@@ -21,6 +21,7 @@ between channels); a group no candidate fits keeps the rule's block (Plan.block)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 from typing import Any
 
 UNARY = {"relax.nn.relu", "relax.clip", "relax.nn.leakyrelu", "relax.sigmoid", "relax.tanh", "relax.nn.silu",
@@ -42,6 +43,12 @@ class _Group:
 
 def padded(channels: int, bn: int) -> int:
     return -(-channels // bn) * bn
+
+
+def is_depthwise(groups: int, channels: int, out_channels: int, per_group: int) -> bool:
+    """A convolution of `groups` groups, `channels` in, `out_channels` out, `per_group` input channels per group
+    (its weight's second dimension) that is depthwise: one input and one output channel per group."""
+    return groups == channels == out_channels and per_group == 1 and channels > 1
 
 
 def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
@@ -79,23 +86,22 @@ def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
             if fields and isinstance(fields[0], relax.Var) and shape(fields[0]) == shape(v):
                 union(v, fields[0])
             continue
-        args = [a for a in e.args if isinstance(a, relax.Var)]
         if name in CONVS and len(e.args) == 2 and is_const(e.args[1]) and isinstance(e.args[0], relax.Var):
             out, data = shape(v), shape(e.args[0])
             w = [int(d) for d in e.args[1].value.shape]
             if len(out) < 3 or len(data) < 3:
                 continue
-            macs = int(_prod(out)) * w[1] * int(_prod(w[2:]))
+            macs = prod(out) * w[1] * prod(w[2:])
             n_groups = int(e.attrs.groups)
-            depthwise = n_groups == data[1] == out[1] and w[1] == 1 and data[1] > 1
+            depthwise = is_depthwise(n_groups, data[1], out[1], w[1])
             convs.append((v, e.args[0], macs, depthwise, n_groups > 1 and not depthwise))
             if depthwise:
                 union(v, e.args[0])
         elif name in UNARY | POOLS | REDUCE and isinstance(e.args[0], relax.Var):
             union(v, e.args[0])
         elif name in BINARY:
-            for a in args:
-                if shape(a) == shape(v):
+            for a in e.args:
+                if isinstance(a, relax.Var) and shape(a) == shape(v):
                     union(v, a)
         elif name == "relax.concat":
             concat_inputs += [f for f in getattr(e.args[0], "fields", []) if isinstance(f, relax.Var)]
@@ -129,10 +135,3 @@ def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
         if costs:  # ties: the unpadded, then the wider block
             best[root] = min(costs, key=lambda bn: (costs[bn], c % bn != 0, -bn))
     return {v: best[find(v)] for v in list(ids) if find(v) in best}
-
-
-def _prod(xs: Any) -> int:
-    out = 1
-    for x in xs:
-        out *= int(x)
-    return out

@@ -27,10 +27,18 @@ def schedule(sch: Any, lanes: int) -> None:
         _block(sch, block, lanes)
 
 
+def _vector(extent: int, lanes: int) -> int:
+    """The widest vector (the target's, 8 or 4 lanes) that divides an output row; 0 if none does."""
+    return next((v for v in (lanes, 8, 4) if extent % v == 0), 0)
+
+
 def dense_chunk(extent: int, lanes: int) -> int:
     """The outputs one task of a long output row computes (a dense layer's features): whole vectors, at least four
-    tasks, at most 1,024 values (kept in L1 while the weights stream through)."""
-    vec = next((v for v in (lanes, 8, 4) if extent % v == 0), 0)
+    tasks, at most 1,024 values (kept in L1 while the weights stream through); 0 if the row is not such a row
+    (two vectors or fewer, or no vector divides it)."""
+    vec = _vector(extent, lanes)
+    if not vec or extent <= 2 * lanes:
+        return 0
     return max(c for c in range(vec, min(extent // 4 if extent >= 4 * vec else extent, 1024) + 1, vec)
                if extent % c == 0)
 
@@ -57,11 +65,11 @@ def _block(sch: Any, block: Any, lanes: int) -> None:
     last = spatial[-1]
     extent = int(sch.get(last).extent)
     inner = None
-    vec = next((v for v in (lanes, 8, 4) if extent % v == 0), 0)
-    if vec and extent > 2 * lanes:
+    vec = _vector(extent, lanes)
+    chunk = dense_chunk(extent, lanes)
+    if chunk:
         # a long output row (a dense layer's features): each task takes a chunk of it, up to 1,024 values kept
         # in L1, and the reduction streams the weights' rows through it (contiguous reads, not one column at a time)
-        chunk = dense_chunk(extent, lanes)
         outer_last, mid, inner = sch.split(last, [None, chunk // vec, vec])
         spatial = [*spatial[:-1], outer_last]
         sch.reorder(*spatial, *reduce, mid, inner)

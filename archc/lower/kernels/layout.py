@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from archc.lower.kernels import conv2d, dense
-from archc.lower.kernels.blocks import BINARY, CONVS, POOLS, REDUCE, UNARY, choose, padded
+from archc.lower.kernels.blocks import BINARY, CONVS, POOLS, REDUCE, UNARY, choose, is_depthwise, padded
 from archc.lower.kernels.generic import dense_chunk
 
 _AFFINE = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide"}
@@ -209,7 +209,7 @@ class _Rewriter:
         oc, ic, kh, kw = w.shape
         channels = _shape(data)[1]
         groups = int(a.groups)
-        depthwise = groups == channels == oc and ic == 1 and channels > 1
+        depthwise = is_depthwise(groups, channels, oc, ic)
         if depthwise and data in self.blocked:
             oc_bn = self.blocked[data][1]  # depthwise: input and output share the block
         else:
@@ -241,9 +241,7 @@ class _Rewriter:
         dilation = [int(d) for d in a.dilation]
         if one_d:
             strides, padding, dilation = [1, *strides], [0, padding[0], 0, padding[1]], [1, *dilation]
-        out_dtype = str(a.out_dtype) if a.out_dtype is not None else ""
-        if out_dtype in ("", "void", "None"):
-            out_dtype = str(data.ty.dtype)
+        out_dtype = _out_dtype(a, data)
         make, hint = (conv2d.compute_depthwise, "dwconv2d_nchwc") if depthwise else (conv2d.compute, "conv2d_nchwc")
         y = self.bb.emit_te(make, x, relax.const(np.ascontiguousarray(packed).astype(w.dtype)),
                             strides, padding, dilation, out_dtype, primfunc_name_hint=hint)
@@ -263,15 +261,11 @@ class _Rewriter:
         x, w = e.args
         if not is_const(w) or len(_shape(x)) != 2 or len(w.value.shape) != 2 or not isinstance(x, self.relax.Var):
             return False
-        n = int(w.value.shape[1])
-        if n <= 2 * self.plan.lanes or not any(n % vec == 0 for vec in (self.plan.lanes, 8, 4)):
+        chunk = dense_chunk(int(w.value.shape[1]), self.plan.lanes)
+        if not chunk:
             return False  # not the dense schedule's long output row (generic.py)
-        values = w.value.numpy()
-        out_dtype = str(e.attrs.out_dtype) if e.attrs.out_dtype is not None else ""
-        if out_dtype in ("", "void", "None"):
-            out_dtype = str(x.ty.dtype)
-        packed = dense.pack(values, dense_chunk(n, self.plan.lanes))
-        self.plain[v] = self.bb.emit_te(dense.compute, self.nchw(x), self.relax.const(packed), out_dtype,
+        packed = dense.pack(w.value.numpy(), chunk)
+        self.plain[v] = self.bb.emit_te(dense.compute, self.nchw(x), self.relax.const(packed), _out_dtype(e.attrs, x),
                                         primfunc_name_hint="matmul")
         return True
 
@@ -405,6 +399,12 @@ class _Rewriter:
         values = [self.block(p, bn)[0] for p in parts.fields]
         self.blocked[v] = (self.bb.emit(relax.op.concat(values, axis=1)), bn)
         return True
+
+
+def _out_dtype(attrs: Any, data: Any) -> str:
+    """An op's out_dtype attribute, or its input's dtype where the attribute is unset."""
+    out = str(attrs.out_dtype) if attrs.out_dtype is not None else ""
+    return str(data.ty.dtype) if out in ("", "void", "None") else out
 
 
 def _merged_groups(groups: int, ic: int, oc: int, ic_bn: int, oc_bn: int) -> int:
