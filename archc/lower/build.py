@@ -44,7 +44,7 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
     if not model.has_weights:
         raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them")
     check_toolchain(target)
-    tvm = _import_tvm()
+    tvm = import_tvm()
     tgt = tvm_target(target)
     start = time.perf_counter()
     mod = import_onnx(model)
@@ -70,7 +70,7 @@ def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budge
     if target.tvm.get("kind") == "cuda":
         raise ArchcError("tuning GPU kernels is not in this version; CPU targets only")
     check_toolchain(target)
-    _import_tvm()
+    import_tvm()
     if remote is not None and "num-cores" not in target.tvm:  # a generic board target: ask the board itself
         target = replace(target, tvm={**target.tvm, "num-cores": device_cores(remote)})
     tgt = tvm_target(target)
@@ -115,12 +115,12 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
                          "kernels_naive": len(naive), **own}
 
 
-def _import_tvm() -> Any:
+def import_tvm(doing: str = "compiling for a TVM target") -> Any:
+    """TVM, or one sentence saying that `doing` needs it and how to install it."""
     try:
         import tvm
     except ImportError:
-        raise ArchcError("compiling for a TVM target needs Apache TVM, which is not installed: "
-                         "pip install -e '.[tvm]'") from None
+        raise ArchcError(f"{doing} needs Apache TVM, which is not installed: pip install -e '.[tvm]'") from None
     return tvm
 
 

@@ -57,10 +57,10 @@ class Profile:
 
 def profile(folder: str | Path, repeat: int = 20, remote: Any = None) -> Profile:
     """Time every kernel of the package here, or with `remote` (an `archc.runtime.rpc.Remote`) on that device."""
-    import tvm
+    from archc.lower.build import import_onnx, import_tvm
+    tvm = import_tvm("profiling a package (its kernels are lowered again to find them)")
 
     from archc import frontends, targets
-    from archc.lower.build import import_onnx
     from archc.lower.tune import apply, prepare
     from archc.lower.tvm_target import tvm_target
     from archc.runtime import load_package

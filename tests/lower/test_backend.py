@@ -343,3 +343,12 @@ def test_profile_of_a_package_another_archc_lowered_says_so(tmp_path):
     with pytest.raises(ArchcError, match="does not take the arguments this archc lowers its model to .*compile the "
                                          "package again"):
         profile(tmp_path / "a", repeat=4)
+
+
+def test_profile_without_tvm_says_what_to_install(packages, monkeypatch):
+    """Without TVM (mocked at that edge: its import made to fail), `archc profile` says it needs it and how to get
+    it, in one sentence."""
+    from archc.lower.profile import profile
+    monkeypatch.setitem(sys.modules, "tvm", None)  # `import tvm` raises ImportError
+    with pytest.raises(ArchcError, match=r"^profiling a package .* needs Apache TVM, which is not installed: pip "):
+        profile(packages["lenet5"], repeat=4)
