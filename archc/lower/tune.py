@@ -89,6 +89,25 @@ class Budget:
         return cls(trials, minutes * 60 if minutes else None)
 
 
+# MetaSchedule's messages go to one logger of archc's, silent unless the user's logging shows WARNING or finer
+_LOG = logging.getLogger("archc.tune")
+_LOG.addHandler(logging.NullHandler())
+
+
+def _contexts(tasks: list[Any]) -> tuple[list[Any], list[float]]:
+    """One TuneContext per task, as `ms.relax_integration.extracted_tasks_to_tune_contexts` makes them but with
+    archc's logger. Its own loggers come from `logging.config.dictConfig`, which resets the whole process's logging
+    on every call (closing every handler, pytest's included) and leaves a console and a file handler per task open;
+    under pytest's log capture the second tuning run in a process then failed inside TVM (issue 20)."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.utils import fork_seed
+    contexts = [ms.TuneContext(mod=t.dispatched[0], target=t.target, space_generator="post-order-apply",
+                               search_strategy="evolutionary", task_name=t.task_name, logger=_LOG,
+                               rand_state=seed, num_threads="physical").clone()
+                for t, seed in zip(tasks, fork_seed(None, n=len(tasks)), strict=True)]
+    return contexts, [float(t.weight) for t in tasks]
+
+
 class _OutOfTime(Exception):
     """Raised from the measure callback once the time budget is spent: MetaSchedule stops after that batch."""
 
@@ -108,7 +127,6 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
     from tvm.s_tir.meta_schedule.measure_callback.measure_callback import _PyMeasureCallback
 
     from archc.util.progress import progress
-    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)  # its task tables: the bar says enough
     check_db(db)
     db.mkdir(parents=True, exist_ok=True)
     _stamp(db, target)
@@ -153,8 +171,7 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
             if deadline and time.monotonic() >= deadline:
                 raise _OutOfTime
         callbacks = [*ms.measure_callback.MeasureCallback.create("default"), _PyMeasureCallback(measured)]
-        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            extracted_tasks=tasks, work_dir=str(db))
+        contexts, weights = _contexts(tasks)
         try:
             ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(db), max_trials_global=limit,
                                max_trials_per_task=max(per_round, limit // len(tasks)),

@@ -208,6 +208,29 @@ def test_tuning_database_is_reused_and_every_kernel_finds_its_record(tmp_path):
     assert_close(pkg.run(x), onnxruntime_outputs(folder / "model.onnx", x))
 
 
+def test_two_tunings_in_one_process_leave_logging_as_it_was(tmp_path, caplog):
+    """Issue 20: MetaSchedule's stock task set-up reconfigures the whole process's logging (`dictConfig`: every
+    handler closed, a console and a file handler per task added); under pytest's log capture a second tuning run in
+    the same process then failed inside TVM. Two runs here, under that capture: both tune, and neither adds,
+    removes or closes a handler of any logger."""
+    import logging
+    spec = tmp_path / "one.arch"
+    spec.write_text("network one {\n input x: 3x16x16\n c: conv(8, 3) relu\n}\n")
+
+    def handlers() -> dict[str, list[logging.Handler]]:
+        loggers = {name: lg for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+        return {name: list(lg.handlers) for name, lg in {"": logging.getLogger(), **loggers}.items() if lg.handlers}
+
+    archc.tune(spec, "native", trials=1, db=tmp_path / "warm", kernels="tvm")  # imports TVM's modules first
+    before = handlers()
+    assert caplog.handler in before[""]
+    for run in ("a", "b"):
+        summary = archc.tune(spec, "native", trials=2, db=tmp_path / run, kernels="tvm")
+        assert summary.trials == 2 and summary.records == 2
+        assert handlers() == before
+        assert not (tmp_path / run / "logs").exists()  # no per-task log files left open in the database
+
+
 def test_without_a_database_every_kernel_is_untuned_and_said(tmp_path):
     folder = Path(archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "pkg",
                                 db=tmp_path / "empty", quick=0, kernels="tvm").output)
