@@ -8,13 +8,12 @@ Python API (mirrors the CLI verbs; see `archc.api`):
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from archc.api import CompileResult, analyze, compile, load, read_result, tune  # noqa: E402
-from archc.diagnostics import SpecError  # noqa: E402
-from archc.errors import ArchcError  # noqa: E402
-from archc.options import ModelOptions  # noqa: E402
-from archc.shapes import parse_shape  # noqa: E402
+from archc.api import CompileResult, analyze, compile, load, read_result, tune
+from archc.diagnostics import SpecError
+from archc.errors import ArchcError
+from archc.options import ModelOptions
+from archc.shapes import parse_shape
+from archc.version import __version__
 
 __all__ = ["ArchcError", "CompileResult", "ModelOptions", "SpecError", "analyze", "compile", "load", "parse_shape",
            "read_result", "tune", "__version__"]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything the test suite needs outside pip, on a Debian 12 (bookworm) x86-64 machine, installed idempotently:
 #
-#  1. Debian packages: the aarch64 cross compilers, qemu-user-static, build-essential and g++ (apt-get, only what is
-#     missing).
+#  1. Debian packages: the aarch64 cross compilers, qemu-user-static, build-essential and g++, chromium, pdflatex
+#     (texlive) and Graphviz (apt-get, only what is missing).
 #  2. An arm64 Python root that runs aarch64 packages under qemu (archc/runtime/qemu.py), in
 #     ${ARCHC_ARM64_ROOT:-$HOME/.cache/archc/arm64}:
 #       <root>/usr, <root>/lib   Debian's arm64 python3.11 and the libraries it and TVM load (dpkg -x, no install)
@@ -28,6 +28,8 @@ LAYOUT=1  # bump when the root's layout or the way it is made changes: every roo
 
 APT_PACKAGES=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static build-essential g++)
 APT_PACKAGES+=(chromium)  # the headless browser that opens `archc report` pages in tests/render/test_report.py
+# pdflatex with booktabs (the LaTeX tables are compiled in tests/render) and Graphviz's dot (the report's drawing)
+APT_PACKAGES+=(texlive-latex-base texlive-latex-recommended graphviz)
 # Debian's arm64 Python 3.11 and every shared library that it, its extension modules and the wheels below load
 ARM64_DEBS=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 libgcc-s1 libstdc++6 libexpat1
             zlib1g libffi8 libssl3 libbz2-1.0 liblzma5 libuuid1 libsqlite3-0 libcrypt1 libtinfo6

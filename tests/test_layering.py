@@ -8,15 +8,28 @@ import pytest
 
 ARCHC = Path(__file__).resolve().parent.parent / "archc"
 
-# stage → the archc modules it must never import (at run time or for types)
+# stage → the archc modules it must never import (at run time or for types). The pipeline, left to right: spec
+# language (ops, spec) → IR → ONNX emitter (emit, frontends) → analysis → deploy facts (deploy: TVM-free) → TVM
+# lowering (lower) → runtime → bench → rendering (render) → the face (api, cli). runtime stands alone (below).
+FACE = ("archc.cli", "archc.api")
+FRONT = ("archc.spec", "archc.emit", "archc.frontends")
+BACK = ("archc.deploy", "archc.lower", "archc.runtime", "archc.bench")
 FORBIDDEN = {
-    "analysis": ("archc.spec", "archc.emit", "archc.cli", "archc.api", "archc.render"),
-    "render": ("archc.spec", "archc.emit", "archc.cli", "archc.api", "archc.frontends"),
-    "emit": ("archc.analysis", "archc.render", "archc.cli", "archc.api", "archc.frontends"),
-    "spec": ("archc.emit", "archc.analysis", "archc.render", "archc.cli", "archc.api", "archc.frontends"),
-    "ops": ("archc.spec", "archc.emit", "archc.analysis", "archc.render", "archc.cli", "archc.api",
-            "archc.frontends"),
+    "util": ("archc.ops", *FRONT, "archc.analysis", *BACK, "archc.render", *FACE),
+    "ops": (*FRONT, "archc.analysis", *BACK, "archc.render", *FACE),
+    "spec": ("archc.emit", "archc.frontends", "archc.analysis", *BACK, "archc.render", *FACE),
+    "emit": ("archc.frontends", "archc.analysis", *BACK, "archc.render", *FACE),
+    "analysis": ("archc.spec", "archc.emit", *BACK, "archc.render", *FACE),
+    "deploy": (*FRONT, "archc.lower", "archc.runtime", "archc.bench", "archc.render", *FACE),
+    "lower": ("archc.bench", "archc.render", *FACE),
+    "bench": ("archc.render", *FACE),
+    "render": (*FRONT, "archc.lower", "archc.runtime", *FACE),
 }
+
+
+def test_every_folder_of_archc_has_rules():
+    folders = {p.name for p in ARCHC.iterdir() if p.is_dir() and any(p.glob("*.py"))}
+    assert folders == set(FORBIDDEN) | {"runtime"}  # runtime: test_the_runtime_stands_alone
 
 
 def imports(path: Path) -> set[str]:
@@ -55,3 +68,36 @@ def test_the_runtime_stands_alone():
     """archc/runtime is copied into every package: it may import numpy and TVM, nothing of archc."""
     for p in (ARCHC / "runtime").rglob("*.py"):
         assert not any(n.startswith("archc") for n in imports(p)), p
+
+
+def test_no_stage_calls_back_through_the_face():
+    """`archc/__init__` and `archc.api` are the face: the stages are called by it, never through it (a loop that lazy
+    imports would hide). A stage may import archc's modules (`from archc import ops`), not the face's names."""
+    import archc
+    face_names = {n for n in archc.__all__ if not (ARCHC / n).is_dir() and not (ARCHC / f"{n}.py").is_file()}
+    bad = []
+    for p in sorted(ARCHC.rglob("*.py")):
+        if p.name in ("__init__.py", "__main__.py") and p.parent == ARCHC or p.name in ("api.py", "cli.py"):
+            continue
+        tree = ast.parse(p.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import) and any(a.name == "archc" for a in node.names):
+                bad.append((str(p.relative_to(ARCHC)), "import archc"))
+            elif isinstance(node, ast.ImportFrom) and node.module == "archc":
+                bad += [(str(p.relative_to(ARCHC)), a.name) for a in node.names if a.name in face_names]
+    assert bad == []
+
+
+@pytest.mark.parametrize("argv", [["analyze", "specs/resnet50.arch"], ["analyze", "specs/lenet5.arch", "--format",
+                                                                        "html"]])
+def test_analyze_imports_no_tvm_and_nothing_of_the_back_end(argv):
+    """`archc analyze` must not need TVM, nor load the back end's modules (they import TVM at their top)."""
+    import subprocess
+    import sys
+    root = ARCHC.parent
+    code = (f"import sys\nfrom archc.cli import main\nmain({argv!r}, standalone_mode=False)\n"
+            "print([m for m in sys.modules if m == 'tvm' or m.startswith(('tvm.', 'archc.lower', 'archc.bench', "
+            "'archc.runtime'))])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

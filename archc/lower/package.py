@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from archc import __version__, runtime
+from archc import runtime
 from archc.frontends import Model
 from archc.lower import link
 from archc.lower.build import Lowered
@@ -30,6 +30,7 @@ from archc.lower.tvm_target import tvm_target_dict
 from archc.shapes import BY_ONNX
 from archc.targets import Target
 from archc.util.atomic import atomic_dir
+from archc.version import __version__
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1

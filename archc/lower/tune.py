@@ -242,8 +242,8 @@ def check_db(db: Path) -> None:
 def _stamp(db: Path, target: Target) -> None:
     import tvm
 
-    from archc import __version__
     from archc.util.atomic import write_text
+    from archc.version import __version__
     if not (db / STAMP).is_file():
         write_text(db / STAMP, json.dumps({"tvm_version": tvm.__version__, "archc_version": __version__,
                                                   "target": target.name}, indent=2) + "\n")

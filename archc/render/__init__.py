@@ -16,7 +16,7 @@ from archc.render.text import render_text, terminal_width
 if TYPE_CHECKING:
     from archc.analysis import Analysis
     from archc.analysis.compare import Comparison, Diff
-    from archc.lower.profile import Profile
+    from archc.deploy.profile import Profile
 
 
 class Format(enum.Enum):

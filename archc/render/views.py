@@ -6,7 +6,7 @@ from __future__ import annotations
 from archc.analysis.blocks import fold_stages
 from archc.analysis.compare import Comparison, Diff
 from archc.analysis.model import Analysis, Block, Layer
-from archc.lower.profile import Profile
+from archc.deploy.profile import Profile
 from archc.ops.registry import onnx_rule
 from archc.render.cells import (
     arg_cell,

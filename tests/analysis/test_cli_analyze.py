@@ -22,19 +22,19 @@ def test_block_table_is_the_papers_googlenet_table():
     out = archc("analyze", SPECS / "googlenet.arch")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    header = next(l for l in lines if l.startswith("Name"))
+    header = next(line for line in lines if line.startswith("Name"))
     for col in ("Patch/Stride", "Output", "Depth", "#1×1", "#3×3 reduce", "#3×3", "#5×5 reduce", "#5×5",
                 "pool proj", "Params", "MACs"):
         assert col in header
-    row = next(l for l in lines if l.startswith("inception_3a ")).split()
+    row = next(line for line in lines if line.startswith("inception_3a ")).split()
     assert row[1:10] == ["inception", "28×28×256", "2", "64", "96", "128", "16", "32", "32"]
-    assert next(l for l in lines if l.startswith("conv1 ")).split()[2:4] == ["7×7/2", "112×112×64"]
-    assert any(l.startswith("Total") and "22" in l.split() for l in lines)
+    assert next(line for line in lines if line.startswith("conv1 ")).split()[2:4] == ["7×7/2", "112×112×64"]
+    assert any(line.startswith("Total") and "22" in line.split() for line in lines)
 
 
 def test_stage_rows():
     out = archc("analyze", SPECS / "resnet50.arch", "--stages")
-    rows = {l.split()[0] + " " + l.split()[1]: l for l in out.stdout.splitlines() if l.startswith("layer")}
+    rows = {" ".join(line.split()[:2]): line for line in out.stdout.splitlines() if line.startswith("layer")}
     assert set(rows) == {"layer1 ×3", "layer2 ×4", "layer3 ×6", "layer4 ×3"}
     assert "7×7×2048" in rows["layer4 ×3"] and "14,964,736" in rows["layer4 ×3"]
 
@@ -75,7 +75,7 @@ def test_layer_table_and_comparison_sorted():
     assert "RF" in out.stdout and "whole (224×224)" in out.stdout
     out = archc("analyze", SPECS / "alexnet.arch", SPECS / "vgg16.arch", SPECS / "googlenet.arch",
                 SPECS / "resnet50.arch", "--sort", "params")
-    models = [l.split()[0] for l in out.stdout.splitlines()[3:7]]
+    models = [line.split()[0] for line in out.stdout.splitlines()[3:7]]
     assert models == ["vgg16", "alexnet", "resnet50", "googlenet"]
 
 
@@ -87,7 +87,7 @@ def test_diff_shows_what_a_change_costs(tmp_path):
                  " fc: dense(10)\n}\n")
     out = archc("analyze", "--diff", a, b)
     assert out.returncode == 0, out.stderr
-    row = next(l for l in out.stdout.splitlines() if l.startswith("c2 "))
+    row = next(line for line in out.stdout.splitlines() if line.startswith("c2 "))
     assert "4,640" in row and "1,184" in row and "-3,456" in row  # 3·3·16·32+32 → 3·3·4·32+32
     assert "c1 " not in out.stdout.split("Layer")[1]
     rows = json.loads(archc("analyze", "--diff", a, b, "--format", "json").stdout)["changes"]

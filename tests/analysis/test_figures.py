@@ -157,8 +157,8 @@ def test_compiled_onnx_file_analyzes_like_its_spec(tmp_path):
     path = archc.compile(SPECS / "googlenet.arch", output=tmp_path / "googlenet.onnx").output
     from_file, from_spec = analyze(str(path)), analyze(str(SPECS / "googlenet.arch"))
     assert from_file.totals == from_spec.totals
-    assert [(l.name, l.params, l.macs, l.output_shape) for l in from_file.layers] == \
-        [(l.name, l.params, l.macs, l.output_shape) for l in from_spec.layers]
+    assert [(layer.name, layer.params, layer.macs, layer.output_shape) for layer in from_file.layers] == \
+        [(layer.name, layer.params, layer.macs, layer.output_shape) for layer in from_spec.layers]
     assert [(b.path, b.type, b.args) for b in from_file.blocks] == [(b.path, b.type, b.args) for b in from_spec.blocks]
 
 

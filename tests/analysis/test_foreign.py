@@ -51,7 +51,7 @@ def test_bn_grouped_depthwise_transposed_resize_pad(tmp_path):
              init("w4", (16, 8, 2, 2)), numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
              numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")]
     a = analyze(save(tmp_path, nodes, inits, [x_input()], [y_output()]))
-    L = {l.name: l for l in a.layers}
+    L = {layer.name: layer for layer in a.layers}
     assert L["stem"].output_shape == (1, 16, 16, 16) and L["stem"].params == 16 * 3 * 3 * 3
     assert L["stem"].macs == 16 * 16 * 16 * 3 * 3 * 3
     assert (L["bn"].params, L["bn"].nontrainable) == (32, 32)
@@ -85,7 +85,7 @@ def test_reshape_chain_and_shape_subgraph_are_resolved_and_hidden(tmp_path):
              numpy_helper.from_array(np.array([1, 4, 8, 8], np.int64), "back"),
              init("fc", (10, 256)), init("fcb", (10,))]
     a = analyze(save(tmp_path, nodes, inits, [x_input((1, 3, 8, 8))], [y_output()]))
-    names = [l.name for l in a.layers]
+    names = [layer.name for layer in a.layers]
     assert names == ["conv", "reshape", "reshape2", "reshape3", "fc"]
     assert a.hidden_shape_nodes == 4
     assert a.layer("fc").output_shape == (1, 10) and a.layer("fc").macs == 256 * 10
@@ -122,6 +122,7 @@ def test_pytorch_export(tmp_path):
     """A torchvision ResNet-18 exported by PyTorch (which folds BN into the convs and names nodes by module)."""
     import sys
     from pathlib import Path
+
     import torch
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "zoo"))
     from torchvision_ref import reference
@@ -130,12 +131,12 @@ def test_pytorch_export(tmp_path):
     torch.onnx.export(model, torch.zeros(1, 3, 224, 224), str(path), dynamo=False, input_names=["x"],
                       dynamic_axes={"x": {0: "batch"}})
     a = analyze(str(path))
-    convs = [l for l in a.layers if l.op == "Conv"]
+    convs = [layer for layer in a.layers if layer.op == "Conv"]
     assert len(convs) == 20 and a.totals.depth == 18
     assert a.totals.macs == 1_814_073_344  # 1.814 G: torchvision's published _ops for resnet18
     # BN folded into the convs at export: 11,689,512 − BN γ/β (9,600) + fused conv biases (4,800)
     assert a.totals.trainable_params == 11_689_512 - 9_600 + 4_800
-    assert not any(l.op == "Identity" for l in a.layers)  # exporter's weight copies are not layers
+    assert not any(layer.op == "Identity" for layer in a.layers)  # exporter's weight copies are not layers
     blocks = {b.path for b in a.blocks}
     assert {"layer1/layer1.0", "layer4/layer4.1"} <= blocks
     assert a.layer("/conv1/Conv").receptive_field.size == (7.0, 7.0)
@@ -390,7 +391,7 @@ def test_constant_node_feeding_add(tmp_path):
         helper.make_node("Add", ["x", "k"], ["y"], name="add"),
     ]
     a = analyze(save(tmp_path, nodes, [], [x_input()], [y_output()]))
-    L = {l.name: l for l in a.layers}
+    L = {layer.name: layer for layer in a.layers}
     assert L["add"].output_shape == (1, 3, 32, 32)
     assert L["add"].flops == 3 * 32 * 32  # one addition per output element
     assert "const" not in L  # a stored tensor, not a layer

@@ -40,7 +40,7 @@ def test_d0_alexnet_table_and_paper_totals(arch):
     assert sizes == {"conv1": (96, 55, 55), "pool1": (96, 27, 27), "conv2": (256, 27, 27), "pool2": (256, 13, 13),
                      "conv5": (256, 13, 13), "pool5": (256, 6, 6)}
     assert a.layer("flatten").output_shape == (1, 9216) and a.layer("flatten").params == 0
-    assert sum(1 for l in a.layers if l.op == "Gemm") == 3 and a.totals.depth == 8
+    assert sum(1 for layer in a.layers if layer.op == "Gemm") == 3 and a.totals.depth == 8
     assert a.totals.trainable_params == 60_965_224
     assert a.layer("conv1").macs == 105_415_200
     assert a.layer("pool5").receptive_field.size == (195.0, 195.0) and a.layer("pool5").receptive_field.stride == (
@@ -102,9 +102,10 @@ def test_d2_vgg16_memory_and_parameter_shares():
     D2-13 says the FC layers hold 80% of the parameters: 123,642,856 / 138,357,544 = 89.4%.
     Receptive field: 196 at conv5_3, 212 at pool5."""
     a = analyze(str(SPECS / "vgg16.arch"))
-    floats = 3 * 224 * 224 + sum(l.activation_elements for l in a.layers if l.op in ("Conv", "MaxPool", "Gemm"))
+    kept = ("Conv", "MaxPool", "Gemm")
+    floats = 3 * 224 * 224 + sum(layer.activation_elements for layer in a.layers if layer.op in kept)
     assert floats == 15_237_608 and round(floats * 4 / 1e6, 1) == 61.0
-    fc = sum(l.params for l in a.layers if l.op == "Gemm")
+    fc = sum(layer.params for layer in a.layers if layer.op == "Gemm")
     assert fc == 123_642_856 and round(100 * fc / a.totals.trainable_params, 1) == 89.4
     assert a.totals.macs == 15_470_264_320
     assert a.layer("conv5_3").receptive_field.size == (196.0, 196.0)
@@ -161,5 +162,5 @@ def test_mobilenet_v1_against_the_paper():
     """Howard et al. 2017, Table 8: 569M mult-adds and 4.2M parameters (without BN) for 1.0 MobileNet-224."""
     a = analyze(str(SPECS / "mobilenet_v1.arch"))
     assert a.totals.macs == 568_740_352
-    bn = sum(l.params for l in a.layers if l.op == "BatchNormalization")
+    bn = sum(layer.params for layer in a.layers if layer.op == "BatchNormalization")
     assert a.totals.trainable_params - bn == 4_210_088

@@ -47,7 +47,7 @@ def test_schema_fields(lenet):
     cpu = env["cpu"]
     assert {"model", "llvm_cpu", "flags", "physical_cores", "logical_cpus", "peak_gflops", "peak_method",
             "bandwidth_gbs", "bandwidth_method"} <= set(cpu)
-    assert cpu["peak_gflops"] > 0 and cpu["bandwidth_gbs"] > 0 and "matrix multiply" in cpu["peak_method"]
+    assert cpu["peak_gflops"] > 0 and cpu["bandwidth_gbs"] > 0 and "FMA chains" in cpu["peak_method"]
     assert cpu["logical_cpus"] >= 1 and cpu["physical_cores"] >= 1
     assert env["packages"]["archc"] == archc.__version__ and env["packages"]["onnxruntime"]
     assert {"before", "after", "cores", "loaded", "warning"} <= set(env["load"])

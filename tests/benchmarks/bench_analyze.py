@@ -9,7 +9,6 @@ ResNet-152 under 1.5 s, a 2,000-layer network under 5 s. Not a test: timings bel
 """
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,11 +59,12 @@ def main() -> None:
             p = Path(tmp) / f"chain{n}.arch"
             p.write_text(chain(n))
             rows.append((f"generated chain ~{n}", *measure(p)))
-    print(f"{'model':24s} {'layers':>7s} {'CLI wall s':>11s} {'analysis s':>11s} {'µs/layer':>9s} {'peak RSS MiB':>13s}")
+    print(f"{'model':24s} {'layers':>7s} {'CLI wall s':>11s} {'analysis s':>11s} {'µs/layer':>9s} "
+          f"{'peak RSS MiB':>13s}")
     for name, layers, cold, warm, rss in rows:
         print(f"{name:24s} {layers:7d} {cold:11.2f} {warm:11.3f} {1e6 * warm / layers:9.0f} {rss:13.0f}")
     goals = {"resnet152 (zoo spec)": 1.5, "generated chain ~2000": 5.0}
-    for name, layers, cold, warm, rss in rows:
+    for name, _layers, cold, _warm, _rss in rows:
         if name in goals:
             print(f"goal {name}: CLI {cold:.2f} s ≤ {goals[name]} s: {'met' if cold <= goals[name] else 'MISSED'}")
 

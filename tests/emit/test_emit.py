@@ -14,9 +14,9 @@ from helpers import run  # noqa: E402
 
 from archc import spec
 from archc.emit import to_onnx
-from archc.options import ModelOptions
 from archc.emit.onnx_model import build_model
 from archc.errors import ArchcError
+from archc.options import ModelOptions
 
 NET = """
 block unit(c, stride = 1) {

@@ -15,9 +15,9 @@ from helpers import run  # noqa: E402
 
 from archc import spec
 from archc.emit import to_onnx
-from archc.options import ModelOptions
 from archc.emit.weights import bind_weights, init_weights, read_weights
 from archc.errors import ArchcError
+from archc.options import ModelOptions
 
 NET = """
 network t {

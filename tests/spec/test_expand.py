@@ -93,8 +93,8 @@ def test_shape_function_reads_tensor_shapes():
 
 
 def test_defaults_apply_to_layers_in_the_file():
-    g = spec.load_text("defaults conv(bias=false)\nnetwork t {\n input x: 3x8x8\n conv(4, 3)\n conv(4, 3, bias=true)\n}",
-                       "<t>")
+    g = spec.load_text("defaults conv(bias=false)\nnetwork t {\n input x: 3x8x8\n conv(4, 3)\n"
+                       " conv(4, 3, bias=true)\n}", "<t>")
     assert [len(n.weights) for n in g.nodes] == [1, 2]
 
 

@@ -16,7 +16,8 @@ def model(tmp_path):
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3, 3]),
              helper.make_node("Reshape", ["c", "shape"], ["y"], name="flat")]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[big, small, floats])
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          initializer=[big, small, floats])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="test")
     m.metadata_props.add(key="k", value="v")
     path = tmp_path / "m.onnx"

@@ -194,7 +194,8 @@ def test_unet3d_without_upconv_biases_is_the_paper_plus_bn():
 
 
 def test_c3d_with_101_classes_is_the_commonly_cited_78m():
-    assert graph("c3d", num_classes=101).num_params == C3D_CONVS + fc(8192, 4096) + fc(4096, 4096) + fc(4096, 101) == 78_409_573
+    fcs = fc(8192, 4096) + fc(4096, 4096) + fc(4096, 101)
+    assert graph("c3d", num_classes=101).num_params == C3D_CONVS + fcs == 78_409_573
 
 
 @pytest.mark.parametrize("name, shapes", [

@@ -127,9 +127,17 @@ def engine_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def versus(mine: float, theirs: float) -> str:
+    """A latency against another's, in words that cannot be misread: "1.19× slower", "1.25× faster", "equal"."""
+    if round(mine / theirs, 2) == 1.0:
+        return "equal (1.00×)"
+    return f"{mine / theirs:.2f}× slower" if mine > theirs else f"{theirs / mine:.2f}× faster"
+
+
 def summary(r: dict[str, Any]) -> dict[str, Any]:
     """The card: model, target, params, MACs, best latency (at the smallest batch measured), the best archc's
-    speed-up over onnxruntime there, and archc's agreement with onnxruntime (worst over batches and variants)."""
+    latency against onnxruntime's there (`versus`), and archc's agreement with onnxruntime (worst over batches and
+    variants)."""
     from archc.render.table import si
     model = r.get("model") or {}
     card: dict[str, Any] = {"model": model.get("name") or "", "target": (r.get("target") or {}).get("name") or "",
@@ -151,7 +159,7 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
         archc = [(s, e) for s, e in timed if e["engine"] == "archc"]
         if ort and archc and ort[0]:
             s, e = min(archc, key=lambda t: t[0] or math.inf)
-            card["speedup"] = f"{ort[0] / s:.2f}×" if s else ""
+            card["speedup"] = versus(s, ort[0]) if s else ""
             card["speedup_vs"] = engine_label(e)
     diffs, top1 = [], []
     for e in ok_engines(r):

@@ -1,0 +1,227 @@
+"""A deploy package's `manifest.json` as typed records: what `archc.lower` writes, `archc.runtime` loads, and `archc
+run`, `profile`, `bench` and `compile --explain-layout` read.
+
+Standard library only: every package carries a copy of this file as `archc_manifest.py` beside its loader
+(`archc_runtime.py`), which must run with numpy and TVM's runtime alone. `Manifest.from_json` checks every field
+it reads and raises `ManifestError` (one sentence) for a manifest that is not one; the JSON is the same as the
+dictionaries archc wrote before these records (the manifest's `manifest_version` is 1), so older packages load.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+DTYPES = ("float32", "float16", "float64", "bfloat16", "int8", "uint8", "int32", "int64", "bool")
+
+
+class ManifestError(ValueError):
+    """Why a manifest is not a valid archc manifest (its loader turns this into 'compile the package again')."""
+
+
+def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(data, dict) or key not in data:
+        raise ManifestError(f"{where} has no '{key}'")
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ManifestError(f"{where}'s '{key}' is {type(value).__name__}, not {_kind_name(kind)}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    return " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of the library: its name, full shape (batch included) and dtype name."""
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "a tensor") -> TensorSpec:
+        name = _get(data, "name", str, where)
+        shape = _get(data, "shape", list, f"{where} '{name}'")
+        if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise ManifestError(f"{where} '{name}' has the shape {shape}, not a list of positive integers")
+        dtype = _get(data, "dtype", str, f"{where} '{name}'")
+        if dtype not in DTYPES:
+            raise ManifestError(f"{where} '{name}' has the dtype '{dtype}', which archc does not build")
+        return cls(name, tuple(shape), dtype)
+
+    @property
+    def dims(self) -> str:
+        return "×".join(map(str, self.shape))
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """The target the library was built for: its name and description, where it runs (`runner`: local or a
+    board's), its TVM target dict (with what was detected when compiling) and cross compiler."""
+    name: str
+    description: str
+    runner: str
+    tvm: dict[str, Any]
+    cross_compiler: str | None = None
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.tvm.get("kind") == "cuda"
+
+    @property
+    def is_arm(self) -> bool:
+        return "aarch64" in str(self.tvm.get("mtriple", ""))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "runner": self.runner, "tvm": self.tvm,
+                "cross_compiler": self.cross_compiler}
+
+    @classmethod
+    def from_json(cls, data: Any) -> TargetInfo:
+        return cls(_get(data, "name", str, "the target"), str(data.get("description", "")),
+                   str(data.get("runner", "local")), _get(data, "tvm", dict, "the target"),
+                   data.get("cross_compiler"))
+
+
+@dataclass
+class BuildReport:
+    """How the library was built: whose kernels, the tuning database applied and what it covered, where each
+    convolution's configuration came from, the layout plan of archc's kernels. A GPU build has none of the tuning
+    fields (its kernels get dlight's default schedules): `kernels_tuned` is None there."""
+    compile_seconds: float = 0.0
+    parallel_runtime: str = "tvm"  # archc's pool (runtime/pool.c) or TVM's
+    kernels: str | None = None  # archc | tvm (CPU targets)
+    database: str | None = None
+    trials_now: int = 0  # tuning trials measured during this build
+    kernels_tuned: int | None = None  # kernels with a record from the database
+    kernels_naive: int = 0  # kernels left without a schedule
+    kernels_archc: int | None = None  # archc's own kernels (kernels="archc")
+    conv_configs: dict[str, int] | None = None  # configuration source (shipped, searched, rule) → convolutions
+    convolutions_searched: int | None = None  # searched during this build (a tuning budget)
+    layout: dict[str, Any] | None = None  # the layout plan (archc.deploy.explain renders it)
+
+    @property
+    def tuned(self) -> bool:
+        return bool(self.kernels_tuned)
+
+    @property
+    def cpu_schedules(self) -> bool:
+        """Whether the build scheduled its kernels for a CPU (tuning fields present), not a GPU's defaults."""
+        return self.kernels_tuned is not None
+
+    _OPTIONAL = ("kernels", "database", "kernels_tuned", "kernels_archc", "conv_configs", "convolutions_searched",
+                 "layout")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"tuned": self.tuned, "compile_seconds": round(self.compile_seconds, 3),
+                               "parallel_runtime": self.parallel_runtime}
+        if self.cpu_schedules:
+            out |= {"database": self.database, "trials_now": self.trials_now, "kernels_tuned": self.kernels_tuned,
+                    "kernels_naive": self.kernels_naive}
+        for key in self._OPTIONAL:
+            value = getattr(self, key)
+            if value is not None and key not in out:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> BuildReport:
+        if not isinstance(data, dict):
+            raise ManifestError("the manifest's 'build' is not an object")
+        known = {f for f in cls.__dataclass_fields__ if not f.startswith("_")}
+        try:
+            report = cls(**{k: v for k, v in data.items() if k in known})
+            report.compile_seconds = float(report.compile_seconds)
+            report.trials_now, report.kernels_naive = int(report.trials_now), int(report.kernels_naive)
+        except (TypeError, ValueError) as err:
+            raise ManifestError(f"the manifest's 'build' is not one archc writes ({err})") from None
+        return report
+
+
+@dataclass(frozen=True)
+class CppLoader:
+    """The C++ loader in the package: its source, how to build it, the program, the TVM runtime libraries it links
+    (relative to the package), where they came from, and why it cannot be built from the package ("" if it can)."""
+    source: str = "cpp/main.cc"
+    build: str = "make -C cpp"
+    program: str = "run_model"
+    runtime_libs: tuple[str, ...] = ()
+    libs_from: str | None = None
+    missing: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "build": self.build, "program": self.program,
+                "runtime_libs": list(self.runtime_libs), "libs_from": self.libs_from, "missing": self.missing}
+
+    @classmethod
+    def from_json(cls, data: Any) -> CppLoader:
+        if not isinstance(data, dict):
+            return cls()
+        return cls(str(data.get("source", "cpp/main.cc")), str(data.get("build", "make -C cpp")),
+                   str(data.get("program", "run_model")), tuple(data.get("runtime_libs") or ()),
+                   data.get("libs_from"), data.get("missing"))
+
+
+@dataclass
+class Manifest:
+    """A package's manifest.json."""
+    model: str
+    library: str  # the library's file name, in the package folder itself
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    target: TargetInfo
+    tvm_version: str
+    archc_version: str
+    onnx_sha256: str = ""
+    source: str = ""  # the spec or ONNX file it was compiled from
+    build: BuildReport = field(default_factory=BuildReport)
+    cpp_loader: CppLoader = field(default_factory=CppLoader)
+    manifest_version: int = MANIFEST_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {"manifest_version": self.manifest_version, "model": self.model, "library": self.library,
+                "inputs": [t.to_json() for t in self.inputs], "outputs": [t.to_json() for t in self.outputs],
+                "target": self.target.to_json(), "tvm_version": self.tvm_version,
+                "archc_version": self.archc_version, "onnx_sha256": self.onnx_sha256, "source": self.source,
+                "build": self.build.to_json(), "cpp_loader": self.cpp_loader.to_json()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Manifest:
+        if not isinstance(data, dict):
+            raise ManifestError("the manifest is not a JSON object")
+        version = data.get("manifest_version", MANIFEST_VERSION)
+        if not isinstance(version, int) or version > MANIFEST_VERSION:
+            raise ManifestError(f"the manifest has version {version}; this archc reads version {MANIFEST_VERSION} "
+                                "and older")
+        library = _get(data, "library", str, "the manifest")
+        if not library or Path(library).name != library or library in (".", ".."):
+            raise ManifestError(f"the manifest's library '{library}' is not a file name in the package folder")
+        inputs = [TensorSpec.from_json(t, "an input") for t in _get(data, "inputs", list, "the manifest")]
+        outputs = [TensorSpec.from_json(t, "an output") for t in _get(data, "outputs", list, "the manifest")]
+        if not inputs or not outputs:
+            raise ManifestError("the manifest lists no inputs or no outputs")
+        return cls(model=str(data.get("model", Path(library).stem)), library=library, inputs=inputs,
+                   outputs=outputs, target=TargetInfo.from_json(_get(data, "target", dict, "the manifest")),
+                   tvm_version=str(data.get("tvm_version", "")), archc_version=str(data.get("archc_version", "")),
+                   onnx_sha256=str(data.get("onnx_sha256", "")), source=str(data.get("source", "")),
+                   build=BuildReport.from_json(data.get("build", {})),
+                   cpp_loader=CppLoader.from_json(data.get("cpp_loader")), manifest_version=version)
+
+    @classmethod
+    def read(cls, folder: str | Path) -> Manifest:
+        """The manifest of a package folder; ManifestError if it is not valid (OSError if it cannot be read)."""
+        try:
+            data = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ManifestError(f"{MANIFEST} is not JSON ({err})") from None
+        return cls.from_json(data)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
