@@ -63,6 +63,21 @@ def rpc_options(f: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+MAX_THREADS = 1024  # archc.runtime.MAX_THREADS (pool.c's), without importing the runtime (numpy) to build options
+
+threads_option = click.option(
+    "--threads", type=click.IntRange(1, MAX_THREADS),
+    help="Threads of the library's parallel loops, this one included. [default: TVM_NUM_THREADS, else every CPU]")
+
+
+def _local_threads(threads: int | None, remote: Any) -> None:
+    """--threads is this machine's: a device behind --rpc runs on its server's threads."""
+    if threads is not None and remote is not None:
+        from archc.errors import UsageError
+        raise UsageError("--threads sets the threads on this machine; a device behind --rpc uses its server's "
+                         "(start `archc rpc-server` there with TVM_NUM_THREADS=N)")
+
+
 def model_options(f: Callable[..., None]) -> Callable[..., None]:
     """Options shared by every verb that reads a model; the verb receives them as one `ModelOptions`."""
     @functools.wraps(f)
@@ -278,8 +293,10 @@ def tune_cmd(model: str, target: str, trials: int | None, minutes: float | None,
               help="The input: a .npy array (or .npz with one array per input name), or random numbers.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Save the outputs (.npy for one, else .npz).")
 @click.option("--repeat", default=10, show_default=True, type=click.IntRange(min=1), help="Timed runs.")
+@threads_option
 @rpc_options
-def run_package(package: str, input_file: str, output: str | None, repeat: int, remote: Any) -> None:
+def run_package(package: str, input_file: str, output: str | None, repeat: int, threads: int | None,
+                remote: Any) -> None:
     """Run a compiled package on an input: output shapes, the top-5 classes of a classifier, and the time."""
     import statistics
 
@@ -287,7 +304,8 @@ def run_package(package: str, input_file: str, output: str | None, repeat: int, 
 
     from archc.runtime import load_package
     from archc.util.atomic import write_bytes
-    pkg = load_package(package)
+    _local_threads(threads, remote)
+    pkg = load_package(package, threads)
     inputs = _read_inputs(input_file, pkg.inputs)
     if remote is not None:
         from archc.runtime import rpc
@@ -338,12 +356,14 @@ def _read_inputs(source: str, specs: list[dict]) -> dict:
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json", "latex", "html"]), default="table",
               show_default=True, help="Output format.")
 @click.option("--repeat", default=20, show_default=True, type=click.IntRange(min=4), help="Timed runs per kernel.")
+@threads_option
 @rpc_options
-def profile_cmd(package: str, fmt: str, repeat: int, remote: Any) -> None:
+def profile_cmd(package: str, fmt: str, repeat: int, threads: int | None, remote: Any) -> None:
     """Time each compiled kernel of a package (slowest first) beside the whole model's time."""
     from archc.lower.profile import profile
     from archc.render import render_result
-    click.echo(render_result(profile(package, repeat, remote), fmt, width="terminal"), nl=False)
+    _local_threads(threads, remote)
+    click.echo(render_result(profile(package, repeat, remote, threads=threads), fmt, width="terminal"), nl=False)
 
 
 def _int_list(text: str | None, option: str) -> list[int] | None:
@@ -363,7 +383,8 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 @click.argument("source", metavar="SPEC|MODEL.onnx|PACKAGE", type=click.Path(exists=True))
 @click.option("--target", help="The TVM target to compile for (`archc targets`), e.g. native; a package has its own.")
 @click.option("--batch", "batch_sizes", metavar="B[,B…]", help="Batch sizes, each compiled and measured. [default: 1]")
-@click.option("--threads", type=click.IntRange(min=1), help="Threads of every engine. [default: every CPU]")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS),
+              help="Threads of every engine. [default: TVM_NUM_THREADS, else every CPU]")
 @click.option("--repeat", type=click.IntRange(min=1), help="Rounds per batch size (each engine runs once a round).")
 @click.option("--seconds", type=click.FloatRange(min=0, min_open=True),
               help="Rounds until S seconds have passed, per batch size. [default: 10, at least 5 rounds]")

@@ -146,7 +146,8 @@ class Archc(Engine):
 
     def prepare(self) -> None:
         from archc.runtime import load_package
-        self.package = load_package(self.path)
+        # its library's pool gets the threads (an RPC device runs on its server's)
+        self.package = load_package(self.path, None if self.remote is not None else self.threads)
         if self.remote is None:
             self.package._machine()  # loads it here, or starts qemu for an aarch64 package; else one sentence
 

@@ -25,8 +25,7 @@ def peak_bytes(spec: dict[str, Any], inputs: Path, timeout: float = 3600) -> int
     """The child's peak RSS in bytes, None when it failed (the engine's own measurement already said why)."""
     env = dict(os.environ)
     if spec["engine"] == "archc":
-        env["TVM_USE_RUNTIME_LIB"] = "1"
-        env["TVM_NUM_THREADS"] = str(spec["threads"])
+        env["TVM_USE_RUNTIME_LIB"] = "1"  # its threads: the spec's, given to load_package
     try:
         out = subprocess.run([sys.executable, "-m", "archc.bench.memory", json.dumps(spec), str(inputs)],
                              capture_output=True, text=True, env=env, timeout=timeout)

@@ -12,12 +12,13 @@ their own, after the rounds.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,7 @@ def bench(source: str | Path, target: str | Any | None = None, options: ModelOpt
         raise UsageError("--repeat must be at least 1, --seconds more than 0 and warmup at least 1")
     if repeat is None and seconds is None:
         seconds = DEFAULT_SECONDS
-    threads = threads or cpus()
-    if threads < 1:
-        raise UsageError("--threads must be at least 1")
+    threads = _threads(threads)
     if manifest is not None:
         tgt_json = {"name": manifest["target"]["name"], "description": manifest["target"]["description"]}
         tgt = None
@@ -128,8 +127,6 @@ def bench(source: str | Path, target: str | Any | None = None, options: ModelOpt
     model_json = _model(src, manifest, options)
     entries = _entries(names, variants, rpc, tgt_json["name"], src if manifest is not None else None)
     work = Path(tempfile.mkdtemp(prefix="archc-bench-"))
-    saved_threads = os.environ.get("TVM_NUM_THREADS")
-    os.environ["TVM_NUM_THREADS"] = str(threads)  # TVM's thread pool reads it when it starts
     run = _Run(src, manifest, tgt, options, threads, repeat, seconds, warmup, trials, Path(db) if db else None, rpc,
                memory, show_progress, work, model_json, kernels)
     try:
@@ -138,10 +135,6 @@ def bench(source: str | Path, target: str | Any | None = None, options: ModelOpt
         if memory and run.inputs_file is not None:
             env["memory"] = {"method": memory_mod.METHOD, "baseline_bytes": memory_mod.baseline(run.inputs_file)}
     finally:
-        if saved_threads is None:
-            os.environ.pop("TVM_NUM_THREADS", None)
-        else:
-            os.environ["TVM_NUM_THREADS"] = saved_threads
         shutil.rmtree(work, ignore_errors=True)
     env_json = {k: env[k] for k in ("host", "os", "python", "cpu", "gpu")}
     env_json["load"] = load_state(before, loadavg(), os.cpu_count() or cpus())
@@ -274,16 +267,17 @@ class _Run:
             return folder, None, 0
         db = self.db or default_db(self.tgt)
         tune_seconds, tune_trials = None, 0
-        if variant == "tuned":
-            start_records = tuning.record_count(db)
-            start = time.perf_counter()
-            summary = archc.tune(model, self.tgt, self.trials or DEFAULT_TRIALS, db, rpc=self.rpc,
-                                 show_progress=self.show, kernels=self.kernels)
-            self.searched = int(summary.searched)
-            tune_seconds, tune_trials = round(time.perf_counter() - start, 3), int(summary.trials)
-            if first:
-                self.curve = tuning.curve(db, start_records)
-        archc.compile(model, self.tgt, folder, db=db, show_progress=self.show, kernels=self.kernels)
+        with _measuring_threads(self.threads):
+            if variant == "tuned":
+                start_records = tuning.record_count(db)
+                start = time.perf_counter()
+                summary = archc.tune(model, self.tgt, self.trials or DEFAULT_TRIALS, db, rpc=self.rpc,
+                                     show_progress=self.show, kernels=self.kernels)
+                self.searched = int(summary.searched)
+                tune_seconds, tune_trials = round(time.perf_counter() - start, 3), int(summary.trials)
+                if first:
+                    self.curve = tuning.curve(db, start_records)
+            archc.compile(model, self.tgt, folder, db=db, show_progress=self.show, kernels=self.kernels)
         return folder, tune_seconds, tune_trials
 
     def _rounds(self, batch: int, alternating: list[tuple[_Entry, engine_mod.Engine, dict[str, Any]]],
@@ -351,10 +345,42 @@ class _Run:
                                            "device, not under qemu (an emulated board: archc rpc-server --emulate)")
             return
         try:
-            self.profile = {**profile(engine.path, PROFILE_REPEAT, self.rpc).to_json(), "variant": entry.variant,
-                            "batch": batch}
+            self.profile = {**profile(engine.path, PROFILE_REPEAT, self.rpc,
+                                      threads=None if self.rpc else self.threads).to_json(),
+                            "variant": entry.variant, "batch": batch}
         except Exception as err:
             entry.note = _join(entry.note, f"its per-kernel profile failed: {_sentence(err)}")
+
+
+def _threads(threads: int | None) -> int:
+    """The benchmark's threads: --threads, else TVM_NUM_THREADS (one sentence when it is not a count), else every
+    CPU this process may use."""
+    from archc.runtime import MAX_THREADS, PackageError, environment_threads
+    if threads is None:
+        try:
+            return environment_threads() or cpus()
+        except PackageError as err:
+            raise UsageError(str(err)) from None
+    if not 1 <= threads <= MAX_THREADS:
+        raise UsageError(f"--threads must be a number of threads from 1 to {MAX_THREADS}, not {threads}")
+    return threads
+
+
+@contextlib.contextmanager
+def _measuring_threads(threads: int) -> Iterator[None]:
+    """TVM_NUM_THREADS set to the benchmark's threads while a variant is tuned and built: the kernels that `archc
+    tune` and the default build's short pass measure run in pools that read it (the search's libraries in this
+    process, MetaSchedule's runner processes), so they are timed on the threads the package will run on. The
+    packages themselves get their threads from load_package, not from this."""
+    saved = os.environ.get("TVM_NUM_THREADS")
+    os.environ["TVM_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TVM_NUM_THREADS", None)
+        else:
+            os.environ["TVM_NUM_THREADS"] = saved
 
 
 def at_batch(options: ModelOptions, batch: int) -> ModelOptions:

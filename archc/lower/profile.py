@@ -55,8 +55,10 @@ class Profile:
                             for k in self.kernels]}
 
 
-def profile(folder: str | Path, repeat: int = 20, remote: Any = None) -> Profile:
-    """Time every kernel of the package here, or with `remote` (an `archc.runtime.rpc.Remote`) on that device."""
+def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: int | None = None) -> Profile:
+    """Time every kernel of the package here, or with `remote` (an `archc.runtime.rpc.Remote`) on that device.
+    `threads`: the library's threads here (default: TVM_NUM_THREADS, else every CPU), for the whole model and each
+    kernel alike (both run in the one library that the package loads)."""
     from archc.lower.build import import_onnx, import_tvm
     tvm = import_tvm("profiling a package (its kernels are lowered again to find them)")
 
@@ -65,7 +67,10 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None) -> Profile
     from archc.lower.tvm_target import tvm_target
     from archc.runtime import load_package
     folder = Path(folder)
-    pkg = load_package(folder)
+    if threads is not None and remote is not None:
+        raise ArchcError("profiling on an RPC device runs on its server's threads; leave threads out (start the "
+                         "server with TVM_NUM_THREADS=N)")
+    pkg = load_package(folder, threads)
     manifest = pkg.manifest
     inputs = {i["name"]: np.random.default_rng(0).standard_normal(i["shape"]).astype(i["dtype"]) for i in pkg.inputs}
     if remote is None:

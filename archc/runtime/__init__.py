@@ -4,10 +4,16 @@ This file needs only numpy and TVM's runtime (it imports nothing else of archc):
 as `archc_runtime.py`, so that a device with TVM's Python package runs the library without archc installed:
 
     from archc_runtime import load_package          # or: from archc.runtime import load_package
-    pkg = load_package("resnet18.x86")
+    pkg = load_package("resnet18.x86")               # threads=N: the library's threads (default below)
     outputs = pkg.run({"image": x})                  # numpy arrays in, numpy arrays out
 
-or from a shell: `python archc_runtime.py PKG [--inputs in.npz] [--output out.npz] [--repeat N]` (`main` below).
+or from a shell: `python archc_runtime.py PKG [--inputs in.npz] [--output out.npz] [--repeat N] [--threads N]`
+(`main` below).
+
+Threads: the library's parallel loops run on archc's pool (archc/runtime/pool.c, linked into it), with `threads`
+threads, the caller included: load_package's `threads=` (the pool's exported setter, called through ctypes before
+the first run), else TVM_NUM_THREADS, else every CPU of the process. Either must be a count from 1 to MAX_THREADS:
+anything else (0, -1, abc) is one sentence that names it, never a silent "all".
 
 A package built for aarch64 runs on an x86-64 machine too, under qemu (the sibling module `qemu`, which runs this
 file as a script in an emulated arm64 Python), once `scripts/install-test-deps.sh` of archc has installed qemu and
@@ -16,8 +22,11 @@ device instead.
 """
 from __future__ import annotations
 
+import ctypes
 import json
+import numbers
 import os
+import re
 import sys
 import time
 import zipfile
@@ -31,6 +40,8 @@ import numpy as np
 MANIFEST = "manifest.json"
 INSTALL_QEMU = "scripts/install-test-deps.sh"  # archc's script that installs qemu and the arm64 Python root
 PACKAGE_ERROR_EXIT = 3  # `main`'s exit status for a PackageError (its sentence is the last line on stderr)
+THREADS_VARIABLE = "TVM_NUM_THREADS"  # the pool's default thread count, as TVM's own pool reads it
+MAX_THREADS = 1024  # pool.c's MAX_THREADS
 
 
 class PackageError(Exception):
@@ -45,6 +56,7 @@ class Package:
     manifest: dict[str, Any]
     _vm: Any = field(default=None, repr=False)
     _emulator: Any = field(default=None, repr=False)  # a qemu.Emulator when an aarch64 package runs on x86-64
+    threads: int | None = None  # load_package's threads=; None: TVM_NUM_THREADS, else every CPU
 
     @property
     def inputs(self) -> list[dict[str, Any]]:
@@ -86,7 +98,7 @@ class Package:
         vm = self._machine()  # first: it says why the package cannot run here before any tensor is made
         arrays = self.checked(inputs)
         if self._emulator is not None:
-            return list(self._emulator.run(Path(__file__), self.path, arrays)[0])
+            return list(self._emulator.run(Path(__file__), self.path, arrays, threads=self.threads)[0])
         import tvm
         result = vm["main"](*(tvm.runtime.tensor(x, self.device()) for x in arrays.values()))
         items = list(result) if isinstance(result, (tuple, list)) or type(result).__name__ == "Array" else [result]
@@ -97,7 +109,8 @@ class Package:
         without its start-up)."""
         self._machine()
         if self._emulator is not None:
-            return list(self._emulator.run(Path(__file__), self.path, self.checked(inputs), repeat)[1])
+            return list(self._emulator.run(Path(__file__), self.path, self.checked(inputs), repeat,
+                                           threads=self.threads)[1])
         return _measure(self, inputs, repeat)[1]
 
     def device(self) -> Any:
@@ -127,8 +140,39 @@ def _measure(pkg: Package, inputs: dict[str, np.ndarray], repeat: int) -> tuple[
     return timed(lambda: pkg.run(inputs), repeat)
 
 
-def load_package(path: str | os.PathLike[str]) -> Package:
-    """Read a package's manifest and check it can run here (the library is loaded on the first run)."""
+def check_threads(value: Any, name: str = "threads") -> int:
+    """`value` as a thread count from 1 to MAX_THREADS; else one sentence that names `name` (the option or
+    variable it came from) and the value."""
+    if isinstance(value, str):  # digits only, as the pool and run_model read it (int() would take "1_0", " 3 ")
+        number = int(value) if re.fullmatch(r"[+-]?[0-9]+", value) else 0
+    else:
+        number = int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else 0
+    if not 1 <= number <= MAX_THREADS:
+        raise PackageError(f"{name} must be a number of threads from 1 to {MAX_THREADS}, not {value!r}")
+    return number
+
+
+def environment_threads() -> int | None:
+    """TVM_NUM_THREADS as a thread count, None when it is unset or empty; one sentence when it is set to anything
+    else than a count from 1 to MAX_THREADS (the pool would say so on stderr and use every CPU)."""
+    text = os.environ.get(THREADS_VARIABLE, "")
+    if not text:
+        return None
+    try:
+        return check_threads(text, THREADS_VARIABLE)
+    except PackageError:
+        raise PackageError(f"the environment variable {THREADS_VARIABLE} is {text!r}: set it to a number of "
+                           f"threads from 1 to {MAX_THREADS}, or unset it to use every CPU") from None
+
+
+def load_package(path: str | os.PathLike[str], threads: int | None = None) -> Package:
+    """Read a package's manifest and check it can run here (the library is loaded on the first run). `threads`:
+    the threads of the library's parallel loops, the caller included (default: TVM_NUM_THREADS, else every CPU);
+    set on the library's pool before its first run."""
+    if threads is not None:
+        threads = check_threads(threads)
+    else:
+        environment_threads()
     folder = Path(path)
     if not (folder / MANIFEST).is_file():
         raise PackageError(f"'{folder}' is not an archc package (no {MANIFEST}); make one with "
@@ -141,7 +185,7 @@ def load_package(path: str | os.PathLike[str]) -> Package:
                            "package again") from None
     if not (folder / manifest["library"]).is_file():
         raise PackageError(f"'{folder}' has no library {manifest['library']}; compile the package again")
-    return Package(folder, manifest)
+    return Package(folder, manifest, threads=threads)
 
 
 def _has_gpu(tvm: Any) -> bool:
@@ -202,12 +246,33 @@ def _load_vm(pkg: Package) -> Any:
         raise PackageError(f"'{pkg.path}' is built for an NVIDIA GPU, and this machine has none (or no CUDA "
                            "driver); run it on a machine with a GPU")
     _load_runtime_extra()
+    library = pkg.path / pkg.manifest["library"]
     try:
-        lib = tvm.runtime.load_module(str(pkg.path / pkg.manifest["library"]))
-        return VirtualMachine(lib, pkg.device())
+        lib = tvm.runtime.load_module(str(library))
+        vm = VirtualMachine(lib, pkg.device())
     except Exception as err:
         raise PackageError(f"the library of '{pkg.path}' does not load ({' '.join(str(err).split())[:200]}); "
                            "compile the package again") from None
+    if pkg.threads is not None:
+        _set_threads(pkg, library, pkg.threads)
+    return vm
+
+
+def _set_threads(pkg: Package, library: Path, threads: int) -> None:
+    """Fix the thread count of the library's pool (pool.c's archc_pool_set_threads) in the copy that TVM loaded:
+    dlopen of the same file, RTLD_NOLOAD, returns that copy's handle."""
+    try:
+        lib = ctypes.CDLL(str(library), mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+        setter = lib.archc_pool_set_threads
+    except (OSError, AttributeError):
+        raise PackageError(f"the library of '{pkg.path}' has no archc thread pool to set threads on (built by "
+                           "another archc version); compile the package again, or leave threads out") from None
+    setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
+    if setter(threads) != 0:
+        lib.archc_pool_threads.restype = ctypes.c_int
+        raise PackageError(f"the library of '{pkg.path}' already runs on {lib.archc_pool_threads()} threads in this "
+                           f"process, not {threads}: a library's threads are set before its first run; load the "
+                           "package in a new process (or a copy of its folder)")
 
 
 def _load_runtime_extra() -> None:
@@ -237,18 +302,25 @@ TIMES = "archc-times: "  # `main` prints the measured seconds on a line that sta
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python archc_runtime.py PKG [--inputs in.npz] [--output out.npz] [--repeat N]`: run a package on the
-    inputs (by name; random numbers without --inputs), print the outputs' shapes and, with --repeat, the seconds of
-    N runs after a warm-up; --output saves the outputs by name. Under qemu, archc's runtime drives this."""
+    """`python archc_runtime.py PKG [--inputs in.npz] [--output out.npz] [--repeat N] [--threads N]`: run a
+    package on the inputs (by name; random numbers without --inputs), print the outputs' shapes and, with --repeat,
+    the seconds of N runs after a warm-up; --output saves the outputs by name; --threads sets the library's threads
+    (default: TVM_NUM_THREADS, else every CPU). Under qemu, archc's runtime drives this."""
     import argparse
     parser = argparse.ArgumentParser(prog="archc_runtime.py", description=main.__doc__)
     parser.add_argument("package")
     parser.add_argument("--inputs", help=".npz with one array per input name (default: random numbers)")
     parser.add_argument("--output", help="save the outputs here, as .npz by output name")
     parser.add_argument("--repeat", type=int, default=0, help="timed runs after a warm-up")
+    parser.add_argument("--threads", help="threads of the library, the caller included (default: TVM_NUM_THREADS, "
+                        "else every CPU)")
     args = parser.parse_args(argv)
     try:
-        pkg = load_package(args.package)
+        threads = None if args.threads is None else check_threads(args.threads, "--threads")
+    except PackageError as err:
+        parser.error(str(err))  # a usage error: exit status 2, as argparse's own
+    try:
+        pkg = load_package(args.package, threads)
         if args.inputs:
             try:
                 with np.load(args.inputs, allow_pickle=False) as data:

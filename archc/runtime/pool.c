@@ -12,8 +12,11 @@
  * one at a time, dynamically, by the caller and by whichever workers are awake; the caller never waits for a
  * worker that has not claimed anything, only for tasks already claimed.
  *
- *   threads   TVM_NUM_THREADS if set, else the CPUs of the process's affinity mask; the caller is one of them,
- *             the others are workers, started on the first launch that needs them
+ *   threads   archc_pool_set_threads(n) if the loader called it (archc's --threads, load_package's threads=),
+ *             else TVM_NUM_THREADS if set, else the CPUs of the process's affinity mask; the caller is one of them,
+ *             the others are workers, started on the first launch that needs them. TVM_NUM_THREADS that is not a
+ *             count from 1 to MAX_THREADS (0, -1, abc, 5000) is not taken for "all": one line on stderr, then every
+ *             CPU (archc's loaders refuse it before the library runs, in one sentence)
  *   tasks     num_task when the kernel asks for a number, else threads x ARCHC_TASKS_PER_THREAD (default 4): a
  *             generated lambda splits its loop by penv->num_task, so any count is correct
  *   waiting   a worker with nothing to do spins ARCHC_POOL_SPIN_US (default 300 us) with the CPU's pause
@@ -25,10 +28,11 @@
  *             first failing worker's TVM error is moved to the caller's thread, where TVM looks for it
  *   stats     ARCHC_POOL_STATS=1 prints the launches on stderr when the library is unloaded or the process exits
  *
- * Every symbol is hidden except the few archc_pool_* functions at the end (for tests and benchmarks), so that two
- * archc libraries in one process each keep their own pool: a library's pointers always bind to its own functions,
- * whatever order or mode (RTLD_LOCAL or RTLD_GLOBAL) the libraries were loaded in. A library unloaded with dlclose
- * stops and joins its workers first (the destructor below), so none is left running unmapped code.
+ * Every symbol is hidden except the few archc_pool_* functions at the end (the loaders' thread setting, and for
+ * tests and benchmarks), so that two archc libraries in one process each keep their own pool: a library's pointers
+ * always bind to its own functions, whatever order or mode (RTLD_LOCAL or RTLD_GLOBAL) the libraries were loaded
+ * in. A library unloaded with dlclose stops and joins its workers first (the destructor below), so none is left
+ * running unmapped code.
  *
  * The file is plain C that is also valid C++ (TVM links libraries with g++, which compiles a .c file as C++): GCC's
  * __atomic builtins, no <stdatomic.h>. Fork safety is not a goal: in a forked child every launch runs inline.
@@ -126,7 +130,9 @@ static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER; /* the caller's last c
 
 static pthread_once_t config_once = PTHREAD_ONCE_INIT;
 static pthread_once_t workers_once = PTHREAD_ONCE_INIT;
-static int n_threads = 1;        /* the caller and the workers */
+static int n_threads = 1;        /* the caller and the workers (written under `mutex`, read atomically) */
+static int threads_set;          /* archc_pool_set_threads fixed n_threads: TVM_NUM_THREADS is not read */
+static int workers_started;      /* start_workers ran: n_threads is final (under `mutex`) */
 static int tasks_per_thread = 4; /* tasks of a launch that does not ask for a number, per thread */
 /* A CNN runs dozens of kernels back to back, a few to a few hundred µs each, with the VM's work between them:
  * a worker that went to sleep after each one costs the next a wake-up (a syscall and a scheduling delay, often
@@ -155,15 +161,32 @@ static long env_long(const char* name, long lo, long hi, long fallback) {
   return value > hi ? hi : value;
 }
 
-static void configure(void) {
-  long cpus = 0;
+/* TVM_NUM_THREADS, else every CPU: a value that is not a count from 1 to MAX_THREADS is said on stderr and is not
+   taken for "all" silently (env_long would fall back without a word) */
+static int default_threads(void) {
+  const char* text = getenv("TVM_NUM_THREADS");
+  long cpus = 0, value;
+  char* end = NULL;
 #ifdef CPU_COUNT
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) cpus = CPU_COUNT(&set);
 #endif
   if (cpus <= 0) cpus = sysconf(_SC_NPROCESSORS_ONLN);
   if (cpus <= 0) cpus = 1;
-  n_threads = (int)env_long("TVM_NUM_THREADS", 1, MAX_THREADS, cpus > MAX_THREADS ? MAX_THREADS : cpus);
+  if (cpus > MAX_THREADS) cpus = MAX_THREADS;
+  if (text == NULL || *text == '\0') return (int)cpus;
+  errno = 0;
+  value = strtol(text, &end, 10);
+  if (errno == 0 && end != text && *end == '\0' && value >= 1 && value <= MAX_THREADS) return (int)value;
+  fprintf(stderr, "archc pool: TVM_NUM_THREADS='%.40s' is not a number of threads from 1 to %d; using every CPU "
+          "(%ld)\n", text, MAX_THREADS, cpus);
+  return (int)cpus;
+}
+
+static void configure(void) {
+  pthread_mutex_lock(&mutex);
+  if (!threads_set) STORE(&n_threads, default_threads());
+  pthread_mutex_unlock(&mutex);
   tasks_per_thread = (int)env_long("ARCHC_TASKS_PER_THREAD", 1, 1024, 4);
   spin_ns = (uint64_t)env_long("ARCHC_POOL_SPIN_US", 0, 1000000, 300) * 1000u;
 }
@@ -246,12 +269,16 @@ static void* worker_main(void* arg) {
 static void start_workers(void) {
   sigset_t all, old;
   pthread_attr_t attr;
-  int i;
+  int i, threads;
+  pthread_mutex_lock(&mutex);
+  STORE(&workers_started, 1); /* from here archc_pool_set_threads cannot change the count */
+  threads = LOAD(&n_threads);
+  pthread_mutex_unlock(&mutex);
   owner_pid = getpid();
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old); /* signals go to the application's threads, never to a worker */
   pthread_attr_init(&attr);
-  for (i = 0; i < n_threads - 1; ++i) {
+  for (i = 0; i < threads - 1; ++i) {
     if (pthread_create(&workers[n_workers], &attr, worker_main, NULL) != 0) break;
 #ifdef __GLIBC__
     pthread_setname_np(workers[n_workers], "archc-pool");
@@ -270,7 +297,7 @@ __attribute__((destructor)) static void stop_workers(void) {
   if (stats != NULL && *stats != '\0' && strcmp(stats, "0") != 0)
     fprintf(stderr, "archc pool: %llu launches (%llu inline), %llu tasks (%llu by workers), %d threads, %d workers "
             "started\n", (unsigned long long)LOAD(&stat_launches), (unsigned long long)LOAD(&stat_inline),
-            (unsigned long long)LOAD(&stat_tasks), (unsigned long long)LOAD(&stat_worker_tasks), n_threads,
+            (unsigned long long)LOAD(&stat_tasks), (unsigned long long)LOAD(&stat_worker_tasks), LOAD(&n_threads),
             n_workers);
   if (n_workers == 0 || getpid() != owner_pid) return;
   pthread_mutex_lock(&mutex);
@@ -298,10 +325,13 @@ int archc_parallel_launch(FTVMParallelLambda flambda, void* cdata, int num_task)
   uint32_t gen;
   unsigned spins = 0;
   TVMParallelGroupEnv env;
+  int threads;
   pthread_once(&config_once, configure);
   ADD(&stat_launches, 1);
-  tasks = num_task > 0 ? num_task : n_threads * tasks_per_thread;
-  if (n_threads == 1 || tasks == 1) {
+  threads = LOAD(&n_threads); /* before the workers start, a concurrent archc_pool_set_threads may change it: any
+                                 task count is correct, and start_workers reads it again */
+  tasks = num_task > 0 ? num_task : threads * tasks_per_thread;
+  if (threads == 1 || tasks == 1) {
     ADD(&stat_inline, 1);
     return run_inline(flambda, cdata, num_task > 0 ? num_task : 1);
   }
@@ -390,7 +420,7 @@ int archc_parallel_barrier(int task_id, TVMParallelGroupEnv* penv) {
   return -1;
 }
 
-/* ---- for tests and benchmarks (default visibility: ctypes finds them with dlsym) ------------------------------ */
+/* ---- for the loaders, tests and benchmarks (default visibility: ctypes and dlsym find them) ------------------ */
 
 EXPORT int archc_pool_launch(FTVMParallelLambda flambda, void* cdata, int num_task) {
   return archc_parallel_launch(flambda, cdata, num_task);
@@ -408,7 +438,26 @@ EXPORT uint64_t archc_pool_worker_tasks(void) { return LOAD(&stat_worker_tasks);
 
 EXPORT int archc_pool_threads(void) {
   pthread_once(&config_once, configure);
-  return n_threads;
+  return LOAD(&n_threads);
+}
+
+/* The loaders' thread setting (archc's --threads, load_package's threads=, run_model --threads): the pool's thread
+   count, the caller included, instead of TVM_NUM_THREADS or every CPU. 0 when set; -1 for a count outside 1 to
+   MAX_THREADS; -2 once the workers have started with another count (the library already ran a parallel loop in
+   this process: set it before the first run, or load a copy of the library, which has a pool of its own). Any
+   count works before then, also after runs that stayed on one thread. */
+EXPORT int archc_pool_set_threads(int threads) {
+  int rc = 0;
+  if (threads < 1 || threads > MAX_THREADS) return -1;
+  pthread_mutex_lock(&mutex);
+  if (LOAD(&workers_started)) {
+    rc = threads == LOAD(&n_threads) ? 0 : -2;
+  } else {
+    STORE(&threads_set, 1);
+    STORE(&n_threads, threads);
+  }
+  pthread_mutex_unlock(&mutex);
+  return rc;
 }
 
 EXPORT int archc_pool_workers(void) { return n_workers; }

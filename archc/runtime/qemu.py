@@ -3,8 +3,8 @@
 `scripts/install-test-deps.sh` installs qemu-user-static and builds an arm64 Python root: Debian's arm64 python3.11
 and the aarch64 wheels of the host's TVM and numpy, in `$ARCHC_ARM64_ROOT` (default `~/.cache/archc/arm64`). An
 emulated Python runs the runtime's own file as a script (`python __init__.py PKG --inputs in.npz --output out.npz
-[--repeat N]`, see `main` in the runtime): the inputs and outputs travel as .npz files in a temporary folder, and
-the times are measured inside the emulated process, without its start-up.
+[--repeat N] [--threads N]`, see `main` in the runtime): the inputs and outputs travel as .npz files in a temporary
+folder, and the times are measured inside the emulated process, without its start-up.
 
 This module needs only the standard library and numpy (like the rest of the runtime, it imports nothing of archc).
 """
@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ _DROPPED = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONSAFEPATH", "PYTH
 
 
 ROOT_VARIABLE = "ARCHC_ARM64_ROOT"
+POOL_LINE = "archc pool: "  # how archc's parallel runtime (pool.c) starts a line on stderr
 
 
 def arm64_root() -> Path:
@@ -82,24 +84,32 @@ class Emulator:
     def command(self, script: Path, *args: str) -> list[str]:
         return [self.qemu, str(self.root / PYTHON), str(script), *args]
 
-    def run(self, script: Path, package: Path, inputs: dict[str, np.ndarray],
-            repeat: int = 0) -> tuple[list[np.ndarray], list[float]]:
+    def run(self, script: Path, package: Path, inputs: dict[str, np.ndarray], repeat: int = 0,
+            threads: int | None = None) -> tuple[list[np.ndarray], list[float]]:
         """Run `package` on `inputs` with the runtime file `script` (the runtime's own file) in an emulated Python:
         the outputs, in the manifest's order, and with `repeat`, the seconds of each of `repeat` runs after a
-        warm-up, measured inside the emulated process."""
+        warm-up, measured inside the emulated process; `threads`: the library's threads there (default: its
+        TVM_NUM_THREADS, which it inherits, else every CPU)."""
         with tempfile.TemporaryDirectory(prefix="archc-qemu-") as tmp:
             given, result = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
             _write_npz(given, inputs)
             args = [str(package.resolve()), "--inputs", str(given), "--output", str(result)]
             if repeat:
                 args += ["--repeat", str(repeat)]
+            if threads is not None:
+                args += ["--threads", str(threads)]
             try:
                 done = subprocess.run(self.command(script, *args), env=self.environment(), cwd=tmp,
                                       stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
             except OSError as err:
                 raise PackageError(f"{self.qemu} does not start ({err.strerror or err}); {INSTALL}") from None
+            lines = done.stderr.splitlines()
+            for line in lines:  # the emulated pool's own lines (ARCHC_POOL_STATS=1), on stderr as natively
+                if line.startswith(POOL_LINE):
+                    print(line, file=sys.stderr)
             if done.returncode != 0:
-                last = last_line(done.stderr, f"no message, exit status {done.returncode}")
+                last = last_line("\n".join(line for line in lines if not line.startswith(POOL_LINE)),
+                                 f"no message, exit status {done.returncode}")
                 if done.returncode == PACKAGE_ERROR_EXIT:
                     raise PackageError(last)
                 raise PackageError(f"running '{package}' under {Path(self.qemu).name} failed: {last}")

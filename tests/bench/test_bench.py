@@ -3,6 +3,7 @@ file (fields, statistics, agreement, alternation, absent engines), its round tri
 and the command end to end."""
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -206,9 +207,16 @@ def test_tuning_curve_from_records(tmp_path):
 
 
 @pytest.mark.tvm
-def test_usage_errors(tmp_path):
+def test_usage_errors(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="not both"):
         api.bench(LENET, "native", repeat=3, seconds=1.0)
+    for bad in (0, -1, 1025):  # 0 is not "every CPU"
+        with pytest.raises(UsageError, match=f"^--threads must be a number of threads from 1 to 1024, not {bad}$"):
+            api.bench(LENET, "native", threads=bad)
+    monkeypatch.setenv("TVM_NUM_THREADS", "abc")  # the default when --threads is not given: never "all" silently
+    with pytest.raises(UsageError, match="^the environment variable TVM_NUM_THREADS is 'abc': set it to a number"):
+        api.bench(LENET, "native")
+    monkeypatch.delenv("TVM_NUM_THREADS")
     with pytest.raises(UsageError, match="unknown engine 'tensorrt'"):
         api.bench(LENET, "native", engines=["tensorrt"])
     with pytest.raises(UsageError, match="add tuned to --variants"):
@@ -224,9 +232,15 @@ def test_a_package_is_measured_as_it_is(tmp_path):
     folder = archc.compile(LENET, target="native", output=tmp_path / "lenet5.native", quick=0, batch=2).output
     with pytest.raises(UsageError, match="built for batch 2"):
         api.bench(folder, batches=[1])
-    res = api.bench(folder, engines=["onnxruntime", "archc"], repeat=2, memory=False, profile=False)
+    environment = os.environ.get("TVM_NUM_THREADS")
+    res = api.bench(folder, engines=["onnxruntime", "archc"], repeat=2, memory=False, profile=False, threads=1)
     ours = _entry(res, "archc", "package")
     assert ours["status"] == "ok" and ours["results"][0]["batch"] == 2
+    # --threads reached the package's pool as a parameter (its library, loaded in this process, has one thread),
+    # and nothing was left in the environment
+    lib = ctypes.CDLL(str(Path(folder) / "lenet5.so"), mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+    assert lib.archc_pool_threads() == 1 and ours["results"][0]["threads"] == 1
+    assert os.environ.get("TVM_NUM_THREADS") == environment
     assert ours["results"][0]["agreement"]["max_rel_diff"] <= 1e-4
     assert res["target"]["name"] == "native"
     assert res["model"]["flops"] == res["model"]["analysis"]["totals"]["flops"] // 2  # per item

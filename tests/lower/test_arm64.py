@@ -57,14 +57,20 @@ def test_runs_under_qemu_and_matches_onnxruntime(packages, name):
     assert_close(got, onnxruntime_outputs(packages[name] / "model.onnx", x))
 
 
-def test_time_is_measured_inside_the_emulated_process(packages):
+def test_time_is_measured_inside_the_emulated_process(packages, monkeypatch, capfd):
+    """Also: load_package(threads=3) reaches the emulated runtime (--threads 3, over TVM_NUM_THREADS): its pool's
+    ARCHC_POOL_STATS line, passed on to this stderr, says 3 threads, 2 workers started."""
     import time
-    pkg = load_package(packages["lenet5"])
+    monkeypatch.setenv("ARCHC_POOL_STATS", "1")
+    monkeypatch.setenv("TVM_NUM_THREADS", "1")
+    pkg = load_package(packages["lenet5"], threads=3)
     start = time.perf_counter()
     times = pkg.time(random_inputs(pkg), repeat=3)
     wall = time.perf_counter() - start
     assert len(times) == 3 and all(t > 0 for t in times)
     assert sum(times) < wall / 2  # the emulated Python's start-up (seconds) is not in the times (milliseconds)
+    (stats,) = [line for line in capfd.readouterr().err.splitlines() if line.startswith("archc pool: ")]
+    assert stats.endswith(", 3 threads, 2 workers started")
 
 
 def test_cli_run(packages, tmp_path):

@@ -5,6 +5,8 @@ kernels reorder the float sums, nothing more)."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -118,7 +120,56 @@ def test_cli_compile_default_folder_and_run(tmp_path):
     assert_close([np.load(tmp_path / "y.npy")], want)
 
 
+def test_cli_run_threads(packages, tmp_path):
+    """`archc run --threads 3`: the library's pool on 3 threads (2 workers), whatever TVM_NUM_THREADS says."""
+    env = {**os.environ, "ARCHC_POOL_STATS": "1", "TVM_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "archc", "run", str(packages["lenet5"]), "--threads", "3",
+                          "--repeat", "2"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("prob: 1×10 float32, top-5 ")
+    (stats,) = [line for line in out.stderr.splitlines() if line.startswith("archc pool: ")]
+    assert stats.endswith(", 3 threads, 2 workers started")
+
+
 # ---- errors: one sentence each, nothing half-written -------------------------------------------------------------
+@pytest.mark.parametrize("value", [0, -1, "abc", 1025])
+def test_a_bad_thread_count_is_one_sentence(packages, monkeypatch, value):
+    """threads= and TVM_NUM_THREADS take a count from 1 to 1024; anything else is one sentence that names it, never
+    "every CPU" silently."""
+    folder = packages["lenet5"]
+    with pytest.raises(PackageError, match=rf"^threads must be a number of threads from 1 to 1024, not {value!r}$"):
+        load_package(folder, threads=value)
+    monkeypatch.setenv("TVM_NUM_THREADS", str(value))
+    with pytest.raises(PackageError, match=f"^the environment variable TVM_NUM_THREADS is '{value}': set it to a "
+                                           "number of threads from 1 to 1024, or unset it to use every CPU$"):
+        load_package(folder)
+    assert load_package(folder, threads=1).threads == 1  # given, the variable is not read
+
+
+def test_cli_bad_thread_count_is_one_sentence(packages):
+    """`--threads 0|abc` of run and profile: a usage error (exit 2); a bad TVM_NUM_THREADS: exit 1; no traceback."""
+    def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "archc", *args], capture_output=True, text=True,
+                              env={**os.environ, **env})
+    for verb, value in (("run", "0"), ("profile", "abc")):
+        out = cli(verb, str(packages["lenet5"]), "--threads", value)
+        assert out.returncode == 2 and "Error: Invalid value for '--threads': " in out.stderr, out.stderr
+        assert value in out.stderr.splitlines()[-1]
+        assert "Traceback" not in out.stderr
+    out = cli("run", str(packages["lenet5"]), TVM_NUM_THREADS="-1")
+    assert out.returncode == 1 and out.stderr == (
+        "archc: error: the environment variable TVM_NUM_THREADS is '-1': set it to a number of threads from 1 to "
+        "1024, or unset it to use every CPU\n")
+
+
+def test_threads_with_rpc_is_refused(packages):
+    out = subprocess.run([sys.executable, "-m", "archc", "run", str(packages["lenet5"]), "--threads", "2", "--rpc",
+                          "127.0.0.1:9", "--rpc-key", "pi"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr == (
+        "archc: error: --threads sets the threads on this machine; a device behind --rpc uses its server's (start "
+        "`archc rpc-server` there with TVM_NUM_THREADS=N)\n")
+
+
 def test_wrong_input_shape_and_missing_input(packages):
     pkg = load_package(packages["lenet5"])
     with pytest.raises(PackageError, match="has shape 1×1×28×28 but the package was built for 1×1×32×32"):
@@ -281,10 +332,14 @@ def test_profile_times_every_kernel_with_its_shapes(packages):
         packages["lenet5"] / "model.onnx").layers)  # every node in exactly one kernel
     assert sum(k.macs or 0 for k in p.kernels) == 416_520
     out = subprocess.run([sys.executable, "-m", "archc", "profile", str(packages["lenet5"]), "--format", "json",
-                          "--repeat", "4"], capture_output=True, text=True)
+                          "--repeat", "4", "--threads", "1"], capture_output=True, text=True,
+                         env={**os.environ, "ARCHC_POOL_STATS": "1"})
     data = json.loads(out.stdout)
     assert out.returncode == 0 and len(data["kernels"]) == 11 and data["kernels_seconds"] > 0
     assert {"nodes", "macs", "gflops"} <= set(data["kernels"][0])
+    # --threads 1: the model and each kernel alone ran on one thread (every parallel loop inline)
+    (stats,) = [line for line in out.stderr.splitlines() if line.startswith("archc pool: ")]
+    assert re.search(r"\((\d+) inline\).*, 1 threads, 0 workers started", stats), stats
 
 
 def test_an_interrupted_tuning_run_keeps_its_records(tmp_path):

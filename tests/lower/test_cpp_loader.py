@@ -192,6 +192,24 @@ def test_loader_errors(loaders, tmp_path):
     assert usage.returncode == 2 and "--repeat takes a count of runs from 1" in one_line_error(usage)
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "2x", "1025"])
+def test_a_bad_thread_count_is_one_line(loaders, tmp_path, monkeypatch, value):
+    """--threads N and TVM_NUM_THREADS take a count from 1 to 1024: anything else is one line that names the option
+    (bad usage, 2) or the variable (1), never "every CPU" silently; --threads wins over the variable."""
+    folder = loaders["lenet5"]
+    np.save(tmp_path / "good.npy", np.zeros((1, 1, 32, 32), np.float32))
+    usage = run_model(folder / "run_model", folder / "lenet5.so", "good.npy", "--threads", value, cwd=tmp_path)
+    assert usage.returncode == 2
+    assert one_line_error(usage).endswith(f"--threads takes a number of threads from 1 to 1024, not '{value}'")
+    monkeypatch.setenv("TVM_NUM_THREADS", value)
+    bad = run_model(folder / "run_model", folder / "lenet5.so", "good.npy", cwd=tmp_path)
+    assert bad.returncode == 1 and one_line_error(bad).endswith(
+        f"the environment variable TVM_NUM_THREADS is '{value}': set it to a number of threads from 1 to 1024, or "
+        "unset it to use every CPU (or give --threads N)")
+    given = run_model(folder / "run_model", folder / "lenet5.so", "good.npy", "--threads", "1", cwd=tmp_path)
+    assert given.returncode == 0, given.stderr
+
+
 def test_top_k_needs_the_extra_runtime_library(loaders, tmp_path):
     """libtvm_runtime_extra.so holds the sort/top-k kernels that CPU code calls: the loader loads it from lib/."""
     copy = tmp_path / "multi"

@@ -6,6 +6,9 @@ launches run inline; the barrier refuses). Through TVM: hand-written parallel ke
 read archc's pointers, not TVM's, and compute the right thing at 1, 2, 3 and 7 threads, with more tasks than
 iterations and fewer; a worker's error reaches the caller; two libraries keep two pools. A model package whose
 kernels have parallel loops matches onnxruntime beside a CPU hog, through archc's loader and through run_model.
+Threads as a parameter: the pool's setter (before its workers start, not after), a bad TVM_NUM_THREADS said on
+stderr and never taken for "all", and a package run at 1, 2 and 3 threads by load_package and run_model, each
+starting that many threads (the pool's own count, and the archc-pool threads of /proc/self/task).
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ LAMBDA = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.POINTER(Env), ctype
 
 def pool_api(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.archc_pool_launch.argtypes = [LAMBDA, ctypes.c_void_p, ctypes.c_int]
+    lib.archc_pool_set_threads.argtypes = [ctypes.c_int]
     lib.archc_pool_barrier.argtypes = [ctypes.c_int, ctypes.POINTER(Env)]
     lib.archc_pool_launches.restype = ctypes.c_uint64
     lib.archc_pool_inline_launches.restype = ctypes.c_uint64
@@ -214,6 +218,42 @@ def test_concurrent_launches_from_two_threads(pool):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_threads_are_set_before_the_workers_start_and_fixed_after(tmp_path, monkeypatch, capfd):
+    """archc_pool_set_threads: -1 outside 1 to 1024; any count while no worker has started (a one-thread pool runs
+    inline and starts none), and it wins over TVM_NUM_THREADS, bad or not, without a word; once workers run, the
+    same count is accepted and another refused (-2)."""
+    out = tmp_path / "libpool.so"
+    done = subprocess.run(["gcc", "-shared", *link.POOL_FLAGS, "-o", str(out), str(POOL)], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    monkeypatch.setenv("TVM_NUM_THREADS", "abc")
+    lib = pool_api(ctypes.CDLL(str(out)))
+    assert [lib.archc_pool_set_threads(n) for n in (0, -1, 1025)] == [-1, -1, -1]
+    assert lib.archc_pool_set_threads(1) == 0
+    assert lib.archc_pool_launch(Recorder().fn, None, 4) == 0
+    assert (lib.archc_pool_threads(), lib.archc_pool_workers(), lib.archc_pool_inline_launches()) == (1, 0, 1)
+    assert lib.archc_pool_set_threads(3) == 0  # no worker yet: still free
+    rec = Recorder()
+    assert lib.archc_pool_launch(rec.fn, None, 0) == 0
+    assert rec.hits == {(i, 12): 1 for i in range(12)} and lib.archc_pool_workers() == 2
+    assert (lib.archc_pool_set_threads(3), lib.archc_pool_set_threads(2)) == (0, -2)
+    assert lib.archc_pool_threads() == 3
+    assert capfd.readouterr().err == ""  # TVM_NUM_THREADS=abc was never read
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "5000"])
+def test_a_bad_thread_variable_is_said_and_every_cpu_used(stress, value):
+    """TVM_NUM_THREADS that is no count from 1 to 1024 is not "all" silently: one line on stderr, then every CPU."""
+    cpus = len(os.sched_getaffinity(0))
+    env = {**os.environ, "TVM_NUM_THREADS": value, "ARCHC_POOL_STATS": "1"}
+    out = subprocess.run([str(stress), "20", "8"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "ok\n", out.stdout + out.stderr
+    warning, stats = out.stderr.splitlines()
+    assert warning == (f"archc pool: TVM_NUM_THREADS='{value}' is not a number of threads from 1 to 1024; using "
+                       f"every CPU ({cpus})")
+    assert f", {cpus} threads, {cpus - 1} workers started" in stats
 
 
 def test_barrier_refuses_once_on_stderr(pool, capfd):
@@ -494,3 +534,65 @@ def test_cpp_loader_runs_on_archc_pool(package, tmp_path):
     stats = [line for line in out.stderr.splitlines() if line.startswith("archc pool: ")]
     assert len(stats) == 1 and ", 3 threads, 2 workers started" in stats[0]
     assert int(stats[0].split()[2]) >= 4 * 5  # four runs (a warm-up and three), several parallel kernels each
+
+
+def pool_threads_started() -> int:
+    """Threads of this process named archc-pool (every library's pool names its workers so)."""
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            names.append(Path(f"/proc/self/task/{task}/comm").read_text().strip())
+        except OSError:  # a thread that just ended
+            pass
+    return names.count("archc-pool")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_package_runs_on_the_threads_it_is_given(package, tmp_path, threads):
+    """load_package(threads=N): outputs equal onnxruntime's, the library's pool has N threads and started N - 1
+    workers (counted in /proc/self/task too); from then that library's count is fixed in this process. A copy of
+    the package is another library with a fresh pool (the fixture's library already ran here)."""
+    from archc.runtime import PackageError, load_package
+    copy = tmp_path / "lenet5"
+    copy.mkdir()
+    for name in ("manifest.json", "lenet5.so", "model.onnx"):
+        shutil.copyfile(package / name, copy / name)
+    before = pool_threads_started()
+    pkg = load_package(copy, threads=threads)
+    x = {"image": np.random.default_rng(threads).standard_normal((1, 1, 32, 32)).astype("float32")}
+    for _ in range(3):
+        assert_close(pkg.run(x), onnxruntime_outputs(package / "model.onnx", x))
+    lib = pool_api(ctypes.CDLL(str(copy / "lenet5.so")))  # the library the package loaded
+    assert (lib.archc_pool_threads(), lib.archc_pool_workers()) == (threads, threads - 1)
+    assert lib.archc_pool_launches() >= 3 * 5
+    assert pool_threads_started() - before == threads - 1
+    assert load_package(copy, threads=threads).run(x)  # the same count again: fine
+    if threads > 1:
+        with pytest.raises(PackageError, match=f"already runs on {threads} threads in this process, not 1: a "
+                                               "library's threads are set before its first run"):
+            load_package(copy, threads=1).run(x)
+
+
+@pytest.fixture(scope="module")
+def run_model_program(package):
+    if not shutil.which("g++") or not shutil.which("make"):
+        pytest.skip("building the C++ loader needs g++ and make (Debian/Ubuntu: apt-get install g++ make)")
+    made = subprocess.run(["make", "-C", str(package / "cpp")], capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stdout + made.stderr
+    return package / "run_model"
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_cpp_loader_runs_on_the_threads_it_is_given(package, run_model_program, tmp_path, threads):
+    """run_model --threads N: over TVM_NUM_THREADS (2 here), the pool's N threads, N - 1 workers started."""
+    x = np.random.default_rng(5).standard_normal((1, 1, 32, 32)).astype("float32")
+    np.save(tmp_path / "image.npy", x)
+    env = {**{k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "LD_PRELOAD")},
+           "ARCHC_POOL_STATS": "1", "TVM_NUM_THREADS": "2"}
+    out = subprocess.run([str(run_model_program), str(package / "lenet5.so"), str(tmp_path / "image.npy"), "-o",
+                          str(tmp_path / "out"), "--threads", str(threads), "--repeat", "2"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert_close([np.load(tmp_path / "out" / "out0.npy")], onnxruntime_outputs(package / "model.onnx", {"image": x}))
+    (stats,) = [line for line in out.stderr.splitlines() if line.startswith("archc pool: ")]
+    assert f", {threads} threads, {threads - 1} workers started" in stats

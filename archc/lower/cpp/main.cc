@@ -1,10 +1,12 @@
 // run_model: runs an archc deploy package's library with TVM's C++ runtime (the Relax VM); no Python needed.
 //
-//   ./run_model MODEL.so IN0.npy [IN1.npy ...] [-o OUT_DIR] [--repeat N] [--device cpu|cuda]
+//   ./run_model MODEL.so IN0.npy [IN1.npy ...] [-o OUT_DIR] [--repeat N] [--threads N] [--device cpu|cuda]
 //
 // Inputs are .npy files (little endian, C order), one per model input in the manifest's order. Each output is
 // written to OUT_DIR/out<i>.npy. It prints every input's and output's shape and the time of a run (the median of
-// N runs after a warm-up with --repeat N). An error is one line on stderr, exit status 1 (2 for bad usage).
+// N runs after a warm-up with --repeat N). --threads N: the threads of the library's parallel loops (archc's pool,
+// linked into it), this one included; default TVM_NUM_THREADS, else every CPU. An error is one line on stderr, exit
+// status 1 (2 for bad usage).
 // Built by the Makefile next to this file; see the package's README.md.
 #include <dlfcn.h>
 #include <sys/stat.h>
@@ -316,12 +318,24 @@ struct Options {
   std::string model, out_dir, device;
   std::vector<std::string> inputs;
   int repeat = 1;
+  int threads = 0;  // 0: the pool's default (TVM_NUM_THREADS, else every CPU)
 };
 
 const char* kUsage =
-    "usage: run_model MODEL.so IN0.npy [IN1.npy ...] [-o OUT_DIR] [--repeat N] [--device cpu|cuda]\n"
+    "usage: run_model MODEL.so IN0.npy [IN1.npy ...] [-o OUT_DIR] [--repeat N] [--threads N] [--device cpu|cuda]\n"
     "  runs the model on the .npy inputs (in the manifest's order), writes OUT_DIR/out<i>.npy for each output,\n"
-    "  prints their shapes and the time of a run (with --repeat N: the median of N runs after a warm-up)\n";
+    "  prints their shapes and the time of a run (with --repeat N: the median of N runs after a warm-up);\n"
+    "  --threads N: the threads of its parallel loops (default: TVM_NUM_THREADS, else every CPU)\n";
+
+const int kMaxThreads = 1024;  // archc's pool (pool.c's MAX_THREADS)
+
+// A thread count from 1 to kMaxThreads, or -1.
+int ThreadCount(const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  long n = std::strtol(text.c_str(), &end, 10);
+  return text.empty() || *end || errno || n < 1 || n > kMaxThreads ? -1 : static_cast<int>(n);
+}
 
 Options ParseArgs(int argc, char** argv) {
   Options o;
@@ -342,6 +356,11 @@ Options ParseArgs(int argc, char** argv) {
       long n = std::strtol(v.c_str(), &end, 10);
       if (v.empty() || *end || n < 1 || n > 1000000) Fail("--repeat takes a count of runs from 1, not '" + v + "'", 2);
       o.repeat = static_cast<int>(n);
+    } else if (a == "--threads") {
+      std::string v = value();
+      o.threads = ThreadCount(v);
+      if (o.threads < 0)
+        Fail("--threads takes a number of threads from 1 to " + std::to_string(kMaxThreads) + ", not '" + v + "'", 2);
     } else if (a == "--device") {
       o.device = value();
       if (o.device != "cpu" && o.device != "cuda") Fail("--device is cpu or cuda, not '" + o.device + "'", 2);
@@ -354,7 +373,26 @@ Options ParseArgs(int argc, char** argv) {
     }
   }
   if (o.model.empty()) Fail("no model given; usage: run_model MODEL.so IN0.npy [IN1.npy ...] [-o OUT_DIR] ...", 2);
+  const char* env = std::getenv("TVM_NUM_THREADS");  // the pool's default: not taken for "all" when it is no count
+  if (o.threads == 0 && env && *env && ThreadCount(env) < 0)
+    Fail(std::string("the environment variable TVM_NUM_THREADS is '") + env + "': set it to a number of threads " +
+         "from 1 to " + std::to_string(kMaxThreads) + ", or unset it to use every CPU (or give --threads N)");
   return o;
+}
+
+// --threads: archc's pool in the library (pool.c's exported archc_pool_set_threads), set before the first run.
+// dlopen of the file TVM loaded, RTLD_NOLOAD, returns TVM's handle of it.
+void SetThreads(const std::string& path, const std::string& model, int threads) {
+  void* handle = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+  void* symbol = handle ? dlsym(handle, "archc_pool_set_threads") : nullptr;
+  if (!symbol) {
+    if (handle) dlclose(handle);
+    Fail("the model '" + model + "' has no archc thread pool to set --threads on (built by another archc version); " +
+         "compile the package again, or leave --threads out");
+  }
+  int rc = reinterpret_cast<int (*)(int)>(symbol)(threads);
+  dlclose(handle);  // TVM's own reference keeps it loaded
+  if (rc != 0) Fail("the model '" + model + "' refused --threads " + std::to_string(threads));
 }
 
 double Milliseconds(std::chrono::steady_clock::duration d) {
@@ -369,9 +407,10 @@ int Run(const Options& o) {
 
   std::vector<std::string> sidecar_problems = LoadSidecars();
   ffi::Module library{ffi::UnsafeInit()};
+  // dlopen looks a name without a slash up on the library path, not in the current folder
+  std::string path = o.model.find('/') == std::string::npos ? "./" + o.model : o.model;
   try {
-    // dlopen looks a name without a slash up on the library path, not in the current folder
-    library = ffi::Module::LoadFromFile(o.model.find('/') == std::string::npos ? "./" + o.model : o.model);
+    library = ffi::Module::LoadFromFile(path);
   } catch (const ffi::Error& e) {
     std::string why = OneLine(e.message()), hint = "is it built for this machine and this TVM?";
     for (const std::string& p : sidecar_problems) {
@@ -381,6 +420,7 @@ int Run(const Options& o) {
     }
     Fail("the model '" + o.model + "' does not load (" + why + "); " + hint);
   }
+  if (o.threads > 0) SetThreads(path, o.model, o.threads);
   ffi::Module vm = Method(library, "vm_load_executable", "'" + o.model + "'")().cast<ffi::Module>();
 
   DLDeviceType device_type = o.device.empty() ? NeededDevice(library) : o.device == "cuda" ? kDLCUDA : kDLCPU;
