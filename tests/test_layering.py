@@ -101,3 +101,53 @@ def test_analyze_imports_no_tvm_and_nothing_of_the_back_end(argv):
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# packages whose modules must import one way among themselves: no cycle, not even through an import inside a function
+ACYCLIC = ("lower/kernels", "ops")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ARCHC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported_modules(path: Path, known: set[str]) -> set[str]:
+    """The modules among `known` that a file imports, at the top or inside a function: `from p import m` names the
+    module p.m where that is one (not the package p), `from p.m import x` the module p.m."""
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            for a in node.names:
+                found.add(f"{module}.{a.name}" if f"{module}.{a.name}" in known else module)
+    return found & known
+
+
+def test_no_import_cycle_among_the_kernels_and_the_ops():
+    """archc/lower/kernels and archc/ops: the graph of which module imports which (among their own) has no cycle."""
+    paths = {_module_name(p): p for folder in ACYCLIC for p in sorted((ARCHC / folder).glob("*.py"))}
+    graph = {m: sorted(_imported_modules(p, set(paths)) - {m}) for m, p in paths.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def cycle_from(m: str) -> list[str]:
+        state[m] = 1
+        path.append(m)
+        for n in graph[m]:
+            if state.get(n) == 1:
+                return [*path[path.index(n):], n]
+            if n not in state and (found := cycle_from(n)):
+                return found
+        state[m] = 2
+        path.pop()
+        return []
+
+    for m in sorted(graph):
+        if m not in state:
+            assert not (found := cycle_from(m)), " → ".join(found)
+    assert graph["archc.ops.registry"] and graph["archc.lower.kernels.layout"]  # the graph is not empty by mistake

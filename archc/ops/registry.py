@@ -3,7 +3,8 @@
 A spec keyword (`conv`, `maxpool`, `relu6`, …) maps to one `OpDef`. Its `build` rule is a pure function of the
 bound arguments and the input shapes: it checks them, resolves defaults that depend on the input (rank, channels,
 "same" padding), and returns the output shape, the weight tensors and the concrete attributes the emitter writes.
-Rules raise `OpError` without a location; the caller that knows the spec line attaches it.
+Rules raise `OpError` (defined in errors.py, imported from here) without a location; the caller that knows the
+spec line attaches it.
 """
 from __future__ import annotations
 
@@ -14,17 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from archc.ops.errors import OpError
+from archc.ops.window import same_pads
 from archc.shapes import Shape, fmt_dims, numel
-
-
-class OpError(Exception):
-    """A rule's complaint about its arguments or inputs. `attr` names the argument at fault, if any."""
-
-    def __init__(self, message: str, attr: str | None = None, code: str = "bad-attr"):
-        super().__init__(message)
-        self.message = message
-        self.attr = attr
-        self.code = code
 
 
 class Kind(enum.Enum):
@@ -234,9 +227,6 @@ class NodeView:
         pads = tuple(self.attrs.get("pads") or (0,) * (2 * n))
         auto = self.attrs.get("auto_pad", "NOTSET")
         if auto in ("SAME_UPPER", "SAME_LOWER") and (x := self.in_shapes[0]):
-            # imported here, not at the top: window.py imports OpError from this module
-            from archc.ops.window import same_pads
-
             split = [same_pads(x[2 + i], k[i], s[i], d[i], upper=auto == "SAME_UPPER") for i in range(n)]
             pads = tuple(b for b, _ in split) + tuple(e for _, e in split)
         elif auto == "VALID":

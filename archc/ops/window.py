@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from archc.ops.registry import OpError
+from archc.ops.errors import OpError
 from archc.shapes import Shape
 
 

@@ -47,20 +47,16 @@ def _onnx_conv(key: str):
     import onnx
     from onnx import helper
 
-    from archc.lower.kernels.conv2d import is_depthwise, parse
-    from archc.lower.kernels.search import out_size
-    data, weight, strides, padding, dilation = parse(key)
-    n, icc, h, w, ib = data
-    occ, _, kh, kw, _, ob = weight
-    channels, out = icc * ib, occ * ob
-    groups = channels if is_depthwise(key) else channels // (weight[1] * weight[4])  # grouped: fewer in the weight
-    oh, ow = out_size(key)
-    node = helper.make_node("Conv", ["x", "w"], ["y"], strides=list(strides), dilations=list(dilation),
-                            pads=[padding[0], padding[1], padding[2], padding[3]], group=groups,
-                            kernel_shape=[kh, kw])
+    from archc.lower.kernels.conv2d import Workload
+    wl = Workload.parse(key)
+    n, _, h, w, _ = wl.data
+    channels, out, groups = wl.channels, wl.out_channels, wl.groups  # grouped: fewer channels in the weight
+    oh, ow = wl.out_size
+    node = helper.make_node("Conv", ["x", "w"], ["y"], strides=list(wl.strides), dilations=list(wl.dilation),
+                            pads=list(wl.padding), group=groups, kernel_shape=list(wl.kernel))
     graph = helper.make_graph([node], "conv", [
         helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [n, channels, h, w]),
-        helper.make_tensor_value_info("w", onnx.TensorProto.FLOAT, [out, channels // groups, kh, kw])],
+        helper.make_tensor_value_info("w", onnx.TensorProto.FLOAT, [out, channels // groups, *wl.kernel])],
         [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [n, out, oh, ow])])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), groups
 
@@ -68,11 +64,11 @@ def _onnx_conv(key: str):
 def _check(key: str, config, tgt, tmp_path: Path) -> None:
     import tvm
 
-    from archc.lower.kernels.conv2d import is_depthwise, parse
-    from archc.lower.kernels.search import build, out_size
-    data, weight = parse(key)[:2]
-    n, icc, h, w, ib = data
-    occ, wic, kh, kw, wib, ob = weight
+    from archc.lower.kernels.conv2d import Workload
+    from archc.lower.kernels.search import build
+    wl = Workload.parse(key)
+    n, icc, h, w, ib = wl.data
+    occ, wic, kh, kw, wib, ob = wl.weight
     model, groups = _onnx_conv(key)
     rng = np.random.default_rng(len(key))
     x = rng.standard_normal((n, icc * ib, h, w)).astype(np.float32)
@@ -82,11 +78,11 @@ def _check(key: str, config, tgt, tmp_path: Path) -> None:
     (want,) = onnxruntime_outputs(path, {"x": x, "w": wt})
     # as the package holds them: data NCHW[ib]c, weights OIHW[ib]i[ob]o (depthwise: C/ob, 1, kh, kw, 1, ob)
     xb = x.reshape(n, icc, ib, h, w).transpose(0, 1, 3, 4, 2)
-    if is_depthwise(key):
+    if wl.depthwise:
         wb = wt.reshape(occ, ob, kh, kw).transpose(0, 2, 3, 1)[:, None, :, :, None, :]
     else:
         wb = wt.reshape(occ, ob, wic, wib, kh, kw).transpose(0, 2, 4, 5, 3, 1)
-    oh, ow = out_size(key)
+    oh, ow = wl.out_size
     lib = build(key, config, tgt)
     args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (xb, wb, np.zeros((n, occ, oh, ow, ob), "f4"))]
     lib["k"](*args)
@@ -117,17 +113,19 @@ def test_every_zoo_convolution_with_its_shipped_configuration(isa, tmp_path):
 def test_the_configuration_grid_on_a_few_shapes(tmp_path):
     """Every point of the search grid computes the same convolution: a 3×3 layer, a strided 1×1, the 7×7 stem on
     NCHW[1]c, a depthwise stride-2 one, a grouped strided one, and a dilated one."""
-    from archc.lower.kernels.conv2d import workload
+    from archc.lower.kernels.conv2d import Workload
     from archc.lower.kernels.search import candidates
     isa = _native_isa() or pytest.skip("not an x86 CPU with AVX2")
     tgt = _tgt(isa)
     lanes = 16 if isa == "avx512" else 8
-    shapes = [workload((1, 2, 14, 14, lanes), (2, 2, 3, 3, lanes, lanes), (1, 1), (1, 1, 1, 1), (1, 1)),
-              workload((1, 2, 14, 14, lanes), (4, 2, 1, 1, lanes, lanes), (2, 2), (0, 0, 0, 0), (1, 1)),
-              workload((1, 3, 32, 32, 1), (2, 3, 7, 7, 1, lanes), (2, 2), (3, 3, 3, 3), (1, 1)),
-              "dw" + workload((1, 3, 15, 15, lanes), (3, 1, 3, 3, 1, lanes), (2, 2), (1, 1, 1, 1), (1, 1)),
-              workload((1, 4, 14, 14, lanes), (4, 2, 3, 3, lanes, lanes), (2, 2), (1, 1, 1, 1), (1, 1)),  # 2 groups
-              workload((1, 1, 16, 16, 8), (1, 1, 3, 3, 8, 8), (1, 1), (2, 2, 2, 2), (2, 2))]
+    shapes = [Workload.of(*w).key for w in [
+        ((1, 2, 14, 14, lanes), (2, 2, 3, 3, lanes, lanes), (1, 1), (1, 1, 1, 1), (1, 1)),
+        ((1, 2, 14, 14, lanes), (4, 2, 1, 1, lanes, lanes), (2, 2), (0, 0, 0, 0), (1, 1)),
+        ((1, 3, 32, 32, 1), (2, 3, 7, 7, 1, lanes), (2, 2), (3, 3, 3, 3), (1, 1)),
+        ((1, 3, 15, 15, lanes), (3, 1, 3, 3, 1, lanes), (2, 2), (1, 1, 1, 1), (1, 1)),  # depthwise
+        ((1, 4, 14, 14, lanes), (4, 2, 3, 3, lanes, lanes), (2, 2), (1, 1, 1, 1), (1, 1)),  # 2 groups
+        ((1, 1, 16, 16, 8), (1, 1, 3, 3, 8, 8), (1, 1), (2, 2, 2, 2), (2, 2))]]
+    assert shapes[3].startswith("dw") and sum(k.startswith("dw") for k in shapes) == 1
     for key in shapes:
         grid = candidates(key, lanes)
         assert grid

@@ -2,10 +2,11 @@
 rewritten (layout.py).
 
 Tensors joined by ops that keep the layout (elementwise ops, pools, channel reductions, a depthwise convolution's
-input and output) must share it, else a relayout runs between them: they form one *group*, and each group takes
-one layout. A group that some convolution writes chooses among the target's vector width and 8 channels per block,
-its channels zero-padded up to whole blocks where they do not divide (MobileNet v2's 24 → 32, LeNet's 6 → 8,
-YOLOv3's 255 → 256), by the modelled sum of the times of the convolutions that write and read it:
+input and output: optable.py, the table the rewriter reads too) must share it, else a relayout runs between them:
+they form one *group*, and each group takes one layout. A group that some convolution writes chooses among the
+target's vector width and 8 channels per block, its channels zero-padded up to whole blocks where they do not
+divide (MobileNet v2's 24 → 32, LeNet's 6 → 8, YOLOv3's 255 → 256), by the modelled sum of the times of the
+convolutions that write and read it:
 
 * a convolution writing blocks of `bn` channels on `lanes`-wide vectors fills bn/lanes of each register:
   its time ∝ MACs × (padded / true output channels) × lanes / bn;
@@ -24,13 +25,7 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 
-UNARY = {"relax.nn.relu", "relax.clip", "relax.nn.leakyrelu", "relax.sigmoid", "relax.tanh", "relax.nn.silu",
-         "relax.nn.gelu", "relax.nn.gelu_tanh", "relax.exp", "relax.sqrt", "relax.negative", "relax.abs",
-         "relax.nn.relu6", "relax.hard_sigmoid"}
-BINARY = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.maximum", "relax.minimum"}
-POOLS = {"relax.nn.max_pool2d", "relax.nn.avg_pool2d", "relax.nn.max_pool1d", "relax.nn.avg_pool1d"}
-REDUCE = {"relax.mean", "relax.max", "relax.sum"}
-CONVS = {"relax.nn.conv2d", "relax.nn.conv1d"}
+from archc.lower.kernels.optable import Kind, is_const, rule_of
 
 
 @dataclass
@@ -54,8 +49,6 @@ def is_depthwise(groups: int, channels: int, out_channels: int, per_group: int) 
 def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
     """var → its block, for every variable of a group some convolution writes (the others: the rule's)."""
     from tvm import relax
-
-    from archc.lower.kernels.layout import is_const, is_op_call
     ids: dict[Any, int] = {}  # var → its index (TVM hands out a new Python object per access: no `is`)
     parent: list[int] = []
 
@@ -78,15 +71,15 @@ def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
         if isinstance(e, relax.Var):
             union(v, e)
             continue
-        if not is_op_call(e):
+        rule = rule_of(e)
+        if rule is None:
             continue
-        name = e.op.name
-        if name == "relax.call_tir":  # the importer's Clip (ReLU6): elementwise on its first argument
+        kind = rule.kind
+        if kind is Kind.CLAMP:  # the importer's Clip (ReLU6): elementwise on its first argument
             fields = getattr(e.args[1], "fields", [])
             if fields and isinstance(fields[0], relax.Var) and shape(fields[0]) == shape(v):
                 union(v, fields[0])
-            continue
-        if name in CONVS and len(e.args) == 2 and is_const(e.args[1]) and isinstance(e.args[0], relax.Var):
+        elif kind is Kind.CONV and len(e.args) == 2 and is_const(e.args[1]) and isinstance(e.args[0], relax.Var):
             out, data = shape(v), shape(e.args[0])
             w = [int(d) for d in e.args[1].value.shape]
             if len(out) < 3 or len(data) < 3:
@@ -97,13 +90,13 @@ def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
             convs.append((v, e.args[0], macs, depthwise, n_groups > 1 and not depthwise))
             if depthwise:
                 union(v, e.args[0])
-        elif name in UNARY | POOLS | REDUCE and isinstance(e.args[0], relax.Var):
+        elif kind in (Kind.UNARY, Kind.POOL, Kind.REDUCE) and isinstance(e.args[0], relax.Var):
             union(v, e.args[0])
-        elif name in BINARY:
+        elif kind is Kind.BINARY:
             for a in e.args:
                 if isinstance(a, relax.Var) and shape(a) == shape(v):
                     union(v, a)
-        elif name == "relax.concat":
+        elif kind is Kind.CONCAT:
             concat_inputs += [f for f in getattr(e.args[0], "fields", []) if isinstance(f, relax.Var)]
     groups: dict[int, _Group] = {}
 

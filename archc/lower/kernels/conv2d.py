@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+from archc.lower.kernels.blocks import is_depthwise
+from archc.ops.window import out_sizes
 
 BLOCK = "archc_conv2d_nchwc"
 DW_BLOCK = "archc_dwconv2d_nchwc"  # the depthwise one (groups = channels)
-WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (workload())
+WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (Workload.key)
 PAD = "archc_conv2d_pad"
 
 
@@ -56,8 +59,8 @@ def compute(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[in
         value = data[b, chunk, y * sh + rh * dh, x * sw + rw * dw, icb].astype(out_dtype)
         return te.sum(value * weight[oc, icc, rh, rw, icb, ob].astype(out_dtype), axis=[icc, rh, rw, icb])
 
-    key = workload((n, data_chunks, height, width, ic_bn), (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides,
-                   padding, dilation)
+    key = Workload.of((n, data_chunks, height, width, ic_bn), (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides,
+                      padding, dilation).key
     return te.compute((n, oc_chunk, out_h, out_w, oc_bn), cell, name=BLOCK, attrs={WORKLOAD: key})
 
 
@@ -77,7 +80,7 @@ def compute_depthwise(data: Any, weight: Any, strides: Sequence[int], padding: S
         value = data[b, c, y * sh + rh * dh, x * sw + rw * dw, cb].astype(out_dtype)
         return te.sum(value * weight[c, 0, rh, rw, 0, cb].astype(out_dtype), axis=[rh, rw])
 
-    key = "dw" + workload((n, chunks, height, width, bn), (chunks, 1, kh, kw, 1, bn), strides, padding, dilation)
+    key = Workload.of((n, chunks, height, width, bn), (chunks, 1, kh, kw, 1, bn), strides, padding, dilation).key
     return te.compute((n, chunks, out_h, out_w, bn), cell, name=DW_BLOCK, attrs={WORKLOAD: key})
 
 
@@ -86,8 +89,6 @@ def _window(data: Any, kernel: tuple[int, int], strides: Sequence[int], padding:
     """The NCHW[x]c data zero-padded (top, left, bottom, right) as the PAD block, where there is padding, and the
     output's (height, width)."""
     from tvm import topi
-
-    from archc.ops.window import out_sizes
     size = out_sizes((int(data.shape[2]), int(data.shape[3])), kernel, strides, dilation, padding)
     top, left, bottom, right = padding
     if top or left or bottom or right:
@@ -95,23 +96,94 @@ def _window(data: Any, kernel: tuple[int, int], strides: Sequence[int], padding:
     return data, size
 
 
-def workload(data: tuple[int, ...], weight: tuple[int, ...], strides: Any, padding: Any, dilation: Any) -> str:
-    """The key of a convolution's shape, under which its configurations are searched, cached and shipped:
-    data N×C/bn×H×W×bn, weight, stride, padding (top, left, bottom, right), dilation (a depthwise one: "dw" and
-    the same; a grouped one has fewer input chunks in its weight than in its data)."""
-    def dims(xs: Any) -> str:
-        return "x".join(str(int(x)) for x in xs)
-    return f"d{dims(data)}_w{dims(weight)}_s{dims(strides)}_p{dims(padding)}_l{dims(dilation)}"
+class Workload(NamedTuple):
+    """A convolution's shape in the blocked layout, as archc's kernel computes it. Its `key` names it where its
+    configurations are searched, cached and shipped (the tuning database's records, tables/*.json) and in the
+    kernel's WORKLOAD annotation: "d…_w…_s…_p…_l…", each field's numbers joined by "x", "dw" in front of a
+    depthwise one (`parse` reads it back)."""
+    data: tuple[int, ...]  # N, C/ic_bn, H, W, ic_bn
+    weight: tuple[int, ...]  # O/oc_bn, I/groups/ic_bn, KH, KW, ic_bn, oc_bn (depthwise: C/bn, 1, KH, KW, 1, bn)
+    strides: tuple[int, ...]  # along H, W
+    padding: tuple[int, ...]  # top, left, bottom, right
+    dilation: tuple[int, ...]  # along H, W
+
+    @classmethod
+    def of(cls, data: Sequence[Any], weight: Sequence[Any], strides: Sequence[Any], padding: Sequence[Any],
+           dilation: Sequence[Any]) -> Workload:
+        """From any sequences of integers (TVM's, lists)."""
+        return cls(*(tuple(int(x) for x in xs) for xs in (data, weight, strides, padding, dilation)))
+
+    @classmethod
+    def parse(cls, key: str) -> Workload:
+        """A key back into its workload; ValueError for a string that is not one."""
+        parts = key.removeprefix("dw").split("_")
+        if [p[:1] for p in parts] != list("dwspl"):
+            raise ValueError(f"not a convolution workload key: {key!r}")
+        workload = cls.of(*(p[1:].split("x") for p in parts))
+        if workload.depthwise != key.startswith("dw"):
+            raise ValueError(f"workload key {key!r} says {'' if key.startswith('dw') else 'not '}depthwise, "
+                             "its shape the opposite")
+        return workload
+
+    @property
+    def key(self) -> str:
+        def dims(xs: tuple[int, ...]) -> str:
+            return "x".join(map(str, xs))
+        return ("dw" if self.depthwise else "") + (f"d{dims(self.data)}_w{dims(self.weight)}_s{dims(self.strides)}"
+                                                   f"_p{dims(self.padding)}_l{dims(self.dilation)}")
+
+    @property
+    def ic_bn(self) -> int:
+        return self.data[4]
+
+    @property
+    def oc_bn(self) -> int:
+        """Output channels per block (a vector of them: the register tile's width)."""
+        return self.weight[5]
+
+    @property
+    def oc_chunks(self) -> int:
+        """Output channel blocks."""
+        return self.weight[0]
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return self.weight[2], self.weight[3]
+
+    @property
+    def channels(self) -> int:
+        return self.data[1] * self.data[4]
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight[0] * self.weight[5]
+
+    @property
+    def per_group(self) -> int:
+        """Input channels each output channel reads (OIHW weights' second dimension)."""
+        return self.weight[1] * self.weight[4]
+
+    @property
+    def groups(self) -> int:
+        """Groups of the convolution computed (a grouped one holds fewer input channels in its weight than in its
+        data; groups merged by the layout plan count as one)."""
+        return self.channels // self.per_group
+
+    @property
+    def depthwise(self) -> bool:
+        """compute_depthwise's (one input and one output channel per group), the block plan's test (blocks.py)."""
+        return is_depthwise(self.groups, self.channels, self.out_channels, self.per_group)
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        """The output's (height, width)."""
+        oh, ow = out_sizes(self.data[2:4], self.kernel, self.strides, self.dilation, self.padding)
+        return oh, ow
 
 
-def is_depthwise(key: str) -> bool:
-    return key.startswith("dw")
-
-
-def parse(key: str) -> tuple[tuple[int, ...], ...]:
-    """workload() back into (data, weight, strides, padding, dilation)."""
-    parts = [tuple(int(x) for x in part[1:].split("x")) for part in key.removeprefix("dw").split("_")]
-    return parts[0], parts[1], parts[2], parts[3], parts[4]
+def parse(key: str) -> Workload:
+    """Workload.parse (benchmarks/kernel_table.py imports it from here)."""
+    return Workload.parse(key)
 
 
 def schedule(sch: Any, config: Config) -> None:

@@ -8,7 +8,8 @@ One pass over the model's dataflow (a Relax function from the ONNX importer, bef
   subtract/divide/multiply/add of constants) is folded: the scale into the packed weights, the shift into one add
   that fuses into the kernel's epilogue;
 * elementwise ops, pools, channel reductions and channel concatenation run on the blocked tensors as they are
-  (their constants re-laid out here); any other op gets NCHW, through a layout_transform emitted once per tensor;
+  (their constants re-laid out here); any other op gets NCHW, through a layout_transform emitted once per tensor
+  (which op takes which rule: the table in optable.py, which the block plan reads too);
 * the block size is the plan's choice per group of tensors that share a layout (blocks.py: the modelled sum of
   the convolutions' times, channels zero-padded to whole blocks where that is cheaper); a tensor no convolution
   writes takes the rule's (`Plan.block`), and a consumer its producer's block to avoid a relayout.
@@ -16,14 +17,16 @@ One pass over the model's dataflow (a Relax function from the ONNX importer, bef
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from archc.lower.kernels import conv2d, dense
-from archc.lower.kernels.blocks import BINARY, CONVS, POOLS, REDUCE, UNARY, choose, is_depthwise, padded
+from archc.lower.kernels.blocks import choose, is_depthwise, padded
 from archc.lower.kernels.generic import dense_chunk
+from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, rule_of
 
 _AFFINE = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide"}
 
@@ -169,19 +172,9 @@ class _Rewriter:
         v, e = binding.var, binding.value
         self.why = e.op.name.replace("relax.", "") if isinstance(e, relax.Call) and hasattr(e.op, "name") else \
             "the model's output"
-        if is_op_call(e):
-            name = e.op.name
-            handled = (
-                (name in CONVS and self.conv(v, e))
-                or (name in UNARY and self.unary(v, e))
-                or (name in BINARY and self.binary(v, e))
-                or (name in POOLS and self.pool(v, e))
-                or (name in REDUCE and self.reduce(v, e))
-                or (name == "relax.concat" and self.concat(v, e))
-                or (name == "relax.matmul" and self.dense(v, e))
-                or (name == "relax.call_tir" and self.clamp(v, e)))
-            if handled:
-                return
+        rule = rule_of(e)
+        if rule is not None and self.RULES[rule.kind](self, v, e):
+            return
         if isinstance(e, relax.Call):
             self.plain[v] = self.bb.emit(relax.Call(e.op, [self.arg(a) for a in e.args], e.attrs, e.ty_args))
             return
@@ -198,7 +191,7 @@ class _Rewriter:
         relax = self.relax
         data, weight = e.args
         a = e.attrs
-        one_d = e.op.name == "relax.nn.conv1d"
+        one_d = OPS[e.op.name].one_d
         layouts = ("NCW", "OIW", "NCW") if one_d else ("NCHW", "OIHW", "NCHW")
         if not is_const(weight) or (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) != layouts \
                 or len(_shape(data)) != (3 if one_d else 4):
@@ -352,7 +345,7 @@ class _Rewriter:
     def pool(self, v: Any, e: Any) -> bool:
         x = e.args[0]
         a = e.attrs
-        one_d = e.op.name.endswith("1d")
+        one_d = OPS[e.op.name].one_d
         if x not in self.blocked or str(a.layout) != ("NCW" if one_d else "NCHW") or str(a.out_layout) != str(a.layout):
             return False
         value, bn = self.blocked[x]
@@ -400,6 +393,11 @@ class _Rewriter:
         self.blocked[v] = (self.bb.emit(relax.op.concat(values, axis=1)), bn)
         return True
 
+    # the rule of each kind of op in the table (optable.py); each says whether it rewrote the op (if not: NCHW)
+    RULES: ClassVar[dict[Kind, Callable[[_Rewriter, Any, Any], bool]]] = {
+        Kind.CONV: conv, Kind.UNARY: unary, Kind.BINARY: binary, Kind.POOL: pool, Kind.REDUCE: reduce,
+        Kind.CONCAT: concat, Kind.DENSE: dense, Kind.CLAMP: clamp}
+
 
 def _out_dtype(attrs: Any, data: Any) -> str:
     """An op's out_dtype attribute, or its input's dtype where the attribute is unset."""
@@ -438,18 +436,6 @@ def _subst(e: Any, rw: _Rewriter) -> Any:
     if isinstance(e, relax.TupleGetItem):
         return relax.TupleGetItem(rw.arg(e.tuple_value), e.index)
     return e
-
-
-def is_op_call(e: Any) -> bool:
-    """A call of a Relax op (not of a function or a PrimFunc)."""
-    import tvm
-    from tvm import relax
-    return isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op)
-
-
-def is_const(e: Any) -> bool:
-    from tvm.ir.expr import Constant
-    return isinstance(e, Constant)
 
 
 def _vars_in(e: Any, relax: Any) -> list[Any]:

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from archc.lower.kernels.conv2d import Config, is_depthwise, parse
-from archc.ops.window import out_sizes
+from archc.lower.kernels.conv2d import Config, Workload
 
 RECORDS = "archc-kernels.json"
 TABLES = Path(__file__).with_name("tables")
@@ -35,9 +34,7 @@ def cpu_key(tgt: Any) -> str:
 
 
 def out_size(key: str) -> tuple[int, int]:
-    data, weight, strides, padding, dilation = parse(key)
-    h, w = out_sizes(data[2:4], weight[2:4], strides, dilation, padding)
-    return h, w
+    return Workload.parse(key).out_size
 
 
 def _registers(lanes: int) -> int:
@@ -48,32 +45,32 @@ def rule(key: str, lanes: int) -> Config:
     """The configuration without measurements: a row tile of ~14 pixels (~10 accumulators hide the FMA latency
     on two pipes; 28 spilled once kw is unrolled, at half the speed), and two channel blocks in the tile where the
     row is too short to hold enough accumulators (the 7×7 outputs)."""
-    _, weight = parse(key)[:2]
-    _, ow = out_size(key)
-    per_pixel = max(1, weight[5] // lanes)
+    w = Workload.parse(key)
+    _, ow = w.out_size
+    per_pixel = max(1, w.oc_bn // lanes)
     limit = max(1, (14 if _registers(lanes) == 32 else 12) // per_pixel)
     reg_n = max(d for d in range(1, min(ow, limit) + 1) if ow % d == 0)
-    oc_tile = 2 if reg_n * 2 <= limit and weight[0] % 2 == 0 and not is_depthwise(key) else 1
-    return Config(reg_n, oc_tile, inline_pad=is_depthwise(key))
+    oc_tile = 2 if reg_n * 2 <= limit and w.oc_chunks % 2 == 0 and not w.depthwise else 1
+    return Config(reg_n, oc_tile, inline_pad=w.depthwise)
 
 
 def candidates(key: str, lanes: int) -> list[Config]:
     """The grid: row tiles that divide the output width, 1/2/4 channel blocks, both kw orders, as long as the
     accumulators fit the register file with room for the weights and the broadcast value."""
-    _, weight, _, padding = parse(key)[:4]
-    _, ow = out_size(key)
-    per_pixel = max(1, weight[5] // lanes)
+    w = Workload.parse(key)
+    _, ow = w.out_size
+    per_pixel = max(1, w.oc_bn // lanes)
     most = _registers(lanes) - 6
-    tiles = (1,) if is_depthwise(key) else (1, 2, 4)  # a depthwise block has its own input: nothing to share
+    tiles = (1,) if w.depthwise else (1, 2, 4)  # a depthwise block has its own input: nothing to share
     reg_ns = sorted({d for d in range(1, min(ow, 28) + 1) if ow % d == 0 and (d >= 4 or d == ow)})
     out = []
     for reg_n in reg_ns:
         for oc_tile in tiles:
             accumulators = reg_n * oc_tile * per_pixel
-            if weight[0] % oc_tile or accumulators > most or (accumulators < 6 and reg_n < ow):
+            if w.oc_chunks % oc_tile or accumulators > most or (accumulators < 6 and reg_n < ow):
                 continue
-            for kw_outer in ((False, True) if weight[3] > 1 else (False,)):
-                for inline_pad in ((False, True) if any(padding) else (False,)):
+            for kw_outer in ((False, True) if w.kernel[1] > 1 else (False,)):
+                for inline_pad in ((False, True) if any(w.padding) else (False,)):
                     out.append(Config(reg_n, oc_tile, kw_outer, inline_pad))
     return out or [rule(key, lanes)]
 
@@ -90,11 +87,11 @@ def build(key: str, config: Config, tgt: Any) -> Any:
 
     from archc.lower import link
     from archc.lower.kernels import conv2d
-    data_shape, weight_shape, strides, padding, dilation = parse(key)
-    data = te.placeholder(data_shape, name="data")
-    weight = te.placeholder(weight_shape, name="weight")
-    make = conv2d.compute_depthwise if is_depthwise(key) else conv2d.compute
-    out = make(data, weight, strides, padding, dilation, "float32")
+    w = Workload.parse(key)
+    data = te.placeholder(w.data, name="data")
+    weight = te.placeholder(w.weight, name="weight")
+    make = conv2d.compute_depthwise if w.depthwise else conv2d.compute
+    out = make(data, weight, w.strides, w.padding, w.dilation, "float32")
     sch = s_tir.Schedule(te.create_prim_func([data, weight, out]))
     conv2d.schedule(sch, config)
     lib = tvm.tirx.build(sch.mod["main"].with_attr("global_symbol", "k"), target=tgt)
@@ -112,12 +109,11 @@ def measure(key: str, config: Config, tgt: Any, budget: float = 0.05) -> float:
     import numpy as np
     import tvm
     lib = build(key, config, tgt)
-    data_shape, weight_shape = parse(key)[:2]
-    n, occ, ob = data_shape[0], weight_shape[0], weight_shape[5]
-    oh, ow = out_size(key)
+    w = Workload.parse(key)
+    oh, ow = w.out_size
     rng = np.random.default_rng(0)
     args = [tvm.runtime.tensor(rng.standard_normal(s).astype("float32"))
-            for s in (data_shape, weight_shape, (n, occ, oh, ow, ob))]
+            for s in (w.data, w.weight, (w.data[0], w.oc_chunks, oh, ow, w.oc_bn))]
     once = lib.time_evaluator("k", tvm.cpu(), number=1, repeat=1)(*args).mean
     repeat = int(min(10, max(2, budget / max(once, 1e-6))))  # a long layer (tens of ms) is steady in two runs
     timer = lib.time_evaluator("k", tvm.cpu(), number=1, repeat=repeat, f_preproc="cache_flush_cpu_non_first_arg")

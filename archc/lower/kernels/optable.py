@@ -1,0 +1,75 @@
+"""What the layout pass knows of each Relax op: one table, read by the block plan (blocks.py: which tensors must
+share a layout) and by the rewriter (layout.py: which rule rewrites the op on blocked tensors).
+
+An op the table does not name runs in NCHW (its blocked inputs re-laid out first), and the plan joins nothing
+through it. Each kind is one rule of the rewriter (`_Rewriter.conv`, `.unary`, …) and one way the plan groups
+tensors:
+
+    conv    a convolution: archc's kernel on NCHW[x]c data; a depthwise one's input and output share a group
+    unary   elementwise on one tensor: its output shares its input's group
+    binary  elementwise on two (constants broadcast per channel): shares the group of each input of its shape
+    pool    a window over H×W per channel: shares its input's group
+    reduce  a reduction over H×W kept as 1×1: shares its input's group
+    concat  along channels: its inputs' blocks must divide their channels (never padded)
+    dense   x @ W with W constant: packed weights, NCHW data (no group)
+    clamp   the importer's Clip (ReLU6), a call_tir of its maximum/minimum kernels: elementwise on its first
+            argument
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class Kind(enum.Enum):
+    CONV = "conv"
+    UNARY = "unary"
+    BINARY = "binary"
+    POOL = "pool"
+    REDUCE = "reduce"
+    CONCAT = "concat"
+    DENSE = "dense"
+    CLAMP = "clamp"
+
+
+@dataclass(frozen=True)
+class OpRule:
+    kind: Kind
+    one_d: bool = False  # a 1-D convolution or pool: run as a 2-D one of height 1 on N×C/bn×1×L×bn
+
+
+def _all(kind: Kind, *names: str, one_d: bool = False) -> dict[str, OpRule]:
+    return {f"relax.{name}": OpRule(kind, one_d) for name in names}
+
+
+OPS: dict[str, OpRule] = {
+    **_all(Kind.CONV, "nn.conv2d"),
+    **_all(Kind.CONV, "nn.conv1d", one_d=True),
+    **_all(Kind.UNARY, "nn.relu", "clip", "nn.leakyrelu", "sigmoid", "tanh", "nn.silu", "nn.gelu", "nn.gelu_tanh",
+           "exp", "sqrt", "negative", "abs", "nn.relu6", "hard_sigmoid"),
+    **_all(Kind.BINARY, "add", "subtract", "multiply", "divide", "maximum", "minimum"),
+    **_all(Kind.POOL, "nn.max_pool2d", "nn.avg_pool2d"),
+    **_all(Kind.POOL, "nn.max_pool1d", "nn.avg_pool1d", one_d=True),
+    **_all(Kind.REDUCE, "mean", "max", "sum"),
+    **_all(Kind.CONCAT, "concat"),
+    **_all(Kind.DENSE, "matmul"),
+    **_all(Kind.CLAMP, "call_tir"),
+}
+
+
+def rule_of(e: Any) -> OpRule | None:
+    """The table's rule for a binding's value: a call of an op it names; None for anything else."""
+    return OPS.get(e.op.name) if is_op_call(e) else None
+
+
+def is_op_call(e: Any) -> bool:
+    """A call of a Relax op (not of a function or a PrimFunc)."""
+    import tvm
+    from tvm import relax
+    return isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op)
+
+
+def is_const(e: Any) -> bool:
+    from tvm.ir.expr import Constant
+    return isinstance(e, Constant)
