@@ -5,15 +5,18 @@ Python API (mirrors the CLI verbs; see `archc.api`):
     model = archc.load("specs/resnet50.arch", input="1x3x320x320")   # Model: ONNX with static shapes
     archc.compile(model, target="onnx", output="resnet50.onnx")       # CompileResult
     analysis = archc.analyze("resnet50.onnx")                           # Analysis (to_json / from_json)
+    archc.compile(model, target="native", output="resnet50.native")   # a deploy package
+    results = archc.bench("specs/resnet18.arch", "native")              # archc against onnxruntime
+    archc.report([results], "resnet18.html")                            # the HTML report
 """
 from __future__ import annotations
 
-from archc.api import CompileResult, analyze, compile, load, read_result, tune
+from archc.api import CompileResult, analyze, bench, compile, load, read_result, report, tune
 from archc.diagnostics import SpecError
 from archc.errors import ArchcError
 from archc.options import ModelOptions
 from archc.shapes import parse_shape
 from archc.version import __version__
 
-__all__ = ["ArchcError", "CompileResult", "ModelOptions", "SpecError", "analyze", "compile", "load", "parse_shape",
-           "read_result", "tune", "__version__"]
+__all__ = ["ArchcError", "CompileResult", "ModelOptions", "SpecError", "analyze", "bench", "compile", "load",
+           "parse_shape", "read_result", "report", "tune", "__version__"]

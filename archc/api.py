@@ -1,4 +1,5 @@
-"""The Python API: one function per CLI verb, as tvmc's was (`archc.load`, `archc.compile`, `archc.analysis`).
+"""The Python API: one function per CLI verb, as tvmc's was (`archc.load`, `archc.compile`, `archc.tune`,
+`archc.analyze`, `archc.bench`, `archc.report`).
 
 Each takes a path or an already loaded `Model`, plus options (a `ModelOptions`, or its fields as keywords), and
 returns a plain result that can be saved as JSON and read back:
@@ -10,6 +11,7 @@ returns a plain result that can be saved as JSON and read back:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,17 +127,26 @@ def analyze(source: Source | Model, options: ModelOptions | None = None, *, fold
 def bench(source: Source, target: str | Target | None = None, options: ModelOptions | None = None, *,
           output: str | Path | None = None, **kw: Any) -> dict[str, Any]:
     """Measure a spec, ONNX file or package folder compiled for `target` against onnxruntime and every other
-    engine installed (`archc bench`); returns the results (schema_version 1, see `archc.bench.results`), also
-    written atomically to `output` when given. Keywords: `ModelOptions` fields, and `archc.bench.run.bench`'s
+    engine installed (`archc bench`); returns the results (schema_version 1, see `archc.measurement.results`), also
+    written atomically to `output` when given. Keywords: `ModelOptions` fields, and `archc.measurement.run.bench`'s
     (`batches=[1, 8]`, `threads`, `repeat`, `seconds`, `engines`, `variants`, `trials`, `db`, `rpc`, ...)."""
     from dataclasses import fields
 
-    from archc.bench import run, write
+    from archc.measurement import run, write
     model_kw = {k: kw.pop(k) for k in list(kw) if k in {f.name for f in fields(ModelOptions)} | {"input"}}
     results = run.bench(source, target, ModelOptions.make(options, **model_kw), **kw)
     if output is not None:
         write(results, output)
     return results
+
+
+def report(results: Sequence[str | Path | dict[str, Any]], output: str | Path, title: str | None = None) -> Path:
+    """Render `archc bench` results (files, or results as `bench` returns them) into one self-contained HTML
+    report at `output`, written atomically (`archc report`); returns its path."""
+    from archc.render.report import read_results, render_report
+    loaded = [r if isinstance(r, dict) else read_results(r) for r in results]
+    render_report(loaded, Path(output), title)
+    return Path(output)
 
 
 def read_result(path: str | Path) -> Any:

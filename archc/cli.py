@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from archc import __version__
+from archc.version import __version__
 
 if TYPE_CHECKING:
     from archc.diagnostics import SpecError
@@ -125,14 +125,18 @@ def _summary(model: Model) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="archc")
 def main() -> None:
-    """archc: compile CNN specs (.arch) to ONNX and analyze network architectures.
+    """archc: compile CNN specs (.arch) and ONNX models into tuned deploy packages for CPUs and GPUs (Apache TVM),
+    and analyze network architectures into paper-style tables.
 
     \b
     Examples:
-      archc compile specs/googlenet.arch --target onnx -o googlenet.onnx
-      archc check specs/*.arch
-      archc analyze specs/resnet50.arch
-      archc targets
+      archc compile specs/googlenet.arch --target native    # a deploy package for this CPU: googlenet.native/
+      archc run googlenet.native/                           # outputs, top-5 classes, the time of a run
+      archc compile specs/googlenet.arch --target cuda      # for an NVIDIA GPU (needs nvcc)
+      archc compile specs/googlenet.arch -o googlenet.onnx  # the ONNX graph alone (--target onnx)
+      archc analyze specs/resnet50.arch                     # per-block table: sizes, params, MACs, memory
+      archc bench specs/resnet18.arch --target native       # against onnxruntime, alternating
+      archc targets                                         # the named targets
     """
 
 
@@ -140,8 +144,9 @@ def main() -> None:
 @click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--target", default="onnx", show_default=True,
               help="A target name (`archc targets` lists them) or a target .toml file.")
-@click.option("-o", "--output", type=click.Path(), help="Output .onnx file (one model) or folder (several). "
-              "Default: <model name>.onnx in the current folder.")
+@click.option("-o", "--output", type=click.Path(),
+              help="The output: for --target onnx an .onnx file, for a TVM target a package folder; with several "
+              "models a folder to put them in. Default: <model file's stem>.onnx or <stem>.<target>/ here.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnx-simplifier.")
 @click.option("--weights", type=click.Path(dir_okay=False),
               help="Bind trained weights: a PyTorch state_dict (.pt/.pth), .safetensors, .npz or .onnx; tensors "
@@ -191,9 +196,12 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
                                    quick=0 if no_tune else None, show_progress=not many, kernels=kernels)
             click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
             if tgt.backend == "tvm":
-                click.echo(_tuning_line(Path(result.output)), err=True)
+                from archc.deploy import explain
+                from archc.deploy.manifest import Manifest
+                manifest = Manifest.read(result.output)
+                click.echo(explain.kernels_line(manifest), err=True)
                 if explain_layout:
-                    click.echo(_layout_lines(Path(result.output)))
+                    click.echo(explain.layout_table(manifest))
             advance()
 
 
@@ -232,31 +240,6 @@ def list_ops(costs: bool) -> None:
         click.echo(f"{signature(op):60s} {op.doc}")
         if op.aliases:
             click.echo(f"{'':4s}aliases: {', '.join(op.aliases)}")
-
-
-def _tuning_line(package: Path) -> str:
-    import json
-    manifest = json.loads((package / "manifest.json").read_text())
-    build = manifest["build"]
-    if "kernels_tuned" not in build:
-        return "kernels: GPU default schedules (dlight); not tuned"
-    board = (" (a board's kernels are measured on it: archc tune --rpc HOST:PORT --rpc-key KEY)"
-             if build["kernels_naive"] and manifest["target"]["runner"] != "local" else "")
-    own = ""
-    if build.get("kernels") == "archc":
-        sources = ", ".join(f"{n} {s}" for s, n in sorted(build.get("conv_configs", {}).items()))
-        own = (f"{build.get('kernels_archc', 0)} archc kernels (convolution configurations: {sources or 'none'}); ")
-    return (f"kernels: {own}{build['kernels_tuned']} from the tuning database, {build['kernels_naive']} untuned "
-            f"(naive); {build['trials_now']} tuning trials in this build{board}")
-
-
-def _layout_lines(package: Path) -> str:
-    import json
-    plan = json.loads((package / "manifest.json").read_text()).get("build", {}).get("layout")
-    if not plan:
-        return "layout: no plan (not built with archc's kernels)"
-    from archc.lower.kernels.explain import table
-    return table(plan)
 
 
 @main.command("tune")
@@ -306,49 +289,30 @@ def run_package(package: str, input_file: str, output: str | None, repeat: int, 
     from archc.util.atomic import write_bytes
     _local_threads(threads, remote)
     pkg = load_package(package, threads)
-    inputs = _read_inputs(input_file, pkg.inputs)
+    inputs = pkg.read_inputs(input_file)
     if remote is not None:
         from archc.runtime import rpc
         outputs, times = rpc.run(pkg, inputs, remote, repeat)
     else:
         outputs, times = pkg.run(inputs), pkg.time(inputs, repeat)
     for spec, y in zip(pkg.outputs, outputs, strict=True):
-        line = f"{spec['name']}: {'×'.join(map(str, y.shape))} {y.dtype}"
+        line = f"{spec.name}: {'×'.join(map(str, y.shape))} {y.dtype}"
         if y.ndim == 2 and y.shape[0] == 1 and y.shape[1] >= 5:  # a classifier's scores: its top five
             top = np.argsort(y[0])[::-1][:5]
             line += ", top-5 " + ", ".join(f"{i} ({y[0, i]:.4g})" for i in top)
         click.echo(line)
     click.echo(f"time: median {statistics.median(times) * 1e3:.3f} ms, min {min(times) * 1e3:.3f} ms over "
-               f"{repeat} runs ({pkg.manifest['target']['name']}" + (f", on {remote})" if remote else ")"))
+               f"{repeat} runs ({pkg.manifest.target.name}" + (f", on {remote})" if remote else ")"))
     if output:
         import io
         buf = io.BytesIO()
         if len(outputs) == 1:
             np.save(buf, outputs[0])
         else:
-            arrays: dict[str, Any] = {s["name"]: y for s, y in zip(pkg.outputs, outputs, strict=True)}
+            arrays: dict[str, Any] = {s.name: y for s, y in zip(pkg.outputs, outputs, strict=True)}
             np.savez(buf, **arrays)
         write_bytes(output, buf.getvalue())
         click.echo(f"wrote {output}", err=True)
-
-
-def _read_inputs(source: str, specs: list[dict]) -> dict:
-    import numpy as np
-
-    from archc.errors import UsageError
-    if source == "random":
-        rng = np.random.default_rng(0)
-        return {s["name"]: rng.standard_normal(s["shape"]).astype(s["dtype"]) for s in specs}
-    try:
-        data = np.load(source, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read the input '{source}': {err}") from None
-    if isinstance(data, np.ndarray):
-        if len(specs) != 1:
-            raise UsageError(f"the package takes {len(specs)} inputs: give an .npz with "
-                             + ", ".join(s["name"] for s in specs))
-        return {specs[0]["name"]: data}
-    return {k: data[k] for k in data.files}
 
 
 @main.command("profile")
@@ -417,28 +381,21 @@ def bench_cmd(source: str, target: str | None, batch_sizes: str | None, threads:
     agreement with onnxruntime; the results as JSON (with the machine's description), a table here."""
     import shlex
 
-    from archc.bench import bench, write
-    from archc.bench.table import table
-    from archc.errors import ArchcError
+    import archc
+    from archc.measurement import write
+    from archc.measurement.table import table
     from archc.options import ModelOptions
     options = ModelOptions(inputs=_parse_inputs(inputs), params=_parse_set(set_), include_path=tuple(include_path))
-    results = bench(source, target, options, batches=_int_list(batch_sizes, "--batch"), threads=threads,
-                    repeat=repeat, seconds=seconds, engines=[e for e in engines.split(",") if e],
-                    variants=[v for v in variants.split(",") if v], trials=trials, db=db, rpc=remote,
-                    show_progress=True, command=shlex.join(["archc", *sys.argv[1:]]), kernels=kernels)
+    results = archc.bench(source, target, options, batches=_int_list(batch_sizes, "--batch"), threads=threads,
+                          repeat=repeat, seconds=seconds, engines=[e for e in engines.split(",") if e],
+                          variants=[v for v in variants.split(",") if v], trials=trials, db=db, rpc=remote,
+                          show_progress=True, command=shlex.join(["archc", *sys.argv[1:]]), kernels=kernels)
     out = Path(output or f"{results['model']['name']}.{results['target']['name']}.bench.json")
     write(results, out)
     click.echo(table(results), nl=False)
     click.echo(f"wrote {out}", err=True)
     if report_file:
-        try:
-            from archc.render.report import render_report
-        except ModuleNotFoundError as err:
-            if not (err.name or "").startswith("archc.render"):
-                raise
-            raise ArchcError(f"the HTML report needs archc.render.report, which this archc does not have; the "
-                             f"results are in {out}") from None
-        render_report([results], Path(report_file))
+        archc.report([results], report_file)
         click.echo(f"wrote {report_file}", err=True)
 
 
@@ -553,8 +510,8 @@ def report(results: tuple[str, ...], output: str, title: str | None) -> None:
     """Render `archc bench` results (one or more JSON files) into one self-contained HTML report: per result the
     summary, latency and throughput per engine and batch, the kernels with a roofline, the tuning curve, the
     analyzer's block table, the network drawn and the environment; with several, an index comparing them."""
-    from archc.render.report import read_results, render_report
-    render_report([read_results(r) for r in results], Path(output), title)
+    import archc
+    archc.report(results, output, title)
     click.echo(f"wrote {output}", err=True)
 
 

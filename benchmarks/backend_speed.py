@@ -7,7 +7,7 @@ For each model (default: resnet18, resnet50, mobilenet_v2, googlenet, vgg16 from
 first, then timed:
 
 - onnxruntime (CPUExecutionProvider, its default threads; its threads stop spin-waiting when a run returns, else
-  they hold the cores while the next engine runs: `archc.bench.engines.onnxruntime_session`);
+  they hold the cores while the next engine runs: `archc.measurement.engines.onnxruntime_session`);
 - archc kernels (shipped table): `compile(kernels="archc")` with a fresh, empty database, so no search: each
   convolution's configuration from the shipped table, else the rule;
 - archc kernels + search: `compile(kernels="archc", trials=1)` on a database shared by the models: the per-layer
@@ -19,7 +19,7 @@ first, then timed:
 The engines are timed in blocks, round after round, the order rotated each round: 2 warm-up runs and 5 timed
 ones, back to back (a sleep before each block let the idle cores of this VM be taken away: archc's MobileNet v2
 then ran 6% slower, onnxruntime's 1%). Printed, as markdown (also written atomically to --out): a header (date,
-CPU, its FMA peak measured by `archc.bench.peak`, threads, load average before and after, quiet or hog, versions),
+CPU, its FMA peak measured by `archc.measurement.peak`, threads, load average before and after, quiet or hog, versions),
 one table (median and p90 latency, the ratio to onnxruntime, the compile time, the largest difference of the
 outputs from onnxruntime's relative to their range), and, for each model's "archc kernels + search" package, its
 ten slowest kernels (`archc.lower.profile`) with their GFLOP/s against the measured peak at the threads used.
@@ -52,9 +52,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import archc  # noqa: E402
-from archc.bench import environment  # noqa: E402
-from archc.bench.engines import onnxruntime_session  # noqa: E402
-from archc.bench.peak import fma_peak  # noqa: E402
+from archc.deploy.manifest import BuildReport  # noqa: E402
+from archc.measurement import environment  # noqa: E402
+from archc.measurement.engines import onnxruntime_session  # noqa: E402
+from archc.measurement.peak import fma_peak  # noqa: E402
 from archc.runtime import load_package  # noqa: E402
 from archc.util.atomic import write_text  # noqa: E402
 from archc.util.machine import cpus  # noqa: E402
@@ -72,7 +73,7 @@ class Engine:
     run: Callable[[], list[Any]]
     compile_seconds: float | None
     folder: Path | None = None
-    build: dict[str, Any] = field(default_factory=dict)
+    build: BuildReport | None = None  # the package's, from its manifest
     times: list[float] = field(default_factory=list)
     diff: float | None = None
 
@@ -162,7 +163,7 @@ def build(name: str, args: argparse.Namespace, work: Path, search_db: Path, tvm_
             raise SystemExit(f"{name}: {label} did not build: {done.stderr.strip()[-500:]}")
         seconds = time.perf_counter() - start
         pkg = load_package(folder)
-        engines.append(Engine(label, _runner(pkg, x), seconds, folder, pkg.manifest.get("build", {})))
+        engines.append(Engine(label, _runner(pkg, x), seconds, folder, pkg.manifest.build))
         log(f"{name}: {label} built in {seconds:.1f} s")
     reference = engines[0].run()
     for e in engines[1:]:
@@ -206,15 +207,17 @@ def builds_list(engines: list[Engine]) -> str:
         if e.folder is None:
             continue
         b = e.build
-        parts = [f"compile_seconds {b.get('compile_seconds')}"]
-        if "kernels_archc" in b:
-            parts.append(f"{b['kernels_archc']} archc kernels")
-        if b.get("conv_configs"):
-            parts.append("configurations: " + ", ".join(f"{n} {k}" for k, n in sorted(b["conv_configs"].items())))
-        if "convolutions_searched" in b:
-            parts.append(f"{b['convolutions_searched']} convolutions searched")
-        parts += [f"{b.get('kernels_tuned', 0)} kernels from the database", f"{b.get('kernels_naive', 0)} naive",
-                  f"{b.get('trials_now', 0)} MetaSchedule trials"]
+        if b is None:
+            continue
+        parts = [f"compile_seconds {round(b.compile_seconds, 3)}"]
+        if b.kernels_archc is not None:
+            parts.append(f"{b.kernels_archc} archc kernels")
+        if b.conv_configs:
+            parts.append("configurations: " + ", ".join(f"{n} {k}" for k, n in sorted(b.conv_configs.items())))
+        if b.convolutions_searched is not None:
+            parts.append(f"{b.convolutions_searched} convolutions searched")
+        parts += [f"{b.kernels_tuned or 0} kernels from the database", f"{b.kernels_naive} naive",
+                  f"{b.trials_now} MetaSchedule trials"]
         lines.append(f"- {e.label}: {'; '.join(parts)}")
     return "\n".join(lines) + "\n"
 

@@ -10,19 +10,20 @@ ARCHC = Path(__file__).resolve().parent.parent / "archc"
 
 # stage → the archc modules it must never import (at run time or for types). The pipeline, left to right: spec
 # language (ops, spec) → IR → ONNX emitter (emit, frontends) → analysis → deploy facts (deploy: TVM-free) → TVM
-# lowering (lower) → runtime → bench → rendering (render) → the face (api, cli). runtime stands alone (below).
+# lowering (lower) → runtime → measurement (archc bench) → rendering (render) → the face (api, cli). runtime stands
+# alone (below).
 FACE = ("archc.cli", "archc.api")
 FRONT = ("archc.spec", "archc.emit", "archc.frontends")
-BACK = ("archc.deploy", "archc.lower", "archc.runtime", "archc.bench")
+BACK = ("archc.deploy", "archc.lower", "archc.runtime", "archc.measurement")
 FORBIDDEN = {
     "util": ("archc.ops", *FRONT, "archc.analysis", *BACK, "archc.render", *FACE),
     "ops": (*FRONT, "archc.analysis", *BACK, "archc.render", *FACE),
     "spec": ("archc.emit", "archc.frontends", "archc.analysis", *BACK, "archc.render", *FACE),
     "emit": ("archc.frontends", "archc.analysis", *BACK, "archc.render", *FACE),
     "analysis": ("archc.spec", "archc.emit", *BACK, "archc.render", *FACE),
-    "deploy": (*FRONT, "archc.lower", "archc.runtime", "archc.bench", "archc.render", *FACE),
-    "lower": ("archc.bench", "archc.render", *FACE),
-    "bench": ("archc.render", *FACE),
+    "deploy": (*FRONT, "archc.lower", "archc.runtime", "archc.measurement", "archc.render", *FACE),
+    "lower": ("archc.measurement", "archc.render", *FACE),
+    "measurement": ("archc.render", *FACE),
     "render": (*FRONT, "archc.lower", "archc.runtime", *FACE),
 }
 
@@ -65,9 +66,17 @@ def test_only_the_back_end_imports_tvm():
 
 
 def test_the_runtime_stands_alone():
-    """archc/runtime is copied into every package: it may import numpy and TVM, nothing of archc."""
+    """archc/runtime is copied into every package: it may import numpy, TVM and the manifest's records
+    (archc/deploy/manifest.py, carried beside it as archc_manifest.py), nothing else of archc; the records import
+    the standard library alone."""
+    import sys
+    allowed = {"archc.deploy", "archc.deploy.manifest",
+               *(f"archc.deploy.manifest.{n}" for n in ("MANIFEST", "Manifest", "ManifestError", "TensorSpec"))}
     for p in (ARCHC / "runtime").rglob("*.py"):
-        assert not any(n.startswith("archc") for n in imports(p)), p
+        assert not any(n.startswith("archc") and n not in allowed and not n.startswith("archc_manifest")
+                       for n in imports(p)), p
+    records = imports(ARCHC / "deploy" / "manifest.py")
+    assert all(n.split(".")[0] in sys.stdlib_module_names | {"__future__"} for n in records), records
 
 
 def test_no_stage_calls_back_through_the_face():
@@ -96,8 +105,8 @@ def test_analyze_imports_no_tvm_and_nothing_of_the_back_end(argv):
     import sys
     root = ARCHC.parent
     code = (f"import sys\nfrom archc.cli import main\nmain({argv!r}, standalone_mode=False)\n"
-            "print([m for m in sys.modules if m == 'tvm' or m.startswith(('tvm.', 'archc.lower', 'archc.bench', "
-            "'archc.runtime'))])")
+            "print([m for m in sys.modules if m == 'tvm' or m.startswith(('tvm.', 'archc.lower', "
+            "'archc.measurement', 'archc.runtime'))])")
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"

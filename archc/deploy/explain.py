@@ -1,7 +1,32 @@
-"""`archc compile --explain-layout`: the layout plan a package was built with, as a table."""
+"""What `archc compile` says of a package it built: whose kernels and how they were tuned (one line), and with
+`--explain-layout` the layout plan of archc's kernels, as a table."""
 from __future__ import annotations
 
 from typing import Any
+
+from archc.deploy.manifest import Manifest
+
+
+def kernels_line(m: Manifest) -> str:
+    """'kernels: 88 archc kernels (convolution configurations: 49 shipped); 0 from the tuning database, …'."""
+    build = m.build
+    if not build.cpu_schedules:
+        return "kernels: GPU default schedules (dlight); not tuned"
+    board = (" (a board's kernels are measured on it: archc tune --rpc HOST:PORT --rpc-key KEY)"
+             if build.kernels_naive and m.target.runner != "local" else "")
+    own = ""
+    if build.kernels == "archc":
+        sources = ", ".join(f"{n} {s}" for s, n in sorted((build.conv_configs or {}).items()))
+        own = f"{build.kernels_archc or 0} archc kernels (convolution configurations: {sources or 'none'}); "
+    return (f"kernels: {own}{build.kernels_tuned} from the tuning database, {build.kernels_naive} untuned "
+            f"(naive); {build.trials_now} tuning trials in this build{board}")
+
+
+def layout_table(m: Manifest) -> str:
+    """The layout plan the package was built with (`archc compile --explain-layout`)."""
+    if not m.build.layout:
+        return "layout: no plan (not built with archc's kernels)"
+    return table(m.build.layout)
 
 
 def table(plan: dict[str, Any]) -> str:

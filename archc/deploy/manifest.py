@@ -15,7 +15,8 @@ from typing import Any
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-DTYPES = ("float32", "float16", "float64", "bfloat16", "int8", "uint8", "int32", "int64", "bool")
+DTYPES = ("float32", "float16", "float64", "bfloat16", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+          "uint64", "bool")  # archc.shapes names them so
 
 
 class ManifestError(ValueError):
@@ -76,8 +77,15 @@ class TargetInfo:
         return self.tvm.get("kind") == "cuda"
 
     @property
+    def triple(self) -> str:
+        """The LLVM triple of the CPU the code runs on (a GPU target's host's); "" where the target names none
+        (the CPU of the machine that compiled it)."""
+        host = self.tvm.get("host")
+        return str(self.tvm.get("mtriple") or (host.get("mtriple") if isinstance(host, dict) else "") or "")
+
+    @property
     def is_arm(self) -> bool:
-        return "aarch64" in str(self.tvm.get("mtriple", ""))
+        return "aarch64" in self.triple
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "runner": self.runner, "tvm": self.tvm,

@@ -4,9 +4,12 @@
                                 → tvm.compile for the target → export_library (cross compiler where the target
                                 has one) → package folder (library, manifest, ONNX, README), written atomically
 
-Only `archc.lower` and `archc.runtime` import tvm, and only when called: `archc analyze` and `--target onnx` never
-load it. This version builds without tuning: the CPU kernels are TVM's default (naive, single-threaded) schedules,
-correct but slow; GPU kernels get dlight's default schedules.
+CPU targets get archc's own kernels (`lower/kernels`: a blocked-layout plan, convolutions and dense layers with
+configurations from the tuning database, the shipped tables or a rule, a generic schedule for every other op) on
+archc's parallel runtime (`link.py`, `runtime/pool.c`), and MetaSchedule (`tune.py`) for any kernel left; GPU
+kernels get dlight's default schedules. Only this stage and `archc.runtime` import TVM; `archc analyze` and
+`--target onnx` never load it, and the package's TVM-free facts (manifest, README, profile records) live in
+`archc.deploy`.
 """
 from __future__ import annotations
 

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from archc.deploy.manifest import BuildReport
 from archc.errors import ArchcError
 from archc.frontends import Model
 from archc.lower import kernels as own_kernels
-from archc.lower import tune
+from archc.lower import link, tune
 from archc.lower.onnx_compat import decompose_for_tvm
 from archc.lower.tvm_target import check_toolchain, tvm_target
 from archc.runtime import last_line
@@ -23,8 +24,7 @@ class Lowered:
     executable: Any  # tvm.relax.VMExecutable
     target: Target
     tvm_target: Any  # tvm.target.Target
-    compile_seconds: float
-    tuning: dict[str, Any] = field(default_factory=dict)  # database, trials run now, kernels tuned / naive
+    report: BuildReport  # how it was built (the manifest's "build")
 
 
 QUICK_TRIALS = 2  # the default short pass: measurements per kernel the database has no record for
@@ -48,19 +48,21 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
     tgt = tvm_target(target)
     start = time.perf_counter()
     mod = import_onnx(model)
-    tuning: dict[str, Any] = {}
+    report = BuildReport()
     if target.tvm.get("kind") == "cuda":
         if budget:
             raise ArchcError("tuning GPU kernels is not in this version: compile for cuda without --tune")
         mod = _gpu_schedules(mod, tgt)
     else:
-        mod, tuning = _tuned(mod, tgt, target, db or tune.default_db(target), budget, show, quick, kernels)
+        mod, report = _tuned(mod, tgt, target, db or tune.default_db(target), budget, show, quick, kernels)
     try:
         executable = tvm.compile(mod, target=tgt)
     except Exception as err:  # a TVM bug or an op its legalization cannot lower: one sentence, not its traceback
         raise ArchcError(f"TVM could not compile '{model.name}' for '{target.name}': "
                          f"{last_line(str(err), type(err).__name__)}") from None
-    return Lowered(executable, target, tgt, time.perf_counter() - start, tuning)
+    report.compile_seconds = time.perf_counter() - start
+    report.parallel_runtime = link.PARALLEL_RUNTIME if link.uses_pool(target) else "tvm"
+    return Lowered(executable, target, tgt, report)
 
 
 def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budget, show: bool = False,
@@ -87,22 +89,22 @@ def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budge
 
 
 def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | None, show: bool, quick: int,
-           kernels: str) -> tuple[Any, dict[str, Any]]:
+           kernels: str) -> tuple[Any, BuildReport]:
     """archc's kernels first (with `budget`, a search of the convolutions' configurations the database lacks);
     then apply the database to the rest, first spending the budget over those kernels, and then giving each kernel
     still without a record `quick` trials of its own (the short pass: a searched schedule, even a brief one, beats
     a naive loop)."""
     plans: list[Any] = []
     prepared = tune.prepare(mod, tgt, kernels, plans)
-    own: dict[str, Any] = {"kernels": kernels}
+    report = BuildReport(kernels=kernels, database=str(db))
     if plans:
-        own["layout"] = plans[0].to_json()
+        report.layout = plans[0].to_json()
         choices = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db)
         if budget and target.runner == "local":
-            own["convolutions_searched"] = choices.search(list(own_kernels.workloads(prepared).values()), show)
+            report.convolutions_searched = choices.search(list(own_kernels.workloads(prepared).values()), show)
         prepared, scheduled = own_kernels.apply(prepared, tgt, choices)
-        own["kernels_archc"] = len(scheduled)
-        own["conv_configs"] = dict(Counter(choices.sources.values()))
+        report.kernels_archc = len(scheduled)
+        report.conv_configs = dict(Counter(choices.sources.values()))
     trials = tune.tune(prepared, tgt, target, db, budget, show).trials if budget else 0
     applied_mod, applied, naive = tune.apply(prepared, tgt, db)
     quick_trials = 0
@@ -110,9 +112,10 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
         short = tune.Budget(quick * len(naive))
         quick_trials = tune.tune(prepared, tgt, target, db, short, show, only=naive).trials
         applied_mod, applied, naive = tune.apply(prepared, tgt, db)
-    applied -= own.get("kernels_archc", 0)  # counted apart: archc's own, not the database's
-    return applied_mod, {"database": str(db), "trials_now": trials + quick_trials, "kernels_tuned": applied,
-                         "kernels_naive": len(naive), **own}
+    report.trials_now = trials + quick_trials
+    report.kernels_tuned = applied - (report.kernels_archc or 0)  # archc's own are counted apart
+    report.kernels_naive = len(naive)
+    return applied_mod, report
 
 
 def import_tvm(doing: str = "compiling for a TVM target") -> Any:

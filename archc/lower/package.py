@@ -5,7 +5,7 @@
                      the ONNX it came from, how it was built
     model.onnx       the ONNX it was built from
     README.md        how to run it
-    archc_runtime.py the Python loader (numpy and TVM's runtime only)
+    archc_runtime.py the Python loader (numpy and TVM's runtime only), and archc_manifest.py, the manifest's records
     cpp/             the C++ loader without Python: main.cc and a Makefile that builds ./run_model
     include/         the TVM FFI headers main.cc includes (from this machine's tvm_ffi wheel)
     lib/             TVM's runtime libraries for the package's target (this machine's wheels, or the aarch64 ones
@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from archc import runtime
+from archc.deploy.manifest import MANIFEST, CppLoader, Manifest, TargetInfo, TensorSpec
+from archc.deploy.readme import readme
 from archc.frontends import Model
 from archc.lower import link
 from archc.lower.build import Lowered
@@ -32,13 +33,11 @@ from archc.targets import Target
 from archc.util.atomic import atomic_dir
 from archc.version import __version__
 
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
 CPP = Path(__file__).with_name("cpp")  # main.cc and its Makefile, copied into every package
 _ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 
 
-def write_package(model: Model, lowered: Lowered, out: Path) -> dict[str, Any]:
+def write_package(model: Model, lowered: Lowered, out: Path) -> Manifest:
     """Write the package folder atomically (a failed build leaves no half-written folder); return the manifest."""
     import tvm
     onnx_bytes = model.proto.SerializeToString()
@@ -48,25 +47,16 @@ def write_package(model: Model, lowered: Lowered, out: Path) -> dict[str, Any]:
     headers, include_from = _headers()
     if not headers:
         missing = (missing + "; " if missing else "") + f"TVM's FFI headers were not found ({include_from})"
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "model": model.name,
-        "library": library,
-        "inputs": [_io(model, name, shape) for name, shape in model.inputs],
-        "outputs": [_io(model, name, shape) for name, shape in model.outputs],
-        "target": {"name": target.name, "description": target.description, "runner": target.runner,
-                   "tvm": tvm_target_dict(target), "cross_compiler": target.cross_compiler},
-        "tvm_version": tvm.__version__,
-        "archc_version": __version__,
-        "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
-        "source": model.source,
-        "build": {"tuned": bool(lowered.tuning.get("kernels_tuned")),
-                  "compile_seconds": round(lowered.compile_seconds, 3),
-                  "parallel_runtime": link.PARALLEL_RUNTIME if link.uses_pool(target) else "tvm", **lowered.tuning},
-        "cpp_loader": {"source": "cpp/main.cc", "build": _make_command(target), "program": "run_model",
-                       "runtime_libs": [f"lib/{p.name}" for p in libs], "libs_from": libs_from,
-                       "missing": missing},
-    }
+    manifest = Manifest(
+        model=model.name, library=library,
+        inputs=[_io(model, name, shape) for name, shape in model.inputs],
+        outputs=[_io(model, name, shape) for name, shape in model.outputs],
+        target=TargetInfo(target.name, target.description, target.runner, tvm_target_dict(target),
+                          target.cross_compiler),
+        tvm_version=tvm.__version__, archc_version=__version__,
+        onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(), source=model.source, build=lowered.report,
+        cpp_loader=CppLoader(build=_make_command(target), runtime_libs=tuple(f"lib/{p.name}" for p in libs),
+                             libs_from=libs_from, missing=missing))
     with atomic_dir(out) as folder:
         fcompile = None
         if link.uses_pool(target):  # the library's parallel loops run on archc's pool (link.py, runtime/pool.c)
@@ -76,10 +66,11 @@ def write_package(model: Model, lowered: Lowered, out: Path) -> dict[str, Any]:
             fcompile = cross_compiler(target.cross_compiler)
         lowered.executable.export_library(str(folder / library), fcompile=fcompile)
         (folder / "model.onnx").write_bytes(onnx_bytes)
-        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        (folder / "README.md").write_text(_readme(manifest), encoding="utf-8")
+        (folder / MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
+        (folder / "README.md").write_text(readme(manifest), encoding="utf-8")
         # the loader, standalone (numpy and TVM's runtime only): the package runs where archc is not installed
-        shutil.copyfile(Path(runtime.__file__), folder / "archc_runtime.py")
+        for name, source in runtime.CARRIED.items():  # archc_runtime.py and the manifest records it reads
+            shutil.copyfile(source, folder / name)
         # the loader without Python: its source, the headers it includes, the runtime libraries it links
         (folder / "cpp").mkdir()
         for name in ("main.cc", "Makefile"):
@@ -185,53 +176,8 @@ def _make_command(target: Target) -> str:
     return f"make -C cpp CXX={cxx}"
 
 
-def _io(model: Model, name: str, shape: tuple[int, ...]) -> dict[str, Any]:
+def _io(model: Model, name: str, shape: tuple[int, ...]) -> TensorSpec:
     types = {vi.name: vi.type.tensor_type.elem_type for vi in list(model.proto.graph.input) +
              list(model.proto.graph.output)}
     dtype = BY_ONNX.get(types.get(name, 1))
-    return {"name": name, "shape": list(shape), "dtype": dtype.name if dtype else "float32"}
-
-
-def _readme(m: dict[str, Any]) -> str:
-    ins = ", ".join(f"{i['name']} {'×'.join(map(str, i['shape']))} {i['dtype']}" for i in m["inputs"])
-    outs = ", ".join(f"{o['name']} {'×'.join(map(str, o['shape']))} {o['dtype']}" for o in m["outputs"])
-    return (f"# {m['model']} for {m['target']['name']}\n\n{m['target']['description']}.\n\n"
-            f"Built by archc {m['archc_version']} with Apache TVM {m['tvm_version']}.\n"
-            f"Inputs: {ins}. Outputs: {outs}.\n\n"
-            "Run it with archc (`archc run .`) or, in Python with only TVM's runtime installed:\n\n"
-            "```python\nfrom archc_runtime import load_package   # this folder's copy of archc.runtime\n"
-            "pkg = load_package(\".\")\n"
-            "outputs = pkg.run({name: array, ...})\n```\n\n" + _readme_cpp(m))
-
-
-def _readme_cpp(m: dict[str, Any]) -> str:
-    cpp = m["cpp_loader"]
-    files = " ".join(f"{i['name']}.npy" for i in m["inputs"])
-    outs = ", ".join(f"out{n}.npy is {o['name']}" for n, o in enumerate(m["outputs"]))
-    arm = "aarch64" in _triple(m["target"]["tvm"])
-    text = ("## Without Python: the C++ loader\n\n"
-            "`cpp/main.cc` runs the library with TVM's C++ runtime (the Relax VM); `include/` holds the TVM headers "
-            "it includes and `lib/` TVM's runtime libraries for this target"
-            + (f" (from {cpp['libs_from']})" if cpp["runtime_libs"] else "") + ". Build it once with make and a "
-            "C++17 compiler, then run it from any folder (its rpath finds `lib/`; no Python, no LD_LIBRARY_PATH):\n\n"
-            f"```\n{cpp['build']}" + ("      # cross compiled here; on the device itself: make -C cpp" if arm else "")
-            + f"\n./run_model {m['library']} {files} -o out/ --repeat 100\n```\n\n"
-            f"It takes one .npy file per input (little endian, C order), in this order: "
-            + ", ".join(f"{i['name']} {'×'.join(map(str, i['shape']))} {i['dtype']}" for i in m["inputs"])
-            + f"; writes each output to `out/`: {outs}; prints their shapes and the time of a run (the median of N "
-            "runs after a warm-up with `--repeat N`). An error (a missing file, a wrong shape or dtype, a library "
-            "that does not load here) is one line on stderr and a non-zero exit status.\n")
-    if arm:
-        text += ("\nOn an x86 machine it runs under qemu: `qemu-aarch64-static -L /usr/aarch64-linux-gnu ./run_model "
-                 f"{m['library']} {files} -o out/`.\n")
-    if "libtvm_runtime_cuda.so" in " ".join(cpp["runtime_libs"]):
-        text += ("\nThe device needs an NVIDIA GPU, its driver (libcuda.so.1) and the CUDA runtime that "
-                 "`lib/libtvm_runtime_cuda.so` links (`ldd lib/libtvm_runtime_cuda.so` names it).\n")
-    if cpp["missing"]:
-        text += f"\n**run_model cannot be built from this package as it is**: {cpp['missing']}."
-        if not cpp["runtime_libs"]:
-            text += (" Before building, copy TVM's runtime libraries for this target (libtvm_ffi.so, "
-                     "libtvm_runtime.so and libtvm_runtime_extra.so, from the apache-tvm-ffi and apache-tvm "
-                     f"{m['tvm_version']} wheels for it) into `lib/`.")
-        text += "\n"
-    return text
+    return TensorSpec(name, tuple(shape), dtype.name if dtype else "float32")

@@ -8,51 +8,15 @@ what runs between kernels (the VM, allocations).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from archc.deploy.manifest import MANIFEST
+from archc.deploy.profile import KernelTime, Profile
 from archc.errors import ArchcError
 from archc.shapes import fmt_dims
-
-
-@dataclass
-class KernelTime:
-    name: str
-    seconds: float  # mean of the timed runs
-    calls: int  # how often the model calls it (each call is counted in `total_seconds`)
-    args: list[str]  # argument shapes and dtypes, as 1×64×56×56 float32
-    nodes: list[str] = field(default_factory=list)  # the ONNX nodes it runs (over all its calls)
-    macs: int | None = None  # theirs, from the analyzer, over all its calls (None: no node found)
-
-    @property
-    def total_seconds(self) -> float:
-        return self.seconds * self.calls
-
-    @property
-    def gflops(self) -> float | None:
-        """Achieved GFLOP/s (a MAC is two FLOPs), None where the kernel does no MACs."""
-        return 2 * self.macs / self.total_seconds / 1e9 if self.macs and self.total_seconds > 0 else None
-
-
-@dataclass
-class Profile:
-    package: str
-    target: str
-    kernels: list[KernelTime]  # slowest first (by total time)
-    end_to_end_seconds: float  # the median of whole-model runs
-
-    @property
-    def kernels_seconds(self) -> float:
-        return sum(k.total_seconds for k in self.kernels)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"schema_version": 1, "package": self.package, "target": self.target,
-                "end_to_end_seconds": self.end_to_end_seconds, "kernels_seconds": self.kernels_seconds,
-                "kernels": [{**asdict(k), "total_seconds": k.total_seconds, "gflops": k.gflops}
-                            for k in self.kernels]}
 
 
 def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: int | None = None) -> Profile:
@@ -72,25 +36,24 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: i
                          "server with TVM_NUM_THREADS=N)")
     pkg = load_package(folder, threads)
     manifest = pkg.manifest
-    inputs = {i["name"]: np.random.default_rng(0).standard_normal(i["shape"]).astype(i["dtype"]) for i in pkg.inputs}
+    inputs = pkg.random_inputs()
     if remote is None:
         times = sorted(pkg.time(inputs, repeat=max(3, repeat // 4)))  # also checks the package runs here
     else:
         from archc.runtime import rpc
         times = sorted(rpc.run(pkg, inputs, remote, repeat=max(3, repeat // 4))[1])
-    t = manifest["target"]  # as built: its TVM dict holds what was detected then, so nothing is detected again
-    target = targets.Target(t["name"], t["description"], "tvm", str(folder / "manifest.json"), t["runner"], t["tvm"],
-                            t.get("cross_compiler"))
+    t = manifest.target  # as built: its TVM dict holds what was detected then, so nothing is detected again
+    target = targets.Target(t.name, t.description, "tvm", str(folder / MANIFEST), t.runner, t.tvm, t.cross_compiler)
     tgt = tvm_target(target)
     model = frontends.load(folder / "model.onnx")
     from tvm import tirx
-    mod = prepare(import_onnx(model), tgt, manifest.get("build", {}).get("kernels", "tvm"))
-    db = manifest.get("build", {}).get("database")
+    mod = prepare(import_onnx(model), tgt, manifest.build.kernels or "tvm")
+    db = manifest.build.database
     if db and Path(db).is_dir():
         mod = apply(mod, tgt, Path(db))[0]
     found = {k.name: k for k in kernels_of(mod, model)}  # with how often main calls each
     if remote is None:
-        library = tvm.runtime.load_module(str(folder / manifest["library"]))
+        library = tvm.runtime.load_module(str(folder / manifest.library))
         kernels_module = library.imports[0] if library.imports else library
         dev = pkg.device()
     else:
@@ -104,7 +67,12 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: i
         shapes = [([int(d) for d in p.shape], str(p.dtype)) for p in func.params]
         args = [tvm.runtime.tensor(rng.standard_normal(s).astype(d) if "float" in d else np.zeros(s, d), dev)
                 for s, d in shapes]
-        timer = kernels_module.time_evaluator(name, dev, number=max(1, repeat // 4), repeat=4)
+        # on a CPU, every argument but the first (the data) is flushed from the caches before each run: inside the
+        # model a layer's weights come from memory, and timed warm a big FC layer ran 4.5x past the memory roof
+        timer = (kernels_module.time_evaluator(name, dev, number=1, repeat=repeat,
+                                               f_preproc="cache_flush_cpu_non_first_arg")
+                 if remote is None and dev.dlpack_device_type() == 1 else
+                 kernels_module.time_evaluator(name, dev, number=max(1, repeat // 4), repeat=4))
         try:
             seconds = float(timer(*args).mean)
         except (ValueError, TypeError) as err:  # the package's kernel is not the one lowered here (TVM FFI)
@@ -118,7 +86,7 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: i
     if not results:
         raise ArchcError(f"no kernel of '{folder}' could be found to time; compile the package again")
     results.sort(key=lambda k: -k.total_seconds)
-    return Profile(str(folder), manifest["target"]["name"], results, times[len(times) // 2])
+    return Profile(str(folder), manifest.target.name, results, times[len(times) // 2])
 
 
 def _remote_kernels(mod: Any, tgt: Any, target: Any, remote: Any) -> tuple[Any, Any]:

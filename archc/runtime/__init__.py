@@ -37,7 +37,15 @@ from typing import Any
 
 import numpy as np
 
-MANIFEST = "manifest.json"
+if __package__ == "archc.runtime":  # inside archc: the manifest's records (standard library only)
+    from archc.deploy import manifest as _records
+    from archc.deploy.manifest import MANIFEST, Manifest, ManifestError, TensorSpec
+else:  # this file as a package's archc_runtime.py (or run by qemu), without archc: the records' copy beside it
+    import archc_manifest as _records  # type: ignore[import-not-found, no-redef]
+    from archc_manifest import MANIFEST, Manifest, ManifestError, TensorSpec  # type: ignore[no-redef]
+
+# what a package (and an emulated run) carries so that this loader runs without archc: name there → file here
+CARRIED = {"archc_runtime.py": Path(__file__), "archc_manifest.py": Path(_records.__file__)}
 INSTALL_QEMU = "scripts/install-test-deps.sh"  # archc's script that installs qemu and the arm64 Python root
 PACKAGE_ERROR_EXIT = 3  # `main`'s exit status for a PackageError (its sentence is the last line on stderr)
 THREADS_VARIABLE = "TVM_NUM_THREADS"  # the pool's default thread count, as TVM's own pool reads it
@@ -53,18 +61,39 @@ class PackageError(Exception):
 @dataclass
 class Package:
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     _vm: Any = field(default=None, repr=False)
     _emulator: Any = field(default=None, repr=False)  # a qemu.Emulator when an aarch64 package runs on x86-64
     threads: int | None = None  # load_package's threads=; None: TVM_NUM_THREADS, else every CPU
 
     @property
-    def inputs(self) -> list[dict[str, Any]]:
-        return list(self.manifest["inputs"])
+    def inputs(self) -> list[TensorSpec]:
+        return list(self.manifest.inputs)
 
     @property
-    def outputs(self) -> list[dict[str, Any]]:
-        return list(self.manifest["outputs"])
+    def outputs(self) -> list[TensorSpec]:
+        return list(self.manifest.outputs)
+
+    def random_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Random inputs of the package's shapes and dtypes (`random_inputs`)."""
+        return random_inputs(self.inputs, seed)
+
+    def read_inputs(self, source: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+        """Inputs from a file: a .npy array (a package of one input) or an .npz with one array per input name;
+        "random" for `random_inputs()`. Shapes and dtypes are checked when the package runs."""
+        if str(source) == "random":
+            return self.random_inputs()
+        try:
+            data = np.load(source, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise PackageError(f"cannot read the inputs '{source}': {err}") from None
+        if isinstance(data, np.ndarray):
+            if len(self.inputs) != 1:
+                raise PackageError(f"the package takes {len(self.inputs)} inputs: give an .npz with "
+                                   + ", ".join(s.name for s in self.inputs))
+            return {self.inputs[0].name: data}
+        with data:
+            return {k: data[k] for k in data.files}
 
     @property
     def emulated(self) -> bool:
@@ -82,15 +111,15 @@ class Package:
         """The inputs in the manifest's order, each of its shape and dtype (else one sentence)."""
         arrays = {}
         for spec in self.inputs:
-            if spec["name"] not in inputs:
-                raise PackageError(f"the input '{spec['name']}' is missing; the package takes "
-                                   + ", ".join(i["name"] for i in self.inputs))
-            x = np.ascontiguousarray(inputs[spec["name"]], dtype=spec["dtype"])
-            if list(x.shape) != list(spec["shape"]):
-                raise PackageError(f"input '{spec['name']}' has shape {'×'.join(map(str, x.shape))} but the package "
-                                   f"was built for {'×'.join(map(str, spec['shape']))}; compile it again with "
+            if spec.name not in inputs:
+                raise PackageError(f"the input '{spec.name}' is missing; the package takes "
+                                   + ", ".join(i.name for i in self.inputs))
+            x = np.ascontiguousarray(inputs[spec.name], dtype=spec.dtype)
+            if x.shape != spec.shape:
+                raise PackageError(f"input '{spec.name}' has shape {'×'.join(map(str, x.shape))} but the package "
+                                   f"was built for {spec.dims}; compile it again with "
                                    "--input or --batch")
-            arrays[spec["name"]] = x
+            arrays[spec.name] = x
         return arrays
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -98,7 +127,7 @@ class Package:
         vm = self._machine()  # first: it says why the package cannot run here before any tensor is made
         arrays = self.checked(inputs)
         if self._emulator is not None:
-            return list(self._emulator.run(Path(__file__), self.path, arrays, threads=self.threads)[0])
+            return list(self._emulator.run(self.path, arrays, threads=self.threads)[0])
         import tvm
         result = vm["main"](*(tvm.runtime.tensor(x, self.device()) for x in arrays.values()))
         items = list(result) if isinstance(result, (tuple, list)) or type(result).__name__ == "Array" else [result]
@@ -109,13 +138,21 @@ class Package:
         without its start-up)."""
         self._machine()
         if self._emulator is not None:
-            return list(self._emulator.run(Path(__file__), self.path, self.checked(inputs), repeat,
+            return list(self._emulator.run(self.path, self.checked(inputs), repeat,
                                            threads=self.threads)[1])
         return _measure(self, inputs, repeat)[1]
 
     def device(self) -> Any:
         import tvm
-        return tvm.cuda(0) if self.manifest["target"]["tvm"].get("kind") == "cuda" else tvm.cpu(0)
+        return tvm.cuda(0) if self.manifest.target.is_cuda else tvm.cpu(0)
+
+
+def random_inputs(specs: list[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
+    """The inputs archc runs a model on when none are given (archc run, profile, bench, the loader's script):
+    standard normal numbers for floating-point inputs, zeros for others; the same for the same seed."""
+    rng = np.random.default_rng(seed)
+    return {s.name: rng.standard_normal(s.shape).astype(s.dtype) if np.dtype(s.dtype).kind == "f"
+            else np.zeros(s.shape, s.dtype) for s in specs}
 
 
 def last_line(text: str, default: str, limit: int | None = None) -> str:
@@ -178,13 +215,13 @@ def load_package(path: str | os.PathLike[str], threads: int | None = None) -> Pa
         raise PackageError(f"'{folder}' is not an archc package (no {MANIFEST}); make one with "
                            "`archc compile MODEL --target NAME -o DIR`")
     try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        manifest["library"], manifest["inputs"], manifest["outputs"], manifest["target"]["tvm"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise PackageError(f"the manifest of '{folder}' is corrupt ({type(err).__name__}: {err}); compile the "
-                           "package again") from None
-    if not (folder / manifest["library"]).is_file():
-        raise PackageError(f"'{folder}' has no library {manifest['library']}; compile the package again")
+        manifest = Manifest.read(folder)
+    except ManifestError as err:
+        raise PackageError(f"the manifest of '{folder}' is corrupt ({err}); compile the package again") from None
+    except OSError as err:
+        raise PackageError(f"the manifest of '{folder}' cannot be read ({err.strerror or err})") from None
+    if not (folder / manifest.library).is_file():
+        raise PackageError(f"'{folder}' has no library {manifest.library}; compile the package again")
     return Package(folder, manifest, threads=threads)
 
 
@@ -195,18 +232,14 @@ def _has_gpu(tvm: Any) -> bool:
         return False
 
 
-def _built_for_arm(pkg: Package) -> bool:
-    return "aarch64" in str(pkg.manifest["target"]["tvm"].get("mtriple", ""))
-
-
 def _emulation(pkg: Package) -> Any:
     """None when the package runs natively here (or fails to, which `_load_vm` says); a qemu.Emulator when it is
     an aarch64 package on an x86-64 machine that has qemu and the arm64 Python root; else a PackageError."""
     host = os.uname().machine
-    if not _built_for_arm(pkg) or host in ("aarch64", "arm64"):
+    if not pkg.manifest.target.is_arm or host in ("aarch64", "arm64"):
         return None
-    target = pkg.manifest["target"]
-    cannot = (f"'{pkg.path}' is built for {target['name']} ({target['description']}) and cannot run on this "
+    target = pkg.manifest.target
+    cannot = (f"'{pkg.path}' is built for {target.name} ({target.description}) and cannot run on this "
               f"{host} machine")
     if host not in ("x86_64", "AMD64"):
         raise PackageError(f"{cannot}; copy it to the device")
@@ -220,7 +253,7 @@ def _emulation(pkg: Package) -> Any:
         raise PackageError(f"{cannot} because {why}; run {INSTALL_QEMU} to emulate it with qemu, or copy it to the "
                            "device")
     emulator = qemu.emulator()
-    built_with = pkg.manifest.get("tvm_version")
+    built_with = pkg.manifest.tvm_version
     if emulator.tvm_version and built_with != emulator.tvm_version:
         raise PackageError(f"'{pkg.path}' was built with TVM {built_with} but the arm64 Python in '{emulator.root}' "
                            f"has TVM {emulator.tvm_version}; a library only loads in the TVM that built it: compile "
@@ -234,19 +267,19 @@ def _load_vm(pkg: Package) -> Any:
         from tvm.runtime.vm import VirtualMachine  # relax.VirtualMachine, without importing the compiler
     except ImportError:
         raise PackageError("running a package needs TVM's Python package: pip install apache-tvm") from None
-    built_with = pkg.manifest.get("tvm_version")
+    built_with = pkg.manifest.tvm_version
     if built_with != tvm.__version__:
         raise PackageError(f"'{pkg.path}' was built with TVM {built_with} but TVM {tvm.__version__} is installed; "
                            "a library only loads in the TVM that built it: compile the package again")
-    target = pkg.manifest["target"]
-    if _built_for_arm(pkg) != (os.uname().machine in ("aarch64", "arm64")):
-        raise PackageError(f"'{pkg.path}' is built for {target['name']} ({target['description']}) and cannot run "
+    target = pkg.manifest.target
+    if target.is_arm != (os.uname().machine in ("aarch64", "arm64")):
+        raise PackageError(f"'{pkg.path}' is built for {target.name} ({target.description}) and cannot run "
                            f"on this {os.uname().machine} machine; copy it to the device")
-    if target["tvm"].get("kind") == "cuda" and not _has_gpu(tvm):
+    if target.is_cuda and not _has_gpu(tvm):
         raise PackageError(f"'{pkg.path}' is built for an NVIDIA GPU, and this machine has none (or no CUDA "
                            "driver); run it on a machine with a GPU")
     _load_runtime_extra()
-    library = pkg.path / pkg.manifest["library"]
+    library = pkg.path / pkg.manifest.library
     try:
         lib = tvm.runtime.load_module(str(library))
         vm = VirtualMachine(lib, pkg.device())
@@ -321,23 +354,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))  # a usage error: exit status 2, as argparse's own
     try:
         pkg = load_package(args.package, threads)
-        if args.inputs:
-            try:
-                with np.load(args.inputs, allow_pickle=False) as data:
-                    inputs = {k: data[k] for k in data.files}
-            except (OSError, ValueError) as err:
-                raise PackageError(f"cannot read the inputs '{args.inputs}': {err}") from None
-        else:
-            rng = np.random.default_rng(0)
-            inputs = {s["name"]: rng.standard_normal(s["shape"]).astype(s["dtype"]) for s in pkg.inputs}
+        inputs = pkg.read_inputs(args.inputs or "random")
         outputs, times = _measure(pkg, inputs, max(args.repeat, 0))
     except PackageError as err:
         print(err, file=sys.stderr)
         return PACKAGE_ERROR_EXIT
     if args.output:
-        _write_npz(args.output, {s["name"]: y for s, y in zip(pkg.outputs, outputs, strict=True)})
+        _write_npz(args.output, {s.name: y for s, y in zip(pkg.outputs, outputs, strict=True)})
     for spec, y in zip(pkg.outputs, outputs, strict=True):
-        print(f"{spec['name']}: {'×'.join(map(str, y.shape))} {y.dtype}")
+        print(f"{spec.name}: {'×'.join(map(str, y.shape))} {y.dtype}")
     if times:
         print(f"time: median {sorted(times)[len(times) // 2] * 1e3:.3f} ms, min {min(times) * 1e3:.3f} ms over "
               f"{len(times)} runs ({os.uname().machine})")

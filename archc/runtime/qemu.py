@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import MANIFEST, PACKAGE_ERROR_EXIT, TIMES, PackageError, _write_npz, last_line
+from . import CARRIED, PACKAGE_ERROR_EXIT, TIMES, Manifest, PackageError, _write_npz, last_line
 
 STAMP = "archc-arm64.stamp"  # written last by scripts/install-test-deps.sh: the root is complete
 PYTHON = "usr/bin/python3.11"
@@ -84,14 +84,18 @@ class Emulator:
     def command(self, script: Path, *args: str) -> list[str]:
         return [self.qemu, str(self.root / PYTHON), str(script), *args]
 
-    def run(self, script: Path, package: Path, inputs: dict[str, np.ndarray], repeat: int = 0,
+    def run(self, package: Path, inputs: dict[str, np.ndarray], repeat: int = 0,
             threads: int | None = None) -> tuple[list[np.ndarray], list[float]]:
-        """Run `package` on `inputs` with the runtime file `script` (the runtime's own file) in an emulated Python:
+        """Run `package` on `inputs` with archc's loader as a package carries it (`archc_runtime.py` beside
+        `archc_manifest.py`, copied into a temporary folder) in an emulated Python:
         the outputs, in the manifest's order, and with `repeat`, the seconds of each of `repeat` runs after a
         warm-up, measured inside the emulated process; `threads`: the library's threads there (default: its
         TVM_NUM_THREADS, which it inherits, else every CPU)."""
         with tempfile.TemporaryDirectory(prefix="archc-qemu-") as tmp:
             given, result = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
+            for name, source in CARRIED.items():
+                shutil.copyfile(source, Path(tmp) / name)
+            script = Path(tmp) / "archc_runtime.py"
             _write_npz(given, inputs)
             args = [str(package.resolve()), "--inputs", str(given), "--output", str(result)]
             if repeat:
@@ -113,7 +117,7 @@ class Emulator:
                 if done.returncode == PACKAGE_ERROR_EXIT:
                     raise PackageError(last)
                 raise PackageError(f"running '{package}' under {Path(self.qemu).name} failed: {last}")
-            names = [o["name"] for o in json.loads((package / MANIFEST).read_text(encoding="utf-8"))["outputs"]]
+            names = [o.name for o in Manifest.read(package).outputs]
             with np.load(result, allow_pickle=False) as data:
                 outputs = [data[name] for name in names]
         timed = [line[len(TIMES):] for line in done.stdout.splitlines() if line.startswith(TIMES)]

@@ -74,7 +74,7 @@ def run(pkg: Any, inputs: dict[str, np.ndarray], remote: Remote, repeat: int = 0
     import tvm
     from tvm import relax
     sess = session(remote)
-    library = pkg.manifest["library"]
+    library = pkg.manifest.library
     try:
         sess.upload(str(pkg.path / library))
         lib = sess.load_module(library)
@@ -82,7 +82,7 @@ def run(pkg: Any, inputs: dict[str, np.ndarray], remote: Remote, repeat: int = 0
         why = last_line(str(err), type(err).__name__)
         raise RemoteError(f"the device {remote} could not load {library} ({why}); was the package built for its "
                           "CPU?") from None
-    dev = sess.cuda(0) if pkg.manifest["target"]["tvm"].get("kind") == "cuda" else sess.cpu(0)
+    dev = sess.cuda(0) if pkg.manifest.target.is_cuda else sess.cpu(0)
     vm = relax.VirtualMachine(lib, dev)
     args = [tvm.runtime.tensor(x, dev) for x in pkg.checked(inputs).values()]
     result = vm["main"](*args)

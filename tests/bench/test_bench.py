@@ -14,9 +14,9 @@ import pytest
 
 import archc
 from archc import api
-from archc.bench import SCHEMA, engines, read, results, stats, tuning, write
-from archc.bench.environment import load_state
 from archc.errors import ArchcError, UsageError
+from archc.measurement import SCHEMA, engines, read, results, stats, tuning, write
+from archc.measurement.environment import load_state
 
 ROOT = Path(__file__).resolve().parents[2]
 LENET = ROOT / "specs" / "lenet5.arch"

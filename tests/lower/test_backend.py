@@ -56,14 +56,14 @@ def packages(tmp_path_factory):
 @pytest.mark.parametrize("name", ["lenet5", "small"])
 def test_package_matches_onnxruntime(packages, name):
     pkg = load_package(packages[name])
-    x = {i["name"]: np.random.default_rng(1).standard_normal(i["shape"]).astype("float32") for i in pkg.inputs}
+    x = pkg.random_inputs(seed=1)
     assert_close(pkg.run(x), onnxruntime_outputs(packages[name] / "model.onnx", x))
 
 
 def test_package_contents_and_manifest(packages):
     folder = packages["lenet5"]
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "archc_runtime.py", "cpp", "include", "lenet5.so",
-                                                        "lib", "manifest.json", "model.onnx"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "archc_manifest.py", "archc_runtime.py", "cpp",
+                                                        "include", "lenet5.so", "lib", "manifest.json", "model.onnx"]
     m = json.loads((folder / "manifest.json").read_text())
     assert m["inputs"] == [{"name": "image", "shape": [1, 1, 32, 32], "dtype": "float32"}]
     assert m["outputs"][0]["shape"] == [1, 10] and m["target"]["name"] == "native"
@@ -344,15 +344,16 @@ def test_profile_times_every_kernel_with_its_shapes(packages):
 
 def test_an_interrupted_tuning_run_keeps_its_records(tmp_path):
     """Records are written as they are measured: a run killed midway leaves every finished one, and the next
-    build applies them (here a 1-conv net, killed once its first record is on disk)."""
+    build applies them (here a 2-conv net tuned by the clock, 8 trials per kernel a round, killed once its first
+    record is on disk: with a trial count the first round would measure that count over the kernels first)."""
     import os
     import signal
     import time
     spec = tmp_path / "one.arch"
     spec.write_text("network one {\n input x: 3x16x16\n c: conv(8, 3) relu\n d: conv(8, 3) relu\n}\n")
     db = tmp_path / "db"
-    proc = subprocess.Popen([sys.executable, "-m", "archc", "tune", str(spec), "--target", "native", "--trials",
-                             "60", "--db", str(db), "--kernels", "tvm"], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "archc", "tune", str(spec), "--target", "native", "--minutes",
+                             "30", "--db", str(db), "--kernels", "tvm"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
                             start_new_session=True)
     records = db / "database_tuning_record.json"

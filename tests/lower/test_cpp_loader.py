@@ -224,7 +224,9 @@ def test_without_runtime_libraries_the_package_says_so(packages, tmp_path, monke
     """An aarch64 package where the aarch64 wheels are not unpacked: no lib/, said in the manifest and README (the
     compile does not fail), and the Makefile says why it cannot build."""
     from archc import targets
-    from archc.lower.package import _readme_cpp, _runtime_libs
+    from archc.deploy.manifest import Manifest
+    from archc.deploy.readme import readme as package_readme
+    from archc.lower.package import _runtime_libs
     monkeypatch.setenv("ARCHC_ARM64_ROOT", str(tmp_path / "no-root"))
     libs, origin, missing = _runtime_libs(targets.get("arm64"))
     assert libs == [] and origin is None
@@ -232,7 +234,7 @@ def test_without_runtime_libraries_the_package_says_so(packages, tmp_path, monke
     manifest = json.loads((packages["lenet5"] / "manifest.json").read_text())
     manifest["cpp_loader"].update(runtime_libs=[], libs_from=None, missing=missing)
     manifest["target"]["tvm"]["mtriple"] = "aarch64-linux-gnu"
-    readme = _readme_cpp(manifest)
+    readme = package_readme(Manifest.from_json(manifest))
     assert f"**run_model cannot be built from this package as it is**: {missing}. Before building, copy" in readme
     assert "qemu-aarch64-static -L /usr/aarch64-linux-gnu ./run_model lenet5.so image.npy -o out/" in readme
     if shutil.which("make"):

@@ -480,6 +480,7 @@ def package(tmp_path_factory):
 
     import archc
     from archc import targets
+    from archc.deploy.manifest import BuildReport
     from archc.lower.build import Lowered, import_onnx
     from archc.lower.package import write_package
     from archc.lower.tune import prepare
@@ -489,7 +490,7 @@ def package(tmp_path_factory):
     tgt = tvm_target(target)
     executable = tvm.compile(parallelize(prepare(import_onnx(model), tgt)), target=tgt)
     folder = tmp_path_factory.mktemp("pkg") / "lenet5"
-    write_package(model, Lowered(executable, target, tgt, 0.0, {}), folder)
+    write_package(model, Lowered(executable, target, tgt, BuildReport()), folder)
     return folder
 
 

@@ -30,7 +30,7 @@ def test_zoo_model_compiles_runs_and_matches_onnxruntime(name, tmp_path):
     build = json.loads((folder / "manifest.json").read_text())["build"]
     assert build["kernels_naive"] == 0 and build["kernels_archc"] > 0  # every kernel scheduled, none searched
     pkg = load_package(folder)
-    x = {i["name"]: np.random.default_rng(7).standard_normal(i["shape"]).astype(i["dtype"]) for i in pkg.inputs}
+    x = pkg.random_inputs(seed=7)
     want = onnxruntime_outputs(folder / "model.onnx", x)
     assert_close(pkg.run(x), want)
     # the outputs say something (a saturated softmax would equal anything alike)

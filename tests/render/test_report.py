@@ -242,9 +242,9 @@ def test_results_of_another_schema_are_refused_plainly(tmp_path):
 
 @pytest.mark.tvm
 def test_results_of_schema_version_0_are_upgraded_and_rendered(lenet, tmp_path):
-    """Version 0 (archc's pre-release benchmark script's JSON, `archc.bench.results`' doc) is read as version 1:
+    """Version 0 (archc's pre-release benchmark script's JSON, `archc.measurement.results`' doc) is read as version 1:
     here the LeNet-5 measurements written the old way, milliseconds and all."""
-    bench_results = pytest.importorskip("archc.bench.results", reason="archc bench's results module")
+    bench_results = pytest.importorskip("archc.measurement.results", reason="archc bench's results module")
     old = {"schema_version": 0, "created": lenet["created"], "command": lenet["command"], "target": "native",
            "environment": {"host": lenet["environment"]["host"], "cpu": lenet["environment"]["cpu"]["model"]},
            "model": {k: lenet["model"][k] for k in ("name", "source", "params", "macs", "flops")},

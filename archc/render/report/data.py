@@ -18,9 +18,9 @@ _ARG = re.compile(r"^\s*(?P<shape>[0-9×x]+|scalar)\s+(?P<dtype>\w+)\s*$")
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
-    """One bench results file, read by `archc.bench.results.read`: this schema version, or an older one it knows
+    """One bench results file, read by `archc.measurement.results.read`: this schema version, or an older one it knows
     how to upgrade; anything else is refused there with one sentence."""
-    from archc.bench.results import read
+    from archc.measurement.results import read
     return read(path)
 
 

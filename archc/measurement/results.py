@@ -63,7 +63,7 @@ def load(data: Any, where: str = "the results") -> dict[str, Any]:
 
 def _upgrade_0(old: dict[str, Any]) -> dict[str, Any]:
     """Version 0 (the pre-release layout, see the module doc) → version 1."""
-    from archc.bench.stats import summary
+    from archc.measurement.stats import summary
     model = dict(old.get("model") or {})
     flops = model.get("flops")
     engines = []

@@ -20,8 +20,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from archc.bench.environment import all_cpu_flags
 from archc.errors import ArchcError
+from archc.measurement.environment import all_cpu_flags
 
 SECONDS = 0.2  # each thread's run
 RUNS = 3  # best of

@@ -1,4 +1,4 @@
-"""Peak memory of one engine alone: a fresh child process (`python -m archc.bench.memory SPEC INPUTS`) rebuilds
+"""Peak memory of one engine alone: a fresh child process (`python -m archc.measurement.memory SPEC INPUTS`) rebuilds
 the engine from its `spec()`, runs it once on the benchmark's inputs and reports its peak resident set size (on
 Linux the kernel's high-water mark, VmHWM in /proc/self/status): the engine's libraries, the model, its weights and
 its working memory, plus what every child has (the Python interpreter, numpy and archc's engine module:
@@ -27,7 +27,7 @@ def peak_bytes(spec: dict[str, Any], inputs: Path, timeout: float = 3600) -> int
     if spec["engine"] == "archc":
         env["TVM_USE_RUNTIME_LIB"] = "1"  # its threads: the spec's, given to load_package
     try:
-        out = subprocess.run([sys.executable, "-m", "archc.bench.memory", json.dumps(spec), str(inputs)],
+        out = subprocess.run([sys.executable, "-m", "archc.measurement.memory", json.dumps(spec), str(inputs)],
                              capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         return None
@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
         sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` now fails: TVM's FFI goes on without
     import numpy as np
 
-    from archc.bench import engines
+    from archc.measurement import engines
     with np.load(inputs_file, allow_pickle=False) as data:
         inputs = {k: data[k] for k in data.files}
     if spec["engine"] != "none":

@@ -12,7 +12,7 @@ summary).
 """
 from __future__ import annotations
 
-from archc.bench.results import SCHEMA, SCHEMA_VERSION, read, write
-from archc.bench.run import bench
+from archc.measurement.results import SCHEMA, SCHEMA_VERSION, read, write
+from archc.measurement.run import bench
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "bench", "read", "write"]

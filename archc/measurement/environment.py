@@ -79,12 +79,12 @@ def loadavg() -> tuple[float, float, float]:
 def measure(threads: int) -> dict[str, Any]:
     """The fp32 peak (GFLOP/s) and memory bandwidth (GB/s) of `threads` threads, measured once per process.
 
-    The peak is the instruction limit, the one ceiling every figure is held against (`archc.bench.peak.fma_peak`:
+    The peak is the instruction limit, the one ceiling every figure is held against (`archc.measurement.peak.fma_peak`:
     independent FMA chains of the widest vectors): no kernel can pass it, while a matrix multiply's rate (numpy's
     sgemm reached 400 of 488 GFLOP/s on a 2-core Xeon) is a kernel's own, which a better kernel beats. The
     bandwidth is an array copy in a child whose thread pools are limited to `threads`."""
     if threads not in _measured:
-        from archc.bench.peak import fma_peak
+        from archc.measurement.peak import fma_peak
         peak = fma_peak(threads)
         env = {**os.environ, **{k: str(threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                             "MKL_NUM_THREADS", "BLIS_NUM_THREADS")}}

@@ -8,7 +8,7 @@ command that installs them (`absent`). Optional modules are imported by name (im
 depend on them.
 
 Every engine is told how many threads to use, and can describe itself as a plain dict (`spec`) from which a child
-process rebuilds it (`make`) to measure its peak memory alone (archc.bench.memory).
+process rebuilds it (`make`) to measure its peak memory alone (archc.measurement.memory).
 """
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ class Archc(Engine):
         return self.remote is None and not self.package.emulated
 
     def version(self) -> str | None:
-        from archc import __version__
+        from archc.version import __version__
         return __version__
 
     def prepare(self) -> None:

@@ -1,6 +1,6 @@
 """`archc bench`: a model's compiled packages against onnxruntime (and every other engine installed), measured in
 one run, on the same inputs, alternating in rounds, with a correctness check; the results in the versioned JSON
-of `archc.bench.results` (README: "Benchmarks: archc bench").
+of `archc.measurement.results` (README: "Benchmarks: archc bench").
 
 For each batch size: the model is loaded at that batch and written as ONNX (what onnxruntime, OpenVINO, IREE and
 PyTorch run), and compiled by archc once per variant (`untuned`: no tuning at all, an empty database; `default`:
@@ -25,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from archc.bench import engines as engine_mod
-from archc.bench import memory as memory_mod
-from archc.bench import stats, tuning
-from archc.bench.environment import environment, load_state, loadavg
-from archc.bench.results import SCHEMA, SCHEMA_VERSION
+from archc import frontends
+from archc.deploy.manifest import Manifest, TensorSpec
 from archc.errors import ArchcError, UsageError
+from archc.measurement import engines as engine_mod
+from archc.measurement import memory as memory_mod
+from archc.measurement import stats, tuning
+from archc.measurement.environment import environment, load_state, loadavg
+from archc.measurement.results import SCHEMA, SCHEMA_VERSION
 from archc.options import ModelOptions
 from archc.util.machine import cpus
 
@@ -101,12 +103,12 @@ def bench(source: str | Path, target: str | Any | None = None, options: ModelOpt
         seconds = DEFAULT_SECONDS
     threads = _threads(threads)
     if manifest is not None:
-        tgt_json = {"name": manifest["target"]["name"], "description": manifest["target"]["description"]}
+        tgt_json = {"name": manifest.target.name, "description": manifest.target.description}
         tgt = None
         name = str(target if isinstance(target, str) else getattr(target, "name", ""))
         if target is not None and name != tgt_json["name"]:
             raise UsageError(f"'{src}' is a package built for '{tgt_json['name']}'; leave --target out or give that")
-        package_batch = int(manifest["inputs"][0]["shape"][0])
+        package_batch = manifest.inputs[0].shape[0]
         if batches is not None and list(batches) != [package_batch]:
             raise UsageError(f"'{src}' is a package built for batch {package_batch}; compile the model for other "
                              "batch sizes (give the spec or ONNX file to archc bench)")
@@ -156,7 +158,7 @@ def bench(source: str | Path, target: str | Any | None = None, options: ModelOpt
 class _Run:
     """The state of one benchmark run across its batch sizes."""
 
-    def __init__(self, src: Path, manifest: dict[str, Any] | None, tgt: Any, options: ModelOptions, threads: int,
+    def __init__(self, src: Path, manifest: Manifest | None, tgt: Any, options: ModelOptions, threads: int,
                  repeat: int | None, seconds: float | None, warmup: int, trials: int | None, db: Path | None,
                  rpc: Any, memory: bool, show: bool, work: Path, model: dict[str, Any], kernels: str = "archc"
                  ) -> None:
@@ -216,12 +218,11 @@ class _Run:
 
     def _model_at(self, batch: int) -> tuple[Path, Any]:
         """The model's ONNX at this batch size, written into the work folder (and the loaded model to compile)."""
-        import archc
         path = self.work / f"{self.model['name']}.b{batch}.onnx"
         if self.manifest is not None:
             shutil.copyfile(self.src / "model.onnx", path)
             return path, None
-        model = archc.load(self.src, at_batch(self.options, batch))
+        model = frontends.load(self.src, at_batch(self.options, batch))
         if model.inputs and model.inputs[0][1] and model.inputs[0][1][0] != batch:
             raise UsageError(f"--input fixes the batch at {model.inputs[0][1][0]}; give the batch sizes with --batch "
                              "instead (and --input without them, or the full shapes at batch 1)")
@@ -243,27 +244,27 @@ class _Run:
         if archc_engine.package.emulated and not entry.note:
             entry.note = ("runs under qemu on this machine (an aarch64 package), measured in one call per batch size "
                           "inside the emulated process: its times say nothing about a real board; no peak memory")
-        build = archc_engine.package.manifest.get("build", {})
+        build = archc_engine.package.manifest.build
         tuning = None
-        if "kernels_tuned" in build:  # a CPU target (GPU kernels get dlight's schedules, not tuned)
-            tuning = {"trials": int(build.get("trials_now", 0)) + tune_trials,
-                      "kernels_tuned": build["kernels_tuned"], "kernels_naive": build["kernels_naive"],
-                      "database": None if entry.variant == "untuned" else build.get("database"),
-                      "seconds": tune_seconds, "kernels": build.get("kernels", "tvm"),
-                      "kernels_archc": build.get("kernels_archc", 0),
+        if build.cpu_schedules:  # a CPU target (GPU kernels get dlight's schedules, not tuned)
+            tuning = {"trials": build.trials_now + tune_trials,
+                      "kernels_tuned": build.kernels_tuned, "kernels_naive": build.kernels_naive,
+                      "database": None if entry.variant == "untuned" else build.database,
+                      "seconds": tune_seconds, "kernels": build.kernels or "tvm",
+                      "kernels_archc": build.kernels_archc or 0,
                       "convolutions_searched": self.searched if entry.variant == "tuned" else 0}
-        return archc_engine, {"compile_seconds": build.get("compile_seconds"), "tuning": tuning}
+        return archc_engine, {"compile_seconds": round(build.compile_seconds, 3), "tuning": tuning}
 
     def _compile(self, variant: str, batch: int, model: Any, first: bool) -> tuple[Path, float | None, int]:
         """The package of a variant at this batch: (folder, seconds of its `archc tune` run, trials it ran)."""
-        import archc
-        from archc.lower.tune import default_db
+        from archc.lower import QUICK_TRIALS, lower, tune_model, write_package
+        from archc.lower.tune import Budget, default_db
         if self.manifest is not None:
             return self.src, None, 0
         folder = self.work / f"{self.model['name']}.b{batch}.{variant}"
         if variant == "untuned":  # an empty database: nothing applied, and no short pass
-            archc.compile(model, self.tgt, folder, db=self.work / "empty-db", quick=0, show_progress=self.show,
-                          kernels=self.kernels)
+            write_package(model, lower(model, self.tgt, self.work / "empty-db", None, self.show, 0, self.kernels),
+                          folder)
             return folder, None, 0
         db = self.db or default_db(self.tgt)
         tune_seconds, tune_trials = None, 0
@@ -271,13 +272,13 @@ class _Run:
             if variant == "tuned":
                 start_records = tuning.record_count(db)
                 start = time.perf_counter()
-                summary = archc.tune(model, self.tgt, self.trials or DEFAULT_TRIALS, db, rpc=self.rpc,
-                                     show_progress=self.show, kernels=self.kernels)
+                summary = tune_model(model, self.tgt, db, Budget(self.trials or DEFAULT_TRIALS), self.show, self.rpc,
+                                     self.kernels)
                 self.searched = int(summary.searched)
                 tune_seconds, tune_trials = round(time.perf_counter() - start, 3), int(summary.trials)
                 if first:
                     self.curve = tuning.curve(db, start_records)
-            archc.compile(model, self.tgt, folder, db=db, show_progress=self.show, kernels=self.kernels)
+            write_package(model, lower(model, self.tgt, db, None, self.show, QUICK_TRIALS, self.kernels), folder)
         return folder, tune_seconds, tune_trials
 
     def _rounds(self, batch: int, alternating: list[tuple[_Entry, engine_mod.Engine, dict[str, Any]]],
@@ -388,7 +389,7 @@ def at_batch(options: ModelOptions, batch: int) -> ModelOptions:
     return options.with_(batch=batch, inputs={k: (batch, *shape[1:]) for k, shape in options.inputs.items()})
 
 
-def _manifest(src: Path) -> dict[str, Any] | None:
+def _manifest(src: Path) -> Manifest | None:
     """A package folder's manifest; None for a model file."""
     if not src.is_dir():
         if not src.exists():
@@ -444,42 +445,38 @@ def _how_it_runs(name: str, rpc: Any, target: str) -> str | None:
     return None
 
 
-def _model(src: Path, manifest: dict[str, Any] | None, options: ModelOptions) -> dict[str, Any]:
+def _model(src: Path, manifest: Manifest | None, options: ModelOptions) -> dict[str, Any]:
     """The model's facts at batch 1 (FLOPs, MACs per item) and its whole analysis."""
-    import archc
+    from archc.analysis import analyze
     if manifest is not None:
-        analysis = archc.analyze(src / "model.onnx")
-        per = max(1, int(manifest["inputs"][0]["shape"][0]))
+        analysis = analyze(frontends.load(src / "model.onnx", ModelOptions(), weights=False))
+        per = max(1, manifest.inputs[0].shape[0])
     else:
-        analysis = archc.analyze(src, at_batch(options, 1))
+        analysis = analyze(frontends.load(src, at_batch(options, 1), weights=False))
         per = 1
     totals = analysis.totals
     shapes = [tuple(o["shape"][1:]) for o in analysis.outputs if o.get("shape")]
-    name = manifest["model"] if manifest is not None else analysis.model  # a package's ONNX is just model.onnx
+    name = manifest.model if manifest is not None else analysis.model  # a package's ONNX is just model.onnx
     return {"name": name, "source": str(src), "params": totals.trainable_params,
             "macs": totals.macs // per, "flops": totals.flops // per,
             "classifier": stats.is_classifier([(1, *s) for s in shapes]), "analysis": analysis.to_json()}
 
 
 def _random_inputs(onnx_path: Path) -> dict[str, np.ndarray]:
-    """The inputs every engine gets: standard normal numbers (seed 0) for float inputs, zeros otherwise."""
+    """The inputs every engine gets: `archc.runtime.random_inputs` (seed 0) of the ONNX graph's inputs."""
     import onnx
     from onnx import helper
+
+    from archc.runtime import random_inputs
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     initializers = {t.name for t in graph.initializer}
-    rng = np.random.default_rng(0)
-    out = {}
-    for vi in graph.input:
-        if vi.name in initializers:
-            continue
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type))
-        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-        out[vi.name] = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
-    return out
+    return random_inputs([TensorSpec(vi.name, tuple(d.dim_value for d in vi.type.tensor_type.shape.dim),
+                                     np.dtype(helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)).name)
+                          for vi in graph.input if vi.name not in initializers])
 
 
 def _archc_version() -> str:
-    from archc import __version__
+    from archc.version import __version__
     return __version__
 
 
