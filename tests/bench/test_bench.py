@@ -71,6 +71,17 @@ def test_schema_fields(lenet):
 
 
 @pytest.mark.tvm
+def test_no_figure_passes_its_ceiling(lenet):
+    """The peak is the instruction limit (independent FMA chains): no engine's and no kernel's GFLOP/s may pass it
+    (10% for the noise of a shared machine). Kernels are profiled with their weights flushed from the caches, as
+    they run inside the model: timed warm, a big FC layer once ran at 4.5 times the memory roof."""
+    peak = lenet["environment"]["cpu"]["peak_gflops"]
+    figures = [r["gflops"] for e in lenet["engines"] for r in e["results"]]
+    figures += [k["gflops"] for k in lenet["profile"]["kernels"] if k["gflops"] is not None]
+    assert figures and max(figures) <= 1.1 * peak, (max(figures), peak)
+
+
+@pytest.mark.tvm
 def test_outputs_agree_with_onnxruntime(lenet):
     for r in _entry(lenet, "archc", "untuned")["results"]:
         assert r["agreement"]["max_rel_diff"] <= 1e-4
