@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from archc.errors import ArchcError
+from archc.measurement.results import SCHEMA, SCHEMA_VERSION  # the results schema: declared there, once
 from archc.shapes import BY_NAME
-
-SCHEMA = "archc-bench"
-SCHEMA_VERSION = 1
 
 _ARG = re.compile(r"^\s*(?P<shape>[0-9×x]+|scalar)\s+(?P<dtype>\w+)\s*$")
 
