@@ -118,8 +118,9 @@ def engine_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for e in r.get("engines", []):
         t = e.get("tuning") or {}
-        tuning = (f"{t.get('trials', 0)} trials, {t.get('kernels_tuned', 0)} kernels tuned, "
-                  f"{t.get('kernels_naive', 0)} naive") if t else ""
+        own = f"{t['kernels_archc']} archc kernels, " if t.get("kernels") == "archc" and t.get("kernels_archc") else ""
+        tuning = (f"{own}{t.get('kernels_tuned', 0)} from the tuning database, {t.get('kernels_naive', 0)} naive; "
+                  f"{t.get('trials', 0)} trials") if t else ""
         rows.append({"engine": engine_label(e), "status": e.get("status") or "", "version": e.get("version") or "",
                      "compile": seconds(e.get("compile_seconds")), "tuning": tuning, "note": e.get("note") or ""})
     return rows
