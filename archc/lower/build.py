@@ -11,7 +11,7 @@ from archc.deploy.manifest import BuildReport
 from archc.errors import ArchcError
 from archc.frontends import Model
 from archc.lower import kernels as own_kernels
-from archc.lower import link, tune
+from archc.lower import tune
 from archc.lower.onnx_compat import decompose_for_tvm
 from archc.lower.tvm_target import check_toolchain, tvm_target
 from archc.runtime import last_line
@@ -61,7 +61,6 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
         raise ArchcError(f"TVM could not compile '{model.name}' for '{target.name}': "
                          f"{last_line(str(err), type(err).__name__)}") from None
     report.compile_seconds = time.perf_counter() - start
-    report.parallel_runtime = link.PARALLEL_RUNTIME if link.uses_pool(target) else "tvm"
     return Lowered(executable, target, tgt, report)
 
 

@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,9 @@ def write_package(model: Model, lowered: Lowered, out: Path) -> Manifest:
         target=TargetInfo(target.name, target.description, target.runner, tvm_target_dict(target),
                           target.cross_compiler),
         tvm_version=tvm.__version__, archc_version=__version__,
-        onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(), source=model.source, build=lowered.report,
+        onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(), source=model.source,
+        # the library's parallel loops run on archc's pool where it is linked in below (link.py)
+        build=replace(lowered.report, parallel_runtime=link.PARALLEL_RUNTIME if link.uses_pool(target) else "tvm"),
         cpp_loader=CppLoader(build=_make_command(target), runtime_libs=tuple(f"lib/{p.name}" for p in libs),
                              libs_from=libs_from, missing=missing))
     with atomic_dir(out) as folder:

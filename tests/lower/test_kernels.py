@@ -228,7 +228,7 @@ def test_one_d_convolutions_run_as_two_d_ones_of_height_one(tmp_path):
     assert len(convs) == n_conv > 0 and all("×" not in c["conv"].split(", ")[1] for c in convs)  # K/s, not KH×KW
     assert len(build["layout"]["transforms"]) == 1 and build["kernels_naive"] == 0
     pkg = load_package(folder)
-    x = {i["name"]: np.random.default_rng(4).standard_normal(i["shape"]).astype(np.float32) for i in pkg.inputs}
+    x = pkg.random_inputs(seed=4)
     assert_close(pkg.run(x), onnxruntime_outputs(folder / "model.onnx", x))
 
 
