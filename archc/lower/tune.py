@@ -94,6 +94,29 @@ _LOG = logging.getLogger("archc.tune")
 _LOG.addHandler(logging.NullHandler())
 
 
+def _cpu_tensor_intrinsics() -> None:
+    """A TuneContext imports `tvm.s_tir.tensor_intrin`, whose `__init__` registers the tensor intrinsics of every
+    target (CUDA's, ROCm's, Hexagon's, ...), parsing each with TVMScript: 12-25 s of every `archc tune` and of every
+    build's short pass, measured here. CPU tuning needs the CPU ones only (x86's and Arm's, which the default x86
+    and Arm schedule rules name), so the package is entered without its `__init__` and those two are registered;
+    the other submodules still import as usual where something asks for them (dlight asks for CUDA's by name)."""
+    import importlib
+    import importlib.util
+    import sys
+    name = "tvm.s_tir.tensor_intrin"
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    import tvm.s_tir
+    tvm.s_tir.tensor_intrin = package
+    for submodule in ("x86", "arm_cpu"):
+        importlib.import_module(f"{name}.{submodule}")
+
+
 def _contexts(tasks: list[Any]) -> tuple[list[Any], list[float]]:
     """One TuneContext per task, as `ms.relax_integration.extracted_tasks_to_tune_contexts` makes them but with
     archc's logger. Its own loggers come from `logging.config.dictConfig`, which resets the whole process's logging
@@ -171,6 +194,8 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
             if deadline and time.monotonic() >= deadline:
                 raise _OutOfTime
         callbacks = [*ms.measure_callback.MeasureCallback.create("default"), _PyMeasureCallback(measured)]
+        if str(tgt.kind) == "llvm":
+            _cpu_tensor_intrinsics()
         contexts, weights = _contexts(tasks)
         try:
             ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(db), max_trials_global=limit,
