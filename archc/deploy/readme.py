@@ -11,9 +11,11 @@ def readme(m: Manifest) -> str:
     return (f"# {m.model} for {m.target.name}\n\n{m.target.description}.\n\n"
             f"Built by archc {m.archc_version} with Apache TVM {m.tvm_version}.\n"
             f"Inputs: {ins}. Outputs: {outs}.\n\n"
-            "Run it with archc (`archc run .`) or, in Python with only TVM's runtime installed:\n\n"
+            "Run it with archc (`archc run . [--threads N]`) or, in Python with only numpy and TVM's runtime "
+            "installed (this folder's `archc_runtime.py` reads `manifest.json` with `archc_manifest.py`):\n\n"
             "```python\nfrom archc_runtime import load_package   # this folder's copy of archc.runtime\n"
-            "pkg = load_package(\".\")\n"
+            "pkg = load_package(\".\")                       # threads=N: the library's threads (default: "
+            "TVM_NUM_THREADS, else every CPU)\n"
             "outputs = pkg.run({name: array, ...})\n```\n\n" + _cpp(m))
 
 
@@ -32,7 +34,8 @@ def _cpp(m: Manifest) -> str:
             f"It takes one .npy file per input (little endian, C order), in this order: "
             + ", ".join(f"{i.name} {i.dims} {i.dtype}" for i in m.inputs)
             + f"; writes each output to `out/`: {outs}; prints their shapes and the time of a run (the median of N "
-            "runs after a warm-up with `--repeat N`). An error (a missing file, a wrong shape or dtype, a library "
+            "runs after a warm-up with `--repeat N`; `--threads N` sets the library's threads). An error (a missing "
+            "file, a wrong shape or dtype, a library "
             "that does not load here) is one line on stderr and a non-zero exit status.\n")
     if arm:
         text += ("\nOn an x86 machine it runs under qemu: `qemu-aarch64-static -L /usr/aarch64-linux-gnu ./run_model "
