@@ -1,0 +1,66 @@
+"""The manifest's records (archc/deploy/manifest.py): the JSON archc writes reads back into the same records and the
+same JSON; what is not a manifest archc writes is refused in one sentence, and `load_package` says to compile the
+package again. TVM-free: these need no library."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from archc.deploy.manifest import BuildReport, Manifest, ManifestError
+from archc.runtime import PackageError, load_package
+
+MANIFEST = {
+    "manifest_version": 1, "model": "lenet5", "library": "lenet5.so",
+    "inputs": [{"name": "image", "shape": [1, 1, 32, 32], "dtype": "float32"}],
+    "outputs": [{"name": "prob", "shape": [1, 10], "dtype": "float32"}],
+    "target": {"name": "native", "description": "this machine's CPU", "runner": "local",
+               "tvm": {"kind": "llvm", "mcpu": "znver5", "num-cores": 2}, "cross_compiler": None},
+    "tvm_version": "0.27.0.post1", "archc_version": "0.1.0", "onnx_sha256": "ab" * 32, "source": "specs/lenet5.arch",
+    "build": {"tuned": False, "compile_seconds": 1.234, "parallel_runtime": "archc", "database": "/db",
+              "trials_now": 0, "kernels_tuned": 0, "kernels_naive": 0, "kernels": "archc", "kernels_archc": 3,
+              "conv_configs": {"shipped": 3}, "layout": {"lanes": 16, "convolutions": [], "transforms": []}},
+    "cpp_loader": {"source": "cpp/main.cc", "build": "make -C cpp", "program": "run_model",
+                   "runtime_libs": ["lib/libtvm_ffi.so"], "libs_from": "wheels", "missing": None},
+}
+
+
+def test_the_json_reads_back_into_records_and_the_same_json():
+    m = Manifest.from_json(copy.deepcopy(MANIFEST))
+    assert m.inputs[0].shape == (1, 1, 32, 32) and m.inputs[0].dims == "1×1×32×32"
+    assert m.build.kernels_archc == 3 and m.build.tuned is False and m.build.cpu_schedules
+    assert not m.target.is_arm and not m.target.is_cuda
+    assert m.to_json() == MANIFEST
+
+
+def test_a_gpu_build_has_no_tuning_fields():
+    report = BuildReport(compile_seconds=2.0, parallel_runtime="archc")
+    assert report.to_json() == {"tuned": False, "compile_seconds": 2.0, "parallel_runtime": "archc"}
+    assert not BuildReport.from_json(report.to_json()).cpu_schedules
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"library": "../other.native/other.so"}, "not a file name in the package folder"),
+    ({"library": "/etc/passwd"}, "not a file name in the package folder"),
+    ({"inputs": [{"name": "image", "shape": [1, 0, 32], "dtype": "float32"}]}, "not a list of positive integers"),
+    ({"inputs": [{"name": "image", "shape": [1, 1, 32, 32], "dtype": "complex64"}]}, "which archc does not build"),
+    ({"inputs": []}, "no inputs or no outputs"),
+    ({"target": {"name": "native"}}, "the target has no 'tvm'"),
+    ({"manifest_version": 99}, "this archc reads version 1"),
+    ({"build": {"trials_now": "many"}}, "not one archc writes"),
+])
+def test_what_is_not_a_manifest_is_refused_in_one_sentence(change, says, tmp_path):
+    data = {**copy.deepcopy(MANIFEST), **change}
+    with pytest.raises(ManifestError, match=says):
+        Manifest.from_json(data)
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    (tmp_path / "lenet5.so").write_bytes(b"")
+    with pytest.raises(PackageError, match=r"^the manifest of '.*' is corrupt \(.*\); compile the package again$"):
+        load_package(tmp_path)
+
+
+def test_a_manifest_that_is_not_json_is_refused(tmp_path):
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(PackageError, match="is not JSON"):
+        load_package(tmp_path)
