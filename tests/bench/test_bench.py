@@ -298,7 +298,7 @@ def test_the_tuned_variant_records_its_trials_and_curve(tmp_path):
     assert own["status"] == "ok" and own["tuning"]["kernels"] == "archc"
     assert own["tuning"]["convolutions_searched"] == 1 and own["tuning"]["kernels_naive"] == 0
     res = api.bench(spec, "native", batches=[1], repeat=3, variants=["tuned"], trials=2,
-                    engines=["onnxruntime", "archc"], memory=False, db=tmp_path / "db", kernels="tvm")
+                    engines=["onnxruntime", "archc"], memory=False, db=tmp_path / "db", kernels="tvm", profile=False)
     tuned = _entry(res, "archc", "tuned")
     assert tuned["status"] == "ok", tuned["note"]
     assert tuned["tuning"]["trials"] == 2 and tuned["tuning"]["kernels_tuned"] >= 1
