@@ -62,6 +62,13 @@ class TensorSpec:
         return "×".join(map(str, self.shape))
 
 
+def triple(tvm: dict[str, Any]) -> str:
+    """The LLVM triple of the CPU a TVM target dict's code runs on (a GPU target's host's); "" where it names none
+    (the CPU of the machine that compiles it)."""
+    host = tvm.get("host")
+    return str(tvm.get("mtriple") or (host.get("mtriple") if isinstance(host, dict) else "") or "")
+
+
 @dataclass(frozen=True)
 class TargetInfo:
     """The target the library was built for: its name and description, where it runs (`runner`: local or a
@@ -78,10 +85,7 @@ class TargetInfo:
 
     @property
     def triple(self) -> str:
-        """The LLVM triple of the CPU the code runs on (a GPU target's host's); "" where the target names none
-        (the CPU of the machine that compiled it)."""
-        host = self.tvm.get("host")
-        return str(self.tvm.get("mtriple") or (host.get("mtriple") if isinstance(host, dict) else "") or "")
+        return triple(self.tvm)
 
     @property
     def is_arm(self) -> bool:
@@ -156,7 +160,8 @@ class BuildReport:
 @dataclass(frozen=True)
 class CppLoader:
     """The C++ loader in the package: its source, how to build it, the program, the TVM runtime libraries it links
-    (relative to the package), where they came from, and why it cannot be built from the package ("" if it can)."""
+    (relative to the package), where they came from, and why it cannot be built from the package (None if it
+    can)."""
     source: str = "cpp/main.cc"
     build: str = "make -C cpp"
     program: str = "run_model"

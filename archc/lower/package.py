@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from archc import runtime
-from archc.deploy.manifest import MANIFEST, CppLoader, Manifest, TargetInfo, TensorSpec
+from archc.deploy.manifest import MANIFEST, CppLoader, Manifest, TargetInfo, TensorSpec, triple
 from archc.deploy.readme import readme
 from archc.frontends import Model
 from archc.lower import link
@@ -88,15 +88,9 @@ def write_package(model: Model, lowered: Lowered, out: Path) -> Manifest:
     return manifest
 
 
-def _triple(spec: dict[str, Any]) -> str:
-    """The target's LLVM triple, or its host's for a GPU target; "" when it names none (this machine's CPU)."""
-    host = spec.get("host")
-    return str(spec.get("mtriple") or (host.get("mtriple") if isinstance(host, dict) else "") or "")
-
-
 def _arch(spec: dict[str, Any]) -> str:
     """The CPU the package's code runs on: its triple's, else this machine's."""
-    machine = _triple(spec).split("-")[0] or os.uname().machine
+    machine = triple(spec).split("-")[0] or os.uname().machine
     return {"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)
 
 

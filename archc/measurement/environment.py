@@ -2,8 +2,9 @@
 its **measured** fp32 peak and memory bandwidth, the GPU if any, the load before and after, and the versions of
 every package involved (archc's git revision too), so that results from several machines can be compared later.
 
-The peak and the bandwidth are measured, never looked up from the CPU's name: a matrix multiply and an array copy
-in a fresh child process whose BLAS and thread pool are limited to the threads the benchmark uses (`measure`).
+The peak and the bandwidth are measured, never looked up from the CPU's name (`measure`): the peak is the FMA
+instruction limit of the threads the benchmark uses (`archc.measurement.peak`), the bandwidth an array copy in a
+fresh child process whose thread pools are limited to them.
 """
 from __future__ import annotations
 
