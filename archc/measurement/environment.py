@@ -15,10 +15,11 @@ import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
+from archc.measurement.results import Cpu, Environment, Gpu, Load
 from archc.util.machine import cpus
 
 # the CPU flags that decide how fast fp32/bf16/int8 kernels can be (x86, then Arm), in this order when present
@@ -31,32 +32,36 @@ COPY_BYTES = 256 * 2**20  # the array copied to measure bandwidth: far beyond an
 BANDWIDTH_METHOD = ("a 256 MiB float32 array copied by {threads} thread(s) (numpy copyto, one slice each) in a "
                     "fresh process; the best of 5, counting bytes read plus bytes written")
 
-_measured: dict[int, dict[str, Any]] = {}  # threads → measured peak and bandwidth: once per process
+
+@dataclass(frozen=True)
+class Measured:
+    """The fp32 peak (GFLOP/s, and how it was measured) and memory bandwidth (GB/s) of some threads."""
+    peak_gflops: float
+    peak_method: str
+    bandwidth_gbs: float
 
 
-def environment(threads: int | None = None) -> dict[str, Any]:
-    """Everything about this machine except the load (see `load_state`), with the peak and bandwidth measured for
-    `threads` threads (default: every CPU this process may use)."""
+_measured: dict[int, Measured] = {}  # threads → measured peak and bandwidth: once per process
+
+
+def environment(threads: int | None = None) -> Environment:
+    """Everything about this machine but the load (see `load_state`) and the memory baseline, which the benchmark
+    adds, with the peak and bandwidth measured for `threads` threads (default: every CPU this process may use)."""
     threads = threads or cpus()
     info = _cpuinfo()
     measured = measure(threads)
-    return {
-        "host": socket.gethostname(),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "cpu": {"model": _cpu_model(info), "llvm_cpu": llvm_cpu(), "flags": cpu_flags(info),
-                "physical_cores": physical_cores(info), "logical_cpus": cpus(),
-                "peak_gflops": round(measured["peak_gflops"], 2),
-                "peak_method": measured["peak_method"],
-                "bandwidth_gbs": round(measured["bandwidth_gbs"], 2),
-                "bandwidth_method": BANDWIDTH_METHOD.format(threads=threads)},
-        "gpu": gpu(),
-        "packages": packages(),
-    }
+    return Environment(
+        host=socket.gethostname(), os=f"{platform.system()} {platform.release()}", python=platform.python_version(),
+        cpu=Cpu(model=_cpu_model(info), llvm_cpu=llvm_cpu(), flags=cpu_flags(info),
+                physical_cores=physical_cores(info), logical_cpus=cpus(),
+                peak_gflops=round(measured.peak_gflops, 2), peak_method=measured.peak_method,
+                bandwidth_gbs=round(measured.bandwidth_gbs, 2),
+                bandwidth_method=BANDWIDTH_METHOD.format(threads=threads)),
+        gpu=gpu(), packages=packages())
 
 
 def load_state(before: tuple[float, ...] | list[float], after: tuple[float, ...] | list[float] | None,
-               cores: int) -> dict[str, Any]:
+               cores: int) -> Load:
     """The load record: the 1-, 5- and 15-minute load averages before and after the run, and whether the machine
     was busy. Busy means the 1-minute load before the run (when only other work made it) reached the core count:
     the benchmark's own threads raise the load after, so that figure is recorded but does not decide."""
@@ -66,8 +71,8 @@ def load_state(before: tuple[float, ...] | list[float], after: tuple[float, ...]
         warning = (f"the machine was busy: its load average was {before[0]:.2f} over the last minute before the run, "
                    f"on {cores} core{'s' if cores != 1 else ''}; other work competed with the measurements, so they "
                    "are slower and noisier than on an idle machine")
-    return {"before": [round(x, 2) for x in before], "after": [round(x, 2) for x in after] if after else None,
-            "cores": cores, "loaded": loaded, "warning": warning}
+    return Load(before=[round(x, 2) for x in before], after=[round(x, 2) for x in after] if after else None,
+                cores=cores, loaded=loaded, warning=warning)
 
 
 def loadavg() -> tuple[float, float, float]:
@@ -77,7 +82,7 @@ def loadavg() -> tuple[float, float, float]:
         return (0.0, 0.0, 0.0)
 
 
-def measure(threads: int) -> dict[str, Any]:
+def measure(threads: int) -> Measured:
     """The fp32 peak (GFLOP/s) and memory bandwidth (GB/s) of `threads` threads, measured once per process.
 
     The peak is the instruction limit, the one ceiling every figure is held against (`archc.measurement.peak.fma_peak`:
@@ -96,8 +101,8 @@ def measure(threads: int) -> dict[str, Any]:
             from archc.runtime import last_line
             raise ArchcError("measuring this machine's memory bandwidth failed "
                              f"({last_line(out.stderr, 'no message')})")
-        _measured[threads] = {"peak_gflops": peak["gflops"], "peak_method": peak["method"],
-                              **json.loads(out.stdout.strip().splitlines()[-1])}
+        bandwidth = json.loads(out.stdout.strip().splitlines()[-1])["bandwidth_gbs"]
+        _measured[threads] = Measured(peak["gflops"], peak["method"], bandwidth)
     return _measured[threads]
 
 
@@ -184,7 +189,7 @@ def llvm_cpu() -> str | None:
         return None
 
 
-def gpu() -> dict[str, Any] | None:
+def gpu() -> Gpu | None:
     """The first NVIDIA GPU (name, driver, how many there are), None without one."""
     if shutil.which("nvidia-smi") is None:
         return None
@@ -197,7 +202,7 @@ def gpu() -> dict[str, Any] | None:
     if out.returncode != 0 or not lines:
         return None
     name, _, driver = lines[0].rpartition(",")
-    return {"name": name.strip(), "driver": driver.strip(), "count": len(lines)}
+    return Gpu(name=name.strip(), driver=driver.strip(), count=len(lines))
 
 
 def packages() -> dict[str, str | None]:

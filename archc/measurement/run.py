@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,19 @@ from archc.measurement import engines as engine_mod
 from archc.measurement import memory as memory_mod
 from archc.measurement import stats, tuning
 from archc.measurement.environment import environment, load_state, loadavg
-from archc.measurement.results import SCHEMA, SCHEMA_VERSION
+from archc.measurement.results import (
+    Agreement,
+    BenchProfile,
+    BenchResults,
+    BenchTarget,
+    EngineResult,
+    Measurement,
+    MemoryUse,
+    ModelInfo,
+    Settings,
+    Tuning,
+    TuningPoint,
+)
 from archc.options import ModelOptions
 from archc.util.machine import cpus
 
@@ -45,44 +58,36 @@ DEFAULT_TRIALS = 64  # the tuned variant's trials, as `archc tune`'s default
 PROFILE_REPEAT = 8  # `archc profile --repeat` for the per-kernel profile
 
 
-class _Entry:
-    """One engine (and variant) over every batch size: what the results file says of it."""
-
-    def __init__(self, engine: str, variant: str | None, absent: str | None) -> None:
-        self.engine, self.variant = engine, variant
-        self.status = "absent" if absent else "ok"
-        self.note = absent  # why it is absent, how it ran, or why it failed
-        self.version: str | None = None
-        self.compile_seconds: float | None = None
-        self.tuning: dict[str, Any] | None = None
-        self.results: list[dict[str, Any]] = []
-
-    @property
-    def label(self) -> str:
-        return f"{self.engine} ({self.variant})" if self.variant else self.engine
-
-    def fail(self, batch: int, err: BaseException) -> None:
-        self.status = "error"
-        self.note = _join(self.note, f"at batch {batch}: {_sentence(err)}")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"engine": self.engine, "variant": self.variant, "status": self.status, "note": self.note,
-                "version": self.version, "compile_seconds": self.compile_seconds, "tuning": self.tuning,
-                "results": self.results}
+@dataclass(frozen=True)
+class _Build:
+    """An engine made ready at one batch size: its build time, and an archc package's tuning (CPU targets)."""
+    compile_seconds: float
+    tuning: Tuning | None = None
 
 
-def bench(source: str | Path, target: str | Any | None = None, options: ModelOptions | None = None, *,
-          batches: Sequence[int] | None = None, threads: int | None = None, repeat: int | None = None,
-          seconds: float | None = None, engines: Sequence[str] = engine_mod.NAMES,
-          variants: Sequence[str] = ("default",), trials: int | None = None, db: str | Path | None = None,
-          rpc: Any = None, warmup: int = WARMUP, memory: bool = True, profile: bool = True,
-          show_progress: bool = False, command: str | None = None, kernels: str = "archc") -> dict[str, Any]:
+def _fail(entry: EngineResult, batch: int, err: BaseException) -> None:
+    entry.status = "error"
+    entry.note = _join(entry.note, f"at batch {batch}: {_sentence(err)}")
+
+
+def bench(source: str | Path, target: str | Any | None = None, options: ModelOptions | None = None,
+          **kw: Any) -> dict[str, Any]:
+    """`measure`'s results as their JSON (the dict `archc.api.bench` returns)."""
+    return measure(source, target, options, **kw).to_json()
+
+
+def measure(source: str | Path, target: str | Any | None = None, options: ModelOptions | None = None, *,
+            batches: Sequence[int] | None = None, threads: int | None = None, repeat: int | None = None,
+            seconds: float | None = None, engines: Sequence[str] = engine_mod.NAMES,
+            variants: Sequence[str] = ("default",), trials: int | None = None, db: str | Path | None = None,
+            rpc: Any = None, warmup: int = WARMUP, memory: bool = True, profile: bool = True,
+            show_progress: bool = False, command: str | None = None, kernels: str = "archc") -> BenchResults:
     """Measure a spec, ONNX file or package folder on every engine asked for (onnxruntime always); see the module
     doc. `repeat`: rounds per batch size; `seconds`: rounds until that much time has passed (at least
     MIN_ROUNDS); neither: DEFAULT_SECONDS. `rpc`: an `archc.runtime.rpc.Remote` to run archc's packages on.
     `memory`: each engine's peak memory in a child process; `profile`: the per-kernel profile of archc's best
     variant at the first batch size. `kernels`: archc's builds with its own CPU kernels ("archc") or TVM's ("tvm",
-    tuned by MetaSchedule only), as `archc compile --kernels`. Returns the results (schema_version 1)."""
+    tuned by MetaSchedule only), as `archc compile --kernels`. Returns the results (`BenchResults`)."""
     from archc import targets
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     before = loadavg()
@@ -103,11 +108,11 @@ def bench(source: str | Path, target: str | Any | None = None, options: ModelOpt
         seconds = DEFAULT_SECONDS
     threads = _threads(threads)
     if manifest is not None:
-        tgt_json = {"name": manifest.target.name, "description": manifest.target.description}
+        bench_target = BenchTarget(manifest.target.name, manifest.target.description)
         tgt = None
         name = str(target if isinstance(target, str) else getattr(target, "name", ""))
-        if target is not None and name != tgt_json["name"]:
-            raise UsageError(f"'{src}' is a package built for '{tgt_json['name']}'; leave --target out or give that")
+        if target is not None and name != bench_target.name:
+            raise UsageError(f"'{src}' is a package built for '{bench_target.name}'; leave --target out or give that")
         package_batch = manifest.inputs[0].shape[0]
         if batches is not None and list(batches) != [package_batch]:
             raise UsageError(f"'{src}' is a package built for batch {package_batch}; compile the model for other "
@@ -121,38 +126,33 @@ def bench(source: str | Path, target: str | Any | None = None, options: ModelOpt
         if tgt.backend != "tvm":
             raise UsageError(f"archc bench compares packages compiled for a TVM target, not '{tgt.name}'; give one "
                              "(archc targets), e.g. --target native")
-        tgt_json = {"name": tgt.name, "description": tgt.description}
+        bench_target = BenchTarget(tgt.name, tgt.description)
         batches = list(batches or [1])
     if not batches or any(int(b) < 1 for b in batches):
         raise UsageError("--batch takes batch sizes of at least 1, e.g. --batch 1,8,32")
     env = environment(threads)
-    model_json = _model(src, manifest, options)
-    entries = _entries(names, variants, rpc, tgt_json["name"], src if manifest is not None else None)
+    model = _model(src, manifest, options)
+    entries = _entries(names, variants, rpc, bench_target.name or "", src if manifest is not None else None)
     work = Path(tempfile.mkdtemp(prefix="archc-bench-"))
     run = _Run(src, manifest, tgt, options, threads, repeat, seconds, warmup, trials, Path(db) if db else None, rpc,
-               memory, show_progress, work, model_json, kernels)
+               memory, show_progress, work, model, kernels)
     try:
         for k, batch in enumerate(batches):
             run.batch(int(batch), entries, first=k == 0, profile=profile)
         if memory and run.inputs_file is not None:
-            env["memory"] = {"method": memory_mod.METHOD, "baseline_bytes": memory_mod.baseline(run.inputs_file)}
+            env.memory = MemoryUse(memory_mod.METHOD, memory_mod.baseline(run.inputs_file))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    env_json = {k: env[k] for k in ("host", "os", "python", "cpu", "gpu")}
-    env_json["load"] = load_state(before, loadavg(), os.cpu_count() or cpus())
-    env_json["packages"] = env["packages"]
-    if "memory" in env:
-        env_json["memory"] = env["memory"]
-    return {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": created,
-        "command": command or _command(source, tgt_json["name"], batches, threads, repeat, seconds, names, variants,
-                                       trials, rpc),
-        "environment": env_json, "model": model_json, "target": tgt_json,
-        "engines": [e.to_json() for e in entries], "profile": run.profile, "tuning_curve": run.curve,
-        "settings": {"batches": list(batches), "threads": threads, "repeat": repeat, "seconds": seconds,
-                     "warmup": warmup, "rounds": run.rounds, "engines": names, "variants": list(variants),
-                     "trials": trials, "rpc": str(rpc) if rpc else None},
-    }
+    env.load = load_state(before, loadavg(), os.cpu_count() or cpus())
+    return BenchResults(
+        created=created,
+        command=command or _command(source, bench_target.name or "", batches, threads, repeat, seconds, names,
+                                    variants, trials, rpc),
+        environment=env, model=model, target=bench_target, engines=entries, profile=run.profile,
+        tuning_curve=run.curve,
+        settings=Settings(batches=list(batches), threads=threads, repeat=repeat, seconds=seconds, warmup=warmup,
+                          rounds=run.rounds, engines=names, variants=list(variants), trials=trials,
+                          rpc=str(rpc) if rpc else None))
 
 
 class _Run:
@@ -160,34 +160,34 @@ class _Run:
 
     def __init__(self, src: Path, manifest: Manifest | None, tgt: Any, options: ModelOptions, threads: int,
                  repeat: int | None, seconds: float | None, warmup: int, trials: int | None, db: Path | None,
-                 rpc: Any, memory: bool, show: bool, work: Path, model: dict[str, Any], kernels: str = "archc"
+                 rpc: Any, memory: bool, show: bool, work: Path, model: ModelInfo, kernels: str = "archc"
                  ) -> None:
         self.src, self.manifest, self.tgt, self.options = src, manifest, tgt, options
         self.threads, self.repeat, self.seconds, self.warmup, self.trials = threads, repeat, seconds, warmup, trials
         self.db, self.rpc, self.memory, self.show, self.work, self.model = db, rpc, memory, show, work, model
         self.kernels = kernels
         self.searched = 0  # convolutions whose configuration the tuned variant's `archc tune` searched
-        self.profile: dict[str, Any] | None = None
-        self.curve: list[dict[str, Any]] | None = None
+        self.profile: BenchProfile | None = None
+        self.curve: list[TuningPoint] | None = None
         self.rounds: dict[str, int] = {}
         self.inputs_file: Path | None = None
 
-    def batch(self, batch: int, entries: list[_Entry], first: bool, profile: bool) -> None:
+    def batch(self, batch: int, entries: list[EngineResult], first: bool, profile: bool) -> None:
         onnx_path, model = self._model_at(batch)
         inputs = _random_inputs(onnx_path)
         self.inputs_file = self.work / f"inputs.b{batch}.npz"
         np.savez(self.inputs_file, **inputs)  # type: ignore[arg-type]  # names are the model's inputs
-        live: list[tuple[_Entry, engine_mod.Engine, dict[str, Any]]] = []
+        live: list[tuple[EngineResult, engine_mod.Engine, _Build]] = []
         for entry in entries:
             if entry.status != "ok":
                 continue
             try:
                 engine, built = self._build(entry, batch, onnx_path, model, first)
             except Exception as err:  # one engine failing to build does not stop the others
-                entry.fail(batch, err)
+                _fail(entry, batch, err)
                 continue
             if entry.compile_seconds is None:
-                entry.compile_seconds, entry.tuning = built["compile_seconds"], built["tuning"]
+                entry.compile_seconds, entry.tuning = built.compile_seconds, built.tuning
             live.append((entry, engine, built))
         outputs: dict[int, list[np.ndarray]] = {}
         for entry, engine, _ in live:  # warm-up; the first run's outputs are compared with onnxruntime's
@@ -197,7 +197,7 @@ class _Run:
                     for _ in range(self.warmup - 1):
                         engine.run(inputs)
             except Exception as err:
-                entry.fail(batch, err)
+                _fail(entry, batch, err)
         live = [item for item in live if item[0].status == "ok"]
         samples, starts = self._rounds(batch, [item for item in live if item[1].alternates], inputs)
         rounds = self.rounds[str(batch)]
@@ -206,7 +206,7 @@ class _Run:
                 try:
                     outputs[id(entry)], samples[id(entry)] = engine.timed(inputs, rounds)
                 except Exception as err:
-                    entry.fail(batch, err)
+                    _fail(entry, batch, err)
         reference = next((outputs.get(id(e)) for e, _, _ in live if e.engine == "onnxruntime"), None)
         for entry, engine, built in live:
             if entry.status != "ok" or not samples.get(id(entry)):
@@ -218,7 +218,7 @@ class _Run:
 
     def _model_at(self, batch: int) -> tuple[Path, Any]:
         """The model's ONNX at this batch size, written into the work folder (and the loaded model to compile)."""
-        path = self.work / f"{self.model['name']}.b{batch}.onnx"
+        path = self.work / f"{self.model.name}.b{batch}.onnx"
         if self.manifest is not None:
             shutil.copyfile(self.src / "model.onnx", path)
             return path, None
@@ -229,15 +229,15 @@ class _Run:
         path.write_bytes(model.proto.SerializeToString())
         return path, model
 
-    def _build(self, entry: _Entry, batch: int, onnx_path: Path, model: Any, first: bool
-               ) -> tuple[engine_mod.Engine, dict[str, Any]]:
+    def _build(self, entry: EngineResult, batch: int, onnx_path: Path, model: Any, first: bool
+               ) -> tuple[engine_mod.Engine, _Build]:
         entry.version = entry.version or (engine_mod.version_of(engine_mod.CLASSES[entry.engine].distribution)
                                           if entry.engine != "archc" else _archc_version())
         if entry.engine != "archc":
             engine = engine_mod.CLASSES[entry.engine](onnx_path, self.threads)
             start = time.perf_counter()
             engine.prepare()
-            return engine, {"compile_seconds": round(time.perf_counter() - start, 3), "tuning": None}
+            return engine, _Build(round(time.perf_counter() - start, 3))
         folder, tune_seconds, tune_trials = self._compile(entry.variant or "default", batch, model, first)
         archc_engine = engine_mod.Archc(folder, self.threads, self.rpc)
         archc_engine.prepare()
@@ -247,13 +247,13 @@ class _Run:
         build = archc_engine.package.manifest.build
         tuning = None
         if build.cpu_schedules:  # a CPU target (GPU kernels get dlight's schedules, not tuned)
-            tuning = {"trials": build.trials_now + tune_trials,
-                      "kernels_tuned": build.kernels_tuned, "kernels_naive": build.kernels_naive,
-                      "database": None if entry.variant == "untuned" else build.database,
-                      "seconds": tune_seconds, "kernels": build.kernels or "tvm",
-                      "kernels_archc": build.kernels_archc or 0,
-                      "convolutions_searched": self.searched if entry.variant == "tuned" else 0}
-        return archc_engine, {"compile_seconds": round(build.compile_seconds, 3), "tuning": tuning}
+            tuning = Tuning(trials=build.trials_now + tune_trials, kernels_tuned=build.kernels_tuned or 0,
+                            kernels_naive=build.kernels_naive,
+                            database=None if entry.variant == "untuned" else build.database,
+                            seconds=tune_seconds, kernels=build.kernels or "tvm",
+                            kernels_archc=build.kernels_archc or 0,
+                            convolutions_searched=self.searched if entry.variant == "tuned" else 0)
+        return archc_engine, _Build(round(build.compile_seconds, 3), tuning)
 
     def _compile(self, variant: str, batch: int, model: Any, first: bool) -> tuple[Path, float | None, int]:
         """The package of a variant at this batch: (folder, seconds of its `archc tune` run, trials it ran)."""
@@ -261,7 +261,7 @@ class _Run:
         from archc.lower.tune import Budget, default_db
         if self.manifest is not None:
             return self.src, None, 0
-        folder = self.work / f"{self.model['name']}.b{batch}.{variant}"
+        folder = self.work / f"{self.model.name}.b{batch}.{variant}"
         if variant == "untuned":  # an empty database: nothing applied, and no short pass
             write_package(model, lower(model, self.tgt, self.work / "empty-db", None, self.show, 0, self.kernels),
                           folder)
@@ -281,7 +281,7 @@ class _Run:
             write_package(model, lower(model, self.tgt, db, None, self.show, QUICK_TRIALS, self.kernels), folder)
         return folder, tune_seconds, tune_trials
 
-    def _rounds(self, batch: int, alternating: list[tuple[_Entry, engine_mod.Engine, dict[str, Any]]],
+    def _rounds(self, batch: int, alternating: list[tuple[EngineResult, engine_mod.Engine, _Build]],
                 inputs: dict[str, np.ndarray]) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
         """Round r runs every engine once, in the order rotated by r; (latencies, start times) by entry."""
         from archc.util.progress import progress
@@ -289,7 +289,7 @@ class _Run:
         starts: dict[int, list[float]] = {id(e): [] for e, _, _ in alternating}
         r = 0
         begin = time.perf_counter()
-        with progress(self.repeat, f"{self.model['name']} batch {batch}", enabled=self.show) as advance:
+        with progress(self.repeat, f"{self.model.name} batch {batch}", enabled=self.show) as advance:
             while alternating and r < MAX_ROUNDS:
                 if self.repeat is not None and r >= self.repeat:
                     break
@@ -303,36 +303,36 @@ class _Run:
                     try:
                         engine.run(inputs)
                     except Exception as err:
-                        entry.fail(batch, err)
+                        _fail(entry, batch, err)
                         continue
                     samples[id(entry)].append(time.perf_counter() - start)
                     starts[id(entry)].append(start - begin)
                 r += 1
-                advance(f"{self.model['name']} batch {batch}: round {r}")
+                advance(f"{self.model.name} batch {batch}: round {r}")
         self.rounds[str(batch)] = r if alternating else (self.repeat or MIN_ROUNDS)
         return samples, starts
 
-    def _result(self, entry: _Entry, engine: engine_mod.Engine, built: dict[str, Any], batch: int,
+    def _result(self, entry: EngineResult, engine: engine_mod.Engine, built: _Build, batch: int,
                 latencies: list[float], starts: list[float] | None, outputs: list[np.ndarray],
-                reference: list[np.ndarray] | None) -> dict[str, Any]:
+                reference: list[np.ndarray] | None) -> Measurement:
         summary = stats.summary(latencies)
-        median = summary["median"]
-        flops = self.model.get("flops")
-        agreement: dict[str, Any] = {"max_rel_diff": None, "top1": None}
+        median = summary.median
+        flops = self.model.flops
+        agreement = Agreement()
         if reference is not None and entry.engine != "onnxruntime":
-            agreement = stats.agreement(outputs, reference, bool(self.model.get("classifier")))
+            agreement = stats.agreement(outputs, reference, bool(self.model.classifier))
         peak = None
         spec = engine.spec()
         if self.memory and spec is not None and self.inputs_file is not None:
             peak = memory_mod.peak_bytes(spec, self.inputs_file)
         remote = isinstance(engine, engine_mod.Archc) and engine.remote is not None
-        return {"batch": batch, "threads": None if remote else self.threads, "latency_s": latencies,
-                "stats": summary, "throughput": batch / median if median > 0 else None,
-                "peak_memory_bytes": peak, "gflops": flops * batch / median / 1e9 if flops and median > 0 else None,
-                "agreement": agreement, "sample_start_s": starts, "compile_seconds": built["compile_seconds"],
-                "tuning": built["tuning"]}
+        return Measurement(batch=batch, threads=None if remote else self.threads, latency_s=latencies, stats=summary,
+                           throughput=batch / median if median > 0 else None, peak_memory_bytes=peak,
+                           gflops=flops * batch / median / 1e9 if flops and median > 0 else None,
+                           agreement=agreement, sample_start_s=starts, compile_seconds=built.compile_seconds,
+                           tuning=built.tuning)
 
-    def _profile(self, live: list[tuple[_Entry, engine_mod.Engine, dict[str, Any]]], batch: int) -> None:
+    def _profile(self, live: list[tuple[EngineResult, engine_mod.Engine, _Build]], batch: int) -> None:
         """`archc profile` of the best archc variant measured (tuned, else default, else untuned)."""
         from archc.lower.profile import profile
         rank = {"tuned": 0, "default": 1, "package": 2, "untuned": 3}
@@ -346,9 +346,8 @@ class _Run:
                                            "device, not under qemu (an emulated board: archc rpc-server --emulate)")
             return
         try:
-            self.profile = {**profile(engine.path, PROFILE_REPEAT, self.rpc,
-                                      threads=None if self.rpc else self.threads).to_json(),
-                            "variant": entry.variant, "batch": batch}
+            self.profile = BenchProfile(profile(engine.path, PROFILE_REPEAT, self.rpc,
+                                                threads=None if self.rpc else self.threads), entry.variant, batch)
         except Exception as err:
             entry.note = _join(entry.note, f"its per-kernel profile failed: {_sentence(err)}")
 
@@ -416,12 +415,12 @@ def _variants(variants: Sequence[str], names: list[str], package: bool) -> list[
 
 
 def _entries(names: list[str], variants: list[str], rpc: Any, target: str, package: Path | None
-             ) -> list[_Entry]:
+             ) -> list[EngineResult]:
     entries = []
     for name in names:
         why = engine_mod.absent(name)
         for variant in variants if name == "archc" else [None]:
-            entry = _Entry(name, variant, why)
+            entry = EngineResult(name, variant, "absent" if why else "ok", why)  # the note: why it is absent
             if not why:
                 entry.note = _how_it_runs(name, rpc, target)
                 if name == "archc" and package is not None:  # which build this is: the folder's name says
@@ -445,7 +444,7 @@ def _how_it_runs(name: str, rpc: Any, target: str) -> str | None:
     return None
 
 
-def _model(src: Path, manifest: Manifest | None, options: ModelOptions) -> dict[str, Any]:
+def _model(src: Path, manifest: Manifest | None, options: ModelOptions) -> ModelInfo:
     """The model's facts at batch 1 (FLOPs, MACs per item) and its whole analysis."""
     from archc.analysis import analyze
     if manifest is not None:
@@ -457,9 +456,9 @@ def _model(src: Path, manifest: Manifest | None, options: ModelOptions) -> dict[
     totals = analysis.totals
     shapes = [tuple(o["shape"][1:]) for o in analysis.outputs if o.get("shape")]
     name = manifest.model if manifest is not None else analysis.model  # a package's ONNX is just model.onnx
-    return {"name": name, "source": str(src), "params": totals.trainable_params,
-            "macs": totals.macs // per, "flops": totals.flops // per,
-            "classifier": stats.is_classifier([(1, *s) for s in shapes]), "analysis": analysis.to_json()}
+    return ModelInfo(name=name, source=str(src), params=totals.trainable_params, macs=totals.macs // per,
+                     flops=totals.flops // per, classifier=stats.is_classifier([(1, *s) for s in shapes]),
+                     analysis=analysis.to_json())
 
 
 def _random_inputs(onnx_path: Path) -> dict[str, np.ndarray]:

@@ -1,17 +1,17 @@
 """Summary statistics of latency samples, and how far an engine's outputs are from onnxruntime's."""
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from archc.measurement.results import Agreement, Stats
 
-def summary(samples: list[float]) -> dict[str, float]:
+
+def summary(samples: list[float]) -> Stats:
     """min, median, mean, p90, p99 (linear interpolation between samples) and std (n−1; 0 for one sample)."""
     x = np.asarray(samples, dtype=np.float64)
     p50, p90, p99 = (float(v) for v in np.percentile(x, [50, 90, 99]))
-    return {"min": float(x.min()), "median": p50, "mean": float(x.mean()), "p90": p90, "p99": p99,
-            "std": float(x.std(ddof=1)) if x.size > 1 else 0.0}
+    return Stats(min=float(x.min()), median=p50, mean=float(x.mean()), p90=p90, p99=p99,
+                 std=float(x.std(ddof=1)) if x.size > 1 else 0.0)
 
 
 def is_classifier(shapes: list[tuple[int, ...]]) -> bool:
@@ -19,13 +19,13 @@ def is_classifier(shapes: list[tuple[int, ...]]) -> bool:
     return any(len(s) == 2 and s[1] >= 2 for s in shapes)
 
 
-def agreement(got: list[np.ndarray], want: list[np.ndarray], classifier: bool) -> dict[str, Any]:
+def agreement(got: list[np.ndarray], want: list[np.ndarray], classifier: bool) -> Agreement:
     """`max_rel_diff`: the largest |got − want| over every output, each relative to that output's range in
     onnxruntime (its largest magnitude); `top1`: for a classifier, the fraction of batch items whose arg-max
     class agrees over its 2-D score outputs (None otherwise). Outputs that differ in count or shape: both None
     (the engine computed something else)."""
     if len(got) != len(want) or any(np.shape(g) != np.shape(w) for g, w in zip(got, want)):
-        return {"max_rel_diff": None, "top1": None}
+        return Agreement(max_rel_diff=None, top1=None)
     worst = 0.0
     for g, w in zip(got, want):
         g64, w64 = np.asarray(g, np.float64), np.asarray(w, np.float64)
@@ -41,4 +41,4 @@ def agreement(got: list[np.ndarray], want: list[np.ndarray], classifier: bool) -
                 agree += int((np.argmax(g, axis=1) == np.argmax(w, axis=1)).sum())
                 total += np.shape(w)[0]
         top1 = agree / total if total else None
-    return {"max_rel_diff": worst, "top1": top1}
+    return Agreement(max_rel_diff=worst, top1=top1)

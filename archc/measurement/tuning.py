@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+
+from archc.measurement.results import TuningPoint
 
 RECORDS = "database_tuning_record.json"
 FAILED = 1e9  # MetaSchedule records a failed run as 1e10 seconds
@@ -44,7 +45,7 @@ def _records(db: Path) -> list[tuple[int, float | None]]:
     return out
 
 
-def curve(db: Path, start: int) -> list[dict[str, Any]]:
+def curve(db: Path, start: int) -> list[TuningPoint]:
     """The kernel-sum curve of the records after the first `start` (those of one tuning run)."""
     records = _records(db)
     before, run = records[:start], records[start:]
@@ -53,12 +54,12 @@ def curve(db: Path, start: int) -> list[dict[str, Any]]:
     for w, s in before:
         if w in kernels and s is not None:
             best[w] = min(s, best.get(w, s))
-    points: list[dict[str, Any]] = []
+    points: list[TuningPoint] = []
     for trial, (w, s) in enumerate(run, 1):
         if s is not None:
             best[w] = min(s, best.get(w, s))
         if len(best) == len(kernels):
             total = sum(best.values())
-            if not points or total < points[-1]["best_seconds"] or trial == len(run):
-                points.append({"trials": trial, "best_seconds": total})
+            if not points or total < points[-1].best_seconds or trial == len(run):
+                points.append(TuningPoint(trials=trial, best_seconds=total))
     return points

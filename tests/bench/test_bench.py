@@ -139,7 +139,7 @@ def test_absent_engines_are_reported(lenet):
 @pytest.mark.tvm
 def test_json_round_trip(lenet, tmp_path):
     path = write(lenet, tmp_path / "lenet.bench.json")
-    assert read(path) == json.loads(json.dumps(lenet))
+    assert read(path).to_json() == json.loads(json.dumps(lenet))
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temporary left
 
 
@@ -174,24 +174,24 @@ def test_version_0_is_upgraded(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(json.dumps(VERSION_0))
     data = read(path)
-    assert data["schema"] == SCHEMA and data["schema_version"] == 1
-    ort, ours = data["engines"]
-    assert (ort["engine"], ort["variant"]) == ("onnxruntime", None)
-    assert (ours["engine"], ours["variant"], ours["compile_seconds"]) == ("archc", "untuned", 8.5)
-    r = ours["results"][0]
-    assert r["latency_s"] == [1.622, 1.6, 1.682] and r["stats"]["median"] == pytest.approx(1.622)
-    assert r["agreement"] == {"max_rel_diff": 8.7e-07, "top1": None}
-    assert r["gflops"] == pytest.approx(3638007272 / 1.622 / 1e9)
-    assert data["environment"]["cpu"]["model"] == "AMD EPYC" and data["target"]["name"] == "native"
-    assert results.load(json.loads(json.dumps(data))) == data  # the upgraded file reads as version 1
+    assert data.to_json()["schema"] == SCHEMA and data.to_json()["schema_version"] == 1
+    ort, ours = data.engines
+    assert (ort.engine, ort.variant) == ("onnxruntime", None)
+    assert (ours.engine, ours.variant, ours.compile_seconds) == ("archc", "untuned", 8.5)
+    r = ours.results[0]
+    assert r.latency_s == [1.622, 1.6, 1.682] and r.stats is not None and r.stats.median == pytest.approx(1.622)
+    assert r.agreement == results.Agreement(max_rel_diff=8.7e-07, top1=None)
+    assert r.gflops == pytest.approx(3638007272 / 1.622 / 1e9)
+    assert data.environment.cpu.model == "AMD EPYC" and data.target.name == "native"
+    assert results.load(json.loads(json.dumps(data.to_json()))) == data  # the upgraded file reads as version 1
 
 
 def test_load_warning():
     busy = load_state((2.5, 1.0, 0.5), (3.0, 1.2, 0.6), cores=2)
-    assert busy["loaded"] is True and "2.50" in busy["warning"] and "2 cores" in busy["warning"]
+    assert busy.loaded is True and busy.warning and "2.50" in busy.warning and "2 cores" in busy.warning
     idle = load_state((0.3, 0.2, 0.1), (2.1, 0.5, 0.2), cores=2)  # the run's own load afterwards does not count
-    assert idle["loaded"] is False and idle["warning"] is None
-    assert load_state((4.0, 4.0, 4.0), None, cores=4)["loaded"] is True  # at the core count: busy
+    assert idle.loaded is False and idle.warning is None
+    assert load_state((4.0, 4.0, 4.0), None, cores=4).loaded is True  # at the core count: busy
 
 
 def test_agreement_and_summary():
@@ -199,10 +199,10 @@ def test_agreement_and_summary():
     want = [np.array([[0.1, 0.9], [0.8, 0.2], [0.4, 0.6]], np.float32)]
     got = [np.array([[0.1, 0.9], [0.3, 0.7], [0.4, 0.6]], np.float32)]
     a = stats.agreement(got, want, classifier=True)
-    assert a["top1"] == pytest.approx(2 / 3) and a["max_rel_diff"] == pytest.approx(0.5 / 0.9)
-    assert stats.agreement(got, [want[0][:2]], classifier=True) == {"max_rel_diff": None, "top1": None}
+    assert a.top1 == pytest.approx(2 / 3) and a.max_rel_diff == pytest.approx(0.5 / 0.9)
+    assert stats.agreement(got, [want[0][:2]], classifier=True) == results.Agreement(max_rel_diff=None, top1=None)
     s = stats.summary([3.0, 1.0, 2.0])
-    assert (s["min"], s["median"], s["mean"]) == (1.0, 2.0, 2.0) and s["std"] == pytest.approx(1.0)
+    assert (s.min, s.median, s.mean) == (1.0, 2.0, 2.0) and s.std == pytest.approx(1.0)
 
 
 def test_tuning_curve_from_records(tmp_path):
@@ -212,9 +212,9 @@ def test_tuning_curve_from_records(tmp_path):
     (tmp_path / tuning.RECORDS).write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert tuning.record_count(tmp_path) == 7
     curve = tuning.curve(tmp_path, start=2)
-    assert curve == [{"trials": 1, "best_seconds": pytest.approx(6e-3)},
-                     {"trials": 4, "best_seconds": pytest.approx(3e-3)},
-                     {"trials": 5, "best_seconds": pytest.approx(3e-3)}]
+    assert [p.to_json() for p in curve] == [{"trials": 1, "best_seconds": pytest.approx(6e-3)},
+                                            {"trials": 4, "best_seconds": pytest.approx(3e-3)},
+                                            {"trials": 5, "best_seconds": pytest.approx(3e-3)}]
 
 
 @pytest.mark.tvm
@@ -273,8 +273,8 @@ def test_command_end_to_end(tmp_path):
     assert any(line.split()[:3] == ["archc", "untuned", "2"] for line in lines)
     assert f"wrote {out}" in done.stderr
     data = read(out)
-    assert data["command"].startswith("archc bench ") and "--batch 1,2" in data["command"]
-    assert [e["engine"] for e in data["engines"]] == ["onnxruntime", "archc", "iree"]
+    assert data.command and data.command.startswith("archc bench ") and "--batch 1,2" in data.command
+    assert [e.engine for e in data.engines] == ["onnxruntime", "archc", "iree"]
     if has_report:
         assert report.is_file() and f"wrote {report}" in done.stderr
 

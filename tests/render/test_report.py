@@ -17,6 +17,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from archc.deploy.profile import KernelTime, Profile
 from archc.errors import ArchcError
 from archc.render.report import read_results, render_report
 from archc.render.report.data import arg_bytes, kernel_rows
@@ -257,7 +258,7 @@ def test_results_of_schema_version_0_are_upgraded_and_rendered(lenet, tmp_path):
     path = tmp_path / "v0.json"
     path.write_text(json.dumps(old))
     results = read_results(path)
-    assert results == bench_results.read(path) and results["schema_version"] == 1
+    assert results == bench_results.read(path) and isinstance(results, bench_results.BenchResults)
     html = write(tmp_path, [results]).read_text()
     assert "lenet5 on native" in html and 'aria-label="r1-latency"' in html and "archc (untuned)" in html
     assert "None" not in re.sub(r"<[^>]+>", "", html)  # fields version 0 lacks are left blank, not "None"
@@ -278,10 +279,11 @@ def test_cli_writes_the_report(lenet, tmp_path):
 def test_arithmetic_intensity_is_compulsory_traffic():
     assert arg_bytes("1×64×56×56 float32") == 64 * 56 * 56 * 4
     assert arg_bytes("scalar int64") == 8 and arg_bytes("3x3 float16") == 18 and arg_bytes("1×2 complex") is None
-    profile = {"kernels_seconds": 2e-3, "kernels": [
-        {"name": "conv", "seconds": 1e-3, "calls": 2, "macs": 1000, "nodes": ["a", "b"],
-         "args": ["1×10 float32", "10×10 float32", "1×10 float32"]},
-        {"name": "pool", "seconds": 0.0, "calls": 1, "macs": 0, "nodes": [], "args": ["1×10 float32"]}]}
+    profile = Profile("pkg", "native", [
+        KernelTime("conv", seconds=1e-3, calls=2, macs=1000, nodes=["a", "b"],
+                   args=["1×10 float32", "10×10 float32", "1×10 float32"]),
+        KernelTime("pool", seconds=0.0, calls=1, macs=0, nodes=[], args=["1×10 float32"])], end_to_end_seconds=2e-3)
+    assert profile.kernels_seconds == 2e-3
     conv, pool = kernel_rows(profile, peak_gflops=1.0, bandwidth_gbs=0.001)
     assert conv["bytes"] == 2 * (40 + 400 + 40) and conv["flops"] == 2000
     assert conv["intensity"] == pytest.approx(2000 / 960) and conv["gflops"] == pytest.approx(2000 / 2e-3 / 1e9)

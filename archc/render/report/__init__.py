@@ -18,6 +18,7 @@ import base64
 import functools
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata, resources
 from pathlib import Path
@@ -26,8 +27,9 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from archc.measurement.results import BenchResults
 from archc.render.report import charts, data
-from archc.render.report.data import check_results, read_results
+from archc.render.report.data import as_results, check_results, read_results
 
 TEMPLATE = "report.html.j2"
 SCRIPT = "sort.js"
@@ -68,44 +70,40 @@ def _analysis_tables(analysis: dict[str, Any]) -> tuple[str, str]:
     return main.group(1), style.group(1)
 
 
-def _samples(r: dict[str, Any]) -> dict[int, list[tuple[str, list[float]]]]:
+def _samples(r: BenchResults) -> dict[int, list[tuple[str, list[float]]]]:
     out: dict[int, list[tuple[str, list[float]]]] = {}
-    for e in data.ok_engines(r):
-        for m in e["results"]:
-            xs = [float(x) for x in m.get("latency_s") or []]
+    for e in r.ok_engines:
+        for m in e.results:
+            xs = [float(x) for x in m.latency_s]
             if xs:
-                out.setdefault(int(m["batch"]), []).append((data.engine_label(e), xs))
+                out.setdefault(m.batch, []).append((e.label, xs))
     return out
 
 
-def _model_page(r: dict[str, Any], i: int, graph_engine: str | None) -> dict[str, Any]:
-    cpu = ((r.get("environment") or {}).get("cpu")) or {}
-    peak, bandwidth = cpu.get("peak_gflops"), cpu.get("bandwidth_gbs")
+def _model_page(r: BenchResults, i: int, graph_engine: str | None) -> dict[str, Any]:
+    peak, bandwidth = r.environment.cpu.peak_gflops, r.environment.cpu.bandwidth_gbs
     prefix = f"r{i}"
-    engines = [data.engine_label(e) for e in r.get("engines", [])]
-    colours = charts.colour_map(engines)
+    colours = charts.colour_map([e.label for e in r.engines])
     figures: dict[str, Any] = {}
     samples = _samples(r)
     if samples:
         figures["latency"] = Markup(charts.latency(samples, colours, f"{prefix}-latency"))
         points: dict[str, dict[int, float]] = {}
-        for e in data.ok_engines(r):
-            for m in e["results"]:
-                if m.get("throughput"):
-                    points.setdefault(data.engine_label(e), {})[int(m["batch"])] = float(m["throughput"])
+        for e in r.ok_engines:
+            for m in e.results:
+                if m.throughput:
+                    points.setdefault(e.label, {})[m.batch] = float(m.throughput)
         if points:
-            figures["throughput"] = Markup(charts.throughput(points, data.batches(r), colours,
-                                                             f"{prefix}-throughput"))
-    profile = r.get("profile")
+            figures["throughput"] = Markup(charts.throughput(points, r.batches, colours, f"{prefix}-throughput"))
+    profile = r.profile.profile if r.profile else None
     kernels = data.kernel_rows(profile, peak, bandwidth) if profile else []
     if kernels:
         figures["kernels"] = Markup(charts.kernels(kernels, f"{prefix}-kernels"))
         if any(k["gflops"] and k["intensity"] for k in kernels):
             figures["roofline"] = Markup(charts.roofline(kernels, peak, bandwidth, f"{prefix}-roofline"))
-    if r.get("tuning_curve"):
-        figures["tuning"] = Markup(charts.tuning_curve(r["tuning_curve"], f"{prefix}-tuning"))
-    model = r.get("model") or {}
-    analysis = model.get("analysis")
+    if r.tuning_curve:
+        figures["tuning"] = Markup(charts.tuning_curve(r.tuning_curve, f"{prefix}-tuning"))
+    analysis = r.model.analysis
     tables, table_style, graph_how = "", "", ""
     if analysis:
         tables, table_style = _analysis_tables(analysis)
@@ -113,19 +111,18 @@ def _model_page(r: dict[str, Any], i: int, graph_engine: str | None) -> dict[str
         svg, graph_how = graph.draw(analysis, f"{prefix}-graph", graph_engine)
         if svg:
             figures["graph"] = Markup(svg)
-    env = r.get("environment") or {}
-    load = env.get("load") or {}
+    env, load = r.environment, r.environment.load
     return {
-        "anchor": prefix, "card": data.summary(r), "model": model, "target": r.get("target") or {},
-        "created": r.get("created", ""), "command": r.get("command", ""), "figures": figures,
+        "anchor": prefix, "card": data.summary(r), "model": r.model, "target": r.target,
+        "created": r.created or "", "command": r.command or "", "figures": figures,
         "latency_rows": data.latency_rows(r), "engine_rows": data.engine_rows(r),
         "kernels": kernels, "profile": profile, "peak": peak, "bandwidth": bandwidth,
-        "end_to_end": data.seconds(profile.get("end_to_end_seconds")) if profile else "",
-        "kernels_sum": data.seconds(profile.get("kernels_seconds")) if profile else "",
+        "end_to_end": data.seconds(profile.end_to_end_seconds) if profile else "",
+        "kernels_sum": data.seconds(profile.kernels_seconds) if profile else "",
         "analysis_tables": Markup(tables), "table_style": table_style, "graph_how": graph_how,
         "environment": data.environment_rows(env), "packages": data.package_rows(env),
-        "load_warning": load.get("warning") or ("the machine was loaded while measuring" if load.get("loaded")
-                                                else ""),
+        "load_warning": "" if load is None else load.warning or ("the machine was loaded while measuring"
+                                                                 if load.loaded else ""),
     }
 
 
@@ -133,20 +130,19 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}{'s' if n != 1 else ''}"
 
 
-def render_report_html(results: list[dict[str, Any]], title: str | None = None,
+def render_report_html(results: Sequence[BenchResults | dict[str, Any]], title: str | None = None,
                        graph_engine: str | None = None) -> str:
     """The report page as a string (see `render_report`)."""
     if not results:
         raise ValueError("a report needs at least one results file")
-    for n, r in enumerate(results, 1):
-        check_results(r, f"results #{n}")
-    pages = [_model_page(r, i, graph_engine) for i, r in enumerate(results, 1)]
-    models = list(dict.fromkeys((r.get("model") or {}).get("name") or "" for r in results))
-    targets = list(dict.fromkeys((r.get("target") or {}).get("name") or "" for r in results))
+    records = [as_results(r, f"results #{n}") for n, r in enumerate(results, 1)]
+    pages = [_model_page(r, i, graph_engine) for i, r in enumerate(records, 1)]
+    models = list(dict.fromkeys(r.model.name or "" for r in records))
+    targets = list(dict.fromkeys(r.target.name or "" for r in records))
     if title is None:
         title = (f"{models[0]} on {targets[0]}: archc benchmark" if len(results) == 1
                  else f"archc benchmarks: {_count(len(models), 'model')}, {_count(len(targets), 'target')}")
-    index = data.index(results) if len(results) > 1 else None
+    index = data.index(records) if len(records) > 1 else None
     bubble = ""
     if index is not None:
         pts = []
@@ -165,10 +161,11 @@ def render_report_html(results: list[dict[str, Any]], title: str | None = None,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
 
-def render_report(results: list[dict[str, Any]], out: Path | str, title: str | None = None,
+def render_report(results: Sequence[BenchResults | dict[str, Any]], out: Path | str, title: str | None = None,
                   graph_engine: str | None = None) -> None:
-    """Render bench results into one self-contained HTML file at `out`, written atomically. `graph_engine`:
-    "graphviz" or "matplotlib" for the network drawing (default: Graphviz when `dot` is on PATH)."""
+    """Render bench results (records, or their JSON as `archc.api.bench` returns it) into one self-contained HTML
+    file at `out`, written atomically. `graph_engine`: "graphviz" or "matplotlib" for the network drawing (default:
+    Graphviz when `dot` is on PATH)."""
     from archc.util.atomic import write_text
     write_text(out, render_report_html(results, title, graph_engine))
 

@@ -11,7 +11,10 @@ import io
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from archc.measurement.results import TuningPoint
 
 RC: Any = {  # matplotlib's own rc keys (typed there as literals)
     "svg.fonttype": "none",
@@ -180,13 +183,13 @@ def roofline(rows: list[dict[str, Any]], peak: float | None, bandwidth: float | 
         return to_svg(fig, name)
 
 
-def tuning_curve(points: list[dict[str, Any]], name: str) -> str:
+def tuning_curve(points: Sequence[TuningPoint], name: str) -> str:
     """The best latency found against the number of measured tuning trials."""
-    pts = sorted(points, key=lambda p: p["trials"])
-    unit, sc = _scale([p["best_seconds"] for p in pts])
+    pts = sorted(points, key=lambda p: p.trials)
+    unit, sc = _scale([p.best_seconds for p in pts])
     with figure(WIDTH, 2.8) as fig:
         ax = fig.subplots()
-        ax.step([p["trials"] for p in pts], [p["best_seconds"] / sc for p in pts], where="post", marker="o",
+        ax.step([p.trials for p in pts], [p.best_seconds / sc for p in pts], where="post", marker="o",
                 markersize=3, color="#2ca02c")
         ax.set_xlabel("tuning trials")
         ax.set_ylabel(f"best latency ({unit})")

@@ -1,6 +1,6 @@
-"""What a report shows, computed from bench results (the `archc-bench` JSON, schema_version 1): engine labels,
-the summary card, the latency table, the kernels with their arithmetic intensity, the index across results.
-Plain dicts and numbers; the charts (`charts`) and the template draw them."""
+"""What a report shows, computed from bench results (the records of `archc.measurement.results`, `BenchResults`):
+the summary card, the latency and engine tables, the kernels with their arithmetic intensity, the index across
+results, the environment. Plain dicts and numbers, which the charts (`charts`) and the template draw."""
 from __future__ import annotations
 
 import math
@@ -8,21 +8,29 @@ import re
 from pathlib import Path
 from typing import Any
 
+from archc.deploy.profile import Profile
 from archc.errors import ArchcError
-from archc.measurement.results import SCHEMA, SCHEMA_VERSION  # the results schema: declared there, once
+from archc.measurement.results import (  # the results schema: declared there, once
+    SCHEMA,
+    SCHEMA_VERSION,
+    BenchResults,
+    Environment,
+    load,
+    read,
+)
 from archc.shapes import BY_NAME
 
 _ARG = re.compile(r"^\s*(?P<shape>[0-9×x]+|scalar)\s+(?P<dtype>\w+)\s*$")
 
 
-def read_results(path: str | Path) -> dict[str, Any]:
+def read_results(path: str | Path) -> BenchResults:
     """One bench results file, read by `archc.measurement.results.read`: this schema version, or an older one it knows
     how to upgrade; anything else is refused there with one sentence."""
-    from archc.measurement.results import read
     return read(path)
 
 
 def check_results(data: Any, where: str = "the results") -> None:
+    """Results given as a dict (the JSON form): of this schema and version, else one sentence."""
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise ArchcError(f"'{where}' is not archc bench results (schema {found!r}, expected {SCHEMA!r}); write it "
@@ -31,6 +39,14 @@ def check_results(data: Any, where: str = "the results") -> None:
     if version != SCHEMA_VERSION:
         raise ArchcError(f"'{where}' holds bench results of schema version {version}; this archc reads version "
                          f"{SCHEMA_VERSION}: run `archc bench` again with this version")
+
+
+def as_results(data: BenchResults | dict[str, Any], where: str = "the results") -> BenchResults:
+    """The records of results given either way: as records, or as their JSON (checked by `check_results`)."""
+    if isinstance(data, BenchResults):
+        return data
+    check_results(data, where)
+    return load(data, f"'{where}'")
 
 
 # ---- formatting --------------------------------------------------------------------------------------------------
@@ -58,52 +74,25 @@ def number(v: float | None, digits: int = 3) -> str:
 
 
 # ---- engines -------------------------------------------------------------------------------------------------------
-def engine_label(e: dict[str, Any]) -> str:
-    return f"{e['engine']} ({e['variant']})" if e.get("variant") else str(e["engine"])
-
-
-def ok_engines(r: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in r.get("engines", []) if e.get("status") == "ok" and e.get("results")]
-
-
-def batches(r: dict[str, Any]) -> list[int]:
-    return sorted({int(m["batch"]) for e in ok_engines(r) for m in e["results"]})
-
-
-def median(m: dict[str, Any]) -> float | None:
-    stats = m.get("stats") or {}
-    v = stats.get("median")
-    if v is None and m.get("latency_s"):
-        xs = sorted(m["latency_s"])
-        v = xs[len(xs) // 2]
-    return float(v) if v is not None else None
-
-
-def at_batch(e: dict[str, Any], batch: int) -> dict[str, Any] | None:
-    return next((m for m in e.get("results", []) if int(m["batch"]) == batch), None)
-
-
-def latency_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+def latency_rows(r: BenchResults) -> list[dict[str, Any]]:
     """One row per engine and batch: the statistics, throughput, GFLOP/s (and % of the measured peak), memory,
     agreement with onnxruntime."""
-    peak = ((r.get("environment") or {}).get("cpu") or {}).get("peak_gflops")
+    peak = r.peak_gflops
     rows = []
-    for e in ok_engines(r):
-        for m in sorted(e["results"], key=lambda m: m["batch"]):
-            st = m.get("stats") or {}
-            agree = m.get("agreement") or {}
-            g = m.get("gflops")
+    for e in r.ok_engines:
+        for m in sorted(e.results, key=lambda m: m.batch):
+            st, agree, g = m.stats, m.agreement, m.gflops
             rows.append({
-                "engine": engine_label(e), "batch": m["batch"], "threads": m.get("threads", ""),
-                "min": seconds(st.get("min")), "median": seconds(median(m)), "p90": seconds(st.get("p90")),
-                "p99": seconds(st.get("p99")), "std": seconds(st.get("std")),
-                "median_s": median(m) or 0.0,
-                "throughput": number(m.get("throughput")), "gflops": number(g),
+                "engine": e.label, "batch": m.batch, "threads": "" if m.threads is None else m.threads,
+                "min": seconds(st.min if st else None), "median": seconds(m.median),
+                "p90": seconds(st.p90 if st else None), "p99": seconds(st.p99 if st else None),
+                "std": seconds(st.std if st else None), "median_s": m.median or 0.0,
+                "throughput": number(m.throughput), "gflops": number(g),
                 "peak_share": f"{100 * g / peak:.1f}%" if g and peak else "",
-                "memory": _bytes(m.get("peak_memory_bytes")),
-                "rel_diff": "" if agree.get("max_rel_diff") is None else f"{agree['max_rel_diff']:.2e}",
-                "top1": "" if agree.get("top1") is None else f"{100 * agree['top1']:.0f}%",
-                "samples": len(m.get("latency_s") or []),
+                "memory": _bytes(m.peak_memory_bytes),
+                "rel_diff": "" if agree.max_rel_diff is None else f"{agree.max_rel_diff:.2e}",
+                "top1": "" if agree.top1 is None else f"{100 * agree.top1:.0f}%",
+                "samples": len(m.latency_s),
             })
     return rows
 
@@ -113,16 +102,17 @@ def _bytes(n: int | None) -> str:
     return "" if n is None else human_bytes(n)
 
 
-def engine_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+def engine_rows(r: BenchResults) -> list[dict[str, Any]]:
     """Every engine asked for, present or not: status, version, build and tuning, the note (why absent)."""
     rows = []
-    for e in r.get("engines", []):
-        t = e.get("tuning") or {}
-        own = f"{t['kernels_archc']} archc kernels, " if t.get("kernels") == "archc" and t.get("kernels_archc") else ""
-        tuning = (f"{own}{t.get('kernels_tuned', 0)} from the tuning database, {t.get('kernels_naive', 0)} naive; "
-                  f"{t.get('trials', 0)} trials") if t else ""
-        rows.append({"engine": engine_label(e), "status": e.get("status") or "", "version": e.get("version") or "",
-                     "compile": seconds(e.get("compile_seconds")), "tuning": tuning, "note": e.get("note") or ""})
+    for e in r.engines:
+        t = e.tuning
+        tuning = ""
+        if t is not None:
+            own = f"{t.kernels_archc} archc kernels, " if t.kernels == "archc" and t.kernels_archc else ""
+            tuning = f"{own}{t.kernels_tuned} from the tuning database, {t.kernels_naive} naive; {t.trials} trials"
+        rows.append({"engine": e.label, "status": e.status, "version": e.version or "",
+                     "compile": seconds(e.compile_seconds), "tuning": tuning, "note": e.note or ""})
     return rows
 
 
@@ -133,43 +123,35 @@ def versus(mine: float, theirs: float) -> str:
     return f"{mine / theirs:.2f}× slower" if mine > theirs else f"{theirs / mine:.2f}× faster"
 
 
-def summary(r: dict[str, Any]) -> dict[str, Any]:
+def summary(r: BenchResults) -> dict[str, Any]:
     """The card: model, target, params, MACs, best latency (at the smallest batch measured), the best archc's
     latency against onnxruntime's there (`versus`), and archc's agreement with onnxruntime (worst over batches and
     variants)."""
     from archc.render.table import si
-    model = r.get("model") or {}
-    card: dict[str, Any] = {"model": model.get("name") or "", "target": (r.get("target") or {}).get("name") or "",
-                            "params": f"{model['params']:,}" if model.get("params") is not None else "",
-                            "macs": si(model["macs"]) if model.get("macs") is not None else "",
-                            "flops": si(model["flops"]) if model.get("flops") is not None else "",
+    model = r.model
+    card: dict[str, Any] = {"model": model.name or "", "target": r.target.name or "",
+                            "params": f"{model.params:,}" if model.params is not None else "",
+                            "macs": si(model.macs) if model.macs is not None else "",
+                            "flops": si(model.flops) if model.flops is not None else "",
                             "best": "", "best_engine": "", "batch": None, "speedup": "", "speedup_vs": "",
                             "agreement": "", "top1": ""}
-    bs = batches(r)
+    bs = r.batches
     if not bs:
         return card
     b = bs[0]
     card["batch"] = b
-    timed = [(median(m), e) for e in ok_engines(r) if (m := at_batch(e, b)) is not None and median(m)]
+    timed = [(s, e) for e in r.ok_engines if (s := e.median_at(b))]
     if timed:
-        best_s, best_e = min(timed, key=lambda t: t[0] or math.inf)
-        card["best"], card["best_engine"] = seconds(best_s), engine_label(best_e)
-        ort = [s for s, e in timed if e["engine"] == "onnxruntime"]
-        archc = [(s, e) for s, e in timed if e["engine"] == "archc"]
-        if ort and archc and ort[0]:
-            s, e = min(archc, key=lambda t: t[0] or math.inf)
-            card["speedup"] = versus(s, ort[0]) if s else ""
-            card["speedup_vs"] = engine_label(e)
-    diffs, top1 = [], []
-    for e in ok_engines(r):
-        if e["engine"] == "onnxruntime":
-            continue
-        for m in e["results"]:
-            agree = m.get("agreement") or {}
-            if agree.get("max_rel_diff") is not None:
-                diffs.append(float(agree["max_rel_diff"]))
-            if agree.get("top1") is not None:
-                top1.append(float(agree["top1"]))
+        best_s, best_e = min(timed, key=lambda t: t[0])
+        card["best"], card["best_engine"] = seconds(best_s), best_e.label
+        ort = [s for s, e in timed if e.engine == "onnxruntime"]
+        archc = [(s, e) for s, e in timed if e.engine == "archc"]
+        if ort and archc:
+            s, e = min(archc, key=lambda t: t[0])
+            card["speedup"], card["speedup_vs"] = versus(s, ort[0]), e.label
+    others = [m.agreement for e in r.ok_engines if e.engine != "onnxruntime" for m in e.results]
+    diffs = [float(a.max_rel_diff) for a in others if a.max_rel_diff is not None]
+    top1 = [float(a.top1) for a in others if a.top1 is not None]
     if diffs:
         card["agreement"] = f"max rel. diff {max(diffs):.1e}"
     if top1:
@@ -188,90 +170,76 @@ def arg_bytes(arg: str) -> int | None:
     return n * BY_NAME[m["dtype"]].itemsize
 
 
-def kernel_rows(profile: dict[str, Any], peak_gflops: float | None, bandwidth_gbs: float | None
-                ) -> list[dict[str, Any]]:
+def kernel_rows(profile: Profile, peak_gflops: float | None, bandwidth_gbs: float | None) -> list[dict[str, Any]]:
     """The profile's kernels, slowest first, numbered, each with its FLOPs (2 × MACs), the bytes it must move
     (compulsory traffic: every argument, inputs and outputs, read or written once per call), its arithmetic
     intensity (FLOPs / bytes), achieved GFLOP/s and the share of its roofline bound min(peak, bandwidth × I)."""
-    total = float(profile.get("kernels_seconds") or 0.0) or sum(
-        float(k.get("total_seconds") or k["seconds"] * k.get("calls", 1)) for k in profile.get("kernels", []))
+    total = float(profile.kernels_seconds)
     rows = []
-    for i, k in enumerate(profile.get("kernels", []), 1):
-        calls = int(k.get("calls") or 1)
-        t = float(k.get("total_seconds") or k["seconds"] * calls)
-        sizes = [arg_bytes(a) for a in k.get("args", [])]
+    for i, k in enumerate(profile.kernels, 1):
+        calls = k.calls or 1
+        t = float(k.total_seconds)
+        sizes = [arg_bytes(a) for a in k.args]
         moved = sum(s for s in sizes if s is not None) * calls if sizes and None not in sizes else None
-        flops = 2 * int(k["macs"]) if k.get("macs") else None
+        flops = 2 * int(k.macs) if k.macs else None
         gflops = flops / t / 1e9 if flops and t > 0 else None
         intensity = flops / moved if flops and moved else None
         bound = None
         if intensity is not None and peak_gflops and bandwidth_gbs:
             bound = min(peak_gflops, bandwidth_gbs * intensity)
-        nodes = list(k.get("nodes") or [])
-        rows.append({"rank": i, "name": k["name"], "calls": calls, "seconds": t, "time": seconds(t),
-                     "share": f"{100 * t / total:.1f}%" if total else "", "macs": k.get("macs"),
-                     "macs_text": f"{k['macs']:,}" if k.get("macs") else "", "flops": flops,
+        nodes = list(k.nodes)
+        rows.append({"rank": i, "name": k.name, "calls": calls, "seconds": t, "time": seconds(t),
+                     "share": f"{100 * t / total:.1f}%" if total else "", "macs": k.macs,
+                     "macs_text": f"{k.macs:,}" if k.macs else "", "flops": flops,
                      "gflops": gflops, "gflops_text": number(gflops), "bytes": moved,
                      "bytes_text": _bytes(moved), "intensity": intensity, "intensity_text": number(intensity),
                      "bound_share": f"{100 * gflops / bound:.0f}%" if gflops and bound else "",
                      "nodes": ", ".join(nodes[:4]) + (f" … (+{len(nodes) - 4})" if len(nodes) > 4 else ""),
-                     "args": ", ".join(k.get("args", []))})
+                     "args": ", ".join(k.args)})
     return rows
 
 
 # ---- environment -------------------------------------------------------------------------------------------------
-def environment_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
-    cpu = env.get("cpu") or {}
-    load = env.get("load") or {}
-    gpu = env.get("gpu")
-    rows = [("Host", env.get("host") or ""), ("OS", env.get("os") or ""), ("Python", env.get("python") or ""),
-            ("CPU", " ".join(x for x in (cpu.get("model") or "", f"(LLVM: {cpu['llvm_cpu']})"
-                                          if cpu.get("llvm_cpu") else "") if x)),
-            ("Cores", f"{cpu.get('physical_cores') or '?'} physical, {cpu.get('logical_cpus') or '?'} logical"
-             if cpu.get("physical_cores") or cpu.get("logical_cpus") else ""),
-            ("SIMD / matrix flags", " ".join(cpu.get("flags") or [])),
-            ("Peak fp32 (measured)", f"{number(cpu.get('peak_gflops'))} GFLOP/s" if cpu.get("peak_gflops") else
-             "not measured"),
-            ("Peak: how", cpu.get("peak_method") or ""),
-            ("Memory bandwidth (measured)", f"{number(cpu.get('bandwidth_gbs'))} GB/s" if cpu.get("bandwidth_gbs")
+def environment_rows(env: Environment) -> list[tuple[str, str]]:
+    cpu, load, gpu = env.cpu, env.load, env.gpu
+    rows = [("Host", env.host or ""), ("OS", env.os or ""), ("Python", env.python or ""),
+            ("CPU", " ".join(x for x in (cpu.model or "", f"(LLVM: {cpu.llvm_cpu})" if cpu.llvm_cpu else "") if x)),
+            ("Cores", f"{cpu.physical_cores or '?'} physical, {cpu.logical_cpus or '?'} logical"
+             if cpu.physical_cores or cpu.logical_cpus else ""),
+            ("SIMD / matrix flags", " ".join(cpu.flags)),
+            ("Peak fp32 (measured)", f"{number(cpu.peak_gflops)} GFLOP/s" if cpu.peak_gflops else "not measured"),
+            ("Peak: how", cpu.peak_method or ""),
+            ("Memory bandwidth (measured)", f"{number(cpu.bandwidth_gbs)} GB/s" if cpu.bandwidth_gbs
              else "not measured"),
-            ("Bandwidth: how", cpu.get("bandwidth_method") or ""),
-            ("GPU", "none" if not gpu else f"{gpu.get('name') or '?'} (driver {gpu.get('driver') or '?'})")]
-    if load:
-        def avg(v: Any) -> str:
-            return " / ".join(f"{x:.2f}" for x in v) if isinstance(v, list) else ""
+            ("Bandwidth: how", cpu.bandwidth_method or ""),
+            ("GPU", "none" if not gpu else f"{gpu.name or '?'} (driver {gpu.driver or '?'})")]
+    if load is not None:
+        def avg(v: list[float] | None) -> str:
+            return " / ".join(f"{x:.2f}" for x in v) if v is not None else ""
         rows.append(("Load average (1, 5, 15 min)",
-                     f"before {avg(load.get('before'))}; after {avg(load.get('after'))}; {load.get('cores') or '?'} "
-                     "cores"))
+                     f"before {avg(load.before)}; after {avg(load.after)}; {load.cores or '?'} cores"))
     return [(k, v) for k, v in rows if v]
 
 
-def package_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(str(k), "absent" if v is None else str(v)) for k, v in sorted((env.get("packages") or {}).items())]
+def package_rows(env: Environment) -> list[tuple[str, str]]:
+    return [(str(k), "absent" if v is None else str(v)) for k, v in sorted(env.packages.items())]
 
 
 # ---- the index -------------------------------------------------------------------------------------------------
-def index(results: list[dict[str, Any]]) -> dict[str, Any]:
+def index(results: list[BenchResults]) -> dict[str, Any]:
     """Models × targets × engines: each result's median latency per engine at its smallest batch."""
-    engines: list[str] = []
-    for r in results:
-        for e in r.get("engines", []):
-            if engine_label(e) not in engines:
-                engines.append(engine_label(e))
+    engines: list[str] = list(dict.fromkeys(e.label for r in results for e in r.engines))
     rows = []
     for i, r in enumerate(results):
-        bs = batches(r)
+        bs = r.batches
         cells = {}
-        for e in r.get("engines", []):
-            m = at_batch(e, bs[0]) if bs and e.get("status") == "ok" else None
-            cells[engine_label(e)] = {"text": seconds(median(m)) if m else e.get("status", ""),
-                                      "value": median(m) if m else None}
-        model = r.get("model") or {}
+        for e in r.engines:
+            m = e.at_batch(bs[0]) if bs and e.status == "ok" else None
+            cells[e.label] = {"text": seconds(m.median) if m else e.status, "value": m.median if m else None}
         card = summary(r)
-        rows.append({"anchor": f"r{i + 1}", "model": model.get("name") or "",
-                     "target": (r.get("target") or {}).get("name") or "", "batch": bs[0] if bs else "",
-                     "params": model.get("params"), "params_text": card["params"], "macs": model.get("macs"),
-                     "macs_text": card["macs"],
+        rows.append({"anchor": f"r{i + 1}", "model": r.model.name or "", "target": r.target.name or "",
+                     "batch": bs[0] if bs else "", "params": r.model.params, "params_text": card["params"],
+                     "macs": r.model.macs, "macs_text": card["macs"],
                      "cells": [cells.get(name, {"text": "", "value": None}) for name in engines],
-                     "speedup": card["speedup"], "created": r.get("created", "")})
+                     "speedup": card["speedup"], "created": r.created or ""})
     return {"engines": engines, "rows": rows}
