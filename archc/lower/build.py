@@ -7,6 +7,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import tvm
+from tvm import relax
+from tvm.relax.frontend.onnx import from_onnx
+from tvm.s_tir import dlight as dl
+
 from archc.deploy.manifest import BuildReport
 from archc.errors import ArchcError
 from archc.frontends import Model
@@ -44,7 +49,6 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
     if not model.has_weights:
         raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them")
     check_toolchain(target)
-    tvm = import_tvm()
     tgt = tvm_target(target)
     start = time.perf_counter()
     mod = import_onnx(model)
@@ -71,7 +75,6 @@ def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budge
     if target.tvm.get("kind") == "cuda":
         raise ArchcError("tuning GPU kernels is not in this version; CPU targets only")
     check_toolchain(target)
-    import_tvm()
     if remote is not None and "num-cores" not in target.tvm:  # a generic board target: ask the board itself
         target = replace(target, tvm={**target.tvm, "num-cores": device_cores(remote)})
     tgt = tvm_target(target)
@@ -117,20 +120,9 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
     return applied_mod, report
 
 
-def import_tvm(doing: str = "compiling for a TVM target") -> Any:
-    """TVM, or one sentence saying that `doing` needs it and how to install it."""
-    try:
-        import tvm
-    except ImportError:
-        raise ArchcError(f"{doing} needs Apache TVM, which is not installed: pip install -e '.[tvm]'") from None
-    return tvm
-
-
 def import_onnx(model: Model) -> Any:
     """The model as a Relax module, its weights constants folded in (packed into the library at build time): the
     one start of building, tuning and profiling, so that all three see the same kernels."""
-    from tvm import relax
-    from tvm.relax.frontend.onnx import from_onnx
     try:
         mod = from_onnx(decompose_for_tvm(model.proto), keep_params_in_input=False)
     except Exception as err:  # TVM lists every op it cannot import at once; keep its list, drop its traceback
@@ -141,8 +133,6 @@ def import_onnx(model: Model) -> Any:
 
 def _gpu_schedules(mod: Any, tgt: Any) -> Any:
     """Legalize, then dlight's default GPU schedules: a GPU kernel must have a thread binding to build at all."""
-    from tvm import relax
-    from tvm.s_tir import dlight as dl
     mod = relax.get_pipeline("zero")(mod)
     with tgt:
         return dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),

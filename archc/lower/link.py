@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tvm.support import cc as tvm_cc
+
 from archc.errors import ArchcError
 from archc.targets import Target
 
@@ -44,7 +46,6 @@ def uses_pool(target: Target) -> bool:
 def fcompile(compiler: str | None = None) -> Callable[..., Any]:
     """An `fcompile` for `export_library` that links archc's pool into the library: `compiler` is a cross compiler
     (`aarch64-linux-gnu-gcc`), or None for this machine's (TVM's choice: $CXX, else g++, gcc, …)."""
-    from tvm.support import cc as tvm_cc
 
     def _fcompile(output: str, objects: list[str] | str, options: list[str] | None = None, **kwargs: Any) -> Any:
         cc = kwargs.pop("cc", None) or compiler or tvm_cc.get_cc()

@@ -22,6 +22,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import tvm
+import tvm_ffi
+from tvm.support.cc import cross_compiler
+
 from archc import runtime
 from archc.deploy.manifest import MANIFEST, CppLoader, Manifest, TargetInfo, TensorSpec, triple
 from archc.deploy.readme import readme
@@ -40,7 +44,6 @@ _ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 
 def write_package(model: Model, lowered: Lowered, out: Path) -> Manifest:
     """Write the package folder atomically (a failed build leaves no half-written folder); return the manifest."""
-    import tvm
     onnx_bytes = model.proto.SerializeToString()
     target = lowered.target
     library = f"{model.name}.so"
@@ -65,7 +68,6 @@ def write_package(model: Model, lowered: Lowered, out: Path) -> Manifest:
         if link.uses_pool(target):  # the library's parallel loops run on archc's pool (link.py, runtime/pool.c)
             fcompile = link.fcompile(target.cross_compiler)
         elif target.cross_compiler:
-            from tvm.support.cc import cross_compiler
             fcompile = cross_compiler(target.cross_compiler)
         lowered.executable.export_library(str(folder / library), fcompile=fcompile)
         (folder / "model.onnx").write_bytes(onnx_bytes)
@@ -108,8 +110,6 @@ def _runtime_libs(target: Target) -> tuple[list[Path], str | None, str | None]:
 
     libtvm_ffi.so and libtvm_runtime.so are linked; libtvm_runtime_extra.so (sort and top-k, which CPU kernels call)
     and, for CUDA, libtvm_runtime_cuda.so register functions when run_model loads them."""
-    import tvm
-    import tvm_ffi
     arch, here = _arch(dict(target.tvm)), _arch({})
     versions = f"apache-tvm {tvm.__version__} and apache-tvm-ffi {tvm_ffi.__version__}"
     if arch == here:
@@ -151,7 +151,6 @@ _INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
 def _headers() -> tuple[list[str], str]:
     """The headers main.cc includes, directly or not, from this machine's tvm_ffi include folder (paths relative
     to it), and that folder: a subset of it (~0.6 MB of 1.4 MB; the headers are the same for every CPU)."""
-    import tvm_ffi
     root = Path(tvm_ffi.__file__).parent / "include"
     todo = _INCLUDE.findall((CPP / "main.cc").read_text(encoding="utf-8"))
     found: set[str] = set()

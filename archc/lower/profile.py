@@ -12,10 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tvm
+from tvm import relax, tirx
+from tvm.support.cc import cross_compiler
 
+from archc import frontends, targets
+from archc.analysis import analyze
 from archc.deploy.manifest import MANIFEST
 from archc.deploy.profile import KernelTime, Profile
 from archc.errors import ArchcError
+from archc.lower.attribution import Kernel, attribute
+from archc.lower.build import import_onnx
+from archc.lower.tune import apply, prepare
+from archc.lower.tvm_target import tvm_target
+from archc.runtime import load_package, rpc
 from archc.shapes import fmt_dims
 
 
@@ -23,30 +33,19 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: i
     """Time every kernel of the package here, or with `remote` (an `archc.runtime.rpc.Remote`) on that device.
     `threads`: the library's threads here (default: TVM_NUM_THREADS, else every CPU), for the whole model and each
     kernel alike (both run in the one library that the package loads)."""
-    from archc.lower.build import import_onnx, import_tvm
-    tvm = import_tvm("profiling a package (its kernels are lowered again to find them)")
-
-    from archc import frontends, targets
-    from archc.lower.tune import apply, prepare
-    from archc.lower.tvm_target import tvm_target
-    from archc.runtime import load_package
     folder = Path(folder)
-    if threads is not None and remote is not None:
-        raise ArchcError("profiling on an RPC device runs on its server's threads; leave threads out (start the "
-                         "server with TVM_NUM_THREADS=N)")
+    rpc.no_local_threads(threads, remote)
     pkg = load_package(folder, threads)
     manifest = pkg.manifest
     inputs = pkg.random_inputs()
     if remote is None:
         times = sorted(pkg.time(inputs, repeat=max(3, repeat // 4)))  # also checks the package runs here
     else:
-        from archc.runtime import rpc
         times = sorted(rpc.run(pkg, inputs, remote, repeat=max(3, repeat // 4))[1])
     t = manifest.target  # as built: its TVM dict holds what was detected then, so nothing is detected again
     target = targets.Target(t.name, t.description, "tvm", str(folder / MANIFEST), t.runner, t.tvm, t.cross_compiler)
     tgt = tvm_target(target)
     model = frontends.load(folder / "model.onnx")
-    from tvm import tirx
     mod = prepare(import_onnx(model), tgt, manifest.build.kernels or "tvm")
     db = manifest.build.database
     if db and Path(db).is_dir():
@@ -95,10 +94,6 @@ def _remote_kernels(mod: Any, tgt: Any, target: Any, remote: Any) -> tuple[Any, 
     built here once more, as a library of kernels alone, uploaded and loaded there."""
     import tempfile
 
-    import tvm
-    from tvm.support.cc import cross_compiler
-
-    from archc.runtime import rpc
     kernels = tvm.IRModule({gv: f.with_attr("global_symbol", gv.name_hint) for gv, f in mod.functions.items()
                             if isinstance(f, tvm.tirx.PrimFunc)})
     built = tvm.tirx.build(kernels, target=tgt)
@@ -114,8 +109,6 @@ def _remote_kernels(mod: Any, tgt: Any, target: Any, remote: Any) -> tuple[Any, 
 
 def kernels_of(mod: Any, model: Any) -> list[Any]:
     """The module's kernels as `main` first calls them, each with the ONNX nodes it runs and their MACs."""
-    from archc.analysis import analyze
-    from archc.lower.attribution import Kernel, attribute
     calls = _calls(mod)
     by_name = {gv.name_hint: gv for gv in mod.functions}
     kernels = [Kernel(name, [tuple(int(d) for d in p.shape) for p in mod[by_name[name]].params], n)
@@ -127,7 +120,6 @@ def kernels_of(mod: Any, model: Any) -> list[Any]:
 def _calls(mod: Any) -> dict[str, int]:
     """How many times `main` calls each kernel (a kernel can serve several layers of one shape), in the order of
     their first calls."""
-    from tvm import relax
     counts: dict[str, int] = {}
 
     def visit(expr: Any) -> None:

@@ -18,6 +18,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import tvm
+import tvm.s_tir
+from tvm import relax, tirx
+from tvm.driver import build as tvm_build
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.meta_schedule.measure_callback.measure_callback import _PyMeasureCallback
+from tvm.s_tir.meta_schedule.utils import fork_seed
+from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
 from archc.errors import ArchcError, UsageError
 from archc.runtime import last_line
 from archc.runtime.rpc import Remote, check
@@ -36,8 +45,6 @@ def prepare(mod: Any, tgt: Any, kernels: str = "tvm", plans: list[Any] | None = 
     """The fused module that tuning and applying both see; with `kernels="archc"` on a CPU target, archc's layout
     plan first (lower/kernels: its convolutions then fuse with their epilogues like TVM's own), appended to
     `plans` when given."""
-    import tvm
-    from tvm import relax
     if kernels == "archc" and str(tgt.kind) == "llvm":
         from archc.lower.kernels import plan
         mod, made = plan(mod, tgt)
@@ -62,8 +69,6 @@ class TuneSummary:
 
 def tasks_of(mod: Any, tgt: Any) -> list[Any]:
     """MetaSchedule's tasks: the kernels not already scheduled (by archc's own kernels)."""
-    from tvm import tirx
-    from tvm.s_tir import meta_schedule as ms
     scheduled = {gv.name_hint for gv, f in mod.functions.items()
                  if isinstance(f, tirx.PrimFunc) and f.attrs is not None and "tirx.is_scheduled" in f.attrs}
     return [t for t in ms.relax_integration.extract_tasks(mod, tgt, params={}) if t.task_name not in scheduled]
@@ -71,8 +76,6 @@ def tasks_of(mod: Any, tgt: Any) -> list[Any]:
 
 def _build(mod: Any, target: Any, _params: Any) -> Any:
     """The stock builder less its import of every tensor intrinsic, which CPU fp32 kernels never use."""
-    from tvm.driver import build as tvm_build
-    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
     return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
 
 
@@ -111,7 +114,6 @@ def _cpu_tensor_intrinsics() -> None:
         return
     package = importlib.util.module_from_spec(spec)
     sys.modules[name] = package
-    import tvm.s_tir
     tvm.s_tir.tensor_intrin = package
     for submodule in ("x86", "arm_cpu"):
         importlib.import_module(f"{name}.{submodule}")
@@ -122,8 +124,6 @@ def _contexts(tasks: list[Any]) -> tuple[list[Any], list[float]]:
     archc's logger. Its own loggers come from `logging.config.dictConfig`, which resets the whole process's logging
     on every call (closing every handler, pytest's included) and leaves a console and a file handler per task open;
     under pytest's log capture the second tuning run in a process then failed inside TVM (issue 20)."""
-    from tvm.s_tir import meta_schedule as ms
-    from tvm.s_tir.meta_schedule.utils import fork_seed
     contexts = [ms.TuneContext(mod=t.dispatched[0], target=t.target, space_generator="post-order-apply",
                                search_strategy="evolutionary", task_name=t.task_name, logger=_LOG,
                                rand_state=seed, num_threads="physical").clone()
@@ -145,9 +145,6 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
     devices of an RPC tracker (kernels built here, with the target's cross compiler if it has one).
     `show`: a progress bar on stderr (trials, kernels covered, time left)."""
     import time
-
-    from tvm.s_tir import meta_schedule as ms
-    from tvm.s_tir.meta_schedule.measure_callback.measure_callback import _PyMeasureCallback
 
     from archc.util.progress import progress
     check_db(db)
@@ -231,7 +228,6 @@ def records(db: Path) -> int:
 
 def apply(mod: Any, tgt: Any, db: Path) -> tuple[Any, int, set[str]]:
     """The prepared module with every kernel the database has a record for; (module, applied, names untuned)."""
-    from tvm import relax, tirx
     before = {gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
     if records(db):
         check_db(db)
@@ -249,7 +245,6 @@ def apply(mod: Any, tgt: Any, db: Path) -> tuple[Any, int, set[str]]:
 
 def check_db(db: Path) -> None:
     """Refuse a database another TVM wrote: its workloads would not match this TVM's kernels, or not parse."""
-    import tvm
     stamp = db / STAMP
     if not stamp.is_file():
         return  # new, or written before archc stamped databases
@@ -265,7 +260,6 @@ def check_db(db: Path) -> None:
 
 
 def _stamp(db: Path, target: Target) -> None:
-    import tvm
 
     from archc.util.atomic import write_text
     from archc.version import __version__

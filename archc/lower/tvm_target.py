@@ -4,6 +4,9 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+import tvm
+from tvm.target import codegen
+
 from archc.errors import ArchcError
 from archc.targets import Target
 from archc.util.machine import cpus
@@ -11,7 +14,6 @@ from archc.util.machine import cpus
 
 def tvm_target_dict(target: Target) -> dict[str, Any]:
     """The target's TVM dict with detected fields filled in (this machine's CPU for `native`)."""
-    from tvm.target import codegen
     spec = dict(target.tvm)
     if "mcpu" in target.detect:
         spec["mcpu"] = codegen.llvm_get_system_cpu()  # what LLVM sees here, never a hard-coded name
@@ -21,7 +23,6 @@ def tvm_target_dict(target: Target) -> dict[str, Any]:
 
 
 def tvm_target(target: Target) -> Any:
-    import tvm
     spec = tvm_target_dict(target)
     try:
         return tvm.target.Target(spec)

@@ -20,6 +20,12 @@ class RemoteError(PackageError):
     """One sentence: why the remote device cannot be reached or used, and what to do."""
 
 
+class RemoteUsageError(RemoteError):
+    """--rpc and its companions given wrongly (a usage error: exit status 2)."""
+
+    exit_code = 2
+
+
 @dataclass(frozen=True)
 class Remote:
     host: str
@@ -30,13 +36,20 @@ class Remote:
     def parse(cls, address: str, key: str | None) -> Remote:
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
-            raise RemoteError(f"--rpc wants the tracker as HOST:PORT (e.g. 127.0.0.1:9190), not '{address}'")
+            raise RemoteUsageError(f"--rpc wants the tracker as HOST:PORT (e.g. 127.0.0.1:9190), not '{address}'")
         if not key:
-            raise RemoteError("--rpc needs --rpc-key: the key the device registered with (archc rpc-server --key)")
+            raise RemoteUsageError("--rpc needs --rpc-key: the key the device registered with (archc rpc-server --key)")
         return cls(host, int(port), key)
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port} (key {self.key})"
+
+
+def no_local_threads(threads: int | None, remote: Remote | None) -> None:
+    """Threads are this machine's: a device behind a tracker runs on its server's."""
+    if threads is not None and remote is not None:
+        raise RemoteUsageError("threads are set on this machine; a device behind --rpc runs on its server's threads "
+                          "(start `archc rpc-server` there with TVM_NUM_THREADS=N)")
 
 
 def session(remote: Remote, timeout: float = 600) -> Any:

@@ -166,8 +166,8 @@ def test_threads_with_rpc_is_refused(packages):
     out = subprocess.run([sys.executable, "-m", "archc", "run", str(packages["lenet5"]), "--threads", "2", "--rpc",
                           "127.0.0.1:9", "--rpc-key", "pi"], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr == (
-        "archc: error: --threads sets the threads on this machine; a device behind --rpc uses its server's (start "
-        "`archc rpc-server` there with TVM_NUM_THREADS=N)\n")
+        "archc: error: threads are set on this machine; a device behind --rpc runs on its server's threads "
+        "(start `archc rpc-server` there with TVM_NUM_THREADS=N)\n")
 
 
 def test_wrong_input_shape_and_missing_input(packages):
@@ -444,10 +444,21 @@ def test_profile_of_a_package_another_archc_lowered_says_so(tmp_path):
         profile(tmp_path / "a", repeat=4)
 
 
-def test_profile_without_tvm_says_what_to_install(packages, monkeypatch):
-    """Without TVM (mocked at that edge: its import made to fail), `archc profile` says it needs it and how to get
-    it, in one sentence."""
-    from archc.lower.profile import profile
-    monkeypatch.setitem(sys.modules, "tvm", None)  # `import tvm` raises ImportError
-    with pytest.raises(ArchcError, match=r"^profiling a package .* needs Apache TVM, which is not installed: pip "):
-        profile(packages["lenet5"], repeat=4)
+def test_the_back_end_without_tvm_says_what_to_install(packages, tmp_path):
+    """Without TVM (mocked at that edge: `sys.modules["tvm"] = None` makes its import fail, in a fresh process),
+    every verb of the TVM-bound back end (compile for a TVM target, tune, profile) says in one sentence that it needs
+    TVM and how to install it, exit 1; compiling to ONNX still works."""
+    from archc.errors import INSTALL_TVM
+    spec = Path(__file__).parents[2] / "specs" / "lenet5.arch"
+    block = ("import sys; sys.modules['tvm'] = None; from archc.cli import run; sys.argv = ['archc'] + sys.argv[1:]; "
+             "run()")
+    for verb in (["compile", str(spec), "--target", "native", "-o", str(tmp_path / "p")],
+                 ["tune", str(spec), "--target", "native", "--trials", "1"],
+                 ["profile", str(packages["lenet5"])]):
+        out = subprocess.run([sys.executable, "-c", block, *verb], capture_output=True, text=True)
+        assert (out.returncode, out.stderr) == (1, "archc: error: archc's back end (compiling, tuning or profiling "
+                                                   "for a TVM target) needs Apache TVM, which is not installed: "
+                                                   f"{INSTALL_TVM}\n"), verb
+    out = subprocess.run([sys.executable, "-c", block, "compile", str(spec), "-o", str(tmp_path / "l.onnx")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and (tmp_path / "l.onnx").is_file(), out.stderr

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 
+from tvm import relax
+
 from archc.lower.kernels.optable import Kind, is_const, rule_of
 
 
@@ -48,7 +50,6 @@ def is_depthwise(groups: int, channels: int, out_channels: int, per_group: int) 
 
 def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
     """var → its block, for every variable of a group some convolution writes (the others: the rule's)."""
-    from tvm import relax
     ids: dict[Any, int] = {}  # var → its index (TVM hands out a new Python object per access: no `is`)
     parent: list[int] = []
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from tvm import te, topi
+
 from archc.lower.kernels.blocks import is_depthwise
 from archc.ops.window import out_sizes
 
@@ -42,7 +44,6 @@ def compute(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[in
     """conv2d in NCHW[ic_bn]c × OIHW[ic_bn]i[oc_bn]o → NCHW[oc_bn]c. Grouped when the weights hold fewer input
     chunks than the data (groups = data chunks / weight chunks, each group a whole number of blocks on both
     sides): output chunk `oc` reads the input chunks of its group, the rest of the kernel unchanged."""
-    from tvm import te
     n, data_chunks, height, width, ic_bn = (int(d) for d in data.shape)
     oc_chunk, ic_chunk, kh, kw, _, oc_bn = (int(d) for d in weight.shape)
     groups = data_chunks // ic_chunk
@@ -68,7 +69,6 @@ def compute_depthwise(data: Any, weight: Any, strides: Sequence[int], padding: S
                       dilation: Sequence[int], out_dtype: str) -> Any:
     """Depthwise conv2d (groups = channels) in NCHW[bn]c × (C/bn, 1, KH, KW, 1, bn) → NCHW[bn]c: each output
     vector is the input vector of its channels times the weight vector, summed over the window."""
-    from tvm import te
     n, chunks, height, width, bn = (int(d) for d in data.shape)
     _, _, kh, kw, _, _ = (int(d) for d in weight.shape)
     (sh, sw), (dh, dw) = strides, dilation
@@ -88,7 +88,6 @@ def _window(data: Any, kernel: tuple[int, int], strides: Sequence[int], padding:
             dilation: Sequence[int]) -> tuple[Any, tuple[int, ...]]:
     """The NCHW[x]c data zero-padded (top, left, bottom, right) as the PAD block, where there is padding, and the
     output's (height, width)."""
-    from tvm import topi
     size = out_sizes((int(data.shape[2]), int(data.shape[3])), kernel, strides, dilation, padding)
     top, left, bottom, right = padding
     if top or left or bottom or right:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from tvm import te
 
 
 def pack(w: np.ndarray, chunk: int) -> np.ndarray:
@@ -20,7 +21,6 @@ def pack(w: np.ndarray, chunk: int) -> np.ndarray:
 
 def compute(x: Any, packed: Any, out_dtype: str) -> Any:
     """y[m, n] = Σ_k x[m, k] · W[k, n], W read from its packed form."""
-    from tvm import te
     m, k = (int(d) for d in x.shape)
     chunks, _, chunk = (int(d) for d in packed.shape)
     r = te.reduce_axis((0, k), name="k")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+from tvm import relax, tirx
 
 from archc.lower.kernels import conv2d, dense
 from archc.lower.kernels.blocks import choose, is_depthwise, padded
@@ -66,7 +67,6 @@ class Plan:
 
 def blocked_conv_layout(mod: Any, lanes: int) -> tuple[Any, Plan]:
     """The module with its `main` re-laid out (above); the plan's decisions for explaining it."""
-    from tvm import relax
     plan = Plan(lanes)
     func = mod["main"]
     body = func.body
@@ -81,7 +81,6 @@ def blocked_conv_layout(mod: Any, lanes: int) -> tuple[Any, Plan]:
 
 class _Rewriter:
     def __init__(self, func: Any, plan: Plan) -> None:
-        from tvm import relax
         self.relax = relax
         self.func = func
         self.plan = plan
@@ -128,7 +127,6 @@ class _Rewriter:
             n, c, length = _shape(v)
             x = self.bb.emit(self.relax.op.reshape(x, (n, c, 1, length)))
         if bn == 1:  # NCHW is NCHW[1]c: the same bytes, one more axis
-            from tvm import tirx
             zero = tirx.const(0, "int64")
             return self.bb.emit(self.relax.op.layout_transform(
                 x, index_map=lambda n, c, h, w: (n, c, h, w, zero))), False

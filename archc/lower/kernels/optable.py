@@ -21,6 +21,10 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+import tvm
+from tvm import relax
+from tvm.ir.expr import Constant
+
 
 class Kind(enum.Enum):
     CONV = "conv"
@@ -65,11 +69,8 @@ def rule_of(e: Any) -> OpRule | None:
 
 def is_op_call(e: Any) -> bool:
     """A call of a Relax op (not of a function or a PrimFunc)."""
-    import tvm
-    from tvm import relax
     return isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op)
 
 
 def is_const(e: Any) -> bool:
-    from tvm.ir.expr import Constant
     return isinstance(e, Constant)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import tvm
+from tvm import relax, s_tir, tirx
+from tvm.target import codegen
+
 from archc.lower.kernels import conv2d, generic
 from archc.lower.kernels.layout import blocked_conv_layout
 from archc.lower.kernels.search import Choices
@@ -12,7 +16,6 @@ from archc.lower.kernels.search import Choices
 def lanes(tgt: Any) -> int:
     """fp32 lanes of the target's widest vector register: 16 with AVX-512, 8 with AVX2 (and, as two NEON
     registers, on aarch64)."""
-    from tvm.target import codegen
     if str(tgt.kind) == "llvm" and "aarch64" not in str(tgt.attrs.get("mtriple", "")):
         return 16 if codegen.llvm_cpu_has_features(["avx512f"], tgt) else 8
     return 8
@@ -20,8 +23,6 @@ def lanes(tgt: Any) -> int:
 
 def plan(mod: Any, tgt: Any) -> tuple[Any, Any]:
     """The module with its convolutions in archc's blocked layout (layout.py); the plan, for explaining it."""
-    import tvm
-    from tvm import relax
     mod = tvm.transform.Sequential([relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant(),
                                     relax.transform.CanonicalizeBindings(),
                                     relax.transform.DeadCodeElimination()])(mod)
@@ -30,7 +31,6 @@ def plan(mod: Any, tgt: Any) -> tuple[Any, Any]:
 
 def workloads(mod: Any) -> dict[str, str]:
     """kernel name → the workload key of the convolution it holds, for every kernel with archc's conv compute."""
-    from tvm import s_tir, tirx
     found = {}
     for gv, func in mod.functions.items():
         if isinstance(func, tirx.PrimFunc):
@@ -48,7 +48,6 @@ def apply(mod: Any, tgt: Any, choices: Choices) -> tuple[Any, list[str]]:
     """Schedule every fused kernel that holds archc's conv compute with its chosen configuration, and every other
     kernel with the generic rule where it fits; each is marked scheduled (MetaSchedule leaves it alone). Returns
     the module and the names of the kernels scheduled."""
-    from tvm import s_tir, tirx
     convs = workloads(mod)
     done: list[str] = []
     for gv, func in list(mod.functions.items()):

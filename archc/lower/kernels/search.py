@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import tvm
+from tvm import s_tir, te
+
 from archc.lower.kernels.conv2d import Config, Workload
 
 RECORDS = "archc-kernels.json"
@@ -82,9 +85,6 @@ def build(key: str, config: Config, tgt: Any) -> Any:
     the first tables timed one thread while the packages run two (VGG-16's conv4_2: 14.7 against 8.1 ms)."""
     import tempfile
 
-    import tvm
-    from tvm import s_tir, te
-
     from archc.lower import link
     from archc.lower.kernels import conv2d
     w = Workload.parse(key)
@@ -107,7 +107,6 @@ def measure(key: str, config: Config, tgt: Any, budget: float = 0.05) -> float:
     from memory): on ResNet-18's 7×7 layers the fastest configuration with cached weights was 7% slower than
     another one with the weights cold. The best of a few repeats: the least disturbed by a shared machine."""
     import numpy as np
-    import tvm
     lib = build(key, config, tgt)
     w = Workload.parse(key)
     oh, ow = w.out_size
