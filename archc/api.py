@@ -1,5 +1,5 @@
 """The Python API: one function per CLI verb, as tvmc's was (`archc.load`, `archc.compile`, `archc.tune`,
-`archc.analyze`, `archc.bench`, `archc.report`).
+`archc.analyze`, `archc.profile`, `archc.bench`, `archc.report`; a package runs with `archc.runtime.load_package`).
 
 Each takes a path or an already loaded `Model`, plus options (a `ModelOptions`, or its fields as keywords), and
 returns a plain result that can be saved as JSON and read back:
@@ -21,7 +21,9 @@ from archc.options import ModelOptions
 
 if TYPE_CHECKING:
     from archc.analysis import Analysis
+    from archc.deploy.profile import Profile
     from archc.frontends import Model
+    from archc.measurement import BenchResults
     from archc.targets import Target
 
 Source = str | Path  # or a loaded Model
@@ -115,6 +117,14 @@ def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str 
     return tune_model(model, tgt, Path(db) if db else None, budget, show_progress, rpc, kernels)
 
 
+def profile(package: str | Path, repeat: int = 20, *, threads: int | None = None, rpc: Any = None) -> Profile:
+    """Time every compiled kernel of a deploy package, slowest first, beside the whole model's time (`archc
+    profile`): here on `threads` threads (default: TVM_NUM_THREADS, else every CPU), or with `rpc` (an
+    `archc.runtime.rpc.Remote`) on that device. Returns an `archc.deploy.profile.Profile` (to_json / from_json)."""
+    from archc.lower.profile import profile as run_profile
+    return run_profile(package, repeat, rpc, threads=threads)
+
+
 def analyze(source: Source | Model, options: ModelOptions | None = None, *, fold_bn: bool = False,
             **kw: Any) -> Analysis:
     """Paper-style facts of a spec or any ONNX file: per layer, per block, totals (see `archc.analysis`).
@@ -125,26 +135,28 @@ def analyze(source: Source | Model, options: ModelOptions | None = None, *, fold
 
 
 def bench(source: Source, target: str | Target | None = None, options: ModelOptions | None = None, *,
-          output: str | Path | None = None, **kw: Any) -> dict[str, Any]:
+          output: str | Path | None = None, **kw: Any) -> BenchResults:
     """Measure a spec, ONNX file or package folder compiled for `target` against onnxruntime and every other
-    engine installed (`archc bench`); returns the results (schema_version 1, see `archc.measurement.results`), also
+    engine installed (`archc bench`); returns the results (`BenchResults`, records of schema_version 1 in
+    `archc.measurement.results`; `to_json()` is the file's JSON), also
     written atomically to `output` when given. Keywords: `ModelOptions` fields, and `archc.measurement.run.bench`'s
     (`batches=[1, 8]`, `threads`, `repeat`, `seconds`, `engines`, `variants`, `trials`, `db`, `rpc`, ...)."""
     from dataclasses import fields
 
     from archc.measurement import run, write
     model_kw = {k: kw.pop(k) for k in list(kw) if k in {f.name for f in fields(ModelOptions)} | {"input"}}
-    results = run.bench(source, target, ModelOptions.make(options, **model_kw), **kw)
+    results = run.measure(source, target, ModelOptions.make(options, **model_kw), **kw)
     if output is not None:
         write(results, output)
     return results
 
 
-def report(results: Sequence[str | Path | dict[str, Any]], output: str | Path, title: str | None = None) -> Path:
+def report(results: Sequence[str | Path | BenchResults], output: str | Path, title: str | None = None) -> Path:
     """Render `archc bench` results (files, or results as `bench` returns them) into one self-contained HTML
     report at `output`, written atomically (`archc report`); returns its path."""
-    from archc.render.report import read_results, render_report
-    loaded = [r if isinstance(r, dict) else read_results(r) for r in results]
+    from archc.measurement import read
+    from archc.render.report import render_report
+    loaded = [read(r) if isinstance(r, (str, Path)) else r for r in results]
     render_report(loaded, Path(output), title)
     return Path(output)
 

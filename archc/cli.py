@@ -70,14 +70,6 @@ threads_option = click.option(
     help="Threads of the library's parallel loops, this one included. [default: TVM_NUM_THREADS, else every CPU]")
 
 
-def _local_threads(threads: int | None, remote: Any) -> None:
-    """--threads is this machine's: a device behind --rpc runs on its server's threads."""
-    if threads is not None and remote is not None:
-        from archc.errors import UsageError
-        raise UsageError("--threads sets the threads on this machine; a device behind --rpc uses its server's "
-                         "(start `archc rpc-server` there with TVM_NUM_THREADS=N)")
-
-
 def model_options(f: Callable[..., None]) -> Callable[..., None]:
     """Options shared by every verb that reads a model; the verb receives them as one `ModelOptions`."""
     @functools.wraps(f)
@@ -286,8 +278,9 @@ def run_package(package: str, input_file: str, output: str | None, repeat: int, 
     import numpy as np
 
     from archc.runtime import load_package
+    from archc.runtime.rpc import no_local_threads
     from archc.util.atomic import write_bytes
-    _local_threads(threads, remote)
+    no_local_threads(threads, remote)
     pkg = load_package(package, threads)
     inputs = pkg.read_inputs(input_file)
     if remote is not None:
@@ -324,10 +317,10 @@ def run_package(package: str, input_file: str, output: str | None, repeat: int, 
 @rpc_options
 def profile_cmd(package: str, fmt: str, repeat: int, threads: int | None, remote: Any) -> None:
     """Time each compiled kernel of a package (slowest first) beside the whole model's time."""
-    from archc.lower.profile import profile
+    from archc import api
     from archc.render import render_result
-    _local_threads(threads, remote)
-    click.echo(render_result(profile(package, repeat, remote, threads=threads), fmt, width="terminal"), nl=False)
+    click.echo(render_result(api.profile(package, repeat, threads=threads, rpc=remote), fmt, width="terminal"),
+               nl=False)
 
 
 def _int_list(text: str | None, option: str) -> list[int] | None:
@@ -390,7 +383,7 @@ def bench_cmd(source: str, target: str | None, batch_sizes: str | None, threads:
                           repeat=repeat, seconds=seconds, engines=[e for e in engines.split(",") if e],
                           variants=[v for v in variants.split(",") if v], trials=trials, db=db, rpc=remote,
                           show_progress=True, command=shlex.join(["archc", *sys.argv[1:]]), kernels=kernels)
-    out = Path(output or f"{results['model']['name']}.{results['target']['name']}.bench.json")
+    out = Path(output or f"{results.model.name}.{results.target.name}.bench.json")
     write(results, out)
     click.echo(table(results), nl=False)
     click.echo(f"wrote {out}", err=True)
@@ -424,9 +417,10 @@ def list_targets() -> None:
     import importlib.util
 
     from archc import targets
+    from archc.errors import INSTALL_TVM
     have_tvm = importlib.util.find_spec("tvm") is not None
     for t in targets.all_targets():
-        missing = "" if t.backend != "tvm" or have_tvm else "  [needs Apache TVM: pip install -e '.[tvm]']"
+        missing = "" if t.backend != "tvm" or have_tvm else f"  [needs Apache TVM: {INSTALL_TVM}]"
         click.echo(f"{t.name:12s} {t.description}{missing}")
 
 

@@ -8,11 +8,11 @@ Modules: `environment` (the machine, its measured peak and bandwidth, the load),
 OpenVINO, IREE, PyTorch behind one interface), `run` (the measurement: alternating rounds), `stats` (latency
 statistics, agreement with onnxruntime), `memory` (each engine's peak memory, in a child process), `tuning` (the
 tuning curve from a MetaSchedule database), `results` (the file's typed records, `BenchResults` and its parts:
-write, read, upgrade), `table` (the terminal summary). `bench` is `measure` returning the JSON as a dict.
+write, read, upgrade), `table` (the terminal summary).
 """
 from __future__ import annotations
 
 from archc.measurement.results import SCHEMA, SCHEMA_VERSION, BenchResults, load, read, write
-from archc.measurement.run import bench, measure
+from archc.measurement.run import measure
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "BenchResults", "bench", "load", "measure", "read", "write"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "BenchResults", "load", "measure", "read", "write"]

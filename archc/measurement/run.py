@@ -70,12 +70,6 @@ def _fail(entry: EngineResult, batch: int, err: BaseException) -> None:
     entry.note = _join(entry.note, f"at batch {batch}: {_sentence(err)}")
 
 
-def bench(source: str | Path, target: str | Any | None = None, options: ModelOptions | None = None,
-          **kw: Any) -> dict[str, Any]:
-    """`measure`'s results as their JSON (the dict `archc.api.bench` returns)."""
-    return measure(source, target, options, **kw).to_json()
-
-
 def measure(source: str | Path, target: str | Any | None = None, options: ModelOptions | None = None, *,
             batches: Sequence[int] | None = None, threads: int | None = None, repeat: int | None = None,
             seconds: float | None = None, engines: Sequence[str] = engine_mod.NAMES,

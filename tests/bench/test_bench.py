@@ -31,8 +31,9 @@ def _own_cache(own_tuning_cache):
 
 @pytest.fixture(scope="module")
 def lenet():
-    """One run for the module: every engine asked for (the optional ones absent unless installed)."""
-    return api.bench(LENET, "native", batches=BATCHES, repeat=ROUNDS, variants=["untuned"])
+    """One run for the module: every engine asked for (the optional ones absent unless installed); its JSON, the
+    schema the README documents, which these tests check field by field."""
+    return api.bench(LENET, "native", batches=BATCHES, repeat=ROUNDS, variants=["untuned"]).to_json()
 
 
 def _entry(res: dict, engine: str, variant: str | None = None) -> dict:
@@ -245,16 +246,16 @@ def test_a_package_is_measured_as_it_is(tmp_path):
         api.bench(folder, batches=[1])
     environment = os.environ.get("TVM_NUM_THREADS")
     res = api.bench(folder, engines=["onnxruntime", "archc"], repeat=2, memory=False, profile=False, threads=1)
-    ours = _entry(res, "archc", "package")
-    assert ours["status"] == "ok" and ours["results"][0]["batch"] == 2
+    ours = res.entry("archc", "package")
+    assert ours is not None and ours.status == "ok" and ours.results[0].batch == 2
     # --threads reached the package's pool as a parameter (its library, loaded in this process, has one thread),
     # and nothing was left in the environment
     lib = ctypes.CDLL(str(Path(folder) / "lenet5.so"), mode=os.RTLD_NOLOAD | os.RTLD_NOW)
-    assert lib.archc_pool_threads() == 1 and ours["results"][0]["threads"] == 1
+    assert lib.archc_pool_threads() == 1 and ours.results[0].threads == 1
     assert os.environ.get("TVM_NUM_THREADS") == environment
-    assert ours["results"][0]["agreement"]["max_rel_diff"] <= 1e-4
-    assert res["target"]["name"] == "native"
-    assert res["model"]["flops"] == res["model"]["analysis"]["totals"]["flops"] // 2  # per item
+    assert ours.results[0].agreement.max_rel_diff <= 1e-4
+    assert res.target.name == "native"
+    assert res.model.analysis and res.model.flops == res.model.analysis["totals"]["flops"] // 2  # per item
 
 
 @pytest.mark.tvm
@@ -292,17 +293,17 @@ def test_the_tuned_variant_records_its_trials_and_curve(tmp_path):
     configuration instead, and MetaSchedule has nothing left to tune."""
     spec = tmp_path / "one.arch"
     spec.write_text("network one {\n input x: 3x16x16\n c: conv(8, 3) relu\n}\n")
-    own = _entry(api.bench(spec, "native", batches=[1], repeat=3, variants=["tuned"], trials=2,
-                           engines=["onnxruntime", "archc"], memory=False, db=tmp_path / "own", profile=False),
-                 "archc", "tuned")
-    assert own["status"] == "ok" and own["tuning"]["kernels"] == "archc"
-    assert own["tuning"]["convolutions_searched"] == 1 and own["tuning"]["kernels_naive"] == 0
+    own = api.bench(spec, "native", batches=[1], repeat=3, variants=["tuned"], trials=2,
+                    engines=["onnxruntime", "archc"], memory=False, db=tmp_path / "own", profile=False
+                    ).entry("archc", "tuned")
+    assert own is not None and own.status == "ok" and own.tuning and own.tuning.kernels == "archc"
+    assert own.tuning.convolutions_searched == 1 and own.tuning.kernels_naive == 0
     res = api.bench(spec, "native", batches=[1], repeat=3, variants=["tuned"], trials=2,
                     engines=["onnxruntime", "archc"], memory=False, db=tmp_path / "db", kernels="tvm", profile=False)
-    tuned = _entry(res, "archc", "tuned")
-    assert tuned["status"] == "ok", tuned["note"]
-    assert tuned["tuning"]["trials"] == 2 and tuned["tuning"]["kernels_tuned"] >= 1
-    assert tuned["tuning"]["kernels_naive"] == 0 and tuned["tuning"]["seconds"] > 0
-    curve = res["tuning_curve"]
-    assert curve and curve[-1]["trials"] <= 2 and all(p["best_seconds"] > 0 for p in curve)
-    assert tuned["results"][0]["agreement"]["max_rel_diff"] <= 1e-4
+    tuned = res.entry("archc", "tuned")
+    assert tuned is not None and tuned.status == "ok" and tuned.tuning, tuned
+    assert tuned.tuning.trials == 2 and tuned.tuning.kernels_tuned >= 1
+    assert tuned.tuning.kernels_naive == 0 and tuned.tuning.seconds and tuned.tuning.seconds > 0
+    curve = res.tuning_curve
+    assert curve and curve[-1].trials <= 2 and all(p.best_seconds > 0 for p in curve)
+    assert tuned.results[0].agreement.max_rel_diff <= 1e-4

@@ -136,7 +136,7 @@ def test_no_tracker_no_device_and_a_board_without_rpc(tracker, tmp_path):
         archc.tune(spec, "arm64", trials=2, db=tmp_path / "db", kernels="tvm")
     out = subprocess.run([sys.executable, "-m", "archc", "run", str(tmp_path), "--rpc", "127.0.0.1:1"],
                          capture_output=True, text=True)
-    assert out.returncode == 1 and "--rpc needs --rpc-key" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "--rpc needs --rpc-key" in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.mark.cross
@@ -147,9 +147,9 @@ def test_bench_an_arm64_package_on_the_emulated_board(board, tmp_path):
     folder = Path(archc.compile(SPECS / "lenet5.arch", target="arm64", output=tmp_path / "pkg", quick=0).output)
     results = bench(folder, engines=["archc", "onnxruntime"], repeat=3, rpc=board, memory=False,
                     output=tmp_path / "r.json")
-    by_engine = {e["engine"]: e for e in results["engines"]}
-    assert by_engine["archc"]["status"] == by_engine["onnxruntime"]["status"] == "ok"
-    archc_run = by_engine["archc"]["results"][0]
-    assert archc_run["agreement"]["max_rel_diff"] <= 1e-4 and len(archc_run["latency_s"]) >= 3
-    assert results["settings"]["rpc"] and results["profile"]["kernels"]
+    by_engine = {e.engine: e for e in results.engines}
+    assert by_engine["archc"].status == by_engine["onnxruntime"].status == "ok"
+    archc_run = by_engine["archc"].results[0]
+    assert archc_run.agreement.max_rel_diff <= 1e-4 and len(archc_run.latency_s) >= 3
+    assert results.settings and results.settings.rpc and results.profile and results.profile.profile.kernels
     assert json.loads((tmp_path / "r.json").read_text())["schema_version"] == 1

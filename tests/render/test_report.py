@@ -19,7 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from archc.deploy.profile import KernelTime, Profile
 from archc.errors import ArchcError
-from archc.render.report import read_results, render_report
+from archc.measurement import read as read_results
+from archc.render.report import render_report
 from archc.render.report.data import arg_bytes, kernel_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,11 +50,12 @@ needs_browser = pytest.mark.skipif(find_chromium() is None, reason=SKIP_REASON)
 
 def bench(spec: Path, work: Path, batches: tuple[int, ...] = (1, 4), rounds: int = 15) -> dict:
     """Real results for a report: `archc bench` of `spec` on this machine (onnxruntime, archc untuned, OpenVINO
-    where installed), kept small (no tuning pass, no per-engine memory children) so that a test takes seconds."""
+    where installed), kept small (no tuning pass, no per-engine memory children) so that a test takes seconds. As
+    JSON: the tests make variants of it (another machine, a tuning curve) the way a file would hold them."""
     import archc.api
     return archc.api.bench(spec, "native", batches=list(batches), repeat=rounds, variants=["untuned"],
                            engines=["onnxruntime", "archc", "openvino"], memory=False,
-                           output=work / f"{spec.stem}.native.bench.json")
+                           output=work / f"{spec.stem}.native.bench.json").to_json()
 
 
 @pytest.fixture(scope="module")

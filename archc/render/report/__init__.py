@@ -29,7 +29,7 @@ from markupsafe import Markup
 
 from archc.measurement.results import BenchResults
 from archc.render.report import charts, data
-from archc.render.report.data import as_results, check_results, read_results
+from archc.render.report.data import as_results
 
 TEMPLATE = "report.html.j2"
 SCRIPT = "sort.js"
@@ -170,4 +170,4 @@ def render_report(results: Sequence[BenchResults | dict[str, Any]], out: Path | 
     write_text(out, render_report_html(results, title, graph_engine))
 
 
-__all__ = ["check_results", "read_results", "render_report", "render_report_html"]
+__all__ = ["render_report", "render_report_html"]

@@ -5,48 +5,23 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Any
 
 from archc.deploy.profile import Profile
-from archc.errors import ArchcError
 from archc.measurement.results import (  # the results schema: declared there, once
-    SCHEMA,
-    SCHEMA_VERSION,
     BenchResults,
     Environment,
     load,
-    read,
 )
 from archc.shapes import BY_NAME
 
 _ARG = re.compile(r"^\s*(?P<shape>[0-9×x]+|scalar)\s+(?P<dtype>\w+)\s*$")
 
 
-def read_results(path: str | Path) -> BenchResults:
-    """One bench results file, read by `archc.measurement.results.read`: this schema version, or an older one it knows
-    how to upgrade; anything else is refused there with one sentence."""
-    return read(path)
-
-
-def check_results(data: Any, where: str = "the results") -> None:
-    """Results given as a dict (the JSON form): of this schema and version, else one sentence."""
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise ArchcError(f"'{where}' is not archc bench results (schema {found!r}, expected {SCHEMA!r}); write it "
-                         "with `archc bench`")
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ArchcError(f"'{where}' holds bench results of schema version {version}; this archc reads version "
-                         f"{SCHEMA_VERSION}: run `archc bench` again with this version")
-
-
 def as_results(data: BenchResults | dict[str, Any], where: str = "the results") -> BenchResults:
-    """The records of results given either way: as records, or as their JSON (checked by `check_results`)."""
-    if isinstance(data, BenchResults):
-        return data
-    check_results(data, where)
-    return load(data, f"'{where}'")
+    """The records of results given either way: as records, or as their JSON (checked, and upgraded from an older
+    version, by `archc.measurement.results.load`)."""
+    return data if isinstance(data, BenchResults) else load(data, f"'{where}'")
 
 
 # ---- formatting --------------------------------------------------------------------------------------------------
