@@ -75,14 +75,14 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
     model = source if not isinstance(source, (str, Path)) else load(source, options, **kw)
     if not model.has_weights:
         raise ArchcError(f"'{model.source}' was loaded without weights (for analysis); load it with weights to "
-                         "compile it")
+                         "compile it", code="no-weights")
     stem = Path(model.source).stem
     if tgt.backend == "tvm":
         from archc.lower import QUICK_TRIALS, lower, tune, write_package
         folder = Path(output) if output is not None else Path(f"{stem}.{tgt.name}")
         if folder.suffix == ".onnx" or folder.is_file():
             raise UsageError(f"compiling for '{tgt.name}' makes a package folder; give -o a folder name, "
-                             f"not '{folder}'")
+                             f"not '{folder}'", code="bad-output")
         budget = tune.Budget.of(trials, minutes) if trials or minutes else None
         write_package(model, lower(model, tgt, Path(db) if db else None, budget, show_progress,
                                    QUICK_TRIALS if quick is None else quick, kernels), folder)
@@ -92,7 +92,8 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
     if out.is_dir():
         out = out / f"{stem}.onnx"
     if out.resolve() == Path(model.source).resolve():
-        raise UsageError(f"writing '{out}' would overwrite the model it is compiled from; give another -o")
+        raise UsageError(f"writing '{out}' would overwrite the model it is compiled from; give another -o",
+                         code="bad-output")
     write_bytes(out, model.proto.SerializeToString())
     return CompileResult(model.name, model.source, tgt.name, str(out), model.layer_count, model.params,
                          model.inputs, model.outputs)
@@ -111,7 +112,8 @@ def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str 
     from archc.lower.tune import Budget
     tgt = targets.get(target) if isinstance(target, str) else target
     if tgt.backend != "tvm":
-        raise UsageError(f"target '{tgt.name}' has nothing to tune; give a TVM target (archc targets)")
+        raise UsageError(f"target '{tgt.name}' has nothing to tune; give a TVM target (archc targets)",
+                         code="needs-tvm-target")
     budget = Budget.of(trials, minutes)
     model = source if not isinstance(source, (str, Path)) else load(source, options, **kw)
     return tune_model(model, tgt, Path(db) if db else None, budget, show_progress, rpc, kernels)
@@ -168,7 +170,7 @@ def read_result(path: str | Path) -> Any:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise ArchcError(f"cannot read results from '{path}': {err}") from None
+        raise ArchcError(f"cannot read results from '{path}': {err}", code="bad-analysis") from None
     if isinstance(data, dict) and "changes" in data:
         return Diff.from_json(data)
     if isinstance(data, dict) and "rows" in data:

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from archc.options import ModelOptions
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"archc: error: {message}", err=True)
-    sys.exit(code)
+def _fail(message: str, code: str, status: int) -> None:
+    """`archc: error: <sentence>  [<code>]` on stderr (the code as the spec language's diagnostics end in theirs:
+    archc/errors.py and archc/runtime/__init__.py list them), then exit with `status`."""
+    click.echo(f"archc: error: {message}  [{code}]", err=True)
+    sys.exit(status)
 
 
 def _parse_set(values: tuple[str, ...]) -> dict:
@@ -33,7 +35,7 @@ def _parse_set(values: tuple[str, ...]) -> dict:
     out = {}
     for item in values:
         if "=" not in item:
-            raise UsageError(f"--set expects name=value, got '{item}'")
+            raise UsageError(f"--set expects name=value, got '{item}'", code="bad-option")
         k, v = item.split("=", 1)
         out[k.strip()] = parse_value(v.strip())
     return out
@@ -171,7 +173,7 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
     tgt = targets.get(target)
     many = len(models) > 1
     if many and output and Path(output).suffix == ".onnx":
-        raise UsageError("several models need -o to name a folder, not a .onnx file")
+        raise UsageError("several models need -o to name a folder, not a .onnx file", code="bad-output")
     if many and output:
         Path(output).mkdir(parents=True, exist_ok=True)
     options = options.with_(simplify=not no_simplify, weights=weights, weights_map=weights_map, seed=seed)
@@ -332,7 +334,8 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
     except ValueError:
         values = []
     if not values or min(values) < 1:
-        raise UsageError(f"{option} takes positive integers separated by commas (e.g. 1,8,32), not '{text}'")
+        raise UsageError(f"{option} takes positive integers separated by commas (e.g. 1,8,32), not '{text}'",
+                         code="bad-option")
     return values
 
 
@@ -463,25 +466,28 @@ def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: st
     from archc.errors import UsageError
     from archc.render import render_result
     if diff and len(models) != 2:
-        raise UsageError("--diff compares exactly two models")
+        raise UsageError("--diff compares exactly two models", code="bad-usage")
     if explain_layer and len(models) != 1:
-        raise UsageError("--explain takes one model")
+        raise UsageError("--explain takes one model", code="bad-usage")
     if sort and (len(models) < 2 or diff):
-        raise UsageError("--sort orders a comparison of several models; give two or more (without --diff)")
+        raise UsageError("--sort orders a comparison of several models; give two or more (without --diff)",
+                         code="bad-usage")
     given = click.get_current_context().get_parameter_source
     if diff and (stages or given("by") is click.core.ParameterSource.COMMANDLINE):
-        raise UsageError("--diff compares two models layer by layer; --by and --stages do not apply to it")
+        raise UsageError("--diff compares two models layer by layer; --by and --stages do not apply to it",
+                         code="bad-usage")
     results = [archc.read_result(m) if m.endswith(".json") else archc.analyze(m, options, fold_bn=fold_bn)
                for m in models]
     for a in results:
         for w in getattr(a, "warnings", []):
             click.echo(f"archc: warning: {a.model}: {w}", err=True)
     if len(results) > 1 and not all(isinstance(a, Analysis) for a in results):
-        raise UsageError("a saved comparison or diff is rendered alone; compare models or saved analyses")
+        raise UsageError("a saved comparison or diff is rendered alone; compare models or saved analyses",
+                         code="bad-usage")
     if explain_layer:
         from archc.render.explain import explain
         if not isinstance(results[0], Analysis):
-            raise UsageError("--explain needs a model or a saved analysis")
+            raise UsageError("--explain needs a model or a saved analysis", code="bad-usage")
         text = explain(results[0], explain_layer) + "\n"
     else:
         result = diff_of(*results) if diff else compare(results, sort) if len(results) > 1 else results[0]
@@ -531,18 +537,16 @@ def run() -> None:
         e.show()
         sys.exit(2)
     except click.exceptions.Abort:
-        _fail("interrupted", 130)
+        _fail("interrupted", "interrupted", 130)
     except SpecError as e:
         _print_diagnostics(e)
         sys.exit(2)
-    except ArchcError as e:
-        _fail(str(e), e.exit_code)
-    except PackageError as e:
-        _fail(str(e), e.exit_code)
+    except (ArchcError, PackageError) as e:
+        _fail(str(e), e.code, e.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail("interrupted", "interrupted", 130)
     except Exception as e:  # a bug: say so plainly; the traceback is for developers
         if os.environ.get("ARCHC_DEBUG"):
             raise
         _fail(f"internal error: {type(e).__name__}: {e} (set ARCHC_DEBUG=1 for the traceback and please report it)",
-              70)
+              "internal-error", 70)

@@ -81,7 +81,7 @@ def load(path: str | Path, options: ModelOptions | None = None, *, weights: bool
     if not path.is_file():
         what = "spec file" if path.suffix == ".arch" else "model file"
         raise ArchcError(f"{what} '{path}' does not exist" if not path.is_dir() else
-                         f"'{path}' is a folder; give a .arch spec or an .onnx model")
+                         f"'{path}' is a folder; give a .arch spec or an .onnx model", code="no-file")
     return frontend_for(path)(path, options, weights)
 
 
@@ -111,15 +111,15 @@ def _from_onnx(path: Path, options: ModelOptions, weights: bool) -> Model:
     except Exception as err:  # protobuf raises DecodeError, RuntimeWarning, ValueError … on bad bytes
         hint = "" if path.suffix.lower() == ".onnx" else " (archc reads .arch specs and .onnx models)"
         raise ArchcError(f"'{path}' is not a readable ONNX model (truncated or corrupt?){hint}: "
-                         f"{type(err).__name__}: {err}") from None
+                         f"{type(err).__name__}: {err}", code="bad-onnx") from None
     if not proto.graph.node:
-        raise ArchcError(f"'{path}' holds no graph nodes: is it an ONNX model?")
+        raise ArchcError(f"'{path}' holds no graph nodes: is it an ONNX model?", code="bad-onnx")
     external = _check_external_data(proto, path)
     if weights and external:
         try:
             onnx.load_external_data_for_model(proto, str(path.resolve().parent))
         except Exception as err:
-            raise ArchcError(f"cannot read the external data of '{path}': {err}") from None
+            raise ArchcError(f"cannot read the external data of '{path}': {err}", code="bad-onnx") from None
     symbols, notices = _set_input_shapes(proto, path, options)
     proto, more = infer_static_shapes(proto, path, symbols)
     return Model(proto, path.stem, str(path), "onnx", weights, notices=notices + more)
@@ -136,7 +136,7 @@ def _check_external_data(proto: onnx.ModelProto, path: Path) -> bool:
             target = (folder / location).resolve()
             if os.path.isabs(location) or folder not in target.parents:
                 raise ArchcError(f"'{path}': tensor '{t.name}' keeps its data at '{location}', outside the model's "
-                                 "folder; refusing to follow it (move the data next to the model)")
+                                 "folder; refusing to follow it (move the data next to the model)", code="unsafe-onnx")
     return found
 
 
@@ -153,7 +153,7 @@ def _check_input_names(names: list[str], options: ModelOptions, path: Path) -> N
     unknown = [n for n in options.inputs if n is not None and n not in names]
     if unknown:
         raise UsageError(f"--input names '{unknown[0]}', which is not an input of '{path}'; its inputs: "
-                         + ", ".join(names))
+                         + ", ".join(names), code="bad-input")
 
 
 def _set_input_shapes(proto: onnx.ModelProto, path: Path, options: ModelOptions) -> tuple[dict[str, int], list[str]]:
@@ -162,7 +162,7 @@ def _set_input_shapes(proto: onnx.ModelProto, path: Path, options: ModelOptions)
     initializers = {t.name for t in proto.graph.initializer}
     real_inputs = [i for i in proto.graph.input if i.name not in initializers]
     if not real_inputs:
-        raise ArchcError(f"'{path}' has no graph inputs")
+        raise ArchcError(f"'{path}' has no graph inputs", code="bad-onnx")
     _check_input_names([vi.name for vi in real_inputs], options, path)
     symbols: dict[str, int] = {}
     notices: list[str] = []
@@ -170,11 +170,13 @@ def _set_input_shapes(proto: onnx.ModelProto, path: Path, options: ModelOptions)
         override = options.inputs.get(vi.name) or (options.inputs.get(None) if k == 0 else None)
         dims = dims_of(vi)
         if not vi.type.tensor_type.HasField("shape"):
-            raise ArchcError(f"input '{vi.name}' of '{path}' has no shape; give one with --input {vi.name}=1x3x224x224")
+            raise ArchcError(f"input '{vi.name}' of '{path}' has no shape; give one with --input {vi.name}=1x3x224x224",
+                             code="needs-shape")
         written = list(dims)
         if override is not None:
             if len(override) != len(dims):
-                raise ArchcError(f"--input gives {len(override)} dimensions but input '{vi.name}' has {len(dims)}")
+                raise ArchcError(f"--input gives {len(override)} dimensions but input '{vi.name}' has {len(dims)}",
+                                 code="bad-input")
             dims = list(override)
         elif dims:
             if options.batch is not None:
@@ -187,9 +189,9 @@ def _set_input_shapes(proto: onnx.ModelProto, path: Path, options: ModelOptions)
             if not isinstance(d, int) or d <= 0:
                 raise ArchcError(f"input '{vi.name}' of '{path}' has a symbolic size '{d}' on axis {i}; give the "
                                  f"full shape with --input {vi.name}=" + "x".join(
-                                     str(x) if isinstance(x, int) and x > 0 else "N" for x in dims))
+                                     str(x) if isinstance(x, int) and x > 0 else "N" for x in dims), code="needs-shape")
             if d >= MAX_DIM:
-                raise ArchcError(f"input '{vi.name}' of '{path}' has an absurd size {d} on axis {i}")
+                raise ArchcError(f"input '{vi.name}' of '{path}' has an absurd size {d} on axis {i}", code="bad-shape")
             symbol = written[i]
             if isinstance(symbol, str):
                 symbols[symbol] = d

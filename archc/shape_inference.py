@@ -50,7 +50,7 @@ def _infer(proto: onnx.ModelProto, path: Path) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
     except Exception as err:
-        raise ArchcError(f"ONNX shape inference failed on '{path}': {err}") from None
+        raise ArchcError(f"ONNX shape inference failed on '{path}': {err}", code="bad-onnx") from None
 
 
 def infer_static_shapes(proto: onnx.ModelProto, path: Path, symbols: dict[str, int] | None = None
@@ -204,9 +204,10 @@ def _check_sizes(proto: onnx.ModelProto, path: Path) -> None:
     for vi in list(proto.graph.value_info) + list(proto.graph.output):
         dims = dims_of(vi)
         if any(isinstance(d, int) and d >= MAX_DIM for d in dims):
-            raise ArchcError(f"'{path}': tensor '{vi.name}' has an absurd shape {dims}")
+            raise ArchcError(f"'{path}': tensor '{vi.name}' has an absurd shape {dims}", code="bad-shape")
         n = 1
         for d in dims:
             n *= d if isinstance(d, int) else 1
         if n > MAX_ELEMENTS:
-            raise ArchcError(f"'{path}': tensor '{vi.name}' would hold {n:.3g} elements; the shapes are absurd")
+            raise ArchcError(f"'{path}': tensor '{vi.name}' would hold {n:.3g} elements; the shapes are absurd",
+                             code="bad-shape")

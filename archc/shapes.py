@@ -36,9 +36,9 @@ def parse_shape(text: str) -> Shape:
     try:
         dims = tuple(int(p) for p in parts)
     except ValueError:
-        raise UsageError(f"cannot read shape '{text}'; write it like 1x3x224x224") from None
+        raise UsageError(f"cannot read shape '{text}'; write it like 1x3x224x224", code="bad-shape") from None
     if not dims or any(d <= 0 for d in dims):
-        raise UsageError(f"shape '{text}' must have positive dimensions")
+        raise UsageError(f"shape '{text}' must have positive dimensions", code="bad-shape")
     return dims
 
 

@@ -49,7 +49,7 @@ class Target:
 def parse(name: str, text: str, source: str) -> Target:
     """One target file → a `Target`; anything malformed is one sentence naming the file and the key."""
     def bad(message: str) -> ArchcError:
-        return ArchcError(f"target file '{source}': {message}")
+        return ArchcError(f"target file '{source}': {message}", code="bad-target")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -96,7 +96,7 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise ArchcError(f"cannot read target file '{path}': {err}") from None
+        raise ArchcError(f"cannot read target file '{path}': {err}", code="bad-target") from None
 
 
 def all_targets() -> list[Target]:
@@ -108,13 +108,13 @@ def get(name_or_path: str) -> Target:
     if name_or_path.endswith(".toml"):
         path = Path(name_or_path)
         if not path.is_file():
-            raise UsageError(f"target file '{path}' does not exist")
+            raise UsageError(f"target file '{path}' does not exist", code="no-file")
         return parse(path.stem, _read(path), str(path))
     files = _files()
     if name_or_path not in files:
         close = difflib.get_close_matches(name_or_path, list(files), n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
         raise UsageError(f"unknown target '{name_or_path}'; {hint}known targets: {', '.join(sorted(files))} "
-                         "(`archc targets` describes them)")
+                         "(`archc targets` describes them)", code="unknown-target")
     text, source = files[name_or_path]
     return parse(name_or_path, text, source)

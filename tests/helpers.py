@@ -1,12 +1,53 @@
-"""Shared test helper: compile a graph to ONNX and run it in onnxruntime (like TVM's check_correctness)."""
+"""Shared test helpers: compile a graph to ONNX and run it in onnxruntime (like TVM's check_correctness); expect
+an archc error by its code (`raises`, `cli_error`)."""
 from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
-from archc import spec
+from archc import errors, runtime, spec
 from archc.emit import to_onnx, weights_for
 from archc.options import ModelOptions
+
+
+def _declared(code: str, cls: type[Exception]) -> None:
+    home = runtime.CODES if issubclass(cls, runtime.PackageError) else errors.CODES
+    assert code in home, f"'{code}' is no code of {cls.__name__} (archc/errors.py, archc/runtime/__init__.py)"
+
+
+@contextmanager
+def raises(code: str, cls: type[Exception] = errors.ArchcError, naming: str | Iterable[str] = ()
+           ) -> Iterator[pytest.ExceptionInfo]:
+    """Expect an error of exactly the class `cls` whose `code` is `code`, and whose sentence names each of `naming`
+    (the file, the option, the value given: what the sentence must say, never how it says it)."""
+    _declared(code, cls)
+    with pytest.raises(cls) as info:
+        yield info
+    err = info.value
+    assert type(err) is cls, f"{type(err).__name__}, not {cls.__name__}: {err}"
+    assert err.code == code, f"[{err.code}], not [{code}]: {err}"  # type: ignore[attr-defined]
+    for fragment in [naming] if isinstance(naming, str) else naming:
+        assert fragment in str(err), f"the sentence does not name {fragment!r}: {err}"
+
+
+def cli_error(proc: subprocess.CompletedProcess, code: str, status: int = 1, naming: str | Iterable[str] = ()
+              ) -> str:
+    """Assert that an `archc` run failed with exit status `status` and, as its last line on stderr, one
+    `archc: error: <sentence>  [<code>]` whose sentence names each of `naming` (no traceback); the sentence."""
+    assert code in errors.CODES | runtime.CODES, f"'{code}' is no code of archc's errors"
+    assert proc.returncode == status, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.rstrip("\n").splitlines()[-1] if proc.stderr.strip() else ""
+    assert last.startswith("archc: error: ") and last.endswith(f"  [{code}]"), proc.stderr
+    sentence = last[len("archc: error: "):-len(f"  [{code}]")]
+    for fragment in [naming] if isinstance(naming, str) else naming:
+        assert fragment in sentence, f"the sentence does not name {fragment!r}: {sentence}"
+    return sentence
 
 
 def one_layer(layer: str, shape: str, blocks: str = "") -> spec.Graph:

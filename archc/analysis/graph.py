@@ -104,12 +104,12 @@ def _attrs(node: onnx.NodeProto, name: str, source: str) -> dict:
             raise ArchcError(f"'{source}': node '{name}' ({node.op_type}) has attribute '{a.name}' of type "
                              f"{onnx.AttributeProto.AttributeType.Name(a.type) if a.type in range(15) else a.type}, "
                              f"but ONNX declares {onnx.AttributeProto.AttributeType.Name(declared_type)}; the file is "
-                             "corrupt or was edited by hand")
+                             "corrupt or was edited by hand", code="bad-onnx")
         try:
             v = helper.get_attribute_value(a)
         except Exception:
             raise ArchcError(f"'{source}': node '{name}' ({node.op_type}) has an unreadable attribute "
-                             f"'{a.name}'") from None
+                             f"'{a.name}'", code="bad-onnx") from None
         out[a.name] = v.decode(errors="replace") if isinstance(v, bytes) else (
             tuple(v) if isinstance(v, list) else v)
     return out
@@ -119,7 +119,7 @@ def _check_text(values: Iterable[object], what: str, source: str) -> None:
     """Protobuf hands back bytes for a string field that is not UTF-8: such a file is corrupt."""
     for v in values:
         if not isinstance(v, str):
-            raise ArchcError(f"'{source}': a {what} is not valid UTF-8 text; the file is corrupt")
+            raise ArchcError(f"'{source}': a {what} is not valid UTF-8 text; the file is corrupt", code="bad-onnx")
 
 
 def build(model: onnx.ModelProto, source: str) -> NetGraph:
@@ -148,7 +148,7 @@ def build(model: onnx.ModelProto, source: str) -> NetGraph:
                 continue
             if out in producer or out in initializers or out in inputs:
                 raise ArchcError(f"'{source}': tensor '{out}' is produced twice (by node '{name}'); the graph is "
-                                 "not valid ONNX")
+                                 "not valid ONNX", code="bad-onnx")
             producer[out] = idx
         if p.op_type == "Constant" and p.output:
             _constant_output(p, tensors, source)
@@ -173,17 +173,17 @@ def build(model: onnx.ModelProto, source: str) -> NetGraph:
                 continue
             if inp not in producer and inp not in initializers and inp not in inputs:
                 raise ArchcError(f"'{source}': node '{n.name}' ({n.op_type}) reads '{inp}', which no node produces "
-                                 "and which is neither a graph input nor a stored tensor")
+                                 "and which is neither a graph input nor a stored tensor", code="bad-onnx")
             consumers.setdefault(inp, []).append(n.index)
             if inp in producer:
                 dag.add_edge(producer[inp], n.index)
     for out in g.output:
         if out.name not in producer and out.name not in inputs and out.name not in initializers:
-            raise ArchcError(f"'{source}': graph output '{out.name}' is produced by no node")
+            raise ArchcError(f"'{source}': graph output '{out.name}' is produced by no node", code="bad-onnx")
     if not nx.is_directed_acyclic_graph(dag):
         cycle = nx.find_cycle(dag)
         chain = " → ".join(nodes[a].name for a, _ in cycle) + f" → {nodes[cycle[0][0]].name}"
-        raise ArchcError(f"'{source}': the graph has a cycle ({chain}); ONNX graphs must be acyclic")
+        raise ArchcError(f"'{source}': the graph has a cycle ({chain}); ONNX graphs must be acyclic", code="bad-onnx")
 
     order = list(range(len(nodes)))
     if any(b < a for a, b in dag.edges):  # not stored in executable order: run it in a topological one
@@ -232,7 +232,7 @@ def _constant_output(p: onnx.NodeProto, tensors: dict[str, Tensor], source: str)
                 arr = np.asarray(helper.get_attribute_value(a), dtype=_CONSTANT_DTYPES[a.name])
         except Exception:
             raise ArchcError(f"'{source}': Constant node '{p.name or name}' holds an unreadable value; the file is "
-                             "corrupt") from None
+                             "corrupt", code="bad-onnx") from None
     t = tensors.get(name)
     if t is None:
         dtype = helper.np_dtype_to_tensor_dtype(arr.dtype) if arr is not None else 0
@@ -246,7 +246,8 @@ def _constant_output(p: onnx.NodeProto, tensors: dict[str, Tensor], source: str)
 def _check_node(n: Node, source: str) -> None:
     """Values the arithmetic divides by or multiplies with must make sense; a file where they do not is corrupt."""
     def bad(what: str) -> NoReturn:
-        raise ArchcError(f"'{source}': node '{n.name}' ({n.op_type}) has {what}; the file is corrupt or inconsistent")
+        raise ArchcError(f"'{source}': node '{n.name}' ({n.op_type}) has {what}; the file is corrupt or inconsistent",
+                         code="bad-onnx")
     a = n.view.attrs
     rank = n.view.spatial_rank()
     # the window's rank is checked against the input's only where that shape is known (unknown: warned elsewhere)

@@ -139,7 +139,7 @@ def check_schema(data: Any, what: str) -> None:
     if version != SCHEMA_VERSION:
         raise ArchcError(f"this is not an archc {what} of schema version {SCHEMA_VERSION} (found "
                          f"{'no schema_version' if version is None else f'version {version}'}); "
-                         "analyze the model again with this version of archc")
+                         "analyze the model again with this version of archc", code="bad-analysis")
 
 
 def _load(tp: Any, value: Any) -> Any:

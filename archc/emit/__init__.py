@@ -36,10 +36,11 @@ def weights_and_report(graph: Graph, options: ModelOptions) -> tuple[dict[str, n
     total = sum(int(np.prod(w.shape)) for _, _, w in graph.weight_items()) * itemsize
     if total > MAX_WEIGHT_BYTES:
         raise ArchcError(f"'{graph.name}' has {total / 2**30:.1f} GiB of weights; ONNX files over 2 GiB need "
-                         "external data, which archc does not write yet: make the network smaller")
+                         "external data, which archc does not write yet: make the network smaller", code="too-large")
     if options.weights is None:
         if options.weights_map is not None:
-            raise UsageError("a weights map renames the tensors of a weights file: give the file too (--weights)")
+            raise UsageError("a weights map renames the tensors of a weights file: give the file too (--weights)",
+                             code="bad-usage")
         return init_weights(graph, options.seed), None
     source = read_weights(options.weights)
     ignore: set[str] = set()
@@ -72,7 +73,8 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
         "eliminate_nop_dropout", "fuse_bn_into_conv", "eliminate_duplicate_initializer",
         "eliminate_common_subexpression"])
     if not ok:
-        raise ArchcError("onnx-simplifier could not validate the simplified model; rerun with --no-simplify")
+        raise ArchcError("onnx-simplifier could not validate the simplified model; rerun with --no-simplify",
+                         code="simplify-failed")
     _restore_metadata(model, simplified)
     return simplified
 

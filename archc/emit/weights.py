@@ -89,7 +89,7 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
     ArchcError with one sentence on failure."""
     path = Path(path)
     if not path.is_file():
-        raise ArchcError(f"weights file '{path}' does not exist")
+        raise ArchcError(f"weights file '{path}' does not exist", code="no-file")
     suffix = path.suffix.lower()
     if suffix in TORCH_SUFFIXES:
         return read_state_dict(path)
@@ -109,8 +109,8 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
     except ArchcError:
         raise
     except Exception as err:  # corrupt archives raise a zoo of exception types
-        raise ArchcError(f"cannot read weights from '{path}': {err}") from None
-    raise ArchcError(f"weights file '{path}' has an unknown format; use {FORMATS}")
+        raise ArchcError(f"cannot read weights from '{path}': {err}", code="bad-weights") from None
+    raise ArchcError(f"weights file '{path}' has an unknown format; use {FORMATS}", code="bad-weights")
 
 
 def read_state_dict(path: Path) -> dict[str, np.ndarray]:
@@ -121,7 +121,7 @@ def read_state_dict(path: Path) -> dict[str, np.ndarray]:
         torch: Any = importlib.import_module("torch")
     except ImportError:
         raise ArchcError(f"reading the PyTorch file '{path}' needs PyTorch, which is not installed: pip install torch "
-                         "(or save the weights as .safetensors or .npz)") from None
+                         "(or save the weights as .safetensors or .npz)", code="no-torch") from None
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -129,24 +129,26 @@ def read_state_dict(path: Path) -> dict[str, np.ndarray]:
         if refused:
             raise ArchcError(f"'{path}' holds a pickled Python object ({refused.group(1)}), such as a whole model, not "
                              "a state_dict: archc reads PyTorch files with torch.load(weights_only=True), which "
-                             "refuses those, so save `model.state_dict()` with torch.save and pass that file") from None
+                             "refuses those, so save `model.state_dict()` with torch.save and pass that file",
+                             code="bad-weights") from None
         raise ArchcError(f"cannot read weights from '{path}': torch.load failed ({_torch_reason(err)}); is it a "
-                         "file torch.save wrote?") from None
+                         "file torch.save wrote?", code="bad-weights") from None
     except Exception as err:  # not a zip archive, truncated, …
         raise ArchcError(f"cannot read weights from '{path}': torch.load failed ({_torch_reason(err)}); is it a "
-                         "file torch.save wrote?") from None
+                         "file torch.save wrote?", code="bad-weights") from None
     if isinstance(obj, Mapping) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
         obj = next((obj[k] for k in NESTED_KEYS if isinstance(obj.get(k), Mapping)), obj)
     if not isinstance(obj, Mapping):
         raise ArchcError(f"'{path}' holds a {type(obj).__name__}, not a state_dict (a dict of tensors): save "
-                         "`model.state_dict()` with torch.save")
+                         "`model.state_dict()` with torch.save", code="bad-weights")
     out: dict[str, np.ndarray] = {}
     for key, value in obj.items():
         if isinstance(value, torch.Tensor):
             out[str(key)] = _to_numpy(value, torch, path, key)
         elif not str(key).endswith("_extra_state"):  # a module's extra state is not a weight
             raise ArchcError(f"'{path}' is not a state_dict: its entry '{key}' is a {type(value).__name__}, not a "
-                             f"tensor (archc reads a dict of tensors, or a checkpoint's {_or(NESTED_KEYS)})")
+                             f"tensor (archc reads a dict of tensors, or a checkpoint's {_or(NESTED_KEYS)})",
+                             code="bad-weights")
     return out
 
 
@@ -157,7 +159,7 @@ def _to_numpy(value: Any, torch: Any, path: Path, key: object) -> np.ndarray:
     try:
         return np.asarray(t.numpy())
     except Exception as err:  # sparse, quantized …
-        raise ArchcError(f"cannot read tensor '{key}' of '{path}': {_torch_reason(err)}") from None
+        raise ArchcError(f"cannot read tensor '{key}' of '{path}': {_torch_reason(err)}", code="bad-weights") from None
 
 
 def _torch_reason(err: Exception) -> str:
@@ -191,9 +193,9 @@ def read_weights_map(path: str | Path) -> WeightsMap:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ArchcError(f"weights map '{path}' does not exist") from None
+        raise ArchcError(f"weights map '{path}' does not exist", code="no-file") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise ArchcError(f"cannot read weights map '{path}': {err}") from None
+        raise ArchcError(f"cannot read weights map '{path}': {err}", code="bad-weights-map") from None
     entries: list[tuple[int, str, str | None]] = []
     seen: dict[str, int] = {}
     for n, raw in enumerate(text.splitlines(), 1):
@@ -203,9 +205,10 @@ def read_weights_map(path: str | Path) -> WeightsMap:
         src, eq, dst = (part.strip() for part in line.partition("="))
         if not (eq and src and dst) or "=" in dst:
             raise ArchcError(f"weights map '{path}' line {n}: expected `source name = archc name` (or `source name "
-                             f"= -`), got '{raw.strip()}'")
+                             f"= -`), got '{raw.strip()}'", code="bad-weights-map")
         if src in seen:
-            raise ArchcError(f"weights map '{path}' line {n}: '{src}' is renamed already on line {seen[src]}")
+            raise ArchcError(f"weights map '{path}' line {n}: '{src}' is renamed already on line {seen[src]}",
+                             code="bad-weights-map")
         seen[src] = n
         entries.append((n, src, None if dst == "-" else dst))
     return WeightsMap(str(path), tuple(entries))
@@ -278,10 +281,10 @@ def bind_weights(graph: Graph, source: Mapping[str, np.ndarray], ignore: Abstrac
         arr = tensors[key]
         if name in bound:
             raise ArchcError(f"{where}tensors '{bound[name][0]}' and '{key}' of {label} both name the weight "
-                             f"'{name}'; leave one out with `{key} = -` in a weights map")
+                             f"'{name}'; leave one out with `{key} = -` in a weights map", code="weights-mismatch")
         if tuple(arr.shape) != tuple(w.shape):
             raise ArchcError(f"{where}tensor '{key}' has shape {fmt_dims(arr.shape) or 'scalar'} but layer "
-                             f"'{node.name}' ({node.op}) needs {fmt_dims(w.shape)}")
+                             f"'{node.name}' ({node.op}) needs {fmt_dims(w.shape)}", code="weights-mismatch")
         bound[name] = (key, how)
         taken.add(key)
 
@@ -289,19 +292,19 @@ def bind_weights(graph: Graph, source: Mapping[str, np.ndarray], ignore: Abstrac
         assert weights_map is not None
         where = f"weights map '{weights_map.path}' line {line}: "
         if src not in source:
-            raise ArchcError(f"{where}{label} has no tensor '{src}'")
+            raise ArchcError(f"{where}{label} has no tensor '{src}'", code="weights-mismatch")
         if dst is None:
             taken.add(src)
             left_out.append(src)
             continue
         if src not in tensors:
             raise ArchcError(f"{where}'{src}' is not a weight (num_batches_tracked counters and an ONNX file's "
-                             "constants are skipped); leave it out of the map")
+                             "constants are skipped); leave it out of the map", code="weights-mismatch")
         name = resolve(dst)
         if name is None:
             example = next(iter(wanted), "conv1.weight")
             raise ArchcError(f"{where}'{dst}' is not a weight of '{graph.name}' (names are <layer path>.<suffix>, "
-                             f"e.g. '{example}')")
+                             f"e.g. '{example}')", code="weights-mismatch")
         take(src, name, "map", where)
     for key in tensors:
         name = None if key in taken else resolve(key)
@@ -322,17 +325,17 @@ def bind_weights(graph: Graph, source: Mapping[str, np.ndarray], ignore: Abstrac
             f"cannot pair the weights by order: tensor '{key}' of {label} ({fmt_dims(arr.shape) or 'scalar'}) "
             f"and '{name}' of layer '{node.name}' ({node.op}, {fmt_dims(w.shape)}) differ in {differs}, after "
             f"{_so_far(bound, len(wanted))}; rename the tensors that differ in a weights map (--weights-map)"
-            + _order_hint(origin))
+            + _order_hint(origin), code="weights-mismatch")
     if len(rest) > len(todo):
         key = rest[len(todo)]
         raise ArchcError(f"{label} has a tensor '{key}' that matches no layer of '{graph.name}' by name (shape "
                          f"{fmt_dims(tensors[key].shape) or 'scalar'}) and no weight is left to pair it with by "
                          f"order, after {_so_far(bound, len(wanted))}; leave it out with `{key} = -` in a weights "
-                         "map (--weights-map)")
+                         "map (--weights-map)", code="weights-mismatch")
     if len(todo) > len(rest):
         name = todo[len(rest)]
         raise ArchcError(f"{label} has no tensor '{name}' (shape {fmt_dims(wanted[name][1].shape)}), by name or "
-                         f"left to pair with it by order, after {_so_far(bound, len(wanted))}")
+                         f"left to pair with it by order, after {_so_far(bound, len(wanted))}", code="weights-mismatch")
 
     weights = {name: np.asarray(tensors[bound[name][0]]).astype(dtype(node.output.dtype).numpy)
                for name, (node, _) in wanted.items()}

@@ -45,9 +45,9 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
     kernel that has a record; a `budget` grows it by that many measurements, and every kernel still without one
     gets `quick` measurements (0: leave it naive)."""
     if kernels not in KERNELS:
-        raise ArchcError(f"unknown kernels '{kernels}': choose one of {', '.join(KERNELS)}")
+        raise ArchcError(f"unknown kernels '{kernels}': choose one of {', '.join(KERNELS)}", code="bad-option")
     if not model.has_weights:
-        raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them")
+        raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them", code="no-weights")
     check_toolchain(target)
     tgt = tvm_target(target)
     start = time.perf_counter()
@@ -55,7 +55,8 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
     report = BuildReport()
     if target.tvm.get("kind") == "cuda":
         if budget:
-            raise ArchcError("tuning GPU kernels is not in this version: compile for cuda without --tune")
+            raise ArchcError("tuning GPU kernels is not in this version: compile for cuda without --tune",
+                             code="no-gpu-tuning")
         mod = _gpu_schedules(mod, tgt)
     else:
         mod, report = _tuned(mod, tgt, target, db or tune.default_db(target), budget, show, quick, kernels)
@@ -63,7 +64,7 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
         executable = tvm.compile(mod, target=tgt)
     except Exception as err:  # a TVM bug or an op its legalization cannot lower: one sentence, not its traceback
         raise ArchcError(f"TVM could not compile '{model.name}' for '{target.name}': "
-                         f"{last_line(str(err), type(err).__name__)}") from None
+                         f"{last_line(str(err), type(err).__name__)}", code="tvm-compile") from None
     report.compile_seconds = time.perf_counter() - start
     return Lowered(executable, target, tgt, report)
 
@@ -73,7 +74,7 @@ def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budge
     """Grow the target's tuning database (CPU targets): with archc's kernels, first a search of every convolution's
     configuration it lacks; then the budget's measurements on the model's other kernels."""
     if target.tvm.get("kind") == "cuda":
-        raise ArchcError("tuning GPU kernels is not in this version; CPU targets only")
+        raise ArchcError("tuning GPU kernels is not in this version; CPU targets only", code="no-gpu-tuning")
     check_toolchain(target)
     if remote is not None and "num-cores" not in target.tvm:  # a generic board target: ask the board itself
         target = replace(target, tvm={**target.tvm, "num-cores": device_cores(remote)})
@@ -127,7 +128,7 @@ def import_onnx(model: Model) -> Any:
         mod = from_onnx(decompose_for_tvm(model.proto), keep_params_in_input=False)
     except Exception as err:  # TVM lists every op it cannot import at once; keep its list, drop its traceback
         text = " ".join(str(err).split())
-        raise ArchcError(f"TVM cannot import '{model.name}': {text}") from None
+        raise ArchcError(f"TVM cannot import '{model.name}': {text}", code="tvm-import") from None
     return relax.transform.FoldConstant()(mod)
 
 

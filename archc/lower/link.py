@@ -51,7 +51,7 @@ def fcompile(compiler: str | None = None) -> Callable[..., Any]:
         cc = kwargs.pop("cc", None) or compiler or tvm_cc.get_cc()
         if not cc:
             raise ArchcError("linking a library needs a C compiler (g++ or gcc), and none was found: "
-                             "apt-get install g++")
+                             "apt-get install g++", code="no-compiler")
         objcopy = objcopy_for(cc)
         with tempfile.TemporaryDirectory(prefix="archc-link-") as work:
             inputs = [objects] if isinstance(objects, str) else list(objects)
@@ -81,7 +81,7 @@ def objcopy_for(compiler: str) -> str:
             return found
     package = f"binutils-{prefix.rstrip('-')}" if prefix else "binutils"
     raise ArchcError(f"linking archc's parallel runtime into a library needs {prefix}objcopy, which is not "
-                     f"installed (Debian/Ubuntu: apt-get install {package})")
+                     f"installed (Debian/Ubuntu: apt-get install {package})", code="no-objcopy")
 
 
 def _run(cmd: list[str], failure: str) -> None:
@@ -89,7 +89,7 @@ def _run(cmd: list[str], failure: str) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         why = " ".join((proc.stderr or proc.stdout).split())[:300] or f"exit status {proc.returncode}"
-        raise ArchcError(f"{failure} ({why})")
+        raise ArchcError(f"{failure} ({why})", code="link-failed")
 
 
 def _renamed(objcopy: str, obj: str, out: Path) -> str:
@@ -101,7 +101,8 @@ def _renamed(objcopy: str, obj: str, out: Path) -> str:
 def _pool_object(cc: str, work: Path) -> str:
     """pool.c compiled with the library's compiler (as C++ by g++, as C by gcc: it is valid as both)."""
     if not POOL_SOURCE.is_file():
-        raise ArchcError(f"archc's parallel runtime {POOL_SOURCE} is missing from this installation; reinstall archc")
+        raise ArchcError(f"archc's parallel runtime {POOL_SOURCE} is missing from this installation; reinstall archc",
+                         code="broken-install")
     source = POOL_SOURCE.read_bytes()
     key = (cc, hashlib.sha256(source).hexdigest())
     out = work / "archc_pool.o"

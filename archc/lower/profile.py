@@ -77,13 +77,14 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: i
         except (ValueError, TypeError) as err:  # the package's kernel is not the one lowered here (TVM FFI)
             raise ArchcError(f"kernel '{name}' of '{folder}' does not take the arguments this archc lowers its "
                              f"model to (was it built by another archc version?); compile the package again "
-                             f"({str(err).splitlines()[0][:120]})") from None
+                             f"({str(err).splitlines()[0][:120]})", code="old-package") from None
         k = found.get(name)
         results.append(KernelTime(name, seconds, k.calls if k else 1,
                                   [f"{fmt_dims(s) or 'scalar'} {d}" for s, d in shapes],
                                   k.nodes if k else [], k.macs if k else None))
     if not results:
-        raise ArchcError(f"no kernel of '{folder}' could be found to time; compile the package again")
+        raise ArchcError(f"no kernel of '{folder}' could be found to time; compile the package again",
+                         code="corrupt-package")
     results.sort(key=lambda k: -k.total_seconds)
     return Profile(str(folder), manifest.target.name, results, times[len(times) // 2])
 

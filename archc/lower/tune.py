@@ -88,7 +88,8 @@ class Budget:
     @classmethod
     def of(cls, trials: int = 0, minutes: float | None = None) -> Budget:
         if trials < 0 or (minutes is not None and minutes <= 0) or not (trials or minutes):
-            raise UsageError("tuning needs a budget: --trials N (at least 1) and/or --minutes M (more than 0)")
+            raise UsageError("tuning needs a budget: --trials N (at least 1) and/or --minutes M (more than 0)",
+                             code="bad-option")
         return cls(trials, minutes * 60 if minutes else None)
 
 
@@ -158,7 +159,7 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
     per_round = max(1, min(64, trials // len(tasks))) if trials else MINUTES_ROUND
     if target.runner != "local" and remote is None:
         raise UsageError(f"tuning for '{target.name}' measures kernels on the device itself: give --rpc HOST:PORT "
-                         "--rpc-key KEY of a tracker it is registered with (README: remote boards)")
+                         "--rpc-key KEY of a tracker it is registered with (README: remote boards)", code="needs-rpc")
     builder = ms.builder.LocalBuilder(f_build=_build, f_export=partial(_export, target.cross_compiler)
                                       ) if target.tvm.get("kind") != "cuda" else "local"
     runner: Any = "local"
@@ -204,7 +205,7 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
                 raise
     if done[0] and len(errors) == done[0]:  # every measurement failed: the records hold no times, say why
         raise ArchcError(f"every tuning trial failed ({last_line(errors[0], 'no message', 300)}); check the device"
-                         + (f" {remote}" if remote else "") + " and the target")
+                         + (f" {remote}" if remote else "") + " and the target", code="tuning-failed")
     return TuneSummary(len(tasks), done[0], records(db), len(errors))
 
 
@@ -236,8 +237,8 @@ def apply(mod: Any, tgt: Any, db: Path) -> tuple[Any, int, set[str]]:
                 mod = relax.transform.MetaScheduleApplyDatabase(str(db))(mod)
         except Exception as err:  # a record file cut short or edited by hand
             why = last_line(str(err), type(err).__name__)
-            raise ArchcError(f"the tuning database '{db}' cannot be read ({why}); delete it or give another --db"
-                             ) from None
+            raise ArchcError(f"the tuning database '{db}' cannot be read ({why}); delete it or give another --db",
+                             code="bad-database") from None
     scheduled = {gv.name_hint for gv, f in mod.functions.items()
                  if isinstance(f, tirx.PrimFunc) and f.attrs is not None and "tirx.is_scheduled" in f.attrs}
     return mod, len(scheduled & before), before - scheduled
@@ -252,11 +253,11 @@ def check_db(db: Path) -> None:
         wrote = json.loads(stamp.read_text(encoding="utf-8"))["tvm_version"]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise ArchcError(f"the tuning database '{db}' has a corrupt {STAMP}; delete the folder or give another "
-                         "--db") from None
+                         "--db", code="bad-database") from None
     if wrote != tvm.__version__:
         raise ArchcError(f"the tuning database '{db}' was written by TVM {wrote} and this is TVM {tvm.__version__}, "
                          "whose kernels its records would not match; give a new --db (or delete the folder) and "
-                         "tune again")
+                         "tune again", code="database-other-tvm")
 
 
 def _stamp(db: Path, target: Target) -> None:

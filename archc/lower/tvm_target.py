@@ -27,14 +27,17 @@ def tvm_target(target: Target) -> Any:
     try:
         return tvm.target.Target(spec)
     except Exception as err:
-        raise ArchcError(f"target '{target.name}' ({target.source}) is not a valid TVM target: {err}") from None
+        raise ArchcError(f"target '{target.name}' ({target.source}) is not a valid TVM target: {err}",
+                         code="bad-target") from None
 
 
 def check_toolchain(target: Target) -> None:
     """What building for the target needs on this machine, each missing piece one sentence that says what to do."""
     if target.cross_compiler and shutil.which(target.cross_compiler) is None:
         raise ArchcError(f"compiling for '{target.name}' needs the cross compiler {target.cross_compiler}, which is "
-                         "not installed (Debian/Ubuntu: apt-get install gcc-aarch64-linux-gnu)")
+                         "not installed (Debian/Ubuntu: apt-get install gcc-aarch64-linux-gnu)",
+                         code="no-cross-compiler")
     if target.tvm.get("kind") == "cuda" and shutil.which("nvcc") is None:
         raise ArchcError(f"compiling for '{target.name}' needs CUDA's nvcc, which is not on PATH: "
-                         "pip install -e '.[cuda]' (the nvidia-cuda-nvcc wheel) or install the CUDA toolkit")
+                         "pip install -e '.[cuda]' (the nvidia-cuda-nvcc wheel) or install the CUDA toolkit",
+                         code="no-nvcc")

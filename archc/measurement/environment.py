@@ -100,7 +100,7 @@ def measure(threads: int) -> Measured:
             from archc.errors import ArchcError
             from archc.runtime import last_line
             raise ArchcError("measuring this machine's memory bandwidth failed "
-                             f"({last_line(out.stderr, 'no message')})")
+                             f"({last_line(out.stderr, 'no message')})", code="measure-failed")
         bandwidth = json.loads(out.stdout.strip().splitlines()[-1])["bandwidth_gbs"]
         _measured[threads] = Measured(peak["gflops"], peak["method"], bandwidth)
     return _measured[threads]

@@ -109,7 +109,7 @@ def fma_peak(threads: int = 1) -> dict[str, Any]:
     threads together), `per_core` (that divided by the threads), `per_thread` (each thread's own rate in that
     run), `isa`, `threads`, `method` (one sentence)."""
     if threads < 1 or threads > 256:
-        raise ArchcError(f"measuring the FMA peak takes 1 to 256 threads, not {threads}")
+        raise ArchcError(f"measuring the FMA peak takes 1 to 256 threads, not {threads}", code="bad-threads")
     isa = detect_isa()
     lib = _library(isa)
     per_thread = (ctypes.c_double * threads)()
@@ -117,7 +117,7 @@ def fma_peak(threads: int = 1) -> dict[str, Any]:
     for _ in range(RUNS):
         got = lib.archc_fma_peak(threads, SECONDS, per_thread)
         if got < 0:
-            raise ArchcError(f"the FMA peak kernel could not start {threads} threads")
+            raise ArchcError(f"the FMA peak kernel could not start {threads} threads", code="measure-failed")
         if got > best:
             best, best_threads = got, list(per_thread)
     width, accumulators = ISAS[isa]
@@ -151,7 +151,7 @@ def compiler() -> str:
         if name and shutil.which(name):
             return name
     raise ArchcError("measuring the FMA peak needs a C compiler (cc or gcc), and none is installed: "
-                     "install gcc (apt-get install gcc)")
+                     "install gcc (apt-get install gcc)", code="no-compiler")
 
 
 def source(isa: str) -> str:
@@ -177,13 +177,15 @@ def _library(isa: str) -> Any:
         out = subprocess.run([cc, *flags, "-o", str(so_file), str(c_file)], capture_output=True, text=True,
                              timeout=120)
     except (OSError, subprocess.SubprocessError) as err:
-        raise ArchcError(f"the C compiler '{cc}' could not build the FMA peak kernel ({err})") from None
+        raise ArchcError(f"the C compiler '{cc}' could not build the FMA peak kernel ({err})",
+                         code="measure-failed") from None
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no message"])[-1]
-        raise ArchcError(f"the C compiler '{cc}' could not build the FMA peak kernel: {last}")
+        raise ArchcError(f"the C compiler '{cc}' could not build the FMA peak kernel: {last}", code="measure-failed")
     if isa not in ("sse", "scalar128") and fma_instructions(so_file) == 0:
         raise ArchcError(f"the C compiler '{cc}' emitted no FMA instruction for the {isa} peak kernel, so it "
-                         "would not measure the FMA peak; use a GCC or Clang that supports -march=native")
+                         "would not measure the FMA peak; use a GCC or Clang that supports -march=native",
+                         code="measure-failed")
     lib = ctypes.CDLL(str(so_file))
     lib.archc_fma_peak.restype = ctypes.c_double
     lib.archc_fma_peak.argtypes = [ctypes.c_int, ctypes.c_double, ctypes.POINTER(ctypes.c_double)]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from archc.deploy.profile import KernelTime, Profile
-from archc.errors import ArchcError
+from archc.errors import ArchcError, Code
 
 SCHEMA = "archc-bench"
 SCHEMA_VERSION = 1
@@ -33,6 +33,8 @@ SCHEMA_VERSION = 1
 class MalformedResults(ArchcError):
     """A field of bench results that is missing or not of its type: `field` is its path (`engines[0].results[1].batch`),
     `problem` what is wrong ("is not an integer")."""
+
+    code: Code = "bad-results"
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"the bench results' field '{field}' {problem}; it is cut short or was edited: run archc "
@@ -583,7 +585,7 @@ class BenchResults:
                        f.records("tuning_curve", TuningPoint.from_json), f.record("settings", Settings.from_json))
         except MalformedResults as err:
             raise ArchcError(f"{where} is an archc bench results file whose field '{err.field}' {err.problem}; it is "
-                             "cut short or was edited: run archc bench again") from None
+                             "cut short or was edited: run archc bench again", code="bad-results") from None
 
 
 def write(results: BenchResults | dict[str, Any], path: str | Path) -> Path:
@@ -602,7 +604,7 @@ def read(path: str | Path) -> BenchResults:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise ArchcError(f"cannot read benchmark results from '{path}': {err}") from None
+        raise ArchcError(f"cannot read benchmark results from '{path}': {err}", code="bad-results") from None
     return load(data, str(path))
 
 
@@ -610,23 +612,24 @@ def load(data: Any, where: str = "the results") -> BenchResults:
     """`read` for data already parsed."""
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ArchcError(f"{where} is not an archc bench results file (no schema_version); `archc bench -o` "
-                         "writes one")
+                         "writes one", code="bad-results")
     schema = data.get("schema", SCHEMA if data["schema_version"] == 0 else None)
     if schema != SCHEMA:
-        raise ArchcError(f"{where} is not an archc bench results file (its schema is {schema!r}, not '{SCHEMA}')")
+        raise ArchcError(f"{where} is not an archc bench results file (its schema is {schema!r}, not '{SCHEMA}')",
+                         code="bad-results")
     version = data["schema_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-        raise ArchcError(f"{where} has an invalid schema_version {version!r}")
+        raise ArchcError(f"{where} has an invalid schema_version {version!r}", code="bad-results")
     if version > SCHEMA_VERSION:
         raise ArchcError(f"{where} is an archc bench results file of schema_version {version}, and this archc "
-                         f"reads versions up to {SCHEMA_VERSION}: upgrade archc to read it")
+                         f"reads versions up to {SCHEMA_VERSION}: upgrade archc to read it", code="results-too-new")
     while version < SCHEMA_VERSION:
         data = UPGRADES[version](data)
         version = data["schema_version"]
     missing = [k for k in ("environment", "model", "target", "engines") if k not in data]
     if missing:
         raise ArchcError(f"{where} is an archc bench results file without '{missing[0]}'; it is cut short or was "
-                         "edited: run archc bench again")
+                         "edited: run archc bench again", code="bad-results")
     return BenchResults.from_json(data, where)
 
 

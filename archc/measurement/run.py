@@ -93,11 +93,11 @@ def measure(source: str | Path, target: str | Any | None = None, options: ModelO
     if "tuned" in variants:
         trials = trials or DEFAULT_TRIALS
     elif trials:
-        raise UsageError("--trials sets the tuned variant's budget; add tuned to --variants")
+        raise UsageError("--trials sets the tuned variant's budget; add tuned to --variants", code="bad-usage")
     if repeat is not None and seconds is not None:
-        raise UsageError("give --repeat (rounds) or --seconds (a time budget), not both")
+        raise UsageError("give --repeat (rounds) or --seconds (a time budget), not both", code="bad-usage")
     if (repeat is not None and repeat < 1) or (seconds is not None and seconds <= 0) or warmup < 1:
-        raise UsageError("--repeat must be at least 1, --seconds more than 0 and warmup at least 1")
+        raise UsageError("--repeat must be at least 1, --seconds more than 0 and warmup at least 1", code="bad-option")
     if repeat is None and seconds is None:
         seconds = DEFAULT_SECONDS
     threads = _threads(threads)
@@ -106,24 +106,25 @@ def measure(source: str | Path, target: str | Any | None = None, options: ModelO
         tgt = None
         name = str(target if isinstance(target, str) else getattr(target, "name", ""))
         if target is not None and name != bench_target.name:
-            raise UsageError(f"'{src}' is a package built for '{bench_target.name}'; leave --target out or give that")
+            raise UsageError(f"'{src}' is a package built for '{bench_target.name}'; leave --target out or give that",
+                             code="bad-usage")
         package_batch = manifest.inputs[0].shape[0]
         if batches is not None and list(batches) != [package_batch]:
             raise UsageError(f"'{src}' is a package built for batch {package_batch}; compile the model for other "
-                             "batch sizes (give the spec or ONNX file to archc bench)")
+                             "batch sizes (give the spec or ONNX file to archc bench)", code="bad-usage")
         batches = [package_batch]
     else:
         if target is None:
             raise UsageError("archc bench needs --target for a model (e.g. --target native); a package folder knows "
-                             "its own")
+                             "its own", code="bad-usage")
         tgt = targets.get(target) if isinstance(target, str) else target
         if tgt.backend != "tvm":
             raise UsageError(f"archc bench compares packages compiled for a TVM target, not '{tgt.name}'; give one "
-                             "(archc targets), e.g. --target native")
+                             "(archc targets), e.g. --target native", code="needs-tvm-target")
         bench_target = BenchTarget(tgt.name, tgt.description)
         batches = list(batches or [1])
     if not batches or any(int(b) < 1 for b in batches):
-        raise UsageError("--batch takes batch sizes of at least 1, e.g. --batch 1,8,32")
+        raise UsageError("--batch takes batch sizes of at least 1, e.g. --batch 1,8,32", code="bad-option")
     env = environment(threads)
     model = _model(src, manifest, options)
     entries = _entries(names, variants, rpc, bench_target.name or "", src if manifest is not None else None)
@@ -219,7 +220,7 @@ class _Run:
         model = frontends.load(self.src, at_batch(self.options, batch))
         if model.inputs and model.inputs[0][1] and model.inputs[0][1][0] != batch:
             raise UsageError(f"--input fixes the batch at {model.inputs[0][1][0]}; give the batch sizes with --batch "
-                             "instead (and --input without them, or the full shapes at batch 1)")
+                             "instead (and --input without them, or the full shapes at batch 1)", code="bad-usage")
         path.write_bytes(model.proto.SerializeToString())
         return path, model
 
@@ -354,9 +355,10 @@ def _threads(threads: int | None) -> int:
         try:
             return environment_threads() or cpus()
         except PackageError as err:
-            raise UsageError(str(err)) from None
+            raise UsageError(str(err), code="bad-threads") from None
     if not 1 <= threads <= MAX_THREADS:
-        raise UsageError(f"--threads must be a number of threads from 1 to {MAX_THREADS}, not {threads}")
+        raise UsageError(f"--threads must be a number of threads from 1 to {MAX_THREADS}, not {threads}",
+                         code="bad-threads")
     return threads
 
 
@@ -386,7 +388,8 @@ def _manifest(src: Path) -> Manifest | None:
     """A package folder's manifest; None for a model file."""
     if not src.is_dir():
         if not src.exists():
-            raise UsageError(f"'{src}' does not exist; give a spec (.arch), an ONNX file or a package folder")
+            raise UsageError(f"'{src}' does not exist; give a spec (.arch), an ONNX file or a package folder",
+                             code="no-file")
         return None
     from archc.runtime import load_package
     return load_package(src).manifest
@@ -395,16 +398,16 @@ def _manifest(src: Path) -> Manifest | None:
 def _engines(engines: Sequence[str]) -> list[str]:
     unknown = [e for e in engines if e not in engine_mod.NAMES]
     if unknown:
-        raise UsageError(f"unknown engine '{unknown[0]}'; engines: {', '.join(engine_mod.NAMES)}")
+        raise UsageError(f"unknown engine '{unknown[0]}'; engines: {', '.join(engine_mod.NAMES)}", code="bad-option")
     return list(dict.fromkeys(["onnxruntime", *engines]))  # the reference is always measured
 
 
 def _variants(variants: Sequence[str], names: list[str], package: bool) -> list[str]:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise UsageError(f"unknown variant '{unknown[0]}'; variants: {', '.join(VARIANTS)}")
+        raise UsageError(f"unknown variant '{unknown[0]}'; variants: {', '.join(VARIANTS)}", code="bad-option")
     if not variants and "archc" in names and not package:
-        raise UsageError("--variants needs at least one of " + ", ".join(VARIANTS))
+        raise UsageError("--variants needs at least one of " + ", ".join(VARIANTS), code="bad-option")
     return ["package"] if package else [v for v in VARIANTS if v in variants]
 
 

@@ -119,7 +119,8 @@ def explain(a: Analysis, name: str) -> str:
     if layer is None:
         close = [lay.name for lay in a.layers if name in lay.name][:5]
         raise ArchcError(f"no layer named '{name}' in {a.model}" +
-                         (f"; did you mean {', '.join(close)}?" if close else "; list them with --by layer"))
+                         (f"; did you mean {', '.join(close)}?" if close else "; list them with --by layer"),
+                         code="unknown-layer")
     rule = onnx_rule(layer.op)
     y = layer.output_shape
     lines = [f"{layer.name} ({layer.op}{', spec op ' + layer.spec_op if layer.spec_op else ''}"

@@ -33,7 +33,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
@@ -47,15 +47,61 @@ else:  # this file as a package's archc_runtime.py (or run by qemu), without arc
 # what a package (and an emulated run) carries so that this loader runs without archc: name there → file here
 CARRIED = {"archc_runtime.py": Path(__file__), "archc_manifest.py": Path(_records.__file__)}
 INSTALL_QEMU = "scripts/install-test-deps.sh"  # archc's script that installs qemu and the arm64 Python root
-PACKAGE_ERROR_EXIT = 3  # `main`'s exit status for a PackageError (its sentence is the last line on stderr)
+PACKAGE_ERROR_EXIT = 3  # `main`'s exit status for a PackageError (its `error_line` is the last line on stderr)
 THREADS_VARIABLE = "TVM_NUM_THREADS"  # the pool's default thread count, as TVM's own pool reads it
 MAX_THREADS = 1024  # pool.c's MAX_THREADS
 
 
+Code = Literal[  # what went wrong, as PackageError.code (and `archc run`'s `[code]`): the runtime's codes' one home
+    "error",  # a PackageError raised without a code of its own (a bug: tests/test_errors.py finds them)
+    "not-a-package",  # the folder has no manifest.json: it is no archc package
+    "corrupt-package",  # the manifest is invalid or unreadable, or the library is missing: compile it again
+    "bad-library",  # the package's library does not load here
+    "old-package",  # the package was built by another archc version (no archc thread pool in its library)
+    "tvm-version",  # the package was built by another TVM version than the one that would load it
+    "no-tvm",  # TVM's Python package is not installed
+    "wrong-machine",  # the package is built for another CPU architecture and cannot run (or be emulated) here
+    "no-qemu",  # an aarch64 package on x86-64 where qemu or the arm64 Python root is missing or does not start
+    "emulation-failed",  # running the package under qemu failed
+    "no-gpu",  # a CUDA package on a machine without an NVIDIA GPU (or its driver)
+    "bad-input",  # inputs that cannot be read or do not fit the package (a name missing, another shape)
+    "bad-threads",  # a thread count that is no number from 1 to MAX_THREADS (threads=, --threads, TVM_NUM_THREADS)
+    "threads-already-set",  # threads asked for a library that already runs on other threads in this process
+    "bad-rpc",  # --rpc is not HOST:PORT, or --rpc-key is missing (RemoteUsageError)
+    "bad-usage",  # options that do not go together (threads for a device behind --rpc)
+    "no-tracker",  # no RPC tracker answers at the address
+    "no-device",  # no device is registered with the tracker under the key
+    "remote-load",  # the remote device could not load the library
+]
+CODES: frozenset[str] = frozenset(get_args(Code))
+
+
 class PackageError(Exception):
-    """One sentence: why the package cannot be loaded or run here, and what to do."""
+    """One sentence (`str(err)`): why the package cannot be loaded or run here, and what to do; `code` names the
+    kind of failure: `PackageError(message, code="no-gpu")`."""
 
     exit_code = 1
+    code: Code = "error"
+
+    def __init__(self, message: str, code: Code | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+def error_line(prog: str, err: PackageError) -> str:
+    """How a program reports an error on stderr: `PROG: error: <sentence>  [<code>]` (archc's CLI, `main`)."""
+    return f"{prog}: error: {err}  [{err.code}]"
+
+
+def parse_error_line(line: str, default: Code) -> PackageError:
+    """The PackageError that `error_line` printed (how qemu.py reads the emulated `main`'s last line); a line of
+    another form is its own sentence, of the code `default`."""
+    match = re.fullmatch(r"(?:\S+: error: )?(.*)  \[([a-z0-9-]+)\]", line.strip())
+    if match is None or match.group(2) not in CODES:
+        return PackageError(line.strip(), default)
+    sentence, code = match.groups()
+    return PackageError(sentence, cast(Code, code))
 
 
 @dataclass
@@ -86,11 +132,11 @@ class Package:
         try:
             data = np.load(source, allow_pickle=False)
         except (OSError, ValueError) as err:
-            raise PackageError(f"cannot read the inputs '{source}': {err}") from None
+            raise PackageError(f"cannot read the inputs '{source}': {err}", code="bad-input") from None
         if isinstance(data, np.ndarray):
             if len(self.inputs) != 1:
                 raise PackageError(f"the package takes {len(self.inputs)} inputs: give an .npz with "
-                                   + ", ".join(s.name for s in self.inputs))
+                                   + ", ".join(s.name for s in self.inputs), code="bad-input")
             return {self.inputs[0].name: data}
         with data:
             return {k: data[k] for k in data.files}
@@ -113,12 +159,12 @@ class Package:
         for spec in self.inputs:
             if spec.name not in inputs:
                 raise PackageError(f"the input '{spec.name}' is missing; the package takes "
-                                   + ", ".join(i.name for i in self.inputs))
+                                   + ", ".join(i.name for i in self.inputs), code="bad-input")
             x = np.ascontiguousarray(inputs[spec.name], dtype=spec.dtype)
             if x.shape != spec.shape:
                 raise PackageError(f"input '{spec.name}' has shape {'×'.join(map(str, x.shape))} but the package "
                                    f"was built for {spec.dims}; compile it again with "
-                                   "--input or --batch")
+                                   "--input or --batch", code="bad-input")
             arrays[spec.name] = x
         return arrays
 
@@ -185,7 +231,8 @@ def check_threads(value: Any, name: str = "threads") -> int:
     else:
         number = int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else 0
     if not 1 <= number <= MAX_THREADS:
-        raise PackageError(f"{name} must be a number of threads from 1 to {MAX_THREADS}, not {value!r}")
+        raise PackageError(f"{name} must be a number of threads from 1 to {MAX_THREADS}, not {value!r}",
+                           code="bad-threads")
     return number
 
 
@@ -199,7 +246,8 @@ def environment_threads() -> int | None:
         return check_threads(text, THREADS_VARIABLE)
     except PackageError:
         raise PackageError(f"the environment variable {THREADS_VARIABLE} is {text!r}: set it to a number of "
-                           f"threads from 1 to {MAX_THREADS}, or unset it to use every CPU") from None
+                           f"threads from 1 to {MAX_THREADS}, or unset it to use every CPU",
+                           code="bad-threads") from None
 
 
 def load_package(path: str | os.PathLike[str], threads: int | None = None) -> Package:
@@ -213,15 +261,18 @@ def load_package(path: str | os.PathLike[str], threads: int | None = None) -> Pa
     folder = Path(path)
     if not (folder / MANIFEST).is_file():
         raise PackageError(f"'{folder}' is not an archc package (no {MANIFEST}); make one with "
-                           "`archc compile MODEL --target NAME -o DIR`")
+                           "`archc compile MODEL --target NAME -o DIR`", code="not-a-package")
     try:
         manifest = Manifest.read(folder)
     except ManifestError as err:
-        raise PackageError(f"the manifest of '{folder}' is corrupt ({err}); compile the package again") from None
+        raise PackageError(f"the manifest of '{folder}' is corrupt ({err}); compile the package again",
+                           code="corrupt-package") from None
     except OSError as err:
-        raise PackageError(f"the manifest of '{folder}' cannot be read ({err.strerror or err})") from None
+        raise PackageError(f"the manifest of '{folder}' cannot be read ({err.strerror or err})",
+                           code="corrupt-package") from None
     if not (folder / manifest.library).is_file():
-        raise PackageError(f"'{folder}' has no library {manifest.library}; compile the package again")
+        raise PackageError(f"'{folder}' has no library {manifest.library}; compile the package again",
+                           code="corrupt-package")
     return Package(folder, manifest, threads=threads)
 
 
@@ -242,22 +293,23 @@ def _emulation(pkg: Package) -> Any:
     cannot = (f"'{pkg.path}' is built for {target.name} ({target.description}) and cannot run on this "
               f"{host} machine")
     if host not in ("x86_64", "AMD64"):
-        raise PackageError(f"{cannot}; copy it to the device")
+        raise PackageError(f"{cannot}; copy it to the device", code="wrong-machine")
     try:
         from . import qemu
     except ImportError:  # the copy in a package (archc_runtime.py) has no sibling module
         raise PackageError(f"{cannot} without archc's qemu set-up; copy it to the device, or run it with archc "
-                           f"(`archc run`) after {INSTALL_QEMU}") from None
+                           f"(`archc run`) after {INSTALL_QEMU}", code="wrong-machine") from None
     why = qemu.missing()
     if why:
         raise PackageError(f"{cannot} because {why}; run {INSTALL_QEMU} to emulate it with qemu, or copy it to the "
-                           "device")
+                           "device", code="no-qemu")
     emulator = qemu.emulator()
     built_with = pkg.manifest.tvm_version
     if emulator.tvm_version and built_with != emulator.tvm_version:
         raise PackageError(f"'{pkg.path}' was built with TVM {built_with} but the arm64 Python in '{emulator.root}' "
                            f"has TVM {emulator.tvm_version}; a library only loads in the TVM that built it: compile "
-                           f"the package again, or run {INSTALL_QEMU} with TVM {built_with} installed")
+                           f"the package again, or run {INSTALL_QEMU} with TVM {built_with} installed",
+                           code="tvm-version")
     return emulator
 
 
@@ -266,18 +318,20 @@ def _load_vm(pkg: Package) -> Any:
         import tvm
         from tvm.runtime.vm import VirtualMachine  # relax.VirtualMachine, without importing the compiler
     except ImportError:
-        raise PackageError("running a package needs TVM's Python package: pip install apache-tvm") from None
+        raise PackageError("running a package needs TVM's Python package: pip install apache-tvm",
+                           code="no-tvm") from None
     built_with = pkg.manifest.tvm_version
     if built_with != tvm.__version__:
         raise PackageError(f"'{pkg.path}' was built with TVM {built_with} but TVM {tvm.__version__} is installed; "
-                           "a library only loads in the TVM that built it: compile the package again")
+                           "a library only loads in the TVM that built it: compile the package again",
+                           code="tvm-version")
     target = pkg.manifest.target
     if target.is_arm != (os.uname().machine in ("aarch64", "arm64")):
         raise PackageError(f"'{pkg.path}' is built for {target.name} ({target.description}) and cannot run "
-                           f"on this {os.uname().machine} machine; copy it to the device")
+                           f"on this {os.uname().machine} machine; copy it to the device", code="wrong-machine")
     if target.is_cuda and not _has_gpu(tvm):
         raise PackageError(f"'{pkg.path}' is built for an NVIDIA GPU, and this machine has none (or no CUDA "
-                           "driver); run it on a machine with a GPU")
+                           "driver); run it on a machine with a GPU", code="no-gpu")
     _load_runtime_extra()
     library = pkg.path / pkg.manifest.library
     try:
@@ -285,7 +339,7 @@ def _load_vm(pkg: Package) -> Any:
         vm = VirtualMachine(lib, pkg.device())
     except Exception as err:
         raise PackageError(f"the library of '{pkg.path}' does not load ({' '.join(str(err).split())[:200]}); "
-                           "compile the package again") from None
+                           "compile the package again", code="bad-library") from None
     if pkg.threads is not None:
         _set_threads(pkg, library, pkg.threads)
     return vm
@@ -299,13 +353,14 @@ def _set_threads(pkg: Package, library: Path, threads: int) -> None:
         setter = lib.archc_pool_set_threads
     except (OSError, AttributeError):
         raise PackageError(f"the library of '{pkg.path}' has no archc thread pool to set threads on (built by "
-                           "another archc version); compile the package again, or leave threads out") from None
+                           "another archc version); compile the package again, or leave threads out",
+                           code="old-package") from None
     setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
     if setter(threads) != 0:
         lib.archc_pool_threads.restype = ctypes.c_int
         raise PackageError(f"the library of '{pkg.path}' already runs on {lib.archc_pool_threads()} threads in this "
                            f"process, not {threads}: a library's threads are set before its first run; load the "
-                           "package in a new process (or a copy of its folder)")
+                           "package in a new process (or a copy of its folder)", code="threads-already-set")
 
 
 def _load_runtime_extra() -> None:
@@ -351,13 +406,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         threads = None if args.threads is None else check_threads(args.threads, "--threads")
     except PackageError as err:
-        parser.error(str(err))  # a usage error: exit status 2, as argparse's own
+        parser.error(f"{err}  [{err.code}]")  # a usage error: exit status 2, as argparse's own
     try:
         pkg = load_package(args.package, threads)
         inputs = pkg.read_inputs(args.inputs or "random")
         outputs, times = _measure(pkg, inputs, max(args.repeat, 0))
     except PackageError as err:
-        print(err, file=sys.stderr)
+        print(error_line(parser.prog, err), file=sys.stderr)
         return PACKAGE_ERROR_EXIT
     if args.output:
         _write_npz(args.output, {s.name: y for s, y in zip(pkg.outputs, outputs, strict=True)})

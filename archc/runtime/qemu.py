@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import CARRIED, PACKAGE_ERROR_EXIT, TIMES, Manifest, PackageError, _write_npz, last_line
+from . import CARRIED, PACKAGE_ERROR_EXIT, TIMES, Manifest, PackageError, _write_npz, last_line, parse_error_line
 
 STAMP = "archc-arm64.stamp"  # written last by scripts/install-test-deps.sh: the root is complete
 PYTHON = "usr/bin/python3.11"
@@ -106,7 +106,8 @@ class Emulator:
                 done = subprocess.run(self.command(script, *args), env=self.environment(), cwd=tmp,
                                       stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
             except OSError as err:
-                raise PackageError(f"{self.qemu} does not start ({err.strerror or err}); {INSTALL}") from None
+                raise PackageError(f"{self.qemu} does not start ({err.strerror or err}); {INSTALL}",
+                                   code="no-qemu") from None
             lines = done.stderr.splitlines()
             for line in lines:  # the emulated pool's own lines (ARCHC_POOL_STATS=1), on stderr as natively
                 if line.startswith(POOL_LINE):
@@ -114,9 +115,10 @@ class Emulator:
             if done.returncode != 0:
                 last = last_line("\n".join(line for line in lines if not line.startswith(POOL_LINE)),
                                  f"no message, exit status {done.returncode}")
-                if done.returncode == PACKAGE_ERROR_EXIT:
-                    raise PackageError(last)
-                raise PackageError(f"running '{package}' under {Path(self.qemu).name} failed: {last}")
+                if done.returncode == PACKAGE_ERROR_EXIT:  # the loader's own PackageError: its sentence and code
+                    raise parse_error_line(last, "emulation-failed")
+                raise PackageError(f"running '{package}' under {Path(self.qemu).name} failed: {last}",
+                                   code="emulation-failed")
             names = [o.name for o in Manifest.read(package).outputs]
             with np.load(result, allow_pickle=False) as data:
                 outputs = [data[name] for name in names]
@@ -129,7 +131,7 @@ def emulator() -> Emulator:
     """The emulator and arm64 root of this machine; a PackageError saying what to install when one is missing."""
     why = missing()
     if why:
-        raise PackageError(f"aarch64 code cannot run on this machine because {why}; {INSTALL}")
+        raise PackageError(f"aarch64 code cannot run on this machine because {why}; {INSTALL}", code="no-qemu")
     qemu = find_qemu()
     assert qemu is not None
     root = arm64_root()

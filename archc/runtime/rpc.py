@@ -36,9 +36,11 @@ class Remote:
     def parse(cls, address: str, key: str | None) -> Remote:
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
-            raise RemoteUsageError(f"--rpc wants the tracker as HOST:PORT (e.g. 127.0.0.1:9190), not '{address}'")
+            raise RemoteUsageError(f"--rpc wants the tracker as HOST:PORT (e.g. 127.0.0.1:9190), not '{address}'",
+                                   code="bad-rpc")
         if not key:
-            raise RemoteUsageError("--rpc needs --rpc-key: the key the device registered with (archc rpc-server --key)")
+            raise RemoteUsageError("--rpc needs --rpc-key: the key the device registered with (archc rpc-server --key)",
+                                   code="bad-rpc")
         return cls(host, int(port), key)
 
     def __str__(self) -> str:
@@ -49,7 +51,7 @@ def no_local_threads(threads: int | None, remote: Remote | None) -> None:
     """Threads are this machine's: a device behind a tracker runs on its server's."""
     if threads is not None and remote is not None:
         raise RemoteUsageError("threads are set on this machine; a device behind --rpc runs on its server's threads "
-                          "(start `archc rpc-server` there with TVM_NUM_THREADS=N)")
+                          "(start `archc rpc-server` there with TVM_NUM_THREADS=N)", code="bad-usage")
 
 
 def session(remote: Remote, timeout: float = 600) -> Any:
@@ -64,14 +66,15 @@ def check(remote: Remote) -> Any:
         socket.create_connection((remote.host, remote.port), timeout=5).close()
     except OSError as err:
         raise RemoteError(f"no RPC tracker answers at {remote.host}:{remote.port} ({err.strerror or err}); start "
-                          f"one with `python -m tvm.exec.rpc_tracker --port {remote.port}`") from None
+                          f"one with `python -m tvm.exec.rpc_tracker --port {remote.port}`",
+                          code="no-tracker") from None
     tracker = rpc.connect_tracker(remote.host, remote.port)
     keys = dict(tracker.summary().get("queue_info", {}))
     if remote.key not in keys:
         known = ", ".join(sorted(keys)) or "none"
         raise RemoteError(f"no device is registered under the key '{remote.key}' at {remote.host}:{remote.port} "
                           f"(registered: {known}); start one with `archc rpc-server --tracker "
-                          f"{remote.host}:{remote.port} --key {remote.key}`")
+                          f"{remote.host}:{remote.port} --key {remote.key}`", code="no-device")
     return tracker
 
 
@@ -94,7 +97,7 @@ def run(pkg: Any, inputs: dict[str, np.ndarray], remote: Remote, repeat: int = 0
     except Exception as err:
         why = last_line(str(err), type(err).__name__)
         raise RemoteError(f"the device {remote} could not load {library} ({why}); was the package built for its "
-                          "CPU?") from None
+                          "CPU?", code="remote-load") from None
     dev = sess.cuda(0) if pkg.manifest.target.is_cuda else sess.cpu(0)
     vm = relax.VirtualMachine(lib, dev)
     args = [tvm.runtime.tensor(x, dev) for x in pkg.checked(inputs).values()]

@@ -53,7 +53,7 @@ def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """
     path = Path(path)
     if path.name in ("", ".", ".."):
-        raise ArchcError(f"cannot write a folder to {str(path)!r}: give the output folder a name")
+        raise ArchcError(f"cannot write a folder to {str(path)!r}: give the output folder a name", code="bad-output")
     _check_target(path, overwrite)
     parent = path.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -86,11 +86,13 @@ def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
 
 def _check_target(path: Path, overwrite: bool) -> None:
     if path.is_symlink():
-        raise ArchcError(f"{path} is a symbolic link; remove it or choose another output folder")
+        raise ArchcError(f"{path} is a symbolic link; remove it or choose another output folder", code="output-exists")
     if path.exists() and not path.is_dir():
-        raise ArchcError(f"{path} exists and is a file, not a folder; remove it or choose another output folder")
+        raise ArchcError(f"{path} exists and is a file, not a folder; remove it or choose another output folder",
+                         code="output-exists")
     if path.exists() and not overwrite:
-        raise ArchcError(f"{path} already exists; remove it, choose another output folder, or allow overwriting")
+        raise ArchcError(f"{path} already exists; remove it, choose another output folder, or allow overwriting",
+                         code="output-exists")
 
 
 def _fsync_tree(root: Path) -> None:
