@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from helpers import cli_error
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = """# a small test network
@@ -72,21 +73,32 @@ def test_several_specs_into_a_folder(tiny, tmp_path):
     assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == ["other.onnx", "tiny.onnx"]
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["compile", "{tiny}", "--target", "x86", "-o", "out.onnx"], 2, "compiling for 'x86' makes a package folder"),
-    (["compile", "{tiny}", "--target", "gpu9000"], 2, "unknown target 'gpu9000'; known targets: arm64, cuda"),
-    (["compile", "missing.arch"], 1, "spec file 'missing.arch' does not exist"),
-    (["compile", "{tiny}", "--input", "3xfoo"], 2, "cannot read shape '3xfoo'"),
-    (["compile", "{tiny}", "--input", "3x32x32"], 2, "--input gives 3 dimensions but input 'image' has 4"),
-    (["compile", "{tiny}", "--set", "depth=3"], 2, "network 'tiny' has no parameter 'depth'"),
-    (["compile", "{tiny}", "--weights", "nope.npz"], 1, "weights file 'nope.npz' does not exist"),
+@pytest.mark.parametrize("args, status, code, naming", [
+    (["compile", "{tiny}", "--target", "x86", "-o", "out.onnx"], 2, "bad-output", ("'x86'", "never.onnx")),
+    (["compile", "{tiny}", "--target", "gpu9000"], 2, "unknown-target", ("'gpu9000'", "arm64, cuda")),
+    (["compile", "missing.arch"], 1, "no-file", "'missing.arch'"),
+    (["compile", "{tiny}", "--input", "3xfoo"], 2, "bad-shape", "'3xfoo'"),
+    (["compile", "{tiny}", "--weights", "nope.npz"], 1, "no-file", "'nope.npz'"),
 ])
-def test_errors_are_one_clear_line(tiny, tmp_path, args, code, message):
+def test_errors_are_one_clear_line(tiny, tmp_path, args, status, code, naming):
     args = [a.replace("{tiny}", str(tiny)) for a in args]
     proc = archc(*args, "-o", tmp_path / "never.onnx")
-    assert proc.returncode == code, proc.stderr
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr
+    cli_error(proc, code, status, naming)
+    assert proc.stderr.count("\n") == 1
+    assert not (tmp_path / "never.onnx").exists()
+
+
+@pytest.mark.parametrize("args, code, naming", [
+    (["compile", "{tiny}", "--input", "3x32x32"], "bad-input", ("--input", "'image'", "3", "4")),
+    (["compile", "{tiny}", "--set", "depth=3"], "bad-args", ("'tiny'", "'depth'")),
+])
+def test_options_the_spec_refuses_are_its_diagnostics(tiny, tmp_path, args, code, naming):
+    args = [a.replace("{tiny}", str(tiny)) for a in args]
+    proc = archc(*args, "-o", tmp_path / "never.onnx")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = [line for line in proc.stderr.splitlines() if ": error: " in line]
+    assert line.startswith(f"{tiny}:") and line.endswith(f"  [{code}]"), line
+    assert all(n in line for n in naming), line
     assert not (tmp_path / "never.onnx").exists()
 
 

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers import raises
 from onnx import TensorProto, helper, numpy_helper
 
 import archc
 from archc import ModelOptions
-from archc.errors import ArchcError
 from archc.frontends import load
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -53,16 +53,16 @@ def test_onnx_file_gets_static_shapes(tmp_path):
 def test_any_suffix_is_tried_as_onnx(tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"\x80\x02not onnx")
-    with pytest.raises(ArchcError, match="archc reads .arch specs and .onnx models"):
+    with raises("bad-onnx", naming=(str(bad), ".arch specs and .onnx models")):  # what archc reads
         load(bad)
     good = conv_onnx(tmp_path / "model.bin")
     assert load(good).outputs[0][1] == (1, 4, 6, 6)
 
 
 def test_folder_and_missing_file(tmp_path):
-    with pytest.raises(ArchcError, match="is a folder"):
+    with raises("no-file", naming=(f"'{tmp_path}'", "folder")):
         load(tmp_path)
-    with pytest.raises(ArchcError, match="does not exist"):
+    with raises("no-file", naming="nope.onnx"):
         load(tmp_path / "nope.onnx")
 
 
@@ -78,5 +78,5 @@ def test_an_onnx_file_read_for_shapes_cannot_be_compiled(tmp_path):
     path = conv_onnx(tmp_path / "c.onnx")
     m = archc.load(path, shapes_only=True)
     assert not m.has_weights
-    with pytest.raises(ArchcError, match="without weights"):
+    with raises("no-weights", naming=str(path)):
         archc.compile(m, output=tmp_path / "out.onnx")

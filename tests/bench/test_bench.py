@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import raises
 
 import archc
 from archc import api
-from archc.errors import ArchcError, UsageError
+from archc.errors import UsageError
 from archc.measurement import SCHEMA, engines, read, results, stats, tuning, write
 from archc.measurement.environment import load_state
 
@@ -147,13 +148,13 @@ def test_json_round_trip(lenet, tmp_path):
 def test_newer_or_foreign_files_are_refused(tmp_path):
     newer = tmp_path / "newer.json"
     newer.write_text(json.dumps({"schema": SCHEMA, "schema_version": 2, "engines": []}))
-    with pytest.raises(ArchcError, match="schema_version 2.*reads versions up to 1: upgrade archc"):
+    with raises("results-too-new", naming=(str(newer), "schema_version 2", "up to 1")):
         read(newer)
     foreign = tmp_path / "analysis.json"
     foreign.write_text(json.dumps({"schema_version": 1, "model": "lenet5"}))
-    with pytest.raises(ArchcError, match="not an archc bench results file"):
+    with raises("bad-results", naming=str(foreign)):
         read(foreign)
-    with pytest.raises(ArchcError, match="cannot read"):
+    with raises("bad-results", naming=str(tmp_path / "missing.json")):
         read(tmp_path / "missing.json")
 
 
@@ -220,29 +221,29 @@ def test_tuning_curve_from_records(tmp_path):
 
 @pytest.mark.tvm
 def test_usage_errors(tmp_path, monkeypatch):
-    with pytest.raises(UsageError, match="not both"):
+    with raises("bad-usage", UsageError, naming=("--repeat", "--seconds")):
         api.bench(LENET, "native", repeat=3, seconds=1.0)
     for bad in (0, -1, 1025):  # 0 is not "every CPU"
-        with pytest.raises(UsageError, match=f"^--threads must be a number of threads from 1 to 1024, not {bad}$"):
+        with raises("bad-threads", UsageError, naming=("--threads", "1 to 1024", f"not {bad}")):
             api.bench(LENET, "native", threads=bad)
     monkeypatch.setenv("TVM_NUM_THREADS", "abc")  # the default when --threads is not given: never "all" silently
-    with pytest.raises(UsageError, match="^the environment variable TVM_NUM_THREADS is 'abc': set it to a number"):
+    with raises("bad-threads", UsageError, naming="TVM_NUM_THREADS is 'abc'"):
         api.bench(LENET, "native")
     monkeypatch.delenv("TVM_NUM_THREADS")
-    with pytest.raises(UsageError, match="unknown engine 'tensorrt'"):
+    with raises("bad-option", UsageError, naming="'tensorrt'"):
         api.bench(LENET, "native", engines=["tensorrt"])
-    with pytest.raises(UsageError, match="add tuned to --variants"):
+    with raises("bad-usage", UsageError, naming=("--trials", "tuned", "--variants")):
         api.bench(LENET, "native", trials=10)
-    with pytest.raises(UsageError, match="needs --target"):
+    with raises("bad-usage", UsageError, naming="--target"):
         api.bench(LENET)
-    with pytest.raises(UsageError, match="TVM target"):
+    with raises("needs-tvm-target", UsageError, naming="'onnx'"):
         api.bench(LENET, "onnx")
 
 
 @pytest.mark.tvm
 def test_a_package_is_measured_as_it_is(tmp_path):
     folder = archc.compile(LENET, target="native", output=tmp_path / "lenet5.native", quick=0, batch=2).output
-    with pytest.raises(UsageError, match="built for batch 2"):
+    with raises("bad-usage", UsageError, naming=(folder, "batch 2")):
         api.bench(folder, batches=[1])
     environment = os.environ.get("TVM_NUM_THREADS")
     res = api.bench(folder, engines=["onnxruntime", "archc"], repeat=2, memory=False, profile=False, threads=1)

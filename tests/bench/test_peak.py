@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
+from helpers import raises
 
-from archc.errors import ArchcError
 from archc.measurement import peak
 from archc.util.machine import cpus
 
@@ -58,11 +58,11 @@ def test_no_compiler_is_one_sentence(monkeypatch):
     monkeypatch.delenv("CC", raising=False)
     peak._library.cache_clear()
     try:
-        with pytest.raises(ArchcError, match="needs a C compiler"):
+        with raises("no-compiler", naming="gcc"):  # what to install
             peak.fma_peak(1)
     finally:
         peak._library.cache_clear()
-    with pytest.raises(ArchcError, match="1 to 256 threads"):
+    with raises("bad-threads", naming=("1 to 256", "not 0")):
         peak.fma_peak(0)
 
 

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import raises
 
-from archc.errors import ArchcError
 from archc.measurement import BenchResults, load, read, results, write
 from archc.measurement.table import table
 
@@ -102,21 +102,19 @@ def test_a_malformed_field_is_one_sentence_naming_it(resnet18, tmp_path, edit, f
     edit(data)
     path = tmp_path / "edited.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(ArchcError) as err:
+    with raises("bad-results", naming=(str(path), f"field '{field}' {problem}")) as err:
         read(path)
     message = str(err.value)
-    assert message == (f"{path} is an archc bench results file whose field '{field}' {problem}; it is cut short or "
-                       "was edited: run archc bench again")
     assert "\n" not in message and message.count(". ") == 0  # one sentence
-    with pytest.raises(ArchcError, match=re.escape(f"'results #1' is an archc bench results file whose field "
-                                                   f"'{field}'")):
+    with raises("bad-results", naming=("'results #1'", f"'{field}'")):
         from archc.render.report import render_report_html
         render_report_html([data])  # the report's entry, given the JSON form
 
 
 def test_a_record_read_alone_names_its_field():
-    with pytest.raises(results.MalformedResults, match=r"^the bench results' field 'results\[0\]\.batch' is missing"):
+    with raises("bad-results", results.MalformedResults, naming="'results[0].batch' is missing") as err:
         results.Measurement.from_json({"latency_s": [0.1]})
+    assert (err.value.field, err.value.problem) == ("results[0].batch", "is missing")
 
 
 def test_readers_read_the_records(resnet18):

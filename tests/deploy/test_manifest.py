@@ -7,6 +7,7 @@ import copy
 import json
 
 import pytest
+from helpers import raises
 
 from archc.deploy.manifest import BuildReport, Manifest, ManifestError
 from archc.runtime import PackageError, load_package
@@ -56,11 +57,11 @@ def test_what_is_not_a_manifest_is_refused_in_one_sentence(change, says, tmp_pat
         Manifest.from_json(data)
     (tmp_path / "manifest.json").write_text(json.dumps(data))
     (tmp_path / "lenet5.so").write_bytes(b"")
-    with pytest.raises(PackageError, match=r"^the manifest of '.*' is corrupt \(.*\); compile the package again$"):
+    with raises("corrupt-package", PackageError, naming=f"'{tmp_path}'"):
         load_package(tmp_path)
 
 
 def test_a_manifest_that_is_not_json_is_refused(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(PackageError, match="is not JSON"):
+    with raises("corrupt-package", PackageError, naming=(f"'{tmp_path}'", "JSON")):  # and the manifest's reason
         load_package(tmp_path)

@@ -10,12 +10,11 @@ import onnx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import run  # noqa: E402
+from helpers import raises, run  # noqa: E402
 
 from archc import spec
 from archc.emit import to_onnx
 from archc.emit.onnx_model import build_model
-from archc.errors import ArchcError
 from archc.options import ModelOptions
 
 NET = """
@@ -107,7 +106,7 @@ def test_multiple_outputs():
 
 def test_too_large_for_one_onnx_file():
     g = spec.load_text("network big {\n input x: 100000\n dense(60000)\n}", "<t>")
-    with pytest.raises(ArchcError, match="GiB of weights"):
+    with raises("too-large", naming="'big'"):
         to_onnx(g)
 
 

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_close, onnxruntime_outputs
+from helpers import assert_close, onnxruntime_outputs, raises
 
-from archc.errors import ArchcError
 from archc.lower import link
 
 pytestmark = pytest.mark.tvm
@@ -427,8 +426,7 @@ def test_objcopy_for_the_compiler():
     if shutil.which("aarch64-linux-gnu-objcopy"):
         assert link.objcopy_for("aarch64-linux-gnu-gcc").endswith("aarch64-linux-gnu-objcopy")
         assert link.objcopy_for("/usr/bin/aarch64-linux-gnu-g++") == "/usr/bin/aarch64-linux-gnu-objcopy"
-    with pytest.raises(ArchcError, match=r"needs sparc64-linux-gnu-objcopy, which is not installed \(Debian/Ubuntu: "
-                                         r"apt-get install binutils-sparc64-linux-gnu\)"):
+    with raises("no-objcopy", naming=("sparc64-linux-gnu-objcopy", "binutils-sparc64-linux-gnu")):  # and its package
         link.objcopy_for("sparc64-linux-gnu-gcc")
 
 
@@ -569,8 +567,7 @@ def test_package_runs_on_the_threads_it_is_given(package, tmp_path, threads):
     assert pool_threads_started() - before == threads - 1
     assert load_package(copy, threads=threads).run(x)  # the same count again: fine
     if threads > 1:
-        with pytest.raises(PackageError, match=f"already runs on {threads} threads in this process, not 1: a "
-                                               "library's threads are set before its first run"):
+        with raises("threads-already-set", PackageError, naming=(f"on {threads} threads", "not 1")):
             load_package(copy, threads=1).run(x)
 
 

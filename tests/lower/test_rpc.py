@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_close, onnxruntime_outputs
+from helpers import assert_close, cli_error, onnxruntime_outputs, raises
 
 import archc
 from archc.errors import UsageError
 from archc.runtime import load_package
-from archc.runtime.rpc import Remote, RemoteError, check, server_command
+from archc.runtime.rpc import Remote, RemoteError, RemoteUsageError, check, server_command
 
 pytestmark = pytest.mark.tvm
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -124,19 +124,19 @@ def test_an_emulated_arm64_board_runs_tunes_and_profiles(board, tmp_path):
 
 # ---- errors: one sentence each ----------------------------------------------------------------------------------
 def test_no_tracker_no_device_and_a_board_without_rpc(tracker, tmp_path):
-    with pytest.raises(RemoteError, match=r"no RPC tracker answers at 127.0.0.1:1 .*rpc_tracker --port 1"):
+    with raises("no-tracker", RemoteError, naming=("127.0.0.1:1", "rpc_tracker --port 1")):  # and how to start one
         check(Remote("127.0.0.1", 1, "x"))
-    with pytest.raises(RemoteError, match="no device is registered under the key 'rpi4-nowhere'.*archc rpc-server"):
+    with raises("no-device", RemoteError, naming=("'rpi4-nowhere'", "archc rpc-server")):
         check(Remote("127.0.0.1", tracker.port, "rpi4-nowhere"))
-    with pytest.raises(RemoteError, match="wants the tracker as HOST:PORT"):
+    with raises("bad-rpc", RemoteUsageError, naming=("HOST:PORT", "'localhost'")):
         Remote.parse("localhost", "k")
     spec = tmp_path / "one.arch"
     spec.write_text(ONE_CONV)
-    with pytest.raises(UsageError, match="tuning for 'arm64' measures kernels on the device itself: give --rpc"):
+    with raises("needs-rpc", UsageError, naming=("'arm64'", "--rpc")):
         archc.tune(spec, "arm64", trials=2, db=tmp_path / "db", kernels="tvm")
     out = subprocess.run([sys.executable, "-m", "archc", "run", str(tmp_path), "--rpc", "127.0.0.1:1"],
                          capture_output=True, text=True)
-    assert out.returncode == 2 and "--rpc needs --rpc-key" in out.stderr and "Traceback" not in out.stderr
+    cli_error(out, "bad-rpc", 2, naming="--rpc-key")
 
 
 @pytest.mark.cross

@@ -5,8 +5,8 @@ import os
 import stat
 
 import pytest
+from helpers import raises
 
-from archc.errors import ArchcError
 from archc.util import atomic
 from archc.util.atomic import atomic_dir
 
@@ -93,7 +93,7 @@ def test_permissions_follow_the_umask(tmp_path, umask):
 def test_an_existing_file_is_refused_before_any_work(tmp_path):
     out = tmp_path / "out"
     out.write_text("a file")
-    with pytest.raises(ArchcError, match="exists and is a file"):
+    with raises("output-exists", naming=str(out)):
         with atomic_dir(out):
             pytest.fail("the body must not run")
     assert out.read_text() == "a file" and os.listdir(tmp_path) == ["out"]
@@ -101,7 +101,7 @@ def test_an_existing_file_is_refused_before_any_work(tmp_path):
 
 def test_a_file_that_appears_meanwhile_is_refused_and_kept(tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(ArchcError, match="exists and is a file"):
+    with raises("output-exists", naming=str(out)):
         with atomic_dir(out) as d:
             (d / "new.txt").write_text("new")
             out.write_text("someone else's")
@@ -112,7 +112,7 @@ def test_a_symlink_is_refused(tmp_path):
     real = old_output(tmp_path)
     link = tmp_path / "link"
     link.symlink_to(real, target_is_directory=True)
-    with pytest.raises(ArchcError, match="symbolic link"):
+    with raises("output-exists", naming=str(link)):
         with atomic_dir(link):
             pass
     assert link.is_symlink() and listing(real) == {"old.txt": "old", "sub/keep.txt": "old too"}
@@ -120,7 +120,7 @@ def test_a_symlink_is_refused(tmp_path):
 
 def test_overwrite_false_refuses_an_existing_folder_but_creates_a_new_one(tmp_path):
     out = old_output(tmp_path)
-    with pytest.raises(ArchcError, match="already exists"):
+    with raises("output-exists", naming=str(out)):
         with atomic_dir(out, overwrite=False):
             pytest.fail("the body must not run")
     assert listing(out) == {"old.txt": "old", "sub/keep.txt": "old too"}
@@ -132,7 +132,7 @@ def test_overwrite_false_refuses_an_existing_folder_but_creates_a_new_one(tmp_pa
 @pytest.mark.parametrize("name", [".", ".."])
 def test_a_path_without_a_folder_name_is_refused(tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ArchcError, match="give the output folder a name"):
+    with raises("bad-output", naming=repr(name)):
         with atomic_dir(name):
             pass
     assert os.listdir(tmp_path) == []
