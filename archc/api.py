@@ -16,11 +16,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archc.errors import ArchcError, UsageError
+from archc.errors import ArchcError, UsageError, VerificationFailed
 from archc.options import ModelOptions
 
 if TYPE_CHECKING:
     from archc.analysis import Analysis
+    from archc.deploy.manifest import Verification
     from archc.deploy.profile import Profile
     from archc.frontends import Model
     from archc.measurement import BenchResults
@@ -47,20 +48,24 @@ class CompileResult:
     params: int | None  # trainable parameters of a spec; None for an ONNX file (see `archc analyze`)
     inputs: list[tuple[str, tuple[int, ...]]]
     outputs: list[tuple[str, tuple[int, ...]]]
+    verification: Verification | None = None  # a package's check against onnxruntime (None: not asked)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CompileResult:
+        from archc.deploy.manifest import Verification
         io = {k: [(n, tuple(s)) for n, s in data[k]] for k in ("inputs", "outputs")}
-        return cls(**{**data, **io})
+        checked = data.get("verification")
+        return cls(**{**data, **io, "verification": Verification.from_json(checked) if checked else None})
 
 
 def compile(source: Source | Model, target: str | Target = "onnx", output: str | Path | None = None,
             options: ModelOptions | None = None, *, trials: int = 0, minutes: float | None = None,
             db: str | Path | None = None, quick: int | None = None, show_progress: bool = False,
-            kernels: str = "archc", **kw: Any) -> CompileResult:
+            kernels: str = "archc", verify: bool = True, tolerance: float | None = None,
+            **kw: Any) -> CompileResult:
     """Compile a spec (or ONNX file) for a target and write the result atomically. For `onnx`: without `output`,
     the file goes to `<source stem>.onnx` in the current folder (an output folder gets that name inside it). For a
     TVM target: a package folder, `<source stem>.<target>/` without `output`; the target's tuning database (`db`,
@@ -68,7 +73,10 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
     when asked; each kernel
     still without a record gets `quick` measurements of its own (default `lower.build.QUICK_TRIALS`; 0: none).
     `kernels`: on CPU targets, "archc" (its own blocked-layout kernels, the default) or "tvm" (TVM's legalized
-    kernels, tuned by MetaSchedule only)."""
+    kernels, tuned by MetaSchedule only). `verify`: run the package's library beside onnxruntime on random inputs
+    where this machine can run it (or emulate it), every output within `tolerance` of its range (default
+    `lower.verify.TOLERANCE`, 1e-4); on a mismatch the first diverging node is named, the package is written
+    marked unverified in its manifest, and `VerificationFailed` is raised."""
     from archc import targets
     from archc.util.atomic import write_bytes
     tgt = targets.get(target) if isinstance(target, str) else target
@@ -79,15 +87,26 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
     stem = Path(model.source).stem
     if tgt.backend == "tvm":
         from archc.lower import QUICK_TRIALS, lower, tune, write_package
+        from archc.lower import verify as verification
         folder = Path(output) if output is not None else Path(f"{stem}.{tgt.name}")
         if folder.suffix == ".onnx" or folder.is_file():
             raise UsageError(f"compiling for '{tgt.name}' makes a package folder; give -o a folder name, "
                              f"not '{folder}'", code="bad-output")
         budget = tune.Budget.of(trials, minutes) if trials or minutes else None
-        write_package(model, lower(model, tgt, Path(db) if db else None, budget, show_progress,
-                                   QUICK_TRIALS if quick is None else quick, kernels), folder)
+        database = Path(db) if db else None
+
+        def rebuild(m: Model, out: Path) -> None:  # the same build, no tuning (the verifier's node-by-node run)
+            write_package(m, lower(m, tgt, database, None, False, 0, kernels), out)
+
+        check = verification.checker(model, rebuild, verification.TOLERANCE if tolerance is None else tolerance)
+        manifest = write_package(model, lower(model, tgt, database, budget, show_progress,
+                                              QUICK_TRIALS if quick is None else quick, kernels), folder,
+                                 check if verify else None)
+        checked = manifest.verification
+        if checked is not None and checked.status == "failed":
+            raise VerificationFailed(folder, checked)
         return CompileResult(model.name, model.source, tgt.name, str(folder), model.layer_count, model.params,
-                             model.inputs, model.outputs)
+                             model.inputs, model.outputs, checked)
     out = Path(output) if output is not None else Path(f"{stem}.onnx")
     if out.is_dir():
         out = out / f"{stem}.onnx"

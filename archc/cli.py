@@ -160,10 +160,16 @@ def main() -> None:
               help="CPU targets: archc's own blocked-layout kernels, or TVM's (MetaSchedule-tuned only).")
 @click.option("--explain-layout", is_flag=True,
               help="CPU targets: print the layout plan (each convolution's channel blocks, relayouts, folded ops).")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="TVM targets: run the library beside onnxruntime on random inputs (where this machine can run "
+              "or emulate it) and compare every output; a mismatch names the first diverging node, marks the "
+              "package unverified and exits 4.")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+              help="With --verify: the largest difference allowed, of each output's range.")
 @model_options
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
             weights_map: str | None, seed: int, trials: int | None, minutes: float | None, db: str | None,
-            no_tune: bool, kernels: str, explain_layout: bool,
+            no_tune: bool, kernels: str, explain_layout: bool, verify: bool, tolerance: float,
             options: ModelOptions) -> None:
     """Compile spec(s) (or ONNX files) for a target: every shape inferred, checked, written atomically."""
     import archc
@@ -187,13 +193,16 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
                 out = str(Path(output) / f"{Path(path).stem}.{tgt.name}")
             # one live bar at a time: with several models the zoo's bar wins
             result = archc.compile(model, tgt, out, trials=trials or 0, minutes=minutes, db=db,
-                                   quick=0 if no_tune else None, show_progress=not many, kernels=kernels)
+                                   quick=0 if no_tune else None, show_progress=not many, kernels=kernels,
+                                   verify=verify, tolerance=tolerance)
             click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
             if tgt.backend == "tvm":
                 from archc.deploy import explain
                 from archc.deploy.manifest import Manifest
                 manifest = Manifest.read(result.output)
                 click.echo(explain.kernels_line(manifest), err=True)
+                if manifest.verification is not None:
+                    click.echo(explain.verification_line(manifest.verification), err=True)
                 if explain_layout:
                     click.echo(explain.layout_table(manifest))
             advance()

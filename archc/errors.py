@@ -7,7 +7,7 @@ runtime's in archc/runtime/__init__.py). The CLI prints `archc: error: <sentence
 """
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 Code = Literal[
     "error",  # an ArchcError raised without a code of its own (a bug: tests/test_errors.py finds them)
@@ -58,6 +58,7 @@ Code = Literal[
     "old-package",  # a package built by another archc version (its kernels do not take this archc's arguments)
     "corrupt-package",  # a package that lacks what it needs (no kernel to time): compile it again
     "measure-failed",  # measuring this machine (memory bandwidth, the FMA peak) failed
+    "unverified",  # a package whose library differs from onnxruntime (errors.VerificationFailed; exit status 4)
 ]
 CODES: frozenset[str] = frozenset(get_args(Code))
 
@@ -89,3 +90,18 @@ class TvmMissing(ArchcError):
     def __init__(self) -> None:
         super().__init__("archc's back end (compiling, tuning or profiling for a TVM target) needs Apache TVM, "
                          f"which is not installed: {INSTALL_TVM}")
+
+
+class VerificationFailed(ArchcError):
+    """A package was written, but its library does not compute what onnxruntime computes (`archc.lower.verify`);
+    its manifest says so. Exit status 4: the output exists and must not be trusted."""
+
+    exit_code = 4
+    code: Code = "unverified"
+
+    def __init__(self, folder: Any, record: Any) -> None:
+        self.folder, self.verification = folder, record
+        super().__init__(f"the library of '{folder}' differs from onnxruntime's results: output "
+                         f"'{record.worst_output}' by {record.max_rel_diff:.2e} of its range (tolerance "
+                         f"{record.tolerance:.0e}, {record.inputs}); {record.divergence}. The package is written and "
+                         "marked unverified in its manifest; please report this with the model")

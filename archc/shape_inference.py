@@ -6,14 +6,18 @@ Three means, in turn, each only where the one before left a size unknown:
    → Div → Concat → Reshape`: ShuffleNet's chunk and channel shuffle, ViT's patch flattening), which ONNX's data
    propagation gives up on; with the inputs fixed these are constants, so each `Shape` of a known tensor and each
    small node whose inputs are all known constants is evaluated (onnx's reference evaluator) on a scratch copy, and
-   inference runs again; the model handed on keeps its nodes, only its recorded shapes change;
+   inference runs again; the model handed on keeps its nodes, only its recorded shapes change (the back end folds
+   the same nodes for real: `fold_constants`, the first of `lower/onnx_compat.py`'s rewrites);
 3. the shapes the file itself records (`value_info`), with the input's symbolic sizes replaced by those chosen.
 What stays unknown is reported once, naming the node where it starts; the rest is still analyzed.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from copy import copy
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -64,7 +68,7 @@ def infer_static_shapes(proto: onnx.ModelProto, path: Path, symbols: dict[str, i
     inferred = _infer(proto, path)
     known = static_shapes(inferred)
     if unresolved(inferred, known):
-        folded = _fold_shape_arithmetic(inferred, path)
+        folded = fold_constants(inferred)
         if folded is not None:
             _copy_shapes(folded, inferred, known)
     filled = False
@@ -129,9 +133,10 @@ def static_shape(vi: onnx.ValueInfoProto) -> Shape | None:
     return tuple(int(d) for d in dims if isinstance(d, int))
 
 
-def _fold_shape_arithmetic(inferred: onnx.ModelProto, path: Path) -> onnx.ModelProto | None:
-    """A scratch copy whose shape computations are replaced by their constant values, re-inferred."""
-    from onnx.reference import ReferenceEvaluator
+def fold_constants(inferred: onnx.ModelProto) -> onnx.ModelProto | None:
+    """A copy whose shape computations (each `Shape` of a tensor of known shape, and each node whose inputs are all
+    small constants, `Constant` nodes included) are replaced by initializers holding their values, re-inferred;
+    None if ONNX's shape inference fails on the result. The inputs' shapes must be fixed first."""
     model = onnx.ModelProto()
     model.CopyFrom(inferred)
     consts: dict[str, np.ndarray] = {}
@@ -142,12 +147,13 @@ def _fold_shape_arithmetic(inferred: onnx.ModelProto, path: Path) -> onnx.ModelP
                 consts[t.name] = numpy_helper.to_array(t)
             except Exception:  # a tensor read without its data
                 pass
+    opsets = list(model.opset_import)
     for _ in range(_FOLD_ROUNDS):
         known = static_shapes(model)
         folded: dict[str, np.ndarray] = {}
         keep = []
         for node in model.graph.node:
-            values = _fold(node, known, consts, ReferenceEvaluator)
+            values = _fold(node, known, consts, partial(_evaluator, opsets=opsets))
             if values is None:
                 keep.append(node)
                 continue
@@ -166,7 +172,16 @@ def _fold_shape_arithmetic(inferred: onnx.ModelProto, path: Path) -> onnx.ModelP
     return model
 
 
-def _fold(node: onnx.NodeProto, known: dict[str, Shape], consts: dict[str, np.ndarray], evaluator: type
+def _evaluator(node: onnx.NodeProto, opsets: list[onnx.OperatorSetIdProto]) -> Any:
+    """onnx's reference evaluator of one node at the model's opsets (Unsqueeze's axes are an attribute before opset
+    13 and an input after: evaluated alone, a node would be read at the newest opset)."""
+    from onnx.reference import ReferenceEvaluator
+    graph = helper.make_graph([node], "fold", [helper.make_tensor_value_info(i, 0, None) for i in node.input if i],
+                              [helper.make_tensor_value_info(o, 0, None) for o in node.output if o])
+    return ReferenceEvaluator(helper.make_model(graph, opset_imports=opsets))
+
+
+def _fold(node: onnx.NodeProto, known: dict[str, Shape], consts: dict[str, np.ndarray], evaluator: Callable[..., Any]
           ) -> dict[str, np.ndarray] | None:
     """The node's outputs as constants, when they can be computed now and are small; else None."""
     if node.domain not in ("", "ai.onnx") or not node.output:

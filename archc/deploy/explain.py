@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from archc.deploy.manifest import Manifest
+from archc.deploy.manifest import Manifest, Verification
 
 
 def kernels_line(m: Manifest) -> str:
@@ -41,3 +41,14 @@ def table(plan: dict[str, Any]) -> str:
     lines.append(f"layout changes between ops: {len(transforms)}")
     lines += [f"  {t}" for t in transforms]
     return "\n".join(lines)
+
+
+def verification_line(v: Verification) -> str:
+    """How the build was checked against onnxruntime, in one line."""
+    if v.status == "skipped":
+        return f"not verified: {v.note}"
+    where = " (under qemu)" if v.emulated else ""
+    if v.status == "passed":
+        return (f"verified{where}: every output equals {v.reference}'s within {v.tolerance:.0e} of its range "
+                f"(largest difference {v.max_rel_diff:.1e}, '{v.worst_output}'; {v.inputs})")
+    return f"NOT verified{where}: output '{v.worst_output}' differs by {v.max_rel_diff:.2e} of its range"

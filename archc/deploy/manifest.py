@@ -157,6 +157,39 @@ class BuildReport:
         return report
 
 
+@dataclass
+class Verification:
+    """How the library was checked against onnxruntime when it was built (`archc.lower.verify`): `status` passed,
+    failed or skipped (`note`: why it could not run here). The difference is of each output's range (the largest
+    magnitude onnxruntime gives), the worst output's; `divergence` names the first node whose inputs agree and
+    whose output does not (a failed check)."""
+    status: str  # passed | failed | skipped
+    reference: str | None = None  # "onnxruntime 1.32.0"
+    inputs: str | None = None  # what it ran on: "random normal, seed 0"
+    tolerance: float | None = None
+    max_rel_diff: float | None = None
+    worst_output: str | None = None
+    emulated: bool = False  # an aarch64 library run under qemu
+    divergence: str | None = None
+    note: str | None = None
+
+    STATUSES = ("passed", "failed", "skipped")
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Verification:
+        if not isinstance(data, dict) or data.get("status") not in cls.STATUSES:
+            raise ManifestError("the manifest's 'verification' is not one archc writes")
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
 @dataclass(frozen=True)
 class CppLoader:
     """The C++ loader in the package: its source, how to build it, the program, the TVM runtime libraries it links
@@ -196,6 +229,7 @@ class Manifest:
     source: str = ""  # the spec or ONNX file it was compiled from
     build: BuildReport = field(default_factory=BuildReport)
     cpp_loader: CppLoader = field(default_factory=CppLoader)
+    verification: Verification | None = None  # None: built before archc verified builds, or with --no-verify
     manifest_version: int = MANIFEST_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -203,7 +237,8 @@ class Manifest:
                 "inputs": [t.to_json() for t in self.inputs], "outputs": [t.to_json() for t in self.outputs],
                 "target": self.target.to_json(), "tvm_version": self.tvm_version,
                 "archc_version": self.archc_version, "onnx_sha256": self.onnx_sha256, "source": self.source,
-                "build": self.build.to_json(), "cpp_loader": self.cpp_loader.to_json()}
+                "build": self.build.to_json(), "cpp_loader": self.cpp_loader.to_json(),
+                "verification": self.verification.to_json() if self.verification else None}
 
     @classmethod
     def from_json(cls, data: Any) -> Manifest:
@@ -225,7 +260,9 @@ class Manifest:
                    tvm_version=str(data.get("tvm_version", "")), archc_version=str(data.get("archc_version", "")),
                    onnx_sha256=str(data.get("onnx_sha256", "")), source=str(data.get("source", "")),
                    build=BuildReport.from_json(data.get("build", {})),
-                   cpp_loader=CppLoader.from_json(data.get("cpp_loader")), manifest_version=version)
+                   cpp_loader=CppLoader.from_json(data.get("cpp_loader")),
+                   verification=Verification.from_json(data["verification"]) if data.get("verification") else None,
+                   manifest_version=version)
 
     @classmethod
     def read(cls, folder: str | Path) -> Manifest:

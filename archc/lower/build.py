@@ -17,7 +17,7 @@ from archc.errors import ArchcError
 from archc.frontends import Model
 from archc.lower import kernels as own_kernels
 from archc.lower import tune
-from archc.lower.onnx_compat import decompose_for_tvm
+from archc.lower.onnx_compat import for_tvm
 from archc.lower.tvm_target import check_toolchain, tvm_target
 from archc.runtime import last_line
 from archc.runtime.rpc import Remote, device_cores
@@ -125,7 +125,7 @@ def import_onnx(model: Model) -> Any:
     """The model as a Relax module, its weights constants folded in (packed into the library at build time): the
     one start of building, tuning and profiling, so that all three see the same kernels."""
     try:
-        mod = from_onnx(decompose_for_tvm(model.proto), keep_params_in_input=False)
+        mod = from_onnx(for_tvm(model.proto)[0], keep_params_in_input=False)
     except Exception as err:  # TVM lists every op it cannot import at once; keep its list, drop its traceback
         text = " ".join(str(err).split())
         raise ArchcError(f"TVM cannot import '{model.name}': {text}", code="tvm-import") from None

@@ -1,25 +1,92 @@
-"""ONNX ops TVM's importer lacks, rewritten into ops it has, before `from_onnx` (the ONNX file itself is unchanged).
+"""The front door's model → what TVM 0.27's ONNX importer (`relax.frontend.onnx.from_onnx`) takes: a table of
+documented rewrites, applied in order each time a model is lowered (the package's `model.onnx` stays the model as
+the front door gave it). Each keeps what onnxruntime computes; `tests/lower/test_onnx_compat.py` checks each one
+by compiling a small file that needs it and comparing with onnxruntime.
 
-    LpNormalization(x, axis, p)  →  Div(x, ReduceL1|ReduceL2(x, axes=[axis], keepdims=1))
-
-(SSD's conv4_3 L2 norm.) The spec says y = x / ‖x‖_p along the axis, which is what onnxruntime computes.
+    fold-constants       shape subgraphs (`Shape → Gather → Concat → Reshape`, ShuffleNet's chunk, a flatten by
+                         the batch size), `Constant` nodes and any small node whose inputs are all constants become
+                         initializers holding their values (`shape_inference.fold_constants`, the analyzer's own
+                         fold). TVM's importer needs static shapes: it stops at a shape computed at run time
+                         ("emit_te now only supports Tensor that has ShapeExpr shape", "Reshape requires the input
+                         new shape to be Shape").
+    resize-sizes         a Resize (opset 11-12) given `sizes` with an empty `scales` tensor: the empty input is left
+                         out; TVM counts an empty `scales` as given ("Only one of scales and sizes can be provided").
+    lp-normalization     LpNormalization(x, axis, p) → Div(x, ReduceL1|ReduceL2(x, axes=[axis], keepdims=1)), which
+                         TVM's importer lacks (SSD's conv4_3 L2 norm); y = x / ‖x‖_p along the axis, as onnxruntime.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
+
+from archc.shape_inference import fold_constants
 
 
-def decompose_for_tvm(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with every op above rewritten; the same object when there is none."""
-    if not any(n.op_type == "LpNormalization" and n.domain in ("", "ai.onnx") for n in model.graph.node):
-        return model
+@dataclass(frozen=True)
+class Rewrite:
+    name: str
+    apply: Callable[[onnx.ModelProto], onnx.ModelProto | None]  # a rewritten copy; None: nothing to rewrite
+
+
+def for_tvm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """The model with every rewrite of the table applied where it applies, and the names of those applied."""
+    applied = []
+    for rewrite in REWRITES:
+        out = rewrite.apply(model)
+        if out is not None:
+            model = out
+            applied.append(rewrite.name)
+    return model, applied
+
+
+def _is_onnx(node: onnx.NodeProto, op: str) -> bool:
+    return node.op_type == op and node.domain in ("", "ai.onnx")
+
+
+def _fold(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    constants = {t.name for t in model.graph.initializer}
+    if not any(n.op_type in ("Shape", "Size", "Constant") or all(i in constants for i in n.input if i)
+               for n in model.graph.node):  # the usual case, a spec's or a simplified graph: no copy made
+        return None
+    before = len(model.graph.node)
+    folded = fold_constants(model)
+    return folded if folded is not None and len(folded.graph.node) < before else None
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
+    return out
+
+
+def _resize_sizes(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    empty = {t.name for t in model.graph.initializer if 0 in t.dims or (not t.dims and not t.raw_data
+                                                                        and not t.float_data)}
+    empty |= {n.output[0] for n in model.graph.node if _is_onnx(n, "Constant") and n.attribute
+              and n.attribute[0].type == onnx.AttributeProto.TENSOR
+              and numpy_helper.to_array(n.attribute[0].t).size == 0}
+    hits = [n for n in model.graph.node if _is_onnx(n, "Resize") and len(n.input) >= 4 and n.input[3]
+            and n.input[2] in empty]
+    if not hits:
+        return None
+    out = _copy(model)
+    for node in out.graph.node:
+        if _is_onnx(node, "Resize") and len(node.input) >= 4 and node.input[3] and node.input[2] in empty:
+            node.input[2] = ""
+    return out
+
+
+def _lp_normalization(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    if not any(_is_onnx(n, "LpNormalization") for n in model.graph.node):
+        return None
+    out = _copy(model)
     opset = next((o.version for o in out.opset_import if o.domain in ("", "ai.onnx")), 17)
     nodes = []
     for node in out.graph.node:
-        if node.op_type != "LpNormalization" or node.domain not in ("", "ai.onnx"):
+        if not _is_onnx(node, "LpNormalization"):
             nodes.append(node)
             continue
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -37,3 +104,7 @@ def decompose_for_tvm(model: onnx.ModelProto) -> onnx.ModelProto:
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     return out
+
+
+REWRITES = (Rewrite("fold-constants", _fold), Rewrite("resize-sizes", _resize_sizes),
+            Rewrite("lp-normalization", _lp_normalization))

@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import tvm_ffi
 from tvm.support.cc import cross_compiler
 
 from archc import runtime
-from archc.deploy.manifest import MANIFEST, CppLoader, Manifest, TargetInfo, TensorSpec, triple
+from archc.deploy.manifest import MANIFEST, CppLoader, Manifest, TargetInfo, TensorSpec, Verification, triple
 from archc.deploy.readme import readme
 from archc.frontends import Model
 from archc.lower import link
@@ -42,8 +43,11 @@ CPP = Path(__file__).with_name("cpp")  # main.cc and its Makefile, copied into e
 _ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 
 
-def write_package(model: Model, lowered: Lowered, out: Path) -> Manifest:
-    """Write the package folder atomically (a failed build leaves no half-written folder); return the manifest."""
+def write_package(model: Model, lowered: Lowered, out: Path,
+                  check: Callable[[Path], Verification] | None = None) -> Manifest:
+    """Write the package folder atomically (a failed build leaves no half-written folder); return the manifest.
+    `check`: the verification of the written library (`lower.verify`), recorded in the manifest before the folder
+    takes its name."""
     onnx_bytes = model.proto.SerializeToString()
     target = lowered.target
     library = f"{model.name}.so"
@@ -72,6 +76,9 @@ def write_package(model: Model, lowered: Lowered, out: Path) -> Manifest:
         lowered.executable.export_library(str(folder / library), fcompile=fcompile)
         (folder / "model.onnx").write_bytes(onnx_bytes)
         (folder / MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
+        if check is not None:
+            manifest.verification = check(folder)
+            (folder / MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
         (folder / "README.md").write_text(readme(manifest), encoding="utf-8")
         # the loader, standalone (numpy and TVM's runtime only): the package runs where archc is not installed
         for name, source in runtime.CARRIED.items():  # archc_runtime.py and the manifest records it reads

@@ -1,0 +1,167 @@
+"""Verification: the library a build wrote computes what onnxruntime computes on the same ONNX.
+
+    check(model, folder)      the package's library and onnxruntime on the same random inputs, every output
+                              compared (of its range: the largest magnitude onnxruntime gives) → Verification
+    locate(model, ...)        on a mismatch, the first node that diverges: the model compiled again with every
+                              intermediate tensor as an output, both run, and the first node in graph order whose
+                              inputs agree and whose output does not, named with its op and attributes
+
+The library is run from a copy of the file (a library loaded once in a process keeps its thread count there, so the
+package itself stays unloaded); an aarch64 library runs under qemu where archc's set-up is installed; a package this
+machine cannot run (a GPU build without a GPU, an aarch64 one without qemu) is recorded as not verified, with why.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from archc.deploy.manifest import MANIFEST, Manifest, Verification
+from archc.frontends import Model
+from archc.runtime import PackageError, load_package, random_inputs
+
+TOLERANCE = 1e-4  # of each output's range: what reordered float sums leave (the tests' tolerance too)
+SEED = 0
+
+
+def check(model: Model, folder: Path, tolerance: float = TOLERANCE) -> tuple[Verification, dict[str, np.ndarray]]:
+    """The package in `folder` (its library and manifest written) run beside onnxruntime on random inputs; the
+    record for its manifest, and the inputs used (for `locate`)."""
+    manifest = Manifest.read(folder)
+    inputs = random_inputs(manifest.inputs, SEED)
+    reference = _reference(model.proto, inputs, [s.name for s in manifest.outputs])
+    record = Verification("skipped", reference=f"onnxruntime {_ort_version()}", inputs=f"random normal, seed {SEED}",
+                          tolerance=tolerance)
+    try:
+        got, emulated = run_copy(folder, inputs)
+    except PackageError as err:  # this machine cannot run it: said, not failed
+        record.note = str(err)
+        return record, inputs
+    diffs = {s.name: relative_diff(g, w) for s, g, w in zip(manifest.outputs, got, reference, strict=True)}
+    worst = max(diffs, key=lambda k: diffs[k])
+    record.max_rel_diff, record.worst_output, record.emulated = diffs[worst], worst, emulated
+    record.status = "passed" if diffs[worst] <= tolerance else "failed"
+    return record, inputs
+
+
+def checker(model: Model, rebuild: Callable[[Model, Path], object], tolerance: float = TOLERANCE
+            ) -> Callable[[Path], Verification]:
+    """The check `write_package` runs on the folder it writes: `check`, and on a mismatch `locate` (with `rebuild`,
+    the same build without tuning, into another folder)."""
+    def run(folder: Path) -> Verification:
+        record, inputs = check(model, folder, tolerance)
+        if record.status == "failed":
+            record.divergence = locate(model, rebuild, inputs, tolerance)
+        return record
+    return run
+
+
+def run_copy(folder: Path, inputs: dict[str, np.ndarray]) -> tuple[list[np.ndarray], bool]:
+    """The package's outputs, its library loaded from a copy of the file; whether it ran under qemu."""
+    manifest = Manifest.read(folder)
+    with tempfile.TemporaryDirectory(prefix="archc-verify-") as tmp:
+        copy = Path(tmp)
+        for name in (manifest.library, MANIFEST):
+            shutil.copyfile(folder / name, copy / name)
+        pkg = load_package(copy)
+        outputs = pkg.run(inputs)
+        return outputs, pkg.emulated
+
+
+def relative_diff(got: np.ndarray, want: np.ndarray) -> float:
+    """The largest difference, of the reference's largest magnitude (inf for a shape or dtype that differs)."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return float("inf")
+    if want.dtype.kind not in "fc":
+        return 0.0 if np.array_equal(got, want) else float("inf")
+    scale = float(np.max(np.abs(want))) if want.size else 0.0
+    diff = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
+    if not np.isfinite(diff):
+        return 0.0 if np.array_equal(np.isnan(got), np.isnan(want)) and np.allclose(
+            got, want, equal_nan=True) else float("inf")
+    return diff / scale if scale > 0 else diff
+
+
+def locate(model: Model, build: Callable[[Model, Path], object], inputs: dict[str, np.ndarray],
+           tolerance: float = TOLERANCE) -> str:
+    """The first diverging node, in one paragraph. `build(model, folder)` compiles a model into a package folder
+    the way the failed build was made (its target, kernels and tuning database)."""
+    exposed, names = expose_intermediates(model.proto)
+    reference = dict(zip(names, _reference(exposed, inputs, names), strict=True))
+    with tempfile.TemporaryDirectory(prefix="archc-locate-") as tmp:
+        folder = Path(tmp) / "exposed"
+        build(replace(model, proto=exposed), folder)
+        got = dict(zip(names, run_copy(folder, inputs)[0], strict=True))
+    diffs = {name: relative_diff(got[name], reference[name]) for name in names}
+    for node in model.proto.graph.node:
+        bad = [o for o in node.output if diffs.get(o, 0.0) > tolerance]
+        if bad and all(diffs.get(i, 0.0) <= tolerance for i in node.input if i):
+            into = max((diffs.get(i, 0.0) for i in node.input if i in diffs), default=0.0)
+            return (f"the first node that diverges is '{node.name or node.output[0]}' ({_describe(node)}): its "
+                    f"inputs agree with onnxruntime's (within {into:.1e} of their range) and its output "
+                    f"'{bad[0]}' differs by {diffs[bad[0]]:.2e} of its range")
+    return ("with every intermediate tensor an output, the library agrees with onnxruntime node by node: the "
+            "difference comes from how the kernels are fused or scheduled, not from how one op was imported")
+
+
+def expose_intermediates(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy with every floating-point tensor a node makes (of known shape) among the graph's outputs, and their
+    names in graph order (the graph's own outputs included)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    typed = {vi.name: vi for vi in list(out.graph.value_info)}
+    present = {o.name for o in out.graph.output}
+    names: list[str] = []
+    for node in out.graph.node:
+        for name in node.output:
+            if name in present:
+                names.append(name)
+                continue
+            vi = typed.get(name)
+            if vi is None or vi.type.tensor_type.elem_type not in _FLOATS:
+                continue
+            dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+            if not dims or any(d <= 0 for d in dims):
+                continue
+            out.graph.output.append(helper.make_tensor_value_info(name, vi.type.tensor_type.elem_type, dims))
+            present.add(name)
+            names.append(name)
+    order = {n: i for i, n in enumerate(names)}
+    outputs = sorted(out.graph.output, key=lambda o: order.get(o.name, len(order)))
+    del out.graph.output[:]
+    out.graph.output.extend(outputs)
+    return out, [o.name for o in outputs]
+
+
+_FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+
+
+def _describe(node: onnx.NodeProto) -> str:
+    attrs = []
+    for a in node.attribute:
+        value = helper.get_attribute_value(a)
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        if isinstance(value, float):
+            attrs.append(f"{a.name}={value:.6g}")
+        elif isinstance(value, (int, str)) or (isinstance(value, list) and len(value) <= 8):
+            attrs.append(f"{a.name}={value}")
+    return node.op_type + (f"; {', '.join(attrs)}" if attrs else "")
+
+
+def _reference(proto: onnx.ModelProto, inputs: dict[str, np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
+    import onnxruntime as ort
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return [np.asarray(y) for y in session.run(list(names), inputs)]
+
+
+def _ort_version() -> str:
+    import onnxruntime as ort
+    return str(ort.__version__)
