@@ -180,6 +180,18 @@ def test_loader_errors(loaders, tmp_path):
         "input 1 ('double.npy') is 1×1×32×32 float64, but the model's input 'image' is 1×1×32×32 float32")
     assert error(library, "good.npy", "good.npy").endswith("the model takes 1 input (image), 2 .npy files were given")
     assert "is not a .npy file" in error(library, "junk.npy")
+    # the .npy header's variants: a Fortran-order array is refused, not read as C order (a bare True was once
+    # read as "rue"), a big-endian one too; a version-2 header reads as version 1
+    image = np.arange(32 * 32, dtype=np.float32).reshape(1, 1, 32, 32)
+    np.save(tmp_path / "fortran.npy", np.asfortranarray(image))
+    assert error(library, "fortran.npy").endswith("'fortran.npy' is in Fortran order; save it in C order "
+                                                  "(numpy.ascontiguousarray)")
+    np.save(tmp_path / "big.npy", image.astype(">f4"))
+    assert "'big.npy' is big endian" in error(library, "big.npy")
+    with open(tmp_path / "v2.npy", "wb") as f:
+        np.lib.format.write_array(f, image, version=(2, 0))
+    out = run_model(program, library, "v2.npy", "-o", tmp_path / "v2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
     assert error(tmp_path / "none.so", "good.npy").endswith("cannot read the model '" + str(tmp_path / "none.so")
                                                             + "': No such file or directory")
     assert "is not a shared library" in error(folder / "model.onnx", "good.npy")

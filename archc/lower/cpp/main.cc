@@ -118,7 +118,9 @@ std::string HeaderValue(const std::string& header, const std::string& key, const
   char close = open == '(' ? ')' : open == '\'' || open == '"' ? open : ',';
   size_t end = header.find(close, at + 1);
   if (end == std::string::npos) Fail("'" + path + "' is not a valid .npy file (a corrupt header)");
-  return open == ',' ? header.substr(at, end - at) : header.substr(at + 1, end - at - 1);
+  // a bare value (True, False) runs to the next comma and keeps its first letter; a quoted or bracketed one drops
+  // its delimiters
+  return close == ',' ? header.substr(at, end - at) : header.substr(at + 1, end - at - 1);
 }
 
 Npy ReadNpy(const std::string& path) {
