@@ -175,7 +175,12 @@ class Package:
         if self._emulator is not None:
             return list(self._emulator.run(self.path, arrays, threads=self.threads)[0])
         import tvm
-        result = vm["main"](*(tvm.runtime.tensor(x, self.device()) for x in arrays.values()))
+        try:
+            result = vm["main"](*(tvm.runtime.tensor(x, self.device()) for x in arrays.values()))
+        except Exception as err:  # the manifest's inputs are not what the library takes: it was edited or mixed up
+            raise PackageError(f"the library of '{self.path}' does not take the inputs its manifest lists "
+                               f"({last_line(str(err), type(err).__name__, 200)}); the package is corrupt: compile "
+                               "it again") from None
         items = list(result) if isinstance(result, (tuple, list)) or type(result).__name__ == "Array" else [result]
         return [r.numpy() for r in items]
 
@@ -334,6 +339,7 @@ def _load_vm(pkg: Package) -> Any:
                            "driver); run it on a machine with a GPU", code="no-gpu")
     _load_runtime_extra()
     library = pkg.path / pkg.manifest.library
+    _check_library(pkg, library)
     try:
         lib = tvm.runtime.load_module(str(library))
         vm = VirtualMachine(lib, pkg.device())
@@ -343,6 +349,26 @@ def _load_vm(pkg: Package) -> Any:
     if pkg.threads is not None:
         _set_threads(pkg, library, pkg.threads)
     return vm
+
+
+def _check_library(pkg: Package, library: Path) -> None:
+    """What dlopen would crash on rather than refuse: a file that is not ELF, or a 64-bit library cut short (its
+    section headers are its last bytes; mapping past the end kills the process with SIGBUS). As run_model checks."""
+    try:
+        size = library.stat().st_size
+        with library.open("rb") as f:
+            head = f.read(64)
+    except OSError as err:
+        raise PackageError(f"the library of '{pkg.path}' cannot be read ({err.strerror or err})") from None
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        raise PackageError(f"the library of '{pkg.path}' ({library.name}) is not a shared library; compile the "
+                           "package again")
+    if len(head) == 64 and head[4] == 2:  # ELF64, little endian on every CPU archc builds for
+        end = int.from_bytes(head[40:48], "little") + int.from_bytes(head[58:60], "little") * int.from_bytes(
+            head[60:62], "little")
+        if end > size:
+            raise PackageError(f"the library of '{pkg.path}' is truncated ({size} bytes, its headers end at {end}); "
+                               "copy the package again")
 
 
 def _set_threads(pkg: Package, library: Path, threads: int) -> None:

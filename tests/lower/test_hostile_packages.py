@@ -1,0 +1,66 @@
+"""Packages received from elsewhere, broken by accident or on purpose: each is one sentence and a non-zero exit from
+`archc run` and `archc_runtime.py`, never a crash (SIGBUS) or an internal error. (A library path leaving the
+folder is refused by the manifest's records: tests/deploy/test_manifest.py.)"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import archc
+
+pytestmark = pytest.mark.tvm
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+
+
+@pytest.fixture(scope="module")
+def lenet(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hostile") / "lenet5"
+    return Path(archc.compile(SPECS / "lenet5.arch", target="native", output=folder, quick=0, verify=False).output)
+
+
+def _copy(lenet: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "pkg"
+    shutil.copytree(lenet, folder)
+    return folder
+
+
+def _refused(folder: Path) -> str:
+    """`archc run` and the package's own loader on the folder: both exit non-zero with one line, no traceback."""
+    lines = []
+    for cmd in ([sys.executable, "-m", "archc", "run", str(folder)],
+                [sys.executable, str(folder / "archc_runtime.py"), str(folder)]):
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert out.returncode not in (0, 70) and out.returncode > 0, (cmd, out.returncode, out.stderr)
+        assert "Traceback" not in out.stderr and "internal error" not in out.stderr, out.stderr
+        lines.append(out.stderr.strip().splitlines()[-1])
+    return "\n".join(lines)
+
+
+def test_a_truncated_library_is_refused_before_it_is_loaded(lenet, tmp_path):
+    folder = _copy(lenet, tmp_path)
+    library = folder / "lenet5.so"
+    library.write_bytes(library.read_bytes()[:8192])  # dlopen of this dies with SIGBUS
+    said = _refused(folder)
+    assert said.count("is truncated (8192 bytes") == 2 and "copy the package again" in said
+
+
+def test_a_library_that_is_not_elf_is_refused(lenet, tmp_path):
+    folder = _copy(lenet, tmp_path)
+    (folder / "lenet5.so").write_bytes(b"#!/bin/sh\necho hello\n")
+    assert _refused(folder).count("is not a shared library") == 2
+
+
+@pytest.mark.parametrize("edit", [{"shape": [1, 1, 999, 999]}, {"dtype": "float64", "shape": [1, 32, 32]}],
+                         ids=["shape", "dtype-and-rank"])
+def test_a_manifest_that_contradicts_its_library_is_a_corrupt_package(lenet, tmp_path, edit):
+    folder = _copy(lenet, tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["inputs"][0].update(edit)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    said = _refused(folder)
+    assert said.count("does not take the inputs its manifest lists") == 2 and "the package is corrupt" in said
