@@ -55,7 +55,8 @@ MAX_THREADS = 1024  # pool.c's MAX_THREADS
 Code = Literal[  # what went wrong, as PackageError.code (and `archc run`'s `[code]`): the runtime's codes' one home
     "error",  # a PackageError raised without a code of its own (a bug: tests/test_errors.py finds them)
     "not-a-package",  # the folder has no manifest.json: it is no archc package
-    "corrupt-package",  # the manifest is invalid or unreadable, or the library is missing: compile it again
+    "corrupt-package",  # the manifest is invalid or unreadable, or the library missing, cut short, not a library
+    #                     or not taking the inputs the manifest lists: compile (or copy) it again
     "bad-library",  # the package's library does not load here
     "old-package",  # the package was built by another archc version (no archc thread pool in its library)
     "tvm-version",  # the package was built by another TVM version than the one that would load it
@@ -180,7 +181,7 @@ class Package:
         except Exception as err:  # the manifest's inputs are not what the library takes: it was edited or mixed up
             raise PackageError(f"the library of '{self.path}' does not take the inputs its manifest lists "
                                f"({last_line(str(err), type(err).__name__, 200)}); the package is corrupt: compile "
-                               "it again") from None
+                               "it again", code="corrupt-package") from None
         items = list(result) if isinstance(result, (tuple, list)) or type(result).__name__ == "Array" else [result]
         return [r.numpy() for r in items]
 
@@ -359,16 +360,17 @@ def _check_library(pkg: Package, library: Path) -> None:
         with library.open("rb") as f:
             head = f.read(64)
     except OSError as err:
-        raise PackageError(f"the library of '{pkg.path}' cannot be read ({err.strerror or err})") from None
+        raise PackageError(f"the library of '{pkg.path}' cannot be read ({err.strerror or err})",
+                           code="bad-library") from None
     if len(head) < 20 or head[:4] != b"\x7fELF":
         raise PackageError(f"the library of '{pkg.path}' ({library.name}) is not a shared library; compile the "
-                           "package again")
+                           "package again", code="corrupt-package")
     if len(head) == 64 and head[4] == 2:  # ELF64, little endian on every CPU archc builds for
         end = int.from_bytes(head[40:48], "little") + int.from_bytes(head[58:60], "little") * int.from_bytes(
             head[60:62], "little")
         if end > size:
             raise PackageError(f"the library of '{pkg.path}' is truncated ({size} bytes, its headers end at {end}); "
-                               "copy the package again")
+                               "copy the package again", code="corrupt-package")
 
 
 def _set_threads(pkg: Package, library: Path, threads: int) -> None:
