@@ -237,8 +237,8 @@ class Manifest:
                 "inputs": [t.to_json() for t in self.inputs], "outputs": [t.to_json() for t in self.outputs],
                 "target": self.target.to_json(), "tvm_version": self.tvm_version,
                 "archc_version": self.archc_version, "onnx_sha256": self.onnx_sha256, "source": self.source,
-                "build": self.build.to_json(), "cpp_loader": self.cpp_loader.to_json(),
-                "verification": self.verification.to_json() if self.verification else None}
+                "build": self.build.to_json(), "cpp_loader": self.cpp_loader.to_json()} | (
+                    {"verification": self.verification.to_json()} if self.verification else {})
 
     @classmethod
     def from_json(cls, data: Any) -> Manifest:
