@@ -270,7 +270,8 @@ def tune_cmd(model: str, target: str, trials: int | None, minutes: float | None,
     failed = f" ({summary.failed} failed to build or run)" if summary.failed else ""
     searched = f"{summary.searched} convolutions searched; " if summary.searched else ""
     click.echo(f"{model}: {searched}{summary.trials} trials over {summary.tasks} kernels{failed}"
-               + (f" on {remote}" if remote else "") + f"; the database holds {summary.records} records")
+               + (f" on {remote}" if remote else "") + f"; the database holds {summary.conv_records} convolution "
+               f"configurations and {summary.records} MetaSchedule records")
 
 
 @main.command("run")

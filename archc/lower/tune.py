@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from archc.errors import ArchcError, UsageError
 from archc.runtime import last_line
 from archc.runtime.rpc import Remote, check
 from archc.targets import Target
+from archc.util.progress import progress
 
 STAMP = "archc-database.json"  # which TVM wrote the records: another TVM's records would not apply
 
@@ -62,7 +66,8 @@ def prepare(mod: Any, tgt: Any, kernels: str = "tvm", plans: list[Any] | None = 
 class TuneSummary:
     tasks: int
     trials: int  # measured in this run
-    records: int  # in the database after the run
+    records: int  # MetaSchedule's, in the database after the run
+    conv_records: int = 0  # convolution configurations (archc's kernels) in the database after the run
     failed: int = 0  # trials that did not build or run (a bad board, a broken candidate)
     searched: int = 0  # convolutions whose configuration archc's own search measured in this run
 
@@ -145,18 +150,29 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
     share each round; a time budget stops after the batch in flight when it runs out. `remote`: measure on the
     devices of an RPC tracker (kernels built here, with the target's cross compiler if it has one).
     `show`: a progress bar on stderr (trials, kernels covered, time left)."""
-    import time
-
-    from archc.util.progress import progress
     check_db(db)
     db.mkdir(parents=True, exist_ok=True)
     _stamp(db, target)
     tasks = [t for t in tasks_of(mod, tgt) if only is None or t.task_name in only]
     if not tasks:
-        return TuneSummary(0, 0, records(db))
+        return TuneSummary(0, 0, records(db), conv_records=conv_records(db))
+    with locked(db):
+        summary = _tune(tasks, tgt, target, db, budget, show, remote)
+    return replace(summary, records=records(db), conv_records=conv_records(db))
+
+
+def spread(trials: int, tasks: int) -> tuple[int, int]:
+    """(trials per round per task, trials per task at most) for a budget of `trials` over `tasks` kernels: every
+    kernel gets its share each round, and the shares add up to the budget (the remainder is spread, not dropped:
+    16 trials over 9 kernels are 16, not 9)."""
+    return max(1, min(64, trials // tasks)), max(1, -(-trials // tasks))
+
+
+def _tune(tasks: list[Any], tgt: Any, target: Target, db: Path, budget: Budget, show: bool,
+          remote: Remote | None) -> TuneSummary:
     trials, seconds = budget.trials, budget.seconds
     limit = trials or 1_000_000  # a time budget alone: trials without end, stopped by the clock
-    per_round = max(1, min(64, trials // len(tasks))) if trials else MINUTES_ROUND
+    per_round, per_task = spread(trials, len(tasks)) if trials else (MINUTES_ROUND, limit)
     if target.runner != "local" and remote is None:
         raise UsageError(f"tuning for '{target.name}' measures kernels on the device itself: give --rpc HOST:PORT "
                          "--rpc-key KEY of a tracker it is registered with (README: remote boards)", code="needs-rpc")
@@ -197,7 +213,7 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
         contexts, weights = _contexts(tasks)
         try:
             ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(db), max_trials_global=limit,
-                               max_trials_per_task=max(per_round, limit // len(tasks)),
+                               max_trials_per_task=per_task,
                                num_trials_per_iter=per_round, builder=builder, runner=runner,
                                measure_callbacks=callbacks)
         except Exception:  # the callback's _OutOfTime arrives re-raised through TVM's FFI as another type
@@ -206,7 +222,7 @@ def tune(mod: Any, tgt: Any, target: Target, db: Path, budget: Budget, show: boo
     if done[0] and len(errors) == done[0]:  # every measurement failed: the records hold no times, say why
         raise ArchcError(f"every tuning trial failed ({last_line(errors[0], 'no message', 300)}); check the device"
                          + (f" {remote}" if remote else "") + " and the target", code="tuning-failed")
-    return TuneSummary(len(tasks), done[0], records(db), len(errors))
+    return TuneSummary(len(tasks), done[0], 0, len(errors))
 
 
 
@@ -222,7 +238,40 @@ def _export(compiler: str | None, mod: Any) -> str:
     return path
 
 
+LOCK = "archc-tuning.lock"
+
+
+@contextmanager
+def locked(db: Path) -> Iterator[None]:
+    """One writer per tuning database: a second `archc tune` (or a build's short pass, or a search of convolution
+    configurations) on the same database waits for the first and says so once; two at once would measure under each
+    other's load, repeat each other's searches, and the last writer of a file would win."""
+    import fcntl
+    import sys
+    db.mkdir(parents=True, exist_ok=True)
+    fd = os.open(db / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            print(f"archc: waiting for the tuning database '{db}', in use by {holder}", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} ({' '.join(os.path.basename(a) for a in sys.argv[:2])})".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def conv_records(db: Path) -> int:
+    """The convolution configurations archc's search recorded in the database (every CPU's)."""
+    from archc.lower.kernels.search import RECORDS, _read
+    return sum(len(v) for v in _read(db / RECORDS).values() if isinstance(v, dict))
+
+
 def records(db: Path) -> int:
+    """MetaSchedule's tuning records in the database."""
     path = db / "database_tuning_record.json"
     return sum(1 for _ in path.open()) if path.is_file() else 0
 

@@ -249,8 +249,11 @@ def test_tuning_database_is_reused_and_every_kernel_finds_its_record(tmp_path):
     spec.write_text("network three {\n input x: 3x16x16\n c: conv(8, 3) relu\n p: maxpool(2)\n flatten\n"
                     " fc: dense(4)\n}\n")
     db = tmp_path / "db"
-    summary = archc.tune(spec, "native", trials=8, db=db, kernels="tvm")
-    assert summary.tasks >= 3 and summary.records >= summary.tasks
+    summary = archc.tune(spec, "native", trials=6, db=db, kernels="tvm")
+    # the budget's remainder is spread, not dropped: 6 trials over 4 kernels measure more than one each (a kernel
+    # whose few schedules are all measured may stop short of its share)
+    assert summary.tasks == 4 and 4 < summary.trials <= 6 and summary.records >= summary.tasks
+    assert summary.conv_records == 0  # TVM's kernels: no convolution configurations searched
     folder = Path(archc.compile(spec, target="native", output=tmp_path / "pkg", db=db, kernels="tvm").output)
     build = json.loads((folder / "manifest.json").read_text())["build"]
     assert (build["kernels_tuned"], build["kernels_naive"], build["trials_now"]) == (summary.tasks, 0, 0)

@@ -21,6 +21,7 @@ import tvm
 from tvm import s_tir, te
 
 from archc.lower.kernels.conv2d import Config, Workload
+from archc.util.progress import progress
 
 RECORDS = "archc-kernels.json"
 TABLES = Path(__file__).with_name("tables")
@@ -151,8 +152,17 @@ class Choices:
 
     def search(self, keys: list[str], show: bool = False) -> int:
         """Search every workload without a database record; returns how many were searched."""
-        from archc.util.progress import progress
         todo = [k for k in dict.fromkeys(keys) if k not in self.records]
+        if not todo:
+            return 0
+        if self.db is not None:  # one searcher per database: wait for another, then skip what it found
+            from archc.lower.tune import locked
+            with locked(self.db):
+                self.records = {**_read(self.db / RECORDS).get(self.cpu, {}), **self.records}
+                return self._search([k for k in todo if k not in self.records], show)
+        return self._search(todo, show)
+
+    def _search(self, todo: list[str], show: bool) -> int:
         with progress(len(todo), "searching kernel configurations", enabled=show and bool(todo)) as advance:
             for key in todo:
                 start = time.perf_counter()
@@ -190,5 +200,6 @@ def _read(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
         from archc.errors import ArchcError
-        raise ArchcError(f"'{path}' is not valid JSON; delete it (archc searches again)") from None
+        raise ArchcError(f"'{path}' is not valid JSON; delete it (archc searches again)",
+                         code="bad-database") from None
     return data if isinstance(data, dict) else {}

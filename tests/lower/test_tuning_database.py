@@ -1,0 +1,51 @@
+"""The tuning database's bookkeeping: how a trial budget is spread over the kernels, and one writer at a time."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from archc.lower.tune import LOCK, locked, spread
+
+pytestmark = pytest.mark.tvm
+
+
+@pytest.mark.parametrize(("trials", "tasks"), [(16, 9), (8, 3), (2, 5), (1000, 7), (64, 64), (5, 1)])
+def test_a_budget_is_spread_over_the_kernels_with_nothing_dropped(trials, tasks):
+    per_round, per_task = spread(trials, tasks)
+    assert per_task * tasks >= trials  # the tasks' caps together allow the whole budget
+    assert per_task * tasks < trials + tasks  # and not more than one trial each beyond it
+    assert 1 <= per_round <= min(64, per_task)  # every task gets its share each round
+
+
+def test_a_second_writer_waits_for_the_first_and_says_who_holds_the_database(tmp_path, capfd):
+    db = tmp_path / "db"
+    order: list[str] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with locked(db):
+            order.append("first in")
+            holding.set()
+            release.wait(30)
+            order.append("first out")
+
+    def second() -> None:
+        with locked(db):
+            order.append("second in")
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert holding.wait(30)
+    b = threading.Thread(target=second)
+    b.start()
+    time.sleep(0.5)
+    assert order == ["first in"]  # still waiting
+    release.set()
+    a.join(30)
+    b.join(30)
+    assert order == ["first in", "first out", "second in"]
+    err = capfd.readouterr().err
+    assert f"archc: waiting for the tuning database '{db}', in use by process " in err and err.count("waiting") == 1
+    assert (db / LOCK).is_file()
