@@ -5,8 +5,11 @@ named after its primitive ops (`fused_conv2d1_subtract1_…_relu1`); its first o
 of a matching type produced (conv2d ← Conv). Among those, the node with the kernel's shapes is taken (for a
 convolution: data, weight and output; else first input and output), the earliest first, once per call (TVM keeps
 one kernel for layers of equal shape, and the importer emits nodes in file order). The elementwise nodes that the
-fusion pulled in after it (batch norm, ReLU, a residual add) join it as far as the kernel's name lists their ops;
-among nodes of equal shapes, one whose elementwise tail is exactly the kernel's is taken first.
+fusion pulled in after it (batch norm, ReLU, a residual add, a gate x·σ(x): SiLU, hardswish) join it as far as the
+kernel's name lists their ops; among nodes of equal shapes, one whose elementwise tail is exactly the kernel's is
+taken first. Shapes are compared as the node has them: archc's blocked layout pads channels to a multiple of its
+block (24 → 32), so a blocked kernel's channel count may exceed the node's by less than one block. A kernel whose
+shapes no node of its kind has gets no node (its MACs unknown) rather than a wrong one.
 """
 from __future__ import annotations
 
@@ -30,8 +33,9 @@ ANCHORS: dict[str, tuple[str, ...]] = {
     "concatenate": ("Concat",), "resize2d": ("Resize", "Upsample"), "image_resize2d": ("Resize", "Upsample"),
     "reshape": ("Reshape", "Flatten"), "softmax": ("Softmax",), "log_softmax": ("LogSoftmax",),
     "permute_dims": ("Transpose",), "transpose": ("Transpose",), "split": ("Split",), "pad": ("Pad",),
-    "add": ("Add", "Sum"), "subtract": ("Sub",), "multiply": ("Mul",), "divide": ("Div",),
-    "relu": ("Relu",), "clip": ("Clip",), "sigmoid": ("Sigmoid",), "tanh": ("Tanh",),
+    "add": ("Add", "Sum"), "subtract": ("Sub",), "multiply": ("Mul", "HardSigmoid", "HardSwish"),
+    "divide": ("Div",),
+    "relu": ("Relu",), "clip": ("Clip", "HardSigmoid", "HardSwish"), "sigmoid": ("Sigmoid",), "tanh": ("Tanh",),
     "leakyrelu": ("LeakyRelu",), "leaky_relu": ("LeakyRelu",),
 }
 _CONVS = ("conv1d", "conv2d", "conv3d", "conv2d_nchwc", "dwconv2d_nchwc")
@@ -52,6 +56,7 @@ class Kernel:
 def ops_of(kernel_name: str) -> list[str]:
     """The primitive ops a kernel name lists, in order: fused_conv2d1_add2_relu1 → conv2d, add, relu."""
     words = kernel_name.removeprefix("fused_").split("_")
+    words = [w for n, w in enumerate(words) if w != "tir" or n + 1 == len(words)]  # tir_sigmoid: TVM's own sigmoid
     ops, i = [], 0
     while i < len(words):  # longest known op first: max_pool2d, conv2d_transpose, adaptive_avg_pool2d
         for j in range(len(words), i, -1):
@@ -66,25 +71,32 @@ def ops_of(kernel_name: str) -> list[str]:
 def attribute(kernels: Sequence[Kernel], layers: Sequence[Layer]) -> None:
     """Fill each kernel's `nodes` and `macs` from the analyzer's layers (kernels in the order main calls them)."""
     taken: set[str] = set()
-    after: dict[str, list[Layer]] = {}  # a node → the elementwise nodes that read it as their first input
+    split: dict[str, Counter[str]] = {}  # a node whose ops TVM put in several kernels (HardSigmoid) → ops left
+    after: dict[str, list[Layer]] = {}  # a node → every node that reads it
     for lay in layers:
-        if lay.op in _EPILOGUE and lay.inputs:
-            after.setdefault(lay.inputs[0], []).append(lay)
+        for name in dict.fromkeys(lay.inputs):
+            after.setdefault(name, []).append(lay)
     for k in kernels:
         ops = ops_of(k.name)
         while ops and ops[0] in _PLUMBING:  # the layout plan's own ops before the node's (a padded tensor's slice)
             ops = ops[1:]
         if not ops or ops[0] not in ANCHORS:
             continue
-        rest = Counter(ops[1:])
         table = _FOLDED if ops[0] in _OWN else _EPILOGUE
-        shapes = [_unblocked(s, ops[0]) for s in k.shapes]
-        candidates = [lay for lay in layers if lay.op in ANCHORS[ops[0]] and lay.name not in taken]
-        pool = [lay for lay in candidates if _same_shapes(lay, shapes, ops[0] in _CONVS)] or candidates
-        # equal shapes, different epilogues (ResNet's conv+BN+ReLU and conv+BN+add+ReLU): the one that fits first
-        pool.sort(key=lambda lay: _expansion(_epilogue(lay, after, table=table), table) != rest)
+        shapes = _unblocked(k.shapes, ops[0])
+        candidates = [lay for lay in layers if lay.op in ANCHORS[ops[0]]
+                      and (lay.name not in taken or split.get(lay.name, Counter())[ops[0]])]
+        pool = [lay for lay in candidates if _same_shapes(lay, shapes, ops[0] in _CONVS)]
+        # equal shapes, different epilogues (ResNet's conv+BN+ReLU and conv+BN+add+ReLU): the one that fits first;
+        # a node a kernel before began (the clip of a HardSigmoid whose multiply and add ran apart) before a new one
+        pool.sort(key=lambda lay: _preference(lay, ops, after, table, split))
         for lay in pool[:k.calls]:
-            fused = [lay, *_epilogue(lay, after, rest, table)]
+            own = split.get(lay.name) or Counter(table.get(lay.op) or (ops[0],))
+            if left := own - Counter(ops):  # this kernel runs part of the node: the rest is in another
+                split[lay.name] = left
+            else:
+                split.pop(lay.name, None)
+            fused = [lay, *_epilogue(lay, after, Counter(ops) - own, table)]
             taken.update(n.name for n in fused)
             k.nodes.extend(n.name for n in fused)
             k.macs = (k.macs or 0) + sum(n.macs or 0 for n in fused)
@@ -95,23 +107,53 @@ _EPILOGUE: dict[str, tuple[str, ...]] = {
     "BatchNormalization": ("subtract", "divide", "multiply", "add"), "Relu": ("relu",), "Clip": ("clip",),
     "Add": ("add",), "Sub": ("subtract",), "Mul": ("multiply",), "Div": ("divide",), "Sigmoid": ("sigmoid",),
     "LeakyRelu": ("leakyrelu",), "Tanh": ("tanh",), "Identity": (), "Dropout": (),
+    "HardSigmoid": ("multiply", "add", "clip"), "HardSwish": ("multiply", "add", "clip", "multiply"),
 }
 # in archc's kernels the batch norm is folded: its scale into the weights, its shift into an add (or nothing)
 _FOLDED = {**_EPILOGUE, "BatchNormalization": ()}
 
 
-def _unblocked(shape: tuple[int, ...], anchor: str) -> tuple[int, ...]:
-    """A kernel argument's shape in NCHW/OIHW: a blocked NCHW[x]c tensor (5-D where the op is 2-D) or
-    OIHW[x]i[y]o weights back to the ONNX node's."""
+def _preference(lay: Layer, ops: list[str], after: dict[str, list[Layer]], table: dict[str, tuple[str, ...]],
+                split: dict[str, Counter[str]]) -> tuple[bool, ...]:
+    """Which of the nodes of a kernel's shapes it runs, best first (False sorts first): a node a kernel before
+    began (the clip of a HardSigmoid whose multiply and add ran apart); then one whose elementwise tail is exactly
+    the kernel's (ResNet's conv+BN+ReLU and conv+BN+add+ReLU have equal shapes); then one whose ops, as far as the
+    kernel's cover them, leave none of its ops unexplained; then one whose own ops the kernel's all include (a
+    lone multiply is a Mul, not the start of a HardSigmoid)."""
+    rest = _rest(ops, lay, table, split)
+    own = split.get(lay.name) or Counter(table.get(lay.op) or (ops[0],))
+    return (lay.name not in split, _expansion(_epilogue(lay, after, table=table), table) != rest,
+            _expansion(_epilogue(lay, after, rest, table), table) != rest, bool(own - Counter(ops)))
+
+
+def _rest(ops: list[str], anchor: Layer, table: dict[str, tuple[str, ...]],
+          split: dict[str, Counter[str]] | None = None) -> Counter[str]:
+    """The kernel's ops after those of its anchor node (one op; a HardSwish, several; of a node begun in another
+    kernel, those left)."""
+    own = (split or {}).get(anchor.name) or Counter(table.get(anchor.op) or (ops[0],))
+    return Counter(ops) - own
+
+
+Shape = tuple[int, ...]
+
+
+def _unblocked(shapes: Sequence[Shape], anchor: str) -> list[tuple[Shape, Shape]]:
+    """A kernel's argument shapes in NCHW/OIHW (a blocked NCHW[x]c tensor, 5-D where the op is 2-D, or OIHW[x]i[y]o
+    weights, back to the ONNX node's, channels still padded to the block), each with its block per axis (1: not
+    blocked, the size is the node's)."""
     if anchor.endswith(("3d", "1d")):
-        return shape
-    if len(shape) == 5:
-        n, chunks, h, w, block = shape
-        return (n, chunks * block, h, w)
-    if len(shape) == 6 and anchor in _OWN:
-        oc, ic, kh, kw, ib, ob = shape
-        return (oc * ob, ic * ib, kh, kw)
-    return shape
+        return [(s, (1,) * len(s)) for s in shapes]
+    out: list[tuple[Shape, Shape]] = []
+    for shape in shapes:
+        if len(shape) == 5:
+            n, chunks, h, w, block = shape
+            out.append(((n, chunks * block, h, w), (1, block, 1, 1)))
+        elif len(shape) == 6 and anchor in _OWN:
+            oc, ic, kh, kw, ib, ob = shape
+            out.append(((oc * ob, ic * ib, kh, kw), (ob, ib, 1, 1)))
+        else:
+            out.append((shape, (1,) * len(shape)))
+    return out
 
 
 def _epilogue(lay: Layer, after: dict[str, list[Layer]], budget: Counter[str] | None = None,
@@ -121,25 +163,49 @@ def _epilogue(lay: Layer, after: dict[str, list[Layer]], budget: Counter[str] | 
     chain: list[Layer] = []
     left = Counter(budget) if budget is not None else None
     cur = lay
-    while len(nxt := after.get(cur.name, [])) == 1:
-        cur = nxt[0]
-        need = Counter(table[cur.op])
+    while step := _next(cur, after):
+        need = sum((Counter(table[n.op]) for n in step), Counter())
         if left is not None:
             if any(left[op] < n for op, n in need.items()):
                 break
             left -= need
-        chain.append(cur)
+        chain.extend(step)
+        cur = step[-1]
     return chain
+
+
+def _next(cur: Layer, after: dict[str, list[Layer]]) -> list[Layer]:
+    """The elementwise step after `cur` that a fusion takes with it: its only reader, or a gate, x·f(x) (SiLU:
+    Sigmoid and the Mul of x by it; hardswish written out), whose two readers are f and the product; nothing if
+    another node reads it too."""
+    readers = after.get(cur.name, [])
+    if any(r.op not in _EPILOGUE for r in readers):  # read by a convolution too (a residual's shortcut): kept apart
+        return []
+    if len(readers) == 1:
+        return readers
+    if len(readers) == 2:
+        for f, product in (readers, readers[::-1]):
+            if f.inputs == [cur.name] and product.op == "Mul" and set(product.inputs) == {cur.name, f.name}:
+                return [f, product]
+    return []
 
 
 def _expansion(chain: list[Layer], table: dict[str, tuple[str, ...]] = _EPILOGUE) -> Counter[str]:
     return sum((Counter(table[n.op]) for n in chain), Counter())
 
 
-def _same_shapes(lay: Layer, kernel_shapes: list[tuple[int, ...]], conv: bool) -> bool:
+def _same_shapes(lay: Layer, kernel_shapes: list[tuple[Shape, Shape]], conv: bool) -> bool:
     if not kernel_shapes or lay.output_shape is None or not lay.input_shapes:
         return False
     shapes = [tuple(s) if s is not None else None for s in lay.input_shapes]
-    if tuple(lay.output_shape) != kernel_shapes[-1] or shapes[0] != kernel_shapes[0]:
+    if not _fits(tuple(lay.output_shape), *kernel_shapes[-1]) or not _fits(shapes[0], *kernel_shapes[0]):
         return False
-    return not conv or (len(shapes) > 1 and len(kernel_shapes) > 2 and shapes[1] == kernel_shapes[1])
+    return not conv or (len(shapes) > 1 and len(kernel_shapes) > 2 and _fits(shapes[1], *kernel_shapes[1]))
+
+
+def _fits(node: Shape | None, kernel: Shape, blocks: Shape) -> bool:
+    """The node's shape is the kernel's, but for blocked axes, padded up to a multiple of their block."""
+    if node is None or len(node) != len(kernel):
+        return False
+    return all(a == b or (block > 1 and b % block == 0 and a < b < a + block)
+               for a, b, block in zip(node, kernel, blocks, strict=True))

@@ -12,6 +12,7 @@ machine cannot run (a GPU build without a GPU, an aarch64 one without qemu) is r
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -39,7 +40,7 @@ def check(model: Model, folder: Path, tolerance: float = TOLERANCE) -> tuple[Ver
     record = Verification("skipped", reference=f"onnxruntime {_ort_version()}", inputs=f"random normal, seed {SEED}",
                           tolerance=tolerance)
     try:
-        got, emulated = run_copy(folder, inputs)
+        got, emulated = run_copy(folder, inputs, emulate=False)
     except PackageError as err:  # this machine cannot run it: said, not failed
         record.note = str(err)
         return record, inputs
@@ -62,14 +63,23 @@ def checker(model: Model, rebuild: Callable[[Model, Path], object], tolerance: f
     return run
 
 
-def run_copy(folder: Path, inputs: dict[str, np.ndarray]) -> tuple[list[np.ndarray], bool]:
-    """The package's outputs, its library loaded from a copy of the file; whether it ran under qemu."""
+def run_copy(folder: Path, inputs: dict[str, np.ndarray], emulate: bool = True) -> tuple[list[np.ndarray], bool]:
+    """The package's outputs, its library loaded from a copy of the file; whether it ran under qemu. Without
+    `emulate`, an aarch64 package on x86-64 is not run (a PackageError that says how to check it)."""
     manifest = Manifest.read(folder)
     with tempfile.TemporaryDirectory(prefix="archc-verify-") as tmp:
         copy = Path(tmp)
         for name in (manifest.library, MANIFEST):
             shutil.copyfile(folder / name, copy / name)
-        pkg = load_package(copy)
+        try:
+            pkg = load_package(copy)
+            pkg.load()
+        except PackageError as err:  # said of the package, not of the copy
+            raise PackageError(str(err).replace(f"'{copy}'", "the package"), err.code) from None
+        if pkg.emulated and not emulate:
+            raise PackageError(f"this {os.uname().machine} machine runs an aarch64 library only under qemu, "
+                               "slowly; `archc bench PACKAGE --engines onnxruntime,archc` compares it with "
+                               "onnxruntime there, or run it on the device", code="wrong-machine")
         outputs = pkg.run(inputs)
         return outputs, pkg.emulated
 

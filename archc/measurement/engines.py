@@ -149,7 +149,7 @@ class Archc(Engine):
         # its library's pool gets the threads (an RPC device runs on its server's)
         self.package = load_package(self.path, None if self.remote is not None else self.threads)
         if self.remote is None:
-            self.package._machine()  # loads it here, or starts qemu for an aarch64 package; else one sentence
+            self.package.load()  # loads it here, or starts qemu for an aarch64 package; else one sentence
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         if self.remote is not None:

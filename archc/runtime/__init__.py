@@ -144,10 +144,12 @@ class Package:
 
     @property
     def emulated(self) -> bool:
-        """Whether the package runs under qemu here (known after the first run, or `_machine()`)."""
+        """Whether the package runs under qemu here (known after the first run, or `load()`)."""
         return self._emulator is not None
 
-    def _machine(self) -> Any:
+    def load(self) -> Any:
+        """Load the library here (or, for an aarch64 package on x86-64, find qemu to run it): one sentence when it
+        cannot run here. The first run does it anyway; earlier, it tells where the package will run."""
         if self._vm is None and self._emulator is None:
             self._emulator = _emulation(self)
             if self._emulator is None:
@@ -171,7 +173,7 @@ class Package:
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Outputs for the given inputs (by name; each must have the manifest's shape and dtype)."""
-        vm = self._machine()  # first: it says why the package cannot run here before any tensor is made
+        vm = self.load()  # first: it says why the package cannot run here before any tensor is made
         arrays = self.checked(inputs)
         if self._emulator is not None:
             return list(self._emulator.run(self.path, arrays, threads=self.threads)[0])
@@ -188,7 +190,7 @@ class Package:
     def time(self, inputs: dict[str, np.ndarray], repeat: int = 10) -> list[float]:
         """Seconds per run of `repeat` runs after one warm-up (under qemu: measured inside the emulated process,
         without its start-up)."""
-        self._machine()
+        self.load()
         if self._emulator is not None:
             return list(self._emulator.run(self.path, self.checked(inputs), repeat,
                                            threads=self.threads)[1])
