@@ -78,12 +78,15 @@ def attribute(kernels: Sequence[Kernel], layers: Sequence[Layer]) -> None:
             after.setdefault(name, []).append(lay)
     for k in kernels:
         ops = ops_of(k.name)
+        sliced = bool(ops) and ops[0] in _PLUMBING
         while ops and ops[0] in _PLUMBING:  # the layout plan's own ops before the node's (a padded tensor's slice)
             ops = ops[1:]
         if not ops or ops[0] not in ANCHORS:
             continue
         table = _FOLDED if ops[0] in _OWN else _EPILOGUE
         shapes = _unblocked(k.shapes, ops[0])
+        if sliced and shapes and len(shapes[0][0]) > 1:  # its input still has the padded channels it slices off
+            shapes[0] = (shapes[0][0], (1, _ANY_BLOCK, *shapes[0][1][2:]))
         candidates = [lay for lay in layers if lay.op in ANCHORS[ops[0]]
                       and (lay.name not in taken or split.get(lay.name, Counter())[ops[0]])]
         pool = [lay for lay in candidates if _same_shapes(lay, shapes, ops[0] in _CONVS)]
@@ -203,9 +206,13 @@ def _same_shapes(lay: Layer, kernel_shapes: list[tuple[Shape, Shape]], conv: boo
     return not conv or (len(shapes) > 1 and len(kernel_shapes) > 2 and _fits(shapes[1], *kernel_shapes[1]))
 
 
+_ANY_BLOCK = 0  # padded to a block not known here (a sliced input): by less than the widest block, 16 lanes
+
+
 def _fits(node: Shape | None, kernel: Shape, blocks: Shape) -> bool:
     """The node's shape is the kernel's, but for blocked axes, padded up to a multiple of their block."""
     if node is None or len(node) != len(kernel):
         return False
     return all(a == b or (block > 1 and b % block == 0 and a < b < a + block)
+               or (block == _ANY_BLOCK and a < b < a + 16)
                for a, b, block in zip(node, kernel, blocks, strict=True))

@@ -108,6 +108,6 @@ def test_a_failure_under_qemu_is_one_sentence(packages, tmp_path):
             (broken / f.name).write_bytes(f.read_bytes())
     library = json.loads((broken / "manifest.json").read_text())["library"]
     (broken / library).write_bytes(b"not a library")
-    with raises("bad-library", PackageError, naming="broken'") as err:  # its code, read back from the emulated line
+    with raises("corrupt-package", PackageError, naming="broken'") as err:  # its code, read back from the emulated line
         load_package(broken).run({"image": np.zeros((1, 1, 32, 32), np.float32)})
     assert "error:" not in str(err.value) and "[" not in str(err.value)  # the sentence alone
