@@ -50,5 +50,6 @@ def verification_line(v: Verification) -> str:
     where = " (under qemu)" if v.emulated else ""
     if v.status == "passed":
         return (f"verified{where}: every output equals {v.reference}'s within {v.tolerance:.0e} of its range "
-                f"(largest difference {v.max_rel_diff:.1e}, '{v.worst_output}'; {v.inputs})")
+                f"(largest difference {v.max_rel_diff:.1e}, '{v.worst_output}'; {v.inputs})"
+                + (f"; but {v.note}" if v.note else ""))
     return f"NOT verified{where}: output '{v.worst_output}' differs by {v.max_rel_diff:.2e} of its range"

@@ -179,3 +179,14 @@ def test_compile_says_how_it_verified_and_no_verify_skips_it(tmp_path):
                          text=True)
     assert out.returncode == 0 and "verified" not in out.stderr, out.stderr
     assert "verification" not in json.loads((tmp_path / "b" / "manifest.json").read_text())
+
+
+def test_a_constant_output_is_said_to_verify_little(tmp_path):
+    """Zero weights (torchvision leaves ViT's head at zero) make onnxruntime's output 0 everywhere: the check passes
+    but says it proves little."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]), helper.make_node("Relu", ["c"], ["y"])]
+    path = _save(tmp_path / "zero.onnx", nodes, [_const("w", np.zeros((4, 3, 1, 1)), np.float32)], 13,
+                 dims=(1, 3, 8, 8))
+    checked = archc.compile(path, "native", tmp_path / "pkg", quick=0).verification
+    assert checked is not None and checked.status == "passed" and checked.max_rel_diff == 0
+    assert checked.note and "is the same number everywhere" in checked.note
