@@ -64,19 +64,19 @@ class CompileResult:
 def compile(source: Source | Model, target: str | Target = "onnx", output: str | Path | None = None,
             options: ModelOptions | None = None, *, trials: int = 0, minutes: float | None = None,
             db: str | Path | None = None, quick: int | None = None, show_progress: bool = False,
-            kernels: str = "archc", verify: bool = True, tolerance: float | None = None,
+            kernels: str = "archc", verify: bool = True, tolerance: float | None = None, rpc: Any = None,
             **kw: Any) -> CompileResult:
     """Compile a spec (or ONNX file) for a target and write the result atomically. For `onnx`: without `output`,
     the file goes to `<source stem>.onnx` in the current folder (an output folder gets that name inside it). For a
     TVM target: a package folder, `<source stem>.<target>/` without `output`; the target's tuning database (`db`,
     default under the user's cache folder) is applied, after `trials` more measurements (and/or `minutes` of them)
-    when asked; each kernel
-    still without a record gets `quick` measurements of its own (default `lower.build.QUICK_TRIALS`; 0: none).
-    `kernels`: on CPU targets, "archc" (its own blocked-layout kernels, the default) or "tvm" (TVM's legalized
-    kernels, tuned by MetaSchedule only). `verify`: run the package's library beside onnxruntime on random inputs
-    where this machine can run it (or emulate it), every output within `tolerance` of its range (default
-    `lower.verify.TOLERANCE`, 1e-4); on a mismatch the first diverging node is named, the package is written
-    marked unverified in its manifest, and `VerificationFailed` is raised."""
+    when asked; each kernel still without a record gets `quick` measurements of its own (default
+    `lower.build.QUICK_TRIALS`; 0: none). `kernels`: on CPU targets, "archc" (its own blocked-layout kernels, the
+    default) or "tvm" (TVM's legalized kernels, tuned by MetaSchedule only). `verify`: run the package's library
+    beside onnxruntime on random inputs where this machine runs it natively, or with `rpc` (an
+    `archc.runtime.rpc.Remote`) on that device, every output within `tolerance` of its range (default
+    `lower.verify.TOLERANCE`, 1e-4); on a mismatch the first diverging node is named, the package is written marked
+    unverified in its manifest, and `VerificationFailed` is raised."""
     from archc import targets
     from archc.util.atomic import write_bytes
     tgt = targets.get(target) if isinstance(target, str) else target
@@ -98,7 +98,7 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
         def rebuild(m: Model, out: Path) -> None:  # the same build, no tuning (the verifier's node-by-node run)
             write_package(m, lower(m, tgt, database, None, False, 0, kernels), out)
 
-        check = verification.checker(model, rebuild, verification.TOLERANCE if tolerance is None else tolerance)
+        check = verification.checker(model, rebuild, verification.TOLERANCE if tolerance is None else tolerance, rpc)
         manifest = write_package(model, lower(model, tgt, database, budget, show_progress,
                                               QUICK_TRIALS if quick is None else quick, kernels), folder,
                                  check if verify else None)

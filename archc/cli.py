@@ -166,11 +166,12 @@ def main() -> None:
               "package unverified and exits 4.")
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="With --verify: the largest difference allowed, of each output's range.")
+@rpc_options
 @model_options
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
             weights_map: str | None, seed: int, trials: int | None, minutes: float | None, db: str | None,
             no_tune: bool, kernels: str, explain_layout: bool, verify: bool, tolerance: float,
-            options: ModelOptions) -> None:
+            options: ModelOptions, remote: Any) -> None:
     """Compile spec(s) (or ONNX files) for a target: every shape inferred, checked, written atomically."""
     import archc
     from archc import targets
@@ -194,7 +195,7 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
             # one live bar at a time: with several models the zoo's bar wins
             result = archc.compile(model, tgt, out, trials=trials or 0, minutes=minutes, db=db,
                                    quick=0 if no_tune else None, show_progress=not many, kernels=kernels,
-                                   verify=verify, tolerance=tolerance)
+                                   verify=verify, tolerance=tolerance, rpc=remote)
             click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
             if tgt.backend == "tvm":
                 from archc.deploy import explain

@@ -47,7 +47,7 @@ def verification_line(v: Verification) -> str:
     """How the build was checked against onnxruntime, in one line."""
     if v.status == "skipped":
         return f"not verified: {v.note}"
-    where = " (under qemu)" if v.emulated else ""
+    where = " (under qemu)" if v.emulated else f" (on {v.device})" if v.device else ""
     if v.status == "passed":
         return (f"verified{where}: every output equals {v.reference}'s within {v.tolerance:.0e} of its range "
                 f"(largest difference {v.max_rel_diff:.1e}, '{v.worst_output}'; {v.inputs})"

@@ -170,6 +170,7 @@ class Verification:
     max_rel_diff: float | None = None
     worst_output: str | None = None
     emulated: bool = False  # an aarch64 library run under qemu
+    device: str | None = None  # the RPC device it ran on ("HOST:PORT (key KEY)"); None: this machine
     divergence: str | None = None
     note: str | None = None
 

@@ -25,22 +25,27 @@ from onnx import helper
 
 from archc.deploy.manifest import MANIFEST, Manifest, Verification
 from archc.frontends import Model
-from archc.runtime import PackageError, load_package, random_inputs
+from archc.runtime import PackageError, load_package, random_inputs, rpc
+from archc.runtime.rpc import Remote, RemoteError
 
 TOLERANCE = 1e-4  # of each output's range: what reordered float sums leave (the tests' tolerance too)
 SEED = 0
 
 
-def check(model: Model, folder: Path, tolerance: float = TOLERANCE) -> tuple[Verification, dict[str, np.ndarray]]:
-    """The package in `folder` (its library and manifest written) run beside onnxruntime on random inputs; the
-    record for its manifest, and the inputs used (for `locate`)."""
+def check(model: Model, folder: Path, tolerance: float = TOLERANCE, remote: Remote | None = None
+          ) -> tuple[Verification, dict[str, np.ndarray]]:
+    """The package in `folder` (its library and manifest written) run beside onnxruntime on random inputs, here or
+    with `remote` on that device of an RPC tracker; the record for its manifest, and the inputs used (for
+    `locate`)."""
     manifest = Manifest.read(folder)
     inputs = random_inputs(manifest.inputs, SEED)
     reference = _reference(model.proto, inputs, [s.name for s in manifest.outputs])
     record = Verification("skipped", reference=f"onnxruntime {_ort_version()}", inputs=f"random normal, seed {SEED}",
-                          tolerance=tolerance)
+                          tolerance=tolerance, device=str(remote) if remote else None)
     try:
-        got, emulated = run_copy(folder, inputs, emulate=False)
+        got, emulated = run_copy(folder, inputs, emulate=False, remote=remote)
+    except RemoteError:  # a tracker or device asked for and not there: the user's to fix, not a skipped check
+        raise
     except PackageError as err:  # this machine cannot run it: said, not failed
         record.note = str(err)
         return record, inputs
@@ -55,21 +60,25 @@ def check(model: Model, folder: Path, tolerance: float = TOLERANCE) -> tuple[Ver
     return record, inputs
 
 
-def checker(model: Model, rebuild: Callable[[Model, Path], object], tolerance: float = TOLERANCE
-            ) -> Callable[[Path], Verification]:
+def checker(model: Model, rebuild: Callable[[Model, Path], object], tolerance: float = TOLERANCE,
+            remote: Remote | None = None) -> Callable[[Path], Verification]:
     """The check `write_package` runs on the folder it writes: `check`, and on a mismatch `locate` (with `rebuild`,
-    the same build without tuning, into another folder)."""
+    the same build without tuning, into another folder), here or on the `remote` device."""
     def run(folder: Path) -> Verification:
-        record, inputs = check(model, folder, tolerance)
+        record, inputs = check(model, folder, tolerance, remote)
         if record.status == "failed":
-            record.divergence = locate(model, rebuild, inputs, tolerance)
+            record.divergence = locate(model, rebuild, inputs, tolerance, remote)
         return record
     return run
 
 
-def run_copy(folder: Path, inputs: dict[str, np.ndarray], emulate: bool = True) -> tuple[list[np.ndarray], bool]:
-    """The package's outputs, its library loaded from a copy of the file; whether it ran under qemu. Without
-    `emulate`, an aarch64 package on x86-64 is not run (a PackageError that says how to check it)."""
+def run_copy(folder: Path, inputs: dict[str, np.ndarray], emulate: bool = True, remote: Remote | None = None
+             ) -> tuple[list[np.ndarray], bool]:
+    """The package's outputs, its library loaded from a copy of the file (or uploaded to `remote`); whether it ran
+    under qemu. Without `emulate`, an aarch64 package on x86-64 is not run (a PackageError that says how to check
+    it)."""
+    if remote is not None:
+        return rpc.run(load_package(folder), inputs, remote)[0], False
     manifest = Manifest.read(folder)
     with tempfile.TemporaryDirectory(prefix="archc-verify-") as tmp:
         copy = Path(tmp)
@@ -104,7 +113,7 @@ def relative_diff(got: np.ndarray, want: np.ndarray) -> float:
 
 
 def locate(model: Model, build: Callable[[Model, Path], object], inputs: dict[str, np.ndarray],
-           tolerance: float = TOLERANCE) -> str:
+           tolerance: float = TOLERANCE, remote: Remote | None = None) -> str:
     """The first diverging node, in one paragraph. `build(model, folder)` compiles a model into a package folder
     the way the failed build was made (its target, kernels and tuning database)."""
     exposed, names = expose_intermediates(model.proto)
@@ -112,7 +121,7 @@ def locate(model: Model, build: Callable[[Model, Path], object], inputs: dict[st
     with tempfile.TemporaryDirectory(prefix="archc-locate-") as tmp:
         folder = Path(tmp) / "exposed"
         build(replace(model, proto=exposed), folder)
-        got = dict(zip(names, run_copy(folder, inputs)[0], strict=True))
+        got = dict(zip(names, run_copy(folder, inputs, remote=remote)[0], strict=True))
     diffs = {name: relative_diff(got[name], reference[name]) for name in names}
     for node in model.proto.graph.node:
         bad = [o for o in node.output if diffs.get(o, 0.0) > tolerance]

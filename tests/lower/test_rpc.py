@@ -111,8 +111,12 @@ def test_an_emulated_arm64_board_runs_tunes_and_profiles(board, tmp_path):
     summary = archc.tune(spec, "arm64", trials=2, db=tmp_path / "db", rpc=board, kernels="tvm")
     assert (summary.trials, summary.failed) == (2, 0)
     assert all(0 < t < 1 for t in records_with_times(tmp_path / "db"))
-    folder = Path(archc.compile(spec, target="arm64", output=tmp_path / "pkg", db=tmp_path / "db",
-                                kernels="tvm").output)
+    result = archc.compile(spec, target="arm64", output=tmp_path / "pkg", db=tmp_path / "db", kernels="tvm",
+                           rpc=board)
+    folder = Path(result.output)
+    # verified on the board itself (here an aarch64 build is not run: qemu would take minutes)
+    checked = result.verification
+    assert checked is not None and checked.status == "passed" and checked.device == str(board), checked
     build = json.loads((folder / "manifest.json").read_text())["build"]
     assert build["kernels_tuned"] == 1 and build["kernels_naive"] == 0 and build["trials_now"] == 0
     from archc.runtime import rpc
