@@ -131,16 +131,31 @@ class Package:
         if str(source) == "random":
             return self.random_inputs()
         try:
+            with open(source, "rb") as f:
+                magic = f.read(6)
+        except OSError as err:
+            raise PackageError(f"cannot read the inputs '{source}': {err.strerror or err}", code="bad-input") from None
+        if magic != b"\x93NUMPY" and magic[:4] != b"PK\x03\x04":
+            raise PackageError(f"'{source}' is neither a .npy nor an .npz file: save the inputs with numpy.save or "
+                               "numpy.savez", code="bad-input")
+        try:
             data = np.load(source, allow_pickle=False)
-        except (OSError, ValueError) as err:
+            if isinstance(data, np.lib.npyio.NpzFile):
+                arrays = {k: data[k] for k in data.files}  # read now: an array of objects is refused here
+                data.close()
+        except ValueError as err:
+            if "pickle" in str(err):  # numpy's own message would suggest unpickling, which runs code: never
+                raise PackageError(f"'{source}' holds Python objects (pickled data), which archc never loads: save "
+                                   "numeric arrays", code="bad-input") from None
+            raise PackageError(f"cannot read the inputs '{source}': {err}", code="bad-input") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as err:
             raise PackageError(f"cannot read the inputs '{source}': {err}", code="bad-input") from None
         if isinstance(data, np.ndarray):
             if len(self.inputs) != 1:
                 raise PackageError(f"the package takes {len(self.inputs)} inputs: give an .npz with "
                                    + ", ".join(s.name for s in self.inputs), code="bad-input")
             return {self.inputs[0].name: data}
-        with data:
-            return {k: data[k] for k in data.files}
+        return arrays
 
     @property
     def emulated(self) -> bool:

@@ -69,3 +69,24 @@ def test_a_manifest_that_contradicts_its_library_is_a_corrupt_package(lenet, tmp
     (folder / "manifest.json").write_text(json.dumps(manifest))
     said = _refused(folder)
     assert said.count("does not take the inputs its manifest lists") == 1 and said.count("[corrupt-package]") == 1
+
+
+def test_input_files_are_read_as_arrays_only(lenet, tmp_path):
+    """`archc run --input`: a file that is not .npy/.npz, or one holding pickled objects, is refused in one sentence
+    that never suggests unpickling (numpy's own message does: loading a pickle runs its code)."""
+    import numpy as np
+    from helpers import raises
+
+    from archc.runtime import PackageError, load_package
+    pkg = load_package(lenet)
+    (tmp_path / "text.npy").write_text("hello")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "objects.npz", image=np.array([{"a": 1}], dtype=object))
+    with raises("bad-input", PackageError, naming="is neither a .npy nor an .npz file"):
+        pkg.read_inputs(tmp_path / "text.npy")
+    for name in ("objects.npy", "objects.npz"):
+        with raises("bad-input", PackageError, naming=["holds Python objects", "never loads"]) as err:
+            pkg.read_inputs(tmp_path / name)
+        assert "allow_pickle" not in str(err.value)
+    np.savez(tmp_path / "good.npz", image=np.zeros((1, 1, 32, 32), np.float32))
+    assert pkg.read_inputs(tmp_path / "good.npz")["image"].shape == (1, 1, 32, 32)
