@@ -38,7 +38,8 @@ def test_the_json_reads_back_into_records_and_the_same_json():
 def test_a_verification_reads_back_and_an_unknown_status_is_refused():
     data = copy.deepcopy(MANIFEST) | {"verification": {
         "status": "passed", "reference": "onnxruntime 1.32.0", "inputs": "random normal, seed 0", "tolerance": 1e-4,
-        "max_rel_diff": 2.5e-7, "worst_output": "fc", "emulated": False, "divergence": None, "note": None}}
+        "max_rel_diff": 2.5e-7, "worst_output": "fc", "emulated": False, "device": None, "divergence": None,
+        "note": None}}
     m = Manifest.from_json(copy.deepcopy(data))
     assert m.verification is not None and m.verification.passed and m.to_json() == data
     data["verification"]["status"] = "fine"
