@@ -190,3 +190,17 @@ def test_a_constant_output_is_said_to_verify_little(tmp_path):
     checked = archc.compile(path, "native", tmp_path / "pkg", quick=0).verification
     assert checked is not None and checked.status == "passed" and checked.max_rel_diff == 0
     assert checked.note and "is the same number everywhere" in checked.note
+
+
+def test_a_model_onnxruntime_cannot_run_is_built_and_said_unverified(tmp_path, monkeypatch):
+    """onnxruntime failing on the model (mocked at that edge: a model over protobuf's 2 GiB, or an op it lacks, is
+    too big or too rare to build here) leaves the package built, its check skipped with why."""
+    from archc.lower import verify
+
+    def fails(*_args):
+        raise ValueError("Message onnx.ModelProto exceeds maximum protobuf size of 2GB")
+    monkeypatch.setattr(verify, "_reference", fails)
+    path = dynamic_dims(tmp_path / "dyn.onnx")
+    checked = archc.compile(path, "native", tmp_path / "pkg", quick=0, input="1x3x16x16").verification
+    assert checked is not None and checked.status == "skipped"
+    assert checked.note and "onnxruntime could not run the model" in checked.note and "2GB" in checked.note
