@@ -58,6 +58,7 @@ from archc.measurement.engines import onnxruntime_session  # noqa: E402
 from archc.measurement.peak import fma_peak  # noqa: E402
 from archc.runtime import load_package  # noqa: E402
 from archc.util.atomic import write_text  # noqa: E402
+from archc.util.difference import relative_diff  # noqa: E402
 from archc.util.machine import cpus  # noqa: E402
 
 MODELS = ("resnet18", "resnet50", "mobilenet_v2", "googlenet", "vgg16")
@@ -300,8 +301,7 @@ def _runner(pkg: Any, x: dict[str, np.ndarray]) -> Callable[[], list[Any]]:
 
 
 def _diff(got: list, want: list) -> float:
-    return max(float(np.abs(np.asarray(g) - w).max() / max(float(np.abs(w).max()), 1e-12))
-               for g, w in zip(got, want, strict=True))
+    return max(relative_diff(g, w) for g, w in zip(got, want, strict=True))
 
 
 def _num(x: float) -> str:

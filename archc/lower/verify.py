@@ -27,6 +27,7 @@ from archc.deploy.manifest import MANIFEST, Manifest, Verification
 from archc.frontends import Model
 from archc.runtime import PackageError, last_line, load_package, random_inputs, rpc
 from archc.runtime.rpc import Remote, RemoteError
+from archc.util.difference import relative_diff
 
 TOLERANCE = 1e-4  # of each output's range: what reordered float sums leave (the tests' tolerance too)
 SEED = 0
@@ -100,21 +101,6 @@ def run_copy(folder: Path, inputs: dict[str, np.ndarray], emulate: bool = True, 
                                "onnxruntime there, or run it on the device", code="wrong-machine")
         outputs = pkg.run(inputs)
         return outputs, pkg.emulated
-
-
-def relative_diff(got: np.ndarray, want: np.ndarray) -> float:
-    """The largest difference, of the reference's largest magnitude (inf for a shape or dtype that differs)."""
-    got, want = np.asarray(got), np.asarray(want)
-    if got.shape != want.shape:
-        return float("inf")
-    if want.dtype.kind not in "fc":
-        return 0.0 if np.array_equal(got, want) else float("inf")
-    scale = float(np.max(np.abs(want))) if want.size else 0.0
-    diff = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
-    if not np.isfinite(diff):
-        return 0.0 if np.array_equal(np.isnan(got), np.isnan(want)) and np.allclose(
-            got, want, equal_nan=True) else float("inf")
-    return diff / scale if scale > 0 else diff
 
 
 def locate(model: Model, build: Callable[[Model, Path], object], inputs: dict[str, np.ndarray],

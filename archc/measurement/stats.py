@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from archc.measurement.results import Agreement, Stats
+from archc.util.difference import relative_diff
 
 
 def summary(samples: list[float]) -> Stats:
@@ -26,13 +27,7 @@ def agreement(got: list[np.ndarray], want: list[np.ndarray], classifier: bool) -
     (the engine computed something else)."""
     if len(got) != len(want) or any(np.shape(g) != np.shape(w) for g, w in zip(got, want)):
         return Agreement(max_rel_diff=None, top1=None)
-    worst = 0.0
-    for g, w in zip(got, want):
-        g64, w64 = np.asarray(g, np.float64), np.asarray(w, np.float64)
-        if w64.size == 0:
-            continue
-        scale = max(float(np.abs(w64).max()), 1e-12)
-        worst = max(worst, float(np.abs(g64 - w64).max()) / scale)
+    worst = max((relative_diff(g, w) for g, w in zip(got, want)), default=0.0)
     top1 = None
     if classifier:
         agree = total = 0
