@@ -94,7 +94,7 @@ def attribute(kernels: Sequence[Kernel], layers: Sequence[Layer]) -> None:
         # a node a kernel before began (the clip of a HardSigmoid whose multiply and add ran apart) before a new one
         pool.sort(key=lambda lay: _preference(lay, ops, after, table, split))
         for lay in pool[:k.calls]:
-            own = split.get(lay.name) or Counter(table.get(lay.op) or (ops[0],))
+            own = _own(lay, ops, table, split)
             if left := own - Counter(ops):  # this kernel runs part of the node: the rest is in another
                 split[lay.name] = left
             else:
@@ -123,18 +123,17 @@ def _preference(lay: Layer, ops: list[str], after: dict[str, list[Layer]], table
     the kernel's (ResNet's conv+BN+ReLU and conv+BN+add+ReLU have equal shapes); then one whose ops, as far as the
     kernel's cover them, leave none of its ops unexplained; then one whose own ops the kernel's all include (a
     lone multiply is a Mul, not the start of a HardSigmoid)."""
-    rest = _rest(ops, lay, table, split)
-    own = split.get(lay.name) or Counter(table.get(lay.op) or (ops[0],))
+    own = _own(lay, ops, table, split)
+    rest = Counter(ops) - own
     return (lay.name not in split, _expansion(_epilogue(lay, after, table=table), table) != rest,
             _expansion(_epilogue(lay, after, rest, table), table) != rest, bool(own - Counter(ops)))
 
 
-def _rest(ops: list[str], anchor: Layer, table: dict[str, tuple[str, ...]],
-          split: dict[str, Counter[str]] | None = None) -> Counter[str]:
-    """The kernel's ops after those of its anchor node (one op; a HardSwish, several; of a node begun in another
-    kernel, those left)."""
-    own = (split or {}).get(anchor.name) or Counter(table.get(anchor.op) or (ops[0],))
-    return Counter(ops) - own
+def _own(anchor: Layer, ops: list[str], table: dict[str, tuple[str, ...]],
+         split: dict[str, Counter[str]]) -> Counter[str]:
+    """The anchor node's own ops (one op; a HardSwish, several; of a node begun in another kernel, those left): the
+    kernel's ops less these are its fused tail's."""
+    return split.get(anchor.name) or Counter(table.get(anchor.op) or (ops[0],))
 
 
 Shape = tuple[int, ...]
