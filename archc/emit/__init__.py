@@ -1,6 +1,8 @@
 """IR graph → a checked, shape-inferred, optionally simplified ONNX model.
 
     to_onnx(graph) = build nodes → infer shapes (and compare with archc's own) → check → simplify → check
+
+The checks and the simplifier run with the large weights held aside (`_held_aside`), which are put back at the end.
 """
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from archc.emit.onnx_model import OPSET, build_model
 from archc.emit.weights import BindReport, bind_weights, init_weights, read_weights, read_weights_map
@@ -88,19 +91,60 @@ def _restore_metadata(before: onnx.ModelProto, after: onnx.ModelProto) -> None:
     after.metadata_props.extend(p for p in before.metadata_props if p.key not in {q.key for q in after.metadata_props})
 
 
+HELD = 4096  # elements: weights at least this large are held aside while the model is checked and simplified
+
+
+def _held_aside(model: onnx.ModelProto, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Which weights to keep out of `model` (built without weights) while it is checked and simplified: each is
+    declared as a graph input of its type and shape instead; the others become initializers now. ONNX's checker,
+    its shape inference and onnx-simplifier each copy the whole model, several times (VGG-16: 528 MB of weights,
+    18 s of 23), and none needs a weight's values. Only a weight whose every consumer also reads something computed
+    is held, so no constant folding the simplifier could do is lost."""
+    constant = {t.name for t in model.graph.initializer} | set(weights)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    held = {name: arr for name, arr in weights.items() if np.size(arr) >= HELD and name in consumers
+            and all(any(i and i not in constant for i in n.input) for n in consumers[name])}
+    model.graph.initializer.extend(numpy_helper.from_array(np.asarray(arr), name)
+                                   for name, arr in weights.items() if name not in held)
+    model.graph.input.extend(onnx.helper.make_tensor_value_info(
+        name, onnx.helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape)) for name, arr in held.items())
+    return held
+
+
+def _put_back(model: onnx.ModelProto, held: Mapping[str, np.ndarray], order: list[str]) -> onnx.ModelProto:
+    """The held weights as initializers again, in the emitter's order (weights, then constants); one the
+    simplifier left unused is dropped, as it drops unused initializers."""
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    inputs = [v for v in model.graph.input if v.name not in held]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    by_name = {t.name: t for t in model.graph.initializer}
+    by_name.update((name, numpy_helper.from_array(np.asarray(arr), name)) for name, arr in held.items()
+                   if name in used)
+    rank = {name: i for i, name in enumerate(order)}
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(sorted(by_name.values(), key=lambda t: rank.get(t.name, len(rank))))
+    return model
+
+
 def to_onnx(graph: Graph, options: ModelOptions | None = None, weights: Mapping[str, np.ndarray] | None = None
             ) -> onnx.ModelProto:
     """The emitter reads `options.weights` (a file to bind), `.seed` (initialisation) and `.simplify`."""
     options = options or ModelOptions()
     weights = weights if weights is not None else weights_for(graph, options)
-    model = build_model(graph, weights)
+    model = build_model(graph, {})  # nodes and constants; the weights are added by _held_aside and _put_back
+    order = list(weights) + [t.name for t in model.graph.initializer]
+    held = _held_aside(model, weights)
     model = _check_shapes(model, graph)
     onnx.checker.check_model(model, full_check=True)
     if options.simplify:
         model = simplify(model)
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
         onnx.checker.check_model(model, full_check=True)
-    return model
+    return _put_back(model, held, order)
 
 
 __all__ = ["OPSET", "build_model", "simplify", "to_onnx", "weights_and_report", "weights_for"]
