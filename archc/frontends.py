@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import onnx
 from onnx import TensorProto
 
@@ -115,6 +116,8 @@ def _from_onnx(path: Path, options: ModelOptions, weights: bool) -> Model:
     if not proto.graph.node:
         raise ArchcError(f"'{path}' holds no graph nodes: is it an ONNX model?", code="bad-onnx")
     external = _check_external_data(proto, path)
+    if weights:
+        _check_weight_size(proto, path)
     if weights and external:
         try:
             onnx.load_external_data_for_model(proto, str(path.resolve().parent))
@@ -123,6 +126,19 @@ def _from_onnx(path: Path, options: ModelOptions, weights: bool) -> Model:
     symbols, notices = _set_input_shapes(proto, path, options)
     proto, more = infer_static_shapes(proto, path, symbols)
     return Model(proto, path.stem, str(path), "onnx", weights, notices=notices + more)
+
+
+def _check_weight_size(proto: onnx.ModelProto, path: Path) -> None:
+    """Refuse, before reading them, weights over what one in-memory ONNX model can hold: onnx's checker and shape
+    inference, onnxruntime's in-memory session and archc's library all take the model whole."""
+    from archc.emit import MAX_WEIGHT_BYTES
+    total = sum(int(np.prod(t.dims, dtype=np.int64)) * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+                for t in proto.graph.initializer if t.data_type != TensorProto.STRING)
+    if total > MAX_WEIGHT_BYTES:
+        raise ArchcError(f"'{path}' holds {total / 2**30:.1f} GiB of weights; archc compiles models whose weights "
+                         "stay under 2 GiB (the weights live inside the library, and protobuf, which onnx and "
+                         "onnxruntime read models with, stops at 2 GiB): `archc analyze` reads it (it needs no "
+                         "weights), but to compile it, run it with onnxruntime instead", code="too-large")
 
 
 def _check_external_data(proto: onnx.ModelProto, path: Path) -> bool:

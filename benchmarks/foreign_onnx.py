@@ -11,7 +11,9 @@ tables, no tuning, and archc's own verification (random inputs, 1e-4 of each out
 is then timed against onnxruntime (its default threads) in one process, alternately, `--rounds` blocks of 3 runs
 each after a warm-up. One row per model: exported, compiled (seconds, or the error's code and sentence), verified
 (largest difference), archc's and onnxruntime's median milliseconds, and their ratio. The table is printed and
-written atomically to --out (default benchmarks/results/foreign_onnx.md).
+written atomically to --out (default benchmarks/results/foreign_onnx.md). Each model runs in a fresh process, so
+one that runs out of memory (ViT-L exports hold several copies of its 1.2 GB of weights) ends as its own row, with
+the signal, and the memory of one model is not carried into the next.
 
 Needs torch and torchvision (the test extra). A model that fails to export is listed as such: that is PyTorch's.
 """
@@ -21,6 +23,7 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -100,6 +103,18 @@ def row(name: str, work: Path, target: str, rounds: int) -> str:
             f"{ours / theirs:.2f} |")
 
 
+def isolated(name: str, work: Path, args: argparse.Namespace) -> str:
+    """`row` in a fresh Python process: its last line of output is the row; a crash is a row too."""
+    command = [sys.executable, __file__, name, "--one", "--target", args.target, "--rounds", str(args.rounds),
+               "--keep", str(work)]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    rows = [line for line in done.stdout.splitlines() if line.startswith(f"| {name} |")]
+    if rows and done.returncode == 0:
+        return rows[-1]
+    how = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
+    return f"| {name} | {'yes' if (work / f'{name}.onnx').exists() else '?'} | no: {how} | | | | |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*")
@@ -108,7 +123,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="keep the ONNX files and packages here")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "foreign_onnx.md")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child process: one row, printed
     args = parser.parse_args()
+    if args.one:
+        print(row(args.names[0], args.keep, args.target, args.rounds), flush=True)
+        return
     if args.all:
         from torchvision_ref import torchvision_models
         models = torchvision_models()
@@ -131,7 +150,7 @@ def main() -> None:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         for name in names:
-            lines.append(row(name, work, args.target, args.rounds))
+            lines.append(isolated(name, work, args))
             print(lines[-1], flush=True)
     from archc.util.atomic import write_text
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -465,3 +465,20 @@ def test_fold_bn_keeps_what_it_cannot_fold(tmp_path):
     a = analyze(save(tmp_path, nodes, inits, [x_input()], [y_output()]), fold_bn=True)
     assert [lay.name for lay in a.layers] == ["conv", "bn", "add", "bn2"]
     assert any("0 batch norms folded" in w for w in a.warnings)
+
+
+def test_weights_over_2_gib_are_analyzed_and_refused_for_compiling_before_they_are_read(tmp_path):
+    """A ViT-H/14 export holds 2.4 GiB: its external data is never read (here it does not even exist) to analyze it,
+    and a compile is refused in one sentence before the weights would be read."""
+    import archc
+    w = onnx.TensorProto(name="w", data_type=F, dims=[1024, 655360], data_location=TensorProto.EXTERNAL)
+    w.external_data.add(key="location", value="weights.bin")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")]
+    x = helper.make_tensor_value_info("x", F, [1, 1024])
+    model = helper.make_model(helper.make_graph(nodes, "m", [x], [y_output()], initializer=[w]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "big.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert analyze(str(path)).totals.trainable_params == 1024 * 655360
+    with raises("too-large", naming=("2.5 GiB", "archc analyze")):
+        archc.load(path)
