@@ -66,6 +66,7 @@ def rpc_options(f: Callable[..., None]) -> Callable[..., None]:
 
 
 MAX_THREADS = 1024  # archc.runtime.MAX_THREADS (pool.c's), without importing the runtime (numpy) to build options
+LOOPBACK = "127.0.0.1"  # archc.runtime.rpc.LOOPBACK, `archc rpc-server`'s default address, likewise
 
 threads_option = click.option(
     "--threads", type=click.IntRange(1, MAX_THREADS),
@@ -411,14 +412,19 @@ def bench_cmd(source: str, target: str | None, batch_sizes: str | None, threads:
 @click.option("--key", required=True, help="The key clients ask for (e.g. rpi4); devices alike share one.")
 @click.option("--port", default=9090, show_default=True, help="The first port to listen on (the next free one "
               "up to +100 is taken).")
-@click.option("--host", default="0.0.0.0", show_default=True, help="The address to listen on.")
+@click.option("--host", default=LOOPBACK, show_default=True, help="The address to listen on: loopback serves this "
+              "machine only (reach it through an SSH tunnel); any other address lets whoever reaches the port run "
+              "code here, and is warned of.")
 @click.option("--emulate", is_flag=True, help="Serve an emulated aarch64 board here, under qemu (after "
               "scripts/install-test-deps.sh): a stand-in for a real one.")
 def rpc_server(tracker: str, key: str, port: int, host: str, emulate: bool) -> None:
     """Serve this machine (or an emulated aarch64 board) to an RPC tracker: TVM's rpc_server, which a board runs
     with only TVM's Python package installed. Ctrl-C stops it."""
-    from archc.runtime.rpc import Remote, server_command
+    from archc.runtime.rpc import Remote, exposure_warning, server_command
     command, env = server_command(Remote.parse(tracker, key), port, host, emulate)  # a bad address: one sentence
+    exposed = exposure_warning(host)
+    if exposed:
+        click.echo(f"archc: warning: {exposed}", err=True)
     click.echo(f"archc: serving {'an emulated aarch64 board' if emulate else 'this machine'} as '{key}' to the "
                f"tracker at {tracker} (Ctrl-C stops)", err=True)
     sys.stdout.flush()

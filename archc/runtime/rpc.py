@@ -1,12 +1,16 @@
 """Run and time a package on a remote device through TVM's RPC tracker (a board farm, a Raspberry Pi, qemu).
 
 A device runs `archc rpc-server --tracker HOST:PORT --key KEY` (TVM's `python -m tvm.exec.rpc_server`), which
-registers it with a tracker (`python -m tvm.exec.rpc_tracker --port PORT`); `archc run|profile|tune --rpc HOST:PORT
---rpc-key KEY` asks the tracker for a device of that key, uploads the library and runs it there. Like the rest of
-archc.runtime, this needs only numpy and TVM's runtime.
+registers it with a tracker (`python -m tvm.exec.rpc_tracker --host 127.0.0.1 --port PORT`); `archc run|profile|tune
+--rpc HOST:PORT --rpc-key KEY` asks the tracker for a device of that key, uploads the library and runs it there. Like
+the rest of archc.runtime, this needs only numpy and TVM's runtime.
+
+A server runs whatever library a client uploads, without authentication (a key is a name, not a secret): archc's
+listens on loopback unless told otherwise, and says what another address exposes (`exposure_warning`).
 """
 from __future__ import annotations
 
+import ipaddress
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -66,7 +70,7 @@ def check(remote: Remote) -> Any:
         socket.create_connection((remote.host, remote.port), timeout=5).close()
     except OSError as err:
         raise RemoteError(f"no RPC tracker answers at {remote.host}:{remote.port} ({err.strerror or err}); start "
-                          f"one with `python -m tvm.exec.rpc_tracker --port {remote.port}`",
+                          f"one with `python -m tvm.exec.rpc_tracker --host {LOOPBACK} --port {remote.port}`",
                           code="no-tracker") from None
     tracker = rpc.connect_tracker(remote.host, remote.port)
     keys = dict(tracker.summary().get("queue_info", {}))
@@ -110,7 +114,31 @@ def run(pkg: Any, inputs: dict[str, np.ndarray], remote: Remote, repeat: int = 0
     return outputs, times
 
 
-def server_command(tracker: Remote, port: int = 9090, host: str = "0.0.0.0", emulate: bool = False
+LOOPBACK = "127.0.0.1"  # where `archc rpc-server` listens unless --host says otherwise: this machine only
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server listening on `host` is reachable from this machine only: a loopback address (127.0.0.0/8,
+    ::1) or 'localhost'. Any other name may resolve to an address on the network, so it counts as one."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str) -> str | None:
+    """The one sentence to print before a server starts listening on `host` (None on loopback): what it exposes,
+    and how to reach it safely instead."""
+    if is_loopback(host):
+        return None
+    return (f"an RPC server listening on {host} lets any client that reaches its port upload and run native code as "
+            "this user (the tracker key is a name, not a secret); keep the default 127.0.0.1 and reach it through an "
+            "SSH tunnel (ssh -L / ssh -R), or listen only on a private network")
+
+
+def server_command(tracker: Remote, port: int = 9090, host: str = LOOPBACK, emulate: bool = False
                    ) -> tuple[list[str], dict[str, str] | None]:
     """The command line (and environment, None: this one) of TVM's RPC server registering with the tracker under
     its key. `emulate`: an aarch64 server under qemu (this machine's arm64 root, see qemu.py), a stand-in board."""

@@ -128,7 +128,8 @@ def test_an_emulated_arm64_board_runs_tunes_and_profiles(board, tmp_path):
 
 # ---- errors: one sentence each ----------------------------------------------------------------------------------
 def test_no_tracker_no_device_and_a_board_without_rpc(tracker, tmp_path):
-    with raises("no-tracker", RemoteError, naming=("127.0.0.1:1", "rpc_tracker --port 1")):  # and how to start one
+    # and how to start one, on loopback
+    with raises("no-tracker", RemoteError, naming=("127.0.0.1:1", "rpc_tracker --host 127.0.0.1 --port 1")):
         check(Remote("127.0.0.1", 1, "x"))
     with raises("no-device", RemoteError, naming=("'rpi4-nowhere'", "archc rpc-server")):
         check(Remote("127.0.0.1", tracker.port, "rpi4-nowhere"))
