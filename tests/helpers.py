@@ -1,10 +1,12 @@
 """Shared test helpers: compile a graph to ONNX and run it in onnxruntime (like TVM's check_correctness); expect
-an archc error by its code (`raises`, `cli_error`)."""
+an archc error by its code (`raises`, `cli_error`); a package without a library (`fake_package`)."""
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -83,3 +85,28 @@ def assert_close(got: list, want: list, rtol: float = RTOL) -> None:
             assert np.array_equal(g, w)
         else:
             assert float(np.abs(g - w).max()) <= rtol * max(float(np.abs(w).max()), 1e-6)
+
+
+# a manifest as archc writes it (LeNet-5 for this machine): for the tests of its records and of the loader
+MANIFEST = {
+    "manifest_version": 1, "model": "lenet5", "library": "lenet5.so",
+    "inputs": [{"name": "image", "shape": [1, 1, 32, 32], "dtype": "float32"}],
+    "outputs": [{"name": "prob", "shape": [1, 10], "dtype": "float32"}],
+    "target": {"name": "native", "description": "this machine's CPU", "runner": "local",
+               "tvm": {"kind": "llvm", "mcpu": "znver5", "num-cores": 2}, "cross_compiler": None},
+    "tvm_version": "0.27.0.post1", "archc_version": "0.1.0", "onnx_sha256": "ab" * 32, "source": "specs/lenet5.arch",
+    "build": {"tuned": False, "compile_seconds": 1.234, "parallel_runtime": "archc", "database": "/db",
+              "trials_now": 0, "kernels_tuned": 0, "kernels_naive": 0, "kernels": "archc", "kernels_archc": 3,
+              "conv_configs": {"shipped": 3}, "layout": {"lanes": 16, "convolutions": [], "transforms": []}},
+    "cpp_loader": {"source": "cpp/main.cc", "build": "make -C cpp", "program": "run_model",
+                   "runtime_libs": ["lib/libtvm_ffi.so"], "libs_from": "wheels", "missing": None},
+}
+
+
+def fake_package(folder: Path, manifest: dict = MANIFEST) -> Path:
+    """A package folder of `manifest` and an empty library (MANIFEST's file name, wherever `manifest` points):
+    enough for load_package, which loads the library at the first run only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / MANIFEST["library"]).write_bytes(b"")
+    return folder

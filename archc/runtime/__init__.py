@@ -27,6 +27,7 @@ import json
 import numbers
 import os
 import re
+import stat
 import sys
 import time
 import zipfile
@@ -296,7 +297,39 @@ def load_package(path: str | os.PathLike[str], threads: int | None = None) -> Pa
     if not (folder / manifest.library).is_file():
         raise PackageError(f"'{folder}' has no library {manifest.library}; compile the package again",
                            code="corrupt-package")
+    warn_if_others_could_change(folder, manifest.library)
     return Package(folder, manifest, threads=threads)
+
+
+_WARNED: set[Path] = set()  # the packages warned of in this process: each once, however often it is loaded
+
+
+def warn_if_others_could_change(folder: Path, library: str) -> None:
+    """Say once on stderr when someone else could have put or changed a package's code: its library is native code
+    that runs as this user, and a well-formed manifest says nothing of who wrote it."""
+    place = folder.resolve()
+    why = None if place in _WARNED else others_could_change(place, library)
+    if why is None:
+        return
+    _WARNED.add(place)
+    print(f"archc: warning: the package '{folder}' is native code that runs as you, and {why}: run it only if you "
+          "trust whoever could have written it", file=sys.stderr, flush=True)
+
+
+def others_could_change(folder: Path, library: str) -> str | None:
+    """Why another user could have written the package in `folder` (a resolved path), or None: the folder or its
+    library belongs to another user or is writable by anyone, or the folder lies in one that is writable by anyone
+    without the sticky bit (anyone may replace the whole package there; in a sticky folder such as /tmp, not)."""
+    for path, what in ((folder, "its folder"), (folder / library, f"its library {library}")):
+        st = path.stat()
+        if st.st_uid != os.getuid():
+            return f"{what} belongs to another user (uid {st.st_uid})"
+        if st.st_mode & stat.S_IWOTH:
+            return f"anyone may write to {what}"
+    parent = folder.parent.stat().st_mode
+    if parent & stat.S_IWOTH and not parent & stat.S_ISVTX:
+        return f"it lies in '{folder.parent}', which anyone may write to"
+    return None
 
 
 def _has_gpu(tvm: Any) -> bool:

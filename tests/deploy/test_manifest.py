@@ -4,27 +4,12 @@ package again. TVM-free: these need no library."""
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
-from helpers import raises
+from helpers import MANIFEST, fake_package, raises
 
 from archc.deploy.manifest import BuildReport, Manifest, ManifestError
 from archc.runtime import PackageError, load_package
-
-MANIFEST = {
-    "manifest_version": 1, "model": "lenet5", "library": "lenet5.so",
-    "inputs": [{"name": "image", "shape": [1, 1, 32, 32], "dtype": "float32"}],
-    "outputs": [{"name": "prob", "shape": [1, 10], "dtype": "float32"}],
-    "target": {"name": "native", "description": "this machine's CPU", "runner": "local",
-               "tvm": {"kind": "llvm", "mcpu": "znver5", "num-cores": 2}, "cross_compiler": None},
-    "tvm_version": "0.27.0.post1", "archc_version": "0.1.0", "onnx_sha256": "ab" * 32, "source": "specs/lenet5.arch",
-    "build": {"tuned": False, "compile_seconds": 1.234, "parallel_runtime": "archc", "database": "/db",
-              "trials_now": 0, "kernels_tuned": 0, "kernels_naive": 0, "kernels": "archc", "kernels_archc": 3,
-              "conv_configs": {"shipped": 3}, "layout": {"lanes": 16, "convolutions": [], "transforms": []}},
-    "cpp_loader": {"source": "cpp/main.cc", "build": "make -C cpp", "program": "run_model",
-                   "runtime_libs": ["lib/libtvm_ffi.so"], "libs_from": "wheels", "missing": None},
-}
 
 
 def test_the_json_reads_back_into_records_and_the_same_json():
@@ -67,8 +52,7 @@ def test_what_is_not_a_manifest_is_refused_in_one_sentence(change, says, tmp_pat
     data = {**copy.deepcopy(MANIFEST), **change}
     with pytest.raises(ManifestError, match=says):
         Manifest.from_json(data)
-    (tmp_path / "manifest.json").write_text(json.dumps(data))
-    (tmp_path / "lenet5.so").write_bytes(b"")
+    fake_package(tmp_path, data)
     with raises("corrupt-package", PackageError, naming=f"'{tmp_path}'"):
         load_package(tmp_path)
 
