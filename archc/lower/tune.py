@@ -40,9 +40,12 @@ STAMP = "archc-database.json"  # which TVM wrote the records: another TVM's reco
 
 
 def default_db(target: Target) -> Path:
-    """The database of a target: one folder per target under the user's cache folder."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "archc" / "tuning" / target.name
+    """The database of a target: one folder per target under the user's cache folder. archc's folder there is
+    made private (0700, as the XDG base directory spec asks of a folder it creates): its records shape the code
+    compiled from them, and name the layers of the models tuned."""
+    archc_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "archc"
+    archc_cache.mkdir(mode=0o700, parents=True, exist_ok=True)  # an existing folder keeps its mode
+    return archc_cache / "tuning" / target.name
 
 
 def prepare(mod: Any, tgt: Any, kernels: str = "tvm", plans: list[Any] | None = None) -> Any:

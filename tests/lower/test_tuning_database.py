@@ -1,14 +1,28 @@
-"""The tuning database's bookkeeping: how a trial budget is spread over the kernels, and one writer at a time."""
+"""The tuning database's bookkeeping: where the default one lies, how a trial budget is spread over the kernels, and
+one writer at a time."""
 from __future__ import annotations
 
+import stat
 import threading
 import time
 
 import pytest
 
-from archc.lower.tune import LOCK, locked, spread
+from archc import targets
+from archc.lower.tune import LOCK, default_db, locked, spread
 
 pytestmark = pytest.mark.tvm
+
+
+def test_the_default_database_lies_in_a_private_folder_of_the_users_cache(tmp_path, monkeypatch):
+    """archc's cache folder is made 0700 (the XDG base directory spec's mode); one that already exists
+    keeps its mode."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_db(targets.get("x86")) == tmp_path / "cache" / "archc" / "tuning" / "x86"
+    assert stat.S_IMODE((tmp_path / "cache" / "archc").stat().st_mode) == 0o700
+    (tmp_path / "cache" / "archc").chmod(0o755)
+    default_db(targets.get("x86"))
+    assert stat.S_IMODE((tmp_path / "cache" / "archc").stat().st_mode) == 0o755
 
 
 @pytest.mark.parametrize(("trials", "tasks"), [(16, 9), (8, 3), (2, 5), (1000, 7), (64, 64), (5, 1)])
