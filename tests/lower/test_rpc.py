@@ -18,7 +18,7 @@ from helpers import assert_close, cli_error, onnxruntime_outputs, raises
 import archc
 from archc.errors import UsageError
 from archc.runtime import load_package
-from archc.runtime.rpc import Remote, RemoteError, RemoteUsageError, check, server_command
+from archc.runtime.rpc import Remote, RemoteError, RemoteUsageError, check
 
 pytestmark = pytest.mark.tvm
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -26,20 +26,29 @@ ONE_CONV = "network one {\n input x: 3x16x16\n c: conv(8, 3) relu\n}\n"
 
 
 
+# what the README's "Remote boards" tells a user to run: the tests run these, on the tracker's port
+README_TRACKER = "python -m tvm.exec.rpc_tracker --host 127.0.0.1 --port 9190"
+README_SERVER = "archc rpc-server --tracker 127.0.0.1:9190 --key rpi4"
+
+
 @pytest.fixture(scope="module")
 def tracker():
+    """README_TRACKER's tracker (the class its module runs), in this process, on the first free port from 9190."""
     from tvm.rpc.tracker import Tracker
-    t = Tracker(host="127.0.0.1", port=9190, port_end=9990, silent=True)  # the first free port of the range
+    t = Tracker(host="127.0.0.1", port=9190, port_end=9990, silent=True)
     yield t
     t.terminate()
 
 
 def _serve(tracker, key: str, emulate: bool):
-    """Start `archc rpc-server`'s command for `key` and wait until the tracker lists it."""
+    """Start README_SERVER for `key` (with `--emulate --port 9290` the stand-in board) and wait until the tracker
+    lists it."""
     remote = Remote("127.0.0.1", tracker.port, key)
-    command, env = server_command(remote, port=9090 + 200 * emulate, host="127.0.0.1", emulate=emulate)
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # its forked session workers die with it
+    args = README_SERVER.replace("9190", str(tracker.port)).replace("rpi4", key).split()[1:]
+    if emulate:
+        args += ["--emulate", "--port", "9290"]
+    proc = subprocess.Popen([sys.executable, "-m", "archc", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # its session workers die with it
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -50,6 +59,15 @@ def _serve(tracker, key: str, emulate: bool):
                 os.killpg(proc.pid, signal.SIGKILL)
                 pytest.fail(f"the RPC server for '{key}' did not register (exit {proc.poll()})")
             time.sleep(0.5)
+
+
+def test_the_readme_documents_the_commands_the_tests_run():
+    """The README's set-up is the one tested: the tracker and the server on loopback, nothing on 0.0.0.0 but the
+    warning's example."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert README_TRACKER in readme and README_SERVER in readme
+    assert "ssh -N -L 9190:127.0.0.1:9190 -R 9090:127.0.0.1:9090" in readme
+    assert "--host 0.0.0.0" not in readme
 
 
 @pytest.fixture(scope="module")
