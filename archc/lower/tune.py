@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -179,8 +181,6 @@ def _tune(tasks: list[Any], tgt: Any, target: Target, db: Path, budget: Budget, 
     if target.runner != "local" and remote is None:
         raise UsageError(f"tuning for '{target.name}' measures kernels on the device itself: give --rpc HOST:PORT "
                          "--rpc-key KEY of a tracker it is registered with (README: remote boards)", code="needs-rpc")
-    builder = ms.builder.LocalBuilder(f_build=_build, f_export=partial(_export, target.cross_compiler)
-                                      ) if target.tvm.get("kind") != "cuda" else "local"
     runner: Any = "local"
     if remote is not None:
         runner = ms.runner.RPCRunner(
@@ -214,6 +214,9 @@ def _tune(tasks: list[Any], tgt: Any, target: Target, db: Path, budget: Budget, 
         if str(tgt.kind) == "llvm":
             _cpu_tensor_intrinsics()
         contexts, weights = _contexts(tasks)
+        candidates = tempfile.mkdtemp(prefix="archc-candidates-")
+        builder = ms.builder.LocalBuilder(f_build=_build, f_export=partial(_export, target.cross_compiler, candidates)
+                                          ) if target.tvm.get("kind") != "cuda" else "local"
         try:
             ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(db), max_trials_global=limit,
                                max_trials_per_task=per_task,
@@ -222,6 +225,8 @@ def _tune(tasks: list[Any], tgt: Any, target: Target, db: Path, budget: Budget, 
         except Exception:  # the callback's _OutOfTime arrives re-raised through TVM's FFI as another type
             if not (deadline and time.monotonic() >= deadline):
                 raise
+        finally:
+            shutil.rmtree(candidates, ignore_errors=True)
     if done[0] and len(errors) == done[0]:  # every measurement failed: the records hold no times, say why
         raise ArchcError(f"every tuning trial failed ({last_line(errors[0], 'no message', 300)}); check the device"
                          + (f" {remote}" if remote else "") + " and the target", code="tuning-failed")
@@ -229,14 +234,14 @@ def _tune(tasks: list[Any], tgt: Any, target: Target, db: Path, budget: Budget, 
 
 
 
-def _export(compiler: str | None, mod: Any) -> str:
+def _export(compiler: str | None, folder: str, mod: Any) -> str:
     """A measured candidate as a shared library (the target's cross compiler for a board), ready to upload: the
     stock export writes a tar that the device would have to link itself. Linked with archc's parallel runtime, as
-    the package will be, so that what is measured is what ships."""
-    import tempfile
-
+    the package will be, so that what is measured is what ships. Each in its own folder of the run's `folder`:
+    MetaSchedule removes a candidate's folder once measured, the run removes the rest (an interrupted or timed-out
+    run's last batch)."""
     from archc.lower import link
-    path = str(Path(tempfile.mkdtemp()) / "candidate.so")
+    path = str(Path(tempfile.mkdtemp(dir=folder)) / "candidate.so")
     mod.export_library(path, fcompile=link.fcompile(compiler))
     return path
 

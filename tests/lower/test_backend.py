@@ -375,8 +375,8 @@ def test_an_interrupted_tuning_run_keeps_its_records(tmp_path):
     db = tmp_path / "db"
     proc = subprocess.Popen([sys.executable, "-m", "archc", "tune", str(spec), "--target", "native", "--minutes",
                              "30", "--db", str(db), "--kernels", "tvm"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})  # a killed run's candidates stay here
     records = db / "database_tuning_record.json"
     deadline = time.monotonic() + 600
     try:
@@ -415,15 +415,21 @@ def test_a_tuning_database_from_another_tvm_is_refused(tmp_path):
         archc.compile(SPECS / "lenet5.arch", target="native", output=tmp_path / "pkg", db=db, quick=0)
 
 
-def test_a_time_budget_stops_tuning_after_the_batch_in_flight(tmp_path):
+def test_a_time_budget_stops_tuning_after_the_batch_in_flight(tmp_path, monkeypatch):
     """`--minutes` alone: trials without a count, stopped by the clock once the batch in flight is measured (here
-    3 s: the first batch of 8 trials spends it), its records kept."""
+    3 s: the first batch of 8 trials spends it), its records kept, and no candidate library left in the temporary
+    folder."""
+    import tempfile
     import time
     spec = tmp_path / "one.arch"
     spec.write_text("network one {\n input x: 3x16x16\n c: conv(8, 3) relu\n}\n")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # here, and in MetaSchedule's builder processes
+    monkeypatch.setattr(tempfile, "tempdir", None)
     start = time.monotonic()
     summary = archc.tune(spec, "native", db=tmp_path / "db", minutes=0.05, kernels="tvm")
     assert 1 <= summary.trials <= 16 and summary.records == summary.trials
+    assert not list((tmp_path / "tmp").iterdir())
     assert time.monotonic() - start < 300  # stopped: without the clock it would run a million trials
     with raises("bad-option", UsageError, naming=("--trials", "--minutes")):
         archc.tune(spec, "native", db=tmp_path / "db")
