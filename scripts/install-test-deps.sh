@@ -117,12 +117,15 @@ if [ ! -f "$ROOT/.debs" ] || [ "$(cat "$ROOT/.debs")" != "layout $LAYOUT ${ARM64
   fi
   apt_update
   say "downloading ${#ARM64_DEBS[@]} arm64 packages (python3.11 and its libraries)"
-  chmod 755 "$WORK"; mkdir -m 777 "$WORK/debs"  # apt downloads as its own user (_apt)
+  # apt downloads as its own user (_apt): the folder is _apt's alone, not writable by every user (a .deb slipped
+  # in before `dpkg -x` would end up in the Python that runs archc's arm64 code)
+  chmod 755 "$WORK"
+  if id -u _apt >/dev/null 2>&1; then "${SUDO[@]}" install -d -m 755 -o _apt "$WORK/debs"; else mkdir "$WORK/debs"; fi
   (cd "$WORK/debs" && "${APT[@]}" download "${ARM64_DEBS[@]/%/:arm64}" >/dev/null) \
     || die "apt-get download of the arm64 packages failed (needs Debian 12's arm64 archive: ${ARM64_DEBS[*]})"
   find "$ROOT" -mindepth 1 -maxdepth 1 ! -name site ! -name .site -exec rm -rf {} +
   for deb in "$WORK"/debs/*.deb; do dpkg -x "$deb" "$ROOT"; done
-  rm -rf "$WORK/debs"
+  "${SUDO[@]}" rm -rf "$WORK/debs"
   # Debian compiles the stdlib's bytecode when installing; dpkg -x does not. Bytecode is the same for every 3.11.x,
   # so the host compiles it (Python under qemu would otherwise compile each module on its first import, slowly).
   if [[ "$("$PY" -c 'import sys; print(sys.version_info[:2] == (3, 11))')" == True ]]; then
