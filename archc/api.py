@@ -78,7 +78,7 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
     `lower.verify.TOLERANCE`, 1e-4); on a mismatch the first diverging node is named, the package is written marked
     unverified in its manifest, and `VerificationFailed` is raised."""
     from archc import targets
-    from archc.util.atomic import write_bytes
+    from archc.util.onnx_skeleton import write_model
     tgt = targets.get(target) if isinstance(target, str) else target
     model = source if not isinstance(source, (str, Path)) else load(source, options, **kw)
     if not model.has_weights:
@@ -113,7 +113,7 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
     if out.resolve() == Path(model.source).resolve():
         raise UsageError(f"writing '{out}' would overwrite the model it is compiled from; give another -o",
                          code="bad-output")
-    write_bytes(out, model.proto.SerializeToString())
+    write_model(model.proto, out)  # over 2 GiB of weights: and OUT.data beside it
     return CompileResult(model.name, model.source, tgt.name, str(out), model.layer_count, model.params,
                          model.inputs, model.outputs)
 

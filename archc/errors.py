@@ -26,7 +26,7 @@ Code = Literal[
     "no-file",  # a file or folder named (model, spec, weights, weights map, target file) does not exist
     "bad-onnx",  # an ONNX model that is unreadable, corrupt or not valid ONNX (cycles, dangling tensors, …)
     "unsafe-onnx",  # an ONNX model whose external data lies outside its folder (refused)
-    "too-large",  # a model archc cannot write or compile: weights over ONNX's 2 GiB
+    "too-large",  # a model archc cannot write: over ONNX's 2 GiB without external data
     "simplify-failed",  # onnx-simplifier could not validate the simplified model
     "no-weights",  # a model loaded without weights (for analysis) given where weights are needed
     "bad-weights",  # a weights file that cannot be read, of an unknown format, or not a state_dict of tensors

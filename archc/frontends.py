@@ -17,19 +17,18 @@ folder (refused, never read), a file without nodes or inputs and absurd or symbo
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import onnx
 from onnx import TensorProto
 
 from archc.errors import ArchcError, UsageError
 from archc.options import ModelOptions
-from archc.shape_inference import MAX_DIM, dims_of, infer_static_shapes
-from archc.shapes import Shape
+from archc.shape_inference import FOLD_ELEMENTS, MAX_DIM, dims_of, infer_static_shapes
+from archc.shapes import Shape, numel
 
 if TYPE_CHECKING:
     from archc.diagnostics import Diagnostic
@@ -116,36 +115,40 @@ def _from_onnx(path: Path, options: ModelOptions, weights: bool) -> Model:
     if not proto.graph.node:
         raise ArchcError(f"'{path}' holds no graph nodes: is it an ONNX model?", code="bad-onnx")
     external = _check_external_data(proto, path)
-    if weights:
-        _check_weight_size(proto, path)
-    if weights and external:
-        try:
-            onnx.load_external_data_for_model(proto, str(path.resolve().parent))
-        except Exception as err:
-            raise ArchcError(f"cannot read the external data of '{path}': {err}", code="bad-onnx") from None
+    if weights and external:  # the small tensors first: shape computations read them
+        _read_external_data(proto, path, FOLD_ELEMENTS)
     symbols, notices = _set_input_shapes(proto, path, options)
     proto, more = infer_static_shapes(proto, path, symbols)
+    if weights and external:  # the weights after inference, which needs none of them (and copies the model)
+        _read_external_data(proto, path)
     return Model(proto, path.stem, str(path), "onnx", weights, notices=notices + more)
 
 
-def _check_weight_size(proto: onnx.ModelProto, path: Path) -> None:
-    """Refuse, before reading them, weights over what one in-memory ONNX model can hold: onnx's checker and shape
-    inference, onnxruntime's in-memory session and archc's library all take the model whole."""
-    from archc.emit import MAX_WEIGHT_BYTES
-    total = sum(int(np.prod(t.dims, dtype=np.int64)) * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-                for t in proto.graph.initializer if t.data_type != TensorProto.STRING)
-    if total > MAX_WEIGHT_BYTES:
-        raise ArchcError(f"'{path}' holds {total / 2**30:.1f} GiB of weights; archc compiles models whose weights "
-                         "stay under 2 GiB (the weights live inside the library, and protobuf, which onnx and "
-                         "onnxruntime read models with, stops at 2 GiB): `archc analyze` reads it (it needs no "
-                         "weights), but to compile it, run it with onnxruntime instead", code="too-large")
+def _read_external_data(proto: onnx.ModelProto, path: Path, at_most: int | None = None) -> None:
+    """Read the external data of the model's tensors (of at most `at_most` elements) into them."""
+    from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
+    try:
+        for t in _tensors(proto):
+            if uses_external_data(t) and (at_most is None or (numel(t.dims) or 0) <= at_most):
+                load_external_data_for_tensor(t, str(path.resolve().parent))
+    except Exception as err:
+        raise ArchcError(f"cannot read the external data of '{path}': {err}", code="bad-onnx") from None
+
+
+def _tensors(proto: onnx.ModelProto) -> Iterator[TensorProto]:
+    """The initializers, and the tensors in the nodes' attributes (a `Constant`'s value), of the main graph."""
+    yield from proto.graph.initializer
+    for node in proto.graph.node:
+        for a in node.attribute:
+            yield from ([a.t] if a.HasField("t") else [])
+            yield from a.tensors
 
 
 def _check_external_data(proto: onnx.ModelProto, path: Path) -> bool:
     """True if some tensor keeps its data in another file; refuse any that points outside the model's folder."""
     folder = path.resolve().parent
     found = False
-    for t in proto.graph.initializer:
+    for t in _tensors(proto):
         if t.data_location == TensorProto.EXTERNAL:
             found = True
             location = next((e.value for e in t.external_data if e.key == "location"), "")

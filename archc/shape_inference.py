@@ -25,6 +25,7 @@ from onnx import helper, numpy_helper
 
 from archc.errors import ArchcError
 from archc.shapes import Shape, numel
+from archc.util.onnx_skeleton import put_weights, take_weights
 
 MAX_DIM = 1 << 31
 MAX_ELEMENTS = 1 << 40
@@ -59,7 +60,18 @@ def _infer(proto: onnx.ModelProto, path: Path) -> onnx.ModelProto:
 
 def infer_static_shapes(proto: onnx.ModelProto, path: Path, symbols: dict[str, int] | None = None
                         ) -> tuple[onnx.ModelProto, list[str]]:
-    """The model with every shape it can be given recorded, and notices for what stays unknown."""
+    """The model with every shape it can be given recorded, and notices for what stays unknown. Its weights are
+    held aside meanwhile (`take_weights`): inference and folding copy the model, several times."""
+    held = take_weights(proto, FOLD_ELEMENTS)
+    try:
+        inferred, notices = _infer_static_shapes(proto, path, symbols)
+    finally:
+        put_weights(proto, held)
+    return put_weights(inferred, held), notices
+
+
+def _infer_static_shapes(proto: onnx.ModelProto, path: Path, symbols: dict[str, int] | None
+                         ) -> tuple[onnx.ModelProto, list[str]]:
     # the file's shapes are a last resort: they may be for another input size (a batch of 1 declared, 8 asked)
     recorded = {vi.name: copy(vi) for vi in list(proto.graph.value_info) + list(proto.graph.output)}
     del proto.graph.value_info[:]

@@ -17,6 +17,7 @@ from archc.emit.weights import BindReport, bind_weights, init_weights, read_weig
 from archc.errors import ArchcError, UsageError
 from archc.ir import Graph
 from archc.options import ModelOptions
+from archc.util.onnx_skeleton import MAX_WEIGHT_BYTES
 
 
 def constant_names(graph: Graph) -> set[str]:
@@ -25,7 +26,6 @@ def constant_names(graph: Graph) -> set[str]:
     return {t.name for t in model.graph.initializer}
 
 
-MAX_WEIGHT_BYTES = 2**31 - 2**26  # a protobuf message is limited to 2 GiB; keep room for the graph itself
 
 
 def weights_for(graph: Graph, options: ModelOptions) -> dict[str, np.ndarray]:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper, numpy_helper
 
-from archc.shape_inference import fold_constants
+from archc.shape_inference import FOLD_ELEMENTS, fold_constants
+from archc.util.onnx_skeleton import put_weights, take_weights
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,20 @@ class Rewrite:
 
 
 def for_tvm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    """The model with every rewrite of the table applied where it applies, and the names of those applied."""
+    """The model with every rewrite of the table applied where it applies, and the names of those applied. The
+    weights are held aside meanwhile (`take_weights`): a rewrite works on a copy, and copies the graph alone."""
     applied = []
-    for rewrite in REWRITES:
-        out = rewrite.apply(model)
-        if out is not None:
-            model = out
-            applied.append(rewrite.name)
-    return model, applied
+    held = take_weights(model, FOLD_ELEMENTS)  # no rewrite reads a tensor that large
+    out = model
+    try:
+        for rewrite in REWRITES:
+            rewritten = rewrite.apply(out)
+            if rewritten is not None:
+                out = rewritten
+                applied.append(rewrite.name)
+    finally:
+        put_weights(model, held)
+    return put_weights(out, held), applied
 
 
 def _is_onnx(node: onnx.NodeProto, op: str) -> bool:

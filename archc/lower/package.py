@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -37,6 +36,7 @@ from archc.lower.tvm_target import tvm_target_dict
 from archc.shapes import BY_ONNX
 from archc.targets import Target
 from archc.util.atomic import atomic_dir
+from archc.util.onnx_skeleton import write_model
 from archc.version import __version__
 
 CPP = Path(__file__).with_name("cpp")  # main.cc and its Makefile, copied into every package
@@ -48,7 +48,6 @@ def write_package(model: Model, lowered: Lowered, out: Path,
     """Write the package folder atomically (a failed build leaves no half-written folder); return the manifest.
     `check`: the verification of the written library (`lower.verify`), recorded in the manifest before the folder
     takes its name."""
-    onnx_bytes = model.proto.SerializeToString()
     target = lowered.target
     library = f"{model.name}.so"
     libs, libs_from, missing = _runtime_libs(target)
@@ -62,7 +61,7 @@ def write_package(model: Model, lowered: Lowered, out: Path,
         target=TargetInfo(target.name, target.description, target.runner, tvm_target_dict(target),
                           target.cross_compiler),
         tvm_version=tvm.__version__, archc_version=__version__,
-        onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(), source=model.source,
+        onnx_sha256="", source=model.source,
         # the library's parallel loops run on archc's pool where it is linked in below (link.py)
         build=replace(lowered.report, parallel_runtime=link.PARALLEL_RUNTIME if link.uses_pool(target) else "tvm"),
         cpp_loader=CppLoader(build=_make_command(target), runtime_libs=tuple(f"lib/{p.name}" for p in libs),
@@ -74,7 +73,7 @@ def write_package(model: Model, lowered: Lowered, out: Path,
         elif target.cross_compiler:
             fcompile = cross_compiler(target.cross_compiler)
         lowered.executable.export_library(str(folder / library), fcompile=fcompile)
-        (folder / "model.onnx").write_bytes(onnx_bytes)
+        manifest.onnx_sha256 = write_model(model.proto, folder / "model.onnx")  # over 2 GiB: + model.onnx.data
         (folder / MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
         if check is not None:
             manifest.verification = check(folder)

@@ -48,6 +48,7 @@ from archc.measurement.results import (
 )
 from archc.options import ModelOptions
 from archc.util.machine import cpus
+from archc.util.onnx_skeleton import write_model
 
 VARIANTS = ("untuned", "default", "tuned")
 WARMUP = 2  # runs of each engine before any is timed (the first one's outputs are compared)
@@ -216,12 +217,14 @@ class _Run:
         path = self.work / f"{self.model.name}.b{batch}.onnx"
         if self.manifest is not None:
             shutil.copyfile(self.src / "model.onnx", path)
+            if (self.src / "model.onnx.data").is_file():  # its weights, by that name beside it (over 2 GiB)
+                shutil.copyfile(self.src / "model.onnx.data", self.work / "model.onnx.data")
             return path, None
         model = frontends.load(self.src, at_batch(self.options, batch))
         if model.inputs and model.inputs[0][1] and model.inputs[0][1][0] != batch:
             raise UsageError(f"--input fixes the batch at {model.inputs[0][1][0]}; give the batch sizes with --batch "
                              "instead (and --input without them, or the full shapes at batch 1)", code="bad-usage")
-        path.write_bytes(model.proto.SerializeToString())
+        write_model(model.proto, path)
         return path, model
 
     def _build(self, entry: EngineResult, batch: int, onnx_path: Path, model: Any, first: bool

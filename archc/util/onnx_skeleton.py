@@ -1,4 +1,5 @@
-"""Read an ONNX file without its weight data: the graph, and every stored tensor's name, type and shape.
+"""Read an ONNX file without its weight data: the graph, and every stored tensor's name, type and shape; and hold a
+loaded model's weights aside while it is inferred, rewritten or handed to onnxruntime (`take_weights`).
 
 The analyzer needs shapes, not weights, and a 240 MB ResNet-152 read whole by `onnx.load` (then copied by shape
 inference) held about five times the file in memory. This reader walks the protobuf wire format over a memory
@@ -11,11 +12,16 @@ Wire format: every field is a varint key (field number << 3 | wire type) followe
 """
 from __future__ import annotations
 
+import hashlib
 import mmap
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
+
+from archc.util.atomic import atomic_file, write_bytes
 
 SMALL = 64  # elements: tensors up to this size keep their data
 
@@ -125,3 +131,77 @@ def load_skeleton(path: str | Path) -> onnx.ModelProto:
         return onnx.ModelProto.FromString(b"".join(parts))
     except Exception as err:  # protobuf's DecodeError and friends, on bytes that scan but do not parse
         raise WireError(f"not an ONNX model ({type(err).__name__}: {err})") from None
+
+
+# ---- weights held aside in memory ------------------------------------------------------------------------------
+HELD = "archc:held"  # the location a held tensor's external-data record names: no file, the data is in memory
+_DATA_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "raw_data", "double_data", "uint64_data")
+
+
+def take_weights(model: onnx.ModelProto, larger_than: int) -> dict[str, np.ndarray]:
+    """Take the data of every initializer of more than `larger_than` elements out of `model`, in place, and return
+    it as arrays, to `put_weights` back. Each tensor keeps its name, type and dims, marked as external data at HELD:
+    ONNX's shape inference and archc's rewrites read no data there, and onnxruntime takes the arrays as external
+    initializers. Whatever copies or serializes the model (shape inference, `CopyFrom`, a session made from bytes)
+    then copies the graph alone: protobuf refuses a message over 2 GiB (ViT-H/14 holds 2.4 GiB of weights), and
+    below that those copies were most of the time."""
+    held: dict[str, np.ndarray] = {}
+    for t in model.graph.initializer:
+        if (t.data_location == onnx.TensorProto.EXTERNAL or t.data_type == onnx.TensorProto.STRING
+                or int(np.prod(t.dims, dtype=np.int64)) <= larger_than
+                or not any(t.HasField(f) if f == "raw_data" else len(getattr(t, f)) for f in _DATA_FIELDS)):
+            continue  # small, still in its file, or read without its data (a skeleton)
+        held[t.name] = numpy_helper.to_array(t)
+        for f in _DATA_FIELDS:
+            t.ClearField(f)
+        t.data_location = onnx.TensorProto.EXTERNAL
+        t.external_data.add(key="location", value=HELD)
+    return held
+
+
+def put_weights(model: onnx.ModelProto, held: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """The held arrays back into `model`'s tensors of their names that are marked HELD (in place; returned)."""
+    for t in model.graph.initializer:
+        if t.name in held and [(e.key, e.value) for e in t.external_data] == [("location", HELD)]:
+            del t.external_data[:]
+            t.data_location = onnx.TensorProto.DEFAULT
+            t.raw_data = np.ascontiguousarray(held[t.name]).tobytes()
+    return model
+
+
+MAX_WEIGHT_BYTES = 2**31 - 2**26  # one protobuf message stops at 2 GiB; room kept for the graph itself
+
+
+def write_model(model: onnx.ModelProto, path: Path) -> str:
+    """Write `model` to `path` atomically and return the sha256 of what was written. Weights too large for one
+    protobuf message go to `<path>.data` beside it (ONNX's external data, one file, in graph order; written first),
+    the hash covering the model file and then the data."""
+    held = take_weights(model, 256)  # tensors up to 1 KiB stay in the model file, as onnx's own save does
+    try:
+        if sum(a.nbytes for a in held.values()) <= MAX_WEIGHT_BYTES:
+            put_weights(model, held)
+            data = model.SerializeToString()
+            write_bytes(path, data)
+            return hashlib.sha256(data).hexdigest()
+        external = path.with_name(path.name + ".data")
+        order = [t for t in model.graph.initializer if t.name in held]
+        offset = 0
+        for t in order:
+            del t.external_data[:]
+            for key, value in (("location", external.name), ("offset", offset), ("length", held[t.name].nbytes)):
+                t.external_data.add(key=key, value=str(value))
+            offset += held[t.name].nbytes
+        light = model.SerializeToString()
+        digest = hashlib.sha256(light)
+        with atomic_file(external) as f:
+            for t in order:
+                chunk = np.ascontiguousarray(held[t.name]).tobytes()
+                digest.update(chunk)
+                f.write(chunk)
+        write_bytes(path, light)
+        for t in order:  # marked as held again, for put_weights
+            del t.external_data[:]
+            t.external_data.add(key="location", value=HELD)
+        return digest.hexdigest()
+    finally:
+        put_weights(model, held)

@@ -467,18 +467,20 @@ def test_fold_bn_keeps_what_it_cannot_fold(tmp_path):
     assert any("0 batch norms folded" in w for w in a.warnings)
 
 
-def test_weights_over_2_gib_are_analyzed_and_refused_for_compiling_before_they_are_read(tmp_path):
-    """A ViT-H/14 export holds 2.4 GiB: its external data is never read (here it does not even exist) to analyze it,
-    and a compile is refused in one sentence before the weights would be read."""
+def test_external_data_of_a_constant_node_outside_the_folder_is_refused_too(tmp_path):
+    """A `Constant` node's tensor may keep its data in another file as well (onnx's own loader reads those)."""
     import archc
-    w = onnx.TensorProto(name="w", data_type=F, dims=[1024, 655360], data_location=TensorProto.EXTERNAL)
-    w.external_data.add(key="location", value="weights.bin")
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")]
-    x = helper.make_tensor_value_info("x", F, [1, 1024])
-    model = helper.make_model(helper.make_graph(nodes, "m", [x], [y_output()], initializer=[w]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    path = tmp_path / "big.onnx"
+    (tmp_path / "secret.bin").write_bytes(b"\x00" * 16)
+    inner = tmp_path / "models"
+    inner.mkdir()
+    value = onnx.TensorProto(name="c", data_type=F, dims=[4], data_location=TensorProto.EXTERNAL)
+    value.external_data.add(key="location", value="../secret.bin")
+    nodes = [helper.make_node("Constant", [], ["c"], name="const", value=value),
+             helper.make_node("Add", ["x", "c"], ["y"], name="add")]
+    model = helper.make_model(helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", F, [1, 4])],
+                                                [y_output()]), opset_imports=[helper.make_opsetid("", 17)])
+    path = inner / "m.onnx"
     path.write_bytes(model.SerializeToString())
-    assert analyze(str(path)).totals.trainable_params == 1024 * 655360
-    with raises("too-large", naming=("2.5 GiB", "archc analyze")):
-        archc.load(path)
+    for read in (analyze, archc.load):
+        with raises("unsafe-onnx", naming=("'c'", "'../secret.bin'")):
+            read(str(path))

@@ -50,3 +50,44 @@ def test_empty_file(tmp_path):
     (tmp_path / "e.onnx").write_bytes(b"")
     with pytest.raises(WireError, match="empty"):
         load_skeleton(tmp_path / "e.onnx")
+
+
+def test_weights_held_aside_and_put_back_are_the_same_model(tmp_path):
+    """take_weights leaves the graph and every tensor's name, type and dims, the large ones marked as held external
+    data (which ONNX's shape inference accepts); put_weights restores the values, float_data ones as raw_data."""
+    from archc.util.onnx_skeleton import HELD, put_weights, take_weights
+    _, m = model(tmp_path)
+    before = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    held = take_weights(m, 64)
+    assert sorted(held) == ["f", "w"]  # "shape" has 2 elements: it stays
+    assert all(not t.raw_data and not t.float_data for t in m.graph.initializer if t.name in held)
+    assert {e.value for t in m.graph.initializer if t.name in held for e in t.external_data} == {HELD}
+    onnx.shape_inference.infer_shapes(m, strict_mode=True)
+    assert take_weights(m, 64) == {}  # nothing left to take: held tensors are external now
+    put_weights(m, held)
+    after = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    assert not any(t.external_data for t in m.graph.initializer)
+
+
+def test_write_model_puts_weights_beyond_one_message_in_external_data(tmp_path, monkeypatch):
+    """Over protobuf's 2 GiB (here a limit of 100 bytes), the weights go to `<file>.data` beside the model (those
+    over 1 KiB: the rest stay inline): onnx reads the pair back equal, the hash covers both files, and the model in
+    memory keeps its weights."""
+    import hashlib
+
+    from archc.util import onnx_skeleton
+    _, m = model(tmp_path)
+    m.graph.initializer.append(numpy_helper.from_array(np.linspace(0, 1, 1000, dtype=np.float32), "big"))
+    before = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    small = onnx_skeleton.write_model(m, tmp_path / "whole.onnx")
+    assert not (tmp_path / "whole.onnx.data").exists()
+    assert small == hashlib.sha256((tmp_path / "whole.onnx").read_bytes()).hexdigest()
+    monkeypatch.setattr(onnx_skeleton, "MAX_WEIGHT_BYTES", 100)
+    digest = onnx_skeleton.write_model(m, tmp_path / "split.onnx")
+    files = [(tmp_path / "split.onnx").read_bytes(), (tmp_path / "split.onnx.data").read_bytes()]
+    assert digest == hashlib.sha256(files[0] + files[1]).hexdigest()
+    assert len(files[1]) == 1000 * 4 and len(files[0]) < 2000
+    back = onnx.load(str(tmp_path / "split.onnx"))
+    assert all(np.array_equal(numpy_helper.to_array(t), before[t.name]) for t in back.graph.initializer)
+    assert all(np.array_equal(numpy_helper.to_array(t), before[t.name]) for t in m.graph.initializer)
