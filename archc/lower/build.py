@@ -16,7 +16,7 @@ from archc.deploy.manifest import BuildReport
 from archc.errors import ArchcError
 from archc.frontends import Model
 from archc.lower import kernels as own_kernels
-from archc.lower import tune
+from archc.lower import tune, vector_math
 from archc.lower.onnx_compat import for_tvm
 from archc.lower.tvm_target import check_toolchain, tvm_target
 from archc.runtime import last_line
@@ -60,6 +60,7 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
         mod = _gpu_schedules(mod, tgt)
     else:
         mod, report = _tuned(mod, tgt, target, db or tune.default_db(target), budget, show, quick, kernels)
+    vector_math.install()
     try:
         executable = tvm.compile(mod, target=tgt)
     except Exception as err:  # a TVM bug or an op its legalization cannot lower: one sentence, not its traceback

@@ -21,6 +21,7 @@ from archc.analysis import analyze
 from archc.deploy.manifest import MANIFEST
 from archc.deploy.profile import KernelTime, Profile
 from archc.errors import ArchcError
+from archc.lower import vector_math
 from archc.lower.attribution import Kernel, attribute
 from archc.lower.build import import_onnx
 from archc.lower.tune import apply, prepare
@@ -97,6 +98,7 @@ def _remote_kernels(mod: Any, tgt: Any, target: Any, remote: Any) -> tuple[Any, 
 
     kernels = tvm.IRModule({gv: f.with_attr("global_symbol", gv.name_hint) for gv, f in mod.functions.items()
                             if isinstance(f, tvm.tirx.PrimFunc)})
+    vector_math.install()
     built = tvm.tirx.build(kernels, target=tgt)
     sess = rpc.session(remote)
     with tempfile.TemporaryDirectory(prefix="archc-profile-") as tmp:

@@ -33,6 +33,7 @@ from tvm.s_tir.meta_schedule.utils import fork_seed
 from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
 from archc.errors import ArchcError, UsageError
+from archc.lower import vector_math
 from archc.runtime import last_line
 from archc.runtime.rpc import Remote, check
 from archc.targets import Target
@@ -85,7 +86,9 @@ def tasks_of(mod: Any, tgt: Any) -> list[Any]:
 
 
 def _build(mod: Any, target: Any, _params: Any) -> Any:
-    """The stock builder less its import of every tensor intrinsic, which CPU fp32 kernels never use."""
+    """The stock builder less its import of every tensor intrinsic, which CPU fp32 kernels never use; with the
+    vector math the package's build uses (run in MetaSchedule's builder processes)."""
+    vector_math.install()
     return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import tvm
 from tvm import s_tir, te
 
+from archc.lower import vector_math
 from archc.lower.kernels.conv2d import Config, Workload
 from archc.util.progress import progress
 
@@ -95,6 +96,7 @@ def build(key: str, config: Config, tgt: Any) -> Any:
     out = make(data, weight, w.strides, w.padding, w.dilation, "float32")
     sch = s_tir.Schedule(te.create_prim_func([data, weight, out]))
     conv2d.schedule(sch, config)
+    vector_math.install()
     lib = tvm.tirx.build(sch.mod["main"].with_attr("global_symbol", "k"), target=tgt)
     with tempfile.TemporaryDirectory(prefix="archc-kernel-") as work:
         path = str(Path(work) / "k.so")
