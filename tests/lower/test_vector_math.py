@@ -1,4 +1,4 @@
-"""archc's float32 `exp` and `tanh` lowering (archc/lower/vector_math.py): vector instructions, no libm call per
+"""archc's float32 `exp`, `tanh` and `erf` lowering (archc/lower/vector_math.py): vector instructions, no libm call per
 element, and within 2 ulp of the correctly rounded value (e^x wherever it is a normal float32); sigmoid, which TVM
 lowers through exp, keeps its accuracy."""
 from __future__ import annotations
@@ -31,7 +31,8 @@ def kernels():
         sch.vectorize(sch.split(i, [None, 16])[1])
         return tvm.tirx.build(sch.mod["main"].with_attr("global_symbol", "k"), target=tgt)
     return {"exp": build(tirx.exp), "sigmoid": build(tirx.sigmoid), "tanh": build(tirx.tanh),
-            "exp64": build(tirx.exp, "float64"), "tanh64": build(tirx.tanh, "float64")}
+            "erf": build(tirx.erf), "exp64": build(tirx.exp, "float64"), "tanh64": build(tirx.tanh, "float64"),
+            "erf64": build(tirx.erf, "float64")}
 
 
 def run(lib, x):
@@ -91,7 +92,21 @@ def test_sigmoid_keeps_its_accuracy_and_tanh_is_within_2_ulp(kernels):
     assert np.isnan(tanh[-8]) and tanh[-7] == 1 and tanh[-6] == -1 and tanh[-5] == 0 and tanh[-4] == tiny
 
 
+def test_erf_is_vector_code_within_1e_6_relatively(kernels):
+    import math
+    asm = kernels["erf"].inspect_source("asm") if hasattr(kernels["erf"], "inspect_source") else \
+        kernels["erf"].get_source("asm")
+    assert "erff" not in asm
+    x = np.concatenate([sweep()[: N - 4], np.array([np.nan, np.inf, -np.inf, 0.0], np.float32)])
+    got = run(kernels["erf"], x)
+    want = np.vectorize(math.erf)(x[:-4].astype(np.float64))
+    assert (np.abs(got[:-4] - want) / np.maximum(np.abs(want), 1e-38)).max() <= 1e-6
+    assert np.isnan(got[-4]) and got[-3] == 1 and got[-2] == -1 and got[-1] == 0
+
+
 def test_float64_is_llvms_as_before(kernels):
     x = np.linspace(-700, 700, N)
     assert np.allclose(run(kernels["exp64"], x), np.exp(x), rtol=1e-15, atol=0)
     assert np.allclose(run(kernels["tanh64"], x / 100), np.tanh(x / 100), rtol=1e-12, atol=1e-15)  # TVM's form
+    import math
+    assert np.allclose(run(kernels["erf64"], x / 100), np.vectorize(math.erf)(x / 100), rtol=1e-15, atol=0)
