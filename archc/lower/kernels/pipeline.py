@@ -10,6 +10,7 @@ from tvm.target import codegen
 
 from archc.lower.kernels import conv2d, generic
 from archc.lower.kernels.layout import blocked_conv_layout
+from archc.lower.kernels.matmul import matmul_as_conv
 from archc.lower.kernels.search import Choices
 
 
@@ -22,10 +23,12 @@ def lanes(tgt: Any) -> int:
 
 
 def plan(mod: Any, tgt: Any) -> tuple[Any, Any]:
-    """The module with its convolutions in archc's blocked layout (layout.py); the plan, for explaining it."""
+    """The module with its convolutions, and its matrix products of many rows (matmul.py), in archc's blocked
+    layout (layout.py); the plan, for explaining it."""
     mod = tvm.transform.Sequential([relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant(),
                                     relax.transform.CanonicalizeBindings(),
                                     relax.transform.DeadCodeElimination()])(mod)
+    mod = matmul_as_conv(mod)[0]
     return blocked_conv_layout(mod, lanes(tgt))
 
 
