@@ -172,17 +172,23 @@ def put_weights(model: onnx.ModelProto, held: dict[str, np.ndarray]) -> onnx.Mod
 MAX_WEIGHT_BYTES = 2**31 - 2**26  # one protobuf message stops at 2 GiB; room kept for the graph itself
 
 
+def _stored_bytes(model: onnx.ModelProto) -> int:
+    """The bytes of the initializers' data held in the model (from their dims: nothing is copied)."""
+    return sum(int(np.prod(t.dims, dtype=np.int64)) * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+               for t in model.graph.initializer
+               if t.data_location != onnx.TensorProto.EXTERNAL and t.data_type != onnx.TensorProto.STRING)
+
+
 def write_model(model: onnx.ModelProto, path: Path) -> str:
     """Write `model` to `path` atomically and return the sha256 of what was written. Weights too large for one
     protobuf message go to `<path>.data` beside it (ONNX's external data, one file, in graph order; written first),
     the hash covering the model file and then the data."""
+    if _stored_bytes(model) <= MAX_WEIGHT_BYTES:
+        data = model.SerializeToString()
+        write_bytes(path, data)
+        return hashlib.sha256(data).hexdigest()
     held = take_weights(model, 256)  # tensors up to 1 KiB stay in the model file, as onnx's own save does
     try:
-        if sum(a.nbytes for a in held.values()) <= MAX_WEIGHT_BYTES:
-            put_weights(model, held)
-            data = model.SerializeToString()
-            write_bytes(path, data)
-            return hashlib.sha256(data).hexdigest()
         external = path.with_name(path.name + ".data")
         order = [t for t in model.graph.initializer if t.name in held]
         offset = 0
