@@ -11,17 +11,21 @@ pytestmark = pytest.mark.tvm
 N = 1 << 16
 
 
-@pytest.fixture(scope="module")
-def kernels():
-    """One vectorised elementwise kernel per function, built as archc builds (vector_math installed)."""
+@pytest.fixture(scope="module", params=["avx512", "avx2"])
+def kernels(request):
+    """One vectorised elementwise kernel per function, built as archc builds (vector_math installed), for the
+    AVX-512 and the AVX2 target (16- and 8-lane vectors); each runs where this CPU has the instructions."""
     import tvm
     from tvm import s_tir, te, tirx
 
     from archc.lower import vector_math
     from archc.lower.tvm_target import tvm_target
+    from archc.measurement.peak import detect_isa
     from archc.targets import get
+    if request.param == "avx512" and detect_isa() != "avx512":
+        pytest.skip("this CPU has no AVX-512")
     vector_math.install()
-    tgt = tvm_target(get("native"))
+    tgt = tvm_target(get({"avx512": "x86-avx512", "avx2": "x86"}[request.param]))
 
     def build(fn, dtype="float32"):
         a = te.placeholder((N,), dtype, name="A")
