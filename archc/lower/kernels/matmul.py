@@ -33,7 +33,7 @@ def matmul_as_conv(mod: Any) -> tuple[Any, int]:
     count = [0]
 
     @relax.expr_functor.mutator
-    class Rewrite(relax.PyExprMutator):  # type: ignore[misc]
+    class Rewrite(relax.PyExprMutator):
         def visit_call_(self, call: Any) -> Any:
             call = self.visit_expr_post_order(call)
             out = _as_conv(self.builder_, call)
