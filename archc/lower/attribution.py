@@ -9,19 +9,21 @@ fusion pulled in after it (batch norm, ReLU, a residual add, a gate x·σ(x): Si
 kernel's name lists their ops; among nodes of equal shapes, one whose elementwise tail is exactly the kernel's is
 taken first. Shapes are compared as the node has them: archc's blocked layout pads channels to a multiple of its
 block (24 → 32), so a blocked kernel's channel count may exceed the node's by less than one block. A kernel whose
-shapes no node of its kind has gets no node (its MACs unknown) rather than a wrong one.
+shapes no node of its kind has gets no node (its MACs unknown) rather than a wrong one. A product of many rows
+that archc runs as a 1×1 convolution (kernels/matmul.py) is its MatMul's, its MACs the node's (not the padded rows').
 """
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import prod
 
 from archc.analysis.model import Layer
 
 # TVM's primitive op (as in fused kernel names) → the ONNX op types that import to it
 ANCHORS: dict[str, tuple[str, ...]] = {
-    "conv1d": ("Conv",), "conv2d": ("Conv",), "conv3d": ("Conv",), "conv2d_nchwc": ("Conv",),
+    "conv1d": ("Conv",), "conv2d": ("Conv",), "conv3d": ("Conv",), "conv2d_nchwc": ("Conv", "MatMul", "Gemm"),
     "dwconv2d_nchwc": ("Conv",),
     "conv1d_transpose": ("ConvTranspose",), "conv2d_transpose": ("ConvTranspose",),
     "conv3d_transpose": ("ConvTranspose",),
@@ -199,10 +201,26 @@ def _expansion(chain: list[Layer], table: dict[str, tuple[str, ...]] = _EPILOGUE
 def _same_shapes(lay: Layer, kernel_shapes: list[tuple[Shape, Shape]], conv: bool) -> bool:
     if not kernel_shapes or lay.output_shape is None or not lay.input_shapes:
         return False
+    if conv and lay.op in ("MatMul", "Gemm"):
+        return _rows_as_pixels(lay, kernel_shapes)
     shapes = [tuple(s) if s is not None else None for s in lay.input_shapes]
     if not _fits(tuple(lay.output_shape), *kernel_shapes[-1]) or not _fits(shapes[0], *kernel_shapes[0]):
         return False
     return not conv or (len(shapes) > 1 and len(kernel_shapes) > 2 and _fits(shapes[1], *kernel_shapes[1]))
+
+
+def _rows_as_pixels(lay: Layer, kernel_shapes: list[tuple[Shape, Shape]]) -> bool:
+    """A product of rows [.., K] by constant K × N weights that archc runs as a 1×1 convolution (kernels/matmul.py):
+    its rows the pixels of a 1 × K × H × W image (padded to whole rows of W), its weights N × K × 1 × 1."""
+    x, out = lay.input_shapes[0], lay.output_shape
+    if x is None or len(x) < 2 or len(kernel_shapes) < 3 or len(kernel_shapes[0][0]) != 4:
+        return False
+    (data, data_blocks), (weight, weight_blocks), (result, result_blocks) = (
+        kernel_shapes[0], kernel_shapes[1], kernel_shapes[-1])
+    rows, width = prod(x[:-1]), data[3]
+    return (data[0] == 1 and data[2] == -(-rows // width) and weight[2:] == (1, 1) and result[2:] == data[2:]
+            and _fits((1, x[-1]), data[:2], data_blocks[:2]) and _fits((out[-1],), result[1:2], result_blocks[1:2])
+            and _fits((out[-1], x[-1]), weight[:2], weight_blocks[:2]))
 
 
 _ANY_BLOCK = 0  # padded to a block not known here (a sliced input): by less than the widest block, 16 lanes

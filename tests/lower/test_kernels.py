@@ -337,3 +337,15 @@ def test_matmuls_of_many_rows_run_as_blocked_convolutions(tmp_path):
         assert result.verification.status == "passed" and result.verification.max_rel_diff <= 1e-4
         build = json.loads((Path(result.output) / "manifest.json").read_text())["build"]
         assert {c["conv"] for c in build["layout"]["convolutions"]} == convs
+    # archc profile gives those convolutions their MatMul nodes, and the nodes' MACs (not the padded rows')
+    from archc import targets
+    from archc.lower.build import import_onnx
+    from archc.lower.profile import kernels_of
+    from archc.lower.tune import prepare
+    from archc.lower.tvm_target import tvm_target
+    model = archc.load(tmp_path / "mlp50.onnx")
+    kernels = kernels_of(prepare(import_onnx(model), tvm_target(targets.get("native")), "archc"), model)
+    ops = {lay.name: lay.op for lay in archc.analyze(model).layers}
+    convs = [k for k in kernels if "conv2d_nchwc" in k.name]
+    assert len(convs) == 2 and all(len(k.nodes) == 1 and ops[k.nodes[0]] == "MatMul" for k in convs)
+    assert sorted(k.macs for k in convs) == [50 * 64 * 128] * 2
