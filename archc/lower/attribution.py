@@ -213,7 +213,7 @@ def _rows_as_pixels(lay: Layer, kernel_shapes: list[tuple[Shape, Shape]]) -> boo
     """A product of rows [.., K] by constant K × N weights that archc runs as a 1×1 convolution (kernels/matmul.py):
     its rows the pixels of a 1 × K × H × W image (padded to whole rows of W), its weights N × K × 1 × 1."""
     x, out = lay.input_shapes[0], lay.output_shape
-    if x is None or len(x) < 2 or len(kernel_shapes) < 3 or len(kernel_shapes[0][0]) != 4:
+    if x is None or out is None or len(x) < 2 or len(kernel_shapes) < 3 or len(kernel_shapes[0][0]) != 4:
         return False
     (data, data_blocks), (weight, weight_blocks), (result, result_blocks) = (
         kernel_shapes[0], kernel_shapes[1], kernel_shapes[-1])
