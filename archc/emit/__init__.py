@@ -91,7 +91,7 @@ def _restore_metadata(before: onnx.ModelProto, after: onnx.ModelProto) -> None:
     after.metadata_props.extend(p for p in before.metadata_props if p.key not in {q.key for q in after.metadata_props})
 
 
-HELD = 4096  # elements: weights at least this large are held aside while the model is checked and simplified
+HELD_ELEMENTS = 4096  # elements: weights at least this large are held aside while the model is checked and simplified
 
 
 def _held_aside(model: onnx.ModelProto, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -105,7 +105,7 @@ def _held_aside(model: onnx.ModelProto, weights: Mapping[str, np.ndarray]) -> di
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    held = {name: arr for name, arr in weights.items() if np.size(arr) >= HELD and name in consumers
+    held = {name: arr for name, arr in weights.items() if np.size(arr) >= HELD_ELEMENTS and name in consumers
             and all(any(i and i not in constant for i in n.input) for n in consumers[name])}
     model.graph.initializer.extend(numpy_helper.from_array(np.asarray(arr), name)
                                    for name, arr in weights.items() if name not in held)

@@ -132,9 +132,10 @@ def _lower_tanh(op: Any) -> Any:
     if _float32(op):
         return tanh_f32(op.args[0])
     x = op.args[0]  # float64, float16: TVM's own form, which this registration replaces
-    e = tirx.exp(tirx.const(-2.0, str(x.ty.dtype)) * tirx.abs(x))
-    t = (tirx.const(1.0, str(x.ty.dtype)) - e) / (tirx.const(1.0, str(x.ty.dtype)) + e)
-    return tirx.Select(x < tirx.const(0.0, str(x.ty.dtype)), tirx.const(0.0, str(x.ty.dtype)) - t, t)
+    dtype = str(x.ty.dtype)
+    e = tirx.exp(tirx.const(-2.0, dtype) * tirx.abs(x))
+    t = (tirx.const(1.0, dtype) - e) / (tirx.const(1.0, dtype) + e)
+    return tirx.Select(x < tirx.const(0.0, dtype), tirx.const(0.0, dtype) - t, t)
 
 
 def _lower_erf(op: Any) -> Any:

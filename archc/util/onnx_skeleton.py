@@ -205,9 +205,10 @@ def write_model(model: onnx.ModelProto, path: Path) -> str:
                 digest.update(chunk)
                 f.write(chunk)
         write_bytes(path, light)
-        for t in order:  # marked as held again, for put_weights
-            del t.external_data[:]
-            t.external_data.add(key="location", value=HELD)
         return digest.hexdigest()
     finally:
+        for t in model.graph.initializer:  # marked as held again (whatever failed), for put_weights
+            if t.name in held:
+                del t.external_data[:]
+                t.external_data.add(key="location", value=HELD)
         put_weights(model, held)

@@ -27,7 +27,7 @@ from tvm import relax, tirx
 from archc.lower.kernels import conv2d, dense
 from archc.lower.kernels.blocks import choose, is_depthwise, padded
 from archc.lower.kernels.generic import dense_chunk
-from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, rule_of
+from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, rule_of, shape_of
 
 _AFFINE = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide"}
 
@@ -99,7 +99,7 @@ class _Rewriter:
                 self.consumer[v] = b
         for v in _vars_in(func.body.body, relax):
             self.uses[v] += 2  # a function output is never folded away
-        self.choice = choose(self.bindings, plan.lanes, _shape)  # var → block, where a convolution writes it
+        self.choice = choose(self.bindings, plan.lanes, shape_of)  # var → block, where a convolution writes it
 
     # -- values in either layout -------------------------------------------------------------------------
     def nchw(self, v: Any) -> Any:
@@ -109,13 +109,13 @@ class _Rewriter:
             value, bn = self.blocked[v]
             plain = self.bb.emit(self.relax.op.layout_transform(
                 value, index_map=lambda n, c, h, w, b: (n, c * bn + b, h, w)))
-            channels = _shape(v)[1]
+            channels = shape_of(v)[1]
             if channels % bn:  # the zero-padded channels dropped
                 plain = self.bb.emit(self.relax.op.strided_slice(plain, [1], [0], [channels]))
-            if len(_shape(v)) == 3:  # a 1-D tensor, carried as N×C/bn×1×L×bn
-                plain = self.bb.emit(self.relax.op.reshape(plain, _shape(v)))
+            if len(shape_of(v)) == 3:  # a 1-D tensor, carried as N×C/bn×1×L×bn
+                plain = self.bb.emit(self.relax.op.reshape(plain, shape_of(v)))
             self.unblocked[v] = plain
-            self.plan.transforms.append(f"NCHW{bn}c → NCHW ({'×'.join(map(str, _shape(v)))}) for {self.why}")
+            self.plan.transforms.append(f"NCHW{bn}c → NCHW ({'×'.join(map(str, shape_of(v)))}) for {self.why}")
         return self.unblocked[v]
 
     def block(self, v: Any, bn: int) -> tuple[Any, bool]:
@@ -123,19 +123,19 @@ class _Rewriter:
         if v in self.blocked and self.blocked[v][1] == bn:
             return self.blocked[v][0], False
         x = self.nchw(v)
-        if len(_shape(v)) == 3:  # NCL as NC1L: the 2-D kernels and layouts serve 1-D tensors
-            n, c, length = _shape(v)
+        if len(shape_of(v)) == 3:  # NCL as NC1L: the 2-D kernels and layouts serve 1-D tensors
+            n, c, length = shape_of(v)
             x = self.bb.emit(self.relax.op.reshape(x, (n, c, 1, length)))
         if bn == 1:  # NCHW is NCHW[1]c: the same bytes, one more axis
             zero = tirx.const(0, "int64")
             return self.bb.emit(self.relax.op.layout_transform(
                 x, index_map=lambda n, c, h, w: (n, c, h, w, zero))), False
-        extra = padded(_shape(v)[1], bn) - _shape(v)[1]
+        extra = padded(shape_of(v)[1], bn) - shape_of(v)[1]
         if extra:  # zero channels up to whole blocks
             x = self.bb.emit(self.relax.op.nn.pad(x, [0, 0, 0, extra, 0, 0, 0, 0]))
         y = self.bb.emit(self.relax.op.layout_transform(
             x, index_map=lambda n, c, h, w: (n, c // bn, h, w, c % bn)))
-        self.plan.transforms.append(f"NCHW → NCHW{bn}c ({'×'.join(map(str, _shape(v)))}) for {self.why}")
+        self.plan.transforms.append(f"NCHW → NCHW{bn}c ({'×'.join(map(str, shape_of(v)))}) for {self.why}")
         self.blocked[v] = (y, bn)
         return y, True
 
@@ -192,13 +192,13 @@ class _Rewriter:
         one_d = OPS[e.op.name].one_d
         layouts = ("NCW", "OIW", "NCW") if one_d else ("NCHW", "OIHW", "NCHW")
         if not is_const(weight) or (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) != layouts \
-                or len(_shape(data)) != (3 if one_d else 4):
+                or len(shape_of(data)) != (3 if one_d else 4):
             return False
         w = weight.value.numpy()
         if one_d:  # a 1-D convolution is a 2-D one of height 1
             w = w[:, :, None, :]
         oc, ic, kh, kw = w.shape
-        channels = _shape(data)[1]
+        channels = shape_of(data)[1]
         groups = int(a.groups)
         depthwise = is_depthwise(groups, channels, oc, ic)
         if depthwise and data in self.blocked:
@@ -239,7 +239,7 @@ class _Rewriter:
         if shift is not None:
             y = self.bb.emit(relax.op.add(y, relax.const(_blocked_channels(shift, oc_bn).astype(w.dtype))))
         self.blocked[last] = (y, oc_bn)
-        size = "×".join(map(str, _shape(data)[2:]))
+        size = "×".join(map(str, shape_of(data)[2:]))
         self.plan.decisions.append(Decision(
             last.name, f"{channels}×{size} → {oc}, {kw if one_d else f'{kh}×{kw}'}/{strides[-1]}"
             + (" depthwise" if depthwise else f" groups {groups}" if groups > 1 else "")
@@ -250,7 +250,7 @@ class _Rewriter:
     def dense(self, v: Any, e: Any) -> bool:
         """x @ W with W a constant K × N: W packed into the order the dense schedule's tasks read it (dense.py)."""
         x, w = e.args
-        if not is_const(w) or len(_shape(x)) != 2 or len(w.value.shape) != 2 or not isinstance(x, self.relax.Var):
+        if not is_const(w) or len(shape_of(x)) != 2 or len(w.value.shape) != 2 or not isinstance(x, self.relax.Var):
             return False
         chunk = dense_chunk(int(w.value.shape[1]), self.plan.lanes)
         if not chunk:
@@ -273,7 +273,7 @@ class _Rewriter:
             x, c = e.args
             if e.op.name in ("relax.add", "relax.multiply") and is_const(x):
                 x, c = c, x
-            values = _per_channel(c, channels, len(_shape(last)))
+            values = _per_channel(c, channels, len(shape_of(last)))
             if not x.same_as(last) or values is None:
                 break
             op = e.op.name
@@ -293,7 +293,7 @@ class _Rewriter:
 
     def unary(self, v: Any, e: Any) -> bool:
         (x, *rest) = e.args
-        if x not in self.blocked or rest or _shape(v) != _shape(x):  # elementwise: one tensor in, its shape out
+        if x not in self.blocked or rest or shape_of(v) != shape_of(x):  # elementwise: one tensor in, its shape out
             return False
         value, bn = self.blocked[x]
         self.blocked[v] = (self.bb.emit(self.relax.Call(e.op, [value], e.attrs, e.ty_args)), bn)
@@ -307,11 +307,11 @@ class _Rewriter:
         bn = self.blocked[x][1] if x in self.blocked else self.blocked[y][1]
         args = []
         for a in (x, y):
-            if isinstance(a, relax.Var) and _shape(a) == _shape(v) and (a in self.blocked or a in self.plain):
+            if isinstance(a, relax.Var) and shape_of(a) == shape_of(v) and (a in self.blocked or a in self.plain):
                 args.append(self.block(a, bn)[0])
             elif is_const(a):
                 c = a.value.numpy()
-                values = _per_channel(a, _shape(v)[1], len(_shape(v)))
+                values = _per_channel(a, shape_of(v)[1], len(shape_of(v)))
                 if c.size == 1:
                     args.append(a)
                 elif values is not None:  # padded channels get ones: finite under every op here, divide too
@@ -333,7 +333,7 @@ class _Rewriter:
             return False
         x, bound = args.fields
         if x not in self.blocked or not is_const(bound) or bound.value.numpy().size != 1 \
-                or _shape(v) != _shape(x):
+                or shape_of(v) != shape_of(x):
             return False
         value, bn = self.blocked[x]
         make = relax.op.maximum if name == "maximum" else relax.op.minimum
@@ -363,7 +363,7 @@ class _Rewriter:
         a = e.attrs
         if x not in self.blocked or a.axis is None or not bool(a.keepdims):
             return False
-        rank = len(_shape(x))
+        rank = len(shape_of(x))
         axes = sorted(int(i) % rank for i in a.axis)
         if not set(axes) <= {2, 3}:
             return False
@@ -377,14 +377,14 @@ class _Rewriter:
     def concat(self, v: Any, e: Any) -> bool:
         relax = self.relax
         parts = e.args[0]
-        rank = len(_shape(v))
+        rank = len(shape_of(v))
         if rank not in (3, 4) or int(e.attrs.axis) % rank != 1 or not isinstance(parts, relax.Tuple):
             return False
         blocked = [p for p in parts.fields if p in self.blocked]
         if not blocked:
             return False
         bn = self.blocked[blocked[0]][1]
-        if any(not isinstance(p, relax.Var) or len(_shape(p)) != len(_shape(v)) or _shape(p)[1] % bn
+        if any(not isinstance(p, relax.Var) or len(shape_of(p)) != len(shape_of(v)) or shape_of(p)[1] % bn
                for p in parts.fields):
             return False
         values = [self.block(p, bn)[0] for p in parts.fields]
@@ -446,17 +446,6 @@ def _vars_in(e: Any, relax: Any) -> list[Any]:
     if isinstance(e, relax.TupleGetItem):
         return _vars_in(e.tuple_value, relax)
     return []
-
-
-def _shape(e: Any) -> tuple[int, ...]:
-    ty = e.ty
-    shape = getattr(ty, "shape", None)
-    if shape is None or not hasattr(shape, "values"):
-        return ()
-    try:
-        return tuple(int(d) for d in shape.values)
-    except TypeError:  # a symbolic dimension
-        return ()
 
 
 def _per_channel(c: Any, channels: int, rank: int) -> np.ndarray | None:

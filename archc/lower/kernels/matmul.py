@@ -19,17 +19,16 @@ from math import prod
 from typing import Any
 
 import numpy as np
-import tvm
 from tvm import relax
 
-from archc.lower.kernels.optable import is_const
+from archc.lower.kernels.optable import is_const, is_op_call, shape_of
 
 ROWS = 16  # fewer rows: a matrix-vector product, dense.py's
 _WIDTH = 16  # pixels per row of the image the rows become: reg_n divides it (4, 8, 16)
 
 
-def matmul_as_conv(mod: Any) -> tuple[Any, int]:
-    """The module with each such matmul in `main` rewritten (above), and how many were."""
+def matmul_as_conv(mod: Any) -> Any:
+    """The module with each such matmul in `main` rewritten (above); `mod` itself where none is."""
     count = [0]
 
     @relax.expr_functor.mutator
@@ -46,22 +45,14 @@ def matmul_as_conv(mod: Any) -> tuple[Any, int]:
     for gv, func in mod.functions.items():
         if isinstance(func, relax.Function) and gv.name_hint == "main":
             rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-    return (rewriter.builder_.get() if count[0] else mod), count[0]
-
-
-def _shape(e: Any) -> tuple[int, ...]:
-    shape = getattr(e.ty, "shape", None)
-    try:
-        return tuple(int(d) for d in shape.values) if shape is not None and hasattr(shape, "values") else ()
-    except TypeError:  # a symbolic dimension
-        return ()
+    return rewriter.builder_.get() if count[0] else mod
 
 
 def _as_conv(bb: Any, call: Any) -> Any:
-    if not isinstance(call.op, tvm.ir.Op) or call.op.name != "relax.matmul" or len(call.args) != 2:
+    if not is_op_call(call) or call.op.name != "relax.matmul" or len(call.args) != 2:
         return None
     x, w = call.args
-    shape = _shape(x)
+    shape = shape_of(x)
     if not is_const(w) or len(w.value.shape) != 2 or len(shape) < 2 or str(x.ty.dtype) != "float32":
         return None
     k, n = (int(d) for d in w.value.shape)

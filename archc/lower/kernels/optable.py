@@ -74,3 +74,14 @@ def is_op_call(e: Any) -> bool:
 
 def is_const(e: Any) -> bool:
     return isinstance(e, Constant)
+
+
+def shape_of(e: Any) -> tuple[int, ...]:
+    """A Relax expression's static shape; () where it has none (a tuple, a symbolic dimension)."""
+    shape = getattr(e.ty, "shape", None)
+    if shape is None or not hasattr(shape, "values"):
+        return ()
+    try:
+        return tuple(int(d) for d in shape.values)
+    except TypeError:  # a symbolic dimension
+        return ()

@@ -28,7 +28,7 @@ def plan(mod: Any, tgt: Any) -> tuple[Any, Any]:
     mod = tvm.transform.Sequential([relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant(),
                                     relax.transform.CanonicalizeBindings(),
                                     relax.transform.DeadCodeElimination()])(mod)
-    mod = matmul_as_conv(mod)[0]
+    mod = matmul_as_conv(mod)
     return blocked_conv_layout(mod, lanes(tgt))
 
 
