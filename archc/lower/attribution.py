@@ -6,9 +6,11 @@ of a matching type produced (conv2d ← Conv). Among those, the node with the ke
 convolution: data, weight and output; else first input and output), the earliest first, once per call (TVM keeps
 one kernel for layers of equal shape, and the importer emits nodes in file order). The elementwise nodes that the
 fusion pulled in after it (batch norm, ReLU, a residual add, a gate x·σ(x): SiLU, hardswish) join it as far as the
-kernel's name lists their ops; among nodes of equal shapes, one whose elementwise tail is exactly the kernel's is
-taken first. Shapes are compared as the node has them: archc's blocked layout pads channels to a multiple of its
-block (24 → 32), so a blocked kernel's channel count may exceed the node's by less than one block. A kernel whose
+kernel's name lists their ops (after a squeeze-excite gate's 1×1 convolution, the multiply of the feature map by
+the gate too: that kernel writes the feature map's shape); among nodes of equal shapes, one whose elementwise tail
+is exactly the kernel's is taken first. Shapes are compared as the node has them: archc's blocked layout pads
+channels to a multiple of its block (24 → 32), so a blocked kernel's channel count may exceed the node's by less
+than one block. A kernel whose
 shapes no node of its kind has gets no node (its MACs unknown) rather than a wrong one. A product of many rows
 that archc runs as a 1×1 convolution (kernels/matmul.py) is its MatMul's, its MACs the node's (not the padded rows').
 """
@@ -204,7 +206,10 @@ def _same_shapes(lay: Layer, kernel_shapes: list[tuple[Shape, Shape]], conv: boo
     if conv and lay.op in ("MatMul", "Gemm"):
         return _rows_as_pixels(lay, kernel_shapes)
     shapes = [tuple(s) if s is not None else None for s in lay.input_shapes]
-    if not _fits(tuple(lay.output_shape), *kernel_shapes[-1]) or not _fits(shapes[0], *kernel_shapes[0]):
+    out, (result, blocks) = tuple(lay.output_shape), kernel_shapes[-1]
+    # a convolution on 1×1 pixels may write a larger tensor: a squeeze-excite gate's, its multiply fused after it
+    gate = conv and len(out) > 2 and set(out[2:]) == {1} and _fits(out[:2], result[:2], blocks[:2])
+    if not (_fits(out, result, blocks) or gate) or not _fits(shapes[0], *kernel_shapes[0]):
         return False
     return not conv or (len(shapes) > 1 and len(kernel_shapes) > 2 and _fits(shapes[1], *kernel_shapes[1]))
 

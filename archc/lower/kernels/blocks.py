@@ -27,7 +27,7 @@ from typing import Any
 
 from tvm import relax
 
-from archc.lower.kernels.optable import Kind, is_const, rule_of
+from archc.lower.kernels.optable import Kind, is_const, per_channel, rule_of
 
 
 @dataclass
@@ -95,7 +95,7 @@ def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
             union(v, e.args[0])
         elif kind is Kind.BINARY:
             for a in e.args:
-                if isinstance(a, relax.Var) and shape(a) == shape(v):
+                if isinstance(a, relax.Var) and (shape(a) == shape(v) or per_channel(shape(a), shape(v))):
                     union(v, a)
         elif kind is Kind.CONCAT:
             concat_inputs += [f for f in getattr(e.args[0], "fields", []) if isinstance(f, relax.Var)]

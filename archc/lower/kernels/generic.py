@@ -24,7 +24,7 @@ def schedule(sch: Any, lanes: int) -> None:
         except Exception:  # noqa: BLE001 - a block that reduces or is read twice stays a block of its own
             kept.append(block)
     for block in [*kept, blocks[-1]]:
-        _block(sch, block, lanes)
+        schedule_block(sch, block, lanes)
 
 
 def _vector(extent: int, lanes: int) -> int:
@@ -43,7 +43,8 @@ def dense_chunk(extent: int, lanes: int) -> int:
                if extent % c == 0)
 
 
-def _block(sch: Any, block: Any, lanes: int) -> None:
+def schedule_block(sch: Any, block: Any, lanes: int) -> None:
+    """One block: its spatial loops in parallel, its innermost output loop vectorized (above)."""
     loops = sch.get_loops(block)
     kinds = [int(iv.iter_type) for iv in sch.get(block).iter_vars]
     if len(kinds) != len(loops) or any(k not in (_DATA_PAR, _REDUCE) for k in kinds):

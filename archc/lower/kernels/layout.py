@@ -27,9 +27,12 @@ from tvm import relax, tirx
 from archc.lower.kernels import conv2d, dense
 from archc.lower.kernels.blocks import choose, is_depthwise, padded
 from archc.lower.kernels.generic import dense_chunk
-from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, rule_of, shape_of
+from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, per_channel, rule_of, shape_of
 
 _AFFINE = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide"}
+# ops that keep a zero-padded channel finite when both operands hold anything finite there (a gate blocked by
+# `block` gets zeros in its padded channels: a divide would make them NaN, which a zero weight does not cancel)
+_ZERO_SAFE = {"relax.add", "relax.subtract", "relax.multiply", "relax.maximum", "relax.minimum"}
 
 
 @dataclass
@@ -293,10 +296,12 @@ class _Rewriter:
 
     def unary(self, v: Any, e: Any) -> bool:
         (x, *rest) = e.args
-        if x not in self.blocked or rest or shape_of(v) != shape_of(x):  # elementwise: one tensor in, its shape out
+        # elementwise: one tensor in, its shape out; other arguments scalars (clip's bounds: hardswish/hardsigmoid)
+        if x not in self.blocked or shape_of(v) != shape_of(x) \
+                or any(not is_const(a) or shape_of(a) for a in rest):
             return False
         value, bn = self.blocked[x]
-        self.blocked[v] = (self.bb.emit(self.relax.Call(e.op, [value], e.attrs, e.ty_args)), bn)
+        self.blocked[v] = (self.bb.emit(self.relax.Call(e.op, [value, *rest], e.attrs, e.ty_args)), bn)
         return True
 
     def binary(self, v: Any, e: Any) -> bool:
@@ -309,6 +314,10 @@ class _Rewriter:
         for a in (x, y):
             if isinstance(a, relax.Var) and shape_of(a) == shape_of(v) and (a in self.blocked or a in self.plain):
                 args.append(self.block(a, bn)[0])
+            elif isinstance(a, relax.Var) and per_channel(shape_of(a), shape_of(v)) \
+                    and (a in self.blocked or a in self.plain) \
+                    and (shape_of(v)[1] % bn == 0 or e.op.name in _ZERO_SAFE):
+                args.append(self.block(a, bn)[0])  # a gate: 1×C/bn×1×1×bn, broadcast over H×W
             elif is_const(a):
                 c = a.value.numpy()
                 values = _per_channel(a, shape_of(v)[1], len(shape_of(v)))

@@ -7,7 +7,8 @@ tensors:
 
     conv    a convolution: archc's kernel on NCHW[x]c data; a depthwise one's input and output share a group
     unary   elementwise on one tensor: its output shares its input's group
-    binary  elementwise on two (constants broadcast per channel): shares the group of each input of its shape
+    binary  elementwise on two (constants broadcast per channel): shares the group of each input of its shape or
+            of one value per channel (a squeeze-excite gate, N×C×1×1)
     pool    a window over H×W per channel: shares its input's group
     reduce  a reduction over H×W kept as 1×1: shares its input's group
     concat  along channels: its inputs' blocks must divide their channels (never padded)
@@ -85,3 +86,9 @@ def shape_of(e: Any) -> tuple[int, ...]:
         return tuple(int(d) for d in shape.values)
     except TypeError:  # a symbolic dimension
         return ()
+
+
+def per_channel(a: tuple[int, ...], v: tuple[int, ...]) -> bool:
+    """Whether a tensor of shape `a` holds one value per channel of the N×C×… tensor of shape `v` (N×C×1×1: a
+    squeeze-excite gate), so that it broadcasts against it in the blocked layout too (1×C/bn×1×1×bn)."""
+    return len(a) == len(v) >= 3 and a[:2] == v[:2] and all(d == 1 for d in a[2:]) and a != v
