@@ -29,7 +29,7 @@ ANCHORS: dict[str, tuple[str, ...]] = {
     "dwconv2d_nchwc": ("Conv",),
     "conv1d_transpose": ("ConvTranspose",), "conv2d_transpose": ("ConvTranspose",),
     "conv3d_transpose": ("ConvTranspose",),
-    "matmul": ("Gemm", "MatMul"), "dense": ("Gemm", "MatMul"),
+    "matmul": ("Gemm", "MatMul"), "dense": ("Gemm", "MatMul"), "bmm": ("MatMul",),
     "max_pool1d": ("MaxPool",), "max_pool2d": ("MaxPool",), "max_pool3d": ("MaxPool",),
     "avg_pool1d": ("AveragePool",), "avg_pool2d": ("AveragePool",), "avg_pool3d": ("AveragePool",),
     "adaptive_avg_pool2d": ("GlobalAveragePool",), "mean": ("GlobalAveragePool", "ReduceMean"),

@@ -220,7 +220,7 @@ def schedule(sch: Any, config: Config) -> None:
     if config.inline_pad and _has(sch, PAD):
         sch.compute_inline(sch.get_sblock(PAD))
     conv = sch.get_sblock(DW_BLOCK if depthwise else BLOCK)
-    epilogue, broadcast = _inline_epilogue(sch, conv)
+    epilogue, broadcast = inline_epilogue(sch, conv)
     if epilogue is None:  # no consumer in this kernel: a write-back block of its own leaves the register tile
         epilogue = sch.cache_write(conv, 0, "global")
     sch.set_scope(conv, 0, "local")
@@ -259,7 +259,7 @@ def _has(sch: Any, name: str) -> bool:
     return True
 
 
-def _inline_epilogue(sch: Any, conv: Any) -> tuple[Any, Any]:
+def inline_epilogue(sch: Any, conv: Any, crop: str = CROP) -> tuple[Any, Any]:
     """Inline the elementwise blocks after the conv into the last one of the conv's shape, the epilogue computed on
     the register tile, which is returned (None if there is none). They may form a chain (bias, ReLU) or read the
     conv twice (SiLU's x·sigmoid(x)); left as blocks of their own, they would run after the whole convolution, in
@@ -274,7 +274,7 @@ def _inline_epilogue(sch: Any, conv: Any) -> tuple[Any, Any]:
     def shape(block: Any) -> list[int]:
         return [int(d) for d in sch.get(block).writes[0].source.shape]
 
-    full = shape(after[0]) if after and sch.get(after[0]).name_hint == CROP else shape(conv)  # the output's shape
+    full = shape(after[0]) if after and sch.get(after[0]).name_hint == crop else shape(conv)  # the output's shape
     same = next((i for i, b in enumerate(after) if shape(b) != full), len(after))
     tail = after[same:]
     for block in after[:same - 1] + tail[:-1]:

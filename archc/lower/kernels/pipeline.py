@@ -8,7 +8,7 @@ import tvm
 from tvm import relax, s_tir, tirx
 from tvm.target import codegen
 
-from archc.lower.kernels import conv2d, generic
+from archc.lower.kernels import bmm, conv2d, generic
 from archc.lower.kernels.layout import blocked_conv_layout
 from archc.lower.kernels.matmul import matmul_as_conv
 from archc.lower.kernels.search import Choices
@@ -28,7 +28,7 @@ def plan(mod: Any, tgt: Any) -> tuple[Any, Any]:
     mod = tvm.transform.Sequential([relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant(),
                                     relax.transform.CanonicalizeBindings(),
                                     relax.transform.DeadCodeElimination()])(mod)
-    mod = matmul_as_conv(mod)
+    mod = bmm.batched_products(matmul_as_conv(mod), lanes(tgt))
     return blocked_conv_layout(mod, lanes(tgt))
 
 
@@ -47,6 +47,14 @@ def workloads(mod: Any) -> dict[str, str]:
     return found
 
 
+def _has(sch: Any, block: str) -> bool:
+    try:
+        sch.get_sblock(block)
+    except Exception:  # noqa: BLE001 - TVM's own error type for a block that is not there
+        return False
+    return True
+
+
 def apply(mod: Any, tgt: Any, choices: Choices) -> tuple[Any, list[str]]:
     """Schedule every fused kernel that holds archc's conv compute with its chosen configuration, and every other
     kernel with the generic rule where it fits; each is marked scheduled (MetaSchedule leaves it alone). Returns
@@ -60,6 +68,8 @@ def apply(mod: Any, tgt: Any, choices: Choices) -> tuple[Any, list[str]]:
         try:
             if gv.name_hint in convs:
                 conv2d.schedule(sch, choices.config(convs[gv.name_hint]))
+            elif _has(sch, bmm.BLOCK):
+                bmm.schedule(sch, choices.lanes)
             else:
                 generic.schedule(sch, choices.lanes)
         except Exception:  # noqa: BLE001 - a kernel the rule does not fit: MetaSchedule's, or TVM's default
