@@ -14,6 +14,7 @@ class KernelTime:
     args: list[str]  # argument shapes and dtypes, as 1×64×56×56 float32
     nodes: list[str] = field(default_factory=list)  # the ONNX nodes it runs (over all its calls)
     macs: int | None = None  # theirs, from the analyzer, over all its calls (None: no node found)
+    vector: str | None = None  # the widest packed float32 register its machine code uses ("512-bit"), or "scalar"
 
     @property
     def total_seconds(self) -> float:

@@ -21,7 +21,7 @@ from archc.analysis import analyze
 from archc.deploy.manifest import MANIFEST
 from archc.deploy.profile import KernelTime, Profile
 from archc.errors import ArchcError
-from archc.lower import vector_math
+from archc.lower import vector_math, vector_width
 from archc.lower.attribution import Kernel, attribute
 from archc.lower.build import import_onnx
 from archc.lower.tune import apply, prepare
@@ -58,6 +58,9 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: i
         dev = pkg.device()
     else:
         kernels_module, dev = _remote_kernels(mod, tgt, target, remote)
+    names = [gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)]
+    vectors = {} if target.tvm.get("kind") == "cuda" else vector_width.widths(
+        folder / manifest.library, names, vector_width.objdump_for(target.cross_compiler))
     rng = np.random.default_rng(0)
     results = []
     for gv, func in mod.functions.items():
@@ -82,7 +85,7 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: i
         k = found.get(name)
         results.append(KernelTime(name, seconds, k.calls if k else 1,
                                   [f"{fmt_dims(s) or 'scalar'} {d}" for s, d in shapes],
-                                  k.nodes if k else [], k.macs if k else None))
+                                  k.nodes if k else [], k.macs if k else None, vectors.get(name)))
     if not results:
         raise ArchcError(f"no kernel of '{folder}' could be found to time; compile the package again",
                          code="corrupt-package")

@@ -252,12 +252,13 @@ def profile_table(p: Profile) -> Table:
     end-to-end time below."""
     cols = [Column("name", "Kernel"), Column("calls", "Calls", Fmt.INT, R), Column("us", "Time (µs)", Fmt.FLOAT, R),
             Column("share", "Share", align=R), Column("macs", "MACs", Fmt.INT, R),
-            Column("gflops", "GFLOP/s", Fmt.FLOAT, R), Column("nodes", "ONNX nodes", wrap=True),
-            Column("args", "Arguments", wrap=True)]
+            Column("gflops", "GFLOP/s", Fmt.FLOAT, R), Column("vector", "Vector", align=R),
+            Column("nodes", "ONNX nodes", wrap=True), Column("args", "Arguments", wrap=True)]
     total = p.kernels_seconds or 1.0
     rows: list[dict] = [{"name": k.name, "calls": k.calls, "us": k.total_seconds * 1e6,
                          "share": f"{100 * k.total_seconds / total:.1f}%", "macs": k.macs,
-                         "gflops": "" if k.macs == 0 else k.gflops, "nodes": _node_list(k.nodes),
+                         "gflops": "" if k.macs == 0 else k.gflops, "vector": k.vector or "?",
+                         "nodes": _node_list(k.nodes),
                          "args": ", ".join(k.args)}
                         for k in p.kernels]
     rows.append({"name": "Kernels (sum)", "style": "total", "us": p.kernels_seconds * 1e6, "share": "100.0%"})
@@ -265,7 +266,9 @@ def profile_table(p: Profile) -> Table:
     return Table(f"{p.package}: kernels ({p.target})", cols, rows,
                  ["Each kernel timed alone on random arguments of its shapes (TVM's time_evaluator); the end-to-end "
                   "time is the whole model's, the difference is what runs between kernels. ONNX nodes: matched "
-                  "by op and shapes (TVM keeps no node names); MACs theirs, from the analyzer."])
+                  "by op and shapes (TVM keeps no node names); MACs theirs, from the analyzer. Vector: the widest "
+                  "register of a packed float32 instruction in the kernel's machine code (scalar: none; ?: no "
+                  "disassembler, or a GPU kernel)."])
 
 
 def _node_list(nodes: list[str], most: int = 4) -> str:

@@ -1,0 +1,76 @@
+"""The vector width `archc profile` reports per kernel, read from the library's machine code
+(archc/lower/vector_width.py): packed float32 instructions on zmm/ymm (x86) or v.4s (aarch64), else "scalar"."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+pytestmark = [pytest.mark.tvm]
+
+
+def _library(tmp_path, target_name: str):
+    """A library of two kernels: an elementwise one the schedule vectorizes, and a float sum whose order LLVM must
+    keep (no reassociation: scalar)."""
+    import tvm
+    from tvm import s_tir, te
+
+    from archc import targets
+    from archc.lower import link
+    from archc.lower.tvm_target import tvm_target
+    target = targets.get(target_name)
+    tgt = tvm_target(target)
+    x = te.placeholder((64, 256), name="x")
+    funcs = {}
+    y = te.compute((64, 256), lambda i, j: x[i, j] * 2.0 + 1.0, name="y")
+    sch = s_tir.Schedule(te.create_prim_func([x, y]))
+    i, j = sch.get_loops(sch.get_sblock("y"))
+    sch.vectorize(sch.split(j, [None, 16 if target_name == "x86-avx512" else 4 if "arm" in target_name else 8])[1])
+    funcs["wide"] = sch.mod["main"]
+    k = te.reduce_axis((0, 256), name="k")
+    s = te.compute((64,), lambda i: te.sum(x[i, k], axis=k), name="s")
+    funcs["chain"] = te.create_prim_func([x, s])
+    mod = tvm.IRModule({tvm.ir.GlobalVar(n): f.with_attr("global_symbol", n) for n, f in funcs.items()})
+    path = tmp_path / "k.so"
+    tvm.tirx.build(mod, target=tgt).export_library(str(path), fcompile=link.fcompile(target.cross_compiler))
+    return path, target
+
+
+@pytest.mark.parametrize("name,wide", [("x86-avx512", "512-bit"), ("x86", "256-bit"), ("arm64", "128-bit")])
+def test_each_kernel_gets_the_width_of_its_machine_code(name, wide, tmp_path):
+    from archc.lower.vector_width import objdump_for, widths
+    if name == "arm64" and shutil.which("aarch64-linux-gnu-gcc") is None:
+        pytest.skip("no aarch64 cross compiler (scripts/install-test-deps.sh installs it)")
+    path, target = _library(tmp_path, name)
+    objdump = objdump_for(target.cross_compiler)
+    assert objdump is not None
+    assert widths(path, ["wide", "chain", "absent"], objdump) == {"wide": wide, "chain": "scalar"}
+    assert widths(path, ["wide"], None) == {}  # no disassembler: no width, not a guess
+    assert widths(tmp_path / "missing.so", ["wide"], objdump) == {}
+
+
+def test_the_profile_has_a_vector_column(tmp_path):
+    """archc profile of a package: every kernel's width known, the convolutions' the target's vector register."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    import archc
+    from archc.lower.profile import profile
+    from archc.measurement.peak import detect_isa
+    from archc.render.views import profile_table
+    if shutil.which("objdump") is None or detect_isa() not in ("avx512", "avx2"):
+        pytest.skip("needs objdump and an x86 CPU with AVX2 or AVX-512")
+    w = numpy_helper.from_array(__import__("numpy").ones((16, 8, 3, 3), "f4"), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                               helper.make_node("Relu", ["c"], ["y"])], "c",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 14, 14])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 14, 14])], [w])
+    path = tmp_path / "c.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    result = archc.compile(path, target="native", output=tmp_path / "pkg", quick=0, db=tmp_path / "db")
+    prof = profile(result.output, repeat=4)
+    assert all(k.vector for k in prof.kernels)
+    conv = [k for k in prof.kernels if "conv2d_nchwc" in k.name]
+    assert conv and conv[0].vector == {"avx512": "512-bit", "avx2": "256-bit"}[detect_isa()]
+    table = profile_table(prof)
+    assert "Vector" in [c.header for c in table.columns]
