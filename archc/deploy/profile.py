@@ -40,5 +40,13 @@ class Profile:
     def to_json(self) -> dict[str, Any]:
         return {"schema_version": 1, "package": self.package, "target": self.target,
                 "end_to_end_seconds": self.end_to_end_seconds, "kernels_seconds": self.kernels_seconds,
-                "kernels": [{**asdict(k), "total_seconds": k.total_seconds, "gflops": k.gflops}
-                            for k in self.kernels]}
+                "kernels": [{**_without_unknown_vector(asdict(k)), "total_seconds": k.total_seconds,
+                             "gflops": k.gflops} for k in self.kernels]}
+
+
+def _without_unknown_vector(kernel: dict[str, Any]) -> dict[str, Any]:
+    """A kernel's record without the vector width where none is known (as profiles written before it was read):
+    such files still round-trip byte for byte."""
+    if kernel.get("vector") is None:
+        kernel.pop("vector", None)
+    return kernel

@@ -456,7 +456,7 @@ class EngineResult:
 def _kernel_time(data: Any, at: str) -> KernelTime:
     f = _Fields(data, at)
     return KernelTime(f.need_text("name"), f.need_number("seconds"), f.integer("calls") or 1, f.texts("args") or [],
-                      f.texts("nodes") or [], f.integer("macs"))
+                      f.texts("nodes") or [], f.integer("macs"), f.text("vector"))
 
 
 @dataclass

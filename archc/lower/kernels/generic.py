@@ -32,6 +32,12 @@ def _vector(extent: int, lanes: int) -> int:
     return next((v for v in (lanes, 8, 4) if extent % v == 0), 0)
 
 
+def _selects(sch: Any, block: Any) -> bool:
+    """Whether the block's value is chosen by a condition (if_then_else, select): a concatenation, a padding."""
+    text = str(sch.get(block).body)
+    return "if_then_else" in text or "T.Select" in text
+
+
 def dense_chunk(extent: int, lanes: int) -> int:
     """The outputs one task of a long output row computes (a dense layer's features): whole vectors, at least four
     tasks, at most 1,024 values (kept in L1 while the weights stream through); 0 if the row is not such a row
@@ -54,6 +60,18 @@ def schedule_block(sch: Any, block: Any, lanes: int) -> None:
     if not spatial:
         return
     if not reduce:
+        last_vec = _vector(int(sch.get(spatial[-1]).extent), lanes)
+        total = 1
+        for lp in spatial:
+            total *= int(sch.get(lp).extent)
+        if len(spatial) > 1 and last_vec and (_selects(sch, block) or total % lanes):
+            # a concatenation (or a padding) chooses its source by an outer index: fused with the vector lanes,
+            # that choice would be made per lane, and TVM's vectorizer gives up (DenseNet's concat+BN+ReLU and
+            # Inception's concatenations ran scalar); so the last axis alone is vectorized
+            outer, inner = sch.split(spatial[-1], [None, last_vec])
+            sch.vectorize(inner)
+            sch.parallel(sch.fuse(*spatial[:-1], outer))
+            return
         fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
         extent = int(sch.get(fused).extent)
         if extent % lanes == 0 and extent >= lanes * 2:
