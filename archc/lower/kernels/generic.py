@@ -19,6 +19,9 @@ def schedule(sch: Any, lanes: int) -> None:
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
     kept = []
     for block in blocks[:-1]:  # inline what can be (padding, injective steps); the output block stays
+        if _costly(sch, block) and len(sch.get_consumers(block)) > 1:
+            kept.append(block)  # softmax's exp, read by its sum and its division: computed once, not twice
+            continue
         try:
             sch.compute_inline(block)
         except Exception:  # noqa: BLE001 - a block that reduces or is read twice stays a block of its own
@@ -30,6 +33,12 @@ def schedule(sch: Any, lanes: int) -> None:
 def _vector(extent: int, lanes: int) -> int:
     """The widest vector (the target's, 8 or 4 lanes) that divides an output row; 0 if none does."""
     return next((v for v in (lanes, 8, 4) if extent % v == 0), 0)
+
+
+def _costly(sch: Any, block: Any) -> bool:
+    """Whether the block's value calls a transcendental function (worth computing once and storing)."""
+    text = str(sch.get(block).body)
+    return any(f"T.{f}(" in text for f in ("exp", "tanh", "erf", "sigmoid", "log"))
 
 
 def _selects(sch: Any, block: Any) -> bool:
@@ -71,6 +80,11 @@ def schedule_block(sch: Any, block: Any, lanes: int) -> None:
             outer, inner = sch.split(spatial[-1], [None, last_vec])
             sch.vectorize(inner)
             sch.parallel(sch.fuse(*spatial[:-1], outer))
+            return
+        if len(spatial) > 1 and total % lanes and not last_vec:
+            # rows of an odd length (ViT's 197 tokens): the outer loops in parallel, each row a plain loop that
+            # LLVM vectorizes itself (fused, the row's index is a division per element and nothing vectorizes)
+            sch.parallel(sch.fuse(*spatial[:-1]))
             return
         fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
         extent = int(sch.get(fused).extent)
