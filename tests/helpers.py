@@ -71,6 +71,21 @@ def run(graph, x: np.ndarray | None = None, weights=None, simplify: bool = False
 RTOL = 1e-4  # compiled outputs vs onnxruntime's: of the output's range (untuned TVM kernels only reorder float sums)
 
 
+def compile_verified(graph, folder: Path, target: str):
+    """Save an ONNX graph (onnx.helper's, opset 17) in `folder`, compile it for `target` with no tuning (its own
+    database there), and check archc's verification against onnxruntime passed (1e-4 of each output's range):
+    the model's path and the compile's result."""
+    import onnx
+    from onnx import helper
+
+    import archc
+    path = folder / f"{graph.name}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    result = archc.compile(path, target=target, output=folder / f"{graph.name}.pkg", quick=0, db=folder / "db")
+    assert result.verification.status == "passed" and result.verification.max_rel_diff <= 1e-4
+    return path, result
+
+
 def onnxruntime_outputs(onnx_path, inputs: dict) -> list:
     return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, inputs)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_close, onnxruntime_outputs, raises
+from helpers import assert_close, compile_verified, onnxruntime_outputs, raises
 
 import archc
 from archc.runtime import load_package
@@ -351,7 +351,7 @@ def test_matmuls_of_many_rows_run_as_blocked_convolutions(tmp_path):
     assert sorted(k.macs for k in convs) == [50 * 64 * 128] * 2
 
 
-def _se_block(path: Path, gate: str) -> Path:
+def _se_block(gate: str):
     """An EfficientNet / MobileNet v3 block as PyTorch exports it: conv + SiLU (Sigmoid, Mul) or HardSwish, a
     squeeze-excite gate (GlobalAveragePool → 1×1 conv → SiLU → 1×1 conv → `gate` (Sigmoid or HardSigmoid, which
     imports as a clip) → Mul of the feature map), a 1×1 projection."""
@@ -371,10 +371,8 @@ def _se_block(path: Path, gate: str) -> Path:
              node("Conv", ["g", "ws", "bs"], ["q"]), node("Sigmoid", ["q"], ["qs"]), node("Mul", ["q", "qs"], ["qa"]),
              node("Conv", ["qa", "we", "be"], ["e"]), node(gate, ["e"], ["gate"]),
              node("Mul", ["f", "gate"], ["fg"]), node("Conv", ["fg", "w2"], ["y"])]
-    graph = helper.make_graph(nodes, "se", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 20, 20])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 24, 20, 20])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
+    return helper.make_graph(nodes, gate, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 20, 20])],
+                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 24, 20, 20])], inits)
 
 
 @pytest.mark.parametrize("isa", ["avx512", "avx2"])
@@ -395,9 +393,7 @@ def test_silu_and_squeeze_excite_run_inside_the_blocked_kernels(isa, tmp_path):
     from archc.lower.tvm_target import tvm_target
     name = {"avx512": "x86-avx512", "avx2": "x86"}[isa]
     for gate in ("HardSigmoid", "Sigmoid"):
-        path = _se_block(tmp_path / f"{gate}.onnx", gate)
-        result = archc.compile(path, target=name, output=tmp_path / gate, quick=0, db=tmp_path / "db")
-        assert result.verification.status == "passed" and result.verification.max_rel_diff <= 1e-4
+        path, result = compile_verified(_se_block(gate), tmp_path, name)
         layout = json.loads((Path(result.output) / "manifest.json").read_text())["build"]["layout"]
         assert [t.split(" for ")[1] for t in layout["transforms"]] == ["the model's output"]  # the input: 1 block
     tgt = tvm_target(targets.get(name))
@@ -420,7 +416,6 @@ def test_rows_of_a_prime_width_are_widened_into_whole_register_tiles(isa, tmp_pa
     the 18th, in a kernel with a ReLU epilogue and in one without; outputs equal onnxruntime's."""
     if isa == "avx512" and _native_isa() != "avx512" or not _native_isa():
         pytest.skip(f"this CPU cannot run {isa} code")
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from archc import targets
@@ -436,11 +431,8 @@ def test_rows_of_a_prime_width_are_widened_into_whole_register_tiles(isa, tmp_pa
              helper.make_node("Conv", ["r", "w2"], ["y"], pads=[3, 0, 3, 0])]
     graph = helper.make_graph(nodes, "prime", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 17, 17])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 17, 17])], inits)
-    path = tmp_path / "prime.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     name = {"avx512": "x86-avx512", "avx2": "x86"}[isa]
-    result = archc.compile(path, target=name, output=tmp_path / "pkg", quick=0, db=tmp_path / "db")
-    assert result.verification.status == "passed" and result.verification.max_rel_diff <= 1e-4
+    path, _ = compile_verified(graph, tmp_path, name)
     tgt = tvm_target(targets.get(name))
     keys = list(kernels.workloads(prepare(import_onnx(archc.load(path)), tgt, "archc")).values())
     assert len(keys) == 2 and {Workload.parse(k).out_size for k in keys} == {(17, 18)}
@@ -457,7 +449,6 @@ def test_attention_products_run_on_archc_batched_kernel(isa, tmp_path):
     onnxruntime on both vector widths."""
     if isa == "avx512" and _native_isa() != "avx512" or not _native_isa():
         pytest.skip(f"this CPU cannot run {isa} code")
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     from tvm import s_tir, tirx
 
@@ -475,11 +466,8 @@ def test_attention_products_run_on_archc_batched_kernel(isa, tmp_path):
     graph = helper.make_graph(nodes, "attention", x, [helper.make_tensor_value_info("y", TensorProto.FLOAT,
                                                                                     [1, 3, 13, 24])],
                               [numpy_helper.from_array(np.array(24 ** -0.5, "f4"), "scale")])
-    path = tmp_path / "attention.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     name = {"avx512": "x86-avx512", "avx2": "x86"}[isa]
-    result = archc.compile(path, target=name, output=tmp_path / "pkg", quick=0, db=tmp_path / "db")
-    assert result.verification.status == "passed" and result.verification.max_rel_diff <= 1e-4
+    path, _ = compile_verified(graph, tmp_path, name)
     tgt = tvm_target(targets.get(name))
     mod, done = kernels.apply(prepare(import_onnx(archc.load(path)), tgt, "archc"), tgt,
                               kernels.Choices(tgt, kernels.lanes(tgt), None))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
+from helpers import compile_verified
 
 pytestmark = [pytest.mark.tvm]
 
@@ -51,23 +53,20 @@ def test_each_kernel_gets_the_width_of_its_machine_code(name, wide, tmp_path):
 
 def test_the_profile_has_a_vector_column(tmp_path):
     """archc profile of a package: every kernel's width known, the convolutions' the target's vector register."""
-    import onnx
+    import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    import archc
     from archc.lower.profile import profile
     from archc.measurement.peak import detect_isa
     from archc.render.views import profile_table
     if shutil.which("objdump") is None or detect_isa() not in ("avx512", "avx2"):
         pytest.skip("needs objdump and an x86 CPU with AVX2 or AVX-512")
-    w = numpy_helper.from_array(__import__("numpy").ones((16, 8, 3, 3), "f4"), "w")
+    w = numpy_helper.from_array(np.ones((16, 8, 3, 3), "f4"), "w")
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
                                helper.make_node("Relu", ["c"], ["y"])], "c",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 14, 14])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 14, 14])], [w])
-    path = tmp_path / "c.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    result = archc.compile(path, target="native", output=tmp_path / "pkg", quick=0, db=tmp_path / "db")
+    _, result = compile_verified(graph, tmp_path, "native")
     prof = profile(result.output, repeat=4)
     assert all(k.vector for k in prof.kernels)
     conv = [k for k in prof.kernels if "conv2d_nchwc" in k.name]
@@ -84,10 +83,8 @@ def test_concatenations_run_at_vector_width(name, wide, tmp_path):
     library but the input's relayout has packed instructions, the concatenations of the target's width, and the
     model equals onnxruntime."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    import archc
     from archc.lower.vector_width import objdump_for, widths
     from archc.measurement.peak import detect_isa
     if objdump_for(None) is None or detect_isa() not in ("avx512", "avx2") or \
@@ -103,11 +100,8 @@ def test_concatenations_run_at_vector_width(name, wide, tmp_path):
              node("Conv", ["r", "w2"], ["d"]), node("Concat", ["d", "a"], ["y"], axis=1)]
     graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 12, 12])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 48, 12, 12])], inits)
-    path = tmp_path / "dense.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    result = archc.compile(path, target=name, output=tmp_path / "pkg", quick=0, db=tmp_path / "db")
-    assert result.verification.status == "passed" and result.verification.max_rel_diff <= 1e-4
-    library = next((tmp_path / "pkg").glob("*.so"))
+    _, result = compile_verified(graph, tmp_path, name)
+    library = next(Path(result.output).glob("*.so"))
     import subprocess
     symbols = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True).stdout
     names = [s.split()[-1].removeprefix("__tvm_ffi_") for s in symbols.splitlines() if "__tvm_ffi_" in s]
