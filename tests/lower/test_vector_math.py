@@ -1,6 +1,6 @@
-"""archc's float32 `exp`, `tanh` and `erf` lowering (archc/lower/vector_math.py): vector instructions, no libm call per
-element, and within 2 ulp of the correctly rounded value (e^x wherever it is a normal float32); sigmoid, which TVM
-lowers through exp, keeps its accuracy."""
+"""archc's float32 `exp`, `tanh`, `erf` and `log` lowering (archc/lower/vector_math.py): vector instructions, no
+libm call per element, and within 2 ulp of the correctly rounded value (e^x wherever it is a normal float32);
+sigmoid, which TVM lowers through exp, keeps its accuracy."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +38,8 @@ def kernels(request):
         sch.vectorize(sch.split(i, [None, 16])[1])
         return tvm.tirx.build(sch.mod["main"].with_attr("global_symbol", "k"), target=tgt)
     return {"exp": build(tirx.exp), "sigmoid": build(tirx.sigmoid), "tanh": build(tirx.tanh),
-            "erf": build(tirx.erf), "exp64": build(tirx.exp, "float64"), "tanh64": build(tirx.tanh, "float64"),
-            "erf64": build(tirx.erf, "float64")}
+            "erf": build(tirx.erf), "log": build(tirx.log), "exp64": build(tirx.exp, "float64"),
+            "tanh64": build(tirx.tanh, "float64"), "erf64": build(tirx.erf, "float64")}
 
 
 def run(lib, x):
@@ -117,3 +117,47 @@ def test_float64_is_llvms_as_before(kernels):
     assert np.allclose(run(kernels["tanh64"], x / 100), np.tanh(x / 100), rtol=1e-12, atol=1e-15)  # TVM's form
     import math
     assert np.allclose(run(kernels["erf64"], x / 100), np.vectorize(math.erf)(x / 100), rtol=1e-15, atol=0)
+
+
+def test_log_is_vector_code_within_2_ulp_over_every_positive_float(kernels):
+    """Every float32 exponent from the smallest subnormal to the largest normal, and the edges: ln 0 = -inf (of -0
+    too), ln of a negative number NaN, ln inf = inf, NaN kept; no libm `logf` call (softplus, and so Mish)."""
+    asm = kernels["log"].inspect_source("asm") if hasattr(kernels["log"], "inspect_source") else \
+        kernels["log"].get_source("asm")
+    assert "logf" not in asm and ("vfmadd" in asm or "fmla" in asm)
+    rng = np.random.default_rng(1)
+    x = np.ldexp(1.0 + rng.random(N - 16), rng.integers(-149, 128, N - 16)).astype(np.float32)
+    edges = np.array([0.0, -0.0, -1.0, np.inf, np.nan, 1.0, 1e-45, 1.0000001, 0.9999999, 0.70710677, 0.7071068,
+                      np.finfo(np.float32).tiny, np.finfo(np.float32).max, 2.0, 0.5, -np.inf], np.float32)
+    got = run(kernels["log"], np.concatenate([x, edges]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = np.log(np.concatenate([x, edges]).astype(np.float64))
+    finite = np.isfinite(want) & (want != 0)
+    assert ulps(np.abs(got[finite]), np.abs(want[finite])).max() <= 2
+    assert np.all(np.sign(got[finite]) == np.sign(want[finite]))
+    tail = got[-16:]
+    assert tail[0] == -np.inf and tail[1] == -np.inf and np.isnan(tail[2]) and tail[3] == np.inf
+    assert np.isnan(tail[4]) and tail[5] == 0 and np.isnan(tail[15])
+
+
+def test_a_mish_network_has_no_libm_call(tmp_path):
+    """Mish (x·tanh(softplus(x)), softplus = ln(1 + e^x)) after a convolution, as ONNX's Softplus, Tanh and Mul:
+    the library calls none of libm's expf, logf or tanhf, and equals onnxruntime."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from helpers import compile_verified
+    from onnx import TensorProto, helper, numpy_helper
+    if shutil.which("objdump") is None:
+        pytest.skip("needs objdump to read the library's calls")
+    w = numpy_helper.from_array(np.random.default_rng(2).standard_normal((16, 8, 3, 3)).astype("f4") * 0.3, "w")
+    node = helper.make_node
+    graph = helper.make_graph([node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node("Softplus", ["c"], ["s"]),
+                               node("Tanh", ["s"], ["t"]), node("Mul", ["c", "t"], ["y"])], "mish",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 12, 12])], [w])
+    _, result = compile_verified(graph, tmp_path, "native")
+    library = next(Path(result.output).glob("*.so"))
+    calls = subprocess.run(["objdump", "-d", str(library)], capture_output=True, text=True).stdout
+    assert not [f for f in ("expf", "logf", "tanhf", "log1pf") if f"<{f}@plt>" in calls]
