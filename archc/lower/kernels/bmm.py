@@ -17,6 +17,8 @@ from typing import Any
 from tvm import relax, te, tirx
 
 from archc.lower.kernels.blocks import padded
+from archc.lower.kernels.conv2d import inline_epilogue
+from archc.lower.kernels.generic import has_block, schedule_block
 from archc.lower.kernels.optable import is_const, is_op_call, shape_of
 
 BLOCK = "archc_bmm"
@@ -77,14 +79,9 @@ def schedule(sch: Any, lanes: int) -> None:
     """Schedule the fused kernel holding BLOCK in place: the paddings copied in parallel, the product over
     (batch, row tiles) in parallel, each task its tile of rows across every column vector, the epilogue (the crop,
     an elementwise tail) applied to the tile in registers."""
-    from archc.lower.kernels.conv2d import inline_epilogue
-    from archc.lower.kernels.generic import schedule_block
     for name in (_PAD_A, _PAD_B):
-        try:
-            pad = sch.get_sblock(name)
-        except Exception:  # noqa: BLE001 - TVM's own error type: that input needed no padding
-            continue
-        schedule_block(sch, pad, lanes)
+        if has_block(sch, name):  # else that input needed no padding
+            schedule_block(sch, sch.get_sblock(name), lanes)
     mm = sch.get_sblock(BLOCK)
     epilogue, broadcast = inline_epilogue(sch, mm, _CROP)
     if broadcast is not None:

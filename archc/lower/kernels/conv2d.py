@@ -216,8 +216,8 @@ def schedule(sch: Any, config: Config) -> None:
     """Schedule the fused kernel holding BLOCK (or DW_BLOCK) in place (a tvm.s_tir.Schedule over it): the loops
     over (n, oc chunks, output rows) in parallel, each task a row of `reg_n`-pixel × `oc_tile`-block register
     tiles, the reduction outside the tile, the epilogue applied to the tile."""
-    depthwise = _has(sch, DW_BLOCK)
-    if config.inline_pad and _has(sch, PAD):
+    depthwise = generic.has_block(sch, DW_BLOCK)
+    if config.inline_pad and generic.has_block(sch, PAD):
         sch.compute_inline(sch.get_sblock(PAD))
     conv = sch.get_sblock(DW_BLOCK if depthwise else BLOCK)
     epilogue, broadcast = inline_epilogue(sch, conv)
@@ -244,19 +244,11 @@ def schedule(sch: Any, config: Config) -> None:
     sch.decompose_reduction(conv, reduction[0])  # after vectorize/unroll: else the init block blocks vectorizing
     if broadcast is not None:
         generic.schedule_block(sch, broadcast, int(sch.get(conv).writes[0].source.shape[-1]))
-    if _has(sch, PAD):
+    if generic.has_block(sch, PAD):
         pad = sch.get_sblock(PAD)
         loops = sch.get_loops(pad)
         sch.parallel(sch.fuse(*loops[:3]))
         sch.vectorize(loops[-1])
-
-
-def _has(sch: Any, name: str) -> bool:
-    try:
-        sch.get_sblock(name)
-    except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing block
-        return False
-    return True
 
 
 def inline_epilogue(sch: Any, conv: Any, crop: str = CROP) -> tuple[Any, Any]:

@@ -35,6 +35,15 @@ def _vector(extent: int, lanes: int) -> int:
     return next((v for v in (lanes, 8, 4) if extent % v == 0), 0)
 
 
+def has_block(sch: Any, name: str) -> bool:
+    """Whether the function in `sch` has a block of this name."""
+    try:
+        sch.get_sblock(name)
+    except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing block
+        return False
+    return True
+
+
 def _costly(sch: Any, block: Any) -> bool:
     """Whether the block's value calls a transcendental function (worth computing once and storing)."""
     text = str(sch.get(block).body)

@@ -39,20 +39,9 @@ def workloads(mod: Any) -> dict[str, str]:
         if isinstance(func, tirx.PrimFunc):
             sch = s_tir.Schedule(func)
             for name in (conv2d.BLOCK, conv2d.DW_BLOCK):
-                try:
-                    block = sch.get(sch.get_sblock(name))
-                except Exception:  # noqa: BLE001 - TVM's own error type for a block that is not there
-                    continue
-                found[gv.name_hint] = str(block.annotations[conv2d.WORKLOAD])
+                if generic.has_block(sch, name):
+                    found[gv.name_hint] = str(sch.get(sch.get_sblock(name)).annotations[conv2d.WORKLOAD])
     return found
-
-
-def _has(sch: Any, block: str) -> bool:
-    try:
-        sch.get_sblock(block)
-    except Exception:  # noqa: BLE001 - TVM's own error type for a block that is not there
-        return False
-    return True
 
 
 def apply(mod: Any, tgt: Any, choices: Choices) -> tuple[Any, list[str]]:
@@ -68,7 +57,7 @@ def apply(mod: Any, tgt: Any, choices: Choices) -> tuple[Any, list[str]]:
         try:
             if gv.name_hint in convs:
                 conv2d.schedule(sch, choices.config(convs[gv.name_hint]))
-            elif _has(sch, bmm.BLOCK):
+            elif generic.has_block(sch, bmm.BLOCK):
                 bmm.schedule(sch, choices.lanes)
             else:
                 generic.schedule(sch, choices.lanes)
