@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tvm import relax, te, tirx
+from tvm import te, tirx
 
 from archc.lower.kernels.blocks import padded
 from archc.lower.kernels.conv2d import inline_epilogue
 from archc.lower.kernels.generic import has_block, schedule_block
+from archc.lower.kernels.matmul import rewrite_calls
 from archc.lower.kernels.optable import is_const, is_op_call, shape_of
 
 BLOCK = "archc_bmm"
@@ -29,23 +30,9 @@ ROWS = {16: 12, 8: 8}  # rows per tile by vector lanes: 12 accumulators of 32 zm
 def batched_products(mod: Any, lanes: int) -> Any:
     """The module with each matmul of two non-constant float32 tensors of equal batch dimensions in `main` made
     archc's compute; `mod` itself where there is none."""
-    count = [0]
-
-    @relax.expr_functor.mutator
-    class Rewrite(relax.PyExprMutator):
-        def visit_call_(self, call: Any) -> Any:
-            call = self.visit_expr_post_order(call)
-            if not _fits(call):
-                return call
-            count[0] += 1
-            a, b = call.args
-            return self.builder_.emit_te(compute, a, b, lanes, primfunc_name_hint="bmm")
-
-    rewriter = Rewrite(mod)
-    for gv, func in mod.functions.items():
-        if isinstance(func, relax.Function) and gv.name_hint == "main":
-            rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-    return rewriter.builder_.get() if count[0] else mod
+    def rewrite(bb: Any, call: Any) -> Any:
+        return bb.emit_te(compute, *call.args, lanes, primfunc_name_hint="bmm") if _fits(call) else None
+    return rewrite_calls(mod, rewrite)
 
 
 def _fits(call: Any) -> bool:

@@ -15,6 +15,7 @@ either side). A batch-1 fully connected layer (M < 16) stays a dense layer.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import prod
 from typing import Any
 
@@ -29,13 +30,19 @@ _WIDTH = 16  # pixels per row of the image the rows become: reg_n divides it (4,
 
 def matmul_as_conv(mod: Any) -> Any:
     """The module with each such matmul in `main` rewritten (above); `mod` itself where none is."""
+    return rewrite_calls(mod, _as_conv)
+
+
+def rewrite_calls(mod: Any, rewrite: Callable[[Any, Any], Any]) -> Any:
+    """The module with each call in `main` that `rewrite(block_builder, call)` replaces (it returns the new
+    expression, or None to keep the call) replaced; `mod` itself where none is."""
     count = [0]
 
     @relax.expr_functor.mutator
     class Rewrite(relax.PyExprMutator):
         def visit_call_(self, call: Any) -> Any:
             call = self.visit_expr_post_order(call)
-            out = _as_conv(self.builder_, call)
+            out = rewrite(self.builder_, call)
             if out is None:
                 return call
             count[0] += 1
