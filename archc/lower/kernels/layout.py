@@ -30,9 +30,6 @@ from archc.lower.kernels.generic import dense_chunk
 from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, per_channel, rule_of, shape_of
 
 _AFFINE = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide"}
-# ops that keep a zero-padded channel finite when both operands hold anything finite there (a gate blocked by
-# `block` gets zeros in its padded channels: a divide would make them NaN, which a zero weight does not cancel)
-_ZERO_SAFE = {"relax.add", "relax.subtract", "relax.multiply", "relax.maximum", "relax.minimum"}
 
 
 @dataclass
@@ -312,12 +309,12 @@ class _Rewriter:
         bn = self.blocked[x][1] if x in self.blocked else self.blocked[y][1]
         args = []
         for a in (x, y):
-            if isinstance(a, relax.Var) and shape_of(a) == shape_of(v) and (a in self.blocked or a in self.plain):
+            # a tensor of v's shape, or a gate (one value per channel: 1×C/bn×1×1×bn, broadcast over H×W) where
+            # its zero-padded channels, if any, stay finite under the op
+            gate = per_channel(shape_of(a), shape_of(v)) and (shape_of(v)[1] % bn == 0 or OPS[e.op.name].zero_safe)
+            if isinstance(a, relax.Var) and (shape_of(a) == shape_of(v) or gate) \
+                    and (a in self.blocked or a in self.plain):
                 args.append(self.block(a, bn)[0])
-            elif isinstance(a, relax.Var) and per_channel(shape_of(a), shape_of(v)) \
-                    and (a in self.blocked or a in self.plain) \
-                    and (shape_of(v)[1] % bn == 0 or e.op.name in _ZERO_SAFE):
-                args.append(self.block(a, bn)[0])  # a gate: 1×C/bn×1×1×bn, broadcast over H×W
             elif is_const(a):
                 c = a.value.numpy()
                 values = _per_channel(a, shape_of(v)[1], len(shape_of(v)))

@@ -42,10 +42,13 @@ class Kind(enum.Enum):
 class OpRule:
     kind: Kind
     one_d: bool = False  # a 1-D convolution or pool: run as a 2-D one of height 1 on N×C/bn×1×L×bn
+    # a binary op whose result stays finite where both operands are finite, zeros included: it may broadcast a
+    # gate whose zero-padded channels hold zeros (a divide would make them NaN, which a zero weight does not cancel)
+    zero_safe: bool = False
 
 
-def _all(kind: Kind, *names: str, one_d: bool = False) -> dict[str, OpRule]:
-    return {f"relax.{name}": OpRule(kind, one_d) for name in names}
+def _all(kind: Kind, *names: str, one_d: bool = False, zero_safe: bool = False) -> dict[str, OpRule]:
+    return {f"relax.{name}": OpRule(kind, one_d, zero_safe) for name in names}
 
 
 OPS: dict[str, OpRule] = {
@@ -53,7 +56,8 @@ OPS: dict[str, OpRule] = {
     **_all(Kind.CONV, "nn.conv1d", one_d=True),
     **_all(Kind.UNARY, "nn.relu", "clip", "nn.leakyrelu", "sigmoid", "tanh", "nn.silu", "nn.gelu", "nn.gelu_tanh",
            "exp", "sqrt", "negative", "abs", "nn.relu6", "hard_sigmoid"),
-    **_all(Kind.BINARY, "add", "subtract", "multiply", "divide", "maximum", "minimum"),
+    **_all(Kind.BINARY, "add", "subtract", "multiply", "maximum", "minimum", zero_safe=True),
+    **_all(Kind.BINARY, "divide"),
     **_all(Kind.POOL, "nn.max_pool2d", "nn.avg_pool2d"),
     **_all(Kind.POOL, "nn.max_pool1d", "nn.avg_pool1d", one_d=True),
     **_all(Kind.REDUCE, "mean", "max", "sum"),
