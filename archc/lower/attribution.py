@@ -10,9 +10,9 @@ kernel's name lists their ops (after a squeeze-excite gate's 1×1 convolution, t
 the gate too: that kernel writes the feature map's shape); among nodes of equal shapes, one whose elementwise tail
 is exactly the kernel's is taken first. Shapes are compared as the node has them: archc's blocked layout pads
 channels to a multiple of its block (24 → 32), so a blocked kernel's channel count may exceed the node's by less
-than one block. A kernel whose
-shapes no node of its kind has gets no node (its MACs unknown) rather than a wrong one. A product of many rows
-that archc runs as a 1×1 convolution (kernels/matmul.py) is its MatMul's, its MACs the node's (not the padded rows').
+than one block. A kernel whose shapes no node of its kind has gets no node (its MACs unknown) rather than a wrong
+one. A product of many rows that archc runs as a 1×1 convolution (kernels/matmul.py) is its MatMul's, its MACs the
+node's (not the padded rows').
 """
 from __future__ import annotations
 

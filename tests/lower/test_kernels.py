@@ -383,7 +383,7 @@ def test_silu_and_squeeze_excite_run_inside_the_blocked_kernels(isa, tmp_path):
     hardswish and hardsigmoid, whose clip had no blocked rule (MobileNet v3-L: 2.4× → 1.2×); every loop nest of
     every convolution kernel runs in parallel; the models equal onnxruntime on both vector widths."""
     if isa == "avx512" and _native_isa() != "avx512" or not _native_isa():
-        pytest.skip(f"this CPU cannot run {isa} code")
+        pytest.skip(f"this CPU cannot run {isa} code: run on an x86 CPU with {isa.upper()} (the other width runs here)")
     from tvm import s_tir, tirx
 
     from archc import targets
@@ -415,7 +415,7 @@ def test_rows_of_a_prime_width_are_widened_into_whole_register_tiles(isa, tmp_pa
     onnxruntime on Inception v3 once widened); archc computes 18 columns (the input padded on the right) and crops
     the 18th, in a kernel with a ReLU epilogue and in one without; outputs equal onnxruntime's."""
     if isa == "avx512" and _native_isa() != "avx512" or not _native_isa():
-        pytest.skip(f"this CPU cannot run {isa} code")
+        pytest.skip(f"this CPU cannot run {isa} code: run on an x86 CPU with {isa.upper()} (the other width runs here)")
     from onnx import TensorProto, helper, numpy_helper
 
     from archc import targets
@@ -448,7 +448,7 @@ def test_attention_products_run_on_archc_batched_kernel(isa, tmp_path):
     parallel, with the scale after Q·Kᵀ as its epilogue; softmax computes each exponential once; the model equals
     onnxruntime on both vector widths."""
     if isa == "avx512" and _native_isa() != "avx512" or not _native_isa():
-        pytest.skip(f"this CPU cannot run {isa} code")
+        pytest.skip(f"this CPU cannot run {isa} code: run on an x86 CPU with {isa.upper()} (the other width runs here)")
     from onnx import TensorProto, helper, numpy_helper
     from tvm import s_tir, tirx
 

@@ -150,7 +150,7 @@ def test_a_mish_network_has_no_libm_call(tmp_path):
     from helpers import compile_verified
     from onnx import TensorProto, helper, numpy_helper
     if shutil.which("objdump") is None:
-        pytest.skip("needs objdump to read the library's calls")
+        pytest.skip("needs objdump to read the library's calls: apt-get install binutils")
     w = numpy_helper.from_array(np.random.default_rng(2).standard_normal((16, 8, 3, 3)).astype("f4") * 0.3, "w")
     node = helper.make_node
     graph = helper.make_graph([node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node("Softplus", ["c"], ["s"]),

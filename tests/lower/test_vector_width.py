@@ -60,7 +60,7 @@ def test_the_profile_has_a_vector_column(tmp_path):
     from archc.measurement.peak import detect_isa
     from archc.render.views import profile_table
     if shutil.which("objdump") is None or detect_isa() not in ("avx512", "avx2"):
-        pytest.skip("needs objdump and an x86 CPU with AVX2 or AVX-512")
+        pytest.skip("needs objdump (apt-get install binutils) and an x86 CPU with AVX2 or AVX-512")
     w = numpy_helper.from_array(np.ones((16, 8, 3, 3), "f4"), "w")
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
                                helper.make_node("Relu", ["c"], ["y"])], "c",
@@ -89,7 +89,7 @@ def test_concatenations_run_at_vector_width(name, wide, tmp_path):
     from archc.measurement.peak import detect_isa
     if objdump_for(None) is None or detect_isa() not in ("avx512", "avx2") or \
             name == "x86-avx512" and detect_isa() != "avx512":
-        pytest.skip("needs objdump and a CPU that runs the target's code")
+        pytest.skip(f"needs objdump (apt-get install binutils) and a CPU that runs {name}'s code")
     rng = np.random.default_rng(5)
     inits = [numpy_helper.from_array(rng.standard_normal(s).astype("f4") * 0.2, n) for n, s in (
         ("w1", (32, 16, 3, 3)), ("w2", (16, 48, 1, 1)), ("scale", (48,)), ("bias", (48,)), ("mean", (48,)))]

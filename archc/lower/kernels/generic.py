@@ -9,6 +9,7 @@ features of a dense layer).
 """
 from __future__ import annotations
 
+from math import prod
 from typing import Any
 
 _DATA_PAR, _REDUCE = 0, 2  # IterVar types
@@ -79,9 +80,7 @@ def schedule_block(sch: Any, block: Any, lanes: int) -> None:
         return
     if not reduce:
         last_vec = _vector(int(sch.get(spatial[-1]).extent), lanes)
-        total = 1
-        for lp in spatial:
-            total *= int(sch.get(lp).extent)
+        total = prod(int(sch.get(lp).extent) for lp in spatial)
         if len(spatial) > 1 and last_vec and (_selects(sch, block) or total % lanes):
             # a concatenation (or a padding) chooses its source by an outer index: fused with the vector lanes,
             # that choice would be made per lane, and TVM's vectorizer gives up (DenseNet's concat+BN+ReLU and
