@@ -51,7 +51,7 @@ Code = Literal[
     "tvm-import",  # TVM cannot import the model (ops its ONNX importer lacks)
     "tvm-compile",  # TVM could not compile the model for the target
     "no-gpu-tuning",  # tuning GPU kernels, which this version does not do
-    "needs-rpc",  # tuning for a board measures on the board: --rpc and --rpc-key are needed
+    "needs-rpc",  # tuning or profiling a board's package measures on the board: --rpc and --rpc-key are needed
     "tuning-failed",  # every tuning trial failed
     "bad-database",  # a tuning database that cannot be read or whose TVM stamp is corrupt
     "database-other-tvm",  # a tuning database that another TVM version wrote

@@ -8,6 +8,7 @@ what runs between kernels (the VM, allocations).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,11 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: i
     manifest = pkg.manifest
     inputs = pkg.random_inputs()
     if remote is None:
+        pkg.load()  # one sentence where it cannot run here
+        if pkg.emulated:  # qemu runs the whole library, but its kernels cannot be loaded and timed one by one here
+            raise ArchcError(f"'{folder}' is an {manifest.target.name} package, which this {os.uname().machine} "
+                             "machine runs only under qemu, whose times say nothing of a board; profile it on "
+                             "the board: --rpc HOST:PORT --rpc-key KEY (README: remote boards)", code="needs-rpc")
         times = sorted(pkg.time(inputs, repeat=max(3, repeat // 4)))  # also checks the package runs here
     else:
         times = sorted(rpc.run(pkg, inputs, remote, repeat=max(3, repeat // 4))[1])

@@ -84,6 +84,14 @@ def test_cli_run(packages, tmp_path):
     assert_close([np.load(tmp_path / "y.npy")], onnxruntime_outputs(folder / "model.onnx", {"image": x}))
 
 
+def test_profile_here_says_to_profile_on_the_board(packages):
+    """qemu runs an arm64 library whole, but its kernels cannot be loaded one by one on x86-64 (TVM's internal
+    error before): `archc profile` says to use --rpc, in one line, before timing anything."""
+    out = subprocess.run([sys.executable, "-m", "archc", "profile", str(packages["lenet5"])], capture_output=True,
+                         text=True)
+    cli_error(out, "needs-rpc", 1, naming=("arm64 package", "qemu", "--rpc HOST:PORT --rpc-key KEY"))
+
+
 def test_without_the_arm64_root_or_qemu_it_says_to_run_the_install_script(packages, tmp_path, monkeypatch):
     x = {"image": np.zeros((1, 1, 32, 32), np.float32)}
     monkeypatch.setenv("ARCHC_ARM64_ROOT", str(tmp_path))  # an empty folder
