@@ -1,17 +1,20 @@
 """archc's compiled libraries against onnxruntime, measured alternately in one process (batch 1, fp32).
 
     python benchmarks/backend_speed.py [--models resnet18,mobilenet_v2] [--target native] [--trials N]
-                                       [--rounds 10] [--hog] [--out FILE.md] [--db DIR] [--no-tvm]
+                                       [--rounds 10] [--hog] [--out FILE.md] [--db DIR] [--no-tvm] [--no-search]
 
 For each model (default: resnet18, resnet50, mobilenet_v2, googlenet, vgg16 from specs/), these engines are built
-first, then timed:
+first, then timed. A model is a spec of specs/, an ONNX file (a path ending in .onnx), or a torchvision
+classification model by name (exported as benchmarks/foreign_onnx.py does: random weights, opset 17; needs torch);
+`heldout` stands for the ten held-out networks of issue 22 and `all15` for those and the five.
 
 - onnxruntime (CPUExecutionProvider, its default threads; its threads stop spin-waiting when a run returns, else
   they hold the cores while the next engine runs: `archc.measurement.engines.onnxruntime_session`);
 - archc kernels (shipped table): `compile(kernels="archc")` with a fresh, empty database, so no search: each
   convolution's configuration from the shipped table, else the rule;
 - archc kernels + search: `compile(kernels="archc", trials=1)` on a database shared by the models: the per-layer
-  search of the convolutions' configurations the database lacks runs first, and its cost is in the compile time;
+  search of the convolutions' configurations the database lacks runs first, and its cost is in the compile time
+  (--no-search leaves this engine out);
 - TVM + MetaSchedule (N trials): `compile(kernels="tvm", trials=N)` on a database of its own, with --trials N > 0;
   without, TVM kernels, short pass (`kernels="tvm"`, MetaSchedule's default short pass for each kernel; minutes
   per model). --no-tvm leaves this engine out.
@@ -22,7 +25,7 @@ then ran 6% slower, onnxruntime's 1%). Printed, as markdown (also written atomic
 CPU, its FMA peak measured by `archc.measurement.peak`, threads, load average before and after, quiet or hog, versions),
 one table (median and p90 latency, the ratio to onnxruntime, the compile time, the largest difference of the
 outputs from onnxruntime's relative to their range), and, for each model's "archc kernels + search" package, its
-ten slowest kernels (`archc.lower.profile`) with their GFLOP/s against the measured peak at the threads used.
+ten slowest kernels (`archc.lower.profile`; the shipped-table package's with --no-search) with their GFLOP/s against the measured peak at the threads used.
 --hog starts os.cpu_count() busy-loop processes for the timed part (the blocks and the kernel profiles), and
 stops them after it.
 """
@@ -62,6 +65,9 @@ from archc.util.difference import relative_diff  # noqa: E402
 from archc.util.machine import cpus  # noqa: E402
 
 MODELS = ("resnet18", "resnet50", "mobilenet_v2", "googlenet", "vgg16")
+HELDOUT = ("efficientnet_b0", "efficientnet_b1", "convnext_tiny", "inception_v3", "mobilenet_v3_large", "mnasnet1_0",
+           "densenet121", "regnet_y_400mf", "resnext50_32x4d", "shufflenet_v2_x1_0")  # issue 22's, torchvision's
+PRESETS = {"heldout": HELDOUT, "all15": MODELS + HELDOUT}
 WARMUP, BLOCK = 2, 5  # per engine per round: warm-up runs, timed runs
 TOP = 10  # slowest kernels shown per model
 ORT, OWN, SEARCH = "onnxruntime", "archc kernels (shipped table)", "archc kernels + search"
@@ -81,7 +87,8 @@ class Engine:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated specs/ names")
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help="comma-separated specs/ names, ONNX files, torchvision names, heldout or all15")
     ap.add_argument("--target", default="native")
     ap.add_argument("--trials", type=int, default=0,
                     help="MetaSchedule trials for the TVM-kernels engine (0: its default short pass)")
@@ -91,11 +98,13 @@ def main() -> None:
     ap.add_argument("--db", type=Path, help="tuning databases: DIR/archc for the search, DIR/tvm for MetaSchedule "
                                             "(default: fresh ones, so each build pays its search or tuning)")
     ap.add_argument("--no-tvm", action="store_true", help="leave out the TVM-kernels engine (minutes per model)")
+    ap.add_argument("--no-search", action="store_true", help="leave out the archc-kernels-with-search engine")
     args = ap.parse_args()
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    missing = [m for m in models if not (ROOT / "specs" / f"{m}.arch").is_file()]
-    if missing:
-        ap.error(f"no spec for {', '.join(missing)} in {ROOT / 'specs'}")
+    models = [m for name in args.models.split(",") if name.strip() for m in PRESETS.get(name.strip(), [name.strip()])]
+    unknown = [m for m in models if not m.endswith(".onnx") and not (ROOT / "specs" / f"{m}.arch").is_file()
+               and m not in _torchvision_names()]
+    if unknown:
+        ap.error(f"{', '.join(unknown)}: neither a spec in {ROOT / 'specs'}, an ONNX file nor a torchvision model")
 
     started = time.perf_counter()
     threads = int(os.environ.get("TVM_NUM_THREADS") or 0) or cpus()
@@ -133,29 +142,51 @@ def main() -> None:
         write_text(args.out, text + "\n")
 
 
+def source(name: str, work: Path) -> Path:
+    """The spec, ONNX file or torchvision export that `name` stands for."""
+    spec = ROOT / "specs" / f"{name}.arch"
+    if name.endswith(".onnx"):
+        return Path(name).resolve()
+    if spec.is_file():
+        return spec
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from foreign_onnx import export
+    log(f"{name}: exporting from torchvision")
+    return export(name, work)[0]
+
+
+def _torchvision_names() -> set[str]:
+    try:
+        sys.path.insert(0, str(ROOT / "tests" / "zoo"))
+        from torchvision_ref import torchvision_models
+        return set(torchvision_models().list_models(module=torchvision_models()))
+    except Exception:  # noqa: BLE001 - no torch here: specs and ONNX files only
+        return set()
+
+
 def build(name: str, args: argparse.Namespace, work: Path, search_db: Path, tvm_db: Path,
           tvm_label: str) -> list[Engine]:
     """The model's engines, each built and run once (its outputs compared with onnxruntime's)."""
-    model = archc.load(ROOT / "specs" / f"{name}.arch")
-    onnx_file = work / f"{name}.onnx"
+    path = source(name, work)
+    model = archc.load(path, batch=1)
+    onnx_file = work / f"{Path(name).stem}.static.onnx"
     onnx_file.write_bytes(model.proto.SerializeToString())
     x = {i: np.random.default_rng(0).standard_normal(s).astype(np.float32) for i, s in model.inputs}
     start = time.perf_counter()
     sess = onnxruntime_session(onnx_file)  # spinning stops when a run returns: see its docstring
     engines = [Engine(ORT, lambda: sess.run(None, x), time.perf_counter() - start)]
-    variants: list[tuple[str, dict[str, Any]]] = [
-        (OWN, {"kernels": "archc", "db": work / f"db-empty-{name}"}),
-        (SEARCH, {"kernels": "archc", "trials": 1, "db": search_db}),
-    ]
+    variants: list[tuple[str, dict[str, Any]]] = [(OWN, {"kernels": "archc", "db": work / f"db-empty-{name}"})]
+    if not args.no_search:
+        variants.append((SEARCH, {"kernels": "archc", "trials": 1, "db": search_db}))
     if not args.no_tvm:
         variants.append((tvm_label, {"kernels": "tvm", "trials": args.trials, "db": tvm_db}))
     for label, kw in variants:
         log(f"{name}: building {label}")
         start = time.perf_counter()
-        folder = work / f"{name}.{len(engines)}"
+        folder = work / f"{Path(name).stem}.{len(engines)}"
         # built by `archc compile` in a child process: in a process that had just compiled and searched, archc's
         # libraries ran up to 1.4× slower (MobileNet v2: 3.2 against 2.2 ms) than built elsewhere and loaded here
-        command = [sys.executable, "-m", "archc", "compile", str(ROOT / "specs" / f"{name}.arch"), "--target",
+        command = [sys.executable, "-m", "archc", "compile", str(path), "--target",
                    args.target, "-o", str(folder), "--db", str(kw["db"]), "--kernels", kw["kernels"]]
         if kw.get("trials"):
             command += ["--tune", str(kw["trials"])]
@@ -224,13 +255,14 @@ def builds_list(engines: list[Engine]) -> str:
 
 
 def kernel_table(name: str, engines: list[Engine], peak: dict[str, Any]) -> str:
-    """The ten slowest kernels of the model's "archc kernels + search" package, with GFLOP/s and % of the peak."""
+    """The ten slowest kernels of the model's "archc kernels + search" package (else the shipped-table one), with
+    GFLOP/s and % of the peak."""
     from archc.lower.profile import profile
-    e = next(e for e in engines if e.label == SEARCH)
+    e = next((e for e in engines if e.label == SEARCH), None) or next(e for e in engines if e.label == OWN)
     assert e.folder is not None
-    log(f"{name}: profiling the {SEARCH} package")
+    log(f"{name}: profiling the {e.label} package")
     prof = profile(e.folder, repeat=20)
-    lines = [f"### {name}: {SEARCH}, the {TOP} slowest kernels",
+    lines = [f"### {name}: {e.label}, the {TOP} slowest kernels",
              "",
              f"Kernels alone sum to {_num(prof.kernels_seconds * 1e3)} ms of a "
              f"{_num(prof.end_to_end_seconds * 1e3)} ms run; % of peak is against the measured FMA peak of "
