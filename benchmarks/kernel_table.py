@@ -1,12 +1,13 @@
-"""Search the configuration of every convolution shape in the zoo and write the shipped table for an ISA.
+"""Search the configuration of every convolution shape in the zoo and write this CPU's shipped table for an ISA.
 
     python benchmarks/kernel_table.py --isa avx512 [--models resnet18,resnet50] [--merge [--again]]
 
 For each model (default: every spec in specs/), archc's layout plan is made for the ISA's target (`x86-avx512`:
 16 lanes, `x86`: AVX2, 8 lanes) and each convolution workload gets the small per-layer search
 (archc/lower/kernels/search.py), measured on this machine. The best configuration per workload is written to
-archc/lower/kernels/tables/<isa>.json (with --merge, added to what is there), which every compile for that ISA
-uses for a workload its tuning database has not searched. Prints one line per workload: its time and GFLOP/s.
+archc/lower/kernels/tables/<isa>/<cpu>.json, <cpu> being LLVM's name for this CPU (with --merge, added to what is
+there). Every compile for that ISA uses it for a workload its tuning database has not searched when it compiles for
+that CPU, and the nearest table otherwise (search.tables_for). Prints one line per workload: its time and GFLOP/s.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def main() -> None:
     from archc.lower.build import import_onnx
     from archc.lower.kernels.conv2d import parse
     from archc.lower.kernels.search import TABLES, _record, out_size, search
-    from archc.lower.tvm_target import tvm_target
+    from archc.lower.tvm_target import tvm_target, tvm_target_dict
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--isa", choices=sorted(TARGETS), required=True)
@@ -38,10 +39,13 @@ def main() -> None:
     ap.add_argument("--again", action="store_true",
                     help="with --merge: search the given models' workloads again even where the table has them")
     args = ap.parse_args()
-    tgt = tvm_target(targets.get(TARGETS[args.isa]))
+    from archc.measurement.peak import detect_isa
+    # code for this CPU where it has the ISA (what `--target native` builds), else the ISA's generic target
+    tgt = tvm_target(targets.get("native" if detect_isa() == args.isa else TARGETS[args.isa]))
     lanes = kernels.lanes(tgt)
     names = args.models.split(",") if args.models else sorted(p.stem for p in (ROOT / "specs").glob("*.arch"))
-    path = TABLES / f"{args.isa}.json"
+    cpu = str(tvm_target_dict(targets.get("native"))["mcpu"])  # where it is measured
+    path = TABLES / args.isa / f"{cpu}.json"
     table = json.loads(path.read_text()) if args.merge and path.is_file() else {}
     searched: set[str] = set()  # this run's, once each
     for name in names:

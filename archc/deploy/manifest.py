@@ -116,6 +116,7 @@ class BuildReport:
     kernels_naive: int = 0  # kernels left without a schedule
     kernels_archc: int | None = None  # archc's own kernels (kernels="archc")
     conv_configs: dict[str, int] | None = None  # configuration source (shipped, searched, rule) → convolutions
+    conv_tables: str | None = None  # the shipped tables used ("avx512/rocketlake"; the nearest ones said so)
     convolutions_searched: int | None = None  # searched during this build (a tuning budget)
     layout: dict[str, Any] | None = None  # the layout plan (archc.deploy.explain renders it)
 
@@ -128,8 +129,8 @@ class BuildReport:
         """Whether the build scheduled its kernels for a CPU (tuning fields present), not a GPU's defaults."""
         return self.kernels_tuned is not None
 
-    _OPTIONAL = ("kernels", "database", "kernels_tuned", "kernels_archc", "conv_configs", "convolutions_searched",
-                 "layout")
+    _OPTIONAL = ("kernels", "database", "kernels_tuned", "kernels_archc", "conv_configs", "conv_tables",
+                 "convolutions_searched", "layout")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"tuned": self.tuned, "compile_seconds": round(self.compile_seconds, 3),

@@ -109,6 +109,7 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
         prepared, scheduled = own_kernels.apply(prepared, tgt, choices)
         report.kernels_archc = len(scheduled)
         report.conv_configs = dict(Counter(choices.sources.values()))
+        report.conv_tables = choices.table_note()
     trials = tune.tune(prepared, tgt, target, db, budget, show).trials if budget else 0
     applied_mod, applied, naive = tune.apply(prepared, tgt, db)
     quick_trials = 0

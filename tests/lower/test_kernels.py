@@ -23,9 +23,10 @@ pytestmark = [pytest.mark.tvm]
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
 
-def _tables() -> dict[str, list[str]]:
+def _tables() -> dict[str, dict[str, dict]]:
+    """Every shipped table, by "isa/cpu"."""
     from archc.lower.kernels.search import TABLES
-    return {p.stem: sorted(json.loads(p.read_text())) for p in sorted(TABLES.glob("*.json"))}
+    return {f"{p.parent.name}/{p.stem}": json.loads(p.read_text()) for p in sorted(TABLES.glob("*/*.json"))}
 
 
 def _native_isa() -> str:
@@ -89,52 +90,78 @@ def _check(key: str, config, tgt, tmp_path: Path) -> None:
     assert_close([got], [want])
 
 
-def _shipped(isa: str) -> list[str]:
-    return _tables().get(isa, [])
-
-
-def _cover(table: dict) -> list[str]:
-    """One workload (the smallest) per kind the generated code can differ by: its configuration, kernel size,
-    strides, dilated or not, depthwise, grouped, padded, and whether the output width leaves a partial register
-    tile. With ARCHC_FULL_TABLES=1, every workload (after regenerating a table: 4x longer)."""
+def _cover(entries: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """One (workload, configuration) (the smallest) per kind the generated code can differ by: its configuration,
+    kernel size, strides, dilated or not, depthwise, grouped, padded, and whether the output width leaves a partial
+    register tile. With ARCHC_FULL_TABLES=1, every entry (after regenerating a table: 4x longer)."""
     import os
 
     from archc.lower.kernels.conv2d import Workload
     if os.environ.get("ARCHC_FULL_TABLES") == "1":
-        return sorted(table)
-    chosen: dict[tuple, tuple[int, str]] = {}
-    for key, cfg in table.items():
+        return entries
+    chosen: dict[tuple, tuple[int, str, dict]] = {}
+    for key, cfg in entries:
         w = Workload.parse(key)
         oh, ow = w.out_size
         kind = (tuple(sorted(cfg.items())), w.kernel, w.strides, w.dilation != (1, 1), w.depthwise,
                 w.groups > 1 and not w.depthwise, any(w.padding), ow % cfg.get("reg_n", 1) != 0)
         size = oh * ow * w.out_channels * w.per_group * w.kernel[0] * w.kernel[1]
-        if kind not in chosen or (size, key) < chosen[kind]:
-            chosen[kind] = (size, key)
-    return sorted(key for _, key in chosen.values())
+        if kind not in chosen or (size, key) < chosen[kind][:2]:
+            chosen[kind] = (size, key, cfg)
+    return sorted((key, cfg) for _, key, cfg in chosen.values())
 
 
 @pytest.mark.parametrize("isa", ["avx512", "avx2"])
 def test_every_zoo_convolution_with_its_shipped_configuration(isa, tmp_path):
-    """The ISA's shipped table (the convolution shapes of the zoo) equals onnxruntime's Conv: one workload of each
-    kind the generated code can differ by (`_cover`: 123 of 469 AVX-512 workloads, 95 of 457 AVX2 ones), every
-    one with ARCHC_FULL_TABLES=1."""
+    """The ISA's shipped tables (one per CPU they were searched on, each the convolution shapes of the zoo) equal
+    onnxruntime's Conv: one entry of each kind the generated code can differ by, over all the ISA's tables
+    (`_cover`: 123 of the 469 AVX-512 workloads of Zen 5's table alone), every one with ARCHC_FULL_TABLES=1."""
     if isa == "avx512" and _native_isa() != "avx512":
         pytest.skip("this CPU has no AVX-512: its table's kernels cannot run here")
     if not _native_isa():
         pytest.skip("not an x86 CPU with AVX2")
-    from archc.lower.kernels.search import TABLES, _config, _read
-    keys = _shipped(isa)
-    assert len(keys) >= 100, f"the {isa} table is missing or small: python benchmarks/kernel_table.py --isa {isa}"
-    table = _read(TABLES / f"{isa}.json")
+    from archc.lower.kernels.search import _config
+    tables = {name: t for name, t in _tables().items() if name.startswith(f"{isa}/")}
+    assert tables and all(len(t) >= 100 for t in tables.values()), \
+        f"an {isa} table is missing or small: python benchmarks/kernel_table.py --isa {isa}"
     tgt = _tgt(isa)
-    for key in _cover({k: table[k] for k in keys}):
-        _check(key, _config(table[key]), tgt, tmp_path)
+    for key, cfg in _cover([(k, c) for t in tables.values() for k, c in t.items()]):
+        _check(key, _config(cfg), tgt, tmp_path)
+
+
+def test_the_target_cpus_table_first_then_the_nearest_and_the_build_says_which(tmp_path, monkeypatch):
+    """Tables are per CPU (LLVM's name for the one they were searched on): the target CPU's own is asked first,
+    then those of its vendor, then the rest; a workload missing from one is looked up in the next, and the note
+    (the manifest's conv_tables) says which tables gave configurations and that the CPU had none of its own."""
+    from archc.lower.kernels import search
+    from archc.lower.kernels.conv2d import Config
+    for cpu, table in {"znver5": {"a": Config(4, 1), "c": Config(7, 2)},
+                       "rocketlake": {"a": Config(8, 3), "b": Config(14, 1)},
+                       "sapphirerapids": {"b": Config(2, 2)}}.items():
+        (tmp_path / "avx512").mkdir(exist_ok=True)
+        (tmp_path / "avx512" / f"{cpu}.json").write_text(json.dumps({k: search._record(c) for k, c in table.items()}))
+    monkeypatch.setattr(search, "TABLES", tmp_path)
+    order = {cpu: [p.stem for p in search.tables_for("avx512", cpu)] for cpu in ("znver4", "sapphirerapids")}
+    assert order == {"znver4": ["znver5", "rocketlake", "sapphirerapids"],
+                     "sapphirerapids": ["sapphirerapids", "rocketlake", "znver5"]}
+    assert search.tables_for("avx2", "znver5") == []
+    tgt = _tgt("avx512")  # x86-avx512: LLVM's skylake-avx512, an Intel CPU without a table here
+    choices = search.Choices(tgt, 16, None)
+    key = "d1x2x14x14x16_w3x2x1x1x16x16_s1x1_p0x0x0x0_l1x1"  # a real workload: its rule is computed
+    choices.tables["rocketlake"][key] = search._record(Config(7, 3))
+    assert [choices.config(k) for k in ("a", "b", "c", key)] == [Config(8, 3), Config(14, 1), Config(7, 2),
+                                                                  Config(7, 3)]
+    assert choices.table_note() == "no table for skylake-avx512; avx512/rocketlake, avx512/znver5 (nearest first)"
+    assert set(choices.sources.values()) == {"shipped"}
+    other = search.Choices(tgt, 16, None)
+    other.config("d1x2x28x28x16_w3x2x1x1x16x16_s1x1_p0x0x0x0_l1x1")
+    assert other.sources == {"d1x2x28x28x16_w3x2x1x1x16x16_s1x1_p0x0x0x0_l1x1": "rule"} and other.table_note() is None
 
 
 def test_the_configuration_grid_on_a_few_shapes(tmp_path):
     """Every point of the search grid computes the same convolution: a 3×3 layer, a strided 1×1, the 7×7 stem on
-    NCHW[1]c, a depthwise stride-2 one, a grouped strided one, and a dilated one."""
+    NCHW[1]c, a depthwise stride-2 one, a grouped strided one, and a dilated one; and a 1×1 whose three channel
+    blocks make a tile of three."""
     from archc.lower.kernels.conv2d import Workload
     from archc.lower.kernels.search import candidates
     isa = _native_isa() or pytest.skip("not an x86 CPU with AVX2")
@@ -143,11 +170,13 @@ def test_the_configuration_grid_on_a_few_shapes(tmp_path):
     shapes = [Workload.of(*w).key for w in [
         ((1, 2, 14, 14, lanes), (2, 2, 3, 3, lanes, lanes), (1, 1), (1, 1, 1, 1), (1, 1)),
         ((1, 2, 14, 14, lanes), (4, 2, 1, 1, lanes, lanes), (2, 2), (0, 0, 0, 0), (1, 1)),
+        ((1, 2, 14, 14, lanes), (3, 2, 1, 1, lanes, lanes), (1, 1), (0, 0, 0, 0), (1, 1)),  # a tile of 3 blocks
         ((1, 3, 32, 32, 1), (2, 3, 7, 7, 1, lanes), (2, 2), (3, 3, 3, 3), (1, 1)),
         ((1, 3, 15, 15, lanes), (3, 1, 3, 3, 1, lanes), (2, 2), (1, 1, 1, 1), (1, 1)),  # depthwise
         ((1, 4, 14, 14, lanes), (4, 2, 3, 3, lanes, lanes), (2, 2), (1, 1, 1, 1), (1, 1)),  # 2 groups
         ((1, 1, 16, 16, 8), (1, 1, 3, 3, 8, 8), (1, 1), (2, 2, 2, 2), (2, 2))]]
-    assert shapes[3].startswith("dw") and sum(k.startswith("dw") for k in shapes) == 1
+    assert shapes[4].startswith("dw") and sum(k.startswith("dw") for k in shapes) == 1
+    assert any(c.oc_tile == 3 for c in candidates(shapes[2], lanes))
     for key in shapes:
         grid = candidates(key, lanes)
         assert grid

@@ -5,10 +5,10 @@ loop order, padding in place or copied), so the search is a grid of up to ~32 po
 convolution alone: seconds per layer. The choice for a convolution is, in order:
 
 1. its record in the tuning database's `archc-kernels.json`, keyed by (target CPU, workload) — written by a search;
-2. the shipped table for the target's vector ISA (`tables/avx512.json`, `tables/avx2.json`, made by
-   `benchmarks/kernel_table.py` over every convolution shape of the zoo), so that a plain compile is fast to run
-   without any tuning;
-3. the rule in `rule()`, for a shape neither knows.
+2. the shipped tables of the target's vector ISA (`tables/<isa>/<cpu>.json`, made by `benchmarks/kernel_table.py`
+   over every convolution shape of the zoo on a CPU LLVM calls <cpu>), so that a plain compile is fast to run
+   without any tuning: the target CPU's own table first, then the nearest (same vendor first, `tables_for`);
+3. the rule in `rule()`, for a shape none of them knows.
 """
 from __future__ import annotations
 
@@ -38,6 +38,24 @@ def cpu_key(tgt: Any) -> str:
     return str(tgt.attrs.get("mcpu", "") or "generic")
 
 
+def vendor(cpu: str) -> str:
+    """Who makes an LLVM CPU name's design: the nearest table is one of the same vendor."""
+    if cpu.startswith(("znver", "bdver", "btver", "amdfam")):
+        return "amd"
+    if cpu.startswith(("cortex", "neoverse", "apple", "ampere", "a64fx", "thunderx", "generic")):
+        return "arm"
+    return "intel"
+
+
+def tables_for(isa_name: str, cpu: str) -> list[Path]:
+    """The shipped tables of an ISA in the order they are asked: the CPU's own (searched on a CPU LLVM calls by
+    that name), then those of the same vendor, then the rest (each group by name). Register tiles carry over
+    between CPUs of one ISA; which one is fastest shifts with the caches and the core (the five models' AVX-512
+    tables of AMD Zen 5 and this Intel Xeon differ in N of M entries)."""
+    tables = sorted((TABLES / isa_name).glob("*.json"))
+    return sorted(tables, key=lambda p: (p.stem != cpu, vendor(p.stem) != vendor(cpu), p.stem))
+
+
 def out_size(key: str) -> tuple[int, int]:
     return Workload.parse(key).out_size
 
@@ -64,13 +82,15 @@ def rule(key: str, lanes: int) -> Config:
 
 
 def candidates(key: str, lanes: int) -> list[Config]:
-    """The grid: row tiles that divide the output width, 1/2/4 channel blocks, both kw orders, as long as the
+    """The grid: row tiles that divide the output width, up to 8 channel blocks, both kw orders, as long as the
     accumulators fit the register file with room for the weights and the broadcast value."""
     w = Workload.parse(key)
     _, ow = w.out_size
     per_pixel = max(1, w.oc_bn // lanes)
     most = _registers(lanes) - 6
-    tiles = (1,) if w.depthwise else (1, 2, 4)  # a depthwise block has its own input: nothing to share
+    # channel blocks per tile: any count that divides the blocks (a depthwise block has its own input: nothing to
+    # share). Not only 1/2/4: MNASNet's 112×112 16 → 48 layer ran 195 µs at 16 pixels × 1 block, 160 at 4 × 3
+    tiles = (1,) if w.depthwise else tuple(t for t in range(1, 9) if w.oc_chunks % t == 0)
     reg_ns = sorted({d for d in range(1, min(ow, 28) + 1) if ow % d == 0 and (d >= 4 or d == ow)})
     out = []
     for reg_n in reg_ns:
@@ -145,16 +165,29 @@ class Choices:
         self.tgt, self.lanes, self.db = tgt, lanes, db
         self.cpu = cpu_key(tgt)
         self.records = _read(db / RECORDS).get(self.cpu, {}) if db else {}
-        self.table = _read(TABLES / f"{isa(lanes, tgt)}.json")
+        self.tables = {p.stem: _read(p) for p in tables_for(isa(lanes, tgt), self.cpu)}
         self.sources: dict[str, str] = {}  # workload → where its configuration came from
+        self.tables_used: set[str] = set()
 
     def config(self, key: str) -> Config:
-        for source, found in (("searched", self.records), ("shipped", self.table)):
+        for source, found in (("searched", self.records), *self.tables.items()):
             if key in found:
-                self.sources[key] = source
+                self.sources[key] = "searched" if source == "searched" else "shipped"
+                if source != "searched":
+                    self.tables_used.add(source)
                 return _config(found[key])
         self.sources[key] = "rule"
         return rule(key, self.lanes)
+
+    def table_note(self) -> str | None:
+        """Which shipped tables gave configurations, said where the target CPU's own is missing or not enough."""
+        if not self.tables_used:
+            return None
+        used = sorted(self.tables_used, key=list(self.tables).index)
+        if used == [self.cpu]:
+            return f"{isa(self.lanes, self.tgt)}/{self.cpu}"
+        own = "" if self.cpu in self.tables else f"no table for {self.cpu}; "
+        return f"{own}{', '.join(f'{isa(self.lanes, self.tgt)}/{t}' for t in used)} (nearest first)"
 
     def search(self, keys: list[str], show: bool = False) -> int:
         """Search every workload without a database record; returns how many were searched."""
