@@ -24,8 +24,9 @@ ones, back to back (a sleep before each block let the idle cores of this VM be t
 then ran 6% slower, onnxruntime's 1%). Printed, as markdown (also written atomically to --out): a header (date,
 CPU, its FMA peak measured by `archc.measurement.peak`, threads, load average before and after, quiet or hog, versions),
 one table (median and p90 latency, the ratio to onnxruntime, the compile time, the largest difference of the
-outputs from onnxruntime's relative to their range), and, for each model's "archc kernels + search" package, its
-ten slowest kernels (`archc.lower.profile`; the shipped-table package's with --no-search) with their GFLOP/s against the measured peak at the threads used.
+outputs from onnxruntime's relative to their range), and, for each model's "archc kernels + search" package (the
+shipped-table one with --no-search), its ten slowest kernels (`archc.lower.profile`) with their GFLOP/s against the
+measured peak at the threads used.
 --hog starts os.cpu_count() busy-loop processes for the timed part (the blocks and the kernel profiles), and
 stops them after it.
 """
