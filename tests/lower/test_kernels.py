@@ -108,7 +108,7 @@ def _cover(entries: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
         size = oh * ow * w.out_channels * w.per_group * w.kernel[0] * w.kernel[1]
         if kind not in chosen or (size, key) < chosen[kind][:2]:
             chosen[kind] = (size, key, cfg)
-    return sorted((key, cfg) for _, key, cfg in chosen.values())
+    return [(key, cfg) for _, key, cfg in sorted(chosen.values(), key=lambda c: c[:2])]
 
 
 @pytest.mark.parametrize("isa", ["avx512", "avx2"])
