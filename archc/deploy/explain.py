@@ -17,7 +17,7 @@ def kernels_line(m: Manifest) -> str:
     own = ""
     if build.kernels == "archc":
         sources = ", ".join(f"{n} {s}" for s, n in sorted((build.conv_configs or {}).items()))
-        tables = f"; tables {build.conv_tables}" if build.conv_tables else ""
+        tables = f"; {build.conv_tables}" if build.conv_tables else ""
         own = f"{build.kernels_archc or 0} archc kernels (convolution configurations: {sources or 'none'}{tables}); "
     return (f"kernels: {own}{build.kernels_tuned} from the tuning database, {build.kernels_naive} untuned "
             f"(naive); {build.trials_now} tuning trials in this build{board}")

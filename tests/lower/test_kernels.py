@@ -151,7 +151,8 @@ def test_the_target_cpus_table_first_then_the_nearest_and_the_build_says_which(t
     choices.tables["rocketlake"][key] = search._record(Config(7, 3))
     assert [choices.config(k) for k in ("a", "b", "c", key)] == [Config(8, 3), Config(14, 1), Config(7, 2),
                                                                   Config(7, 3)]
-    assert choices.table_note() == "no table for skylake-avx512; avx512/rocketlake, avx512/znver5 (nearest first)"
+    assert choices.table_note() == ("no avx512 table for skylake-avx512: avx512/rocketlake, avx512/znver5 "
+                                    "(nearest first)")
     assert set(choices.sources.values()) == {"shipped"}
     other = search.Choices(tgt, 16, None)
     other.config("d1x2x28x28x16_w3x2x1x1x16x16_s1x1_p0x0x0x0_l1x1")
@@ -222,6 +223,9 @@ def test_layout_plan_of_resnet18(tmp_path):
     build = json.loads((tmp_path / "pkg" / "manifest.json").read_text())["build"]
     convs = build["layout"]["convolutions"]
     assert len(convs) == 20 and all(c["folded"] == 4 for c in convs)
+    # its configurations come from the shipped tables, which the build names (this CPU's, or the nearest ones)
+    assert build["conv_configs"].get("shipped", 0) >= 10 and "avx" in build["conv_tables"]
+    assert build["conv_tables"] in out.stderr
     assert convs[0]["in"] == "NCHW1c" and convs[0]["conv"] == "3×224×224 → 64, 7×7/2"
     from archc import targets
     from archc.lower import kernels, tune

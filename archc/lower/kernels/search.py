@@ -180,14 +180,15 @@ class Choices:
         return rule(key, self.lanes)
 
     def table_note(self) -> str | None:
-        """Which shipped tables gave configurations, said where the target CPU's own is missing or not enough."""
+        """Which shipped tables gave configurations ("table avx512/rocketlake"), said where the target CPU has
+        none of its own ("no avx512 table for znver4: avx512/znver5 (nearest first)"); None where none did."""
         if not self.tables_used:
             return None
-        used = sorted(self.tables_used, key=list(self.tables).index)
-        if used == [self.cpu]:
-            return f"{isa(self.lanes, self.tgt)}/{self.cpu}"
-        own = "" if self.cpu in self.tables else f"no table for {self.cpu}; "
-        return f"{own}{', '.join(f'{isa(self.lanes, self.tgt)}/{t}' for t in used)} (nearest first)"
+        name = isa(self.lanes, self.tgt)
+        used = ", ".join(f"{name}/{t}" for t in sorted(self.tables_used, key=list(self.tables).index))
+        if self.cpu not in self.tables:
+            return f"no {name} table for {self.cpu}: {used} (nearest first)"
+        return f"table {used}" if self.tables_used == {self.cpu} else f"tables {used} (nearest first)"
 
     def search(self, keys: list[str], show: bool = False) -> int:
         """Search every workload without a database record; returns how many were searched."""
