@@ -54,6 +54,7 @@ import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "zoo"))  # torchvision_ref: the exports' torchvision, as the tests get it
 
 import archc  # noqa: E402
 from archc.deploy.manifest import BuildReport  # noqa: E402
@@ -102,8 +103,8 @@ def main() -> None:
     ap.add_argument("--no-search", action="store_true", help="leave out the archc-kernels-with-search engine")
     args = ap.parse_args()
     models = [m for name in args.models.split(",") if name.strip() for m in PRESETS.get(name.strip(), [name.strip()])]
-    unknown = [m for m in models if not m.endswith(".onnx") and not (ROOT / "specs" / f"{m}.arch").is_file()
-               and m not in _torchvision_names()]
+    named = [m for m in models if not m.endswith(".onnx") and not (ROOT / "specs" / f"{m}.arch").is_file()]
+    unknown = sorted(set(named) - _torchvision_names()) if named else []
     if unknown:
         ap.error(f"{', '.join(unknown)}: neither a spec in {ROOT / 'specs'}, an ONNX file nor a torchvision model")
 
@@ -150,15 +151,13 @@ def source(name: str, work: Path) -> Path:
         return Path(name).resolve()
     if spec.is_file():
         return spec
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from foreign_onnx import export
+    from foreign_onnx import export  # benchmarks/, this script's folder
     log(f"{name}: exporting from torchvision")
     return export(name, work)[0]
 
 
 def _torchvision_names() -> set[str]:
     try:
-        sys.path.insert(0, str(ROOT / "tests" / "zoo"))
         from torchvision_ref import torchvision_models
         return set(torchvision_models().list_models(module=torchvision_models()))
     except Exception:  # noqa: BLE001 - no torch here: specs and ONNX files only

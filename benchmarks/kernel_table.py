@@ -30,7 +30,9 @@ def main() -> None:
     from archc.lower.build import import_onnx
     from archc.lower.kernels.conv2d import parse
     from archc.lower.kernels.search import TABLES, _record, out_size, search
-    from archc.lower.tvm_target import tvm_target, tvm_target_dict
+    from archc.lower.tvm_target import tvm_target
+    from archc.measurement.environment import llvm_cpu
+    from archc.measurement.peak import detect_isa
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--isa", choices=sorted(TARGETS), required=True)
@@ -39,13 +41,11 @@ def main() -> None:
     ap.add_argument("--again", action="store_true",
                     help="with --merge: search the given models' workloads again even where the table has them")
     args = ap.parse_args()
-    from archc.measurement.peak import detect_isa
     # code for this CPU where it has the ISA (what `--target native` builds), else the ISA's generic target
     tgt = tvm_target(targets.get("native" if detect_isa() == args.isa else TARGETS[args.isa]))
     lanes = kernels.lanes(tgt)
     names = args.models.split(",") if args.models else sorted(p.stem for p in (ROOT / "specs").glob("*.arch"))
-    cpu = str(tvm_target_dict(targets.get("native"))["mcpu"])  # where it is measured
-    path = TABLES / args.isa / f"{cpu}.json"
+    path = TABLES / args.isa / f"{llvm_cpu()}.json"  # named after the CPU it is measured on
     table = json.loads(path.read_text()) if args.merge and path.is_file() else {}
     searched: set[str] = set()  # this run's, once each
     for name in names:

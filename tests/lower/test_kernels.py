@@ -117,9 +117,9 @@ def test_every_zoo_convolution_with_its_shipped_configuration(isa, tmp_path):
     onnxruntime's Conv: one entry of each kind the generated code can differ by, over all the ISA's tables
     (`_cover`: 123 of the 469 AVX-512 workloads of Zen 5's table alone), every one with ARCHC_FULL_TABLES=1."""
     if isa == "avx512" and _native_isa() != "avx512":
-        pytest.skip("this CPU has no AVX-512: its table's kernels cannot run here")
+        pytest.skip("this CPU has no AVX-512: run on an x86 CPU with AVX-512 to check its tables (AVX2's run here)")
     if not _native_isa():
-        pytest.skip("not an x86 CPU with AVX2")
+        pytest.skip("not an x86 CPU with AVX2: run on one to check the x86 tables against onnxruntime")
     from archc.lower.kernels.search import _config
     tables = {name: t for name, t in _tables().items() if name.startswith(f"{isa}/")}
     assert tables and all(len(t) >= 100 for t in tables.values()), \

@@ -81,7 +81,8 @@ def schedule_block(sch: Any, block: Any, lanes: int) -> None:
     if not reduce and _relayout(sch, block, spatial, lanes):
         return
     if not reduce:
-        last_vec = _vector(int(sch.get(spatial[-1]).extent), lanes)
+        last = int(sch.get(spatial[-1]).extent)
+        last_vec = _vector(last, lanes)
         total = prod(int(sch.get(lp).extent) for lp in spatial)
         row = _after_concat_axis(sch, block, spatial)[-2:]
         if not last_vec and row and _vector(prod(int(sch.get(lp).extent) for lp in row), lanes):
@@ -103,7 +104,7 @@ def schedule_block(sch: Any, block: Any, lanes: int) -> None:
             sch.vectorize(inner)
             sch.parallel(sch.fuse(*spatial[:-1], outer))
             return
-        if len(spatial) > 1 and int(sch.get(spatial[-1]).extent) % lanes:
+        if len(spatial) > 1 and last % lanes:
             # rows no vector divides (ViT's 197 tokens; NCHW rows of 28 or 14, whose fused vectors would cross rows
             # and be gathered): the outer loops in parallel, each row a plain loop that LLVM vectorizes itself
             # (fused, the row's index is a division per element and nothing vectorizes)
@@ -186,13 +187,13 @@ def _relayout(sch: Any, block: Any, loops: list[Any], lanes: int) -> bool:
     else:
         n, cb, h, w, ci = loops
     sch.parallel(sch.fuse(n, cb, h))
+    row_vec = _vector(int(sch.get(w).extent) * block_size, lanes)  # a vector of whole blocks along the row
     if block_size % lanes == 0:  # a block of whole vectors: the block is the vector (strided on the NCHW side)
         sch.vectorize(sch.split(ci, [None, lanes])[1])
-    elif blocking and _vector(int(sch.get(w).extent) * block_size, lanes):
+    elif blocking and row_vec:
         # into blocks: LLVM keeps the interleaved stores of the row loop scalar; a vector of whole blocks along
         # the row is stored in one piece instead (its values gathered from the b rows)
-        row = sch.fuse(w, ci)
-        sch.vectorize(sch.split(row, [None, _vector(int(sch.get(row).extent), lanes)])[1])
+        sch.vectorize(sch.split(sch.fuse(w, ci), [None, row_vec])[1])
     else:
         sch.unroll(ci)
     return True

@@ -1,7 +1,7 @@
 """Which configuration each convolution gets, and the small per-layer search that finds it.
 
 A kernel's free parameters are few (conv2d.Config: register tile along the row, channel blocks in the tile, kw
-loop order, padding in place or copied), so the search is a grid of up to ~32 points, each built and timed on the
+loop order, padding in place or copied), so the search is a grid of a few dozen points, each built and timed on the
 convolution alone: seconds per layer. The choice for a convolution is, in order:
 
 1. its record in the tuning database's `archc-kernels.json`, keyed by (target CPU, workload) — written by a search;
@@ -42,7 +42,7 @@ def vendor(cpu: str) -> str:
     """Who makes an LLVM CPU name's design: the nearest table is one of the same vendor."""
     if cpu.startswith(("znver", "bdver", "btver", "amdfam")):
         return "amd"
-    if cpu.startswith(("cortex", "neoverse", "apple", "ampere", "a64fx", "thunderx", "generic")):
+    if cpu.startswith(("cortex", "neoverse", "apple", "ampere", "a64fx", "thunderx")):
         return "arm"
     return "intel"
 
@@ -51,7 +51,7 @@ def tables_for(isa_name: str, cpu: str) -> list[Path]:
     """The shipped tables of an ISA in the order they are asked: the CPU's own (searched on a CPU LLVM calls by
     that name), then those of the same vendor, then the rest (each group by name). Register tiles carry over
     between CPUs of one ISA; which one is fastest shifts with the caches and the core (the five models' AVX-512
-    tables of AMD Zen 5 and this Intel Xeon differ in N of M entries)."""
+    tables of AMD Zen 5 and an Intel Xeon differ in 255 of their 440 shared entries)."""
     tables = sorted((TABLES / isa_name).glob("*.json"))
     return sorted(tables, key=lambda p: (p.stem != cpu, vendor(p.stem) != vendor(cpu), p.stem))
 
@@ -170,12 +170,14 @@ class Choices:
         self.tables_used: set[str] = set()
 
     def config(self, key: str) -> Config:
-        for source, found in (("searched", self.records), *self.tables.items()):
-            if key in found:
-                self.sources[key] = "searched" if source == "searched" else "shipped"
-                if source != "searched":
-                    self.tables_used.add(source)
-                return _config(found[key])
+        if key in self.records:
+            self.sources[key] = "searched"
+            return _config(self.records[key])
+        for cpu, table in self.tables.items():
+            if key in table:
+                self.sources[key] = "shipped"
+                self.tables_used.add(cpu)
+                return _config(table[key])
         self.sources[key] = "rule"
         return rule(key, self.lanes)
 
