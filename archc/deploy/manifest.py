@@ -115,9 +115,9 @@ class BuildReport:
     kernels_tuned: int | None = None  # kernels with a record from the database
     kernels_naive: int = 0  # kernels left without a schedule
     kernels_archc: int | None = None  # archc's own kernels (kernels="archc")
-    conv_configs: dict[str, int] | None = None  # configuration source (shipped, searched, rule) → convolutions
+    conv_configs: dict[str, int] | None = None  # source (shipped, searched, short search, predicted, rule) → count
     conv_tables: str | None = None  # the shipped tables used ("avx512/rocketlake"; the nearest ones said so)
-    convolutions_searched: int | None = None  # searched during this build (a tuning budget)
+    convolutions_searched: int | None = None  # searched in this build (whole grids, or the short pass's few)
     layout: dict[str, Any] | None = None  # the layout plan (archc.deploy.explain renders it)
 
     @property

@@ -104,8 +104,9 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
     if plans:
         report.layout = plans[0].to_json()
         choices = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db)
-        if budget and target.runner == "local":
-            report.convolutions_searched = choices.search(list(own_kernels.workloads(prepared).values()), show)
+        if target.runner == "local" and (budget or quick > 0):  # the short pass: new shapes' likeliest few
+            report.convolutions_searched = choices.search(list(own_kernels.workloads(prepared).values()), show,
+                                                          quick=not budget)
         prepared, scheduled = own_kernels.apply(prepared, tgt, choices)
         report.kernels_archc = len(scheduled)
         report.conv_configs = dict(Counter(choices.sources.values()))

@@ -8,7 +8,10 @@ convolution alone: seconds per layer. The choice for a convolution is, in order:
 2. the shipped tables of the target's vector ISA (`tables/<isa>/<cpu>.json`, made by `benchmarks/kernel_table.py`
    over every convolution shape of the zoo on a CPU LLVM calls <cpu>), so that a plain compile is fast to run
    without any tuning: the target CPU's own table first, then the nearest (same vendor first, `tables_for`);
-3. the rule in `rule()`, for a shape none of them knows.
+3. for a shape no table holds, the tables' nearest entries' choice (predict.py); a compile with its short pass
+   (`quick`, the default) first measures the likeliest few of those (`QUICK_CANDIDATES`, about a second each)
+   and records the fastest in the database, so the next compile for this CPU takes it from there;
+4. the rule in `rule()`, only where the ISA has no table at all (NEON).
 """
 from __future__ import annotations
 
@@ -21,10 +24,12 @@ import tvm
 from tvm import s_tir, te
 
 from archc.lower import vector_math
+from archc.lower.kernels import predict
 from archc.lower.kernels.conv2d import Config, Workload
 from archc.util.progress import progress
 
 RECORDS = "archc-kernels.json"
+QUICK_CANDIDATES = 4  # measured on first compile for a shape no table holds: the tables' four likeliest
 TABLES = Path(__file__).with_name("tables")
 
 
@@ -146,10 +151,10 @@ def measure(key: str, config: Config, tgt: Any, budget: float = 0.05) -> float:
     return float(min(timer(*args).results))
 
 
-def search(key: str, lanes: int, tgt: Any) -> tuple[Config, float]:
-    """The fastest configuration of the grid for this convolution, and its seconds."""
+def search(key: str, lanes: int, tgt: Any, configs: list[Config] | None = None) -> tuple[Config, float]:
+    """The fastest of `configs` (default: the whole grid) for this convolution, and its seconds."""
     best: tuple[Config, float] | None = None
-    for config in candidates(key, lanes):
+    for config in configs or candidates(key, lanes):
         seconds = measure(key, config, tgt)
         if best is None or seconds < best[1]:
             best = (config, seconds)
@@ -158,8 +163,8 @@ def search(key: str, lanes: int, tgt: Any) -> tuple[Config, float]:
 
 
 class Choices:
-    """The configurations for one build: database records, then the shipped table, then the rule; `search`
-    fills in (and records) the workloads it is given."""
+    """The configurations for one build: database records, then the shipped tables, then the tables' prediction
+    (the rule where the ISA has none); `search` fills in (and records) the workloads it is given."""
 
     def __init__(self, tgt: Any, lanes: int, db: Path | None) -> None:
         self.tgt, self.lanes, self.db = tgt, lanes, db
@@ -171,15 +176,22 @@ class Choices:
 
     def config(self, key: str) -> Config:
         if key in self.records:
-            self.sources[key] = "searched"
+            self.sources[key] = "short search" if self.records[key].get("grid") == "quick" else "searched"
             return _config(self.records[key])
         for cpu, table in self.tables.items():
             if key in table:
                 self.sources[key] = "shipped"
                 self.tables_used.add(cpu)
                 return _config(table[key])
-        self.sources[key] = "rule"
-        return rule(key, self.lanes)
+        likely = predict.ranked(key, self.lanes, self.tables.values())
+        self.sources[key] = "predicted" if likely else "rule"
+        self.tables_used.update(self.tables if likely else ())  # predicted from their entries
+        return likely[0] if likely else rule(key, self.lanes)
+
+    def unknown(self, keys: list[str]) -> list[str]:
+        """The workloads of `keys` that neither the database nor a table holds (each once)."""
+        return [k for k in dict.fromkeys(keys)
+                if k not in self.records and not any(k in t for t in self.tables.values())]
 
     def table_note(self) -> str | None:
         """Which shipped tables gave configurations ("table avx512/rocketlake"), said where the target CPU has
@@ -192,29 +204,42 @@ class Choices:
             return f"no {name} table for {self.cpu}: {used} (nearest first)"
         return f"table {used}" if self.tables_used == {self.cpu} else f"tables {used} (nearest first)"
 
-    def search(self, keys: list[str], show: bool = False) -> int:
-        """Search every workload without a database record; returns how many were searched."""
-        todo = [k for k in dict.fromkeys(keys) if k not in self.records]
-        if not todo:
+    def search(self, keys: list[str], show: bool = False, quick: bool = False) -> int:
+        """Search every workload without a database record over the whole grid (a record of a quick search is
+        searched again); with `quick`, only the workloads no table holds, over their likeliest few
+        configurations. Returns how many were searched."""
+        def todo() -> list[str]:
+            if quick:
+                return self.unknown(keys)
+            return [k for k in dict.fromkeys(keys) if self.records.get(k, {"grid": "quick"}).get("grid") == "quick"]
+        if not todo():
             return 0
         if self.db is not None:  # one searcher per database: wait for another, then skip what it found
             from archc.lower.tune import locked
             with locked(self.db):
                 self.records = {**_read(self.db / RECORDS).get(self.cpu, {}), **self.records}
-                return self._search([k for k in todo if k not in self.records], show)
-        return self._search(todo, show)
+                return self._search(todo(), show, quick)
+        return self._search(todo(), show, quick)
 
-    def _search(self, todo: list[str], show: bool) -> int:
-        with progress(len(todo), "searching kernel configurations", enabled=show and bool(todo)) as advance:
+    def _search(self, todo: list[str], show: bool, quick: bool) -> int:
+        what = "measuring the likeliest configurations of new convolution shapes" if quick else \
+            "searching kernel configurations"
+        done = 0
+        with progress(len(todo), what, enabled=show and bool(todo)) as advance:
             for key in todo:
                 start = time.perf_counter()
-                config, seconds = search(key, self.lanes, self.tgt)
-                self.records[key] = {**_record(config), "seconds": seconds,
+                likely = predict.ranked(key, self.lanes, self.tables.values())[:QUICK_CANDIDATES] if quick else None
+                if quick and not likely:  # no table to predict from (NEON): the rule, unmeasured
+                    advance()
+                    continue
+                config, seconds = search(key, self.lanes, self.tgt, likely)
+                self.records[key] = {**_record(config), "seconds": seconds, "grid": "quick" if quick else "whole",
                                      "search_seconds": round(time.perf_counter() - start, 2)}
+                done += 1
                 if self.db:
                     self._save()
                 advance()
-        return len(todo)
+        return done
 
     def _save(self) -> None:
         from archc.util.atomic import write_text
