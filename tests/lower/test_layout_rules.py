@@ -42,8 +42,9 @@ def test_the_plan_and_the_rewriter_both_read_the_one_table():
     for module in (blocks, layout):
         assert "archc.lower.kernels.optable" in _imports(Path(module.__file__))
     assert not _op_names(KERNELS / "blocks.py")  # the plan names no op: it groups by the table's kinds
+    edges = {"channels_last.py": {"relax.permute_dims", "relax.nn.layer_norm"}}  # what it rewrites, not classifies
     for path in sorted(KERNELS.glob("*.py")):
-        assert _op_names(path) <= set(OPS), path.name
+        assert _op_names(path) - edges.get(path.name, set()) <= set(OPS), path.name
     assert {name for name, rule in OPS.items() if rule.one_d} == {
         "relax.nn.conv1d", "relax.nn.max_pool1d", "relax.nn.avg_pool1d"}
 

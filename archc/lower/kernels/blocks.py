@@ -91,7 +91,8 @@ def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
             convs.append((v, e.args[0], macs, depthwise, n_groups > 1 and not depthwise))
             if depthwise:
                 union(v, e.args[0])
-        elif kind in (Kind.UNARY, Kind.POOL, Kind.REDUCE) and isinstance(e.args[0], relax.Var):
+        elif kind in (Kind.UNARY, Kind.POOL, Kind.REDUCE) and isinstance(e.args[0], relax.Var) \
+                and shape(v)[1:2] == shape(e.args[0])[1:2]:  # not a reduction over the channels: one per pixel
             union(v, e.args[0])
         elif kind is Kind.BINARY:
             for a in e.args:

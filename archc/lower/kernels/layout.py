@@ -298,6 +298,8 @@ class _Rewriter:
                 or any(not is_const(a) or shape_of(a) for a in rest):
             return False
         value, bn = self.blocked[x]
+        if not OPS[e.op.name].zero_safe and shape_of(v)[1] % bn:  # rsqrt of zero-padded channels: infinities
+            return False
         self.blocked[v] = (self.bb.emit(self.relax.Call(e.op, [value, *rest], e.attrs, e.ty_args)), bn)
         return True
 
@@ -306,9 +308,13 @@ class _Rewriter:
         x, y = e.args
         if x not in self.blocked and y not in self.blocked:
             return False
-        bn = self.blocked[x][1] if x in self.blocked else self.blocked[y][1]
+        full = [a for a in (x, y) if a in self.blocked and shape_of(a) == shape_of(v)]
+        bn = self.blocked[full[0]][1] if full else (self.blocked[x] if x in self.blocked else self.blocked[y])[1]
         args = []
         for a in (x, y):
+            if a in self.blocked and self.blocked[a][1] == 1 and _per_pixel(shape_of(a), shape_of(v)):
+                args.append(self.blocked[a][0])  # N×1×H×W×1: broadcasts over the blocks as it is
+                continue
             # a tensor of v's shape, or a gate (one value per channel: 1×C/bn×1×1×bn, broadcast over H×W) where
             # its zero-padded channels, if any, stay finite under the op
             gate = per_channel(shape_of(a), shape_of(v)) and (shape_of(v)[1] % bn == 0 or OPS[e.op.name].zero_safe)
@@ -371,11 +377,17 @@ class _Rewriter:
             return False
         rank = len(shape_of(x))
         axes = sorted(int(i) % rank for i in a.axis)
+        value, bn = self.blocked[x]
+        if axes == [1] and rank == 4 and shape_of(x)[1] % bn == 0:
+            # over the channels (a channel LayerNorm's mean per pixel): over the blocks and within them, kept as
+            # N×1×H×W×1, which is NCHW[1]c of one channel (zero-padded channels would count: not with them)
+            make = {"relax.mean": self.relax.op.mean, "relax.max": self.relax.op.max, "relax.sum": self.relax.op.sum}
+            self.blocked[v] = (self.bb.emit(make[e.op.name](value, [1, 4], keepdims=True)), 1)
+            return True
         if not set(axes) <= {2, 3}:
             return False
         if rank == 3:  # over L of N×C/bn×1×L×bn
             axes = [3] if axes == [2] else axes
-        value, bn = self.blocked[x]
         make = {"relax.mean": self.relax.op.mean, "relax.max": self.relax.op.max, "relax.sum": self.relax.op.sum}
         self.blocked[v] = (self.bb.emit(make[e.op.name](value, axes, keepdims=True)), bn)
         return True
@@ -401,6 +413,11 @@ class _Rewriter:
     RULES: ClassVar[dict[Kind, Callable[[_Rewriter, Any, Any], bool]]] = {
         Kind.CONV: conv, Kind.UNARY: unary, Kind.BINARY: binary, Kind.POOL: pool, Kind.REDUCE: reduce,
         Kind.CONCAT: concat, Kind.DENSE: dense, Kind.CLAMP: clamp}
+
+
+def _per_pixel(a: tuple[int, ...], v: tuple[int, ...]) -> bool:
+    """Whether a tensor of shape `a` holds one value per pixel of the N×C×H×W tensor of shape `v` (N×1×H×W)."""
+    return len(a) == len(v) == 4 and a[1] == 1 < v[1] and (a[0], *a[2:]) == (v[0], *v[2:])
 
 
 def _out_dtype(attrs: Any, data: Any) -> str:

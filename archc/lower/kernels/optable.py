@@ -8,9 +8,11 @@ tensors:
     conv    a convolution: archc's kernel on NCHW[x]c data; a depthwise one's input and output share a group
     unary   elementwise on one tensor: its output shares its input's group
     binary  elementwise on two (constants broadcast per channel): shares the group of each input of its shape or
-            of one value per channel (a squeeze-excite gate, N×C×1×1)
+            of one value per channel (a squeeze-excite gate, N×C×1×1); one value per pixel (N×1×H×W, a channel
+            reduction's) broadcasts as N×1×H×W×1
     pool    a window over H×W per channel: shares its input's group
-    reduce  a reduction over H×W kept as 1×1: shares its input's group
+    reduce  a reduction over H×W kept as 1×1: shares its input's group; or over the channels kept as one (a
+            channel LayerNorm's mean per pixel): N×1×H×W×1, a group of its own that broadcasts over the blocks
     concat  along channels: its inputs' blocks must divide their channels (never padded)
     dense   x @ W with W constant: packed weights, NCHW data (no group)
     clamp   the importer's Clip (ReLU6), a call_tir of its maximum/minimum kernels: elementwise on its first
@@ -42,8 +44,9 @@ class Kind(enum.Enum):
 class OpRule:
     kind: Kind
     one_d: bool = False  # a 1-D convolution or pool: run as a 2-D one of height 1 on N×C/bn×1×L×bn
-    # a binary op whose result stays finite where both operands are finite, zeros included: it may broadcast a
-    # gate whose zero-padded channels hold zeros (a divide would make them NaN, which a zero weight does not cancel)
+    # an op whose result stays finite where its operands are finite, zeros included: a binary one may broadcast a
+    # gate whose zero-padded channels hold zeros (a divide would make them NaN, which a zero weight does not cancel),
+    # a unary one may run on zero-padded channels (rsqrt may not)
     zero_safe: bool = False
 
 
@@ -55,7 +58,8 @@ OPS: dict[str, OpRule] = {
     **_all(Kind.CONV, "nn.conv2d"),
     **_all(Kind.CONV, "nn.conv1d", one_d=True),
     **_all(Kind.UNARY, "nn.relu", "clip", "nn.leakyrelu", "sigmoid", "tanh", "nn.silu", "nn.gelu", "nn.gelu_tanh",
-           "exp", "sqrt", "negative", "abs", "nn.relu6", "hard_sigmoid"),
+           "exp", "sqrt", "negative", "abs", "nn.relu6", "hard_sigmoid", "erf", zero_safe=True),
+    **_all(Kind.UNARY, "rsqrt"),  # infinite at 0: never on zero-padded channels
     **_all(Kind.BINARY, "add", "subtract", "multiply", "maximum", "minimum", zero_safe=True),
     **_all(Kind.BINARY, "divide"),
     **_all(Kind.POOL, "nn.max_pool2d", "nn.avg_pool2d"),

@@ -9,6 +9,7 @@ from tvm import relax, s_tir, tirx
 from tvm.target import codegen
 
 from archc.lower.kernels import bmm, conv2d, generic
+from archc.lower.kernels.channels_last import channels_first
 from archc.lower.kernels.layout import blocked_conv_layout
 from archc.lower.kernels.matmul import matmul_as_conv
 from archc.lower.kernels.search import Choices
@@ -28,7 +29,7 @@ def plan(mod: Any, tgt: Any) -> tuple[Any, Any]:
     mod = tvm.transform.Sequential([relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant(),
                                     relax.transform.CanonicalizeBindings(),
                                     relax.transform.DeadCodeElimination()])(mod)
-    mod = bmm.batched_products(matmul_as_conv(mod), lanes(tgt))
+    mod = bmm.batched_products(matmul_as_conv(channels_first(mod)), lanes(tgt))
     return blocked_conv_layout(mod, lanes(tgt))
 
 
