@@ -10,8 +10,9 @@ classification model by name (exported as benchmarks/foreign_onnx.py does: rando
 
 - onnxruntime (CPUExecutionProvider, its default threads; its threads stop spin-waiting when a run returns, else
   they hold the cores while the next engine runs: `archc.measurement.engines.onnxruntime_session`);
-- archc kernels (shipped table): `compile(kernels="archc")` with a fresh, empty database, so no search: each
-  convolution's configuration from the shipped table, else the rule;
+- archc kernels (default compile): `compile(kernels="archc")` with a fresh, empty database, as a user's first
+  compile: each convolution's configuration from the shipped tables, a shape they lack from the short pass (its
+  four likeliest configurations timed, search.py; in the compile time);
 - archc kernels + search: `compile(kernels="archc", trials=1)` on a database shared by the models: the per-layer
   search of the convolutions' configurations the database lacks runs first, and its cost is in the compile time
   (--no-search leaves this engine out);
@@ -72,7 +73,7 @@ HELDOUT = ("efficientnet_b0", "efficientnet_b1", "convnext_tiny", "inception_v3"
 PRESETS = {"heldout": HELDOUT, "all15": MODELS + HELDOUT}
 WARMUP, BLOCK = 2, 5  # per engine per round: warm-up runs, timed runs
 TOP = 10  # slowest kernels shown per model
-ORT, OWN, SEARCH = "onnxruntime", "archc kernels (shipped table)", "archc kernels + search"
+ORT, OWN, SEARCH = "onnxruntime", "archc kernels (default compile)", "archc kernels + search"
 FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 
 

@@ -338,11 +338,13 @@ network padded {
   b1: inverted_residual(6, 24)           # 24 channels: written and read, then added back
   b2: inverted_residual(6, 24)
   c6: conv(6, 3) tanh                    # LeNet's 6
+  g1: conv(12, 1) relu                   # read by a grouped convolution: never padded, blocks of 4
+  g2: conv(12, 3, groups=2) relu         #   (8 does not divide 12)
   cat: concat {
-    a: conv(24, 1)                       # read by the concat: never padded
-    b: conv(40, 1)
-    c: conv(12, 1)                       # 8 does not divide it: blocks of 4 (ShuffleNet v2 ×2.0's 244)
-    d: conv(6, 1)                        # nor 4: blocks of 2
+    a: conv(24, 1)                       # read by the concat: padded where that models cheaper (the concat
+    b: conv(40, 1)                       #   then runs in NCHW)
+    c: conv(12, 1)
+    d: conv(6, 1)
   }
   gap: global_avgpool
   flatten
@@ -354,9 +356,10 @@ network padded {
 def test_channels_padded_to_whole_blocks_where_the_cost_model_says(tmp_path):
     """Channels that do not divide the block are zero-padded to whole blocks where that models cheaper: on 16-lane
     vectors MobileNet v2's 24 become 32 (a 24-channel block of 8 fills half of each register: written at ×2, read
-    at ×1; padded, both at ×4/3), LeNet's 6 become 8; a tensor read by a concatenation keeps its true channels, in
-    blocks of 4 or 2 where 8 does not divide them (not TVM's untuned NCHW kernel); the residual add runs on the
-    padded blocks; the model equals onnxruntime."""
+    at ×1; padded, both at ×4/3), LeNet's 6 become 8. Tensors read by a concatenation are padded too (the
+    concatenation then runs in NCHW, its inputs relaid out: ShuffleNet v2 1.20× → 0.87× onnxruntime); a tensor
+    read by a grouped convolution keeps its true channels, in blocks of 4 where 8 does not divide them (not TVM's
+    untuned NCHW kernel). The residual add runs on the padded blocks; the model equals onnxruntime."""
     spec = tmp_path / "padded.arch"
     spec.write_text(PADDED)
     shutil.copytree(SPECS / "lib", tmp_path / "lib")
@@ -365,14 +368,22 @@ def test_channels_padded_to_whole_blocks_where_the_cost_model_says(tmp_path):
     plan = build["layout"]
     outs = {c["conv"]: c["out"] for c in plan["convolutions"]}
     assert build["kernels_naive"] == 0 and len(outs) >= 8
+    concat = {k: v for k, v in outs.items() if k.startswith("12×12×12 → ") and k.endswith("1×1/1")}  # the concat's
     if plan["lanes"] == 16:
         assert outs["144×12×12 → 24, 1×1/1"] == "NCHW16c (24 padded to 32)"
         assert outs["24×12×12 → 6, 3×3/1"] == "NCHW8c (6 padded to 8)"
+        assert concat == {"12×12×12 → 24, 1×1/1": "NCHW16c (24 padded to 32)",
+                          "12×12×12 → 40, 1×1/1": "NCHW16c (40 padded to 48)",
+                          "12×12×12 → 12, 1×1/1": "NCHW16c (12 padded to 16)",
+                          "12×12×12 → 6, 1×1/1": "NCHW16c (6 padded to 16)"}
     else:
         assert outs["144×12×12 → 24, 1×1/1"] == "NCHW8c"
-    assert outs["6×12×12 → 24, 1×1/1"] == "NCHW8c"  # the concat's input: not padded
-    assert outs["6×12×12 → 40, 1×1/1"] == "NCHW8c"
-    assert outs["6×12×12 → 12, 1×1/1"] == "NCHW4c" and outs["6×12×12 → 6, 1×1/1"] == "NCHW2c"
+        assert concat == {"12×12×12 → 24, 1×1/1": "NCHW8c", "12×12×12 → 40, 1×1/1": "NCHW8c",
+                          "12×12×12 → 12, 1×1/1": "NCHW8c (12 padded to 16)",
+                          "12×12×12 → 6, 1×1/1": "NCHW8c (6 padded to 8)"}
+    assert sum("for concat" in t for t in plan["transforms"]) == 4
+    grouped = "12×12×12 → 12, 3×3/1 groups 2 (as 1 of 2 merged)"
+    assert outs["6×12×12 → 12, 1×1/1"] == outs[grouped] == "NCHW4c"
     pkg = load_package(folder)
     x = {"image": np.random.default_rng(6).standard_normal((1, 3, 24, 24)).astype(np.float32)}
     assert_close(pkg.run(x), onnxruntime_outputs(folder / "model.onnx", x))

@@ -116,11 +116,12 @@ def test_concatenations_run_at_vector_width(name, wide, tmp_path):
 def test_a_shufflenet_unit_runs_at_vector_width(name, tmp_path):
     """ShuffleNet v2's unit at 116 channels: split in halves, one half through 1×1, depthwise 3×3 and 1×1
     convolutions, concatenated with the other, then the channel shuffle (reshape, transpose, reshape: NCHW only).
-    The layout plan keeps the halves in blocks of 2 channels. The copies between NCHW and those blocks loop in
-    their source's order, the concatenation's source is picked per block, and the slices' rows of 28 are no
-    whole vectors: fused and vectorized whole, all ran scalar (2.6 ms of ShuffleNet v2's 8.1 ms of kernels, each
-    timed alone; 4 to 6 of this unit's 9 kernels). Now every kernel of the library has packed
-    instructions, and the unit equals onnxruntime."""
+    The layout plan once kept the halves in blocks of 2 channels, and the copies between NCHW and those blocks,
+    the concatenation picking its source per block and the slices' rows of 28 ran scalar (2.6 ms of ShuffleNet v2's
+    8.1 ms of kernels, each timed alone; 4 to 6 of this unit's 9 kernels). Now the halves' 58 channels are padded
+    to whole vectors' blocks, and the slice, the concatenation and the shuffle run in NCHW, fused into one kernel
+    whose rows of 28 LLVM vectorizes. Every kernel of the library has packed instructions, and the unit equals
+    onnxruntime."""
     import subprocess
 
     import numpy as np
@@ -150,5 +151,5 @@ def test_a_shufflenet_unit_runs_at_vector_width(name, tmp_path):
     symbols = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True).stdout
     names = [s.split()[-1].removeprefix("__tvm_ffi_") for s in symbols.splitlines() if "__tvm_ffi_" in s]
     found = widths(library, names, objdump_for(None))
-    assert any("layout_transform" in n for n in found) and "concatenate" in found, found
+    assert any("layout_transform" in n for n in found) and any("concatenate" in n for n in found), found
     assert "scalar" not in found.values(), found

@@ -16,8 +16,13 @@ convolutions that write and read it:
 Measured on this model's inputs (AVX-512, MobileNet v2's 56×56 layers, each searched): 144 → 24 1×1 writing
 8-blocks 202 µs, padded 16-blocks 124 µs (the model says 1.5×, measured 1.63×); 24 → 144 reading 8-blocks 181 µs,
 reading the padded 16-blocks 208 µs (model 1.33×, measured 1.15×): padding wins the pair, 332 vs 383 µs.
-Groups read by a channel concatenation or a grouped convolution are never padded (the padding would land
-between channels): where 8 does not divide their channels they take 4, 2 or 1 channels per block.
+Groups read by a grouped convolution are never padded (the padding would land between its groups): where 8 does
+not divide their channels they take 4, 2 or 1 channels per block. A group read by a channel concatenation may be
+padded: the concatenation then runs in NCHW (its inputs' padding dropped), which costs a relayout of its inputs
+and output but lets the convolutions that write them fill whole vectors. ShuffleNet v2 ×1.0 (116, 232 and 464
+channels meeting at concatenations, each followed by the channel shuffle, which runs in NCHW anyway) went from
+1.20× to 0.87× onnxruntime this way (blocks of 4 and 8 before: its branches' convolutions at 27-80 GFLOP/s);
+keeping blocks of 8 where 8 divides (232) and padding only the others gave 0.93× (one run, alternating).
 """
 from __future__ import annotations
 
@@ -65,7 +70,6 @@ def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
         parent[find(a)] = find(b)
 
     convs: list[tuple[Any, Any, int, bool, bool]] = []  # (output, input, MACs, depthwise, grouped)
-    concat_inputs: list[Any] = []
     for b in bindings:
         v, e = b.var, b.value
         find(v)
@@ -98,8 +102,6 @@ def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
             for a in e.args:
                 if isinstance(a, relax.Var) and (shape(a) == shape(v) or per_channel(shape(a), shape(v))):
                     union(v, a)
-        elif kind is Kind.CONCAT:
-            concat_inputs += [f for f in getattr(e.args[0], "fields", []) if isinstance(f, relax.Var)]
     groups: dict[int, _Group] = {}
 
     def group(v: Any) -> _Group:
@@ -111,8 +113,6 @@ def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
             group(data).reads.append(macs)
         if grouped:
             group(out).unpaddable = group(data).unpaddable = True
-    for v in concat_inputs:
-        group(v).unpaddable = True
     for v in list(ids):
         if find(v) in groups and len(shape(v)) in (3, 4):
             groups[find(v)].channels.add(shape(v)[1])
@@ -122,8 +122,8 @@ def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
             continue
         (c,) = g.channels
         costs = {}
-        # a group that cannot be padded (ShuffleNet v2 ×2.0's 244 channels meet at a concatenation) takes the largest
-        # block that divides it, partly filled vectors being far faster than TVM's untuned NCHW kernel (2.4 GFLOP/s)
+        # a group that cannot be padded (a grouped convolution's) takes the largest block that divides it, partly
+        # filled vectors being far faster than TVM's untuned NCHW kernel (2.4 GFLOP/s)
         narrow = [next(bn for bn in (4, 2, 1) if c % bn == 0)] if g.unpaddable and c % 8 else []
         for bn in dict.fromkeys((lanes, 8, *narrow)):
             if c % bn and g.unpaddable:
