@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from archc.lower.kernels.conv2d import Config, Workload
@@ -53,11 +54,11 @@ def ranked(key: str, lanes: int, tables: Iterable[Mapping[str, Any]]) -> list[Co
     near: list[tuple[float, Config]] = []
     for rank, table in enumerate(tables):
         for other, record in table.items():
-            try:
-                d = distance(shape, Workload.parse(other)) + 0.25 * (rank > 0)
-            except ValueError:  # not a workload key (a table's note): nothing to learn from it
+            entry = _parsed(other)
+            if entry is None or other == key:  # not a workload key: nothing to learn from it
                 continue
-            if other != key and d < math.inf:
+            d = distance(shape, entry) + 0.25 * (rank > 0)
+            if d < math.inf:
                 near.append((d, _config(record)))
     near.sort(key=lambda n: n[0])
     grid = candidates(key, lanes)
@@ -65,3 +66,12 @@ def ranked(key: str, lanes: int, tables: Iterable[Mapping[str, Any]]) -> list[Co
     for d, config in near[:NEIGHBOURS]:
         votes[min(grid, key=lambda g: _unlike(g, config))] += 1 / (0.25 + d)
     return sorted(votes, key=lambda c: -votes[c])
+
+
+@lru_cache(maxsize=4096)
+def _parsed(key: str) -> Workload | None:
+    """A table's key as a workload (parsed once per process: a prediction reads every entry), None if it is none."""
+    try:
+        return Workload.parse(key)
+    except ValueError:
+        return None
