@@ -29,7 +29,7 @@ def main() -> None:
     from archc.lower import kernels, tune
     from archc.lower.build import import_onnx
     from archc.lower.kernels.conv2d import parse
-    from archc.lower.kernels.search import TABLES, _record, out_size, search
+    from archc.lower.kernels.search import TABLES, out_size, search
     from archc.lower.tvm_target import tvm_target
     from archc.measurement.environment import llvm_cpu
     from archc.measurement.peak import detect_isa
@@ -63,7 +63,7 @@ def main() -> None:
             data, weight = parse(key)[:2]
             oh, ow = out_size(key)
             flops = 2 * data[0] * weight[0] * weight[5] * oh * ow * weight[1] * weight[4] * weight[2] * weight[3]
-            table[key] = _record(config)
+            table[key] = config.record()
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
             print(f"{name}: {key}: {config} {seconds * 1e6:.1f} µs, {flops / seconds / 1e9:.0f} GFLOP/s "

@@ -5,7 +5,7 @@ first compile's short search, against the configuration the whole-grid search ch
 
 Leave-one-out over this CPU's own shipped table (archc/lower/kernels/tables/<isa>/<cpu>.json): a sample of its
 workloads is taken out of every table in turn, as if the shape were new, and for each one the script times the
-table's configuration (the whole grid's winner), the rule's (`search.rule`, what a compile did before
+table's configuration (the whole grid's winner), the rule's (`grid.rule`, what a compile did before
 predict.py), the prediction's first (`predict.ranked`, a compile without its short pass: `--no-tune`) and the
 fastest of its first `QUICK_CANDIDATES` (the short search of a default compile, with its seconds). Prints one row
 per workload and the geometric means of each time over the table's.
@@ -28,7 +28,8 @@ def main() -> None:
     from archc import targets
     from archc.lower import kernels
     from archc.lower.kernels import predict
-    from archc.lower.kernels.search import QUICK_CANDIDATES, _config, isa, measure, rule, tables_for
+    from archc.lower.kernels.conv2d import Config
+    from archc.lower.kernels.search import QUICK_CANDIDATES, isa, measure, rule, tables_for
     from archc.lower.tvm_target import tvm_target
     from archc.measurement.environment import llvm_cpu
     from archc.util.atomic import write_text
@@ -52,7 +53,7 @@ def main() -> None:
         start = time.perf_counter()
         tried = {c: measure(key, c, tgt) for c in likely}
         short = time.perf_counter() - start
-        shipped = measure(key, _config(tables[0][key]), tgt)
+        shipped = measure(key, Config.from_record(tables[0][key]), tgt)
         times = {"rule": measure(key, rule(key, lanes), tgt), "predicted": tried[likely[0]],
                  "short search": min(tried.values())}
         for name, t in times.items():

@@ -120,13 +120,13 @@ def test_every_zoo_convolution_with_its_shipped_configuration(isa, tmp_path):
         pytest.skip("this CPU has no AVX-512: run on an x86 CPU with AVX-512 to check its tables (AVX2's run here)")
     if not _native_isa():
         pytest.skip("not an x86 CPU with AVX2: run on one to check the x86 tables against onnxruntime")
-    from archc.lower.kernels.search import _config
+    from archc.lower.kernels.conv2d import Config
     tables = {name: t for name, t in _tables().items() if name.startswith(f"{isa}/")}
     assert tables and all(len(t) >= 100 for t in tables.values()), \
         f"an {isa} table is missing or small: python benchmarks/kernel_table.py --isa {isa}"
     tgt = _tgt(isa)
     for key, cfg in _cover([(k, c) for t in tables.values() for k, c in t.items()]):
-        _check(key, _config(cfg), tgt, tmp_path)
+        _check(key, Config.from_record(cfg), tgt, tmp_path)
 
 
 def test_the_target_cpus_table_first_then_the_nearest_and_the_build_says_which(tmp_path, monkeypatch):
@@ -140,7 +140,7 @@ def test_the_target_cpus_table_first_then_the_nearest_and_the_build_says_which(t
                        "sapphirerapids": {"b": Config(2, 2),
                                           "d1x4x28x28x16_w4x4x1x1x16x16_s1x1_p0x0x0x0_l1x1": Config(14, 1)}}.items():
         (tmp_path / "avx512").mkdir(exist_ok=True)
-        (tmp_path / "avx512" / f"{cpu}.json").write_text(json.dumps({k: search._record(c) for k, c in table.items()}))
+        (tmp_path / "avx512" / f"{cpu}.json").write_text(json.dumps({k: c.record() for k, c in table.items()}))
     monkeypatch.setattr(search, "TABLES", tmp_path)
     order = {cpu: [p.stem for p in search.tables_for("avx512", cpu)] for cpu in ("znver4", "sapphirerapids")}
     assert order == {"znver4": ["znver5", "rocketlake", "sapphirerapids"],
@@ -149,7 +149,7 @@ def test_the_target_cpus_table_first_then_the_nearest_and_the_build_says_which(t
     tgt = _tgt("avx512")  # x86-avx512: LLVM's skylake-avx512, an Intel CPU without a table here
     choices = search.Choices(tgt, 16, None)
     key = "d1x2x14x14x16_w3x2x1x1x16x16_s1x1_p0x0x0x0_l1x1"  # a real workload: its rule is computed
-    choices.tables["rocketlake"][key] = search._record(Config(7, 3))
+    choices.tables["rocketlake"][key] = Config(7, 3).record()
     assert [choices.config(k) for k in ("a", "b", "c", key)] == [Config(8, 3), Config(14, 1), Config(7, 2),
                                                                   Config(7, 3)]
     assert choices.table_note() == ("no avx512 table for skylake-avx512: avx512/rocketlake, avx512/znver5 "
@@ -172,6 +172,7 @@ def test_an_unknown_shape_is_configured_like_its_nearest_table_entries():
     znver5 AVX-512, znver5 AVX2): first 48/50/63%, first four 81/83/85%, the rule 38/44/19%. The times these
     choices give are benchmarks/unseen_shapes.py's."""
     from archc.lower.kernels import predict, search
+    from archc.lower.kernels.conv2d import Config
     for name in _tables():
         isa, cpu = name.split("/")
         lanes = 16 if isa == "avx512" else 8
@@ -180,7 +181,7 @@ def test_an_unknown_shape_is_configured_like_its_nearest_table_entries():
         for key, record in tables[0].items():
             likely = predict.ranked(key, lanes, [{k: v for k, v in t.items() if k != key} for t in tables])
             assert likely and set(likely) <= set(search.candidates(key, lanes))
-            truth = search._config(record)
+            truth = Config.from_record(record)
             first += likely[0] == truth
             four += truth in likely[:search.QUICK_CANDIDATES]
             by_rule += search.rule(key, lanes) == truth

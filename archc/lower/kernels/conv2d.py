@@ -40,6 +40,15 @@ class Config:
     kw_outer: bool = False
     inline_pad: bool = False  # padding read in place (a bounds check per load) rather than copied first
 
+    def record(self) -> dict[str, Any]:
+        """As the tuning database and the shipped tables hold it."""
+        return {"reg_n": self.reg_n, "oc_tile": self.oc_tile, "kw_outer": self.kw_outer, "inline_pad": self.inline_pad}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Config:
+        return cls(int(record["reg_n"]), int(record.get("oc_tile", 1)), bool(record.get("kw_outer", False)),
+                   bool(record.get("inline_pad", False)))
+
 
 def compute(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
             out_dtype: str) -> Any:

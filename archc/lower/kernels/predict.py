@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from archc.lower.kernels.conv2d import Config, Workload
+from archc.lower.kernels.grid import candidates
 
 NEIGHBOURS = 8  # table entries that vote
 
@@ -49,7 +50,6 @@ def ranked(key: str, lanes: int, tables: Iterable[Mapping[str, Any]]) -> list[Co
     """Configurations for `key`, likeliest first, from the entries of `tables` (workload key → configuration
     record, nearest table first: an entry of a later table counts as a little less like); empty where no entry is
     of the same kind (no depthwise entry for a depthwise shape)."""
-    from archc.lower.kernels.search import _config, candidates
     shape = Workload.parse(key)
     near: list[tuple[float, Config]] = []
     for rank, table in enumerate(tables):
@@ -59,7 +59,7 @@ def ranked(key: str, lanes: int, tables: Iterable[Mapping[str, Any]]) -> list[Co
                 continue
             d = distance(shape, entry) + 0.25 * (rank > 0)
             if d < math.inf:
-                near.append((d, _config(record)))
+                near.append((d, Config.from_record(record)))
     near.sort(key=lambda n: n[0])
     grid = candidates(key, lanes)
     votes: dict[Config, float] = defaultdict(float)

@@ -11,7 +11,8 @@ convolution alone: seconds per layer. The choice for a convolution is, in order:
 3. for a shape no table holds, the tables' nearest entries' choice (predict.py); a compile with its short pass
    (`quick`, the default) first measures the likeliest few of those (`QUICK_CANDIDATES`, about a second each)
    and records the fastest in the database, so the next compile for this CPU takes it from there;
-4. the rule in `rule()`, only where the ISA has no table at all (NEON).
+4. the rule (`grid.rule`; the grid a search measures is `grid.candidates`), only where the ISA has no table at
+   all (NEON).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from tvm import s_tir, te
 from archc.lower import vector_math
 from archc.lower.kernels import predict
 from archc.lower.kernels.conv2d import Config, Workload
+from archc.lower.kernels.grid import candidates, rule
 from archc.util.progress import progress
 
 RECORDS = "archc-kernels.json"
@@ -63,50 +65,6 @@ def tables_for(isa_name: str, cpu: str) -> list[Path]:
 
 def out_size(key: str) -> tuple[int, int]:
     return Workload.parse(key).out_size
-
-
-def _registers(lanes: int) -> int:
-    return 32 if lanes == 16 else 16  # AVX-512: 32 zmm; AVX2: 16 ymm (NEON: 32 q, counted as two per 8 lanes)
-
-
-def rule(key: str, lanes: int) -> Config:
-    """The configuration without measurements: the register tile (`reg_n` pixels of the row × `oc_tile` channel
-    blocks) with the most accumulators up to 20 of AVX-512's 32 registers (12 of AVX2's 16), ties to more channel
-    blocks (each broadcast input value then feeds more FMAs). Measured on this session's Xeon against the former
-    rule (a row tile of up to 14 pixels, two channel blocks only where the row was short), each configuration
-    built and timed alone: over 24 random shapes of the shipped AVX-512 table and 21 of the held-out networks'
-    shapes, 162 → 153 ms in all (ViT's 3072 → 768 products 6.9 → 3.9 ms); over 24 of the AVX2 table's, 191 → 147
-    ms (the shipped configurations: 159)."""
-    w = Workload.parse(key)
-    _, ow = w.out_size
-    limit = max(1, (20 if _registers(lanes) == 32 else 12) // max(1, w.oc_bn // lanes))
-    tiles = (1,) if w.depthwise else tuple(t for t in (1, 2, 4) if w.oc_chunks % t == 0)
-    reg_n, oc_tile = max(((d, t) for t in tiles for d in range(1, ow + 1) if ow % d == 0 and d * t <= limit),
-                         key=lambda c: (c[0] * c[1], c[1]), default=(1, 1))
-    return Config(reg_n, oc_tile, inline_pad=w.depthwise)
-
-
-def candidates(key: str, lanes: int) -> list[Config]:
-    """The grid: row tiles that divide the output width, up to 8 channel blocks, both kw orders, as long as the
-    accumulators fit the register file with room for the weights and the broadcast value."""
-    w = Workload.parse(key)
-    _, ow = w.out_size
-    per_pixel = max(1, w.oc_bn // lanes)
-    most = _registers(lanes) - 6
-    # channel blocks per tile: any count that divides the blocks (a depthwise block has its own input: nothing to
-    # share). Not only 1/2/4: MNASNet's 112×112 16 → 48 layer ran 195 µs at 16 pixels × 1 block, 160 at 4 × 3
-    tiles = (1,) if w.depthwise else tuple(t for t in range(1, 9) if w.oc_chunks % t == 0)
-    reg_ns = sorted({d for d in range(1, min(ow, 28) + 1) if ow % d == 0 and (d >= 4 or d == ow)})
-    out = []
-    for reg_n in reg_ns:
-        for oc_tile in tiles:
-            accumulators = reg_n * oc_tile * per_pixel
-            if w.oc_chunks % oc_tile or accumulators > most or (accumulators < 6 and reg_n < ow):
-                continue
-            for kw_outer in ((False, True) if w.kernel[1] > 1 else (False,)):
-                for inline_pad in ((False, True) if any(w.padding) else (False,)):
-                    out.append(Config(reg_n, oc_tile, kw_outer, inline_pad))
-    return out or [rule(key, lanes)]
 
 
 def build(key: str, config: Config, tgt: Any) -> Any:
@@ -177,12 +135,12 @@ class Choices:
     def config(self, key: str) -> Config:
         if key in self.records:
             self.sources[key] = "short search" if self.records[key].get("grid") == "quick" else "searched"
-            return _config(self.records[key])
+            return Config.from_record(self.records[key])
         for cpu, table in self.tables.items():
             if key in table:
                 self.sources[key] = "shipped"
                 self.tables_used.add(cpu)
-                return _config(table[key])
+                return Config.from_record(table[key])
         likely = predict.ranked(key, self.lanes, self.tables.values())
         self.sources[key] = "predicted" if likely else "rule"
         self.tables_used.update(self.tables if likely else ())  # predicted from their entries
@@ -233,7 +191,7 @@ class Choices:
                     advance()
                     continue
                 config, seconds = search(key, self.lanes, self.tgt, likely)
-                self.records[key] = {**_record(config), "seconds": seconds, "grid": "quick" if quick else "whole",
+                self.records[key] = {**config.record(), "seconds": seconds, "grid": "quick" if quick else "whole",
                                      "search_seconds": round(time.perf_counter() - start, 2)}
                 done += 1
                 if self.db:
@@ -248,16 +206,6 @@ class Choices:
         everything = _read(path)
         everything[self.cpu] = {**everything.get(self.cpu, {}), **self.records}
         write_text(path, json.dumps(everything, indent=1, sort_keys=True) + "\n")
-
-
-def _record(config: Config) -> dict[str, Any]:
-    return {"reg_n": config.reg_n, "oc_tile": config.oc_tile, "kw_outer": config.kw_outer,
-            "inline_pad": config.inline_pad}
-
-
-def _config(record: dict[str, Any]) -> Config:
-    return Config(int(record["reg_n"]), int(record.get("oc_tile", 1)), bool(record.get("kw_outer", False)),
-                  bool(record.get("inline_pad", False)))
 
 
 def _read(path: Path) -> dict[str, Any]:
