@@ -24,9 +24,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import tvm
 from tvm import relax
 
-from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, rule_of, shape_of
+from archc.lower.kernels.optable import Kind, is_const, is_op_call, rule_of, shape_of
 
 TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 PERMUTE, LAYER_NORM = "relax.permute_dims", "relax.nn.layer_norm"  # the island's edges (not layout-pass ops)
@@ -40,10 +41,8 @@ def channels_first(mod: Any) -> Any:
             rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
     if not rewriter.count:
         return mod
-    seq = [relax.transform.CanonicalizeBindings(), relax.transform.DeadCodeElimination()]
-    for transform in seq:
-        mod = transform(rewriter.builder_.get())
-    return mod
+    return tvm.transform.Sequential([relax.transform.CanonicalizeBindings(),
+                                     relax.transform.DeadCodeElimination()])(rewriter.builder_.get())
 
 
 def _axes(call: Any) -> list[int] | None:
@@ -72,7 +71,7 @@ class _Rewriter(relax.PyExprMutator):
         name = call.op.name
         if name == PERMUTE and _axes(call) == TO_NCHW:
             return self.view(call.args[0])
-        if rule_of(call) is OPS["relax.matmul"] and len(call.args) == 2:
+        if name == "relax.matmul" and len(call.args) == 2:
             x, w = call.args
             if len(shape_of(x)) != 4 or not is_const(w) or len(w.value.shape) != 2 or str(x.ty.dtype) != "float32":
                 return None

@@ -378,17 +378,16 @@ class _Rewriter:
         rank = len(shape_of(x))
         axes = sorted(int(i) % rank for i in a.axis)
         value, bn = self.blocked[x]
+        make = {"relax.mean": self.relax.op.mean, "relax.max": self.relax.op.max, "relax.sum": self.relax.op.sum}
         if axes == [1] and rank == 4 and shape_of(x)[1] % bn == 0:
             # over the channels (a channel LayerNorm's mean per pixel): over the blocks and within them, kept as
             # N×1×H×W×1, which is NCHW[1]c of one channel (zero-padded channels would count: not with them)
-            make = {"relax.mean": self.relax.op.mean, "relax.max": self.relax.op.max, "relax.sum": self.relax.op.sum}
             self.blocked[v] = (self.bb.emit(make[e.op.name](value, [1, 4], keepdims=True)), 1)
             return True
         if not set(axes) <= {2, 3}:
             return False
         if rank == 3:  # over L of N×C/bn×1×L×bn
             axes = [3] if axes == [2] else axes
-        make = {"relax.mean": self.relax.op.mean, "relax.max": self.relax.op.max, "relax.sum": self.relax.op.sum}
         self.blocked[v] = (self.bb.emit(make[e.op.name](value, axes, keepdims=True)), bn)
         return True
 

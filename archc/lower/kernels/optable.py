@@ -13,7 +13,8 @@ tensors:
     pool    a window over H×W per channel: shares its input's group
     reduce  a reduction over H×W kept as 1×1: shares its input's group; or over the channels kept as one (a
             channel LayerNorm's mean per pixel): N×1×H×W×1, a group of its own that broadcasts over the blocks
-    concat  along channels: its inputs' blocks must divide their channels (never padded)
+    concat  along channels, blocked where every input's block divides its channels; an input padded to whole
+            blocks (blocks.py) makes it run in NCHW
     dense   x @ W with W constant: packed weights, NCHW data (no group)
     clamp   the importer's Clip (ReLU6), a call_tir of its maximum/minimum kernels: elementwise on its first
             argument
