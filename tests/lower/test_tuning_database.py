@@ -9,7 +9,7 @@ import time
 import pytest
 
 from archc import targets
-from archc.lower.tune import LOCK, default_db, locked, spread
+from archc.lower.tune import LOCK, default_db, locked, population, spread
 
 pytestmark = pytest.mark.tvm
 
@@ -31,6 +31,12 @@ def test_a_budget_is_spread_over_the_kernels_with_nothing_dropped(trials, tasks)
     assert per_task * tasks >= trials  # the tasks' caps together allow the whole budget
     assert per_task * tasks < trials + tasks  # and not more than one trial each beyond it
     assert 1 <= per_round <= min(64, per_task)  # every task gets its share each round
+
+
+def test_the_search_population_grows_with_the_budget_up_to_metaschedules():
+    """A short pass (two trials a kernel) evolves 32 candidates, not 512; a real budget or a time budget (a
+    million trials without end) gets MetaSchedule's own 512."""
+    assert [population(n) for n in (1, 2, 4, 8, 63, 64, 1000, 1_000_000)] == [32, 32, 32, 64, 504, 512, 512, 512]
 
 
 def test_a_second_writer_waits_for_the_first_and_says_who_holds_the_database(tmp_path, capfd):

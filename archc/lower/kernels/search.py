@@ -72,19 +72,28 @@ def build(key: str, config: Config, tgt: Any) -> Any:
     linked with archc's parallel runtime as a package is: TVM's own pool, which an in-memory build would use, runs
     half the CPUs on x86 (it takes every other one for a hyper-thread), so on this 2-vCPU VM the searches behind
     the first tables timed one thread while the packages run two (VGG-16's conv4_2: 14.7 against 8.1 ms)."""
+    return build_all({"k": (key, config)}, tgt)
+
+
+def build_all(kernels: dict[str, tuple[str, Config]], tgt: Any) -> Any:
+    """Several convolutions in one library, each under its name: one compile and link for all (a check of a whole
+    table spends its time in the per-library steps otherwise)."""
     import tempfile
 
     from archc.lower import link
     from archc.lower.kernels import conv2d
-    w = Workload.parse(key)
-    data = te.placeholder(w.data, name="data")
-    weight = te.placeholder(w.weight, name="weight")
-    make = conv2d.compute_depthwise if w.depthwise else conv2d.compute
-    out = make(data, weight, w.strides, w.padding, w.dilation, "float32")
-    sch = s_tir.Schedule(te.create_prim_func([data, weight, out]))
-    conv2d.schedule(sch, config)
+    funcs = {}
+    for name, (key, config) in kernels.items():
+        w = Workload.parse(key)
+        data = te.placeholder(w.data, name="data")
+        weight = te.placeholder(w.weight, name="weight")
+        make = conv2d.compute_depthwise if w.depthwise else conv2d.compute
+        out = make(data, weight, w.strides, w.padding, w.dilation, "float32")
+        sch = s_tir.Schedule(te.create_prim_func([data, weight, out]))
+        conv2d.schedule(sch, config)
+        funcs[name] = sch.mod["main"].with_attr("global_symbol", name)
     vector_math.install()
-    lib = tvm.tirx.build(sch.mod["main"].with_attr("global_symbol", "k"), target=tgt)
+    lib = tvm.tirx.build(tvm.IRModule(funcs), target=tgt)
     with tempfile.TemporaryDirectory(prefix="archc-kernel-") as work:
         path = str(Path(work) / "k.so")
         lib.export_library(path, fcompile=link.fcompile(None))
