@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from archc.deploy.manifest import Verification
     from archc.deploy.profile import Profile
     from archc.frontends import Model
+    from archc.importers import Imported
     from archc.measurement import BenchResults
     from archc.targets import Target
 
@@ -180,6 +181,19 @@ def report(results: Sequence[str | Path | BenchResults], output: str | Path, tit
     loaded = [read(r) if isinstance(r, (str, Path)) else r for r in results]
     render_report(loaded, Path(output), title)
     return Path(output)
+
+
+def import_spec(source: str | Path, output: str | Path | None = None) -> Imported:
+    """A network in another framework's file (a Darknet .cfg) as an archc spec (`archc import`): its text and the
+    source framework's own figures (`Imported`), the text also written atomically to `output` when given."""
+    from archc.importers import import_file
+    from archc.util.atomic import write_text
+    imported = import_file(source)
+    if output is not None:
+        if Path(output).resolve() == Path(source).resolve():
+            raise UsageError(f"-o '{output}' is the file being imported: name another", code="bad-output")
+        write_text(output, imported.text)
+    return imported
 
 
 def read_result(path: str | Path) -> Any:

@@ -23,6 +23,7 @@ Code = Literal[
     "bad-output",  # -o names what cannot be written (no name, a file for a folder, the model itself)
     "output-exists",  # something is already where the output goes (a folder, a file, a link) and may not be replaced
     # --- the files archc reads
+    "bad-import",  # `archc import` given a file of a format it does not import, or one it cannot read as text
     "no-file",  # a file or folder named (model, spec, weights, weights map, target file) does not exist
     "bad-onnx",  # an ONNX model that is unreadable, corrupt or not valid ONNX (cycles, dangling tensors, …)
     "unsafe-onnx",  # an ONNX model whose external data lies outside its folder (refused)

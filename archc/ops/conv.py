@@ -1,4 +1,5 @@
-"""Convolutions: conv (1-D/2-D/3-D, grouped, dilated), dwconv (depthwise), deconv (transposed)."""
+"""Convolutions: conv (1-D/2-D/3-D, grouped, dilated), dwconv (depthwise), deconv (transposed), local (a kernel per
+output pixel)."""
 from __future__ import annotations
 
 import math
@@ -146,6 +147,68 @@ register(OpDef(
      Param("output_padding", Kind.INTS, 0), Param("dilation", Kind.INTS, 1), Param("groups", Kind.INT, 1),
      Param("bias", Kind.BOOL, True)),
     build_deconv, _emit("ConvTranspose"), ("ConvTranspose",), aliases=("conv_transpose",)))
+
+
+def build_local(a: Attrs, shapes: Sequence[Shape]) -> Built:
+    x = shapes[0]
+    if len(x) != 4:
+        raise OpError(f"local takes an N×C×H×W input, got rank {len(x)}", code="bad-rank")
+    _, k, s, d = _common({**a, "dilation": 1}, x, "local")
+    out = a["out"]
+    positive(out, "out")
+    pads = resolve_pads(a["pad"], x[2:], k, s, d)
+    oh, ow = out_sizes(x[2:], k, s, d, pads)
+    places, taps = oh * ow, x[1] * k[0] * k[1]
+    weights = [WeightSpec("weight", (places, out, x[1], *k), Init.FAN, fan_in=taps, fan_out=out * k[0] * k[1])]
+    if a["bias"]:
+        weights.append(WeightSpec("bias", (out, oh, ow), Init.ZEROS))
+    return Built((x[0], out, oh, ow), tuple(weights), dict(kernel=k, strides=s, pads=pads))
+
+
+def _emit_local(ctx: EmitCtx, attrs: Attrs) -> None:
+    """A locally connected layer (YOLO v1's [local]): a k×k window per output pixel, each place its own kernel.
+    ONNX has no op for it, so: the k·k strided views of the padded input stacked as N×C×k²×OH×OW (Darknet's
+    im2col order: channel, then window row and column), one matrix product per place (OH·OW × F × C·k² by
+    C·k² × N), and the bias of every output element."""
+    import numpy as np
+    n, c, h, w = ctx.in_shapes[0]
+    (kh, kw), (sh, sw), pads = attrs["kernel"], attrs["strides"], attrs["pads"]
+    oh, ow = (h + pads[0] + pads[2] - kh) // sh + 1, (w + pads[1] + pads[3] - kw) // sw + 1
+    x = ctx.inputs[0]
+    if any(pads):
+        x = ctx.node("Pad", [x, ctx.const("pads", np.array([0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]]))],
+                     output=ctx.sub("pad"), name=ctx.sub("pad"))
+    axes, steps = ctx.const("axes", np.array([2, 3])), ctx.const("steps", np.array([sh, sw]))
+    two = ctx.const("unsqueeze", np.array([2]))
+    views = []
+    for dy in range(kh):
+        for dx in range(kw):
+            view = ctx.node("Slice", [x, ctx.const(f"start{dy}_{dx}", np.array([dy, dx])),
+                                      ctx.const(f"end{dy}_{dx}", np.array([dy + sh * (oh - 1) + 1,
+                                                                           dx + sw * (ow - 1) + 1])),
+                                      axes, steps],
+                            output=ctx.sub(f"view{dy}_{dx}"), name=ctx.sub(f"view{dy}_{dx}"))
+            views.append(ctx.node("Unsqueeze", [view, two], output=ctx.sub(f"tap{dy}_{dx}"),
+                                  name=ctx.sub(f"tap{dy}_{dx}")))
+    stacked = ctx.node("Concat", views, output=ctx.sub("taps"), name=ctx.sub("taps"), axis=2)
+    columns = ctx.reshape(stacked, (n, c * kh * kw, oh * ow), "columns")
+    columns = ctx.node("Transpose", [columns], output=ctx.sub("per_place"), name=ctx.sub("per_place"),
+                       perm=[2, 1, 0])
+    kernels = ctx.reshape(ctx.weight("weight"), (oh * ow, -1, c * kh * kw), "kernels")
+    product = ctx.node("MatMul", [kernels, columns], output=ctx.sub("matmul"), name=ctx.sub("matmul"))
+    back = ctx.node("Transpose", [product], output=ctx.sub("back"), name=ctx.sub("back"), perm=[2, 1, 0])
+    if ctx.has_weight("bias"):
+        shaped = ctx.reshape(back, (n, -1, oh, ow), "shaped")
+        ctx.node("Add", [shaped, ctx.weight("bias")])
+    else:
+        ctx.reshape(back, (n, -1, oh, ow), None)
+
+
+register(OpDef(
+    "local", "locally connected 2-D layer (YOLO v1): a convolution whose kernel differs at every output pixel",
+    (Param("out", Kind.INT, REQUIRED, doc="output channels"), Param("kernel", Kind.INTS),
+     Param("stride", Kind.INTS, 1), Param("pad", Kind.PAD, "same"), Param("bias", Kind.BOOL, True)),
+    build_local, _emit_local, ("Pad", "Slice", "Unsqueeze", "Concat", "Reshape", "Transpose", "MatMul", "Add")))
 
 
 # ---- analysis of ONNX nodes -------------------------------------------------------------------------------------

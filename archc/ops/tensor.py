@@ -1,4 +1,4 @@
-"""Tensor plumbing: flatten, reshape, pad, upsample, channel shuffle, slice, dropout, identity."""
+"""Tensor plumbing: flatten, reshape, pad, upsample, channel shuffle, reorg, slice, dropout, identity."""
 from __future__ import annotations
 
 import math
@@ -143,6 +143,33 @@ def _emit_shuffle(ctx: EmitCtx, attrs: Attrs) -> None:
 
 register(OpDef("channel_shuffle", "ShuffleNet's channel shuffle across `groups`", (Param("groups", Kind.INT),),
                _build_shuffle, _emit_shuffle, ("Reshape", "Transpose")))
+
+
+def _build_reorg(a: Attrs, shapes: Sequence[Shape]) -> Built:
+    x, s = shapes[0], a["stride"]
+    if len(x) != 4:
+        raise OpError(f"reorg needs an N×C×H×W input, got {fmt_dims(x)}", code="bad-rank")
+    if s < 1 or x[1] % (s * s) or x[2] % s or x[3] % s:
+        raise OpError(f"stride {s} must divide the height and width ({x[2]}×{x[3]}) and its square the {x[1]} "
+                      "channels", attr="stride")
+    return Built((x[0], x[1] * s * s, x[2] // s, x[3] // s), (), {"stride": s})
+
+
+def _emit_reorg(ctx: EmitCtx, attrs: Attrs) -> None:
+    """Darknet's reorg exactly as its layer runs it (`reorg_cpu(..., forward=0)`), which is not ONNX's
+    SpaceToDepth: the C×H×W input is read as (C/s²)×(H·s)×(W·s), gathered into C×H×W, and that buffer is the
+    output (C·s²)×(H/s)×(W/s). As N×(C/s²)×H×s×W×s → N×s×s×(C/s²)×H×W → the output shape."""
+    n, c, h, w = ctx.in_shapes[0]
+    s = attrs["stride"]
+    split = ctx.reshape(ctx.inputs[0], (n, c // (s * s), h, s, w, s), "split")
+    moved = ctx.node("Transpose", [split], output=ctx.sub("transpose"), name=ctx.sub("transpose"),
+                     perm=[0, 3, 5, 1, 2, 4])
+    ctx.reshape(moved, (n, c * s * s, h // s, w // s), None)
+
+
+register(OpDef("reorg", "Darknet's reorg (YOLO v2's passthrough): stride×stride blocks of pixels into channels, "
+               "in Darknet's own order", (Param("stride", Kind.INT, 2),), _build_reorg, _emit_reorg,
+               ("Reshape", "Transpose")))
 
 
 def _build_slice(a: Attrs, shapes: Sequence[Shape]) -> Built:

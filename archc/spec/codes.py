@@ -17,3 +17,4 @@ EXPR = "expr"
 EMPTY_GROUP = "empty-group"
 LARGE_KERNEL = "kernel-larger-than-input"
 ONE_D_INPUT = "one-d-input"
+UNSUPPORTED = "unsupported"  # an imported file (Darknet cfg) holds a layer or option archc has no equivalent for
