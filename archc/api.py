@@ -183,16 +183,32 @@ def report(results: Sequence[str | Path | BenchResults], output: str | Path, tit
     return Path(output)
 
 
-def import_spec(source: str | Path, output: str | Path | None = None) -> Imported:
+def import_spec(source: str | Path, output: str | Path | None = None, weights: str | Path | None = None
+                ) -> Imported:
     """A network in another framework's file (a Darknet .cfg) as an archc spec (`archc import`): its text and the
-    source framework's own figures (`Imported`), the text also written atomically to `output` when given."""
+    source framework's own figures (`Imported`), the text also written atomically to `output` when given. With
+    `weights` (Darknet's .weights), its tensors under archc's names are written beside `output` as an .npz (the
+    same name), which `--weights` binds by name."""
+    import numpy as np
+
     from archc.importers import import_file
-    from archc.util.atomic import write_text
+    from archc.importers.darknet import read_weights
+    from archc.util.atomic import atomic_file, write_text
     imported = import_file(source)
+    if weights is not None and output is None:
+        raise UsageError("weights are written beside the spec: give an output for it too", code="bad-usage")
     if output is not None:
         if Path(output).resolve() == Path(source).resolve():
             raise UsageError(f"-o '{output}' is the file being imported: name another", code="bad-output")
+        tensors = None
+        if weights is not None:
+            if not Path(weights).is_file():
+                raise ArchcError(f"weights file '{weights}' does not exist", code="no-file")
+            tensors = read_weights(Path(weights), imported)  # read first: a bad file leaves nothing written
         write_text(output, imported.text)
+        if tensors is not None:
+            with atomic_file(Path(output).with_suffix(".npz")) as f:
+                np.savez(f, **tensors)
     return imported
 
 

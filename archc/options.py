@@ -42,6 +42,9 @@ class ModelOptions:
             changes["params"] = {k: _language_value(v) for k, v in (changes["params"] or {}).items()}
         if "include_path" in changes:
             changes["include_path"] = tuple(str(p) for p in changes["include_path"])
+        for key in ("weights", "weights_map"):  # a Path as well as a string
+            if changes.get(key) is not None:
+                changes[key] = str(changes[key])
         return replace(options or cls(), **changes)
 
 

@@ -13,11 +13,15 @@ Every layer Darknet can run but archc cannot is reported at once, each with its 
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from archc.diagnostics import Collector, Span
+from archc.errors import ArchcError
 from archc.spec.codes import SYNTAX, UNSUPPORTED
 
 ACTIVATIONS = {"linear": "", "leaky": "leaky(0.1)", "relu": "relu", "logistic": "sigmoid", "tanh": "tanh",
@@ -40,6 +44,7 @@ class Imported:
     bflops: float  # as Darknet prints it: 2 × multiply-adds of the convolutional, local and connected layers
     weights: int  # floats in the network's .weights file (after its header)
     outputs: list[str]
+    layout: list[tuple[str, tuple[int, ...]]]  # the .weights file's tensors in order: archc's name, shape
 
 
 def parse(text: str, file: str, diags: Collector) -> list[Section]:
@@ -77,7 +82,13 @@ class _Layers:
         self.flat = False  # after a connected layer: C×1×1 held as a flat vector
         self.bflops = 0.0
         self.weights = 0
+        self.layout: list[tuple[str, tuple[int, ...]]] = []
         self.outputs: list[str] = []
+
+    def stored(self, section: Section, *tensors: tuple[str, tuple[int, ...]]) -> None:
+        """The layer's tensors in the order its .weights file holds them, with archc's names and shapes."""
+        self.layout.extend(tensors)
+        self.weights += sum(math.prod(shape) for _, shape in tensors)
 
     def error(self, section: Section, message: str, key: str | None = None) -> None:
         line = section.options[key][1] if key and key in section.options else section.line
@@ -160,9 +171,15 @@ class _Layers:
             body = " ".join(x for x in (f"{op}({', '.join(args)})", "bn" if bn else "", self.activation(s)) if x)
             macs = n * (c // groups) * size * size * oh * ow
             self.bflops += 2 * macs / 1e9
-            places = oh * ow if s.kind == "local" else 1  # a local layer has its own kernel and bias per place
-            self.weights += places * n * (c // groups) * size * size + places * n + (3 * n if bn else 0)
-            self.emit(f"{'local' if s.kind == 'local' else 'conv'}{i}", body, (n, oh, ow), s, source)
+            label = f"{op}{i}"
+            if s.kind == "local":
+                self.stored(s, (f"{label}.bias", (n, oh, ow)), (f"{label}.weight", (oh * ow, n, c, size, size)))
+            elif bn:  # Darknet's biases are the batch norm's shift
+                self.stored(s, *((f"{label}/bn.{t}", (n,)) for t in ("bias", "weight", "running_mean", "running_var")),
+                            (f"{label}.weight", (n, c // groups, size, size)))
+            else:
+                self.stored(s, (f"{label}.bias", (n,)), (f"{label}.weight", (n, c // groups, size, size)))
+            self.emit(label, body, (n, oh, ow), s, source)
         elif s.kind in ("maxpool", "max"):
             stride = self.value(s, "stride", 1)
             size = self.value(s, "size", stride)
@@ -181,7 +198,7 @@ class _Layers:
         elif s.kind in ("connected", "conn"):
             n = self.value(s, "output", 1)
             self.bflops += 2 * c * h * w * n / 1e9
-            self.weights += c * h * w * n + n + (3 * n if self.value(s, "batch_normalize", 0) == 1 else 0)
+            self.stored(s, (f"fc{i}.bias", (n,)), (f"fc{i}.weight", (n, c * h * w)))
             if self.value(s, "batch_normalize", 0) == 1:
                 self.error(s, "a connected layer with batch_normalize is not imported", "batch_normalize")
             if not self.flat:  # a line of its own, so that the label names the dense layer (its weights fc12.*)
@@ -284,4 +301,31 @@ def convert(text: str, file: str) -> Imported:
             f"network {name} {{", f"  input image: {'x'.join(map(str, shape))}"]
     tail = ([f"  output {', '.join(dict.fromkeys(outputs))}"] if len(set(outputs)) > 1 or outputs[-1] !=
             layers.last else []) + ["}", ""]
-    return Imported("\n".join(head + layers.lines + tail), layers.bflops, layers.weights, list(dict.fromkeys(outputs)))
+    return Imported("\n".join(head + layers.lines + tail), layers.bflops, layers.weights, list(dict.fromkeys(outputs)),
+                    layers.layout)
+
+
+def read_weights(path: Path, imported: Imported) -> dict[str, np.ndarray]:
+    """A Darknet .weights file as archc's tensors (name → array), in the layout of the cfg it was imported from.
+    The header is three int32 (major, minor, revision) and the images seen (int64 from version 0.2, int32
+    before); then the float32s of each layer in order (parser.c's load_weights). A connected layer's matrix is
+    stored transposed where major or minor is over 1000."""
+    data = path.read_bytes()
+    if len(data) < 16:
+        raise ArchcError(f"'{path}' is too short for a Darknet .weights file (no header)", code="bad-weights")
+    major, minor, _ = (int(v) for v in np.frombuffer(data[:12], "<i4"))
+    start = 20 if major * 10 + minor >= 2 and major < 1000 and minor < 1000 else 16
+    floats = np.frombuffer(data[start:start + (len(data) - start) // 4 * 4], "<f4")
+    if floats.size != imported.weights:
+        raise ArchcError(f"'{path}' holds {floats.size:,} weights after its header, the cfg's layers "
+                         f"{imported.weights:,}: is it this cfg's .weights file?", code="weights-mismatch")
+    transpose = major > 1000 or minor > 1000
+    out, at = {}, 0
+    for name, shape in imported.layout:
+        size = math.prod(shape)
+        array = floats[at:at + size]
+        if transpose and name.startswith("fc") and name.endswith(".weight"):
+            array = array.reshape(shape[::-1]).T
+        out[name] = np.ascontiguousarray(array.reshape(shape))
+        at += size
+    return out

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from helpers import cli_error
+from helpers import cli_error, raises
 
 import archc
 from archc.diagnostics import SpecError
@@ -181,3 +181,120 @@ def test_cli_errors_are_one_located_line_each(tmp_path):
               "bad-import", 1, naming=str(other))
     cli_error(subprocess.run([sys.executable, "-m", "archc", "import", str(tmp_path / "none.cfg")],
                              capture_output=True, text=True), "no-file", 1, naming="none.cfg")
+
+
+
+# ---- Darknet's trained weights ----------------------------------------------------------------------------------
+TINY = """[net]
+channels=3
+height=10
+width=10
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+pad=1
+activation=leaky
+[maxpool]
+size=2
+stride=2
+[convolutional]
+filters=8
+size=1
+activation=linear
+[shortcut]
+from=-2
+activation=relu
+[convolutional]
+batch_normalize=1
+filters=4
+size=1
+activation=leaky
+[route]
+layers=-1,-3
+[local]
+filters=4
+size=3
+pad=1
+activation=logistic
+[connected]
+output=6
+activation=tanh
+"""
+
+
+def _darknet_forward(x: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """TINY as Darknet computes it, straight from the .weights floats `f` in its own layout (parser.c's order:
+    biases, then scales, rolling mean and variance with batch norm, then the kernel), batch 1."""
+    at = [0]
+
+    def take(*shape: int) -> np.ndarray:
+        n = int(np.prod(shape))
+        at[0] += n
+        return f[at[0] - n:at[0]].reshape(shape)
+
+    def windows(v: np.ndarray, k: int) -> np.ndarray:  # C × H × W × k × k, zero-padded by k // 2
+        p = np.pad(v, ((0, 0), (k // 2, k // 2), (k // 2, k // 2)))
+        return np.lib.stride_tricks.sliding_window_view(p, (k, k), (1, 2))
+
+    def conv(v: np.ndarray, n: int, k: int, bn: bool) -> np.ndarray:
+        b = take(n)
+        scale, mean, var = (take(n), take(n), take(n)) if bn else (None, None, None)
+        out = np.einsum("nckl,cyxkl->nyx", take(n, v.shape[0], k, k), windows(v, k))
+        if bn:  # normalize_cpu: (x − mean) / (sqrt(var) + .000001), then the scale
+            out = (out - mean[:, None, None]) / (np.sqrt(var)[:, None, None] + 1e-6) * scale[:, None, None]
+        return out + b[:, None, None]
+
+    def leaky(v: np.ndarray) -> np.ndarray:
+        return np.where(v > 0, v, 0.1 * v)
+
+    l0 = leaky(conv(x[0], 8, 3, True))                      # 8×10×10
+    l1 = l0.reshape(8, 5, 2, 5, 2).max(axis=(2, 4))         # 8×5×5
+    l2 = conv(l1, 8, 1, False)
+    l3 = np.maximum(l2 + l1, 0)                             # shortcut from=-2, relu
+    l4 = leaky(conv(l3, 4, 1, True))                        # 4×5×5
+    l5 = np.concatenate([l4, l2])                           # route -1, -3: 12×5×5
+    bias = take(4, 5, 5)                                    # local: a bias per output element, then per place a
+    kernels = take(25, 4, 12, 3, 3)                         # filters × channels × 3 × 3 kernel
+    w5 = windows(l5, 3)
+    l6 = np.stack([np.einsum("fckl,ckl->f", kernels[5 * i + j], w5[:, i, j]) for i in range(5) for j in range(5)],
+                  axis=1).reshape(4, 5, 5) + bias
+    l6 = 1 / (1 + np.exp(-l6))
+    b7 = take(6)
+    l7 = np.tanh(take(6, 100) @ l6.ravel() + b7)            # connected: outputs × inputs
+    assert at[0] == f.size
+    return l7[None]
+
+
+def test_darknet_weights_bind_and_give_darknets_outputs(tmp_path):
+    """A cfg with every layer that has weights (batch-normalised and plain convolutions, local, connected) and a
+    shortcut and a route between them: a .weights file of random floats (header 0.2.0, 64-bit images seen) is
+    imported beside the spec, bound by `--weights`, and the ONNX output equals Darknet's forward pass computed
+    here from the file's floats (1e-4 of the range: Darknet's batch norm divides by sqrt(var) + 1e-6, ONNX's by
+    sqrt(var + 1e-5))."""
+    cfg = tmp_path / "tiny.cfg"
+    cfg.write_text(TINY)
+    floats = convert(TINY, "tiny.cfg").weights
+    rng = np.random.default_rng(3)
+    f = rng.standard_normal(floats).astype(np.float32) * 0.3
+    at, n = 0, 0
+    for name, shape in convert(TINY, "tiny.cfg").layout:  # variances must be positive
+        size = int(np.prod(shape))
+        if name.endswith("running_var"):
+            f[at:at + size] = rng.uniform(0.5, 2.0, size)
+            n += 1
+        at += size
+    assert n == 2
+    weights = tmp_path / "tiny.weights"
+    weights.write_bytes(np.array([0, 2, 0], "<i4").tobytes() + np.array([12800], "<i8").tobytes() + f.tobytes())
+    spec = tmp_path / "tiny.arch"
+    archc.import_spec(cfg, spec, weights)
+    out = archc.compile(spec, weights=tmp_path / "tiny.npz", output=tmp_path / "tiny.onnx").output
+    x = rng.random((1, 3, 10, 10), dtype=np.float32)
+    (got,) = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x})
+    want = _darknet_forward(x, f.astype(np.float64))
+    assert np.abs(got - want).max() <= 1e-4 * np.ptp(want)
+    weights.write_bytes(weights.read_bytes()[:-8])  # two floats short: which file, and the counts
+    with raises("weights-mismatch", naming=(str(weights), f"{floats - 2:,}", f"{floats:,}")):
+        archc.import_spec(cfg, tmp_path / "other.arch", weights)
+    assert not (tmp_path / "other.arch").exists()
