@@ -197,6 +197,10 @@ def import_spec(source: str | Path, output: str | Path | None = None, weights: s
     imported = import_file(source)
     if weights is not None and output is None:
         raise UsageError("weights are written beside the spec: give an output for it too", code="bad-usage")
+    if weights is not None and imported.framework != "Darknet":
+        raise UsageError(f"binding {imported.framework}'s weights is not supported yet: import the spec alone and "
+                         "give the weights to `archc compile --weights` as a state_dict, .npz or .onnx",
+                         code="bad-usage")
     if output is not None:
         if Path(output).resolve() == Path(source).resolve():
             raise UsageError(f"-o '{output}' is the file being imported: name another", code="bad-output")
@@ -208,7 +212,7 @@ def import_spec(source: str | Path, output: str | Path | None = None, weights: s
         write_text(output, imported.text)
         if tensors is not None:
             with atomic_file(Path(output).with_suffix(".npz")) as f:
-                np.savez(f, **tensors)
+                np.savez(f, **tensors)  # type: ignore[arg-type]  # numpy's stub types the keywords as its flag
     return imported
 
 

@@ -520,25 +520,29 @@ def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: st
 
 
 @main.command("import")
-@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("source", type=click.Path(dir_okay=False), metavar="FILE.cfg|FILE.prototxt")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="SPEC.arch",
               help="The spec to write (default: the file's name with .arch, in the current folder).")
 @click.option("--weights", type=click.Path(dir_okay=False), metavar="FILE.weights",
               help="Darknet's trained weights: written beside the spec as SPEC.npz, under archc's names, for "
-                   "`archc compile SPEC.arch --weights SPEC.npz`.")
+                   "`archc compile SPEC.arch --weights SPEC.npz` (Caffe's .caffemodel: not yet).")
 def import_cmd(source: str, output: str | None, weights: str | None) -> None:
-    """Write a readable archc spec for a Darknet .cfg (YOLO v1-v3, Darknet-19/53, their classifiers): one line per
-    layer, named after its kind and Darknet's layer number, each with a comment giving its cfg line; then check it
-    and print Darknet's BFLOPs and weight count beside archc's figures for the spec. Layers archc has no equivalent
-    for are listed all at once, each with its line."""
+    """Write a readable archc spec for a Darknet .cfg (YOLO v1-v3, Darknet-19/53, their classifiers) or a Caffe
+    .prototxt (AlexNet, GoogLeNet, SqueezeNet): one line per layer, each with a comment giving its source line;
+    then check it and print the source framework's FLOPs and parameter count beside archc's figures for the
+    spec. Layers archc has no equivalent for are listed all at once, each with its line."""
     import archc
     out = Path(output) if output else Path(re.sub(r"\W", "_", Path(source).stem) + ".arch")
     imported = archc.import_spec(source, out, weights)
     totals = archc.analyze(out).totals
     click.echo(f"wrote {out}" + (f" and {out.with_suffix('.npz')} ({len(imported.layout)} tensors)" if weights
                                  else ""))
-    click.echo(f"  Darknet: {imported.bflops:.3f} BFLOPs, {imported.weights:,} floats of weights")
-    click.echo(f"  archc:   {2 * totals.macs / 1e9:.3f} (2 × MACs), {totals.params:,} parameters "
+    source = f"{imported.framework}:".ljust(9)
+    if imported.framework == "Darknet":  # as Darknet prints and stores them
+        click.echo(f"  {source}{imported.bflops:.3f} BFLOPs, {imported.weights:,} floats of weights")
+    else:
+        click.echo(f"  {source}{imported.bflops:.3f} GFLOPs (2 × multiply-adds), {imported.weights:,} parameters")
+    click.echo(f"  {'archc:'.ljust(9)}{2 * totals.macs / 1e9:.3f} (2 × MACs), {totals.params:,} parameters "
                f"({totals.nontrainable_params:,} of them batch-norm statistics)")
     click.echo(f"  outputs: {', '.join(imported.outputs)}")
 

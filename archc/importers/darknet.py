@@ -22,6 +22,7 @@ import numpy as np
 
 from archc.diagnostics import Collector, Span
 from archc.errors import ArchcError
+from archc.importers.imported import Imported
 from archc.spec.codes import SYNTAX, UNSUPPORTED
 
 ACTIVATIONS = {"linear": "", "leaky": "leaky(0.1)", "relu": "relu", "logistic": "sigmoid", "tanh": "tanh",
@@ -35,16 +36,6 @@ class Section:
     kind: str
     line: int  # of the `[kind]` header, 1-based
     options: dict[str, tuple[str, int]] = field(default_factory=dict)  # key → (value, line)
-
-
-@dataclass
-class Imported:
-    """The spec's text, and Darknet's own figures for the network."""
-    text: str
-    bflops: float  # as Darknet prints it: 2 × multiply-adds of the convolutional, local and connected layers
-    weights: int  # floats in the network's .weights file (after its header)
-    outputs: list[str]
-    layout: list[tuple[str, tuple[int, ...]]]  # the .weights file's tensors in order: archc's name, shape
 
 
 def parse(text: str, file: str, diags: Collector) -> list[Section]:
@@ -301,8 +292,8 @@ def convert(text: str, file: str) -> Imported:
             f"network {name} {{", f"  input image: {'x'.join(map(str, shape))}"]
     tail = ([f"  output {', '.join(dict.fromkeys(outputs))}"] if len(set(outputs)) > 1 or outputs[-1] !=
             layers.last else []) + ["}", ""]
-    return Imported("\n".join(head + layers.lines + tail), layers.bflops, layers.weights, list(dict.fromkeys(outputs)),
-                    layers.layout)
+    return Imported("Darknet", "\n".join(head + layers.lines + tail), layers.bflops, layers.weights,
+                    list(dict.fromkeys(outputs)), layers.layout)
 
 
 def read_weights(path: Path, imported: Imported) -> dict[str, np.ndarray]:

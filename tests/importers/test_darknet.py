@@ -175,7 +175,7 @@ def test_cli_errors_are_one_located_line_each(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"{bad}:8:1: error: a line that is neither" in done.stderr and not (tmp_path / "b.arch").exists()
-    other = tmp_path / "net.prototxt"
+    other = tmp_path / "net.pbtxt"
     other.write_text("name: 'x'\n")
     cli_error(subprocess.run([sys.executable, "-m", "archc", "import", str(other)], capture_output=True, text=True),
               "bad-import", 1, naming=str(other))

@@ -1,0 +1,16 @@
+"""What an importer returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Imported:
+    """The spec's text, and the source framework's own figures for the network."""
+    framework: str  # "Darknet", "Caffe"
+    text: str
+    bflops: float  # billions of FLOPs as the source counts them: 2 × multiply-adds of its convolutional, local
+    # and connected (inner product) layers, what Darknet prints as "BFLOPs"
+    weights: int  # learned parameters: the floats of Darknet's .weights file after its header; Caffe's blobs
+    outputs: list[str]
+    layout: list[tuple[str, tuple[int, ...]]]  # the .weights file's tensors in order: archc's name, shape
