@@ -21,7 +21,8 @@ import archc
 from archc.diagnostics import SpecError
 from archc.importers.darknet import convert
 
-CFGS = Path(__file__).resolve().parents[3] / "shared" / "data" / "darknet-cfg"
+ROOT = Path(__file__).resolve().parents[2]
+CFGS = ROOT.parent / "shared" / "data" / "darknet-cfg"
 pytestmark = pytest.mark.skipif(not CFGS.is_dir(), reason="the published cfgs are in ../shared/data/darknet-cfg: "
                                 "run from a checkout beside the team's shared folder")
 
@@ -52,6 +53,29 @@ def test_every_published_cfg_imports_with_darknets_figures(name, tmp_path):
         assert round(2 * a.totals.macs / 1e9, 2) == PUBLISHED_BFLOPS[name]
     if name in OUTPUTS:
         assert [tuple(o["shape"]) for o in a.outputs] == OUTPUTS[name]
+
+
+@pytest.mark.parametrize(("spec", "cfg", "params"), [("yolov1_tiny", "yolov1-tiny", {}), ("yolov2", "yolov2-voc", {}),
+                                                     ("yolov2_tiny", "yolov2-tiny", {"num_classes": 80})])
+def test_the_zoos_yolos_are_darknets_released_networks(spec, cfg, params, tmp_path):
+    """The zoo's hand-written Fast YOLO, YOLOv2 and Tiny YOLOv2 against the cfgs Darknet released for them, read by
+    the importer: the same parameters (batch-norm statistics included) and multiply-adds, and the same layers."""
+    imported, _ = _imported(tmp_path, CFGS / f"{cfg}.cfg")
+    theirs, ours = archc.analyze(imported), archc.analyze(ROOT / "specs" / f"{spec}.arch", params=params)
+    assert (ours.totals.params, ours.totals.macs) == (theirs.totals.params, theirs.totals.macs)
+    assert sorted(lay.macs for lay in ours.layers if lay.macs) == sorted(lay.macs for lay in theirs.layers
+                                                                         if lay.macs)
+
+
+def test_yolov2s_passthrough_and_anchors():
+    """YOLOv2's passthrough: conv13's 26×26×512 → 1×1 to 64 → reorg → 13×13×256, beside conv20's 13×13×1024;
+    5 anchors (w, h pairs, a network parameter) × (4 + 1 + 20) = 125 numbers a cell."""
+    a = archc.analyze(ROOT / "specs" / "yolov2.arch")
+    assert a.layer("features/conv13/conv").output_shape == (1, 512, 26, 26)
+    assert a.layer("passthrough/reorg").output_shape == (1, 256, 13, 13)
+    assert a.layer("route").output_shape == (1, 1280, 13, 13)
+    assert [tuple(o["shape"]) for o in archc.analyze(ROOT / "specs" / "yolov2.arch", params={
+        "anchors": [1, 1, 2, 2, 3, 3], "num_classes": 80}).outputs] == [(1, 3 * 85, 13, 13)]
 
 
 def test_per_layer_figures_as_darknet_prints_them(tmp_path):

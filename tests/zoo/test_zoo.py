@@ -54,6 +54,11 @@ C3D = C3D_CONVS + fc(8192, 4096) + fc(4096, 4096) + fc(4096, 487)  # Sports-1M h
 UNET = (conv(1, 64, 3) + conv(64, 64, 3) + sum(conv(c, 2 * c, 3) + conv(2 * c, 2 * c, 3) for c in (64, 128, 256, 512))
         + sum(conv(2 * c, c, 2) + conv(2 * c, c, 3) + conv(c, c, 3) for c in (512, 256, 128, 64))  # up-conv halves
         + conv(64, 2, 1))
+# YOLO v1, Figure 3 of the paper: 24 convolutions (with biases, no batch norm), then 7·7·1024 → 4096 → 7·7·30
+YOLOV1 = (conv(3, 64, 7) + conv(64, 192, 3) + conv(192, 128, 1) + conv(128, 256, 3) + conv(256, 256, 1)
+          + conv(256, 512, 3) + 4 * (conv(512, 256, 1) + conv(256, 512, 3)) + conv(512, 512, 1) + conv(512, 1024, 3)
+          + 2 * (conv(1024, 512, 1) + conv(512, 1024, 3)) + 4 * conv(1024, 1024, 3)
+          + fc(7 * 7 * 1024, 4096) + fc(4096, 7 * 7 * 30))
 TCN = (conv(1, 64, 3, dims=1) + conv(64, 64, 3, dims=1) + conv(1, 64, 1, dims=1)  # level 1 with 1×1 shortcut
        + 7 * 2 * conv(64, 64, 3, dims=1) + conv(64, 1, 1, dims=1))
 
@@ -109,6 +114,11 @@ ZOO = {
     "darknet19": Ref(20_842_376, "Darknet-19 classifier, ≈20.8M (darknet cfg)"),
     "darknet53": Ref(41_600_000, "Redmon & Farhadi 2018, Darknet-53 ≈41.6M", rel_tol=0.01),
     "yolov3": Ref(61_949_149, "official yolov3.weights / ultralytics YOLOv3 (416, 80 classes)"),
+    "yolov1": Ref(YOLOV1, "hand count of the paper's Figure 3: 24 convs + 2 FC, 7×7×30 out"),
+    # the released Darknet cfgs, read by `archc import` in tests/importers (the same figures, BN statistics apart)
+    "yolov1_tiny": Ref(27_095_374, "Darknet's yolov1-tiny.cfg (Fast YOLO): 27,099,950 weights less BN statistics"),
+    "yolov2": Ref(50_655_389, "Darknet's yolov2-voc.cfg: 50,676,061 weights less BN statistics"),
+    "yolov2_tiny": Ref(11_078_157, "Darknet's yolov2-tiny-voc layout: 125 outputs (yolov2-tiny.cfg: 80 classes)"),
     "ssd300": Ref(26_285_486, "caffe SSD300 VOC ≈26.3M; torchvision ssd300_vgg16 with 91 classes, see below"),
     "fcn1d": Ref(FCN1D, "hand count: three conv blocks + GAP + dense (5 classes)"),
     "char_cnn": Ref(CHAR_CNN, "hand count of Zhang et al. 2015's small model (4 classes)"),
@@ -201,6 +211,8 @@ def test_c3d_with_101_classes_is_the_commonly_cited_78m():
 @pytest.mark.parametrize("name, shapes", [
     ("unet", [(1, 2, 388, 388)]), ("unet3d", [(1, 3, 44, 44, 28)]),
     ("yolov3", [(1, 255, 13, 13), (1, 255, 26, 26), (1, 255, 52, 52)]),
+    ("yolov1", [(1, 7, 7, 30)]), ("yolov1_tiny", [(1, 7, 7, 30)]),  # the deck's S×S×(B·5 + C) = 7×7×30
+    ("yolov2", [(1, 125, 13, 13)]), ("yolov2_tiny", [(1, 125, 13, 13)]),  # 5 anchors × (5 + 20) on 13×13
     ("char_cnn", [(1, 4)]), ("c3d", [(1, 487)]), ("tcn", [(1, 1, 1024)]),
 ])
 def test_output_shapes_are_the_papers(name, shapes):
