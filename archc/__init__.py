@@ -12,12 +12,12 @@ Python API (mirrors the CLI verbs; see `archc.api`):
 """
 from __future__ import annotations
 
-from archc.api import CompileResult, analyze, bench, compile, import_spec, load, profile, read_result, report, tune
+from archc.api import CompileResult, analyze, bench, cam, compile, import_spec, load, profile, read_result, report, tune
 from archc.diagnostics import SpecError
 from archc.errors import ArchcError
 from archc.options import ModelOptions
 from archc.shapes import parse_shape
 from archc.version import __version__
 
-__all__ = ["ArchcError", "CompileResult", "ModelOptions", "SpecError", "analyze", "bench", "compile", "import_spec",
-           "load", "parse_shape", "profile", "read_result", "report", "tune", "__version__"]
+__all__ = ["ArchcError", "CompileResult", "ModelOptions", "SpecError", "analyze", "bench", "cam", "compile",
+           "import_spec", "load", "parse_shape", "profile", "read_result", "report", "tune", "__version__"]

@@ -21,6 +21,7 @@ from archc.options import ModelOptions
 
 if TYPE_CHECKING:
     from archc.analysis import Analysis
+    from archc.analysis.cam import Cam
     from archc.deploy.manifest import Verification
     from archc.deploy.profile import Profile
     from archc.frontends import Model
@@ -181,6 +182,24 @@ def report(results: Sequence[str | Path | BenchResults], output: str | Path, tit
     loaded = [read(r) if isinstance(r, (str, Path)) else r for r in results]
     render_report(loaded, Path(output), title)
     return Path(output)
+
+
+def cam(source: Source | Model, image: str | Path, class_index: int | None = None, output: str | Path | None = None,
+        *, mean: Sequence[float] | None = None, std: Sequence[float] | None = None, **kw: Any) -> Cam:
+    """The class activation map (`archc cam`) of a network ending in global average pooling and a fully connected
+    layer, for an image file or an .npy input: of `class_index`, or of the network's top class; drawn over the
+    picture into the PNG `output` when given (written atomically). Keywords: `ModelOptions` fields (`weights`)."""
+    from archc.analysis.cam import class_activation_map, read_input, tail
+    from archc.render.cam import write_png
+    model = source if not isinstance(source, (str, Path)) else load(source, **kw)
+    if not model.has_weights:
+        raise ArchcError("a class activation map needs the network's weights; load it with them", code="no-weights")
+    tail(model.proto)  # the network's structure first: its error says more than the input's
+    x, picture = read_input(str(image), model.inputs[0][1], list(mean) if mean else None, list(std) if std else None)
+    result = class_activation_map(model.proto, x, class_index)
+    if output is not None:
+        write_png(output, picture, result.upsampled)
+    return result
 
 
 def import_spec(source: str | Path, output: str | Path | None = None, weights: str | Path | None = None

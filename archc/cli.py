@@ -519,6 +519,38 @@ def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: st
         click.echo(text, nl=False)
 
 
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not numbers separated by commas", param_hint=option) from None
+
+
+@main.command("cam")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--class", "class_index", type=click.IntRange(min=0), help="The class to map (default: the top one).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="FILE.png",
+              help="The overlay to write (default: IMAGE's name with .cam.png, in the current folder).")
+@click.option("--mean", help="Per-channel means subtracted from the image's [0, 1] pixels, e.g. 0.485,0.456,0.406.")
+@click.option("--std", help="Per-channel deviations the pixels are divided by, e.g. 0.229,0.224,0.225.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Trained weights for a spec (as for compile).")
+def cam_cmd(model: str, image: str, class_index: int | None, output: str | None, mean: str | None, std: str | None,
+            weights: str | None) -> None:
+    """The class activation map (Zhou et al. 2016) of a network ending in global average pooling and a fully
+    connected layer: the last feature maps weighted by the class's FC weights, normalised, upsampled to the image
+    and drawn over it as a PNG. IMAGE is a picture (resized to the input) or an .npy input tensor."""
+    import archc
+    out = Path(output) if output else Path(Path(image).stem + ".cam.png")
+    result = archc.cam(model, image, class_index, out, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
+                       weights=weights)
+    row, col = result.peak
+    click.echo(f"wrote {out}: class {result.class_index} (score {result.score:.4g}), from the "
+               f"{'×'.join(map(str, result.cam.shape))} maps of '{result.features}'; peak at x={col}, y={row}")
+
+
 @main.command("import")
 @click.argument("source", type=click.Path(dir_okay=False), metavar="FILE.cfg|FILE.prototxt")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="SPEC.arch",

@@ -38,6 +38,7 @@ Code = Literal[
     "bad-results",  # bench results that cannot be read, are not bench results, or are cut short or edited
     "results-too-new",  # bench results of a newer schema version than this archc reads
     "unknown-layer",  # --explain names no layer of the model
+    "no-cam",  # `archc cam` on a network that does not end in global average pooling and a fully connected layer
     # --- targets and the back end
     "unknown-target",  # a target name that no target file defines
     "bad-target",  # a target file that is malformed, cannot be read, or is no valid TVM target
