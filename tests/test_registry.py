@@ -62,6 +62,7 @@ CASES = [
     ("prelu(shared=true)", "3x4x4"),
     ("prelu", "7"),
     ("relu", "3x4"),
+    ("roi_align(2, stride=4) { identity; gap flatten reshape(1, 4) }", "4x8x8"),
     ("reorg(2)", "8x4x6"),
     ("relu6", "3x4"),
     ("reshape(3, -1)", "6x2x2"),

@@ -88,6 +88,31 @@ def test_d0_darknet19_operations():
     assert a.totals.macs == 2_790_989_824 and round(2 * a.totals.macs / 1e9, 2) == 5.58
 
 
+def test_d4_mask_rcnn_case_study():
+    """D4 Mask R-CNN: ResNet-50's first 4 stages feed the RPN; with k = 15 anchors a location, a W×H map has W×H×k
+    anchors (the deck's 600×800 image: a 50×38 map, 28,500 anchors), 2k scores and 4k offsets a location; each
+    proposal's RoIAlign gives 7×7×1024, res5 7×7×2048, the heads K + 1 = 81 and 4K = 320, the mask branch 14×14 after
+    its transposed convolution and K = 80 masks of m×m = 14×14 (K·m² numbers). The deck's "dense layer of size
+    2048" after res5 is the paper's average pooling (Figure 4, "ave"): 2048 numbers and no weights. The heads run
+    once per proposal: their multiply-adds are exactly R times one proposal's."""
+    a = analyze(str(SPECS / "mask_rcnn_r50_c4.arch"))
+    k = 15
+    scores, boxes = (a.layer(f"rpn/{n}").output_shape for n in ("scores", "boxes"))
+    assert scores == (1, 2 * k, 38, 50) and boxes == (1, 4 * k, 38, 50)
+    assert scores[2] * scores[3] * scores[1] // 2 == 28_500
+    assert a.layer("head/roi").output_shape == (300, 1024, 7, 7)
+    assert a.layer("head/res5_3/relu").output_shape == (300, 2048, 7, 7)
+    assert a.layer("pool").output_shape == (300, 2048, 1, 1) and a.layer("pool").params == 0
+    assert a.layer("cls").output_shape == (300, 81) and a.layer("box").output_shape == (300, 320)
+    assert a.layer("mask").output_shape == (300, 256, 14, 14)  # the transposed conv, 7 → 14
+    assert a.layer("mask/sigmoid").output_shape == (300, 80, 14, 14)
+    one = analyze(str(SPECS / "mask_rcnn_r50_c4.arch"), input={"rois": "1x1x4"})
+    per_roi = [lay.macs for lay in one.layers if lay.name.startswith(("head/", "cls", "box", "mask")) and lay.macs]
+    all_rois = [lay.macs for lay in a.layers if lay.name.startswith(("head/", "cls", "box", "mask")) and lay.macs]
+    # res5: 3 bottlenecks of 3 convs and one projection; cls and box; the transposed conv and the 1×1 of the masks
+    assert all_rois == [300 * m for m in per_roi] and len(per_roi) == 3 * 3 + 1 + 2 + 2
+
+
 def test_d1_vgg_configurations():
     """D1-13/15: the deck's VGG-13 layer list is configuration C and its VGG-19 list is VGG-16; the real
     configurations have 133,047,848 (B, 13 weight layers) and 143,667,240 (E, 19) parameters."""

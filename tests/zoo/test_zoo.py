@@ -59,6 +59,12 @@ YOLOV1 = (conv(3, 64, 7) + conv(64, 192, 3) + conv(192, 128, 1) + conv(128, 256,
           + conv(256, 512, 3) + 4 * (conv(512, 256, 1) + conv(256, 512, 3)) + conv(512, 512, 1) + conv(512, 1024, 3)
           + 2 * (conv(1024, 512, 1) + conv(512, 1024, 3)) + 4 * conv(1024, 1024, 3)
           + fc(7 * 7 * 1024, 4096) + fc(4096, 7 * 7 * 30))
+# Faster R-CNN, ResNet-50-C4: torchvision's ResNet-50 less its classifier (stages 1-4 and res5), the RPN (3×3 conv
+# of 1024, sibling 1×1s of 2k and 4k, k = 15), the sibling heads K + 1 and 4K on the pooled 2048 (K = 80); Mask
+# R-CNN adds the mask branch (2×2 transposed conv 2048 → 256, 1×1 conv 256 → K)
+FASTER_RCNN = (25_557_032 - fc(2048, 1000) + conv(1024, 1024, 3) + conv(1024, 30, 1) + conv(1024, 60, 1)
+               + fc(2048, 81) + fc(2048, 320))
+MASK_RCNN = FASTER_RCNN + 2048 * 256 * 2 * 2 + 256 + conv(256, 80, 1)
 TCN = (conv(1, 64, 3, dims=1) + conv(64, 64, 3, dims=1) + conv(1, 64, 1, dims=1)  # level 1 with 1×1 shortcut
        + 7 * 2 * conv(64, 64, 3, dims=1) + conv(64, 1, 1, dims=1))
 
@@ -114,6 +120,8 @@ ZOO = {
     "darknet19": Ref(20_842_376, "Darknet-19 classifier, ≈20.8M (darknet cfg)"),
     "darknet53": Ref(41_600_000, "Redmon & Farhadi 2018, Darknet-53 ≈41.6M", rel_tol=0.01),
     "yolov3": Ref(61_949_149, "official yolov3.weights / ultralytics YOLOv3 (416, 80 classes)"),
+    "faster_rcnn_r50_c4": Ref(FASTER_RCNN, "hand count: torchvision resnet50 less fc + RPN (k = 15) + heads (K = 80)"),
+    "mask_rcnn_r50_c4": Ref(MASK_RCNN, "hand count: Faster R-CNN C4 + the mask branch (K = 80 masks of 14×14)"),
     "yolov1": Ref(YOLOV1, "hand count of the paper's Figure 3: 24 convs + 2 FC, 7×7×30 out"),
     # the released Darknet cfgs, read by `archc import` in tests/importers (the same figures, BN statistics apart)
     "yolov1_tiny": Ref(27_095_374, "Darknet's yolov1-tiny.cfg (Fast YOLO): 27,099,950 weights less BN statistics"),
@@ -211,6 +219,7 @@ def test_c3d_with_101_classes_is_the_commonly_cited_78m():
 @pytest.mark.parametrize("name, shapes", [
     ("unet", [(1, 2, 388, 388)]), ("unet3d", [(1, 3, 44, 44, 28)]),
     ("yolov3", [(1, 255, 13, 13), (1, 255, 26, 26), (1, 255, 52, 52)]),
+    ("mask_rcnn_r50_c4", [(1, 30, 38, 50), (1, 60, 38, 50), (300, 81), (300, 320), (300, 80, 14, 14)]),
     ("yolov1", [(1, 7, 7, 30)]), ("yolov1_tiny", [(1, 7, 7, 30)]),  # the deck's S×S×(B·5 + C) = 7×7×30
     ("yolov2", [(1, 125, 13, 13)]), ("yolov2_tiny", [(1, 125, 13, 13)]),  # 5 anchors × (5 + 20) on 13×13
     ("char_cnn", [(1, 4)]), ("c3d", [(1, 487)]), ("tcn", [(1, 1, 1024)]),
