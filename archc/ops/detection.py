@@ -103,8 +103,8 @@ def _topk_flops(v: NodeView) -> int | None:
         return None
     axis = int(v.attrs.get("axis", -1)) % len(x)
     kk = int(np.asarray(k).reshape(-1)[0]) if k is not None else out[axis]
-    rows = numel(x) // x[axis] if numel(x) else None
-    return None if rows is None else rows * x[axis] * max(1, math.ceil(math.log2(max(kk, 2))))
+    total = numel(x)
+    return None if total is None else total * max(1, math.ceil(math.log2(max(kk, 2))))  # rows × n
 
 
 register_onnx(OnnxRule("RoiAlign", f"per output cell sampling_ratio² bilinear samples of {BILINEAR_FLOPS} operations "
