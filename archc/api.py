@@ -67,7 +67,7 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
             options: ModelOptions | None = None, *, trials: int = 0, minutes: float | None = None,
             db: str | Path | None = None, quick: int | None = None, show_progress: bool = False,
             kernels: str = "archc", verify: bool = True, tolerance: float | None = None, rpc: Any = None,
-            **kw: Any) -> CompileResult:
+            detect: str | None = None, **kw: Any) -> CompileResult:
     """Compile a spec (or ONNX file) for a target and write the result atomically. For `onnx`: without `output`,
     the file goes to `<source stem>.onnx` in the current folder (an output folder gets that name inside it). For a
     TVM target: a package folder, `<source stem>.<target>/` without `output`; the target's tuning database (`db`,
@@ -78,7 +78,9 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
     beside onnxruntime on random inputs where this machine runs it natively, or with `rpc` (an
     `archc.runtime.rpc.Remote`) on that device, every output within `tolerance` of its range (default
     `lower.verify.TOLERANCE`, 1e-4); on a mismatch the first diverging node is named, the package is written marked
-    unverified in its manifest, and `VerificationFailed` is raised."""
+    unverified in its manifest, and `VerificationFailed` is raised. `detect` ("yolov2"): the package's loaders
+    decode the first output into boxes, scores and classes (`Package.detect`), with the network's `anchors` and
+    `num_classes` parameters."""
     from archc import targets
     from archc.util.onnx_skeleton import write_model
     tgt = targets.get(target) if isinstance(target, str) else target
@@ -91,6 +93,7 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
         from archc.lower import QUICK_TRIALS, lower, tune, write_package
         from archc.lower import verify as verification
         folder = Path(output) if output is not None else Path(f"{stem}.{tgt.name}")
+        detection = _detection(model, detect) if detect else None
         if folder.suffix == ".onnx" or folder.is_file():
             raise UsageError(f"compiling for '{tgt.name}' makes a package folder; give -o a folder name, "
                              f"not '{folder}'", code="bad-output")
@@ -103,12 +106,14 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
         check = verification.checker(model, rebuild, verification.TOLERANCE if tolerance is None else tolerance, rpc)
         manifest = write_package(model, lower(model, tgt, database, budget, show_progress,
                                               QUICK_TRIALS if quick is None else quick, kernels), folder,
-                                 check if verify else None)
+                                 check if verify else None, detection)
         checked = manifest.verification
         if checked is not None and checked.status == "failed":
             raise VerificationFailed(folder, checked)
         return CompileResult(model.name, model.source, tgt.name, str(folder), model.layer_count, model.params,
                              model.inputs, model.outputs, checked)
+    if detect:
+        raise UsageError("--detect decodes boxes in a package's loaders: compile for a TVM target", code="bad-usage")
     out = Path(output) if output is not None else Path(f"{stem}.onnx")
     if out.is_dir():
         out = out / f"{stem}.onnx"
@@ -118,6 +123,25 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
     write_model(model.proto, out)  # over 2 GiB of weights: and OUT.data beside it
     return CompileResult(model.name, model.source, tgt.name, str(out), model.layer_count, model.params,
                          model.inputs, model.outputs)
+
+
+def _detection(model: Model, kind: str) -> Any:
+    """The post-processing record of `--detect KIND` for this model, from its network parameters."""
+    from archc.deploy.manifest import Detection
+    if kind != "yolov2":
+        raise UsageError(f"--detect {kind!r}: archc decodes 'yolov2' (region outputs with anchors)", code="bad-option")
+    params = model.graph.params if model.graph is not None else {}
+    anchors, classes = params.get("anchors"), params.get("num_classes")
+    if not anchors or not isinstance(classes, int):
+        raise UsageError("--detect yolov2 needs the network parameters 'anchors' (w, h pairs in grid cells) and "
+                         "'num_classes', as specs/yolov2.arch has them", code="bad-usage")
+    shape = model.outputs[0][1]
+    need = len(anchors) // 2 * (5 + classes)
+    if len(anchors) % 2 or len(shape) != 4 or shape[1] != need:
+        raise UsageError(f"--detect yolov2: the first output '{model.outputs[0][0]}' is {'×'.join(map(str, shape))};"
+                         f" {len(anchors) // 2} anchors × (5 + {classes}) classes need N×{need}×H×W",
+                         code="bad-usage")
+    return Detection("yolov2", 0, tuple(float(a) for a in anchors), classes)
 
 
 def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str | Path | None = None,

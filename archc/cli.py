@@ -168,11 +168,14 @@ def main() -> None:
               "package unverified and exits 4.")
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="With --verify: the largest difference allowed, of each output's range.")
+@click.option("--detect", type=click.Choice(["yolov2"]),
+              help="TVM targets: the package's loaders decode the first output into boxes, scores and classes "
+                   "(YOLOv2's region output; the spec's `anchors` and `num_classes`).")
 @rpc_options
 @model_options
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
             weights_map: str | None, seed: int, trials: int | None, minutes: float | None, db: str | None,
-            no_tune: bool, kernels: str, explain_layout: bool, verify: bool, tolerance: float,
+            no_tune: bool, kernels: str, explain_layout: bool, verify: bool, tolerance: float, detect: str | None,
             options: ModelOptions, remote: Any) -> None:
     """Compile spec(s) (or ONNX files) for a target: every shape inferred, checked, written atomically."""
     import archc
@@ -197,7 +200,7 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
             # one live bar at a time: with several models the zoo's bar wins
             result = archc.compile(model, tgt, out, trials=trials or 0, minutes=minutes, db=db,
                                    quick=0 if no_tune else None, show_progress=not many, kernels=kernels,
-                                   verify=verify, tolerance=tolerance, rpc=remote)
+                                   verify=verify, tolerance=tolerance, rpc=remote, detect=detect)
             click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
             if tgt.backend == "tvm":
                 from archc.deploy import explain
@@ -309,6 +312,11 @@ def run_package(package: str, input_file: str, output: str | None, repeat: int, 
             top = np.argsort(y[0])[::-1][:5]
             line += ", top-5 " + ", ".join(f"{i} ({y[0, i]:.4g})" for i in top)
         click.echo(line)
+    if pkg.manifest.detection is not None:  # a detector: its boxes, as the loaders decode them
+        found = pkg.decode(outputs)
+        click.echo(f"detections: {len(found.scores)} above {pkg.manifest.detection.confidence:g}" + "".join(
+            f"\n  class {c} {s:.3f} at ({', '.join(f'{v:.1f}' for v in b)})"
+            for b, s, c in list(zip(found.boxes, found.scores, found.classes, strict=True))[:10]))
     click.echo(f"time: median {statistics.median(times) * 1e3:.3f} ms, min {min(times) * 1e3:.3f} ms over "
                f"{repeat} runs ({pkg.manifest.target.name}" + (f", on {remote})" if remote else ")"))
     if output:

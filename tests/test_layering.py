@@ -68,17 +68,21 @@ def test_only_the_back_end_imports_tvm():
 
 
 def test_the_runtime_stands_alone():
-    """archc/runtime is copied into every package: it may import numpy, TVM and the manifest's records
-    (archc/deploy/manifest.py, carried beside it as archc_manifest.py), nothing else of archc; the records import
-    the standard library alone."""
+    """archc/runtime is copied into every package: it may import numpy, TVM, the manifest's records
+    (archc/deploy/manifest.py, carried beside it as archc_manifest.py) and a detector's decoding (detect.py, carried
+    as archc_detect.py), nothing else of archc; the records import the standard library alone, the decoding numpy
+    besides."""
     import sys
-    allowed = {"archc.deploy", "archc.deploy.manifest",
+    allowed = {"archc.deploy", "archc.deploy.manifest", "archc.deploy.detect",
                *(f"archc.deploy.manifest.{n}" for n in ("MANIFEST", "Manifest", "ManifestError", "TensorSpec"))}
     for p in (ARCHC / "runtime").rglob("*.py"):
-        assert not any(n.startswith("archc") and n not in allowed and not n.startswith("archc_manifest")
+        assert not any(n.startswith("archc") and n not in allowed and not n.startswith(("archc_manifest",
+                                                                                           "archc_detect"))
                        for n in imports(p)), p
     records = imports(ARCHC / "deploy" / "manifest.py")
     assert all(n.split(".")[0] in sys.stdlib_module_names | {"__future__"} for n in records), records
+    decoding = imports(ARCHC / "deploy" / "detect.py")
+    assert all(n.split(".")[0] in sys.stdlib_module_names | {"__future__", "numpy"} for n in decoding), decoding
 
 
 def test_no_stage_calls_back_through_the_face():

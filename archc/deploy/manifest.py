@@ -217,6 +217,44 @@ class CppLoader:
                    data.get("libs_from"), data.get("missing"))
 
 
+@dataclass(frozen=True)
+class Detection:
+    """A detector's post-processing, which both loaders run after the library (archc_detect.py; main.cc): YOLOv2's
+    region decoding of output `output` (anchors as w, h pairs in grid cells; `classes` per anchor), boxes kept
+    above `confidence` (objectness × the best class's probability), greedy non-maximum suppression per class
+    above IoU `iou`, the `max_boxes` best."""
+    kind: str
+    output: int  # the index of the output decoded
+    anchors: tuple[float, ...]
+    classes: int
+    confidence: float = 0.25
+    iou: float = 0.45
+    max_boxes: int = 100
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "output": self.output, "anchors": list(self.anchors), "classes": self.classes,
+                "confidence": self.confidence, "iou": self.iou, "max_boxes": self.max_boxes}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Detection:
+        where = "the manifest's detection"
+        kind = _get(data, "kind", str, where)
+        if kind != "yolov2":
+            raise ManifestError(f"{where} is of kind '{kind}', which this archc does not decode")
+        anchors = _get(data, "anchors", list, where)
+        if len(anchors) < 2 or len(anchors) % 2 or not all(isinstance(a, (int, float)) for a in anchors):
+            raise ManifestError(f"{where}'s anchors are not pairs of numbers")
+        return cls(kind, _get(data, "output", int, where), tuple(float(a) for a in anchors),
+                   _get(data, "classes", int, where), float(_get(data, "confidence", (int, float), where)),
+                   float(_get(data, "iou", (int, float), where)), _get(data, "max_boxes", int, where))
+
+    def to_text(self) -> str:
+        """As the C++ loader reads it (detection.txt): one `key value…` line each."""
+        return (f"kind {self.kind}\noutput {self.output}\nanchors {' '.join(repr(a) for a in self.anchors)}\n"
+                f"classes {self.classes}\nconfidence {self.confidence!r}\niou {self.iou!r}\n"
+                f"max_boxes {self.max_boxes}\n")
+
+
 @dataclass
 class Manifest:
     """A package's manifest.json."""
@@ -232,6 +270,7 @@ class Manifest:
     build: BuildReport = field(default_factory=BuildReport)
     cpp_loader: CppLoader = field(default_factory=CppLoader)
     verification: Verification | None = None  # None: built before archc verified builds, or with --no-verify
+    detection: Detection | None = None  # a detector's post-processing in the loaders (compile --detect)
     manifest_version: int = MANIFEST_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -240,7 +279,8 @@ class Manifest:
                 "target": self.target.to_json(), "tvm_version": self.tvm_version,
                 "archc_version": self.archc_version, "onnx_sha256": self.onnx_sha256, "source": self.source,
                 "build": self.build.to_json(), "cpp_loader": self.cpp_loader.to_json()} | (
-                    {"verification": self.verification.to_json()} if self.verification else {})
+                    {"verification": self.verification.to_json()} if self.verification else {}) | (
+                    {"detection": self.detection.to_json()} if self.detection else {})
 
     @classmethod
     def from_json(cls, data: Any) -> Manifest:
@@ -264,6 +304,7 @@ class Manifest:
                    build=BuildReport.from_json(data.get("build", {})),
                    cpp_loader=CppLoader.from_json(data.get("cpp_loader")),
                    verification=Verification.from_json(data["verification"]) if data.get("verification") else None,
+                   detection=Detection.from_json(data["detection"]) if data.get("detection") else None,
                    manifest_version=version)
 
     @classmethod

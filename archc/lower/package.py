@@ -27,7 +27,16 @@ import tvm_ffi
 from tvm.support.cc import cross_compiler
 
 from archc import runtime
-from archc.deploy.manifest import MANIFEST, CppLoader, Manifest, TargetInfo, TensorSpec, Verification, triple
+from archc.deploy.manifest import (
+    MANIFEST,
+    CppLoader,
+    Detection,
+    Manifest,
+    TargetInfo,
+    TensorSpec,
+    Verification,
+    triple,
+)
 from archc.deploy.readme import readme
 from archc.frontends import Model
 from archc.lower import link
@@ -44,7 +53,8 @@ _ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 
 
 def write_package(model: Model, lowered: Lowered, out: Path,
-                  check: Callable[[Path], Verification] | None = None) -> Manifest:
+                  check: Callable[[Path], Verification] | None = None, detection: Detection | None = None
+                  ) -> Manifest:
     """Write the package folder atomically (a failed build leaves no half-written folder); return the manifest.
     `check`: the verification of the written library (`lower.verify`), recorded in the manifest before the folder
     takes its name."""
@@ -65,7 +75,7 @@ def write_package(model: Model, lowered: Lowered, out: Path,
         # the library's parallel loops run on archc's pool where it is linked in below (link.py)
         build=replace(lowered.report, parallel_runtime=link.PARALLEL_RUNTIME if link.uses_pool(target) else "tvm"),
         cpp_loader=CppLoader(build=_make_command(target), runtime_libs=tuple(f"lib/{p.name}" for p in libs),
-                             libs_from=libs_from, missing=missing))
+                             libs_from=libs_from, missing=missing), detection=detection)
     with atomic_dir(out) as folder:
         fcompile = None
         if link.uses_pool(target):  # the library's parallel loops run on archc's pool (link.py, runtime/pool.c)
@@ -79,6 +89,8 @@ def write_package(model: Model, lowered: Lowered, out: Path,
             manifest.verification = check(folder)
             (folder / MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
         (folder / "README.md").write_text(readme(manifest), encoding="utf-8")
+        if detection is not None:  # what the C++ loader decodes (the Python one reads the manifest)
+            (folder / "detection.txt").write_text(detection.to_text(), encoding="utf-8")
         # the loader, standalone (numpy and TVM's runtime only): the package runs where archc is not installed
         for name, source in runtime.CARRIED.items():  # archc_runtime.py and the manifest records it reads
             shutil.copyfile(source, folder / name)

@@ -38,15 +38,18 @@ from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
-if __package__ == "archc.runtime":  # inside archc: the manifest's records (standard library only)
+if __package__ == "archc.runtime":  # inside archc: the manifest's records (standard library only), the decoding
+    from archc.deploy import detect as _detect
     from archc.deploy import manifest as _records
     from archc.deploy.manifest import MANIFEST, Manifest, ManifestError, TensorSpec
-else:  # this file as a package's archc_runtime.py (or run by qemu), without archc: the records' copy beside it
+else:  # this file as a package's archc_runtime.py (or run by qemu), without archc: the copies beside it
+    import archc_detect as _detect  # type: ignore[import-not-found, no-redef]
     import archc_manifest as _records  # type: ignore[import-not-found, no-redef]
     from archc_manifest import MANIFEST, Manifest, ManifestError, TensorSpec  # type: ignore[no-redef]
 
 # what a package (and an emulated run) carries so that this loader runs without archc: name there → file here
-CARRIED = {"archc_runtime.py": Path(__file__), "archc_manifest.py": Path(_records.__file__)}
+CARRIED = {"archc_runtime.py": Path(__file__), "archc_manifest.py": Path(_records.__file__),
+           "archc_detect.py": Path(_detect.__file__)}
 INSTALL_QEMU = "scripts/install-test-deps.sh"  # archc's script that installs qemu and the arm64 Python root
 PACKAGE_ERROR_EXIT = 3  # `main`'s exit status for a PackageError (its `error_line` is the last line on stderr)
 THREADS_VARIABLE = "TVM_NUM_THREADS"  # the pool's default thread count, as TVM's own pool reads it
@@ -67,6 +70,7 @@ Code = Literal[  # what went wrong, as PackageError.code (and `archc run`'s `[co
     "emulation-failed",  # running the package under qemu failed
     "no-gpu",  # a CUDA package on a machine without an NVIDIA GPU (or its driver)
     "bad-input",  # inputs that cannot be read or do not fit the package (a name missing, another shape)
+    "not-a-detector",  # boxes asked of a package compiled without --detect
     "bad-threads",  # a thread count that is no number from 1 to MAX_THREADS (threads=, --threads, TVM_NUM_THREADS)
     "threads-already-set",  # threads asked for a library that already runs on other threads in this process
     "bad-rpc",  # --rpc is not HOST:PORT, or --rpc-key is missing (RemoteUsageError)
@@ -202,6 +206,24 @@ class Package:
                                "it again", code="corrupt-package") from None
         items = list(result) if isinstance(result, (tuple, list)) or type(result).__name__ == "Array" else [result]
         return [r.numpy() for r in items]
+
+    def detect(self, inputs: dict[str, np.ndarray], confidence: float | None = None, iou: float | None = None
+               ) -> Any:
+        """A detector package's boxes, scores and classes (archc_detect.Detections) for image 0 of the inputs: the
+        library's outputs decoded as its manifest says (`archc compile --detect`); `confidence` and `iou` override
+        the manifest's thresholds."""
+        return self.decode(self.run(inputs), confidence, iou)
+
+    def decode(self, outputs: list[np.ndarray], confidence: float | None = None, iou: float | None = None) -> Any:
+        """`detect` on outputs already computed."""
+        det = self.manifest.detection
+        if det is None:
+            raise PackageError(f"'{self.path}' is not a detector package: compile it with --detect to get boxes",
+                               code="not-a-detector")
+        shape = self.inputs[0].shape
+        return _detect.yolov2(outputs[det.output], det.anchors, det.classes, (shape[2], shape[3]),
+                              det.confidence if confidence is None else confidence, det.iou if iou is None else iou,
+                              det.max_boxes)
 
     def time(self, inputs: dict[str, np.ndarray], repeat: int = 10) -> list[float]:
         """Seconds per run of `repeat` runs after one warm-up (under qemu: measured inside the emulated process,

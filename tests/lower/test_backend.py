@@ -62,7 +62,8 @@ def test_package_matches_onnxruntime(packages, name):
 
 def test_package_contents_and_manifest(packages):
     folder = packages["lenet5"]
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "archc_manifest.py", "archc_runtime.py", "cpp",
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "archc_detect.py", "archc_manifest.py",
+                                                        "archc_runtime.py", "cpp",
                                                         "include", "lenet5.so", "lib", "manifest.json", "model.onnx"]
     m = json.loads((folder / "manifest.json").read_text())
     assert m["inputs"] == [{"name": "image", "shape": [1, 1, 32, 32], "dtype": "float32"}]

@@ -3,7 +3,8 @@
 //   ./run_model MODEL.so IN0.npy [IN1.npy ...] [-o OUT_DIR] [--repeat N] [--threads N] [--device cpu|cuda]
 //
 // Inputs are .npy files (little endian, C order), one per model input in the manifest's order. Each output is
-// written to OUT_DIR/out<i>.npy. It prints every input's and output's shape and the time of a run (the median of
+// written to OUT_DIR/out<i>.npy; a detector package's (detection.txt beside the model) also boxes.npy, scores.npy
+// and classes.npy, its decoded boxes. It prints every input's and output's shape and the time of a run (the median of
 // N runs after a warm-up with --repeat N). --threads N: the threads of the library's parallel loops (archc's pool,
 // linked into it), this one included; default TVM_NUM_THREADS, else every CPU. An error is one line on stderr, exit
 // status 1 (2 for bad usage).
@@ -24,6 +25,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -195,6 +199,137 @@ void MakeDirs(const std::string& dir) {
     if (mkdir(part.c_str(), 0777) != 0 && errno != EEXIST)
       Fail("cannot make the output folder '" + dir + "': " + std::strerror(errno));
   }
+}
+
+// ---- a detector's post-processing: detection.txt beside the model (archc compile --detect) ---------------------
+// YOLOv2's region decoding and greedy per-class non-maximum suppression, as the Python loader's archc_detect.py
+// does it (the same steps in the same order, in double precision): see that file for the arithmetic.
+struct Detection {
+  int output = 0, classes = 0, max_boxes = 100;
+  double confidence = 0.25, iou = 0.45;
+  std::vector<double> anchors;
+};
+
+std::optional<Detection> ReadDetection(const std::string& model) {
+  size_t slash = model.rfind('/');
+  std::string path = (slash == std::string::npos ? std::string(".") : model.substr(0, slash)) + "/detection.txt";
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  Detection d;
+  std::string line, key;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    if (!(words >> key)) continue;
+    if (key == "kind") {
+      std::string kind;
+      words >> kind;
+      if (kind != "yolov2") Fail("'" + path + "' asks for a '" + kind + "' decoding, which this loader lacks");
+    } else if (key == "output") {
+      words >> d.output;
+    } else if (key == "anchors") {
+      for (double a; words >> a;) d.anchors.push_back(a);
+    } else if (key == "classes") {
+      words >> d.classes;
+    } else if (key == "confidence") {
+      words >> d.confidence;
+    } else if (key == "iou") {
+      words >> d.iou;
+    } else if (key == "max_boxes") {
+      words >> d.max_boxes;
+    }
+  }
+  if (d.anchors.empty() || d.anchors.size() % 2 || d.classes < 1) Fail("'" + path + "' is malformed");
+  return d;
+}
+
+struct Box {
+  float x1, y1, x2, y2, score;
+  int64_t cls;
+};
+
+std::vector<Box> DecodeYolov2(const Detection& d, const float* raw, const std::vector<int64_t>& shape,
+                              int64_t image_h, int64_t image_w) {
+  const int64_t a_count = static_cast<int64_t>(d.anchors.size() / 2), c = d.classes, per = 5 + c;
+  if (shape.size() != 4 || shape[1] != a_count * per)
+    Fail("output " + std::to_string(d.output) + " is " + Dims(shape) + "; " + std::to_string(a_count) +
+         " anchors × (5 + " + std::to_string(c) + ") classes do not fit it");
+  const int64_t h = shape[2], w = shape[3];
+  auto at = [&](int64_t a, int64_t k, int64_t y, int64_t x) {
+    return static_cast<double>(raw[((a * per + k) * h + y) * w + x]);
+  };
+  auto sigmoid = [](double v) { return 1 / (1 + std::exp(-v)); };
+  struct Candidate { double x1, y1, x2, y2, score; int64_t cls; };
+  std::vector<Candidate> found;
+  for (int64_t a = 0; a < a_count; ++a) {
+    for (int64_t y = 0; y < h; ++y) {
+      for (int64_t x = 0; x < w; ++x) {
+        double cx = (static_cast<double>(x) + sigmoid(at(a, 0, y, x))) / static_cast<double>(w);
+        double cy = (static_cast<double>(y) + sigmoid(at(a, 1, y, x))) / static_cast<double>(h);
+        double bw = d.anchors[2 * a] * std::exp(at(a, 2, y, x)) / static_cast<double>(w);
+        double bh = d.anchors[2 * a + 1] * std::exp(at(a, 3, y, x)) / static_cast<double>(h);
+        double objectness = sigmoid(at(a, 4, y, x));
+        double top = at(a, 5, y, x);
+        for (int64_t k = 1; k < c; ++k) top = std::max(top, at(a, 5 + k, y, x));
+        double sum = 0, best_e = -1;
+        int64_t best = 0;
+        for (int64_t k = 0; k < c; ++k) {
+          double e = std::exp(at(a, 5 + k, y, x) - top);
+          sum += e;
+          if (e > best_e) best_e = e, best = k;
+        }
+        double score = objectness * (best_e / sum);
+        if (score > d.confidence)
+          found.push_back({(cx - bw / 2) * static_cast<double>(image_w), (cy - bh / 2) * static_cast<double>(image_h),
+                           (cx + bw / 2) * static_cast<double>(image_w), (cy + bh / 2) * static_cast<double>(image_h),
+                           score, best});
+      }
+    }
+  }
+  std::stable_sort(found.begin(), found.end(), [](const Candidate& p, const Candidate& q) {
+    return p.score > q.score;
+  });
+  std::vector<const Candidate*> kept;
+  for (const Candidate& b : found) {
+    bool suppressed = false;
+    for (const Candidate* k : kept) {
+      if (k->cls != b.cls) continue;
+      double ix = std::min(b.x2, k->x2) - std::max(b.x1, k->x1), iy = std::min(b.y2, k->y2) - std::max(b.y1, k->y1);
+      double inter = std::max(ix, 0.0) * std::max(iy, 0.0);
+      double uni = (b.x2 - b.x1) * (b.y2 - b.y1) + (k->x2 - k->x1) * (k->y2 - k->y1) - inter;
+      if (uni > 0 && inter / uni > d.iou) {
+        suppressed = true;
+        break;
+      }
+    }
+    if (!suppressed) kept.push_back(&b);
+  }
+  std::vector<Box> boxes;
+  for (size_t i = 0; i < kept.size() && static_cast<int>(i) < d.max_boxes; ++i)
+    boxes.push_back({static_cast<float>(kept[i]->x1), static_cast<float>(kept[i]->y1),
+                     static_cast<float>(kept[i]->x2), static_cast<float>(kept[i]->y2),
+                     static_cast<float>(kept[i]->score), kept[i]->cls});
+  return boxes;
+}
+
+// The boxes as boxes.npy (K×4 float32), scores.npy (K float32), classes.npy (K int64) in OUT_DIR, and on stdout.
+void WriteDetections(const std::vector<Box>& boxes, const std::string& out_dir, double confidence) {
+  std::printf("detections: %zu above %g\n", boxes.size(), confidence);
+  for (size_t i = 0; i < boxes.size() && i < 10; ++i)
+    std::printf("  class %lld %.3f at (%.1f, %.1f, %.1f, %.1f)\n", static_cast<long long>(boxes[i].cls),
+                boxes[i].score, boxes[i].x1, boxes[i].y1, boxes[i].x2, boxes[i].y2);
+  if (out_dir.empty()) return;
+  std::vector<char> corners(boxes.size() * 4 * sizeof(float)), scores(boxes.size() * sizeof(float)),
+      classes(boxes.size() * sizeof(int64_t));
+  for (size_t i = 0; i < boxes.size(); ++i) {
+    float c[4] = {boxes[i].x1, boxes[i].y1, boxes[i].x2, boxes[i].y2};
+    std::memcpy(corners.data() + i * sizeof(c), c, sizeof(c));
+    std::memcpy(scores.data() + i * sizeof(float), &boxes[i].score, sizeof(float));
+    std::memcpy(classes.data() + i * sizeof(int64_t), &boxes[i].cls, sizeof(int64_t));
+  }
+  const int64_t k = static_cast<int64_t>(boxes.size());
+  WriteNpy(out_dir + "/boxes.npy", *ByDL(DLDataType{kDLFloat, 32, 1}), {k, 4}, corners);
+  WriteNpy(out_dir + "/scores.npy", *ByDL(DLDataType{kDLFloat, 32, 1}), {k}, scores);
+  WriteNpy(out_dir + "/classes.npy", *ByDL(DLDataType{kDLInt, 64, 1}), {k}, classes);
 }
 
 // ---- the runtime ------------------------------------------------------------------------------------------------
@@ -486,6 +621,7 @@ int Run(const Options& o) {
   std::vector<ffi::Tensor> outputs;
   Flatten(result, &outputs);
   if (!o.out_dir.empty()) MakeDirs(o.out_dir);
+  std::optional<Detection> detection = ReadDetection(o.model);
   for (size_t i = 0; i < outputs.size(); ++i) {
     const ffi::Tensor& y = outputs[i];
     const DType* type = ByDL(y.dtype());
@@ -499,6 +635,18 @@ int Run(const Options& o) {
       WriteNpy(where, *type, shape, data);
     }
     std::printf("output %zu: %s %s (%s)\n", i, Dims(shape).c_str(), type->name, where.c_str());
+  }
+  if (detection) {  // decoded on the host: the output copied out as float32
+    if (detection->output >= static_cast<int>(outputs.size()) || ByDL(outputs[detection->output].dtype()) !=
+        ByDL(DLDataType{kDLFloat, 32, 1}))
+      Fail("detection.txt decodes output " + std::to_string(detection->output) + ", which is no float32 output");
+    const ffi::Tensor& y = outputs[detection->output];
+    std::vector<int64_t> shape(y.shape().begin(), y.shape().end());
+    std::vector<float> raw(ffi::GetDataSize(*y.GetDLTensorPtr()) / sizeof(float));
+    copy_out(y, static_cast<void*>(raw.data()), static_cast<int64_t>(raw.size() * sizeof(float)));
+    const std::vector<int64_t>& image = inputs[0].shape;
+    WriteDetections(DecodeYolov2(*detection, raw.data(), shape, image[image.size() - 2], image.back()), o.out_dir,
+                    detection->confidence);
   }
   if (times.empty()) {
     std::printf("time: %.3f ms (one run on %s; --repeat N for a median)\n", first,
