@@ -132,6 +132,8 @@ def main() -> None:
       archc compile specs/googlenet.arch -o googlenet.onnx  # the ONNX graph alone (--target onnx)
       archc analyze specs/resnet50.arch                     # per-block table: sizes, params, MACs, memory
       archc bench specs/resnet18.arch --target native       # against onnxruntime, alternating
+      archc import yolov2.cfg                               # a Darknet cfg (or Caffe prototxt) as a spec
+      archc cam specs/resnet18.arch dog.jpg --weights w.pth # where the network looks for its top class
       archc targets                                         # the named targets
     """
 
