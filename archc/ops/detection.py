@@ -79,6 +79,21 @@ def _roi_align_flops(v: NodeView) -> int | None:
     return out * (sampling * sampling * BILINEAR_FLOPS + 1)  # + the mean's divide
 
 
+def _explain_roi_align(v: NodeView, params: int, nontrainable: int, macs: int | None) -> list[str]:
+    """An RoIAlign cell, as the deck draws it: the proposal's box on the feature map, its cells, each cell's
+    sampling points and their bilinear interpolation (the FLOPs line after these says how many)."""
+    x, y = v.in_shapes[0], v.out_shapes[0]
+    if x is None or y is None:
+        return []
+    r, _, oh, ow = y
+    return [f"each of the {r} proposals: its box (x1, y1, x2, y2 in input pixels) times the map's scale (1/stride) "
+            f"lands on the {x[2]}×{x[3]}×{x[1]} feature map and is cut into {oh}×{ow} cells of equal size, without "
+            "rounding (RoIPool rounds)",
+            "each cell: sampling_ratio × sampling_ratio points spread evenly inside it (2×2 in archc's roi_align), "
+            "each the bilinear interpolation of the 4 feature pixels around it; the cell is their mean, channel by "
+            "channel"]
+
+
 def _roi_pool_flops(v: NodeView) -> int | None:
     """MaxRoiPool: each output cell compares the input pixels of its bin; the bins are as large as the boxes
     (known only at run time), so the cost is counted for bins of one input pixel per output cell (a lower bound)."""
@@ -108,7 +123,8 @@ def _topk_flops(v: NodeView) -> int | None:
 
 
 register_onnx(OnnxRule("RoiAlign", f"per output cell sampling_ratio² bilinear samples of {BILINEAR_FLOPS} operations "
-                       "and a divide (sampling_ratio 0, adaptive: unknown)", _roi_align_flops, rf=RF.GLOBAL))
+                       "and a divide (sampling_ratio 0, adaptive: unknown)", _roi_align_flops, rf=RF.GLOBAL,
+                       explain=_explain_roi_align))
 register_onnx(OnnxRule("MaxRoiPool", "one comparison per output cell (bins of one pixel: a lower bound; the bins' "
                        "sizes depend on the boxes)", _roi_pool_flops, rf=RF.GLOBAL))
 register_onnx(OnnxRule("NonMaxSuppression", "every pair of boxes per class compared once (worst case), 15 "

@@ -111,6 +111,12 @@ def test_d4_mask_rcnn_case_study():
     all_rois = [lay.macs for lay in a.layers if lay.name.startswith(("head/", "cls", "box", "mask")) and lay.macs]
     # res5: 3 bottlenecks of 3 convs and one projection; cls and box; the transposed conv and the 1×1 of the masks
     assert all_rois == [300 * m for m in per_roi] and len(per_roi) == 3 * 3 + 1 + 2 + 2
+    # --explain on the RoIAlign: the deck's sampling points, and 300·1024·7·7 cells of 2·2 samples
+    from archc.render.explain import explain
+    text = explain(a, "head/roi")
+    assert "each of the 300 proposals" in text and "38×50×1024 feature map" in text and "7×7 cells" in text
+    assert "bilinear interpolation of the 4 feature pixels" in text
+    assert f"{300 * 1024 * 49 * (2 * 2 * 8 + 1):,}" in text
 
 
 def test_d1_vgg_configurations():
