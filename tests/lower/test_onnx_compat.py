@@ -125,7 +125,19 @@ def dynamic_dims(path):
     return _save(path, nodes, [_weights("w", 6, 3, 3, 3)], 13, dims=("N", 3, "H", "W"))
 
 
-IDIOMS = {"flatten_by_batch": (flatten_by_batch, "1x3x16x16", {"fold-constants"}),
+def roi_align_half_pixel(path) -> str:
+    """Detectron2's RoIAlign (opset 16, half-pixel coordinates) at stride 16 on a conv's map, boxes of the image
+    held in the file (x1, y1, x2, y2 in input pixels): TVM's importer shifted them by the wrong half pixel."""
+    boxes = np.array([[0, 0, 200, 150], [30.5, 40.25, 90, 220], [100, 10, 120, 30], [5, 5, 250, 250]], np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], strides=[16, 16], pads=[1, 1, 1, 1]),
+             helper.make_node("RoiAlign", ["c", "boxes", "index"], ["y"], output_height=7, output_width=7,
+                              sampling_ratio=2, spatial_scale=1 / 16, coordinate_transformation_mode="half_pixel")]
+    inits = [_weights("w", 8, 3, 3, 3), numpy_helper.from_array(boxes, "boxes"), _const("index", [0, 0, 0, 0])]
+    return _save(path, nodes, inits, 16, dims=(1, 3, 256, 256))
+
+
+IDIOMS = {"roi_align_half_pixel": (roi_align_half_pixel, None, {"roi-align-half-pixel"}),
+          "flatten_by_batch": (flatten_by_batch, "1x3x16x16", {"fold-constants"}),
           "channel_shuffle": (channel_shuffle, "1x3x16x16", {"fold-constants"}),
           "paddle_constants": (paddle_constants, None, {"fold-constants"}),
           "resize_by_sizes": (resize_by_sizes, None, {"resize-sizes"}),
