@@ -221,6 +221,7 @@ def cam(source: Source | Model, image: str | Path, class_index: int | None = Non
     tail(model.proto)  # the network's structure first: its error says more than the input's
     x, picture = read_input(str(image), model.inputs[0][1], list(mean) if mean else None, list(std) if std else None)
     result = class_activation_map(model.proto, x, class_index)
+    result.picture = picture
     if output is not None:
         write_png(output, picture, result.upsampled)
     return result

@@ -475,10 +475,14 @@ def list_targets() -> None:
 @click.option("--wide", is_flag=True, help="Print every column even when the table is wider than the terminal.")
 @click.option("--totals", is_flag=True,
               help="Only the totals (with --format csv: one row per quantity, raw numbers, JSON's names).")
+@click.option("--cam", "cam_image", type=click.Path(dir_okay=False), metavar="IMAGE",
+              help="With --format html: the class activation map of the network's top class on IMAGE after the "
+                   "tables (a GAP + FC network; --weights for trained ones).")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Trained weights for a spec (for --cam).")
 @model_options
 def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: str | None, sort: str | None,
             diff: bool, explain_layer: str | None, fold_bn: bool, units: str | None, wide: bool, totals: bool,
-            options: ModelOptions) -> None:
+            cam_image: str | None, weights: str | None, options: ModelOptions) -> None:
     """Analyze specs or ONNX files: paper-style tables of sizes, parameters, MACs, memory and receptive fields.
 
     \b
@@ -504,6 +508,20 @@ def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: st
     if diff and (stages or given("by") is click.core.ParameterSource.COMMANDLINE):
         raise UsageError("--diff compares two models layer by layer; --by and --stages do not apply to it",
                          code="bad-usage")
+    if cam_image and (fmt != "html" or len(models) != 1 or diff or explain_layer):
+        raise UsageError("--cam draws one model's class activation map in its HTML page: give one model and "
+                         "--format html", code="bad-usage")
+    figures = []
+    if cam_image:  # first: a network without GAP + FC is said before anything is rendered
+        from archc.render import Figure
+        from archc.render.cam import png
+        found = archc.cam(models[0], cam_image, options=options.with_(weights=weights))
+        assert found.picture is not None
+        row, col = found.peak
+        figures.append(Figure(f"Class activation map: class {found.class_index}", png(found.picture, found.upsampled),
+                              f"{Path(cam_image).name}: class {found.class_index} (score {found.score:.4g}), from the "
+                              f"{'×'.join(map(str, found.cam.shape))} maps of '{found.features}', upsampled; peak at "
+                              f"x={col}, y={row}", max(256, found.upsampled.shape[1])))
     results = [archc.read_result(m) if m.endswith(".json") else archc.analyze(m, options, fold_bn=fold_bn)
                for m in models]
     for a in results:
@@ -520,7 +538,7 @@ def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: st
     else:
         result = diff_of(*results) if diff else compare(results, sort) if len(results) > 1 else results[0]
         text = render_result(result, fmt, by=by, stages=stages, units=units, totals=totals,
-                             width=None if wide or output else "terminal")
+                             width=None if wide or output else "terminal", figures=figures)
     if output:
         from archc.util.atomic import write_text
         write_text(output, text)

@@ -28,6 +28,7 @@ class Cam:
     features: str  # the tensor of the last feature maps (N×K×h×w)
     cam: np.ndarray  # h×w, as computed (before normalising)
     upsampled: np.ndarray  # H×W of the input, normalised to [0, 1]
+    picture: np.ndarray | None = None  # H×W×3 uint8 to draw it on (the image given; `archc.cam` sets it)
 
     @property
     def peak(self) -> tuple[int, int]:

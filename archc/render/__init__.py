@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from archc.render.csv_out import render_csv
 from archc.render.fit import fit_table, table_width
-from archc.render.html import render_html
+from archc.render.html import Figure, render_html
 from archc.render.latex import render_latex
 from archc.render.markdown import render_markdown
 from archc.render.table import UNITS, UNKNOWN, Align, Column, Fmt, Table, count_fmt, format_cell, human_bytes, si
@@ -35,7 +36,8 @@ _SINGLE = {
 }
 
 
-def render(tables: list[Table], fmt: Format | str, title: str = "", width: int | None = None) -> str:
+def render(tables: list[Table], fmt: Format | str, title: str = "", width: int | None = None,
+           figures: Sequence[Figure] = ()) -> str:
     """Render `tables` in `fmt`. Several tables are separated by a blank line (HTML: one page holding them all,
     titled `title` or else the first table's title). A CSV holds one table: several are a ValueError. JSON is not
     rendered from tables: ValueError. `width` fits terminal text (`Format.TABLE`) to that many columns
@@ -49,7 +51,9 @@ def render(tables: list[Table], fmt: Format | str, title: str = "", width: int |
         raise ValueError("a CSV file holds one table: render each table to its own CSV")
     if fmt is Format.HTML:
         page_title = title or (tables[0].title if tables else "") or "archc"
-        return render_html(tables, page_title)
+        return render_html(tables, page_title, figures=figures)
+    if figures:
+        raise ValueError("figures are drawn in HTML only")
     if fmt is Format.TABLE:
         parts = [render_text(t, width=width).rstrip("\n") for t in tables]
     else:
@@ -59,9 +63,9 @@ def render(tables: list[Table], fmt: Format | str, title: str = "", width: int |
 
 def render_result(result: Analysis | Comparison | Diff | Profile, fmt: Format | str, *, by: str = "block",
                   stages: bool = False, units: str | None = None, totals: bool = False,
-                  width: int | Literal["terminal"] | None = None) -> str:
-    """An analysis, comparison or diff in `fmt`: JSON is the result's own contract (readable back with
-    `from_json`); every other format renders the result's views (`views.tables_for`).
+                  width: int | Literal["terminal"] | None = None, figures: Sequence[Figure] = ()) -> str:
+    """An analysis, comparison or diff in `fmt` (HTML with `figures` after its tables): JSON is the result's own
+    contract (readable back with `from_json`); every other format renders the result's views (`views.tables_for`).
 
     `units`: "exact" (25,557,032) or "si" (25.56M) counts in the layer, block, comparison and diff tables (None:
     exact, but SI in a comparison). `totals`: one model's totals table alone. CSV is one table: the block (or
@@ -78,11 +82,12 @@ def render_result(result: Analysis | Comparison | Diff | Profile, fmt: Format | 
     if fmt is Format.CSV:
         tables = [totals_data(result) if totals and isinstance(result, Analysis) else tables[0]]
     fit = terminal_width() if width == "terminal" else width
-    return render(tables, fmt, title=tables[0].title, width=fit if fmt is Format.TABLE else None)
+    return render(tables, fmt, title=tables[0].title, width=fit if fmt is Format.TABLE else None, figures=figures)
 
 
 __all__ = [
     "UNKNOWN",
+    "Figure",
     "Align",
     "Column",
     "Fmt",

@@ -19,10 +19,17 @@ def overlay(picture: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndar
     return (picture.astype(np.float32) * (1 - alpha) + jet(cam).astype(np.float32) * alpha).astype(np.uint8)
 
 
+def png(picture: np.ndarray, cam: np.ndarray) -> bytes:
+    """The overlay as PNG bytes."""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(overlay(picture, cam)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def write_png(path: str | Path, picture: np.ndarray, cam: np.ndarray) -> None:
     """The overlay, written atomically."""
-    from PIL import Image
-
-    from archc.util.atomic import atomic_file
-    with atomic_file(path) as f:
-        Image.fromarray(overlay(picture, cam)).save(f, format="PNG")
+    from archc.util.atomic import write_bytes
+    write_bytes(path, png(picture, cam))

@@ -99,6 +99,31 @@ def test_the_cli_draws_the_overlay(trained, tmp_path):
         assert img.size == (32, 32) and img.mode == "RGB"
 
 
+def test_the_html_analysis_shows_the_map(trained, tmp_path):
+    """`archc analyze --format html --cam IMAGE`: the tables, then the overlay embedded as a PNG with its caption."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+    folder, (x, labels, _) = trained
+    np.save(tmp_path / "x.npy", x[:1])
+    page = tmp_path / "gapnet.html"
+    done = subprocess.run([sys.executable, "-m", "archc", "analyze", str(folder / "gapnet.arch"), "--format", "html",
+                           "--cam", str(tmp_path / "x.npy"), "--weights", str(folder / "gapnet.pt"), "-o", str(page)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    html = page.read_text()
+    assert "<table>" in html and f"Class activation map: class {labels[0]}" in html
+    assert "16×16 maps of &#39;c3/relu&#39;" in html
+    (data,) = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    with Image.open(io.BytesIO(base64.b64decode(data))) as img:
+        assert img.size == (32, 32)
+    done = subprocess.run([sys.executable, "-m", "archc", "analyze", str(folder / "gapnet.arch"), "--cam",
+                           str(tmp_path / "x.npy")], capture_output=True, text=True)
+    cli_error(done, "bad-usage", 2, naming="--format html")
+
+
 def test_a_network_without_gap_and_fc_or_a_bad_class_is_one_sentence(trained, tmp_path):
     folder, (x, _, _) = trained
     np.save(tmp_path / "x.npy", x[:1])
