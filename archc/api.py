@@ -126,22 +126,32 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
 
 
 def _detection(model: Model, kind: str) -> Any:
-    """The post-processing record of `--detect KIND` for this model, from its network parameters."""
+    """The post-processing record of `--detect KIND` for this model, from its network parameters: YOLOv2's one head
+    takes every anchor; YOLOv3's heads (its outputs, coarsest first) take the anchors in reverse thirds, as
+    yolov3.cfg's masks (6,7,8 / 3,4,5 / 0,1,2)."""
     from archc.deploy.manifest import Detection
-    if kind != "yolov2":
-        raise UsageError(f"--detect {kind!r}: archc decodes 'yolov2' (region outputs with anchors)", code="bad-option")
+    if kind not in Detection.KINDS:
+        raise UsageError(f"--detect {kind!r}: archc decodes {' and '.join(Detection.KINDS)}", code="bad-option")
     params = model.graph.params if model.graph is not None else {}
     anchors, classes = params.get("anchors"), params.get("num_classes")
-    if not anchors or not isinstance(classes, int):
-        raise UsageError("--detect yolov2 needs the network parameters 'anchors' (w, h pairs in grid cells) and "
-                         "'num_classes', as specs/yolov2.arch has them", code="bad-usage")
-    shape = model.outputs[0][1]
-    need = len(anchors) // 2 * (5 + classes)
-    if len(anchors) % 2 or len(shape) != 4 or shape[1] != need:
-        raise UsageError(f"--detect yolov2: the first output '{model.outputs[0][0]}' is {'×'.join(map(str, shape))};"
-                         f" {len(anchors) // 2} anchors × (5 + {classes}) classes need N×{need}×H×W",
+    if not anchors or not isinstance(classes, int) or len(anchors) % 2:
+        raise UsageError(f"--detect {kind} needs the network parameters 'anchors' (w, h pairs) and 'num_classes', "
+                         f"as specs/{kind}.arch has them", code="bad-usage")
+    pairs = [tuple(float(v) for v in anchors[i:i + 2]) for i in range(0, len(anchors), 2)]
+    outputs = model.outputs if kind == "yolov3" else model.outputs[:1]
+    if len(pairs) % len(outputs):
+        raise UsageError(f"--detect {kind}: {len(pairs)} anchors do not share out over {len(outputs)} outputs",
                          code="bad-usage")
-    return Detection("yolov2", 0, tuple(float(a) for a in anchors), classes)
+    per = len(pairs) // len(outputs)
+    heads = []
+    for i, (name, shape) in enumerate(outputs):
+        mine = pairs[(len(outputs) - 1 - i) * per:(len(outputs) - i) * per]
+        need = per * (5 + classes)
+        if len(shape) != 4 or shape[1] != need:
+            raise UsageError(f"--detect {kind}: the output '{name}' is {'×'.join(map(str, shape))}; {per} anchors × "
+                             f"(5 + {classes}) classes need N×{need}×H×W", code="bad-usage")
+        heads.append((i, tuple(v for pair in mine for v in pair)))
+    return Detection(kind, tuple(heads), classes)
 
 
 def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str | Path | None = None,

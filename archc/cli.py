@@ -170,9 +170,9 @@ def main() -> None:
               "package unverified and exits 4.")
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="With --verify: the largest difference allowed, of each output's range.")
-@click.option("--detect", type=click.Choice(["yolov2"]),
-              help="TVM targets: the package's loaders decode the first output into boxes, scores and classes "
-                   "(YOLOv2's region output; the spec's `anchors` and `num_classes`).")
+@click.option("--detect", type=click.Choice(["yolov2", "yolov3"]),
+              help="TVM targets: the package's loaders decode the outputs into boxes, scores and classes "
+                   "(YOLOv2's region output, YOLOv3's heads; the spec's `anchors` and `num_classes`).")
 @rpc_options
 @model_options
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,

@@ -219,40 +219,46 @@ class CppLoader:
 
 @dataclass(frozen=True)
 class Detection:
-    """A detector's post-processing, which both loaders run after the library (archc_detect.py; main.cc): YOLOv2's
-    region decoding of output `output` (anchors as w, h pairs in grid cells; `classes` per anchor), boxes kept
-    above `confidence` (objectness × the best class's probability), greedy non-maximum suppression per class
-    above IoU `iou`, the `max_boxes` best."""
-    kind: str
-    output: int  # the index of the output decoded
-    anchors: tuple[float, ...]
+    """A detector's post-processing, which both loaders run after the library (archc_detect.py; main.cc): YOLO's
+    decoding of its head outputs (`heads`: each the output's index and its anchors' w, h pairs, in grid cells for
+    YOLOv2's softmax classes, in input pixels for YOLOv3's sigmoid ones), boxes kept above `confidence`
+    (objectness × the best class's probability), greedy non-maximum suppression per class above IoU `iou`, the
+    `max_boxes` best."""
+    kind: str  # "yolov2" or "yolov3"
+    heads: tuple[tuple[int, tuple[float, ...]], ...]
     classes: int
     confidence: float = 0.25
     iou: float = 0.45
     max_boxes: int = 100
 
+    KINDS = ("yolov2", "yolov3")
+
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "output": self.output, "anchors": list(self.anchors), "classes": self.classes,
-                "confidence": self.confidence, "iou": self.iou, "max_boxes": self.max_boxes}
+        return {"kind": self.kind, "heads": [{"output": o, "anchors": list(a)} for o, a in self.heads],
+                "classes": self.classes, "confidence": self.confidence, "iou": self.iou, "max_boxes": self.max_boxes}
 
     @classmethod
     def from_json(cls, data: Any) -> Detection:
         where = "the manifest's detection"
         kind = _get(data, "kind", str, where)
-        if kind != "yolov2":
+        if kind not in cls.KINDS:
             raise ManifestError(f"{where} is of kind '{kind}', which this archc does not decode")
-        anchors = _get(data, "anchors", list, where)
-        if len(anchors) < 2 or len(anchors) % 2 or not all(isinstance(a, (int, float)) for a in anchors):
-            raise ManifestError(f"{where}'s anchors are not pairs of numbers")
-        return cls(kind, _get(data, "output", int, where), tuple(float(a) for a in anchors),
-                   _get(data, "classes", int, where), float(_get(data, "confidence", (int, float), where)),
-                   float(_get(data, "iou", (int, float), where)), _get(data, "max_boxes", int, where))
+        heads = []
+        for head in _get(data, "heads", list, where):
+            anchors = _get(head, "anchors", list, f"{where}'s head")
+            if len(anchors) < 2 or len(anchors) % 2 or not all(isinstance(a, (int, float)) for a in anchors):
+                raise ManifestError(f"{where}'s anchors are not pairs of numbers")
+            heads.append((_get(head, "output", int, f"{where}'s head"), tuple(float(a) for a in anchors)))
+        return cls(kind, tuple(heads), _get(data, "classes", int, where),
+                   float(_get(data, "confidence", (int, float), where)), float(_get(data, "iou", (int, float), where)),
+                   _get(data, "max_boxes", int, where))
 
     def to_text(self) -> str:
-        """As the C++ loader reads it (detection.txt): one `key value…` line each."""
-        return (f"kind {self.kind}\noutput {self.output}\nanchors {' '.join(repr(a) for a in self.anchors)}\n"
-                f"classes {self.classes}\nconfidence {self.confidence!r}\niou {self.iou!r}\n"
-                f"max_boxes {self.max_boxes}\n")
+        """As the C++ loader reads it (detection.txt): one `key value…` line each, a `head OUTPUT w h w h …` line
+        per head."""
+        heads = "".join(f"head {o} {' '.join(repr(a) for a in anchors)}\n" for o, anchors in self.heads)
+        return (f"kind {self.kind}\n{heads}classes {self.classes}\nconfidence {self.confidence!r}\n"
+                f"iou {self.iou!r}\nmax_boxes {self.max_boxes}\n")
 
 
 @dataclass

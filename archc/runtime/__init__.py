@@ -221,9 +221,9 @@ class Package:
             raise PackageError(f"'{self.path}' is not a detector package: compile it with --detect to get boxes",
                                code="not-a-detector")
         shape = self.inputs[0].shape
-        return _detect.yolov2(outputs[det.output], det.anchors, det.classes, (shape[2], shape[3]),
-                              det.confidence if confidence is None else confidence, det.iou if iou is None else iou,
-                              det.max_boxes)
+        return _detect.yolo(det.kind, outputs, det.heads, det.classes, (shape[2], shape[3]),
+                            det.confidence if confidence is None else confidence, det.iou if iou is None else iou,
+                            det.max_boxes)
 
     def time(self, inputs: dict[str, np.ndarray], repeat: int = 10) -> list[float]:
         """Seconds per run of `repeat` runs after one warm-up (under qemu: measured inside the emulated process,

@@ -7,6 +7,7 @@ low confidence threshold (0.05); the outputs of the library and of onnxruntime d
 scores to 1e-5."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -37,34 +38,41 @@ def package(tmp_path_factory):
     return folder
 
 
-def _reference(raw: np.ndarray, anchors: list[float], classes: int, size: int, confidence: float, iou: float):
-    """YOLOv2's decoding, cell by cell: (box, score, class) best first, then greedy suppression per class."""
-    _, _, h, w = raw.shape
+def _reference(raws: list[np.ndarray], det, size: int) -> list[tuple]:
+    """YOLO's decoding, cell by cell: (box, score, class) best first, then greedy suppression per class. YOLOv2:
+    anchors in grid cells and a softmax over the classes; YOLOv3: anchors in input pixels and a sigmoid a class."""
     found = []
-    for a in range(len(anchors) // 2):
-        for y in range(h):
-            for x in range(w):
-                v = [float(raw[0, a * (5 + classes) + k, y, x]) for k in range(5 + classes)]
-                sig = [1 / (1 + math.exp(-t)) for t in v[:2] + [v[4]]]
-                cx, cy = (x + sig[0]) / w, (y + sig[1]) / h
-                bw, bh = anchors[2 * a] * math.exp(v[2]) / w, anchors[2 * a + 1] * math.exp(v[3]) / h
-                logits = v[5:]
-                top = max(logits)
-                probs = [math.exp(t - top) / sum(math.exp(u - top) for u in logits) for t in logits]
-                best = max(range(classes), key=lambda k: probs[k])
-                score = sig[2] * probs[best]
-                if score > confidence:
-                    found.append(((cx - bw / 2) * size, (cy - bh / 2) * size, (cx + bw / 2) * size,
-                                  (cy + bh / 2) * size, score, best))
+    for index, anchors in det.heads:
+        raw, classes = raws[index], det.classes
+        _, _, h, w = raw.shape
+        for a in range(len(anchors) // 2):
+            for y in range(h):
+                for x in range(w):
+                    v = [float(raw[0, a * (5 + classes) + k, y, x]) for k in range(5 + classes)]
+                    sig = [1 / (1 + math.exp(-t)) for t in v]
+                    cx, cy = (x + sig[0]) / w, (y + sig[1]) / h
+                    if det.kind == "yolov2":
+                        bw, bh = anchors[2 * a] * math.exp(v[2]) / w, anchors[2 * a + 1] * math.exp(v[3]) / h
+                        top = max(v[5:])
+                        probs = [math.exp(t - top) / sum(math.exp(u - top) for u in v[5:]) for t in v[5:]]
+                    else:
+                        bw, bh = anchors[2 * a] * math.exp(v[2]) / size, anchors[2 * a + 1] * math.exp(v[3]) / size
+                        probs = sig[5:]
+                    best = max(range(classes), key=lambda k: probs[k])
+                    score = sig[4] * probs[best]
+                    if score > det.confidence:
+                        found.append(((cx - bw / 2) * size, (cy - bh / 2) * size, (cx + bw / 2) * size,
+                                      (cy + bh / 2) * size, score, best))
     found.sort(key=lambda b: -b[4])
+
     def overlap(b: tuple, k: tuple) -> float:
         inter = max(0.0, min(b[2], k[2]) - max(b[0], k[0])) * max(0.0, min(b[3], k[3]) - max(b[1], k[1]))
         return inter / ((b[2] - b[0]) * (b[3] - b[1]) + (k[2] - k[0]) * (k[3] - k[1]) - inter)
     kept: list[tuple] = []
     for b in found:
-        if not any(k[5] == b[5] and overlap(b, k) > iou for k in kept):
+        if not any(k[5] == b[5] and overlap(b, k) > det.iou for k in kept):
             kept.append(b)
-    return kept[:100]
+    return kept[:det.max_boxes]
 
 
 def _match(got, want) -> None:
@@ -83,8 +91,8 @@ def test_the_python_loaders_boxes_are_onnxruntimes_decoded(package):
     x = {"image": np.random.default_rng(4).standard_normal((1, 3, 416, 416)).astype(np.float32)}
     (raw,) = onnxruntime_outputs(package / "model.onnx", x)
     det = pkg.manifest.detection
-    assert det.classes == 20 and len(det.anchors) == 10 and det.iou == 0.45
-    want = _reference(raw, list(det.anchors), det.classes, 416, det.confidence, det.iou)
+    assert det.classes == 20 and det.iou == 0.45 and [(o, len(a)) for o, a in det.heads] == [(0, 10)]
+    want = _reference([raw], det, 416)
     got = pkg.detect(x)
     _match(got, want)
     assert got.boxes.shape == (len(got.scores), 4) and list(got.scores) == sorted(got.scores, reverse=True)
@@ -120,9 +128,49 @@ def test_an_arm64_detector_gives_the_same_boxes_under_qemu(tmp_path):
     pkg = load_package(folder)
     x = {"image": np.random.default_rng(6).standard_normal((1, 3, 416, 416)).astype(np.float32)}
     (raw,) = onnxruntime_outputs(folder / "model.onnx", x)
-    det = pkg.manifest.detection
-    _match(pkg.detect(x), _reference(raw, list(det.anchors), det.classes, 416, det.confidence, det.iou))
+    _match(pkg.detect(x), _reference([raw], pkg.manifest.detection, 416))
     assert pkg.emulated  # it ran under qemu
+
+
+TWO_HEADS = """network t(num_classes = 3, anchors = [10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319]) {
+  input image: 3x64x64
+  let outputs = len(anchors) // 4 * (5 + num_classes)
+  c1: conv(8, 3, stride=2) leaky(0.1)
+  c2: conv(16, 3, stride=2) leaky(0.1)
+  c3: conv(16, 3, stride=2) leaky(0.1)   # 8×8: the finer head's
+  c4: conv(16, 3, stride=2) leaky(0.1)   # 4×4: the coarser head's
+  head1: conv(outputs, 1)
+  head2: @c3 conv(outputs, 1)
+  output head1, head2
+}
+"""
+
+
+def test_yolov3_heads_decode_in_both_loaders(tmp_path):
+    """--detect yolov3 on a network with two heads, as YOLOv3-tiny: the coarser head (4×4, the first output)
+    takes the larger three anchors, the finer the smaller; anchors in input pixels, a sigmoid a class; both
+    loaders give onnxruntime's boxes."""
+    spec = tmp_path / "two.arch"
+    spec.write_text(TWO_HEADS)
+    folder = Path(archc.compile(spec, target="native", output=tmp_path / "pkg", quick=0, detect="yolov3").output)
+    pkg = load_package(folder)
+    det = pkg.manifest.detection
+    assert det.kind == "yolov3" and det.heads == ((0, (81.0, 82.0, 135.0, 169.0, 344.0, 319.0)),
+                                                  (1, (10.0, 14.0, 23.0, 27.0, 37.0, 58.0)))
+    x = {"image": np.random.default_rng(7).standard_normal((1, 3, 64, 64)).astype(np.float32)}
+    raws = onnxruntime_outputs(folder / "model.onnx", x)
+    got = pkg.detect(x, confidence=0.3)
+    _match(got, _reference(raws, dataclasses.replace(det, confidence=0.3), 64))
+    if shutil.which("g++") is None or not (folder / "include").is_dir():
+        return
+    assert subprocess.run(["make", "-C", str(folder / "cpp")], capture_output=True).returncode == 0
+    np.save(tmp_path / "x.npy", x["image"])
+    run = subprocess.run([str(folder / "run_model"), str(folder / "t.so"), str(tmp_path / "x.npy"), "-o",
+                          str(tmp_path / "out")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    full = pkg.detect(x)  # the C++ loader reads the manifest's threshold, 0.25
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "boxes.npy"), full.boxes, rtol=0, atol=1e-3)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "classes.npy"), full.classes)
 
 
 def test_what_is_not_a_detector_says_so(tmp_path):

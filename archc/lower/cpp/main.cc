@@ -202,12 +202,19 @@ void MakeDirs(const std::string& dir) {
 }
 
 // ---- a detector's post-processing: detection.txt beside the model (archc compile --detect) ---------------------
-// YOLOv2's region decoding and greedy per-class non-maximum suppression, as the Python loader's archc_detect.py
-// does it (the same steps in the same order, in double precision): see that file for the arithmetic.
+// YOLO's decoding (v2's region output, v3's heads) and greedy per-class non-maximum suppression, as the Python
+// loader's archc_detect.py does it (the same steps in the same order, in double precision): see that file for the
+// arithmetic.
+struct Head {
+  int output = 0;
+  std::vector<double> anchors;  // w, h pairs: grid cells (yolov2) or input pixels (yolov3)
+};
+
 struct Detection {
-  int output = 0, classes = 0, max_boxes = 100;
+  std::string kind;
+  std::vector<Head> heads;
+  int classes = 0, max_boxes = 100;
   double confidence = 0.25, iou = 0.45;
-  std::vector<double> anchors;
 };
 
 std::optional<Detection> ReadDetection(const std::string& model) {
@@ -221,13 +228,14 @@ std::optional<Detection> ReadDetection(const std::string& model) {
     std::istringstream words(line);
     if (!(words >> key)) continue;
     if (key == "kind") {
-      std::string kind;
-      words >> kind;
-      if (kind != "yolov2") Fail("'" + path + "' asks for a '" + kind + "' decoding, which this loader lacks");
-    } else if (key == "output") {
-      words >> d.output;
-    } else if (key == "anchors") {
-      for (double a; words >> a;) d.anchors.push_back(a);
+      words >> d.kind;
+      if (d.kind != "yolov2" && d.kind != "yolov3")
+        Fail("'" + path + "' asks for a '" + d.kind + "' decoding, which this loader lacks");
+    } else if (key == "head") {
+      Head h;
+      words >> h.output;
+      for (double a; words >> a;) h.anchors.push_back(a);
+      d.heads.push_back(h);
     } else if (key == "classes") {
       words >> d.classes;
     } else if (key == "confidence") {
@@ -238,7 +246,9 @@ std::optional<Detection> ReadDetection(const std::string& model) {
       words >> d.max_boxes;
     }
   }
-  if (d.anchors.empty() || d.anchors.size() % 2 || d.classes < 1) Fail("'" + path + "' is malformed");
+  bool ok = !d.kind.empty() && !d.heads.empty() && d.classes >= 1;
+  for (const Head& h : d.heads) ok = ok && !h.anchors.empty() && h.anchors.size() % 2 == 0 && h.output >= 0;
+  if (!ok) Fail("'" + path + "' is malformed");
   return d;
 }
 
@@ -247,44 +257,61 @@ struct Box {
   int64_t cls;
 };
 
-std::vector<Box> DecodeYolov2(const Detection& d, const float* raw, const std::vector<int64_t>& shape,
-                              int64_t image_h, int64_t image_w) {
-  const int64_t a_count = static_cast<int64_t>(d.anchors.size() / 2), c = d.classes, per = 5 + c;
+struct Candidate {
+  double x1, y1, x2, y2, score;
+  int64_t cls;
+};
+
+// One head's candidates above the confidence, in the order anchor, row, column.
+void DecodeHead(const Detection& d, const Head& head, const float* raw, const std::vector<int64_t>& shape,
+                int64_t image_h, int64_t image_w, std::vector<Candidate>* found) {
+  const int64_t a_count = static_cast<int64_t>(head.anchors.size() / 2), c = d.classes, per = 5 + c;
   if (shape.size() != 4 || shape[1] != a_count * per)
-    Fail("output " + std::to_string(d.output) + " is " + Dims(shape) + "; " + std::to_string(a_count) +
+    Fail("output " + std::to_string(head.output) + " is " + Dims(shape) + "; " + std::to_string(a_count) +
          " anchors × (5 + " + std::to_string(c) + ") classes do not fit it");
   const int64_t h = shape[2], w = shape[3];
+  const bool v2 = d.kind == "yolov2";
+  const double unit_w = static_cast<double>(v2 ? w : image_w), unit_h = static_cast<double>(v2 ? h : image_h);
   auto at = [&](int64_t a, int64_t k, int64_t y, int64_t x) {
     return static_cast<double>(raw[((a * per + k) * h + y) * w + x]);
   };
   auto sigmoid = [](double v) { return 1 / (1 + std::exp(-v)); };
-  struct Candidate { double x1, y1, x2, y2, score; int64_t cls; };
-  std::vector<Candidate> found;
   for (int64_t a = 0; a < a_count; ++a) {
     for (int64_t y = 0; y < h; ++y) {
       for (int64_t x = 0; x < w; ++x) {
         double cx = (static_cast<double>(x) + sigmoid(at(a, 0, y, x))) / static_cast<double>(w);
         double cy = (static_cast<double>(y) + sigmoid(at(a, 1, y, x))) / static_cast<double>(h);
-        double bw = d.anchors[2 * a] * std::exp(at(a, 2, y, x)) / static_cast<double>(w);
-        double bh = d.anchors[2 * a + 1] * std::exp(at(a, 3, y, x)) / static_cast<double>(h);
+        double bw = head.anchors[2 * a] * std::exp(at(a, 2, y, x)) / unit_w;
+        double bh = head.anchors[2 * a + 1] * std::exp(at(a, 3, y, x)) / unit_h;
         double objectness = sigmoid(at(a, 4, y, x));
-        double top = at(a, 5, y, x);
-        for (int64_t k = 1; k < c; ++k) top = std::max(top, at(a, 5 + k, y, x));
-        double sum = 0, best_e = -1;
+        double best_p = -1;
         int64_t best = 0;
-        for (int64_t k = 0; k < c; ++k) {
-          double e = std::exp(at(a, 5 + k, y, x) - top);
-          sum += e;
-          if (e > best_e) best_e = e, best = k;
+        if (v2) {  // softmax over the classes
+          double top = at(a, 5, y, x), sum = 0;
+          for (int64_t k = 1; k < c; ++k) top = std::max(top, at(a, 5 + k, y, x));
+          for (int64_t k = 0; k < c; ++k) {
+            double e = std::exp(at(a, 5 + k, y, x) - top);
+            sum += e;
+            if (e > best_p) best_p = e, best = k;
+          }
+          best_p /= sum;
+        } else {  // each class its own sigmoid
+          for (int64_t k = 0; k < c; ++k) {
+            double p = sigmoid(at(a, 5 + k, y, x));
+            if (p > best_p) best_p = p, best = k;
+          }
         }
-        double score = objectness * (best_e / sum);
+        double score = objectness * best_p;
         if (score > d.confidence)
-          found.push_back({(cx - bw / 2) * static_cast<double>(image_w), (cy - bh / 2) * static_cast<double>(image_h),
-                           (cx + bw / 2) * static_cast<double>(image_w), (cy + bh / 2) * static_cast<double>(image_h),
-                           score, best});
+          found->push_back({(cx - bw / 2) * static_cast<double>(image_w), (cy - bh / 2) * static_cast<double>(image_h),
+                            (cx + bw / 2) * static_cast<double>(image_w), (cy + bh / 2) * static_cast<double>(image_h),
+                            score, best});
       }
     }
   }
+}
+
+std::vector<Box> Suppress(const Detection& d, std::vector<Candidate> found) {
   std::stable_sort(found.begin(), found.end(), [](const Candidate& p, const Candidate& q) {
     return p.score > q.score;
   });
@@ -636,17 +663,20 @@ int Run(const Options& o) {
     }
     std::printf("output %zu: %s %s (%s)\n", i, Dims(shape).c_str(), type->name, where.c_str());
   }
-  if (detection) {  // decoded on the host: the output copied out as float32
-    if (detection->output >= static_cast<int>(outputs.size()) || ByDL(outputs[detection->output].dtype()) !=
-        ByDL(DLDataType{kDLFloat, 32, 1}))
-      Fail("detection.txt decodes output " + std::to_string(detection->output) + ", which is no float32 output");
-    const ffi::Tensor& y = outputs[detection->output];
-    std::vector<int64_t> shape(y.shape().begin(), y.shape().end());
-    std::vector<float> raw(ffi::GetDataSize(*y.GetDLTensorPtr()) / sizeof(float));
-    copy_out(y, static_cast<void*>(raw.data()), static_cast<int64_t>(raw.size() * sizeof(float)));
+  if (detection) {  // decoded on the host: each head's output copied out as float32
+    std::vector<Candidate> found;
     const std::vector<int64_t>& image = inputs[0].shape;
-    WriteDetections(DecodeYolov2(*detection, raw.data(), shape, image[image.size() - 2], image.back()), o.out_dir,
-                    detection->confidence);
+    for (const Head& head : detection->heads) {
+      if (head.output >= static_cast<int>(outputs.size()) ||
+          ByDL(outputs[head.output].dtype()) != ByDL(DLDataType{kDLFloat, 32, 1}))
+        Fail("detection.txt decodes output " + std::to_string(head.output) + ", which is no float32 output");
+      const ffi::Tensor& y = outputs[head.output];
+      std::vector<int64_t> shape(y.shape().begin(), y.shape().end());
+      std::vector<float> raw(ffi::GetDataSize(*y.GetDLTensorPtr()) / sizeof(float));
+      copy_out(y, static_cast<void*>(raw.data()), static_cast<int64_t>(raw.size() * sizeof(float)));
+      DecodeHead(*detection, head, raw.data(), shape, image[image.size() - 2], image.back(), &found);
+    }
+    WriteDetections(Suppress(*detection, std::move(found)), o.out_dir, detection->confidence);
   }
   if (times.empty()) {
     std::printf("time: %.3f ms (one run on %s; --repeat N for a median)\n", first,
