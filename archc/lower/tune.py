@@ -133,20 +133,21 @@ def _cpu_tensor_intrinsics() -> None:
         importlib.import_module(f"{name}.{submodule}")
 
 
-def population(per_task: int) -> int:
-    """The evolutionary search's population for a budget of `per_task` trials a kernel: MetaSchedule's 512 where
-    the budget is large, 8 candidates per trial below that (at least 32). Evolving 512 candidates to measure the
-    best two cost 15 s of a 1-trial tuning run here, against 3 s with 32 (a build's short pass measures two)."""
-    return min(512, max(32, 8 * per_task))
+def population(per_round: int) -> int:
+    """The evolutionary search's population for `per_round` trials a kernel a round: 8 candidates a trial (at least
+    32), MetaSchedule's own 512 from 64 a round. Evolving 512 candidates to measure the best two cost 15 s of a
+    1-trial tuning run here, against 3 s with 32 (a build's short pass measures two); a time budget's rounds of 8
+    evolve 64."""
+    return min(512, max(32, 8 * per_round))
 
 
-def _contexts(tasks: list[Any], per_task: int) -> tuple[list[Any], list[float]]:
+def _contexts(tasks: list[Any], per_round: int) -> tuple[list[Any], list[float]]:
     """One TuneContext per task, as `ms.relax_integration.extracted_tasks_to_tune_contexts` makes them but with
     archc's logger and a population sized to the budget. Its own loggers come from `logging.config.dictConfig`,
     which resets the whole process's logging on every call (closing every handler, pytest's included) and leaves a
     console and a file handler per task open; under pytest's log capture the second tuning run in a process then
     failed inside TVM (issue 20)."""
-    size = population(per_task)
+    size = population(per_round)
     contexts = [ms.TuneContext(mod=t.dispatched[0], target=t.target, space_generator="post-order-apply",
                                search_strategy=ms.search_strategy.EvolutionarySearch(
                                    population_size=size, init_min_unmeasured=min(50, size)),
@@ -227,7 +228,7 @@ def _tune(tasks: list[Any], tgt: Any, target: Target, db: Path, budget: Budget, 
         callbacks = [*ms.measure_callback.MeasureCallback.create("default"), _PyMeasureCallback(measured)]
         if str(tgt.kind) == "llvm":
             _cpu_tensor_intrinsics()
-        contexts, weights = _contexts(tasks, per_task)
+        contexts, weights = _contexts(tasks, per_round)
         candidates = tempfile.mkdtemp(prefix="archc-candidates-")
         builder = ms.builder.LocalBuilder(f_build=_build, f_export=partial(_export, target.cross_compiler, candidates)
                                           ) if target.tvm.get("kind") != "cuda" else "local"

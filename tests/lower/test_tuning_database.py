@@ -33,10 +33,12 @@ def test_a_budget_is_spread_over_the_kernels_with_nothing_dropped(trials, tasks)
     assert 1 <= per_round <= min(64, per_task)  # every task gets its share each round
 
 
-def test_the_search_population_grows_with_the_budget_up_to_metaschedules():
-    """A short pass (two trials a kernel) evolves 32 candidates, not 512; a real budget or a time budget (a
-    million trials without end) gets MetaSchedule's own 512."""
-    assert [population(n) for n in (1, 2, 4, 8, 63, 64, 1000, 1_000_000)] == [32, 32, 32, 64, 504, 512, 512, 512]
+def test_the_search_population_grows_with_the_trials_of_a_round_up_to_metaschedules():
+    """A short pass (two trials a kernel) evolves 32 candidates, not 512; a time budget's rounds of 8 evolve 64;
+    rounds of 64 (the most a round measures) MetaSchedule's own 512."""
+    from archc.lower.tune import MINUTES_ROUND
+    assert [population(n) for n in (1, 2, 4, 8, 63, 64)] == [32, 32, 32, 64, 504, 512]
+    assert population(MINUTES_ROUND) == 64 and population(spread(1000, 7)[0]) == 512
 
 
 def test_a_second_writer_waits_for_the_first_and_says_who_holds_the_database(tmp_path, capfd):
