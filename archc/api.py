@@ -78,9 +78,9 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
     beside onnxruntime on random inputs where this machine runs it natively, or with `rpc` (an
     `archc.runtime.rpc.Remote`) on that device, every output within `tolerance` of its range (default
     `lower.verify.TOLERANCE`, 1e-4); on a mismatch the first diverging node is named, the package is written marked
-    unverified in its manifest, and `VerificationFailed` is raised. `detect` ("yolov2"): the package's loaders
-    decode the first output into boxes, scores and classes (`Package.detect`), with the network's `anchors` and
-    `num_classes` parameters."""
+    unverified in its manifest, and `VerificationFailed` is raised. `detect` ("yolov2" or "yolov3"): the package's
+    loaders decode the head outputs into boxes, scores and classes (`Package.detect`), with the network's `anchors`
+    and `num_classes` parameters (`_detection`)."""
     from archc import targets
     from archc.util.onnx_skeleton import write_model
     tgt = targets.get(target) if isinstance(target, str) else target
@@ -228,9 +228,9 @@ def cam(source: Source | Model, image: str | Path, class_index: int | None = Non
     model = source if not isinstance(source, (str, Path)) else load(source, **kw)
     if not model.has_weights:
         raise ArchcError("a class activation map needs the network's weights; load it with them", code="no-weights")
-    tail(model.proto)  # the network's structure first: its error says more than the input's
+    found = tail(model.proto)  # the network's structure first: its error says more than the input's
     x, picture = read_input(str(image), model.inputs[0][1], list(mean) if mean else None, list(std) if std else None)
-    result = class_activation_map(model.proto, x, class_index)
+    result = class_activation_map(model.proto, found, x, class_index)
     result.picture = picture
     if output is not None:
         write_png(output, picture, result.upsampled)

@@ -517,11 +517,8 @@ def analyze(models: tuple[str, ...], by: str, stages: bool, fmt: str, output: st
         from archc.render.cam import png
         found = archc.cam(models[0], cam_image, options=options.with_(weights=weights))
         assert found.picture is not None
-        row, col = found.peak
         figures.append(Figure(f"Class activation map: class {found.class_index}", png(found.picture, found.upsampled),
-                              f"{Path(cam_image).name}: class {found.class_index} (score {found.score:.4g}), from the "
-                              f"{'×'.join(map(str, found.cam.shape))} maps of '{found.features}', upsampled; peak at "
-                              f"x={col}, y={row}", max(256, found.upsampled.shape[1])))
+                              f"{Path(cam_image).name}: {found.summary}", max(256, found.upsampled.shape[1])))
     results = [archc.read_result(m) if m.endswith(".json") else archc.analyze(m, options, fold_bn=fold_bn)
                for m in models]
     for a in results:
@@ -574,9 +571,7 @@ def cam_cmd(model: str, image: str, class_index: int | None, output: str | None,
     out = Path(output) if output else Path(Path(image).stem + ".cam.png")
     result = archc.cam(model, image, class_index, out, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
                        weights=weights)
-    row, col = result.peak
-    click.echo(f"wrote {out}: class {result.class_index} (score {result.score:.4g}), from the "
-               f"{'×'.join(map(str, result.cam.shape))} maps of '{result.features}'; peak at x={col}, y={row}")
+    click.echo(f"wrote {out}: {result.summary}")
 
 
 @main.command("import")

@@ -36,6 +36,13 @@ class Cam:
         row, col = np.unravel_index(int(np.argmax(self.upsampled)), self.upsampled.shape)
         return int(row), int(col)
 
+    @property
+    def summary(self) -> str:
+        """One line: the class and its score, the maps it came from, where it peaks."""
+        row, col = self.peak
+        return (f"class {self.class_index} (score {self.score:.4g}), from the {'×'.join(map(str, self.cam.shape))} "
+                f"maps of '{self.features}'; peak at x={col}, y={row}")
+
 
 @dataclass
 class _Tail:
@@ -108,10 +115,11 @@ def _bilinear(m: np.ndarray, height: int, width: int) -> np.ndarray:
     return top * (1 - fr)[:, None] + bottom * fr[:, None]
 
 
-def class_activation_map(model: onnx.ModelProto, x: np.ndarray, class_index: int | None = None) -> Cam:
-    """The CAM of `class_index` (default: the network's top class) for input `x` (1×C×H×W)."""
+def class_activation_map(model: onnx.ModelProto, found: _Tail, x: np.ndarray, class_index: int | None = None
+                         ) -> Cam:
+    """The CAM of `class_index` (default: the network's top class) for input `x` (1×C×H×W), from the tail that
+    `tail(model)` found."""
     import onnxruntime as ort
-    found = tail(model)
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     if found.features not in {o.name for o in probe.graph.output}:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from archc.diagnostics import Collector, Span
-from archc.importers.imported import Imported
+from archc.importers.imported import Imported, identifier
 from archc.spec.codes import SYNTAX, UNSUPPORTED
 
 TOKEN = re.compile(r'\s*(?:#[^\n]*|("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\')|([{}:;,\[\]<>])|([^\s{}:;,"\'#\[\]<>]+))')
@@ -132,8 +132,7 @@ class _Net:
         self.diags.error(UNSUPPORTED, message, Span(self.file, line, 1, line, 1))
 
     def label(self, name: str) -> str:
-        base = re.sub(r"\W", "_", name).strip("_") or "layer"
-        base = base if base[0].isalpha() else "l" + base
+        base = identifier(name, "layer", "l")
         label, n = base, 2
         while label in self.labels:
             label, n = f"{base}_{n}", n + 1
@@ -267,8 +266,7 @@ def convert(text: str, file: str) -> Imported:
                 continue  # a training-only layer (loss, accuracy)
             net.add(layer)
     diags.raise_if_errors()
-    name = re.sub(r"\W", "_", str(root.get("name", Path(file).stem))).strip("_") or "caffe"
-    name = name if name[0].isalpha() else "n" + name
+    name = identifier(str(root.get("name", Path(file).stem)), "caffe", "n")
     width = max(len(f"  {label}: {text}" if label else f"  {text}") for label, text, _ in net.lines)
     lines = [(f"  {label}: {text}" if label else f"  {text}", c) for label, text, c in net.lines]
     body = [(line.ljust(min(width, 70)) + f"  # {c}" if c else line) for line, c in lines]

@@ -22,7 +22,7 @@ import numpy as np
 
 from archc.diagnostics import Collector, Span
 from archc.errors import ArchcError
-from archc.importers.imported import Imported
+from archc.importers.imported import Imported, identifier
 from archc.spec.codes import SYNTAX, UNSUPPORTED
 
 ACTIVATIONS = {"linear": "", "leaky": "leaky(0.1)", "relu": "relu", "logistic": "sigmoid", "tanh": "tanh",
@@ -76,7 +76,7 @@ class _Layers:
         self.layout: list[tuple[str, tuple[int, ...]]] = []
         self.outputs: list[str] = []
 
-    def stored(self, section: Section, *tensors: tuple[str, tuple[int, ...]]) -> None:
+    def stored(self, *tensors: tuple[str, tuple[int, ...]]) -> None:
         """The layer's tensors in the order its .weights file holds them, with archc's names and shapes."""
         self.layout.extend(tensors)
         self.weights += sum(math.prod(shape) for _, shape in tensors)
@@ -164,12 +164,12 @@ class _Layers:
             self.bflops += 2 * macs / 1e9
             label = f"{op}{i}"
             if s.kind == "local":
-                self.stored(s, (f"{label}.bias", (n, oh, ow)), (f"{label}.weight", (oh * ow, n, c, size, size)))
+                self.stored((f"{label}.bias", (n, oh, ow)), (f"{label}.weight", (oh * ow, n, c, size, size)))
             elif bn:  # Darknet's biases are the batch norm's shift
-                self.stored(s, *((f"{label}/bn.{t}", (n,)) for t in ("bias", "weight", "running_mean", "running_var")),
+                self.stored(*((f"{label}/bn.{t}", (n,)) for t in ("bias", "weight", "running_mean", "running_var")),
                             (f"{label}.weight", (n, c // groups, size, size)))
             else:
-                self.stored(s, (f"{label}.bias", (n,)), (f"{label}.weight", (n, c // groups, size, size)))
+                self.stored((f"{label}.bias", (n,)), (f"{label}.weight", (n, c // groups, size, size)))
             self.emit(label, body, (n, oh, ow), s, source)
         elif s.kind in ("maxpool", "max"):
             stride = self.value(s, "stride", 1)
@@ -189,7 +189,7 @@ class _Layers:
         elif s.kind in ("connected", "conn"):
             n = self.value(s, "output", 1)
             self.bflops += 2 * c * h * w * n / 1e9
-            self.stored(s, (f"fc{i}.bias", (n,)), (f"fc{i}.weight", (n, c * h * w)))
+            self.stored((f"fc{i}.bias", (n,)), (f"fc{i}.weight", (n, c * h * w)))
             if self.value(s, "batch_normalize", 0) == 1:
                 self.error(s, "a connected layer with batch_normalize is not imported", "batch_normalize")
             if not self.flat:  # a line of its own, so that the label names the dense layer (its weights fc12.*)
@@ -283,8 +283,7 @@ def convert(text: str, file: str) -> Imported:
         layers.add(i, s, layers.shapes[i - 1] if i else shape)
     diags.raise_if_errors()
     outputs = layers.outputs or [layers.labels[-1]]
-    name = re.sub(r"\W", "_", Path(file).stem).strip("_") or "darknet"
-    name = name if name[0].isalpha() else "n" + name
+    name = identifier(Path(file).stem, "darknet", "n")
     head = [f"# Imported from {Path(file).name} (Darknet cfg) by `archc import`: one layer per line, named after its",
             "# kind and Darknet's layer number; each comment gives the cfg line it came from.",
             f"# Darknet's figures: {layers.bflops:.3f} BFLOPs (2 × multiply-adds of its convolutional, local and "

@@ -1,7 +1,15 @@
 """What an importer returns."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+
+def identifier(text: str, fallback: str, prefix: str) -> str:
+    """`text` as a spec name: every other character than a letter, digit or _ made _, `prefix` before a leading
+    digit, `fallback` where nothing is left."""
+    name = re.sub(r"\W", "_", text).strip("_") or fallback
+    return name if name[0].isalpha() else prefix + name
 
 
 @dataclass

@@ -162,7 +162,7 @@ def build_local(a: Attrs, shapes: Sequence[Shape]) -> Built:
     weights = [WeightSpec("weight", (places, out, x[1], *k), Init.FAN, fan_in=taps, fan_out=out * k[0] * k[1])]
     if a["bias"]:
         weights.append(WeightSpec("bias", (out, oh, ow), Init.ZEROS))
-    return Built((x[0], out, oh, ow), tuple(weights), dict(kernel=k, strides=s, pads=pads))
+    return Built((x[0], out, oh, ow), tuple(weights), dict(kernel=k, strides=s, pads=pads, size=(oh, ow)))
 
 
 def _emit_local(ctx: EmitCtx, attrs: Attrs) -> None:
@@ -171,9 +171,8 @@ def _emit_local(ctx: EmitCtx, attrs: Attrs) -> None:
     im2col order: channel, then window row and column), one matrix product per place (OH·OW × F × C·k² by
     C·k² × N), and the bias of every output element."""
     import numpy as np
-    n, c, h, w = ctx.in_shapes[0]
-    (kh, kw), (sh, sw), pads = attrs["kernel"], attrs["strides"], attrs["pads"]
-    oh, ow = (h + pads[0] + pads[2] - kh) // sh + 1, (w + pads[1] + pads[3] - kw) // sw + 1
+    n, c = ctx.in_shapes[0][:2]
+    (kh, kw), (sh, sw), pads, (oh, ow) = attrs["kernel"], attrs["strides"], attrs["pads"], attrs["size"]
     x = ctx.inputs[0]
     if any(pads):
         x = ctx.node("Pad", [x, ctx.const("pads", np.array([0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]]))],

@@ -252,11 +252,6 @@ std::optional<Detection> ReadDetection(const std::string& model) {
   return d;
 }
 
-struct Box {
-  float x1, y1, x2, y2, score;
-  int64_t cls;
-};
-
 struct Candidate {
   double x1, y1, x2, y2, score;
   int64_t cls;
@@ -311,46 +306,46 @@ void DecodeHead(const Detection& d, const Head& head, const float* raw, const st
   }
 }
 
-std::vector<Box> Suppress(const Detection& d, std::vector<Candidate> found) {
+// The best first, a box dropped where a kept one of its class overlaps it by more than the IoU, `max_boxes` kept.
+std::vector<Candidate> Suppress(const Detection& d, std::vector<Candidate> found) {
   std::stable_sort(found.begin(), found.end(), [](const Candidate& p, const Candidate& q) {
     return p.score > q.score;
   });
-  std::vector<const Candidate*> kept;
+  std::vector<Candidate> kept;
   for (const Candidate& b : found) {
     bool suppressed = false;
-    for (const Candidate* k : kept) {
-      if (k->cls != b.cls) continue;
-      double ix = std::min(b.x2, k->x2) - std::max(b.x1, k->x1), iy = std::min(b.y2, k->y2) - std::max(b.y1, k->y1);
+    for (const Candidate& k : kept) {
+      if (k.cls != b.cls) continue;
+      double ix = std::min(b.x2, k.x2) - std::max(b.x1, k.x1), iy = std::min(b.y2, k.y2) - std::max(b.y1, k.y1);
       double inter = std::max(ix, 0.0) * std::max(iy, 0.0);
-      double uni = (b.x2 - b.x1) * (b.y2 - b.y1) + (k->x2 - k->x1) * (k->y2 - k->y1) - inter;
+      double uni = (b.x2 - b.x1) * (b.y2 - b.y1) + (k.x2 - k.x1) * (k.y2 - k.y1) - inter;
       if (uni > 0 && inter / uni > d.iou) {
         suppressed = true;
         break;
       }
     }
-    if (!suppressed) kept.push_back(&b);
+    if (!suppressed) kept.push_back(b);
   }
-  std::vector<Box> boxes;
-  for (size_t i = 0; i < kept.size() && static_cast<int>(i) < d.max_boxes; ++i)
-    boxes.push_back({static_cast<float>(kept[i]->x1), static_cast<float>(kept[i]->y1),
-                     static_cast<float>(kept[i]->x2), static_cast<float>(kept[i]->y2),
-                     static_cast<float>(kept[i]->score), kept[i]->cls});
-  return boxes;
+  if (kept.size() > static_cast<size_t>(std::max(d.max_boxes, 0))) kept.resize(static_cast<size_t>(d.max_boxes));
+  return kept;
 }
 
 // The boxes as boxes.npy (K×4 float32), scores.npy (K float32), classes.npy (K int64) in OUT_DIR, and on stdout.
-void WriteDetections(const std::vector<Box>& boxes, const std::string& out_dir, double confidence) {
+void WriteDetections(const std::vector<Candidate>& boxes, const std::string& out_dir, double confidence) {
   std::printf("detections: %zu above %g\n", boxes.size(), confidence);
   for (size_t i = 0; i < boxes.size() && i < 10; ++i)
     std::printf("  class %lld %.3f at (%.1f, %.1f, %.1f, %.1f)\n", static_cast<long long>(boxes[i].cls),
-                boxes[i].score, boxes[i].x1, boxes[i].y1, boxes[i].x2, boxes[i].y2);
+                static_cast<float>(boxes[i].score), static_cast<float>(boxes[i].x1), static_cast<float>(boxes[i].y1),
+                static_cast<float>(boxes[i].x2), static_cast<float>(boxes[i].y2));
   if (out_dir.empty()) return;
   std::vector<char> corners(boxes.size() * 4 * sizeof(float)), scores(boxes.size() * sizeof(float)),
       classes(boxes.size() * sizeof(int64_t));
-  for (size_t i = 0; i < boxes.size(); ++i) {
-    float c[4] = {boxes[i].x1, boxes[i].y1, boxes[i].x2, boxes[i].y2};
+  for (size_t i = 0; i < boxes.size(); ++i) {  // float32, as the Python loader returns them
+    float c[4] = {static_cast<float>(boxes[i].x1), static_cast<float>(boxes[i].y1), static_cast<float>(boxes[i].x2),
+                  static_cast<float>(boxes[i].y2)};
+    float score = static_cast<float>(boxes[i].score);
     std::memcpy(corners.data() + i * sizeof(c), c, sizeof(c));
-    std::memcpy(scores.data() + i * sizeof(float), &boxes[i].score, sizeof(float));
+    std::memcpy(scores.data() + i * sizeof(float), &score, sizeof(float));
     std::memcpy(classes.data() + i * sizeof(int64_t), &boxes[i].cls, sizeof(int64_t));
   }
   const int64_t k = static_cast<int64_t>(boxes.size());
