@@ -12,8 +12,9 @@ from archc.importers.imported import Imported
 SUFFIXES = {".cfg": darknet.convert, ".prototxt": caffe.convert}
 
 
-def import_file(path: str | Path) -> Imported:
-    """The spec for a model file, by its suffix; SpecError (each problem with its line) or ArchcError."""
+def import_file(path: str | Path, flat: bool = False) -> Imported:
+    """The spec for a model file, by its suffix; SpecError (each problem with its line) or ArchcError. Units the
+    file repeats are written as blocks (importers/blocks.py) unless `flat`."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
         raise ArchcError(f"'{path}' is not a file archc imports: give a Darknet .cfg or a Caffe .prototxt",
@@ -24,4 +25,4 @@ def import_file(path: str | Path) -> Imported:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ArchcError(f"'{path}' cannot be read as text ({err})", code="bad-import") from None
-    return SUFFIXES[path.suffix.lower()](text, str(path))
+    return SUFFIXES[path.suffix.lower()](text, str(path), flat)

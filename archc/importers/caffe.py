@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from archc.diagnostics import Collector, Span
+from archc.importers.blocks import Line, fold, unfolded
 from archc.importers.imported import Imported, identifier
 from archc.spec.codes import SYNTAX, UNSUPPORTED
 
@@ -126,6 +127,9 @@ class _Net:
         self.last = ""
         self.macs = 0
         self.params = 0
+        # each Caffe layer → the archc tensors its blobs become, in Caffe's blob order ([] for a layer that learns
+        # nothing): what `--weights FILE.caffemodel` binds (caffemodel.py)
+        self.learned: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
 
     def error(self, layer: Message, message: str, key: str | None = None) -> None:
         line = layer.line_of(key) if key else layer.line
@@ -153,8 +157,15 @@ class _Net:
             self.last = label
         self.blobs[top] = (self.last, shape)
 
+    def learn(self, layer: Message, op: str, before: int, tensors: list[tuple[str, tuple[int, ...]]]) -> None:
+        """The archc names of a layer's blobs (`tensors`: suffix and shape): the line's label where `write` began
+        a line for it (the label names a line's first layer), else `label/op` on its producer's line."""
+        path = self.last if len(self.lines) > before else f"{self.last}/{op}"
+        self.learned[str(layer.get("name", ""))] = [(f"{path}.{suffix}", shape) for suffix, shape in tensors]
+
     def add(self, layer: Message) -> None:
         kind = str(layer.get("type", ""))
+        self.learned[str(layer.get("name", ""))] = []
         bottoms = [str(b) for b in layer.all("bottom")]
         missing = [b for b in bottoms if b not in self.blobs]
         if missing:
@@ -175,7 +186,10 @@ class _Net:
                 ([] if bias else ["bias=false"])
             self.macs += n * (c // group) * kh * kw * oh * ow
             self.params += n * (c // group) * kh * kw + (n if bias else 0)
+            before = len(self.lines)
             self.write(layer, f"conv({', '.join(args)})", (n, oh, ow), bottoms)
+            self.learn(layer, "conv", before,
+                       [("weight", (n, c // group, kh, kw))] + ([("bias", (n,))] if bias else []))
         elif kind == "ReLU":
             slope = float(layer.get("relu_param", Message()).get("negative_slope", 0))
             self.write(layer, f"leaky({slope:g})" if slope else "relu", shape, bottoms)
@@ -221,7 +235,9 @@ class _Net:
                 self.lines.append(["", ("" if source == self.last else f"@{source} ") + "flatten", ""])
                 self.last = "flatten"
                 self.blobs[bottoms[0]] = ("flatten", shape)
+            before = len(self.lines)
             self.write(layer, f"dense({n}{'' if bias else ', bias=false'})", (n,), bottoms)
+            self.learn(layer, "dense", before, [("weight", (n, flat))] + ([("bias", (n,))] if bias else []))
         elif kind == "Dropout":
             ratio = float(layer.get("dropout_param", Message()).get("dropout_ratio", 0.5))
             self.write(layer, f"dropout({ratio:g})", shape, bottoms)
@@ -244,7 +260,8 @@ def _input(root: Message, file: str, diags: Collector) -> tuple[str, tuple[int, 
     return "data", (), None
 
 
-def convert(text: str, file: str) -> Imported:
+def convert(text: str, file: str, flat: bool = False) -> Imported:
+    """The spec for a prototxt's text; modules it repeats become blocks (importers/blocks.py) unless `flat`."""
     diags = Collector()
     root = parse(text, file, diags)
     diags.raise_if_errors()
@@ -267,13 +284,24 @@ def convert(text: str, file: str) -> Imported:
             net.add(layer)
     diags.raise_if_errors()
     name = identifier(str(root.get("name", Path(file).stem)), "caffe", "n")
-    width = max(len(f"  {label}: {text}" if label else f"  {text}") for label, text, _ in net.lines)
-    lines = [(f"  {label}: {text}" if label else f"  {text}", c) for label, text, c in net.lines]
+    found = [Line(label or None, text, c, c.split(", ")[0], c.split(", ")[-1],
+                  ", ".join(re.sub(r" \(line \d+\)$", "", w) for w in c.split(", ")) if c else "")
+             for label, text, c in net.lines]
+    folded = unfolded(found) if flat else fold(found, "image", [net.last])
+    lines = [(f"  {line.label}: {line.body}" if line.label else f"  {line.body}", line.comment)
+             for line in folded.lines]
+    width = max(len(line) for line, _ in lines)
     body = [(line.ljust(min(width, 70)) + f"  # {c}" if c else line) for line, c in lines]
     head = [f"# Imported from {Path(file).name} (Caffe prototxt) by `archc import`: a line per layer, in-place",
             "# layers (ReLU, Dropout) on their producer's line; each comment names the Caffe layers and lines.",
             f"# Caffe's figures: {net.params:,} learned parameters, {net.macs:,} multiply-adds "
             "(convolutions and inner products).",
-            f"# The prototxt's batch is {dims[0]}; archc's is 1 unless --batch says otherwise.",
-            f"network {name} {{", f"  input image: {'x'.join(map(str, dims[1:]))}"]
-    return Imported("Caffe", "\n".join(head + body + ["}", ""]), 2 * net.macs / 1e9, net.params, [net.last], [])
+            f"# The prototxt's batch is {dims[0]}; archc's is 1 unless --batch says otherwise."]
+    if folded.blocks:
+        head += ["# Modules the prototxt repeats are blocks, each defined once below and called once per module; a",
+                 "# call's comment names the module's first and last Caffe layers.", ""]
+    head += folded.blocks + [f"network {name} {{", f"  input image: {'x'.join(map(str, dims[1:]))}"]
+    learned = {layer: [(folded.rename(t), shape) for t, shape in tensors] for layer, tensors in net.learned.items()}
+    return Imported("Caffe", "\n".join(head + body + ["}", ""]), 2 * net.macs / 1e9, net.params,
+                    [folded.rename(net.last)], [t for tensors in learned.values() for t in tensors], learned,
+                    folded.renames)

@@ -22,6 +22,7 @@ import numpy as np
 
 from archc.diagnostics import Collector, Span
 from archc.errors import ArchcError
+from archc.importers.blocks import Line, fold, unfolded
 from archc.importers.imported import Imported, identifier
 from archc.spec.codes import SYNTAX, UNSUPPORTED
 
@@ -68,7 +69,7 @@ class _Layers:
         self.file, self.diags = file, diags
         self.shapes: list[tuple[int, int, int]] = []  # C, H, W of every Darknet layer's output
         self.labels: list[str] = []  # the spec label whose tensor is that output
-        self.lines: list[str] = []
+        self.lines: list[Line] = []
         self.last = "image"  # the tensor the next spec line continues from
         self.flat = False  # after a connected layer: C×1×1 held as a flat vector
         self.bflops = 0.0
@@ -110,8 +111,9 @@ class _Layers:
     def emit(self, label: str, body: str, shape: tuple[int, int, int], section: Section, source: str | None = None,
              note: str = "") -> None:
         start = "" if source in (None, self.last) else f"@{source} "
-        comment = f"# [{section.kind}] line {section.line}" + (f": {note}" if note else "")
-        self.lines.append(f"  {label}: {start}{body}".ljust(58) + f" {comment}")
+        where = f"[{section.kind}] line {section.line}"
+        self.lines.append(Line(label, f"{start}{body}", where + (f": {note}" if note else ""), f"{label} {where}",
+                               f"{label} {where}", f"[{section.kind}]"))
         self.last = label
         self.labels.append(label)
         self.shapes.append(shape)
@@ -194,7 +196,7 @@ class _Layers:
                 self.error(s, "a connected layer with batch_normalize is not imported", "batch_normalize")
             if not self.flat:  # a line of its own, so that the label names the dense layer (its weights fc12.*)
                 start = "" if source == self.last else f"@{source} "
-                self.lines.append(f"  {start}flatten")
+                self.lines.append(Line(None, f"{start}flatten"))
                 self.last = source = "flatten"
             self.flat = True
             self.emit(f"fc{i}", " ".join(x for x in (f"dense({n})", self.activation(s)) if x), (n, 1, 1), s,
@@ -224,8 +226,8 @@ class _Layers:
             if len(names) == 1:  # the next layer continues from that one: no node of its own
                 self.labels.append(names[0])
                 self.shapes.append(shape)
-                self.lines.append(f"  # route{i}: {names[0]}, read by reference".ljust(59) +
-                                  f" # [route] line {s.line}: {note}")
+                self.lines.append(Line(None, text=f"  # route{i}: {names[0]}, read by reference".ljust(59) +
+                                       f" # [route] line {s.line}: {note}"))
                 return
             self.emit(f"route{i}", f"concat {{ {'; '.join('@' + n for n in names)} }}", shape, s, source, note)
         elif s.kind == "shortcut":
@@ -260,8 +262,8 @@ class _Layers:
             self.outputs.append(self.labels[-1])
             keys = ("classes", "num", "coords", "side", "mask", "anchors")
             note = ", ".join(f"{k}={s.options[k][0]}" for k in keys if k in s.options)
-            self.lines.append(f"  # {s.kind}{i}: the raw output of {self.labels[-1]} ({note}); its decoding is "
-                              f"post-processing  # line {s.line}")
+            self.lines.append(Line(None, text=f"  # {s.kind}{i}: the raw output of {self.labels[-1]} ({note}); its "
+                                   f"decoding is post-processing  # line {s.line}"))
         elif s.kind in SKIPPED:
             self.labels.append(self.labels[-1] if self.labels else "image")
             self.shapes.append(inp)
@@ -271,8 +273,9 @@ class _Layers:
             self.shapes.append(inp)
 
 
-def convert(text: str, file: str) -> Imported:
-    """The spec for a cfg's text; SpecError (every problem, each with its line) where it has layers archc lacks."""
+def convert(text: str, file: str, flat: bool = False) -> Imported:
+    """The spec for a cfg's text; SpecError (every problem, each with its line) where it has layers archc lacks.
+    Units the cfg repeats become blocks (importers/blocks.py) unless `flat`."""
     diags = Collector()
     sections = parse(text, file, diags)
     diags.raise_if_errors()
@@ -283,16 +286,31 @@ def convert(text: str, file: str) -> Imported:
         layers.add(i, s, layers.shapes[i - 1] if i else shape)
     diags.raise_if_errors()
     outputs = layers.outputs or [layers.labels[-1]]
+    folded = unfolded(layers.lines) if flat else fold(layers.lines, "image", outputs)
     name = identifier(Path(file).stem, "darknet", "n")
     head = [f"# Imported from {Path(file).name} (Darknet cfg) by `archc import`: one layer per line, named after its",
             "# kind and Darknet's layer number; each comment gives the cfg line it came from.",
             f"# Darknet's figures: {layers.bflops:.3f} BFLOPs (2 × multiply-adds of its convolutional, local and "
-            "connected", f"# layers), {layers.weights:,} floats in its .weights file.",
-            f"network {name} {{", f"  input image: {'x'.join(map(str, shape))}"]
-    tail = ([f"  output {', '.join(dict.fromkeys(outputs))}"] if len(set(outputs)) > 1 or outputs[-1] !=
-            layers.last else []) + ["}", ""]
-    return Imported("Darknet", "\n".join(head + layers.lines + tail), layers.bflops, layers.weights,
-                    list(dict.fromkeys(outputs)), layers.layout)
+            "connected", f"# layers), {layers.weights:,} floats in its .weights file."]
+    if folded.blocks:
+        head += ["# Units the cfg repeats are blocks, each defined once below and called once per unit (or run of",
+                 "# equal units, `* N`); a call's comment names its unit's first and last layers.", ""]
+    head += folded.blocks + [f"network {name} {{", f"  input image: {'x'.join(map(str, shape))}"]
+    returned = [folded.refs.get(o, o) for o in outputs]
+    tail = ([f"  output {', '.join(dict.fromkeys(returned))}"] if len(set(returned)) > 1 or returned[-1] !=
+            folded.refs.get(layers.last, layers.last) else []) + ["}", ""]
+    lines = [_line(line) for line in folded.lines]
+    return Imported("Darknet", "\n".join(head + lines + tail), layers.bflops, layers.weights,
+                    list(dict.fromkeys(folded.rename(o) for o in outputs)),
+                    [(folded.rename(n), shape) for n, shape in layers.layout], renames=folded.renames)
+
+
+def _line(line: Line) -> str:
+    if line.text is not None:
+        return line.text
+    if line.label is None:
+        return f"  {line.body}"
+    return f"  {line.label}: {line.body}".ljust(58) + f" # {line.comment}"
 
 
 def read_weights(path: Path, imported: Imported) -> dict[str, np.ndarray]:
@@ -314,7 +332,7 @@ def read_weights(path: Path, imported: Imported) -> dict[str, np.ndarray]:
     for name, shape in imported.layout:
         size = math.prod(shape)
         array = floats[at:at + size]
-        if transpose and name.startswith("fc") and name.endswith(".weight"):
+        if transpose and len(shape) == 2 and name.endswith(".weight"):  # a connected layer's matrix
             array = array.reshape(shape[::-1]).T
         out[name] = np.ascontiguousarray(array.reshape(shape))
         at += size
