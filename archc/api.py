@@ -90,10 +90,12 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
                          "compile it", code="no-weights")
     stem = Path(model.source).stem
     if tgt.backend == "tvm":
+        from archc.deploy.manifest import Manifest
         from archc.lower import QUICK_TRIALS, lower, tune, write_package
         from archc.lower import verify as verification
+        from archc.lower.package import Stage
         folder = Path(output) if output is not None else Path(f"{stem}.{tgt.name}")
-        detection = _detection(model, detect) if detect else None
+        detection, staged = _detection(model, detect) if detect else (None, None)
         if folder.suffix == ".onnx" or folder.is_file():
             raise UsageError(f"compiling for '{tgt.name}' makes a package folder; give -o a folder name, "
                              f"not '{folder}'", code="bad-output")
@@ -103,13 +105,23 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
         def rebuild(m: Model, out: Path) -> None:  # the same build, no tuning (the verifier's node-by-node run)
             write_package(m, lower(m, tgt, database, None, False, 0, kernels), out)
 
-        check = verification.checker(model, rebuild, verification.TOLERANCE if tolerance is None else tolerance, rpc)
-        manifest = write_package(model, lower(model, tgt, database, budget, show_progress,
-                                              QUICK_TRIALS if quick is None else quick, kernels), folder,
-                                 check if verify else None, detection)
+        def build(m: Model) -> Any:
+            return lower(m, tgt, database, budget, show_progress, QUICK_TRIALS if quick is None else quick, kernels)
+
+        def checked_by(m: Model) -> Any:
+            return verification.checker(m, rebuild, verification.TOLERANCE if tolerance is None else tolerance,
+                                        rpc) if verify else None
+
+        first = staged.first if staged else model  # a two-stage detector: its library is stage one
+        second = Stage(staged.second, build(staged.second), HEADS, checked_by(staged.second)) if staged else None
+        manifest = write_package(first, build(first), folder, checked_by(first), detection, second)
+        checks = [(folder, manifest.verification)]
+        if second is not None:
+            checks.append((folder / second.folder, Manifest.read(folder / second.folder).verification))
+        for where, checked in checks:
+            if checked is not None and checked.status == "failed":
+                raise VerificationFailed(where, checked)
         checked = manifest.verification
-        if checked is not None and checked.status == "failed":
-            raise VerificationFailed(folder, checked)
         return CompileResult(model.name, model.source, tgt.name, str(folder), model.layer_count, model.params,
                              model.inputs, model.outputs, checked)
     if detect:
@@ -125,13 +137,16 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
                          model.inputs, model.outputs)
 
 
-def _detection(model: Model, kind: str) -> Any:
-    """The post-processing record of `--detect KIND` for this model, from its network parameters: YOLOv2's one head
-    takes every anchor; YOLOv3's heads (its outputs, coarsest first) take the anchors in reverse thirds, as
-    yolov3.cfg's masks (6,7,8 / 3,4,5 / 0,1,2)."""
+def _detection(model: Model, kind: str) -> tuple[Any, Any]:
+    """The post-processing record of `--detect KIND` for this model, from its network parameters, and for a
+    two-stage detector its two stages (`lower.split.Split`; else None). YOLOv2's one head takes every anchor;
+    YOLOv3's heads (its outputs, coarsest first) take the anchors in reverse thirds, as yolov3.cfg's masks
+    (6,7,8 / 3,4,5 / 0,1,2). Faster R-CNN: `_proposals`."""
     from archc.deploy.manifest import Detection
     if kind not in Detection.KINDS:
-        raise UsageError(f"--detect {kind!r}: archc decodes {' and '.join(Detection.KINDS)}", code="bad-option")
+        raise UsageError(f"--detect {kind!r}: archc decodes {', '.join(Detection.KINDS)}", code="bad-option")
+    if kind == "faster_rcnn":
+        return _proposals(model)
     params = model.graph.params if model.graph is not None else {}
     anchors, classes = params.get("anchors"), params.get("num_classes")
     if not anchors or not isinstance(classes, int) or len(anchors) % 2:
@@ -151,7 +166,60 @@ def _detection(model: Model, kind: str) -> Any:
             raise UsageError(f"--detect {kind}: the output '{name}' is {'×'.join(map(str, shape))}; {per} anchors × "
                              f"(5 + {classes}) classes need N×{need}×H×W", code="bad-usage")
         heads.append((i, tuple(v for pair in mine for v in pair)))
-    return Detection(kind, tuple(heads), classes)
+    return Detection(kind, tuple(heads), classes), None
+
+
+HEADS = "heads"  # the subfolder of a two-stage detector's package that holds stage two
+ANCHOR_SETS = {15: ((32, 64, 128, 256, 512), (0.5, 1, 2)),  # Mask R-CNN's C4 (the deck's k = 15): 5 sizes, 3 ratios
+               9: ((128, 256, 512), (0.5, 1, 2))}  # Faster R-CNN's paper: 3 sizes, 3 ratios
+
+
+def _proposals(model: Model) -> tuple[Any, Any]:
+    """`--detect faster_rcnn`: the network cut at its proposals input (R×4 or 1×R×4), stage one's outputs of 2k
+    and 4k channels read as the RPN's scores and offsets, stage two's of K + 1 and 4K columns as the class scores
+    and box offsets; k anchors from the network's `anchors` (k) parameter, with sizes and ratios from its
+    `anchor_sizes` and `anchor_ratios` parameters or, for k = 15 and 9, the papers' (ANCHOR_SETS); the stride
+    from RoIAlign's spatial scale."""
+    from archc.deploy.manifest import Detection, Proposals
+    from archc.lower.split import split
+    params = model.graph.params if model.graph is not None else {}
+    k, classes = params.get("anchors"), params.get("num_classes")
+    need = "the network parameters 'anchors' (k) and 'num_classes', as specs/faster_rcnn_r50_c4.arch has them"
+    if not isinstance(k, int) or not isinstance(classes, int):
+        raise UsageError(f"--detect faster_rcnn needs {need}", code="bad-usage")
+    sizes, ratios = params.get("anchor_sizes"), params.get("anchor_ratios")
+    if sizes is None and ratios is None and k in ANCHOR_SETS:
+        sizes, ratios = ANCHOR_SETS[k]
+    if not sizes or not ratios or len(list(sizes)) * len(list(ratios)) != k:
+        raise UsageError(f"--detect faster_rcnn: {k} anchors per location need the parameters 'anchor_sizes' and "
+                         "'anchor_ratios' (as many sizes × ratios as anchors); archc knows the sets of k = "
+                         f"{' and '.join(map(str, ANCHOR_SETS))}", code="bad-usage")
+    late = [name for name, shape in model.inputs if shape[-1:] == (4,) and len(shape) in (2, 3)]
+    if len(late) != 1:
+        raise UsageError("--detect faster_rcnn needs one proposals input of R×4 boxes (as `input rois: 300x4`)",
+                         code="bad-usage")
+    staged = split(model, late[0], HEADS)
+    first, second = staged.first.outputs, staged.second.outputs
+
+    def find(outputs: list[Any], want: Any, what: str) -> int:
+        found = [i for i, (_, shape) in enumerate(outputs) if want(shape)]
+        if len(found) != 1:
+            raise UsageError(f"--detect faster_rcnn: {len(found) or 'no'} outputs look like {what}",
+                             code="bad-usage")
+        return found[0]
+    scores = find(first, lambda s: len(s) == 4 and s[1] == 2 * k, f"the RPN's scores (N×{2 * k}×H×W)")
+    deltas = find(first, lambda s: len(s) == 4 and s[1] == 4 * k, f"the RPN's offsets (N×{4 * k}×H×W)")
+    cls = find(second, lambda s: s[-1] == classes + 1, f"the class scores (R×{classes + 1})")
+    box = find(second, lambda s: s[-1] == 4 * classes, f"the box offsets (R×{4 * classes})")
+    scales = [a.f for n in staged.second.proto.graph.node if n.op_type == "RoiAlign" for a in n.attribute
+              if a.name == "spatial_scale"]
+    if len(scales) != 1 or scales[0] <= 0:
+        raise UsageError("--detect faster_rcnn needs one RoIAlign on the proposals (its spatial scale gives the "
+                         "anchors' stride)", code="bad-usage")
+    passes = tuple(len(first) - len(staged.cut) + i for i in range(len(staged.cut)))
+    record = Proposals(scores, deltas, tuple(float(v) for v in sizes), tuple(float(v) for v in ratios),
+                       round(1 / scales[0]), passes, staged.second.inputs[-1][1], cls, box, heads=HEADS)
+    return Detection("faster_rcnn", (), classes, confidence=0.05, iou=0.5, proposals=record), staged
 
 
 def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str | Path | None = None,
@@ -237,24 +305,25 @@ def cam(source: Source | Model, image: str | Path, class_index: int | None = Non
     return result
 
 
-def import_spec(source: str | Path, output: str | Path | None = None, weights: str | Path | None = None
-                ) -> Imported:
-    """A network in another framework's file (a Darknet .cfg) as an archc spec (`archc import`): its text and the
-    source framework's own figures (`Imported`), the text also written atomically to `output` when given. With
-    `weights` (Darknet's .weights), its tensors under archc's names are written beside `output` as an .npz (the
-    same name), which `--weights` binds by name."""
+def import_spec(source: str | Path, output: str | Path | None = None, weights: str | Path | None = None,
+                flat: bool = False) -> Imported:
+    """A network in another framework's file (a Darknet .cfg, a Caffe .prototxt) as an archc spec (`archc
+    import`): its text and the source framework's own figures (`Imported`), the text also written atomically to
+    `output` when given. With `weights` (Darknet's .weights for a cfg, Caffe's .caffemodel for a prototxt), its
+    tensors under archc's names are written beside `output` as an .npz (the same name, atomically), which
+    `--weights` binds by name; the file is read and checked against the network first, so a bad one leaves nothing
+    written. Units the file repeats (ResNet's bottlenecks, GoogLeNet's inception modules) are written as blocks,
+    a call per unit, the layers named under the call (`inception_3a/conv1x1`; `imported.renames`), unless
+    `flat` (a line per layer, as the file has them)."""
     import numpy as np
 
     from archc.importers import import_file
+    from archc.importers.caffemodel import read_caffemodel
     from archc.importers.darknet import read_weights
     from archc.util.atomic import atomic_file, write_text
-    imported = import_file(source)
+    imported = import_file(source, flat)
     if weights is not None and output is None:
         raise UsageError("weights are written beside the spec: give an output for it too", code="bad-usage")
-    if weights is not None and imported.framework != "Darknet":
-        raise UsageError(f"binding {imported.framework}'s weights is not supported yet: import the spec alone and "
-                         "give the weights to `archc compile --weights` as a state_dict, .npz or .onnx",
-                         code="bad-usage")
     if output is not None:
         if Path(output).resolve() == Path(source).resolve():
             raise UsageError(f"-o '{output}' is the file being imported: name another", code="bad-output")
@@ -262,7 +331,8 @@ def import_spec(source: str | Path, output: str | Path | None = None, weights: s
         if weights is not None:
             if not Path(weights).is_file():
                 raise ArchcError(f"weights file '{weights}' does not exist", code="no-file")
-            tensors = read_weights(Path(weights), imported)  # read first: a bad file leaves nothing written
+            read = read_caffemodel if imported.framework == "Caffe" else read_weights
+            tensors = read(Path(weights), imported)  # read first: a bad file leaves nothing written
         write_text(output, imported.text)
         if tensors is not None:
             with atomic_file(Path(output).with_suffix(".npz")) as f:

@@ -170,9 +170,11 @@ def main() -> None:
               "package unverified and exits 4.")
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="With --verify: the largest difference allowed, of each output's range.")
-@click.option("--detect", type=click.Choice(["yolov2", "yolov3"]),
+@click.option("--detect", type=click.Choice(["yolov2", "yolov3", "faster_rcnn"]),
               help="TVM targets: the package's loaders decode the outputs into boxes, scores and classes "
-                   "(YOLOv2's region output, YOLOv3's heads; the spec's `anchors` and `num_classes`).")
+                   "(YOLOv2's region output, YOLOv3's heads; the spec's `anchors` and `num_classes`). "
+                   "faster_rcnn: two stages, the second in the package's heads/ folder, the proposals chosen "
+                   "between them.")
 @rpc_options
 @model_options
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
@@ -578,17 +580,21 @@ def cam_cmd(model: str, image: str, class_index: int | None, output: str | None,
 @click.argument("source", type=click.Path(dir_okay=False), metavar="FILE.cfg|FILE.prototxt")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="SPEC.arch",
               help="The spec to write (default: the file's name with .arch, in the current folder).")
-@click.option("--weights", type=click.Path(dir_okay=False), metavar="FILE.weights",
-              help="Darknet's trained weights: written beside the spec as SPEC.npz, under archc's names, for "
-                   "`archc compile SPEC.arch --weights SPEC.npz` (Caffe's .caffemodel: not yet).")
-def import_cmd(source: str, output: str | None, weights: str | None) -> None:
+@click.option("--weights", type=click.Path(dir_okay=False), metavar="FILE.weights|FILE.caffemodel",
+              help="Trained weights (Darknet's .weights for a cfg, Caffe's .caffemodel for a prototxt): written "
+                   "beside the spec as SPEC.npz, under archc's names, for `archc compile SPEC.arch --weights "
+                   "SPEC.npz`.")
+@click.option("--flat", is_flag=True, help="A line per layer even where the file repeats itself (by default a "
+              "repeated unit, such as ResNet's bottleneck or GoogLeNet's inception module, is a block).")
+def import_cmd(source: str, output: str | None, weights: str | None, flat: bool) -> None:
     """Write a readable archc spec for a Darknet .cfg (YOLO v1-v3, Darknet-19/53, their classifiers) or a Caffe
-    .prototxt (AlexNet, GoogLeNet, SqueezeNet): one line per layer, each with a comment giving its source line;
-    then check it and print the source framework's FLOPs and parameter count beside archc's figures for the
-    spec. Layers archc has no equivalent for are listed all at once, each with its line."""
+    .prototxt (AlexNet, GoogLeNet, SqueezeNet): one line per layer, each with a comment giving its source line,
+    and a block for each unit the file repeats (a call per unit; --flat writes them out); then check it and print
+    the source framework's FLOPs and parameter count beside archc's figures for the spec. Layers archc has no
+    equivalent for are listed all at once, each with its line."""
     import archc
     out = Path(output) if output else Path(re.sub(r"\W", "_", Path(source).stem) + ".arch")
-    imported = archc.import_spec(source, out, weights)
+    imported = archc.import_spec(source, out, weights, flat=flat)
     totals = archc.analyze(out).totals
     click.echo(f"wrote {out}" + (f" and {out.with_suffix('.npz')} ({len(imported.layout)} tensors)" if weights
                                  else ""))

@@ -7,7 +7,7 @@ files or compiles specs itself.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from archc.analysis import graph as graph_mod
 from archc.analysis.blocks import block_key_fn, build_blocks
@@ -59,7 +59,8 @@ def analyze(model: Model, fold_bn: bool = False) -> Analysis:
         peak_tensors=p.tensors, weight_bytes=p.weight_bytes,
         weight_bytes_by_dtype={k: params * dtype(k).itemsize for k in WEIGHT_PRECISIONS},
         depth=depth(layers), depth_longest=depth(layers, main_path=False),
-        layer_counts=dict(Counter(lay.op for lay in layers)), unknown_ops=dict(unknown))
+        layer_counts=dict(Counter(lay.op for lay in layers)), unknown_ops=dict(unknown),
+        **_two_stage(model, g, layers))
     return Analysis(
         model=model.name, source=model.source, batch=first_input[0] if first_input else 1,
         inputs=[{"name": n, "shape": list(g.tensors[n].shape or ())} for n in g.inputs],
@@ -67,6 +68,36 @@ def analyze(model: Model, fold_bn: bool = False) -> Analysis:
                  for n in g.outputs],
         layers=layers, blocks=blocks, totals=totals, warnings=warnings,
         hidden_shape_nodes=sum(1 for n in g.nodes if n.shape_only))
+
+
+def _two_stage(model: Model, g: graph_mod.NetGraph, layers: list[Layer]) -> dict[str, Any]:
+    """A region-based detector's figures (`Totals.proposals`, `per_proposal_macs`, `anchors`): R from the
+    proposals input a RoIAlign or MaxRoiPool reads, the per-proposal part: the layers that input reaches;
+    the RPN's anchors H×W×k where the spec gives k as its `anchors` parameter and one output has 2k channels."""
+    for name in g.inputs[1:]:  # the proposals: an R×4 input that a RoIAlign or MaxRoiPool reads, maybe reshaped
+        shape = g.tensors[name].shape or ()
+        if shape[-1:] != (4,) or len(shape) not in (2, 3):
+            continue
+        after, late = {name}, []
+        for node in g.nodes:  # topological order
+            if any(i in after for i in node.proto.input):
+                after.update(node.proto.output)
+                late.append(node)
+        if any(n.op_type in ("RoiAlign", "MaxRoiPool") for n in late):
+            break
+    else:
+        return {}
+    count = shape[-2]
+    late_names = {n.name for n in late}
+    per_roi = sum(lay.macs or 0 for lay in layers if lay.name in late_names)
+    found: dict[str, Any] = {"proposals": count, "per_proposal_macs": per_roi // count if count else 0}
+    k = model.graph.params.get("anchors") if model.graph is not None else None
+    if isinstance(k, int) and k > 0:
+        shapes = [g.tensors[o].shape or () for o in g.outputs if o in g.tensors and o not in after]
+        rpn = [s for s in shapes if len(s) == 4 and s[1] == 2 * k]
+        if len(rpn) == 1:
+            found["anchors"] = [rpn[0][2], rpn[0][3], k]
+    return found
 
 
 __all__ = ["Analysis", "Block", "Layer", "ReceptiveField", "Totals", "analyze"]

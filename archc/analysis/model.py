@@ -96,6 +96,11 @@ class Totals:
     depth_longest: int = 0  # layers with MACs on the longest path, side branches included
     # layers of unknown cost (no rule, or unknown shapes) by op, excluded from macs/flops
     unknown_ops: dict[str, int] = field(default_factory=dict)
+    # a region-based detector (a RoIAlign/RoIPool on an R×4 proposals input): R, and the multiply-adds of
+    # everything run per proposal (the layers that depend on the proposals), for one proposal
+    proposals: int = 0
+    per_proposal_macs: int = 0
+    anchors: list[int] = field(default_factory=list)  # the RPN's H, W, k where the spec gives k (`anchors`)
 
 
 @dataclass

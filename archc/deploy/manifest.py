@@ -218,24 +218,90 @@ class CppLoader:
 
 
 @dataclass(frozen=True)
+class Proposals:
+    """Faster R-CNN's two stages (`--detect faster_rcnn`): the package's library is stage one (the backbone and the
+    RPN), the package in the subfolder `heads` stage two (RoIAlign and the per-proposal heads). Between them the
+    loaders choose the proposals: `k` = len(ratios) × len(sizes) anchors per location of stage one's `scores`
+    (N×2k×H×W: k background then k object logits) and `deltas` (N×4k×H×W) outputs, every `stride` input pixels;
+    boxes decoded around them, clipped to the image; the `pre_nms` best by object probability; greedy
+    non-maximum suppression above IoU `iou`; the best R (stage two's proposals input, R×4) kept. Stage two takes
+    stage one's outputs `passes` (its cut) and the proposals; its outputs `cls` (R×(K + 1), background first) and
+    `box` (R×4K offsets, class by class) are decoded per class as the detection's `classes`, `confidence`,
+    `iou` and `max_boxes` say."""
+    scores: int
+    deltas: int
+    sizes: tuple[float, ...]  # anchor sizes: the square root of an anchor's area, in input pixels
+    ratios: tuple[float, ...]  # anchor aspect ratios, height / width
+    stride: int
+    passes: tuple[int, ...]
+    rois: tuple[int, ...]  # stage two's proposals input: R×4 or 1×R×4
+    cls: int
+    box: int
+    pre_nms: int = 1000
+    iou: float = 0.7
+    heads: str = "heads"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scores": self.scores, "deltas": self.deltas, "sizes": list(self.sizes), "ratios": list(self.ratios),
+                "stride": self.stride, "passes": list(self.passes), "rois": list(self.rois), "cls": self.cls,
+                "box": self.box,
+                "pre_nms": self.pre_nms, "iou": self.iou, "heads": self.heads}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Proposals:
+        where = "the manifest's proposals"
+        numbers = {}
+        for key in ("sizes", "ratios"):
+            values = _get(data, key, list, where)
+            if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                                     for v in values):
+                raise ManifestError(f"{where}' {key} are not positive numbers")
+            numbers[key] = tuple(float(v) for v in values)
+        passes = _get(data, "passes", list, where)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in passes):
+            raise ManifestError(f"{where}' passes are not output indices")
+        rois = _get(data, "rois", list, where)
+        if len(rois) not in (2, 3) or rois[-1] != 4 or not all(isinstance(v, int) and v > 0 for v in rois):
+            raise ManifestError(f"{where}' rois is not a shape of R×4 boxes")
+        heads = _get(data, "heads", str, where)
+        if not heads or "/" in heads or heads.startswith("."):
+            raise ManifestError(f"{where}' heads is not a subfolder's name")
+        return cls(_get(data, "scores", int, where), _get(data, "deltas", int, where), numbers["sizes"],
+                   numbers["ratios"], _get(data, "stride", int, where), tuple(passes), tuple(rois),
+                   _get(data, "cls", int, where),
+                   _get(data, "box", int, where), _get(data, "pre_nms", int, where),
+                   float(_get(data, "iou", (int, float), where)), heads)
+
+    def to_text(self) -> str:
+        return (f"scores {self.scores}\ndeltas {self.deltas}\nsizes {' '.join(map(repr, self.sizes))}\n"
+                f"ratios {' '.join(map(repr, self.ratios))}\nstride {self.stride}\n"
+                f"passes {' '.join(map(str, self.passes))}\nrois {' '.join(map(str, self.rois))}\n"
+                f"cls {self.cls}\nbox {self.box}\npre_nms {self.pre_nms}\n"
+                f"rpn_iou {self.iou!r}\nheads {self.heads}/{self.heads}.so\n")
+
+
+@dataclass(frozen=True)
 class Detection:
-    """A detector's post-processing, which both loaders run after the library (archc_detect.py; main.cc): YOLO's
-    decoding of its head outputs (`heads`: each the output's index and its anchors' w, h pairs, in grid cells for
-    YOLOv2's softmax classes, in input pixels for YOLOv3's sigmoid ones), boxes kept above `confidence`
-    (objectness × the best class's probability), greedy non-maximum suppression per class above IoU `iou`, the
-    `max_boxes` best."""
-    kind: str  # "yolov2" or "yolov3"
-    heads: tuple[tuple[int, tuple[float, ...]], ...]
+    """A detector's post-processing, which both loaders run after the library (archc_detect.py; main.cc).
+    YOLO's decoding of its head outputs (`heads`: each the output's index and its anchors' w, h pairs, in grid
+    cells for YOLOv2's softmax classes, in input pixels for YOLOv3's sigmoid ones), boxes kept above `confidence`
+    (objectness × the best class's probability); Faster R-CNN's (`proposals`): its two stages, each box of each
+    class scored by its probability and kept above `confidence`. Then greedy non-maximum suppression per class
+    above IoU `iou`, the `max_boxes` best."""
+    kind: str  # "yolov2", "yolov3" or "faster_rcnn"
+    heads: tuple[tuple[int, tuple[float, ...]], ...]  # YOLO's; empty for Faster R-CNN
     classes: int
     confidence: float = 0.25
     iou: float = 0.45
     max_boxes: int = 100
+    proposals: Proposals | None = None  # Faster R-CNN's
 
-    KINDS = ("yolov2", "yolov3")
+    KINDS = ("yolov2", "yolov3", "faster_rcnn")
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "heads": [{"output": o, "anchors": list(a)} for o, a in self.heads],
-                "classes": self.classes, "confidence": self.confidence, "iou": self.iou, "max_boxes": self.max_boxes}
+                "classes": self.classes, "confidence": self.confidence, "iou": self.iou, "max_boxes": self.max_boxes,
+                **({"proposals": self.proposals.to_json()} if self.proposals else {})}
 
     @classmethod
     def from_json(cls, data: Any) -> Detection:
@@ -249,16 +315,20 @@ class Detection:
             if len(anchors) < 2 or len(anchors) % 2 or not all(isinstance(a, (int, float)) for a in anchors):
                 raise ManifestError(f"{where}'s anchors are not pairs of numbers")
             heads.append((_get(head, "output", int, f"{where}'s head"), tuple(float(a) for a in anchors)))
+        if kind == "faster_rcnn" and "proposals" not in data:
+            raise ManifestError(f"{where} of kind faster_rcnn has no 'proposals'")
+        proposals = Proposals.from_json(data["proposals"]) if kind == "faster_rcnn" else None
         return cls(kind, tuple(heads), _get(data, "classes", int, where),
                    float(_get(data, "confidence", (int, float), where)), float(_get(data, "iou", (int, float), where)),
-                   _get(data, "max_boxes", int, where))
+                   _get(data, "max_boxes", int, where), proposals)
 
     def to_text(self) -> str:
         """As the C++ loader reads it (detection.txt): one `key value…` line each, a `head OUTPUT w h w h …` line
-        per head."""
+        per YOLO head, Faster R-CNN's proposal settings (`Proposals.to_text`)."""
         heads = "".join(f"head {o} {' '.join(repr(a) for a in anchors)}\n" for o, anchors in self.heads)
         return (f"kind {self.kind}\n{heads}classes {self.classes}\nconfidence {self.confidence!r}\n"
-                f"iou {self.iou!r}\nmax_boxes {self.max_boxes}\n")
+                f"iou {self.iou!r}\nmax_boxes {self.max_boxes}\n"
+                + (self.proposals.to_text() if self.proposals else ""))
 
 
 @dataclass

@@ -11,6 +11,8 @@
     lib/             TVM's runtime libraries for the package's target (this machine's wheels, or the aarch64 ones
                      under $ARCHC_ARM64_ROOT/site for an aarch64 package); absent, and said so in the manifest and
                      README, where none for the target are found here
+    heads/           a two-stage detector's second stage (compile --detect faster_rcnn): a package of its own,
+                     without cpp/, include/ and lib/ (the outer run_model runs both stages)
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +54,39 @@ CPP = Path(__file__).with_name("cpp")  # main.cc and its Makefile, copied into e
 _ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 
 
+@dataclass
+class Stage:
+    """A second stage built beside the package's library (Faster R-CNN's heads): written, checked and described as
+    a package of its own in the subfolder `folder`, without the C++ loader's files (the outer package's run_model
+    runs both stages)."""
+    model: Model
+    lowered: Lowered
+    folder: str
+    check: Callable[[Path], Verification] | None = None
+
+
 def write_package(model: Model, lowered: Lowered, out: Path,
-                  check: Callable[[Path], Verification] | None = None, detection: Detection | None = None
-                  ) -> Manifest:
+                  check: Callable[[Path], Verification] | None = None, detection: Detection | None = None,
+                  second: Stage | None = None) -> Manifest:
     """Write the package folder atomically (a failed build leaves no half-written folder); return the manifest.
     `check`: the verification of the written library (`lower.verify`), recorded in the manifest before the folder
-    takes its name."""
+    takes its name. `second`: a second stage, written into its subfolder first (`Stage`)."""
+    with atomic_dir(out) as folder:
+        if second is not None:
+            note = "stage two of the package in the folder above, whose run_model runs both stages"
+            (folder / second.folder).mkdir()
+            _fill(second.model, second.lowered, folder / second.folder, second.check, None, cpp=note)
+        return _fill(model, lowered, folder, check, detection)
+
+
+def _fill(model: Model, lowered: Lowered, folder: Path, check: Callable[[Path], Verification] | None,
+          detection: Detection | None, cpp: str | None = None) -> Manifest:
+    """A package's files written into `folder`; `cpp`: why the C++ loader's files are left out, if they are."""
     target = lowered.target
     library = f"{model.name}.so"
-    libs, libs_from, missing = _runtime_libs(target)
-    headers, include_from = _headers()
-    if not headers:
+    libs, libs_from, missing = _runtime_libs(target) if cpp is None else ([], None, cpp)
+    headers, include_from = _headers() if cpp is None else ([], "")
+    if not headers and cpp is None:
         missing = (missing + "; " if missing else "") + f"TVM's FFI headers were not found ({include_from})"
     manifest = Manifest(
         model=model.name, library=library,
@@ -76,35 +100,36 @@ def write_package(model: Model, lowered: Lowered, out: Path,
         build=replace(lowered.report, parallel_runtime=link.PARALLEL_RUNTIME if link.uses_pool(target) else "tvm"),
         cpp_loader=CppLoader(build=_make_command(target), runtime_libs=tuple(f"lib/{p.name}" for p in libs),
                              libs_from=libs_from, missing=missing), detection=detection)
-    with atomic_dir(out) as folder:
-        fcompile = None
-        if link.uses_pool(target):  # the library's parallel loops run on archc's pool (link.py, runtime/pool.c)
-            fcompile = link.fcompile(target.cross_compiler)
-        elif target.cross_compiler:
-            fcompile = cross_compiler(target.cross_compiler)
-        lowered.executable.export_library(str(folder / library), fcompile=fcompile)
-        manifest.onnx_sha256 = write_model(model.proto, folder / "model.onnx")  # over 2 GiB: + model.onnx.data
+    fcompile = None
+    if link.uses_pool(target):  # the library's parallel loops run on archc's pool (link.py, runtime/pool.c)
+        fcompile = link.fcompile(target.cross_compiler)
+    elif target.cross_compiler:
+        fcompile = cross_compiler(target.cross_compiler)
+    lowered.executable.export_library(str(folder / library), fcompile=fcompile)
+    manifest.onnx_sha256 = write_model(model.proto, folder / "model.onnx")  # over 2 GiB: + model.onnx.data
+    (folder / MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
+    if check is not None:
+        manifest.verification = check(folder)
         (folder / MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
-        if check is not None:
-            manifest.verification = check(folder)
-            (folder / MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
-        (folder / "README.md").write_text(readme(manifest), encoding="utf-8")
-        if detection is not None:  # what the C++ loader decodes (the Python one reads the manifest)
-            (folder / "detection.txt").write_text(detection.to_text(), encoding="utf-8")
-        # the loader, standalone (numpy and TVM's runtime only): the package runs where archc is not installed
-        for name, source in runtime.CARRIED.items():  # archc_runtime.py and the manifest records it reads
-            shutil.copyfile(source, folder / name)
-        # the loader without Python: its source, the headers it includes, the runtime libraries it links
-        (folder / "cpp").mkdir()
-        for name in ("main.cc", "Makefile"):
-            shutil.copyfile(CPP / name, folder / "cpp" / name)
-        for rel in headers:
-            (folder / "include" / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(include_from) / rel, folder / "include" / rel)
-        if libs:
-            (folder / "lib").mkdir()
-            for lib in libs:
-                shutil.copy(lib, folder / "lib" / lib.name)  # keeps the mode (shared libraries are executable)
+    (folder / "README.md").write_text(readme(manifest), encoding="utf-8")
+    if detection is not None:  # what the C++ loader decodes (the Python one reads the manifest)
+        (folder / "detection.txt").write_text(detection.to_text(), encoding="utf-8")
+    # the loader, standalone (numpy and TVM's runtime only): the package runs where archc is not installed
+    for name, source in runtime.CARRIED.items():  # archc_runtime.py and the manifest records it reads
+        shutil.copyfile(source, folder / name)
+    if cpp is not None:
+        return manifest
+    # the loader without Python: its source, the headers it includes, the runtime libraries it links
+    (folder / "cpp").mkdir()
+    for name in ("main.cc", "Makefile"):
+        shutil.copyfile(CPP / name, folder / "cpp" / name)
+    for rel in headers:
+        (folder / "include" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(include_from) / rel, folder / "include" / rel)
+    if libs:
+        (folder / "lib").mkdir()
+        for lib in libs:
+            shutil.copy(lib, folder / "lib" / lib.name)  # keeps the mode (shared libraries are executable)
     return manifest
 
 

@@ -114,6 +114,25 @@ def _rf_lines(a: Analysis, layer: Layer) -> list[str]:
     return lines
 
 
+def _rpn_lines(a: Analysis, layer: Layer) -> list[str]:
+    """A region proposal network's output (2k scores or 4k offsets a location, `Totals.anchors`): what one
+    location of it is."""
+    y = layer.output_shape
+    if not a.totals.anchors or not y or len(y) != 4:
+        return []
+    h, w, k = a.totals.anchors
+    if (y[2], y[3]) != (h, w) or y[1] not in (2 * k, 4 * k):
+        return []
+    rf = layer.receptive_field
+    window = (f", sees {dims(rf.size)} input pixels and moves {dims(rf.stride)} pixels a location"
+              if rf is not None and not rf.whole else "")
+    what = (f"2k = {2 * k}: each anchor's object and background logits (k background channels, then k object)"
+            if y[1] == 2 * k else f"4k = {4 * k}: each anchor's box offsets (dx, dy, dw, dh)")
+    return [f"RPN location: each of the {h}×{w} locations is one position of the RPN's sliding window{window}; "
+            f"it holds k = {k} anchors (boxes of k sizes and shapes centred on it) and {what}; {h}×{w}×{k} = "
+            f"{h * w * k:,} anchors in all"]
+
+
 def explain(a: Analysis, name: str) -> str:
     layer = a.layer(name)
     if layer is None:
@@ -132,5 +151,5 @@ def explain(a: Analysis, name: str) -> str:
     lines.append(f"activation: {output_size(y)} = {layer.activation_elements:,} elements × "
                  f"{layer.activation_bytes // max(1, layer.activation_elements)} bytes = "
                  f"{layer.activation_bytes:,} bytes")
-    lines += _rf_lines(a, layer)
+    lines += _rf_lines(a, layer) + _rpn_lines(a, layer)
     return "\n".join(lines)

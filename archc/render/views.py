@@ -157,6 +157,13 @@ def totals_table(a: Analysis) -> Table:
             if t.depth_longest and t.depth_longest != t.depth else "")),
         ("Layers by type", ", ".join(f"{op} {n}" for op, n in sorted(t.layer_counts.items(), key=lambda x: -x[1]))),
     ]
+    if t.anchors:
+        h, w, k = t.anchors
+        rows.append(("RPN anchors (H×W×k)", f"{h}×{w}×{k} = {h * w * k:,} ({k} a location of the {h}×{w} map)"))
+    if t.proposals:
+        rows.append(("Per proposal (the layers after the proposals input)",
+                     f"{t.per_proposal_macs:,} MACs ({si(t.per_proposal_macs)}), run for each of {t.proposals:,}: "
+                     f"{t.proposals * t.per_proposal_macs:,} ({si(t.proposals * t.per_proposal_macs)})"))
     if t.unknown_ops:
         rows.append(("Of unknown cost (excluded)", ", ".join(f"{op} ×{n}" for op, n in t.unknown_ops.items())))
     return Table(_title(a, "totals"), [Column("what", "Total"), Column("value", "Value", wrap=True)],

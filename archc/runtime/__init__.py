@@ -117,6 +117,7 @@ class Package:
     _vm: Any = field(default=None, repr=False)
     _emulator: Any = field(default=None, repr=False)  # a qemu.Emulator when an aarch64 package runs on x86-64
     threads: int | None = None  # load_package's threads=; None: TVM_NUM_THREADS, else every CPU
+    _second: Any = field(default=None, repr=False)  # a two-stage detector's stage two (its package), once loaded
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -221,8 +222,27 @@ class Package:
             raise PackageError(f"'{self.path}' is not a detector package: compile it with --detect to get boxes",
                                code="not-a-detector")
         shape = self.inputs[0].shape
-        return _detect.yolo(det.kind, outputs, det.heads, det.classes, (shape[2], shape[3]),
-                            det.confidence if confidence is None else confidence, det.iou if iou is None else iou,
+        confidence = det.confidence if confidence is None else confidence
+        iou = det.iou if iou is None else iou
+        if det.proposals is not None:
+            return self._second_stage(outputs, det, (shape[2], shape[3]), confidence, iou)
+        return _detect.yolo(det.kind, outputs, det.heads, det.classes, (shape[2], shape[3]), confidence, iou,
+                            det.max_boxes)
+
+    def _second_stage(self, outputs: list[np.ndarray], det: Any, image: tuple[int, int], confidence: float,
+                      iou: float) -> Any:
+        """Faster R-CNN: the proposals chosen from stage one's `outputs`, stage two (the package in the subfolder
+        the manifest names) run on them, its outputs decoded class by class (archc_detect.proposals, rcnn)."""
+        p = det.proposals
+        if self._second is None:
+            self._second = load_package(self.path / p.heads, self.threads)
+        heads = self._second
+        rois, real = _detect.proposals(outputs[p.scores], outputs[p.deltas], p.sizes, p.ratios, p.stride, image,
+                                       p.rois[-2], p.pre_nms, p.iou)
+        feeds = {spec.name: outputs[i] for spec, i in zip(heads.inputs[:-1], p.passes, strict=True)}
+        feeds[heads.inputs[-1].name] = rois.reshape(p.rois)
+        second = heads.run(feeds)
+        return _detect.rcnn(second[p.cls], second[p.box], rois, real, det.classes, image, confidence, iou,
                             det.max_boxes)
 
     def time(self, inputs: dict[str, np.ndarray], repeat: int = 10) -> list[float]:

@@ -111,8 +111,19 @@ def test_d4_mask_rcnn_case_study():
     all_rois = [lay.macs for lay in a.layers if lay.name.startswith(("head/", "cls", "box", "mask")) and lay.macs]
     # res5: 3 bottlenecks of 3 convs and one projection; cls and box; the transposed conv and the 1×1 of the masks
     assert all_rois == [300 * m for m in per_roi] and len(per_roi) == 3 * 3 + 1 + 2 + 2
+    # the totals say both: the anchors W×H×k and the multiply-adds of one proposal, run R times
+    assert a.totals.anchors == [38, 50, 15] and a.totals.proposals == 300
+    assert a.totals.per_proposal_macs == one.totals.per_proposal_macs == sum(per_roi)
+    from archc.render.text import render_text
+    from archc.render.views import totals_table
+    table = render_text(totals_table(a))
+    assert "38×50×15 = 28,500" in table and f"{sum(per_roi):,} MACs" in table and "each of 300" in table
     # --explain on the RoIAlign: the deck's sampling points, and 300·1024·7·7 cells of 2·2 samples
     from archc.render.explain import explain
+    rpn = explain(a, "rpn/scores")  # --explain on the RPN: one location, its window and its k anchors
+    assert "each of the 38×50 locations" in rpn and "k = 15 anchors" in rpn and "2k = 30" in rpn
+    assert "28,500 anchors in all" in rpn and "moves 16×16 pixels" in rpn
+    assert "4k = 60" in explain(a, "rpn/boxes")
     text = explain(a, "head/roi")
     assert "each of the 300 proposals" in text and "38×50×1024 feature map" in text and "7×7 cells" in text
     assert "bilinear interpolation of the 4 feature pixels" in text

@@ -4,7 +4,8 @@
 //
 // Inputs are .npy files (little endian, C order), one per model input in the manifest's order. Each output is
 // written to OUT_DIR/out<i>.npy; a detector package's (detection.txt beside the model) also boxes.npy, scores.npy
-// and classes.npy, its decoded boxes. It prints every input's and output's shape and the time of a run (the median of
+// and classes.npy, its decoded boxes (a two-stage detector's, Faster R-CNN's: its stage two, the library in the
+// package's heads/ folder, run on the proposals chosen from stage one's outputs, written as proposals.npy). It prints every input's and output's shape and the time of a run (the median of
 // N runs after a warm-up with --repeat N). --threads N: the threads of the library's parallel loops (archc's pool,
 // linked into it), this one included; default TVM_NUM_THREADS, else every CPU. An error is one line on stderr, exit
 // status 1 (2 for bad usage).
@@ -202,7 +203,8 @@ void MakeDirs(const std::string& dir) {
 }
 
 // ---- a detector's post-processing: detection.txt beside the model (archc compile --detect) ---------------------
-// YOLO's decoding (v2's region output, v3's heads) and greedy per-class non-maximum suppression, as the Python
+// YOLO's decoding (v2's region output, v3's heads), Faster R-CNN's proposals and per-class decoding, and greedy
+// per-class non-maximum suppression, as the Python
 // loader's archc_detect.py does it (the same steps in the same order, in double precision): see that file for the
 // arithmetic.
 struct Head {
@@ -215,6 +217,16 @@ struct Detection {
   std::vector<Head> heads;
   int classes = 0, max_boxes = 100;
   double confidence = 0.25, iou = 0.45;
+  // Faster R-CNN's two stages (archc_detect.py's proposals and rcnn): stage one's outputs `scores` (N×2k×H×W) and
+  // `deltas` (N×4k×H×W), anchors of `sizes` × `ratios` every `stride` pixels; stage two, the library
+  // `heads_library` (relative to this file's folder), takes stage one's outputs `passes` and the proposals, and
+  // gives the class scores (output `cls`) and box offsets (output `box`)
+  int scores = -1, deltas = -1, stride = 0, cls = -1, box = -1, pre_nms = 1000;
+  double rpn_iou = 0.7;
+  std::vector<double> sizes, ratios;
+  std::vector<int> passes;
+  std::vector<int64_t> rois;  // the proposals input's shape: R×4 or 1×R×4
+  std::string heads_library;
 };
 
 std::optional<Detection> ReadDetection(const std::string& model) {
@@ -229,7 +241,7 @@ std::optional<Detection> ReadDetection(const std::string& model) {
     if (!(words >> key)) continue;
     if (key == "kind") {
       words >> d.kind;
-      if (d.kind != "yolov2" && d.kind != "yolov3")
+      if (d.kind != "yolov2" && d.kind != "yolov3" && d.kind != "faster_rcnn")
         Fail("'" + path + "' asks for a '" + d.kind + "' decoding, which this loader lacks");
     } else if (key == "head") {
       Head h;
@@ -244,9 +256,41 @@ std::optional<Detection> ReadDetection(const std::string& model) {
       words >> d.iou;
     } else if (key == "max_boxes") {
       words >> d.max_boxes;
+    } else if (key == "scores") {
+      words >> d.scores;
+    } else if (key == "deltas") {
+      words >> d.deltas;
+    } else if (key == "sizes") {
+      for (double v; words >> v;) d.sizes.push_back(v);
+    } else if (key == "ratios") {
+      for (double v; words >> v;) d.ratios.push_back(v);
+    } else if (key == "stride") {
+      words >> d.stride;
+    } else if (key == "passes") {
+      for (int v; words >> v;) d.passes.push_back(v);
+    } else if (key == "cls") {
+      words >> d.cls;
+    } else if (key == "box") {
+      words >> d.box;
+    } else if (key == "pre_nms") {
+      words >> d.pre_nms;
+    } else if (key == "rpn_iou") {
+      words >> d.rpn_iou;
+    } else if (key == "rois") {
+      for (int64_t v; words >> v;) d.rois.push_back(v);
+    } else if (key == "heads") {
+      words >> d.heads_library;
+      d.heads_library = path.substr(0, path.size() - std::string("detection.txt").size()) + d.heads_library;
     }
   }
-  bool ok = !d.kind.empty() && !d.heads.empty() && d.classes >= 1;
+  bool ok = !d.kind.empty() && d.classes >= 1;
+  if (d.kind == "faster_rcnn") {
+    ok = ok && d.scores >= 0 && d.deltas >= 0 && d.stride > 0 && d.cls >= 0 && d.box >= 0 && d.pre_nms > 0 &&
+         !d.sizes.empty() && !d.ratios.empty() && !d.passes.empty() && !d.heads_library.empty() &&
+         d.rois.size() >= 2 && d.rois.back() == 4 && d.rois[d.rois.size() - 2] > 0;
+  } else {
+    ok = ok && !d.heads.empty();
+  }
   for (const Head& h : d.heads) ok = ok && !h.anchors.empty() && h.anchors.size() % 2 == 0 && h.output >= 0;
   if (!ok) Fail("'" + path + "' is malformed");
   return d;
@@ -306,8 +350,8 @@ void DecodeHead(const Detection& d, const Head& head, const float* raw, const st
   }
 }
 
-// The best first, a box dropped where a kept one of its class overlaps it by more than the IoU, `max_boxes` kept.
-std::vector<Candidate> Suppress(const Detection& d, std::vector<Candidate> found) {
+// The best first, a box dropped where a kept one of its class overlaps it by more than `iou`, `max_boxes` kept.
+std::vector<Candidate> Suppress(std::vector<Candidate> found, double iou, int max_boxes) {
   std::stable_sort(found.begin(), found.end(), [](const Candidate& p, const Candidate& q) {
     return p.score > q.score;
   });
@@ -319,15 +363,108 @@ std::vector<Candidate> Suppress(const Detection& d, std::vector<Candidate> found
       double ix = std::min(b.x2, k.x2) - std::max(b.x1, k.x1), iy = std::min(b.y2, k.y2) - std::max(b.y1, k.y1);
       double inter = std::max(ix, 0.0) * std::max(iy, 0.0);
       double uni = (b.x2 - b.x1) * (b.y2 - b.y1) + (k.x2 - k.x1) * (k.y2 - k.y1) - inter;
-      if (uni > 0 && inter / uni > d.iou) {
+      if (uni > 0 && inter / uni > iou) {
         suppressed = true;
         break;
       }
     }
     if (!suppressed) kept.push_back(b);
   }
-  if (kept.size() > static_cast<size_t>(std::max(d.max_boxes, 0))) kept.resize(static_cast<size_t>(d.max_boxes));
+  if (kept.size() > static_cast<size_t>(std::max(max_boxes, 0))) kept.resize(static_cast<size_t>(max_boxes));
   return kept;
+}
+
+// ---- Faster R-CNN: the proposals between its stages, and its per-class decoding (archc_detect.py's) -------------
+const double kClamp = std::log(1000.0 / 16);
+const double kMinSize = 1e-3;
+
+// Offsets (dx, dy, dw, dh), each divided by its weight, applied to a box (x1, y1, x2, y2), then clipped.
+void DecodeBox(const double* b, const double* delta, const double* weight, int64_t image_h, int64_t image_w,
+               double* out) {
+  double w = b[2] - b[0], h = b[3] - b[1];
+  double cx = b[0] + 0.5 * w, cy = b[1] + 0.5 * h;
+  double dx = delta[0] / weight[0], dy = delta[1] / weight[1];
+  double dw = std::min(delta[2] / weight[2], kClamp), dh = std::min(delta[3] / weight[3], kClamp);
+  double px = dx * w + cx, py = dy * h + cy, pw = std::exp(dw) * w, ph = std::exp(dh) * h;
+  double box[4] = {px - 0.5 * pw, py - 0.5 * ph, px + 0.5 * pw, py + 0.5 * ph};
+  double limit[4] = {static_cast<double>(image_w), static_cast<double>(image_h), static_cast<double>(image_w),
+                     static_cast<double>(image_h)};
+  for (int i = 0; i < 4; ++i) out[i] = std::min(std::max(box[i], 0.0), limit[i]);
+}
+
+// The RPN's `count` proposals (count×4, the last real one repeated, or zeros) and how many are real.
+std::vector<float> Proposals(const Detection& d, const std::vector<float>& scores, const std::vector<int64_t>& s_shape,
+                             const std::vector<float>& deltas, const std::vector<int64_t>& d_shape, int64_t image_h,
+                             int64_t image_w, int64_t count, int64_t* real) {
+  const int64_t k = static_cast<int64_t>(d.sizes.size() * d.ratios.size());
+  if (s_shape.size() != 4 || d_shape.size() != 4 || s_shape[1] != 2 * k || d_shape[1] != 4 * k ||
+      s_shape[2] != d_shape[2] || s_shape[3] != d_shape[3])
+    Fail("the RPN's outputs are " + Dims(s_shape) + " and " + Dims(d_shape) + "; " + std::to_string(k) +
+         " anchors need N×" + std::to_string(2 * k) + "×H×W and N×" + std::to_string(4 * k) + "×H×W");
+  const int64_t h = s_shape[2], w = s_shape[3];
+  std::vector<double> base;  // ratio by ratio, size by size: s/√r wide, s·√r high, corners rounded
+  for (double r : d.ratios) {
+    for (double size : d.sizes) {
+      double hr = std::sqrt(r), ws = (1 / hr) * size, hs = hr * size;
+      for (double v : {-ws, -hs, ws, hs}) base.push_back(std::nearbyint(v / 2));
+    }
+  }
+  std::vector<Candidate> found;
+  std::vector<double> boxes;
+  const double one[4] = {1, 1, 1, 1};
+  for (int64_t y = 0; y < h; ++y) {
+    for (int64_t x = 0; x < w; ++x) {
+      for (int64_t a = 0; a < k; ++a) {
+        double sx = static_cast<double>(x * d.stride), sy = static_cast<double>(y * d.stride);
+        double anchor[4] = {sx + base[4 * a], sy + base[4 * a + 1], sx + base[4 * a + 2], sy + base[4 * a + 3]};
+        double delta[4];
+        for (int64_t j = 0; j < 4; ++j) delta[j] = deltas[((a * 4 + j) * h + y) * w + x];
+        double b[4];
+        DecodeBox(anchor, delta, one, image_h, image_w, b);
+        double bg = scores[(a * h + y) * w + x], fg = scores[((k + a) * h + y) * w + x];
+        if (b[2] - b[0] >= kMinSize && b[3] - b[1] >= kMinSize)
+          found.push_back({b[0], b[1], b[2], b[3], 1 / (1 + std::exp(bg - fg)), 0});
+      }
+    }
+  }
+  std::stable_sort(found.begin(), found.end(), [](const Candidate& p, const Candidate& q) {
+    return p.score > q.score;
+  });
+  if (found.size() > static_cast<size_t>(d.pre_nms)) found.resize(static_cast<size_t>(d.pre_nms));
+  std::vector<Candidate> kept = Suppress(std::move(found), d.rpn_iou, static_cast<int>(count));
+  std::vector<float> rois(static_cast<size_t>(count) * 4, 0.0f);
+  for (int64_t i = 0; i < count && !kept.empty(); ++i) {
+    const Candidate& c = kept[std::min<size_t>(static_cast<size_t>(i), kept.size() - 1)];
+    float v[4] = {static_cast<float>(c.x1), static_cast<float>(c.y1), static_cast<float>(c.x2),
+                  static_cast<float>(c.y2)};
+    std::copy(v, v + 4, rois.begin() + 4 * i);
+  }
+  *real = static_cast<int64_t>(kept.size());
+  return rois;
+}
+
+// Stage two's class scores (R×(K + 1), background first) and offsets (R×4K) for the first `real` proposals:
+// each class's box and probability, above the confidence and not under 1e-2 pixels, in proposal, class order.
+std::vector<Candidate> DecodeRcnn(const Detection& d, const std::vector<float>& cls, const std::vector<float>& box,
+                                  const std::vector<float>& rois, int64_t real, int64_t image_h, int64_t image_w) {
+  const int64_t c = d.classes;
+  const double weights[4] = {10, 10, 5, 5};
+  std::vector<Candidate> found;
+  for (int64_t r = 0; r < real; ++r) {
+    const float* logits = cls.data() + r * (c + 1);
+    double top = logits[0], sum = 0;
+    for (int64_t j = 1; j <= c; ++j) top = std::max(top, static_cast<double>(logits[j]));
+    for (int64_t j = 0; j <= c; ++j) sum += std::exp(static_cast<double>(logits[j]) - top);
+    double roi[4] = {rois[4 * r], rois[4 * r + 1], rois[4 * r + 2], rois[4 * r + 3]};
+    for (int64_t j = 0; j < c; ++j) {
+      double p = std::exp(static_cast<double>(logits[j + 1]) - top) / sum;
+      double delta[4], b[4];
+      for (int64_t q = 0; q < 4; ++q) delta[q] = box[(r * c + j) * 4 + q];
+      DecodeBox(roi, delta, weights, image_h, image_w, b);
+      if (p > d.confidence && b[2] - b[0] >= 1e-2 && b[3] - b[1] >= 1e-2) found.push_back({b[0], b[1], b[2], b[3], p, j});
+    }
+  }
+  return found;
 }
 
 // The boxes as boxes.npy (K×4 float32), scores.npy (K float32), classes.npy (K int64) in OUT_DIR, and on stdout.
@@ -558,18 +695,21 @@ double Milliseconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
 
-int Run(const Options& o) {
-  // inputs first: a missing or malformed file is said before the library is loaded
-  std::vector<Npy> inputs;
-  for (const std::string& path : o.inputs) inputs.push_back(ReadNpy(path));
-  CheckLibrary(o.model);
-
-  std::vector<std::string> sidecar_problems = LoadSidecars();
+// A library loaded, its VM initialised on `device` (the CPU when kDLExtDev: the device the library needs).
+struct Loaded {
   ffi::Module library{ffi::UnsafeInit()};
+  ffi::Module vm{ffi::UnsafeInit()};
+  DLDevice device{kDLCPU, 0};
+};
+
+Loaded Load(const std::string& model, const std::vector<std::string>& sidecar_problems, int threads,
+            DLDeviceType device_type) {
+  CheckLibrary(model);
+  Loaded l;
   // dlopen looks a name without a slash up on the library path, not in the current folder
-  std::string path = o.model.find('/') == std::string::npos ? "./" + o.model : o.model;
+  std::string path = model.find('/') == std::string::npos ? "./" + model : model;
   try {
-    library = ffi::Module::LoadFromFile(path);
+    l.library = ffi::Module::LoadFromFile(path);
   } catch (const ffi::Error& e) {
     std::string why = OneLine(e.message()), hint = "is it built for this machine and this TVM?";
     for (const std::string& p : sidecar_problems) {
@@ -577,19 +717,90 @@ int Run(const Options& o) {
       if (p.find("cuda") != std::string::npos)
         hint = "a CUDA package needs an NVIDIA GPU, its driver and CUDA's runtime";
     }
-    Fail("the model '" + o.model + "' does not load (" + why + "); " + hint);
+    Fail("the model '" + model + "' does not load (" + why + "); " + hint);
   }
-  if (o.threads > 0) SetThreads(path, o.model, o.threads);
-  ffi::Module vm = Method(library, "vm_load_executable", "'" + o.model + "'")().cast<ffi::Module>();
-
-  DLDeviceType device_type = o.device.empty() ? NeededDevice(library) : o.device == "cuda" ? kDLCUDA : kDLCPU;
-  DLDevice device{device_type, 0};
+  if (threads > 0) SetThreads(path, model, threads);
+  l.vm = Method(l.library, "vm_load_executable", "'" + model + "'")().cast<ffi::Module>();
+  l.device = DLDevice{device_type == kDLExtDev ? NeededDevice(l.library) : device_type, 0};
   const int kPooled = 2;  // tvm::runtime::memory::AllocatorType::kPooled
-  ffi::Function init = Method(vm, "vm_initialization", "the model's VM");
-  if (device_type == kDLCPU)
+  ffi::Function init = Method(l.vm, "vm_initialization", "the model's VM");
+  if (l.device.device_type == kDLCPU)
     init(static_cast<int>(kDLCPU), 0, kPooled);
   else  // the device, then the CPU for shape computations
-    init(static_cast<int>(device_type), 0, kPooled, static_cast<int>(kDLCPU), 0, kPooled);
+    init(static_cast<int>(l.device.device_type), 0, kPooled, static_cast<int>(kDLCPU), 0, kPooled);
+  return l;
+}
+
+std::vector<int64_t> ShapeOf(const ffi::Tensor& t) { return std::vector<int64_t>(t.shape().begin(), t.shape().end()); }
+
+// A float32 output's values, copied to the host.
+std::vector<float> HostFloats(const std::vector<ffi::Tensor>& outputs, int index, const std::string& what) {
+  if (index < 0 || index >= static_cast<int>(outputs.size()) ||
+      ByDL(outputs[index].dtype()) != ByDL(DLDataType{kDLFloat, 32, 1}))
+    Fail("detection.txt decodes " + what + " output " + std::to_string(index) + ", which is no float32 output");
+  const ffi::Tensor& y = outputs[index];
+  std::vector<float> raw(ffi::GetDataSize(*y.GetDLTensorPtr()) / sizeof(float));
+  Global("runtime.TVMTensorCopyToBytes")(y, static_cast<void*>(raw.data()),
+                                         static_cast<int64_t>(raw.size() * sizeof(float)));
+  return raw;
+}
+
+// Faster R-CNN's second stage: the proposals from stage one's outputs, the heads library run on them (stage one's
+// `passes` and the proposals), its outputs decoded. The proposals are written as OUT_DIR/proposals.npy.
+std::vector<Candidate> TwoStage(const Detection& d, const std::vector<ffi::Tensor>& outputs, int64_t image_h,
+                                int64_t image_w, const Options& o, const std::vector<std::string>& sidecars,
+                                DLDevice device) {
+  Loaded heads = Load(d.heads_library, sidecars, o.threads, device.device_type);
+  int arity = Method(heads.vm, "get_function_arity", "the heads' VM")("main").cast<int>();
+  if (arity != static_cast<int>(d.passes.size()) + 1)
+    Fail("the heads library takes " + std::to_string(arity) + " inputs, detection.txt passes " +
+         std::to_string(d.passes.size()) + " and the proposals");
+  std::vector<float> scores = HostFloats(outputs, d.scores, "the RPN's scores"),
+                     deltas = HostFloats(outputs, d.deltas, "the RPN's offsets");
+  int64_t real = 0, count = d.rois[d.rois.size() - 2];
+  std::vector<float> rois = Proposals(d, scores, ShapeOf(outputs[d.scores]), deltas, ShapeOf(outputs[d.deltas]),
+                                      image_h, image_w, count, &real);
+  const std::vector<int64_t>& shape = d.rois;
+  ffi::Tensor t = Global("runtime.TVMTensorAllocWithScope")(ffi::Shape(shape.begin(), shape.end()),
+                                                            DLDataType{kDLFloat, 32, 1}, heads.device, ffi::Any())
+                      .cast<ffi::Tensor>();
+  Global("runtime.TVMTensorCopyFromBytes")(t, static_cast<void*>(rois.data()),
+                                           static_cast<int64_t>(rois.size() * sizeof(float)));
+  std::vector<ffi::AnyView> args;
+  for (int i : d.passes) {
+    if (i < 0 || i >= static_cast<int>(outputs.size())) Fail("detection.txt passes output " + std::to_string(i) +
+                                                             ", which stage one lacks");
+    args.emplace_back(outputs[i]);
+  }
+  args.emplace_back(t);
+  ffi::Any result;
+  try {
+    Method(heads.vm, "main", "the heads' VM").CallPacked(args.data(), static_cast<int32_t>(args.size()), &result);
+  } catch (const ffi::Error& e) {
+    Fail("the heads failed: " + OneLine(e.kind() + ": " + e.message()));
+  }
+  std::vector<ffi::Tensor> second;
+  Flatten(result, &second);
+  if (!o.out_dir.empty()) {
+    std::vector<char> bytes(rois.size() * sizeof(float));
+    std::memcpy(bytes.data(), rois.data(), bytes.size());
+    WriteNpy(o.out_dir + "/proposals.npy", *ByDL(DLDataType{kDLFloat, 32, 1}), {count, 4}, bytes);
+  }
+  std::printf("proposals: %lld of %lld\n", static_cast<long long>(real), static_cast<long long>(count));
+  return DecodeRcnn(d, HostFloats(second, d.cls, "the class scores"), HostFloats(second, d.box, "the box offsets"),
+                    rois, real, image_h, image_w);
+}
+
+int Run(const Options& o) {
+  // inputs first: a missing or malformed file is said before the library is loaded
+  std::vector<Npy> inputs;
+  for (const std::string& path : o.inputs) inputs.push_back(ReadNpy(path));
+  std::vector<std::string> sidecar_problems = LoadSidecars();
+  Loaded model = Load(o.model, sidecar_problems, o.threads,
+                      o.device.empty() ? kDLExtDev : o.device == "cuda" ? kDLCUDA : kDLCPU);
+  const ffi::Module& vm = model.vm;
+  const DLDevice device = model.device;
+  const DLDeviceType device_type = device.device_type;
 
   int arity = Method(vm, "get_function_arity", "the model's VM")("main").cast<int>();
   ffi::Function param_name = Method(vm, "get_function_param_name", "the model's VM");
@@ -599,7 +810,6 @@ int Run(const Options& o) {
     Fail("the model takes " + std::to_string(arity) + (arity == 1 ? " input" : " inputs") + " (" + names + "), " +
          std::to_string(inputs.size()) + " .npy " + (inputs.size() == 1 ? "file was" : "files were") + " given");
   }
-
   ffi::Function alloc = Global("runtime.TVMTensorAllocWithScope");
   ffi::Function copy_in = Global("runtime.TVMTensorCopyFromBytes");
   ffi::Function copy_out = Global("runtime.TVMTensorCopyToBytes");
@@ -661,17 +871,16 @@ int Run(const Options& o) {
   if (detection) {  // decoded on the host: each head's output copied out as float32
     std::vector<Candidate> found;
     const std::vector<int64_t>& image = inputs[0].shape;
-    for (const Head& head : detection->heads) {
-      if (head.output >= static_cast<int>(outputs.size()) ||
-          ByDL(outputs[head.output].dtype()) != ByDL(DLDataType{kDLFloat, 32, 1}))
-        Fail("detection.txt decodes output " + std::to_string(head.output) + ", which is no float32 output");
-      const ffi::Tensor& y = outputs[head.output];
-      std::vector<int64_t> shape(y.shape().begin(), y.shape().end());
-      std::vector<float> raw(ffi::GetDataSize(*y.GetDLTensorPtr()) / sizeof(float));
-      copy_out(y, static_cast<void*>(raw.data()), static_cast<int64_t>(raw.size() * sizeof(float)));
-      DecodeHead(*detection, head, raw.data(), shape, image[image.size() - 2], image.back(), &found);
+    const int64_t image_h = image[image.size() - 2], image_w = image.back();
+    if (detection->kind == "faster_rcnn") {
+      found = TwoStage(*detection, outputs, image_h, image_w, o, sidecar_problems, device);
+    } else {
+      for (const Head& head : detection->heads)
+        DecodeHead(*detection, head, HostFloats(outputs, head.output, "a head's").data(),
+                   ShapeOf(outputs[head.output]), image_h, image_w, &found);
     }
-    WriteDetections(Suppress(*detection, std::move(found)), o.out_dir, detection->confidence);
+    WriteDetections(Suppress(std::move(found), detection->iou, detection->max_boxes), o.out_dir,
+                    detection->confidence);
   }
   if (times.empty()) {
     std::printf("time: %.3f ms (one run on %s; --repeat N for a median)\n", first,
