@@ -161,3 +161,35 @@ def test_what_is_not_a_two_stage_detector_says_so(tmp_path):
         archc.compile(SPECS / "faster_rcnn_r50_c4.arch", target="native", output=tmp_path / "f",
                       detect="faster_rcnn", options=ModelOptions(params={"anchors": 6}), quick=0)
     assert not (tmp_path / "y").exists() and not (tmp_path / "f").exists()
+
+
+TINY = """network tiny_rcnn(num_classes = 3, anchors = 15) {
+  input image: 3x64x96
+  input rois: 8x4
+  f: @image conv(16, 3, stride=2, pad=1) relu conv(32, 3, stride=2, pad=1) relu conv(32, 3, stride=2, pad=1) relu
+     conv(32, 3, stride=2, pad=1) relu            # 4×6 at stride 16
+  rpn: conv(32, 3) relu
+  scores: @rpn conv(2 * anchors, 1)
+  boxes: @rpn conv(4 * anchors, 1)
+  roi: roi_align(7, stride=16) { @f; @rois }
+  head: conv(32, 3) relu gap flatten
+  cls: dense(num_classes + 1)
+  box: @head dense(4 * num_classes)
+  output scores, boxes, cls, box
+}
+"""
+
+
+@pytest.mark.cross
+def test_an_arm64_two_stage_detector_gives_the_same_boxes_under_qemu(tmp_path):
+    """Both stages cross compiled for aarch64 and run under qemu by the Python loader (a small two-stage network
+    of the same shape: conv backbone at stride 16, RPN with k = 15, RoIAlign, a conv head) give the boxes of
+    onnxruntime's stages decoded by the reference."""
+    spec = tmp_path / "tiny.arch"
+    spec.write_text(TINY)
+    folder = Path(archc.compile(spec, target="arm64", output=tmp_path / "arm", quick=0, detect="faster_rcnn").output)
+    pkg = load_package(folder)
+    image = np.random.default_rng(9).standard_normal((1, 3, 64, 96)).astype(np.float32)
+    _, want = _reference(folder, image, pkg.manifest.detection)
+    _match(pkg.detect({"image": image}), want)
+    assert pkg.emulated and pkg._second.emulated  # both stages ran under qemu
