@@ -16,7 +16,27 @@ def readme(m: Manifest) -> str:
             "```python\nfrom archc_runtime import load_package   # this folder's copy of archc.runtime\n"
             "pkg = load_package(\".\")                       # threads=N: the library's threads (default: "
             "TVM_NUM_THREADS, else every CPU)\n"
-            "outputs = pkg.run({name: array, ...})\n```\n\n" + _cpp(m))
+            "outputs = pkg.run({name: array, ...})\n```\n\n" + _detector(m) + _cpp(m))
+
+
+def _detector(m: Manifest) -> str:
+    """What a detector package's loaders return (compile --detect)."""
+    d = m.detection
+    if d is None:
+        return ""
+    text = (f"## Boxes: a {d.kind} detector\n\n`pkg.detect({{\"{m.inputs[0].name}\": x}})` returns `boxes` (K×4, "
+            "x1 y1 x2 y2 in input pixels), `scores` and `classes`: the outputs decoded, boxes kept above "
+            f"{d.confidence:g} and suppressed per class above IoU {d.iou:g}, the best {d.max_boxes} "
+            "(`confidence=` and `iou=` change the thresholds); `run_model` writes them as boxes.npy, scores.npy "
+            "and classes.npy.")
+    if d.proposals is not None:
+        p = d.proposals
+        text += (f" This library is stage one (backbone and RPN); stage two, the heads run once per proposal, is "
+                 f"the package in `{p.heads}/`. Between them the loaders choose the {p.rois[-2]} proposals: "
+                 f"{len(p.sizes) * len(p.ratios)} anchors a location every {p.stride} pixels, the {p.pre_nms} most "
+                 f"probable through non-maximum suppression above IoU {p.iou:g}; `run_model` also writes them as "
+                 "proposals.npy, and times stage one.")
+    return text + "\n\n"
 
 
 def _cpp(m: Manifest) -> str:

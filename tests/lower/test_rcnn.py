@@ -124,6 +124,8 @@ def test_the_package_holds_both_stages_each_verified(package):
     assert (p["sizes"], p["ratios"], p["stride"], p["passes"], p["rois"]) == (
         [32, 64, 128, 256, 512], [0.5, 1, 2], 16, [2], [1, 16, 4])  # k = 15: Mask R-CNN's C4 anchors
     assert not (package / "heads" / "lib").exists()  # the outer package's runtime serves both
+    assert "the package in `heads/`" in (package / "README.md").read_text()  # its README says what detect does
+    assert "stage two of the package in the folder above" in (package / "heads" / "README.md").read_text()
 
 
 def test_both_loaders_give_onnxruntimes_boxes(package, tmp_path):
