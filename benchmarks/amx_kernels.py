@@ -74,10 +74,10 @@ RESNET50 = [(64, 64, 56, 1, 1), (64, 64, 56, 3, 1), (64, 256, 56, 1, 1), (256, 6
 
 
 def convs(peak: float) -> None:
-    import ml_dtypes
-    import numpy as np
     import tempfile
 
+    import ml_dtypes
+    import numpy as np
     import onnx
     import tvm
     from onnx import helper
