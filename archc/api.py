@@ -67,7 +67,7 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
             options: ModelOptions | None = None, *, trials: int = 0, minutes: float | None = None,
             db: str | Path | None = None, quick: int | None = None, show_progress: bool = False,
             kernels: str = "archc", verify: bool = True, tolerance: float | None = None, rpc: Any = None,
-            detect: str | None = None, **kw: Any) -> CompileResult:
+            detect: str | None = None, precision: str = "fp32", **kw: Any) -> CompileResult:
     """Compile a spec (or ONNX file) for a target and write the result atomically. For `onnx`: without `output`,
     the file goes to `<source stem>.onnx` in the current folder (an output folder gets that name inside it). For a
     TVM target: a package folder, `<source stem>.<target>/` without `output`; the target's tuning database (`db`,
@@ -80,7 +80,9 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
     `lower.verify.TOLERANCE`, 1e-4); on a mismatch the first diverging node is named, the package is written marked
     unverified in its manifest, and `VerificationFailed` is raised. `detect` ("yolov2" or "yolov3"): the package's
     loaders decode the head outputs into boxes, scores and classes (`Package.detect`), with the network's `anchors`
-    and `num_classes` parameters (`_detection`)."""
+    and `num_classes` parameters (`_detection`); "faster_rcnn": two stages, the second a package in `heads/`.
+    `precision` "bf16": the convolutions AMX computes run in bf16 on its tiles (CPUs with AMX-BF16, --target
+    native), verified to `lower.verify.TOLERANCES["bf16"]` unless `tolerance` says otherwise."""
     from archc import targets
     from archc.util.onnx_skeleton import write_model
     tgt = targets.get(target) if isinstance(target, str) else target
@@ -103,14 +105,15 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
         database = Path(db) if db else None
 
         def rebuild(m: Model, out: Path) -> None:  # the same build, no tuning (the verifier's node-by-node run)
-            write_package(m, lower(m, tgt, database, None, False, 0, kernels), out)
+            write_package(m, lower(m, tgt, database, None, False, 0, kernels, precision), out)
 
         def build(m: Model) -> Any:
-            return lower(m, tgt, database, budget, show_progress, QUICK_TRIALS if quick is None else quick, kernels)
+            return lower(m, tgt, database, budget, show_progress, QUICK_TRIALS if quick is None else quick, kernels,
+                         precision)
 
         def checked_by(m: Model) -> Any:
-            return verification.checker(m, rebuild, verification.TOLERANCE if tolerance is None else tolerance,
-                                        rpc) if verify else None
+            allowed = verification.TOLERANCES.get(precision, verification.TOLERANCE) if tolerance is None else tolerance
+            return verification.checker(m, rebuild, allowed, rpc) if verify else None
 
         first = staged.first if staged else model  # a two-stage detector: its library is stage one
         second = Stage(staged.second, build(staged.second), HEADS, checked_by(staged.second)) if staged else None

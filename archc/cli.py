@@ -168,8 +168,12 @@ def main() -> None:
               help="TVM targets: run the library beside onnxruntime on random inputs (where this machine can run "
               "or emulate it) and compare every output; a mismatch names the first diverging node, marks the "
               "package unverified and exits 4.")
-@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
-              help="With --verify: the largest difference allowed, of each output's range.")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True),
+              help="With --verify: the largest difference allowed, of each output's range (default 1e-4; "
+                   "3e-2 with --precision bf16).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="--target native: bf16 runs the convolutions whose channels come in 32s on the CPU's AMX tiles "
+                   "(Intel Xeon from Sapphire Rapids on; refused elsewhere), the rest in fp32.")
 @click.option("--detect", type=click.Choice(["yolov2", "yolov3", "faster_rcnn"]),
               help="TVM targets: the package's loaders decode the outputs into boxes, scores and classes "
                    "(YOLOv2's region output, YOLOv3's heads; the spec's `anchors` and `num_classes`). "
@@ -179,8 +183,8 @@ def main() -> None:
 @model_options
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
             weights_map: str | None, seed: int, trials: int | None, minutes: float | None, db: str | None,
-            no_tune: bool, kernels: str, explain_layout: bool, verify: bool, tolerance: float, detect: str | None,
-            options: ModelOptions, remote: Any) -> None:
+            no_tune: bool, kernels: str, explain_layout: bool, verify: bool, tolerance: float | None,
+            precision: str, detect: str | None, options: ModelOptions, remote: Any) -> None:
     """Compile spec(s) (or ONNX files) for a target: every shape inferred, checked, written atomically."""
     import archc
     from archc import targets
@@ -204,7 +208,8 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
             # one live bar at a time: with several models the zoo's bar wins
             result = archc.compile(model, tgt, out, trials=trials or 0, minutes=minutes, db=db,
                                    quick=0 if no_tune else None, show_progress=not many, kernels=kernels,
-                                   verify=verify, tolerance=tolerance, rpc=remote, detect=detect)
+                                   verify=verify, tolerance=tolerance, rpc=remote, detect=detect,
+                                   precision=precision)
             click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
             if tgt.backend == "tvm":
                 from archc.deploy import explain

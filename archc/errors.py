@@ -53,6 +53,7 @@ Code = Literal[
     "tvm-import",  # TVM cannot import the model (ops its ONNX importer lacks)
     "tvm-compile",  # TVM could not compile the model for the target
     "no-gpu-tuning",  # tuning GPU kernels, which this version does not do
+    "no-bf16",  # --precision bf16 where it cannot run fast: no AMX-BF16, a cross target, TVM's kernels
     "needs-rpc",  # tuning or profiling a board's package measures on the board: --rpc and --rpc-key are needed
     "tuning-failed",  # every tuning trial failed
     "bad-database",  # a tuning database that cannot be read or whose TVM stamp is corrupt

@@ -19,6 +19,10 @@ def kernels_line(m: Manifest) -> str:
         sources = ", ".join(f"{n} {s}" for s, n in sorted((build.conv_configs or {}).items()))
         tables = f"; {build.conv_tables}" if build.conv_tables else ""
         own = f"{build.kernels_archc or 0} archc kernels (convolution configurations: {sources or 'none'}{tables}); "
+    if build.precision == "bf16":
+        convs = (build.layout or {}).get("convolutions", [])
+        amx = sum(1 for c in convs if str(c.get("conv", "")).endswith("on AMX"))
+        own = f"bf16: {amx} of {len(convs)} convolutions on AMX, the rest fp32; " + own
     return (f"kernels: {own}{build.kernels_tuned} from the tuning database, {build.kernels_naive} untuned "
             f"(naive); {build.trials_now} tuning trials in this build{board}")
 

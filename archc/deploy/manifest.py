@@ -119,6 +119,7 @@ class BuildReport:
     conv_tables: str | None = None  # the shipped tables used ("avx512/rocketlake"; the nearest ones said so)
     convolutions_searched: int | None = None  # searched in this build (whole grids, or the short pass's few)
     layout: dict[str, Any] | None = None  # the layout plan (archc.deploy.explain renders it)
+    precision: str = "fp32"  # fp32, or bf16 (the convolutions AMX computes: --precision bf16)
 
     @property
     def tuned(self) -> bool:
@@ -135,6 +136,8 @@ class BuildReport:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"tuned": self.tuned, "compile_seconds": round(self.compile_seconds, 3),
                                "parallel_runtime": self.parallel_runtime}
+        if self.precision != "fp32":  # written where it is not the default (older manifests have none)
+            out["precision"] = self.precision
         if self.cpu_schedules:
             out |= {"database": self.database, "trials_now": self.trials_now, "kernels_tuned": self.kernels_tuned,
                     "kernels_naive": self.kernels_naive}

@@ -18,7 +18,7 @@ from archc.frontends import Model
 from archc.lower import kernels as own_kernels
 from archc.lower import tune, vector_math
 from archc.lower.onnx_compat import for_tvm
-from archc.lower.tvm_target import check_toolchain, tvm_target
+from archc.lower.tvm_target import check_toolchain, tvm_target, tvm_target_dict
 from archc.runtime import last_line
 from archc.runtime.rpc import Remote, device_cores
 from archc.targets import Target
@@ -36,20 +36,24 @@ QUICK_TRIALS = 2  # the default short pass: measurements per kernel the database
 KERNELS = ("archc", "tvm")  # whose kernels a CPU build uses: archc's (lower/kernels) or TVM's with MetaSchedule
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Budget | None = None,
-          show: bool = False, quick: int = QUICK_TRIALS, kernels: str = "archc") -> Lowered:
+          show: bool = False, quick: int = QUICK_TRIALS, kernels: str = "archc", precision: str = "fp32") -> Lowered:
     """Compile for the target. On CPU targets, `kernels="archc"` puts archc's own kernels in (the blocked-layout
     convolutions, each with its configuration from the database, the shipped table or the rule, and the generic
     schedule for the other ops; a `budget` first searches the configurations of convolutions the database lacks);
     then the tuning database (`db`, default: the target's under the user's cache) is applied to every remaining
     kernel that has a record; a `budget` grows it by that many measurements, and every kernel still without one
-    gets `quick` measurements (0: leave it naive)."""
+    gets `quick` measurements (0: leave it naive). `precision` "bf16": the convolutions AMX can compute run in bf16
+    on its tiles (`_bf16_target` says where that is refused)."""
     if kernels not in KERNELS:
         raise ArchcError(f"unknown kernels '{kernels}': choose one of {', '.join(KERNELS)}", code="bad-option")
     if not model.has_weights:
         raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them", code="no-weights")
     check_toolchain(target)
-    tgt = tvm_target(target)
+    tgt = tvm_target(target) if precision == "fp32" else _bf16_target(target, kernels, precision)
     start = time.perf_counter()
     mod = import_onnx(model)
     report = BuildReport()
@@ -59,7 +63,7 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
                              code="no-gpu-tuning")
         mod = _gpu_schedules(mod, tgt)
     else:
-        mod, report = _tuned(mod, tgt, target, db or tune.default_db(target), budget, show, quick, kernels)
+        mod, report = _tuned(mod, tgt, target, db or tune.default_db(target), budget, show, quick, kernels, precision)
     vector_math.install()
     try:
         executable = tvm.compile(mod, target=tgt)
@@ -93,14 +97,14 @@ def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budge
 
 
 def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | None, show: bool, quick: int,
-           kernels: str) -> tuple[Any, BuildReport]:
+           kernels: str, precision: str = "fp32") -> tuple[Any, BuildReport]:
     """archc's kernels first (with `budget`, a search of the convolutions' configurations the database lacks);
     then apply the database to the rest, first spending the budget over those kernels, and then giving each kernel
     still without a record `quick` trials of its own (the short pass: a searched schedule, even a brief one, beats
     a naive loop)."""
     plans: list[Any] = []
-    prepared = tune.prepare(mod, tgt, kernels, plans)
-    report = BuildReport(kernels=kernels, database=str(db))
+    prepared = tune.prepare(mod, tgt, kernels, plans, precision)
+    report = BuildReport(kernels=kernels, database=str(db), precision=precision)
     if plans:
         report.layout = plans[0].to_json()
         choices = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db)
@@ -108,7 +112,8 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
             report.convolutions_searched = choices.search(list(own_kernels.workloads(prepared).values()), show,
                                                           quick=not budget)
         prepared, scheduled = own_kernels.apply(prepared, tgt, choices)
-        report.kernels_archc = len(scheduled)
+        amx = [gv for gv in prepared.functions if gv.name_hint.startswith("amx_conv2d")]  # scheduled as written
+        report.kernels_archc = len(scheduled) + len(amx)
         report.conv_configs = dict(Counter(choices.sources.values()))
         report.conv_tables = choices.table_note()
     trials = tune.tune(prepared, tgt, target, db, budget, show).trials if budget else 0
@@ -122,6 +127,29 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
     report.kernels_tuned = applied - (report.kernels_archc or 0)  # archc's own are counted apart
     report.kernels_naive = len(naive)
     return applied_mod, report
+
+
+def _bf16_target(target: Target, kernels: str, precision: str) -> Any:
+    """The TVM target of a bf16 build, its LLVM CPU given the AMX instructions; one sentence where bf16 cannot run
+    fast: not on this machine (a cross target or a board), not with TVM's kernels, or a CPU without AMX-BF16."""
+    from archc.lower.kernels import amx
+    if precision not in PRECISIONS:
+        raise ArchcError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}",
+                         code="bad-option")
+    if target.tvm.get("kind") != "llvm" or target.cross_compiler or target.runner != "local" \
+            or "mcpu" not in target.detect:
+        raise ArchcError(f"--precision {precision} builds for this machine's CPU only (its AMX tiles): compile "
+                         "for --target native, or leave --precision fp32", code="no-bf16")
+    if kernels != "archc":
+        raise ArchcError(f"--precision {precision} runs on archc's kernels: leave --kernels tvm out",
+                         code="no-bf16")
+    if not amx.request_tiles():
+        raise ArchcError(f"--precision {precision} needs a CPU with AMX-BF16 (Intel Xeon from Sapphire Rapids on), "
+                         "and this one has none (Linux refused the tile state): leave --precision fp32",
+                         code="no-bf16")
+    spec = tvm_target_dict(target)
+    spec["mattr"] = [*spec.get("mattr", []), "+amx-tile", "+amx-bf16", "+avx512bf16"]
+    return tvm.target.Target(spec)
 
 
 def import_onnx(model: Model) -> Any:

@@ -30,12 +30,13 @@ from archc.errors import ArchcError
 from archc.targets import Target
 
 POOL_SOURCE = Path(__file__).resolve().parents[1] / "runtime" / "pool.c"
+TILES_SOURCE = POOL_SOURCE.with_name("tiles.c")  # a bf16 build's request for the AMX tile state
 RENAMES = {"__TVMBackendParallelLaunch": "__archc_parallel_launch",
            "__TVMBackendParallelBarrier": "__archc_parallel_barrier"}
 POOL_FLAGS = ["-O2", "-fPIC", "-fvisibility=hidden", "-pthread"]
 PARALLEL_RUNTIME = "archc"  # the manifest's build.parallel_runtime for a library linked with the pool
 _COMPILER = re.compile(r"(?:g\+\+|gcc|c\+\+|cc|clang\+\+|clang)(?:-[0-9.]+)?$")
-_POOL_OBJECTS: dict[tuple[str, str], bytes] = {}  # (compiler, source hash) → pool.o: compiled once per process
+_OBJECTS: dict[tuple[str, str], bytes] = {}  # (compiler, source hash) → its .o: each compiled once per process
 
 
 def uses_pool(target: Target) -> bool:
@@ -43,9 +44,10 @@ def uses_pool(target: Target) -> bool:
     return target.tvm.get("kind") in ("llvm", "cuda")
 
 
-def fcompile(compiler: str | None = None) -> Callable[..., Any]:
+def fcompile(compiler: str | None = None, tiles: bool = False) -> Callable[..., Any]:
     """An `fcompile` for `export_library` that links archc's pool into the library: `compiler` is a cross compiler
-    (`aarch64-linux-gnu-gcc`), or None for this machine's (TVM's choice: $CXX, else g++, gcc, …)."""
+    (`aarch64-linux-gnu-gcc`), or None for this machine's (TVM's choice: $CXX, else g++, gcc, …). `tiles`: also
+    runtime/tiles.c, which asks Linux for the AMX tile state when the library loads (a bf16 build's)."""
 
     def _fcompile(output: str, objects: list[str] | str, options: list[str] | None = None, **kwargs: Any) -> Any:
         cc = kwargs.pop("cc", None) or compiler or tvm_cc.get_cc()
@@ -57,7 +59,9 @@ def fcompile(compiler: str | None = None) -> Callable[..., Any]:
             inputs = [objects] if isinstance(objects, str) else list(objects)
             linked = [_renamed(objcopy, obj, Path(work) / f"{n}-{Path(obj).name}") if obj.endswith(".o") else obj
                       for n, obj in enumerate(inputs)]
-            linked.append(_pool_object(cc, Path(work)))
+            linked.append(_object(cc, POOL_SOURCE, Path(work)))
+            if tiles:
+                linked.append(_object(cc, TILES_SOURCE, Path(work)))
             return tvm_cc.create_shared(output, linked, options=[*(options or []), "-pthread"], cc=cc, **kwargs)
 
     _fcompile.output_format = "so"  # type: ignore[attr-defined]  # what export_library reads off an fcompile
@@ -98,18 +102,19 @@ def _renamed(objcopy: str, obj: str, out: Path) -> str:
     return str(out)
 
 
-def _pool_object(cc: str, work: Path) -> str:
-    """pool.c compiled with the library's compiler (as C++ by g++, as C by gcc: it is valid as both)."""
-    if not POOL_SOURCE.is_file():
-        raise ArchcError(f"archc's parallel runtime {POOL_SOURCE} is missing from this installation; reinstall archc",
+def _object(cc: str, source_path: Path, work: Path) -> str:
+    """pool.c or tiles.c compiled with the library's compiler (as C++ by g++, as C by gcc: each is valid as
+    both)."""
+    if not source_path.is_file():
+        raise ArchcError(f"archc's runtime file {source_path} is missing from this installation; reinstall archc",
                          code="broken-install")
-    source = POOL_SOURCE.read_bytes()
+    source = source_path.read_bytes()
     key = (cc, hashlib.sha256(source).hexdigest())
-    out = work / "archc_pool.o"
-    if key not in _POOL_OBJECTS:
-        _run([cc, "-c", *POOL_FLAGS, "-o", str(out), str(POOL_SOURCE)],
-             f"{cc} could not compile archc's parallel runtime {POOL_SOURCE}")
-        _POOL_OBJECTS[key] = out.read_bytes()
+    out = work / f"archc_{source_path.stem}.o"
+    if key not in _OBJECTS:
+        _run([cc, "-c", *POOL_FLAGS, "-o", str(out), str(source_path)],
+             f"{cc} could not compile archc's runtime file {source_path}")
+        _OBJECTS[key] = out.read_bytes()
     else:
-        out.write_bytes(_POOL_OBJECTS[key])
+        out.write_bytes(_OBJECTS[key])
     return str(out)

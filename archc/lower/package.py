@@ -102,7 +102,7 @@ def _fill(model: Model, lowered: Lowered, folder: Path, check: Callable[[Path], 
                              libs_from=libs_from, missing=missing), detection=detection)
     fcompile = None
     if link.uses_pool(target):  # the library's parallel loops run on archc's pool (link.py, runtime/pool.c)
-        fcompile = link.fcompile(target.cross_compiler)
+        fcompile = link.fcompile(target.cross_compiler, tiles=lowered.report.precision == "bf16")
     elif target.cross_compiler:
         fcompile = cross_compiler(target.cross_compiler)
     lowered.executable.export_library(str(folder / library), fcompile=fcompile)

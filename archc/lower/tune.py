@@ -51,13 +51,14 @@ def default_db(target: Target) -> Path:
     return archc_cache / "tuning" / target.name
 
 
-def prepare(mod: Any, tgt: Any, kernels: str = "tvm", plans: list[Any] | None = None) -> Any:
+def prepare(mod: Any, tgt: Any, kernels: str = "tvm", plans: list[Any] | None = None,
+            precision: str = "fp32") -> Any:
     """The fused module that tuning and applying both see; with `kernels="archc"` on a CPU target, archc's layout
-    plan first (lower/kernels: its convolutions then fuse with their epilogues like TVM's own), appended to
-    `plans` when given."""
+    plan first (lower/kernels: its convolutions then fuse with their epilogues like TVM's own; in bf16 on AMX
+    where `precision` says so), appended to `plans` when given."""
     if kernels == "archc" and str(tgt.kind) == "llvm":
         from archc.lower.kernels import plan
-        mod, made = plan(mod, tgt)
+        mod, made = plan(mod, tgt, precision)
         if plans is not None:
             plans.append(made)
     with tgt:

@@ -189,3 +189,29 @@ def conv2d(c: int, o: int, hp: int, wp: int, r: int, s: int, stride: int, oh: in
                         y[o0 + t % 2, q // v, q % v, j] = T.max(acc[t, p, j] + bias[o0 + t % 2, j], zero)
 
     return kernel
+
+
+def pack_input_te(x: Any, pads: tuple[int, int], wp: int, length: int) -> Any:
+    """`pack_conv_input` as a TE compute on a blocked activation (1 × C/bn × H × W × bn float32): the kernel before
+    each AMX convolution, which the activation before it fuses into."""
+    import tvm
+    from tvm import te
+    _, blocks, h, w, bn = (int(d) for d in x.shape)
+    if blocks * bn % BLOCK:
+        raise ValueError(f"amx: {blocks * bn} channels are no multiple of {BLOCK}")
+
+    def value(c: Any, pixel: Any, j: Any) -> Any:
+        channel = c * BLOCK + j
+        row, col = pixel // wp - pads[0], pixel % wp - pads[1]
+        inside = tvm.tirx.all(row >= 0, row < h, col >= 0, col < w)
+        return te.if_then_else(inside, x[0, channel // bn, row, col, channel % bn].astype("bfloat16"),
+                               tvm.tirx.const(0, "bfloat16"))
+    return te.compute((blocks * bn // BLOCK, length, BLOCK), value, name="amx_pack")
+
+
+def fits(channels: int, out_channels: int, groups: int, strides: list[int], padding: list[int],
+         dilation: list[int], one_d: bool) -> bool:
+    """Whether `conv2d` computes this convolution: channels in and out in whole blocks of 32, one group, the same
+    stride both ways, symmetric padding, no dilation, 2-D (the rest stays in float32 on archc's own kernels)."""
+    return (not channels % BLOCK and not out_channels % BLOCK and groups == 1 and all(d == 1 for d in dilation)
+            and not one_d and strides[0] == strides[-1] and padding[0] == padding[2] and padding[1] == padding[3])

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 from tvm import relax, tirx
 
-from archc.lower.kernels import conv2d, dense
+from archc.lower.kernels import amx, conv2d, dense
 from archc.lower.kernels.blocks import choose, is_depthwise, padded
 from archc.lower.kernels.generic import dense_chunk
 from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, per_channel, rule_of, shape_of
@@ -47,11 +47,12 @@ class Decision:
 @dataclass
 class Plan:
     lanes: int
+    precision: str = "fp32"
     decisions: list[Decision] = field(default_factory=list)
     transforms: list[str] = field(default_factory=list)  # each layout change emitted between ops, and why
 
     def to_json(self) -> dict[str, Any]:
-        return {"lanes": self.lanes, "transforms": self.transforms,
+        return {"lanes": self.lanes, "precision": self.precision, "transforms": self.transforms,
                 "convolutions": [{"conv": d.shape, "in": f"NCHW{d.ic_bn}c", "out": f"NCHW{d.oc_bn}c"
                                   + (f" ({d.channels[0]} padded to {d.channels[1]})"
                                      if d.channels[0] != d.channels[1] else ""),
@@ -65,9 +66,10 @@ class Plan:
         return 0
 
 
-def blocked_conv_layout(mod: Any, lanes: int) -> tuple[Any, Plan]:
-    """The module with its `main` re-laid out (above); the plan's decisions for explaining it."""
-    plan = Plan(lanes)
+def blocked_conv_layout(mod: Any, lanes: int, precision: str = "fp32") -> tuple[Any, Plan]:
+    """The module with its `main` re-laid out (above); the plan's decisions for explaining it. With `precision`
+    "bf16", every convolution `amx.fits` runs on AMX in bf16 (`_amx_conv`)."""
+    plan = Plan(lanes, precision=precision)
     func = mod["main"]
     body = func.body
     if not isinstance(body, relax.SeqExpr) or not all(isinstance(b, relax.DataflowBlock) for b in body.blocks):
@@ -226,10 +228,17 @@ class _Rewriter:
             w = _zero_padded(_block_diagonal(w, groups, merged), (out_channels, padded(channels, ic_bn)
                                                                   if groups == 1 else ic * merged))
             packed = w.reshape(out_channels // oc_bn, oc_bn, -1, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
-        x, relayout = self.block(data, ic_bn)
         strides = [int(s) for s in a.strides]
         padding = [int(p) for p in a.padding]
         dilation = [int(d) for d in a.dilation]
+        if self.plan.precision == "bf16" and amx.fits(channels, oc, groups, strides, padding, dilation, one_d):
+            x, relayout = self.block(data, ic_bn)
+            self._amx_conv(last, x, w, shift, strides, padding)
+            self.plan.decisions.append(Decision(
+                last.name, f"{channels}×{'×'.join(map(str, shape_of(data)[2:]))} → {oc}, {kh}×{kw}/{strides[-1]} "
+                "bf16 on AMX", ic_bn, 16, relayout, folded, (oc, oc)))
+            return True
+        x, relayout = self.block(data, ic_bn)
         if one_d:
             strides, padding, dilation = [1, *strides], [0, padding[0], 0, padding[1]], [1, *dilation]
         out_dtype = _out_dtype(a, data)
@@ -246,6 +255,30 @@ class _Rewriter:
             + (f" (as {groups // merged} of {merged} merged)" if merged > 1 else ""), ic_bn, oc_bn, relayout,
             folded, (oc, out_channels)))
         return True
+
+    def _amx_conv(self, last: Any, x: Any, w: np.ndarray, shift: Any, strides: list[int],
+                  padding: list[int]) -> None:
+        """The convolution on AMX (amx.py): its input packed to bf16 blocks of 32 by a kernel of its own (which the
+        activation before it fuses into), the weights packed in bf16 here, the folded shift as the kernel's bias;
+        its output NCHW16c float32 as archc's other kernels give it."""
+        relax = self.relax
+        import ml_dtypes
+        _, _, h, wd, _ = shape_of(x)  # NCHW[bn]c
+        oc, ic, kh, kw = w.shape
+        oh, ow = (h + 2 * padding[0] - kh) // strides[0] + 1, (wd + 2 * padding[1] - kw) // strides[1] + 1
+        hp, wp = h + 2 * padding[0], wd + 2 * padding[1]
+        length = amx.conv_input_length(oh, wp, kh, kw, strides[0])
+        packed_x = self.bb.emit_te(amx.pack_input_te, x, (padding[0], padding[1]), wp, length,
+                                   primfunc_name_hint="amx_pack")
+        name = f"amx_conv2d{sum(1 for d in self.plan.decisions if d.shape.endswith('on AMX')) or ''}"
+        kernel = amx.conv2d(ic, oc, hp, wp, kh, kw, strides[0], oh, ow, relu=False,
+                            name=name).with_attr("tirx.is_scheduled", True)
+        gv = self.bb.add_func(kernel, name)
+        weights = relax.const(amx.pack_conv_weights(w.astype(ml_dtypes.bfloat16)))
+        bias = relax.const((shift if shift is not None else np.zeros(oc)).astype(np.float32).reshape(oc // 16, 16))
+        y = self.bb.emit(relax.call_tir(gv, relax.Tuple([packed_x, weights, bias]),
+                                        relax.TensorType((oc // 16, oh, ow, 16), "float32")))
+        self.blocked[last] = (self.bb.emit(relax.op.reshape(y, (1, oc // 16, oh, ow, 16))), 16)
 
     def dense(self, v: Any, e: Any) -> bool:
         """x @ W with W a constant K × N: W packed into the order the dense schedule's tasks read it (dense.py)."""

@@ -23,21 +23,21 @@ def lanes(tgt: Any) -> int:
     return 8
 
 
-def plan(mod: Any, tgt: Any) -> tuple[Any, Any]:
+def plan(mod: Any, tgt: Any, precision: str = "fp32") -> tuple[Any, Any]:
     """The module with its convolutions, and its matrix products of many rows (matmul.py), in archc's blocked
-    layout (layout.py); the plan, for explaining it."""
+    layout (layout.py); the plan, for explaining it. `precision` "bf16": the convolutions AMX computes in bf16."""
     mod = tvm.transform.Sequential([relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant(),
                                     relax.transform.CanonicalizeBindings(),
                                     relax.transform.DeadCodeElimination()])(mod)
     mod = bmm.batched_products(matmul_as_conv(channels_first(mod)), lanes(tgt))
-    return blocked_conv_layout(mod, lanes(tgt))
+    return blocked_conv_layout(mod, lanes(tgt), precision)
 
 
 def workloads(mod: Any) -> dict[str, str]:
     """kernel name → the workload key of the convolution it holds, for every kernel with archc's conv compute."""
     found = {}
     for gv, func in mod.functions.items():
-        if isinstance(func, tirx.PrimFunc):
+        if isinstance(func, tirx.PrimFunc) and "tirx.is_scheduled" not in (func.attrs or {}):  # not amx.py's
             sch = s_tir.Schedule(func)
             for name in (conv2d.BLOCK, conv2d.DW_BLOCK):
                 if generic.has_block(sch, name):

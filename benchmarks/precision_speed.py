@@ -1,0 +1,102 @@
+"""archc's bf16 builds (AMX) against its fp32 builds and onnxruntime fp32, with the accuracy beside the speed.
+
+    python benchmarks/precision_speed.py [--models resnet18,resnet50,mobilenet_v2,vgg16,googlenet]
+                                         [--rounds 7] [--inputs 50] [--out FILE.md]
+
+For each zoo spec (random weights, batch 1): a package at fp32 and one at bf16 (`archc.compile(…, precision=…)`,
+the default short pass), onnxruntime's fp32 session of the same ONNX (its threads stop spinning when a run
+returns), timed alternately in one process: 2 warm-up runs each, then `--rounds` rounds of 5 runs each, the order
+reversed every other round. Accuracy, against onnxruntime fp32 on `--inputs` random normal inputs: the largest
+difference of the output's range, and how often the top-1 class (and the top-5 set) agree. Random weights make the
+top classes closer together than a trained network's, so agreement here is a harder test than on real images.
+Header: the CPU, its flags, the measured fp32 FMA peak. Needs a CPU with AMX-BF16.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="resnet18,resnet50,mobilenet_v2,vgg16,googlenet")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--inputs", type=int, default=50)
+    ap.add_argument("--out", help="also write the table to this Markdown file")
+    args = ap.parse_args()
+    import numpy as np
+
+    import archc
+    from archc.lower.kernels import amx
+    from archc.measurement.engines import onnxruntime_session
+    from archc.measurement.environment import cpu_flags, environment, llvm_cpu
+    from archc.measurement.peak import fma_peak
+    from archc.runtime import load_package
+    if not amx.request_tiles():
+        sys.exit("this CPU has no AMX-BF16 (Linux refused the tile state): bf16 builds are refused here")
+    lines = [f"## precision_speed on {environment().cpu.model} (LLVM: {llvm_cpu()})", "",
+             f"- flags: {', '.join(cpu_flags())}",
+             f"- fp32 FMA peak, 2 threads: {fma_peak(2)['gflops']:.0f} GFLOP/s",
+             f"- command: `python benchmarks/precision_speed.py --models {args.models} --rounds {args.rounds} "
+             f"--inputs {args.inputs}`", "",
+             "| model | engine | compile s | median ms | × onnxruntime | max diff (of range) | top-1 agree | "
+             "top-5 agree |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    print("\n".join(lines), flush=True)
+    work = Path(tempfile.mkdtemp(prefix="archc-precision-"))
+    for name in args.models.split(","):
+        built, seconds = {}, {}
+        for precision in ("fp32", "bf16"):
+            start = time.perf_counter()
+            result = archc.compile(ROOT / "specs" / f"{name}.arch", target="native",
+                                   output=work / f"{name}.{precision}", precision=precision)
+            seconds[precision] = time.perf_counter() - start
+            built[precision] = load_package(result.output)
+        session = onnxruntime_session(Path(built["fp32"].path) / "model.onnx")
+        x = built["fp32"].random_inputs(seed=0)
+        engines = {"onnxruntime fp32": lambda s=session, x=x: s.run(None, x),
+                   **{f"archc {p}": (lambda pkg=pkg, x=x: pkg.run(x)) for p, pkg in built.items()}}
+        times: dict[str, list[float]] = {k: [] for k in engines}
+        for run in engines.values():
+            run()
+            run()
+        for r in range(args.rounds):
+            for engine in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
+                for _ in range(5):
+                    start = time.perf_counter()
+                    engines[engine]()
+                    times[engine].append(time.perf_counter() - start)
+        rng = np.random.default_rng(1)
+        spec = built["fp32"].inputs[0]
+        agree: dict[str, list[tuple[float, bool, bool]]] = {k: [] for k in built}
+        for _ in range(args.inputs):
+            feed = {spec.name: rng.standard_normal(spec.shape).astype(np.float32)}
+            want = session.run(None, feed)[0].reshape(-1)
+            top5 = set(np.argsort(want)[-5:])
+            for p, pkg in built.items():
+                got = pkg.run(feed)[0].reshape(-1)
+                agree[p].append((float(np.abs(got - want).max() / np.abs(want).max()),
+                                 int(got.argmax()) == int(want.argmax()), set(np.argsort(got)[-5:]) == top5))
+        reference = statistics.median(times["onnxruntime fp32"])
+        for engine, runs in times.items():
+            p = engine.split()[-1] if engine.startswith("archc") else None
+            median = statistics.median(runs)
+            acc = agree.get(p or "", [])
+            cells = (f"{max(a[0] for a in acc):.1e} | {sum(a[1] for a in acc)}/{len(acc)} | "
+                     f"{sum(a[2] for a in acc)}/{len(acc)}") if acc else "— | — | —"
+            line = (f"| {name} | {engine} | {seconds[p]:.1f} | " if p else f"| {name} | {engine} | — | ") + \
+                f"{median * 1e3:.2f} | {median / reference:.2f} | {cells} |"
+            lines.append(line)
+            print(line, flush=True)
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""`archc compile --precision bf16`: the convolutions whose channels come in 32s run on the CPU's AMX tiles in bf16
+(archc/lower/kernels/amx.py, placed by the layout plan), the rest in fp32, and the build is verified against
+onnxruntime's fp32 outputs to bf16's tolerance (3e-2 of each output's range; the small network here differs by
+~1e-3). Where bf16 cannot run fast it is refused in one sentence: a CPU without AMX-BF16 (mocked below at the one
+edge that asks the hardware, `amx.request_tiles`, since this check must run on every machine), a cross target,
+TVM's kernels."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import onnxruntime_outputs, raises
+
+import archc
+from archc.errors import ArchcError
+from archc.lower.kernels import amx
+
+pytestmark = pytest.mark.tvm
+SMALL = """network small {
+  input image: 3x20x24
+  stem: conv(32, 3, pad=1) relu          # 3 channels: fp32
+  a: conv(64, 3, pad=1) bn relu          # AMX from here on
+  b: conv(64, 1) bn relu
+  c: conv(64, 3, stride=2, pad=1) bn
+  d: @b conv(64, 1, stride=2) bn
+  e: add { @c; @d } relu
+  g: conv(48, 3, pad=1, groups=2) relu   # grouped: fp32
+  f: gap flatten dense(10)
+}
+"""
+needs_amx = pytest.mark.skipif(not amx.request_tiles(), reason="this CPU (or kernel) has no AMX-BF16: run on an "
+                               "Intel Xeon from Sapphire Rapids on")
+
+
+@needs_amx
+def test_a_bf16_build_runs_its_convolutions_on_amx_and_equals_fp32_to_bf16s_tolerance(tmp_path):
+    spec = tmp_path / "small.arch"
+    spec.write_text(SMALL)
+    folder = Path(archc.compile(spec, target="native", output=tmp_path / "pkg", quick=0, precision="bf16").output)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["build"]["precision"] == "bf16"
+    convs = [c["conv"] for c in manifest["build"]["layout"]["convolutions"]]
+    assert [c.endswith("bf16 on AMX") for c in convs] == [False, True, True, True, True, False]
+    check = manifest["verification"]
+    assert check["status"] == "passed" and check["tolerance"] == 3e-2 and 1e-6 < check["max_rel_diff"] < 1e-2
+    dump = subprocess.run(["objdump", "-d", str(folder / "small.so")], capture_output=True, text=True).stdout
+    assert dump.count("tdpbf16ps") >= 4 * 4  # four AMX convolutions, four products a step each
+    from archc.runtime import load_package
+    x = {"image": np.random.default_rng(3).standard_normal((1, 3, 20, 24)).astype(np.float32)}
+    (want,) = onnxruntime_outputs(folder / "model.onnx", x)
+    (got,) = load_package(folder).run(x)
+    assert np.abs(got - want).max() <= 3e-2 * np.abs(want).max()
+    # a fresh process loading the library with TVM alone: the library itself asks Linux for the tile state
+    code = ("import sys, numpy as np, tvm; from tvm.runtime.vm import VirtualMachine; "
+            f"vm = VirtualMachine(tvm.runtime.load_module('{folder / 'small.so'}'), tvm.cpu()); "
+            "print(vm['main'](tvm.runtime.tensor(np.ones((1, 3, 20, 24), np.float32))).numpy().shape)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0 and "(1, 10)" in run.stdout, run.stderr[-500:]
+
+
+def test_bf16_is_refused_where_it_cannot_run_fast(tmp_path, monkeypatch):
+    spec = tmp_path / "small.arch"
+    spec.write_text(SMALL)
+    with raises("no-bf16", ArchcError, naming="--target native"):
+        archc.compile(spec, target="arm64", output=tmp_path / "a", quick=0, precision="bf16")
+    with raises("no-bf16", ArchcError, naming="--kernels tvm"):
+        archc.compile(spec, target="native", output=tmp_path / "t", quick=0, precision="bf16", kernels="tvm")
+    monkeypatch.setattr(amx, "request_tiles", lambda: False)  # a CPU without AMX: the hardware's answer, mocked
+    with raises("no-bf16", ArchcError, naming="AMX-BF16"):
+        archc.compile(spec, target="native", output=tmp_path / "n", quick=0, precision="bf16")
+    assert not any((tmp_path / n).exists() for n in "atn")
+    run = subprocess.run([sys.executable, "-m", "archc", "compile", str(spec), "--target", "native", "--precision",
+                          "fp16"], capture_output=True, text=True)
+    assert run.returncode == 2 and "fp16" in run.stderr and "Traceback" not in run.stderr
