@@ -191,9 +191,10 @@ def conv2d(c: int, o: int, hp: int, wp: int, r: int, s: int, stride: int, oh: in
     return kernel
 
 
-def pack_input_te(x: Any, pads: tuple[int, int], wp: int, length: int) -> Any:
+def pack_input_te(x: Any, pads: tuple[int, int], wp: int, length: int, step: int = 1) -> Any:
     """`pack_conv_input` as a TE compute on a blocked activation (1 × C/bn × H × W × bn float32): the kernel before
-    each AMX convolution, which the activation before it fuses into."""
+    each AMX convolution, which the activation before it fuses into. `step`: every step-th row and column only (a
+    1×1 convolution of stride `step` then runs at stride 1 on what it keeps)."""
     import tvm
     from tvm import te
     _, blocks, h, w, bn = (int(d) for d in x.shape)
@@ -202,7 +203,7 @@ def pack_input_te(x: Any, pads: tuple[int, int], wp: int, length: int) -> Any:
 
     def value(c: Any, pixel: Any, j: Any) -> Any:
         channel = c * BLOCK + j
-        row, col = pixel // wp - pads[0], pixel % wp - pads[1]
+        row, col = pixel // wp * step - pads[0], pixel % wp * step - pads[1]
         inside = tvm.tirx.all(row >= 0, row < h, col >= 0, col < w)
         return te.if_then_else(inside, x[0, channel // bn, row, col, channel % bn].astype("bfloat16"),
                                tvm.tirx.const(0, "bfloat16"))

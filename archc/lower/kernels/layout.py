@@ -267,11 +267,14 @@ class _Rewriter:
         oc, ic, kh, kw = w.shape
         oh, ow = (h + 2 * padding[0] - kh) // strides[0] + 1, (wd + 2 * padding[1] - kw) // strides[1] + 1
         hp, wp = h + 2 * padding[0], wd + 2 * padding[1]
-        length = amx.conv_input_length(oh, wp, kh, kw, strides[0])
-        packed_x = self.bb.emit_te(amx.pack_input_te, x, (padding[0], padding[1]), wp, length,
+        step, stride = 1, strides[0]
+        if kh == kw == 1 and not any(padding) and stride > 1:  # subsampled as it is packed, then at stride 1
+            step, stride, hp, wp = stride, 1, oh, ow
+        length = amx.conv_input_length(oh, wp, kh, kw, stride)
+        packed_x = self.bb.emit_te(amx.pack_input_te, x, (padding[0], padding[1]), wp, length, step,
                                    primfunc_name_hint="amx_pack")
         name = f"amx_conv2d{sum(1 for d in self.plan.decisions if d.shape.endswith('on AMX')) or ''}"
-        kernel = amx.conv2d(ic, oc, hp, wp, kh, kw, strides[0], oh, ow, relu=False,
+        kernel = amx.conv2d(ic, oc, hp, wp, kh, kw, stride, oh, ow, relu=False,
                             name=name).with_attr("tirx.is_scheduled", True)
         gv = self.bb.add_func(kernel, name)
         weights = relax.const(amx.pack_conv_weights(w.astype(ml_dtypes.bfloat16)))
