@@ -50,6 +50,39 @@ def request_tiles() -> bool:
     return _granted
 
 
+def _macros() -> tuple[Any, Any, Any]:
+    """TVMScript pieces both kernels share: `call` (an AMX intrinsic by name), `start(config)` (the tile
+    configuration, loaded, and the four C tiles zeroed) and `products()` (tiles 0-3 += A tiles 4, 5 · B tiles 6, 7).
+    Tile numbers are immediates: written out, never a loop variable."""
+    from tvm.script import tirx as T
+
+    def call(intrin: str, *args: Any) -> Any:
+        return T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{intrin}", *args))
+
+    @T.macro
+    def start(config: Any) -> None:
+        for i in range(64):  # palette 1; 8 tiles of 16 rows × 64 bytes
+            config[i] = T.uint8(0)
+        config[0] = T.uint8(1)
+        for t in range(8):
+            config[16 + 2 * t] = T.uint8(64)
+            config[48 + t] = T.uint8(16)
+        call("ldtilecfg", T.address_of(config[0]))
+        call("tilezero", T.uint8(0))
+        call("tilezero", T.uint8(1))
+        call("tilezero", T.uint8(2))
+        call("tilezero", T.uint8(3))
+
+    @T.macro
+    def products() -> None:
+        call("tdpbf16ps", T.uint8(0), T.uint8(4), T.uint8(6))
+        call("tdpbf16ps", T.uint8(1), T.uint8(4), T.uint8(7))
+        call("tdpbf16ps", T.uint8(2), T.uint8(5), T.uint8(6))
+        call("tdpbf16ps", T.uint8(3), T.uint8(5), T.uint8(7))
+
+    return call, start, products
+
+
 def pack_b(b: Any) -> Any:
     """B (K × N) in the tile unit's layout: K/2 × N × 2, each row holding the pairs of two consecutive k."""
     k, n = b.shape
@@ -63,8 +96,7 @@ def gemm(m: int, n: int, k: int, name: str = "amx_gemm") -> Any:
         raise ValueError(f"amx.gemm takes multiples of {BLOCK}, not {m}×{n}×{k}")
     nb, steps = n // BLOCK, k // BLOCK
 
-    def call(intrin: str, *args: Any) -> Any:
-        return T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{intrin}", *args))
+    call, start, products = _macros()
 
     @T.prim_func
     def kernel(a: T.Buffer((m, k), "bfloat16"), b: T.Buffer((k // 2, n, 2), "bfloat16"),  # type: ignore[valid-type]
@@ -72,28 +104,15 @@ def gemm(m: int, n: int, k: int, name: str = "amx_gemm") -> Any:
         T.func_attr({"global_symbol": name, "tir.noalias": True})
         for block in T.parallel(m // BLOCK * nb):
             config = T.alloc_buffer((64,), "uint8")
-            for i in range(64):  # palette 1; 8 tiles of 16 rows × 64 bytes
-                config[i] = T.uint8(0)
-            config[0] = T.uint8(1)
-            for t in range(8):
-                config[16 + 2 * t] = T.uint8(64)
-                config[48 + t] = T.uint8(16)
-            call("ldtilecfg", T.address_of(config[0]))
+            start(config)
             m0 = block // nb * BLOCK
             n0 = block % nb * BLOCK
-            call("tilezero", T.uint8(0))  # register numbers are immediates: no loop over them
-            call("tilezero", T.uint8(1))
-            call("tilezero", T.uint8(2))
-            call("tilezero", T.uint8(3))
             for s in range(steps):
                 call("tileloadd64", T.uint8(4), T.address_of(a[m0, s * BLOCK]), T.int64(k * 2))
                 call("tileloadd64", T.uint8(5), T.address_of(a[m0 + 16, s * BLOCK]), T.int64(k * 2))
                 call("tileloadd64", T.uint8(6), T.address_of(b[s * 16, n0, 0]), T.int64(n * 4))
                 call("tileloadd64", T.uint8(7), T.address_of(b[s * 16, n0 + 16, 0]), T.int64(n * 4))
-                call("tdpbf16ps", T.uint8(0), T.uint8(4), T.uint8(6))
-                call("tdpbf16ps", T.uint8(1), T.uint8(4), T.uint8(7))
-                call("tdpbf16ps", T.uint8(2), T.uint8(5), T.uint8(6))
-                call("tdpbf16ps", T.uint8(3), T.uint8(5), T.uint8(7))
+                products()
             call("tilestored64", T.uint8(0), T.address_of(c[m0, n0]), T.int64(n * 4))
             call("tilestored64", T.uint8(1), T.address_of(c[m0, n0 + 16]), T.int64(n * 4))
             call("tilestored64", T.uint8(2), T.address_of(c[m0 + 16, n0]), T.int64(n * 4))
@@ -142,8 +161,7 @@ def conv2d(c: int, o: int, hp: int, wp: int, r: int, s: int, stride: int, oh: in
     row = stride * BLOCK * 2  # bytes between the input pixels of consecutive outputs
     zero = T.float32(0) if relu else T.float32(-3.4e38)
 
-    def call(intrin: str, *args: Any) -> Any:
-        return T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{intrin}", *args))
+    call, start, products = _macros()
 
     @T.prim_func
     def kernel(x: T.Buffer((c // BLOCK, length, BLOCK), "bfloat16"),  # type: ignore[valid-type]
@@ -154,29 +172,16 @@ def conv2d(c: int, o: int, hp: int, wp: int, r: int, s: int, stride: int, oh: in
         for block in T.parallel(o // BLOCK * blocks):
             config = T.alloc_buffer((64,), "uint8")
             acc = T.alloc_buffer((4, 16, 16), "float32")
-            for i in range(64):
-                config[i] = T.uint8(0)
-            config[0] = T.uint8(1)
-            for t in range(8):
-                config[16 + 2 * t] = T.uint8(64)
-                config[48 + t] = T.uint8(16)
-            call("ldtilecfg", T.address_of(config[0]))
+            start(config)
             o0 = block // blocks * 2  # two blocks of 16 output channels
             q0 = block % blocks * BLOCK  # two tiles of 16 virtual positions
-            call("tilezero", T.uint8(0))
-            call("tilezero", T.uint8(1))
-            call("tilezero", T.uint8(2))
-            call("tilezero", T.uint8(3))
             for ci, ky, kx in T.grid(c // BLOCK, r, s):
                 call("tileloadd64", T.uint8(4), T.address_of(x[ci, stride * q0 + ky * wp + kx, 0]), T.int64(row))
                 call("tileloadd64", T.uint8(5), T.address_of(x[ci, stride * (q0 + 16) + ky * wp + kx, 0]),
                      T.int64(row))
                 call("tileloadd64", T.uint8(6), T.address_of(w[o0, ci, ky, kx, 0, 0, 0]), T.int64(64))
                 call("tileloadd64", T.uint8(7), T.address_of(w[o0 + 1, ci, ky, kx, 0, 0, 0]), T.int64(64))
-                call("tdpbf16ps", T.uint8(0), T.uint8(4), T.uint8(6))
-                call("tdpbf16ps", T.uint8(1), T.uint8(4), T.uint8(7))
-                call("tdpbf16ps", T.uint8(2), T.uint8(5), T.uint8(6))
-                call("tdpbf16ps", T.uint8(3), T.uint8(5), T.uint8(7))
+                products()
             call("tilestored64", T.uint8(0), T.address_of(acc[0, 0, 0]), T.int64(64))
             call("tilestored64", T.uint8(1), T.address_of(acc[1, 0, 0]), T.int64(64))
             call("tilestored64", T.uint8(2), T.address_of(acc[2, 0, 0]), T.int64(64))
