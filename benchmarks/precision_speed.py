@@ -3,13 +3,15 @@
     python benchmarks/precision_speed.py [--models resnet18,resnet50,mobilenet_v2,vgg16,googlenet]
                                          [--rounds 7] [--inputs 50] [--out FILE.md]
 
-For each zoo spec (random weights, batch 1): a package at fp32 and one at bf16 (`archc.compile(…, precision=…)`,
-the default short pass), onnxruntime's fp32 session of the same ONNX (its threads stop spinning when a run
-returns), timed alternately in one process: 2 warm-up runs each, then `--rounds` rounds of 5 runs each, the order
-reversed every other round. Accuracy, against onnxruntime fp32 on `--inputs` random normal inputs: the largest
-difference of the output's range, and how often the top-1 class (and the top-5 set) agree. Random weights make the
-top classes closer together than a trained network's, so agreement here is a harder test than on real images.
-Header: the CPU, its flags, the measured fp32 FMA peak. Needs a CPU with AMX-BF16.
+For each zoo spec (random weights, batch 1): a package at fp32 and one at bf16 (`archc.compile(…, precision=…)`, the
+default short pass), onnxruntime's fp32 session of the same ONNX (its threads stop spinning when a run returns) and,
+where it is installed (the bench extra), OpenVINO's CPU plugin with its precision hint at f32 and at bf16 (its
+default on AMX CPUs; latency hint, the same threads), timed alternately in one process: 2 warm-up runs each, then
+`--rounds` rounds of 5 runs each, the order reversed every other round. Accuracy (archc's), against onnxruntime fp32
+on `--inputs` random normal inputs: the largest difference of the output's range, and how often the top-1 class (and
+the top-5 set) agree. Random weights make the top classes closer together than a trained network's, so agreement
+here is a harder test than on real images. Header: the CPU, its flags, the measured fp32 FMA peak. Needs a CPU with
+AMX-BF16.
 """
 from __future__ import annotations
 
@@ -61,7 +63,8 @@ def main() -> None:
         session = onnxruntime_session(Path(built["fp32"].path) / "model.onnx")
         x = built["fp32"].random_inputs(seed=0)
         engines = {"onnxruntime fp32": lambda s=session, x=x: s.run(None, x),
-                   **{f"archc {p}": (lambda pkg=pkg, x=x: pkg.run(x)) for p, pkg in built.items()}}
+                   **{f"archc {p}": (lambda pkg=pkg, x=x: pkg.run(x)) for p, pkg in built.items()},
+                   **_openvino(Path(built["fp32"].path) / "model.onnx", x)}
         times: dict[str, list[float]] = {k: [] for k in engines}
         for run in engines.values():
             run()
@@ -96,6 +99,22 @@ def main() -> None:
             print(line, flush=True)
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _openvino(path: Path, x: dict) -> dict:
+    """OpenVINO's CPU plugin at f32 and at bf16 on this ONNX file, as engines (none where it is not installed)."""
+    import os
+    try:
+        import openvino as ov
+    except ImportError:
+        return {}
+    engines = {}
+    for hint in ("f32", "bf16"):
+        config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_NUM_THREADS": len(os.sched_getaffinity(0))}
+        request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
+        engines[f"openvino {hint}"] = lambda r=request, x=x: r.infer(x)
+    return engines
 
 
 if __name__ == "__main__":

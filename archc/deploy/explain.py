@@ -22,7 +22,9 @@ def kernels_line(m: Manifest) -> str:
     if build.precision == "bf16":
         convs = (build.layout or {}).get("convolutions", [])
         amx = sum(1 for c in convs if str(c.get("conv", "")).endswith("on AMX"))
-        own = f"bf16: {amx} of {len(convs)} convolutions on AMX, the rest fp32; " + own
+        dense = (build.layout or {}).get("amx_dense", 0)
+        own = (f"bf16: {amx} of {len(convs)} convolutions" + (f" and {dense} dense layers" if dense else "")
+               + " on AMX, the rest fp32; " + own)
     return (f"kernels: {own}{build.kernels_tuned} from the tuning database, {build.kernels_naive} untuned "
             f"(naive); {build.trials_now} tuning trials in this build{board}")
 

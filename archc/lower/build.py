@@ -112,7 +112,7 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
             report.convolutions_searched = choices.search(list(own_kernels.workloads(prepared).values()), show,
                                                           quick=not budget)
         prepared, scheduled = own_kernels.apply(prepared, tgt, choices)
-        amx = [gv for gv in prepared.functions if gv.name_hint.startswith("amx_conv2d")]  # scheduled as written
+        amx = [gv for gv in prepared.functions if gv.name_hint.startswith(("amx_conv2d", "amx_gemm"))]  # as written
         report.kernels_archc = len(scheduled) + len(amx)
         report.conv_configs = dict(Counter(choices.sources.values()))
         report.conv_tables = choices.table_note()

@@ -28,8 +28,9 @@ SMALL = """network small {
   c: conv(64, 3, stride=2, pad=1) bn
   d: @b conv(64, 1, stride=2) bn
   e: add { @c; @d } relu
-  g: conv(48, 3, pad=1, groups=2) relu   # grouped: fp32
-  f: gap flatten dense(10)
+  g: conv(64, 3, pad=1, groups=2) relu   # grouped: fp32
+  f: gap flatten dense(64) relu          # 64 → 64: AMX
+  h: dense(10)                           # 10 outputs: fp32
 }
 """
 needs_amx = pytest.mark.skipif(not amx.request_tiles(), reason="this CPU (or kernel) has no AMX-BF16: run on an "
@@ -45,10 +46,11 @@ def test_a_bf16_build_runs_its_convolutions_on_amx_and_equals_fp32_to_bf16s_tole
     assert manifest["build"]["precision"] == "bf16"
     convs = [c["conv"] for c in manifest["build"]["layout"]["convolutions"]]
     assert [c.endswith("bf16 on AMX") for c in convs] == [False, True, True, True, True, False]
+    assert manifest["build"]["layout"]["amx_dense"] == 1
     check = manifest["verification"]
     assert check["status"] == "passed" and check["tolerance"] == 3e-2 and 1e-6 < check["max_rel_diff"] < 1e-2
     dump = subprocess.run(["objdump", "-d", str(folder / "small.so")], capture_output=True, text=True).stdout
-    assert dump.count("tdpbf16ps") >= 4 * 4  # four AMX convolutions, four products a step each
+    assert dump.count("tdpbf16ps") >= 5 * 4  # four AMX convolutions and a dense layer, four products a step each
     from archc.runtime import load_package
     x = {"image": np.random.default_rng(3).standard_normal((1, 3, 20, 24)).astype(np.float32)}
     (want,) = onnxruntime_outputs(folder / "model.onnx", x)

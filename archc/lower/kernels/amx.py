@@ -221,3 +221,13 @@ def fits(channels: int, out_channels: int, groups: int, strides: list[int], padd
     stride both ways, symmetric padding, no dilation, 2-D (the rest stays in float32 on archc's own kernels)."""
     return (not channels % BLOCK and not out_channels % BLOCK and groups == 1 and all(d == 1 for d in dilation)
             and not one_d and strides[0] == strides[-1] and padding[0] == padding[2] and padding[1] == padding[3])
+
+
+def pack_columns_te(x: Any) -> Any:
+    """A dense layer's input (M × K float32, M ≤ 32) as `gemm`'s B (`pack_b` of xᵀ, zero columns up to 32)."""
+    import tvm
+    from tvm import te
+    m, k = (int(d) for d in x.shape)
+    return te.compute((k // 2, BLOCK, 2), lambda kk, j, p: te.if_then_else(
+        j < m, x[tvm.tirx.min(j, m - 1), 2 * kk + p].astype("bfloat16"), tvm.tirx.const(0, "bfloat16")),
+        name="amx_pack_columns")

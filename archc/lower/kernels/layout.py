@@ -49,10 +49,12 @@ class Plan:
     lanes: int
     precision: str = "fp32"
     decisions: list[Decision] = field(default_factory=list)
+    amx_dense: int = 0  # dense layers on AMX (precision bf16)
     transforms: list[str] = field(default_factory=list)  # each layout change emitted between ops, and why
 
     def to_json(self) -> dict[str, Any]:
-        return {"lanes": self.lanes, "precision": self.precision, "transforms": self.transforms,
+        return {"lanes": self.lanes, "precision": self.precision, "amx_dense": self.amx_dense,
+                "transforms": self.transforms,
                 "convolutions": [{"conv": d.shape, "in": f"NCHW{d.ic_bn}c", "out": f"NCHW{d.oc_bn}c"
                                   + (f" ({d.channels[0]} padded to {d.channels[1]})"
                                      if d.channels[0] != d.channels[1] else ""),
@@ -288,13 +290,37 @@ class _Rewriter:
         x, w = e.args
         if not is_const(w) or len(shape_of(x)) != 2 or len(w.value.shape) != 2 or not isinstance(x, self.relax.Var):
             return False
-        chunk = dense_chunk(int(w.value.shape[1]), self.plan.lanes)
+        k, n = (int(d) for d in w.value.shape)
+        if self.plan.precision == "bf16" and not k % amx.BLOCK and not n % amx.BLOCK \
+                and shape_of(x)[0] <= amx.BLOCK and str(_out_dtype(e.attrs, x)) == "float32":
+            self._amx_dense(v, x, w.value.numpy())
+            return True
+        chunk = dense_chunk(n, self.plan.lanes)
         if not chunk:
             return False  # not the dense schedule's long output row (generic.py)
         packed = dense.pack(w.value.numpy(), chunk)
         self.plain[v] = self.bb.emit_te(dense.compute, self.nchw(x), self.relax.const(packed), _out_dtype(e.attrs, x),
                                         primfunc_name_hint="matmul")
         return True
+
+    def _amx_dense(self, v: Any, x: Any, w: np.ndarray) -> None:
+        """x @ W on AMX (amx.gemm) as (Wᵀ · xᵀ)ᵀ: Wᵀ (N × K, packed in bf16 here) is the product's A, read once
+        row by row, and x's M ≤ 32 rows (converted to bf16 by a kernel of their own) are B's columns, zero up to
+        32. At batch 1 the tiles compute 32 columns to keep one, but such a layer is bound by reading W, which
+        bf16 halves; W as B instead would be read again for every block of its columns."""
+        import ml_dtypes
+        relax = self.relax
+        m, k = shape_of(x)
+        n = w.shape[1]
+        b = self.bb.emit_te(amx.pack_columns_te, self.nchw(x), primfunc_name_hint="amx_pack_columns")
+        name = f"amx_gemm{self.plan.amx_dense or ''}"
+        gv = self.bb.add_func(amx.gemm(n, amx.BLOCK, k, name=name).with_attr("tirx.is_scheduled", True), name)
+        weights = relax.const(np.ascontiguousarray(w.T).astype(ml_dtypes.bfloat16))
+        product = self.bb.emit(relax.call_tir(gv, relax.Tuple([weights, b]),
+                                              relax.TensorType((n, amx.BLOCK), "float32")))  # yᵀ, padded
+        kept = self.bb.emit(relax.op.strided_slice(product, [1], [0], [m]))
+        self.plain[v] = self.bb.emit(relax.op.permute_dims(kept, [1, 0]))
+        self.plan.amx_dense += 1
 
     def _affine_chain(self, v: Any, channels: int) -> tuple[Any, Any, Any, int]:
         """Fold the per-channel constant ops that follow v (each v's only use): y = conv·scale + shift."""
