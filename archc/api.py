@@ -113,7 +113,8 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
 
         def checked_by(m: Model) -> Any:
             allowed = verification.TOLERANCES.get(precision, verification.TOLERANCE) if tolerance is None else tolerance
-            return verification.checker(m, rebuild, allowed, rpc) if verify else None
+            samples = verification.AGREEMENT_INPUTS if precision != "fp32" else 0  # top-1/top-5 of a classifier
+            return verification.checker(m, rebuild, allowed, rpc, samples) if verify else None
 
         first = staged.first if staged else model  # a two-stage detector: its library is stage one
         second = Stage(staged.second, build(staged.second), HEADS, checked_by(staged.second)) if staged else None

@@ -55,8 +55,14 @@ def verification_line(v: Verification) -> str:
     if v.status == "skipped":
         return f"not verified: {v.note}"
     where = " (under qemu)" if v.emulated else f" (on {v.device})" if v.device else ""
+    agree = ""
+    if v.agreement:
+        a = v.agreement
+        agree = (f"; its top-1 class agrees on {a['top1']} and its top five on {a['top5']} of {a['inputs']} more "
+                 f"inputs ('{a['output']}')" + (" (BELOW 99%: check it on your own data)"
+                                                if a["top1"] < 0.99 * a["inputs"] else ""))
     if v.status == "passed":
         return (f"verified{where}: every output equals {v.reference}'s within {v.tolerance:.0e} of its range "
-                f"(largest difference {v.max_rel_diff:.1e}, '{v.worst_output}'; {v.inputs})"
+                f"(largest difference {v.max_rel_diff:.1e}, '{v.worst_output}'; {v.inputs}){agree}"
                 + (f"; but {v.note}" if v.note else ""))
     return f"NOT verified{where}: output '{v.worst_output}' differs by {v.max_rel_diff:.2e} of its range"

@@ -177,6 +177,9 @@ class Verification:
     device: str | None = None  # the RPC device it ran on ("HOST:PORT (key KEY)"); None: this machine
     divergence: str | None = None
     note: str | None = None
+    # a low-precision build's classifier output against onnxruntime's fp32 on more random inputs: {"output": name,
+    # "inputs": N, "top1": how many agree on the best class, "top5": on the set of the best five}; None otherwise
+    agreement: dict[str, Any] | None = None
 
     STATUSES = ("passed", "failed", "skipped")
 
@@ -185,7 +188,7 @@ class Verification:
         return self.status == "passed"
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "agreement" or self.agreement}
 
     @classmethod
     def from_json(cls, data: Any) -> Verification:

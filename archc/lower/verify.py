@@ -15,9 +15,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -37,11 +39,15 @@ TOLERANCES = {"fp32": TOLERANCE, "bf16": 3e-2}
 SEED = 0
 
 
-def check(model: Model, folder: Path, tolerance: float = TOLERANCE, remote: Remote | None = None
-          ) -> tuple[Verification, dict[str, np.ndarray]]:
+AGREEMENT_INPUTS = 16  # a low-precision build's classifier checked on this many more random inputs
+
+
+def check(model: Model, folder: Path, tolerance: float = TOLERANCE, remote: Remote | None = None,
+          samples: int = 0) -> tuple[Verification, dict[str, np.ndarray]]:
     """The package in `folder` (its library and manifest written) run beside onnxruntime on random inputs, here or
     with `remote` on that device of an RPC tracker; the record for its manifest, and the inputs used (for
-    `locate`)."""
+    `locate`). `samples`: a classifier's top-1 and top-5 agreement over that many more inputs, run here (a
+    low-precision build's, `Verification.agreement`)."""
     manifest = Manifest.read(folder)
     inputs = random_inputs(manifest.inputs, SEED)
     record = Verification("skipped", reference=f"onnxruntime {_ort_version()}", inputs=f"random normal, seed {SEED}",
@@ -63,6 +69,9 @@ def check(model: Model, folder: Path, tolerance: float = TOLERANCE, remote: Remo
     worst = max(diffs, key=lambda k: diffs[k])
     record.max_rel_diff, record.worst_output, record.emulated = diffs[worst], worst, emulated
     record.status = "passed" if diffs[worst] <= tolerance else "failed"
+    scores = [i for i, s in enumerate(manifest.outputs) if len(s.shape) == 2 and s.shape[1] >= 5]
+    if samples and scores and remote is None and not emulated:
+        record.agreement = _agreement(model, folder, manifest, scores[0], samples)
     constant = [s.name for s, w in zip(manifest.outputs, reference, strict=True) if np.ptp(w) == 0]
     if constant:  # zero weights (an untrained head: torchvision's ViT) make every output equal: a weak check
         record.note = (f"onnxruntime's output '{constant[0]}' is the same number everywhere on these inputs (weights "
@@ -71,15 +80,30 @@ def check(model: Model, folder: Path, tolerance: float = TOLERANCE, remote: Remo
 
 
 def checker(model: Model, rebuild: Callable[[Model, Path], object], tolerance: float = TOLERANCE,
-            remote: Remote | None = None) -> Callable[[Path], Verification]:
+            remote: Remote | None = None, samples: int = 0) -> Callable[[Path], Verification]:
     """The check `write_package` runs on the folder it writes: `check`, and on a mismatch `locate` (with `rebuild`,
     the same build without tuning, into another folder), here or on the `remote` device."""
     def run(folder: Path) -> Verification:
-        record, inputs = check(model, folder, tolerance, remote)
+        record, inputs = check(model, folder, tolerance, remote, samples)
         if record.status == "failed":
             record.divergence = locate(model, rebuild, inputs, tolerance, remote)
         return record
     return run
+
+
+def _agreement(model: Model, folder: Path, manifest: Manifest, output: int, samples: int) -> dict[str, Any]:
+    """How often the library's classifier scores (output `output`) pick onnxruntime's best class and best five,
+    over `samples` random inputs (seeds after the check's own)."""
+    top1 = top5 = 0
+    name = manifest.outputs[output].name
+    with _loaded_copy(folder) as pkg:
+        for i in range(samples):
+            inputs = random_inputs(manifest.inputs, SEED + 1 + i)
+            want = _reference(model.proto, inputs, [name])[0][0]
+            got = pkg.run(inputs)[output][0]
+            top1 += int(np.argmax(got) == np.argmax(want))
+            top5 += int(set(np.argsort(got)[-5:]) == set(np.argsort(want)[-5:]))
+    return {"output": name, "inputs": samples, "top1": top1, "top5": top5}
 
 
 def run_copy(folder: Path, inputs: dict[str, np.ndarray], emulate: bool = True, remote: Remote | None = None
@@ -89,6 +113,14 @@ def run_copy(folder: Path, inputs: dict[str, np.ndarray], emulate: bool = True, 
     it)."""
     if remote is not None:
         return rpc.run(load_package(folder), inputs, remote)[0], False
+    with _loaded_copy(folder, emulate) as pkg:
+        return pkg.run(inputs), pkg.emulated
+
+
+@contextmanager
+def _loaded_copy(folder: Path, emulate: bool = True) -> Iterator[Any]:
+    """The package, its library and manifest copied to a temporary folder and loaded from there (so that the
+    folder being written is never mapped)."""
     manifest = Manifest.read(folder)
     with tempfile.TemporaryDirectory(prefix="archc-verify-") as tmp:
         copy = Path(tmp)
@@ -103,8 +135,7 @@ def run_copy(folder: Path, inputs: dict[str, np.ndarray], emulate: bool = True, 
             raise PackageError(f"this {os.uname().machine} machine runs an aarch64 library only under qemu, "
                                "slowly; `archc bench PACKAGE --engines onnxruntime,archc` compares it with "
                                "onnxruntime there, or run it on the device", code="wrong-machine")
-        outputs = pkg.run(inputs)
-        return outputs, pkg.emulated
+        yield pkg
 
 
 def locate(model: Model, build: Callable[[Model, Path], object], inputs: dict[str, np.ndarray],

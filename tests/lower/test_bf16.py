@@ -49,6 +49,8 @@ def test_a_bf16_build_runs_its_convolutions_on_amx_and_equals_fp32_to_bf16s_tole
     assert manifest["build"]["layout"]["amx_dense"] == 1
     check = manifest["verification"]
     assert check["status"] == "passed" and check["tolerance"] == 3e-2 and 1e-6 < check["max_rel_diff"] < 1e-2
+    agreement = check["agreement"]  # the classifier's best class against fp32's, on 16 more random inputs
+    assert agreement["output"] == "h" and agreement["inputs"] == 16 and agreement["top1"] >= 15
     dump = subprocess.run(["objdump", "-d", str(folder / "small.so")], capture_output=True, text=True).stdout
     assert dump.count("tdpbf16ps") >= 5 * 4  # four AMX convolutions and a dense layer, four products a step each
     from archc.runtime import load_package
