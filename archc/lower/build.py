@@ -111,9 +111,9 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
         if target.runner == "local" and (budget or quick > 0):  # the short pass: new shapes' likeliest few
             report.convolutions_searched = choices.search(list(own_kernels.workloads(prepared).values()), show,
                                                           quick=not budget)
+        written = sum(1 for f in prepared.functions.values() if "tirx.is_scheduled" in (f.attrs or {}))  # amx.py's
         prepared, scheduled = own_kernels.apply(prepared, tgt, choices)
-        amx = [gv for gv in prepared.functions if gv.name_hint.startswith(("amx_conv2d", "amx_gemm"))]  # as written
-        report.kernels_archc = len(scheduled) + len(amx)
+        report.kernels_archc = len(scheduled) + written
         report.conv_configs = dict(Counter(choices.sources.values()))
         report.conv_tables = choices.table_note()
     trials = tune.tune(prepared, tgt, target, db, budget, show).trials if budget else 0

@@ -96,10 +96,11 @@ def _agreement(model: Model, folder: Path, manifest: Manifest, output: int, samp
     over `samples` random inputs (seeds after the check's own)."""
     top1 = top5 = 0
     name = manifest.outputs[output].name
+    session = _session(model.proto)
     with _loaded_copy(folder) as pkg:
         for i in range(samples):
             inputs = random_inputs(manifest.inputs, SEED + 1 + i)
-            want = _reference(model.proto, inputs, [name])[0][0]
+            want = session.run([name], inputs)[0][0]
             got = pkg.run(inputs)[output][0]
             top1 += int(np.argmax(got) == np.argmax(want))
             top5 += int(set(np.argsort(got)[-5:]) == set(np.argsort(want)[-5:]))
@@ -209,15 +210,19 @@ def _reference(proto: onnx.ModelProto, inputs: dict[str, np.ndarray], names: Seq
     """onnxruntime's outputs; the session is made from the graph alone, the weights handed over as arrays (a model
     over protobuf's 2 GiB cannot be serialized whole; small tensors stay in it: onnxruntime reads those of shape
     computations while loading the graph, before external initializers are bound)."""
+    return [np.asarray(y) for y in _session(proto).run(list(names), inputs)]
+
+
+def _session(proto: onnx.ModelProto) -> Any:
+    """onnxruntime's session of the model, made as `_reference` says."""
     import onnxruntime as ort
     held = take_weights(proto, FOLD_ELEMENTS)
     try:
         options = ort.SessionOptions()
         options.add_external_initializers(list(held), [ort.OrtValue.ortvalue_from_numpy(a) for a in held.values()])
-        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
     finally:
         put_weights(proto, held)
-    return [np.asarray(y) for y in session.run(list(names), inputs)]
 
 
 def _ort_version() -> str:

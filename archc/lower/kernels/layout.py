@@ -53,8 +53,7 @@ class Plan:
     transforms: list[str] = field(default_factory=list)  # each layout change emitted between ops, and why
 
     def to_json(self) -> dict[str, Any]:
-        return {"lanes": self.lanes, "precision": self.precision, "amx_dense": self.amx_dense,
-                "transforms": self.transforms,
+        return {"lanes": self.lanes, "amx_dense": self.amx_dense, "transforms": self.transforms,
                 "convolutions": [{"conv": d.shape, "in": f"NCHW{d.ic_bn}c", "out": f"NCHW{d.oc_bn}c"
                                   + (f" ({d.channels[0]} padded to {d.channels[1]})"
                                      if d.channels[0] != d.channels[1] else ""),
@@ -66,6 +65,12 @@ class Plan:
             if channels % bn == 0:
                 return bn
         return 0
+
+
+def _scheduled(kernel: Any) -> Any:
+    """An amx.py kernel as the module takes it: already scheduled (archc's pass and MetaSchedule leave it alone),
+    without its own global symbol (the BlockBuilder names each one uniquely)."""
+    return kernel.with_attr("tirx.is_scheduled", True).without_attr("global_symbol")
 
 
 def blocked_conv_layout(mod: Any, lanes: int, precision: str = "fp32") -> tuple[Any, Plan]:
@@ -222,14 +227,6 @@ class _Rewriter:
             return False  # groups no block fits (or padded channels, which would land inside them): TVM's kernel
         scale, shift, last, folded = self._affine_chain(v, oc)
         w = w * scale[:, None, None, None] if scale is not None else w
-        out_channels = padded(oc, oc_bn)
-        if depthwise:
-            w = _zero_padded(w, (out_channels, 1))
-            packed = w.reshape(-1, oc_bn, kh, kw).transpose(0, 2, 3, 1)[:, None, :, :, None, :]
-        else:
-            w = _zero_padded(_block_diagonal(w, groups, merged), (out_channels, padded(channels, ic_bn)
-                                                                  if groups == 1 else ic * merged))
-            packed = w.reshape(out_channels // oc_bn, oc_bn, -1, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
         strides = [int(s) for s in a.strides]
         padding = [int(p) for p in a.padding]
         dilation = [int(d) for d in a.dilation]
@@ -240,6 +237,14 @@ class _Rewriter:
                 last.name, f"{channels}×{'×'.join(map(str, shape_of(data)[2:]))} → {oc}, {kh}×{kw}/{strides[-1]} "
                 "bf16 on AMX", ic_bn, 16, relayout, folded, (oc, oc)))
             return True
+        out_channels = padded(oc, oc_bn)
+        if depthwise:
+            w = _zero_padded(w, (out_channels, 1))
+            packed = w.reshape(-1, oc_bn, kh, kw).transpose(0, 2, 3, 1)[:, None, :, :, None, :]
+        else:
+            w = _zero_padded(_block_diagonal(w, groups, merged), (out_channels, padded(channels, ic_bn)
+                                                                  if groups == 1 else ic * merged))
+            packed = w.reshape(out_channels // oc_bn, oc_bn, -1, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
         x, relayout = self.block(data, ic_bn)
         if one_d:
             strides, padding, dilation = [1, *strides], [0, padding[0], 0, padding[1]], [1, *dilation]
@@ -275,10 +280,8 @@ class _Rewriter:
         length = amx.conv_input_length(oh, wp, kh, kw, stride)
         packed_x = self.bb.emit_te(amx.pack_input_te, x, (padding[0], padding[1]), wp, length, step,
                                    primfunc_name_hint="amx_pack")
-        name = f"amx_conv2d{sum(1 for d in self.plan.decisions if d.shape.endswith('on AMX')) or ''}"
-        kernel = amx.conv2d(ic, oc, hp, wp, kh, kw, stride, oh, ow, relu=False,
-                            name=name).with_attr("tirx.is_scheduled", True)
-        gv = self.bb.add_func(kernel, name)
+        gv = self.bb.add_func(_scheduled(amx.conv2d(ic, oc, hp, wp, kh, kw, stride, oh, ow, relu=False)),
+                              "amx_conv2d")
         weights = relax.const(amx.pack_conv_weights(w.astype(ml_dtypes.bfloat16)))
         bias = relax.const((shift if shift is not None else np.zeros(oc)).astype(np.float32).reshape(oc // 16, 16))
         y = self.bb.emit(relax.call_tir(gv, relax.Tuple([packed_x, weights, bias]),
@@ -313,8 +316,7 @@ class _Rewriter:
         m, k = shape_of(x)
         n = w.shape[1]
         b = self.bb.emit_te(amx.pack_columns_te, self.nchw(x), primfunc_name_hint="amx_pack_columns")
-        name = f"amx_gemm{self.plan.amx_dense or ''}"
-        gv = self.bb.add_func(amx.gemm(n, amx.BLOCK, k, name=name).with_attr("tirx.is_scheduled", True), name)
+        gv = self.bb.add_func(_scheduled(amx.gemm(n, amx.BLOCK, k)), "amx_gemm")
         weights = relax.const(np.ascontiguousarray(w.T).astype(ml_dtypes.bfloat16))
         product = self.bb.emit(relax.call_tir(gv, relax.Tuple([weights, b]),
                                               relax.TensorType((n, amx.BLOCK), "float32")))  # yᵀ, padded
