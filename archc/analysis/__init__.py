@@ -17,6 +17,7 @@ from archc.analysis.memory import peak
 from archc.analysis.model import Analysis, Block, Layer, ReceptiveField, Totals
 from archc.analysis.receptive_field import compute as receptive_fields
 from archc.shapes import WEIGHT_PRECISIONS, dtype
+from archc.util.downstream import downstream
 
 if TYPE_CHECKING:
     from archc.frontends import Model
@@ -78,17 +79,14 @@ def _two_stage(model: Model, g: graph_mod.NetGraph, layers: list[Layer]) -> dict
         shape = g.tensors[name].shape or ()
         if shape[-1:] != (4,) or len(shape) not in (2, 3):
             continue
-        after, late = {name}, []
-        for node in g.nodes:  # topological order
-            if any(i in after for i in node.proto.input):
-                after.update(node.proto.output)
-                late.append(node)
+        late, after = downstream((n.proto for n in g.nodes), name)
         if any(n.op_type in ("RoiAlign", "MaxRoiPool") for n in late):
             break
     else:
         return {}
     count = shape[-2]
-    late_names = {n.name for n in late}
+    late_ids = {id(p) for p in late}
+    late_names = {n.name for n in g.nodes if id(n.proto) in late_ids}  # a layer is named after its node
     per_roi = sum(lay.macs or 0 for lay in layers if lay.name in late_names)
     found: dict[str, Any] = {"proposals": count, "per_proposal_macs": per_roi // count if count else 0}
     k = model.graph.params.get("anchors") if model.graph is not None else None

@@ -15,6 +15,7 @@ from onnx import helper
 
 from archc.errors import UsageError
 from archc.frontends import Model
+from archc.util.downstream import downstream
 
 
 @dataclass
@@ -29,12 +30,7 @@ def split(model: Model, late: str, second_name: str) -> Split:
     graph = model.proto.graph
     if late not in {i.name for i in graph.input}:
         raise UsageError(f"'{model.name}' has no input '{late}' to cut the network at", code="bad-usage")
-    after = {late}
-    second_nodes = []
-    for node in graph.node:  # ONNX keeps nodes in topological order
-        if any(name in after for name in node.input):
-            second_nodes.append(node)
-            after.update(node.output)
+    second_nodes, after = downstream(graph.node, late)
     first_nodes = [n for n in graph.node if not any(o in after for o in n.output)]
     made_first = {o for n in first_nodes for o in n.output} | {i.name for i in graph.input if i.name != late}
     stored = {t.name: t for t in graph.initializer}
