@@ -130,6 +130,9 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
                              model.inputs, model.outputs, checked)
     if detect:
         raise UsageError("--detect decodes boxes in a package's loaders: compile for a TVM target", code="bad-usage")
+    if precision != "fp32":
+        raise UsageError(f"--precision {precision} chooses a library's kernels: compile for a TVM target "
+                         "(--target native)", code="bad-usage")
     out = Path(output) if output is not None else Path(f"{stem}.onnx")
     if out.is_dir():
         out = out / f"{stem}.onnx"

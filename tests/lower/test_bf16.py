@@ -16,7 +16,7 @@ import pytest
 from helpers import onnxruntime_outputs, raises
 
 import archc
-from archc.errors import ArchcError
+from archc.errors import ArchcError, UsageError
 from archc.lower.kernels import amx
 
 pytestmark = pytest.mark.tvm
@@ -71,12 +71,14 @@ def test_bf16_is_refused_where_it_cannot_run_fast(tmp_path, monkeypatch):
     spec.write_text(SMALL)
     with raises("no-bf16", ArchcError, naming="--target native"):
         archc.compile(spec, target="arm64", output=tmp_path / "a", quick=0, precision="bf16")
+    with raises("bad-usage", UsageError, naming="--target native"):  # an ONNX file has no kernels to choose
+        archc.compile(spec, output=tmp_path / "o.onnx", precision="bf16")
     with raises("no-bf16", ArchcError, naming="--kernels tvm"):
         archc.compile(spec, target="native", output=tmp_path / "t", quick=0, precision="bf16", kernels="tvm")
     monkeypatch.setattr(amx, "request_tiles", lambda: False)  # a CPU without AMX: the hardware's answer, mocked
     with raises("no-bf16", ArchcError, naming="AMX-BF16"):
         archc.compile(spec, target="native", output=tmp_path / "n", quick=0, precision="bf16")
-    assert not any((tmp_path / n).exists() for n in "atn")
+    assert not any((tmp_path / n).exists() for n in ("a", "t", "n", "o.onnx"))
     run = subprocess.run([sys.executable, "-m", "archc", "compile", str(spec), "--target", "native", "--precision",
                           "fp16"], capture_output=True, text=True)
     assert run.returncode == 2 and "fp16" in run.stderr and "Traceback" not in run.stderr
