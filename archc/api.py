@@ -67,7 +67,7 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
             options: ModelOptions | None = None, *, trials: int = 0, minutes: float | None = None,
             db: str | Path | None = None, quick: int | None = None, show_progress: bool = False,
             kernels: str = "archc", verify: bool = True, tolerance: float | None = None, rpc: Any = None,
-            detect: str | None = None, precision: str = "fp32", **kw: Any) -> CompileResult:
+            detect: str | None = None, precision: str | None = None, **kw: Any) -> CompileResult:
     """Compile a spec (or ONNX file) for a target and write the result atomically. For `onnx`: without `output`,
     the file goes to `<source stem>.onnx` in the current folder (an output folder gets that name inside it). For a
     TVM target: a package folder, `<source stem>.<target>/` without `output`; the target's tuning database (`db`,
@@ -82,10 +82,12 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
     loaders decode the head outputs into boxes, scores and classes (`Package.detect`), with the network's `anchors`
     and `num_classes` parameters (`_detection`); "faster_rcnn": two stages, the second a package in `heads/`.
     `precision` "bf16": the convolutions AMX computes run in bf16 on its tiles (CPUs with AMX-BF16, --target
-    native), verified to `lower.verify.TOLERANCES["bf16"]` unless `tolerance` says otherwise."""
+    native), verified to `lower.verify.TOLERANCES["bf16"]` unless `tolerance` says otherwise; "auto": bf16 where
+    it runs fast, else fp32; default: the target file's `precision` (fp32 unless it says)."""
     from archc import targets
     from archc.util.onnx_skeleton import write_model
     tgt = targets.get(target) if isinstance(target, str) else target
+    precision = precision or tgt.precision
     model = source if not isinstance(source, (str, Path)) else load(source, options, **kw)
     if not model.has_weights:
         raise ArchcError(f"'{model.source}' was loaded without weights (for analysis); load it with weights to "
@@ -104,21 +106,26 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
         budget = tune.Budget.of(trials, minutes) if trials or minutes else None
         database = Path(db) if db else None
 
-        def rebuild(m: Model, out: Path) -> None:  # the same build, no tuning (the verifier's node-by-node run)
-            write_package(m, lower(m, tgt, database, None, False, 0, kernels, precision), out)
+        def build(m: Model) -> tuple[Any, Any]:
+            """The library and its checker (None without --verify): a rebuild without tuning, at the precision
+            built (auto resolved), is the verifier's node-by-node run; its tolerance that precision's."""
+            lowered = lower(m, tgt, database, budget, show_progress, QUICK_TRIALS if quick is None else quick,
+                            kernels, precision)
+            built = lowered.report.precision
 
-        def build(m: Model) -> Any:
-            return lower(m, tgt, database, budget, show_progress, QUICK_TRIALS if quick is None else quick, kernels,
-                         precision)
-
-        def checked_by(m: Model) -> Any:
-            allowed = verification.TOLERANCES.get(precision, verification.TOLERANCE) if tolerance is None else tolerance
-            samples = verification.AGREEMENT_INPUTS if precision != "fp32" else 0  # top-1/top-5 of a classifier
-            return verification.checker(m, rebuild, allowed, rpc, samples) if verify else None
+            def rebuild(m: Model, out: Path) -> None:
+                write_package(m, lower(m, tgt, database, None, False, 0, kernels, built), out)
+            allowed = verification.TOLERANCES.get(built, verification.TOLERANCE) if tolerance is None else tolerance
+            samples = verification.AGREEMENT_INPUTS if built != "fp32" else 0  # top-1/top-5 of a classifier
+            return lowered, verification.checker(m, rebuild, allowed, rpc, samples) if verify else None
 
         first = staged.first if staged else model  # a two-stage detector: its library is stage one
-        second = Stage(staged.second, build(staged.second), HEADS, checked_by(staged.second)) if staged else None
-        manifest = write_package(first, build(first), folder, checked_by(first), detection, second)
+        second = None
+        if staged:
+            lowered, check = build(staged.second)
+            second = Stage(staged.second, lowered, HEADS, check)
+        lowered, check = build(first)
+        manifest = write_package(first, lowered, folder, check, detection, second)
         checks = [(folder, manifest.verification)]
         if second is not None:
             checks.append((folder / second.folder, Manifest.read(folder / second.folder).verification))
@@ -231,12 +238,13 @@ def _proposals(model: Model) -> tuple[Any, Any]:
 
 def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str | Path | None = None,
          options: ModelOptions | None = None, *, minutes: float | None = None, rpc: Any = None,
-         show_progress: bool = False, kernels: str = "archc", **kw: Any) -> Any:
+         show_progress: bool = False, kernels: str = "archc", precision: str | None = None, **kw: Any) -> Any:
     """Grow a CPU target's tuning database by `trials` measurements on the model's kernels (MetaSchedule), or for
     `minutes`, or whichever ends first; every later compile for that target applies it. With archc's `kernels`
     (the default), the configurations of the model's convolutions are searched first (seconds each; those the
     database has are kept). Returns the tasks, trials, records and convolutions searched (`lower.tune.TuneSummary`).
-    `rpc`: an `archc.runtime.rpc.Remote`, to measure on its devices."""
+    `rpc`: an `archc.runtime.rpc.Remote`, to measure on its devices. `precision`: the kernels of a build at that
+    precision are tuned (default: the target file's, as `compile`)."""
     from archc import targets
     from archc.lower import tune_model
     from archc.lower.tune import Budget
@@ -246,7 +254,8 @@ def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str 
                          code="needs-tvm-target")
     budget = Budget.of(trials, minutes)
     model = source if not isinstance(source, (str, Path)) else load(source, options, **kw)
-    return tune_model(model, tgt, Path(db) if db else None, budget, show_progress, rpc, kernels)
+    return tune_model(model, tgt, Path(db) if db else None, budget, show_progress, rpc, kernels,
+                      precision or tgt.precision)
 
 
 def profile(package: str | Path, repeat: int = 20, *, threads: int | None = None, rpc: Any = None) -> Profile:

@@ -74,6 +74,13 @@ threads_option = click.option(
     help="Threads of the library's parallel loops, this one included. [default: TVM_NUM_THREADS, else every CPU]")
 
 
+def precision_option(what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """--precision of compile, tune and bench: `what` it does there; the default is the target file's."""
+    from archc.targets import PRECISIONS
+    return click.option("--precision", type=click.Choice(PRECISIONS),
+                        help=f"{what} [default: the target file's `precision`, else fp32]")
+
+
 def model_options(f: Callable[..., None]) -> Callable[..., None]:
     """Options shared by every verb that reads a model; the verb receives them as one `ModelOptions`."""
     @functools.wraps(f)
@@ -171,9 +178,9 @@ def main() -> None:
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True),
               help="With --verify: the largest difference allowed, of each output's range (default 1e-4; "
                    "3e-2 with --precision bf16).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-              help="--target native: bf16 runs the convolutions whose channels come in 32s on the CPU's AMX tiles "
-                   "(Intel Xeon from Sapphire Rapids on; refused elsewhere), the rest in fp32.")
+@precision_option("bf16 runs the convolutions and dense layers whose channels come in 32s on the CPU's AMX tiles "
+                  "(Intel Xeon from Sapphire Rapids on, --target native; refused elsewhere), the rest in fp32; auto: "
+                  "bf16 where it runs fast, else fp32.")
 @click.option("--detect", type=click.Choice(["yolov2", "yolov3", "faster_rcnn"]),
               help="TVM targets: the package's loaders decode the outputs into boxes, scores and classes "
                    "(YOLOv2's region output, YOLOv3's heads; the spec's `anchors` and `num_classes`). "
@@ -184,7 +191,7 @@ def main() -> None:
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
             weights_map: str | None, seed: int, trials: int | None, minutes: float | None, db: str | None,
             no_tune: bool, kernels: str, explain_layout: bool, verify: bool, tolerance: float | None,
-            precision: str, detect: str | None, options: ModelOptions, remote: Any) -> None:
+            precision: str | None, detect: str | None, options: ModelOptions, remote: Any) -> None:
     """Compile spec(s) (or ONNX files) for a target: every shape inferred, checked, written atomically."""
     import archc
     from archc import targets
@@ -271,17 +278,19 @@ def list_ops(costs: bool) -> None:
               help="The tuning database folder (default: ~/.cache/archc/tuning/<target>).")
 @click.option("--kernels", type=click.Choice(["archc", "tvm"]), default="archc", show_default=True,
               help="Whose kernels to tune: archc's (its convolutions' configurations searched first) or TVM's.")
+@precision_option("The kernels of a build at this precision are tuned (a bf16 build's fp32 kernels differ "
+                  "from an fp32 build's).")
 @rpc_options
 @model_options
 def tune_cmd(model: str, target: str, trials: int | None, minutes: float | None, db: str | None, kernels: str,
-             options: ModelOptions, remote: Any) -> None:
+             precision: str | None, options: ModelOptions, remote: Any) -> None:
     """Tune MODEL's kernels for TARGET: a search of each convolution's configuration for archc's kernels (seconds
     per layer), then MetaSchedule on the other kernels; every later `archc compile --target` applies the results.
     Interrupted, it keeps every finished measurement, and the next run goes on from them."""
     import archc
     trials = 64 if trials is None and minutes is None else trials or 0
     summary = archc.tune(_load(model, options), target, trials, db, minutes=minutes, rpc=remote,
-                         show_progress=True, kernels=kernels)
+                         show_progress=True, kernels=kernels, precision=precision)
     failed = f" ({summary.failed} failed to build or run)" if summary.failed else ""
     searched = f"{summary.searched} convolutions searched; " if summary.searched else ""
     click.echo(f"{model}: {searched}{summary.trials} trials over {summary.tasks} kernels{failed}"
@@ -379,13 +388,18 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 @click.option("--seconds", type=click.FloatRange(min=0, min_open=True),
               help="Rounds until S seconds have passed, per batch size. [default: 10, at least 5 rounds]")
 @click.option("--engines", default="onnxruntime,archc,openvino,iree,torch", show_default=True,
-              help="Engines to compare; onnxruntime is always measured, the ones not installed are reported absent.")
+              help="Engines to compare (also: openvino-bf16); onnxruntime is always measured, the ones not installed "
+                   "are reported absent.")
 @click.option("--variants", default="default", show_default=True,
               help="archc's builds: untuned (no tuning at all), default (archc compile), tuned (archc tune first: "
               "each convolution's configuration searched, --trials MetaSchedule trials for any other kernel).")
 @click.option("--trials", type=click.IntRange(min=1), help="The tuned variant's MetaSchedule trials. [default: 64]")
 @click.option("--kernels", type=click.Choice(["archc", "tvm"]), default="archc", show_default=True,
               help="archc's builds with its own CPU kernels or TVM's (as archc compile --kernels).")
+@click.option("--precision", "precisions", metavar="P[,P…]",
+              help="archc's builds at each precision: fp32, bf16 (AMX), auto (as archc compile --precision); with "
+                   "any but fp32, OpenVINO's bf16 run (openvino-bf16) is measured beside its f32 one. [default: the "
+                   "target file's `precision`, else fp32]")
 @click.option("--db", type=click.Path(file_okay=False),
               help="The tuning database (default: ~/.cache/archc/tuning/<target>, as archc compile).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
@@ -400,8 +414,8 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 @rpc_options
 def bench_cmd(source: str, target: str | None, batch_sizes: str | None, threads: int | None, repeat: int | None,
               seconds: float | None, engines: str, variants: str, trials: int | None, db: str | None,
-              kernels: str, output: str | None, report_file: str | None, inputs: tuple[str, ...],
-              set_: tuple[str, ...], include_path: tuple[str, ...], remote: Any) -> None:
+              kernels: str, precisions: str | None, output: str | None, report_file: str | None,
+              inputs: tuple[str, ...], set_: tuple[str, ...], include_path: tuple[str, ...], remote: Any) -> None:
     """Measure a model's archc packages against onnxruntime (and OpenVINO, IREE, PyTorch where installed) on the
     same inputs, alternating in rounds: latency, throughput, GFLOP/s against the measured peak, peak memory and
     agreement with onnxruntime; the results as JSON (with the machine's description), a table here."""
@@ -415,7 +429,8 @@ def bench_cmd(source: str, target: str | None, batch_sizes: str | None, threads:
     results = archc.bench(source, target, options, batches=_int_list(batch_sizes, "--batch"), threads=threads,
                           repeat=repeat, seconds=seconds, engines=[e for e in engines.split(",") if e],
                           variants=[v for v in variants.split(",") if v], trials=trials, db=db, rpc=remote,
-                          show_progress=True, command=shlex.join(["archc", *sys.argv[1:]]), kernels=kernels)
+                          show_progress=True, command=shlex.join(["archc", *sys.argv[1:]]), kernels=kernels,
+                          precisions=[p for p in precisions.split(",") if p] if precisions else None)
     out = Path(output or f"{results.model.name}.{results.target.name}.bench.json")
     write(results, out)
     click.echo(table(results), nl=False)

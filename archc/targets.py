@@ -7,6 +7,7 @@
     runner = "local"                                     # local | qemu | rpc: where its libraries run (tvm)
     cross_compiler = "aarch64-linux-gnu-gcc"             # optional: the C compiler that links its libraries
     detect = ["mcpu", "num-cores"]                       # optional: filled in from this machine when compiling
+    precision = "auto"                                   # optional: the default --precision (fp32 | bf16 | auto)
     [tvm]                                                # the TVM target as a dict (JSON-style, TVM 0.27)
     kind = "llvm"
     mtriple = "x86_64-linux-gnu"
@@ -31,7 +32,8 @@ from archc.errors import ArchcError, UsageError
 BACKENDS = ("onnx", "tvm")
 RUNNERS = ("local", "qemu", "rpc")
 DETECTABLE = ("mcpu", "num-cores")
-_KEYS = {"description", "backend", "runner", "cross_compiler", "detect", "tvm"}
+PRECISIONS = ("fp32", "bf16", "auto")  # a library's arithmetic (archc.lower.build.choose_precision)
+_KEYS = {"description", "backend", "runner", "cross_compiler", "detect", "precision", "tvm"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Target:
     tvm: Mapping[str, Any] = field(default_factory=dict)
     cross_compiler: str | None = None
     detect: tuple[str, ...] = ()
+    precision: str = "fp32"  # the default --precision of compile, tune and bench
 
 
 def parse(name: str, text: str, source: str) -> Target:
@@ -76,7 +79,12 @@ def parse(name: str, text: str, source: str) -> Target:
     cross = data.get("cross_compiler")
     if cross is not None and (not isinstance(cross, str) or not cross):
         raise bad("`cross_compiler` must be a program name, e.g. aarch64-linux-gnu-gcc")
-    return Target(name, description.strip(), backend, source, runner, tvm, cross, tuple(detect))
+    precision = data.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise bad(f"`precision` must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if backend != "tvm" and precision != "fp32":
+        raise bad(f"`precision` chooses a library's kernels; the {backend} back end has none")
+    return Target(name, description.strip(), backend, source, runner, tvm, cross, tuple(detect), precision)
 
 
 def _files() -> dict[str, tuple[str, str]]:

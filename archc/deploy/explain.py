@@ -25,7 +25,8 @@ def kernels_line(m: Manifest) -> str:
         dense = (build.layout or {}).get("amx_dense", 0)
         own = (f"bf16: {amx} of {len(convs)} convolutions" + (f" and {dense} dense layers" if dense else "")
                + " on AMX, the rest fp32; " + own)
-    return (f"kernels: {own}{build.kernels_tuned} from the tuning database, {build.kernels_naive} untuned "
+    chosen = f"{build.precision_chosen}; " if build.precision_chosen else ""
+    return (f"kernels: {chosen}{own}{build.kernels_tuned} from the tuning database, {build.kernels_naive} untuned "
             f"(naive); {build.trials_now} tuning trials in this build{board}")
 
 

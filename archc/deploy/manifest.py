@@ -120,6 +120,7 @@ class BuildReport:
     convolutions_searched: int | None = None  # searched in this build (whole grids, or the short pass's few)
     layout: dict[str, Any] | None = None  # the layout plan (archc.deploy.explain renders it)
     precision: str = "fp32"  # fp32, or bf16 (the convolutions AMX computes: --precision bf16)
+    precision_chosen: str | None = None  # --precision auto: which it chose and why
 
     @property
     def tuned(self) -> bool:
@@ -131,7 +132,7 @@ class BuildReport:
         return self.kernels_tuned is not None
 
     _OPTIONAL = ("kernels", "database", "kernels_tuned", "kernels_archc", "conv_configs", "conv_tables",
-                 "convolutions_searched", "layout")
+                 "convolutions_searched", "layout", "precision_chosen")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"tuned": self.tuned, "compile_seconds": round(self.compile_seconds, 3),

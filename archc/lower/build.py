@@ -21,7 +21,7 @@ from archc.lower.onnx_compat import for_tvm
 from archc.lower.tvm_target import check_toolchain, tvm_target, tvm_target_dict
 from archc.runtime import last_line
 from archc.runtime.rpc import Remote, device_cores
-from archc.targets import Target
+from archc.targets import PRECISIONS, Target
 
 
 @dataclass
@@ -36,7 +36,6 @@ QUICK_TRIALS = 2  # the default short pass: measurements per kernel the database
 KERNELS = ("archc", "tvm")  # whose kernels a CPU build uses: archc's (lower/kernels) or TVM's with MetaSchedule
 
 
-PRECISIONS = ("fp32", "bf16")
 
 
 def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Budget | None = None,
@@ -47,13 +46,15 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
     then the tuning database (`db`, default: the target's under the user's cache) is applied to every remaining
     kernel that has a record; a `budget` grows it by that many measurements, and every kernel still without one
     gets `quick` measurements (0: leave it naive). `precision` "bf16": the convolutions AMX can compute run in bf16
-    on its tiles (`_bf16_target` says where that is refused)."""
+    on its tiles; "auto": bf16 where it runs fast, else fp32 (`choose_precision`, which also refuses bf16 where it
+    cannot run fast)."""
     if kernels not in KERNELS:
         raise ArchcError(f"unknown kernels '{kernels}': choose one of {', '.join(KERNELS)}", code="bad-option")
     if not model.has_weights:
         raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them", code="no-weights")
     check_toolchain(target)
-    tgt = tvm_target(target) if precision == "fp32" else _bf16_target(target, kernels, precision)
+    precision, chosen = choose_precision(target, kernels, precision)
+    tgt = tvm_target(target) if precision == "fp32" else _bf16_target(target)
     start = time.perf_counter()
     mod = import_onnx(model)
     report = BuildReport()
@@ -64,6 +65,7 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
         mod = _gpu_schedules(mod, tgt)
     else:
         mod, report = _tuned(mod, tgt, target, db or tune.default_db(target), budget, show, quick, kernels, precision)
+    report.precision_chosen = chosen
     vector_math.install()
     try:
         executable = tvm.compile(mod, target=tgt)
@@ -75,17 +77,20 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
 
 
 def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budget, show: bool = False,
-               remote: Remote | None = None, kernels: str = "archc") -> tune.TuneSummary:
+               remote: Remote | None = None, kernels: str = "archc", precision: str = "fp32") -> tune.TuneSummary:
     """Grow the target's tuning database (CPU targets): with archc's kernels, first a search of every convolution's
-    configuration it lacks; then the budget's measurements on the model's other kernels."""
+    configuration it lacks; then the budget's measurements on the model's other kernels. At `precision` bf16 the
+    kernels tuned are those a bf16 build compiles (the AMX convolutions' neighbours differ), so its records
+    apply there."""
     if target.tvm.get("kind") == "cuda":
         raise ArchcError("tuning GPU kernels is not in this version; CPU targets only", code="no-gpu-tuning")
     check_toolchain(target)
     if remote is not None and "num-cores" not in target.tvm:  # a generic board target: ask the board itself
         target = replace(target, tvm={**target.tvm, "num-cores": device_cores(remote)})
-    tgt = tvm_target(target)
+    precision = choose_precision(target, kernels, precision)[0]
+    tgt = tvm_target(target) if precision == "fp32" else _bf16_target(target)
     db = db or tune.default_db(target)
-    prepared = tune.prepare(import_onnx(model), tgt, kernels)
+    prepared = tune.prepare(import_onnx(model), tgt, kernels, None, precision)
     searched = 0
     if kernels == "archc":
         choices = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db)
@@ -129,24 +134,42 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
     return applied_mod, report
 
 
-def _bf16_target(target: Target, kernels: str, precision: str) -> Any:
-    """The TVM target of a bf16 build, its LLVM CPU given the AMX instructions; one sentence where bf16 cannot run
-    fast: not on this machine (a cross target or a board), not with TVM's kernels, or a CPU without AMX-BF16."""
+def bf16_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] | None:
+    """Why a bf16 build of `target` could not run fast, and what to do instead; None where it can. archc's AMX
+    kernels are built for this machine's CPU only, with archc's kernels, on a CPU whose tiles Linux grants."""
     from archc.lower.kernels import amx
+    if target.tvm.get("kind") != "llvm" or target.cross_compiler or target.runner != "local" \
+            or "mcpu" not in target.detect:
+        return (f"it builds for this machine's CPU only (its AMX tiles), and '{target.name}' is not that target",
+                "compile for --target native")
+    if kernels != "archc":
+        return "it runs on archc's kernels, not TVM's", "leave --kernels tvm out"
+    if not amx.request_tiles():
+        return ("it needs a CPU with AMX-BF16 (Intel Xeon from Sapphire Rapids on), and this one has none (Linux "
+                "refused the tile state)", "build on such a CPU")
+    return None
+
+
+def choose_precision(target: Target, kernels: str, precision: str) -> tuple[str, str | None]:
+    """The precision to build and, for `auto`, a sentence on why it was chosen: bf16 where it runs fast, else
+    fp32. An explicit bf16 that cannot run fast is refused in one sentence (code no-bf16)."""
     if precision not in PRECISIONS:
         raise ArchcError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}",
                          code="bad-option")
-    if target.tvm.get("kind") != "llvm" or target.cross_compiler or target.runner != "local" \
-            or "mcpu" not in target.detect:
-        raise ArchcError(f"--precision {precision} builds for this machine's CPU only (its AMX tiles): compile "
-                         "for --target native, or leave --precision fp32", code="no-bf16")
-    if kernels != "archc":
-        raise ArchcError(f"--precision {precision} runs on archc's kernels: leave --kernels tvm out",
-                         code="no-bf16")
-    if not amx.request_tiles():
-        raise ArchcError(f"--precision {precision} needs a CPU with AMX-BF16 (Intel Xeon from Sapphire Rapids on), "
-                         "and this one has none (Linux refused the tile state): leave --precision fp32",
-                         code="no-bf16")
+    if precision == "fp32":
+        return precision, None
+    why_not = bf16_unavailable(target, kernels)
+    if precision == "auto":
+        return ("fp32", f"--precision auto chose fp32: bf16 cannot run fast here, {why_not[0]}") if why_not \
+            else ("bf16", "--precision auto chose bf16: this CPU has AMX-BF16")
+    if why_not:
+        raise ArchcError(f"--precision {precision} cannot run fast here: {why_not[0]}; {why_not[1]}, or leave "
+                         "--precision fp32", code="no-bf16")
+    return precision, None
+
+
+def _bf16_target(target: Target) -> Any:
+    """The TVM target of a bf16 build: its LLVM CPU given the AMX and AVX512-BF16 instructions."""
     spec = tvm_target_dict(target)
     spec["mattr"] = [*spec.get("mattr", []), "+amx-tile", "+amx-bf16", "+avx512bf16"]
     return tvm.target.Target(spec)

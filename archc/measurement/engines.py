@@ -23,11 +23,12 @@ import numpy as np
 
 from archc.runtime import last_line
 
-NAMES = ("onnxruntime", "archc", "openvino", "iree", "torch")
+NAMES = ("onnxruntime", "archc", "openvino", "openvino-bf16", "iree", "torch")
 INSTALL = {
     "onnxruntime": "pip install onnxruntime",
     "archc": "pip install -e '.[tvm]' (Apache TVM)",
     "openvino": "pip install openvino",
+    "openvino-bf16": "pip install openvino",
     "iree": "pip install iree-base-compiler iree-base-runtime",
     "torch": "pip install torch onnx2torch",
 }
@@ -46,12 +47,16 @@ def absent(name: str) -> str | None:
         return ("PyTorch is installed, but no ONNX→PyTorch importer is, so it cannot run the ONNX the others run: "
                 "pip install onnx2torch")
     modules = {"onnxruntime": ["onnxruntime"], "archc": ["tvm"], "openvino": ["openvino"],
-               "iree": ["iree.compiler", "iree.runtime"], "torch": ["torch", "onnx2torch"]}[name]
+               "openvino-bf16": ["openvino"], "iree": ["iree.compiler", "iree.runtime"],
+               "torch": ["torch", "onnx2torch"]}[name]
     missing = [m for m in modules if not _importable(m)]
     if not missing:
+        if name == "openvino-bf16" and "BF16" not in OpenVino.capabilities():
+            return ("OpenVINO computes bf16 on CPUs with AVX512-BF16 or AMX only, and reports none on this one "
+                    "(its f32 run is the engine openvino)")
         return None
     what = {"archc": "Apache TVM", "iree": "IREE", "torch": "PyTorch with onnx2torch", "openvino": "OpenVINO",
-            "onnxruntime": "onnxruntime"}[name]
+            "openvino-bf16": "OpenVINO", "onnxruntime": "onnxruntime"}[name]
     return f"{what} is not installed ({', '.join(missing)} missing): {INSTALL[name]}"
 
 
@@ -172,12 +177,20 @@ class Archc(Engine):
 
 
 class OpenVino(Engine):
+    """OpenVINO's CPU plugin at f32, asked for explicitly: on CPUs with bf16 or AMX units its default is bf16, which
+    is the engine openvino-bf16 (the peer of archc's --precision bf16)."""
     name = distribution = "openvino"
+    hint = "f32"
+
+    @staticmethod
+    def capabilities() -> list[str]:
+        """The CPU plugin's OPTIMIZATION_CAPABILITIES on this machine ("FP32", "BF16", "INT8", …)."""
+        ov = importlib.import_module("openvino")
+        return [str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
 
     def prepare(self) -> None:
         ov = importlib.import_module("openvino")
-        # f32 explicitly: on CPUs with bf16 or AMX units OpenVINO would otherwise compute in bf16
-        config = {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": "f32",
+        config = {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": self.hint,
                   "PERFORMANCE_HINT": "LATENCY"}
         self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
         self.request = self.compiled.create_infer_request()
@@ -185,6 +198,11 @@ class OpenVino(Engine):
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         result = self.request.infer(inputs)
         return [np.array(result[out]) for out in self.compiled.outputs]  # copies: the request reuses its buffers
+
+
+class OpenVinoBf16(OpenVino):
+    name = "openvino-bf16"
+    hint = "bf16"
 
 
 class Iree(Engine):
@@ -243,7 +261,7 @@ class Torch(Engine):
 
 
 CLASSES: dict[str, type[Engine]] = {"onnxruntime": OnnxRuntime, "archc": Archc, "openvino": OpenVino,
-                                    "iree": Iree, "torch": Torch}
+                                    "openvino-bf16": OpenVinoBf16, "iree": Iree, "torch": Torch}
 
 
 def make(spec: dict[str, Any]) -> Engine:

@@ -417,11 +417,17 @@ class EngineResult:
     compile_seconds: float | None = None
     tuning: Tuning | None = None
     results: list[Measurement] = field(default_factory=list)
+    precision: str | None = None  # archc's: the precision its package computes in (None in older files: fp32)
+
+    @property
+    def build(self) -> str:
+        """The variant, with the precision where it is not fp32: "default", "default, bf16"."""
+        return ", ".join(x for x in (self.variant, self.precision if self.precision != "fp32" else None) if x)
 
     @property
     def label(self) -> str:
-        """"archc (untuned)", "onnxruntime"."""
-        return f"{self.engine} ({self.variant})" if self.variant else self.engine
+        """"archc (untuned)", "archc (default, bf16)", "onnxruntime"."""
+        return f"{self.engine} ({self.build})" if self.build else self.engine
 
     @property
     def ok(self) -> bool:
@@ -439,7 +445,8 @@ class EngineResult:
         return {"engine": self.engine, "variant": self.variant, "status": self.status, "note": self.note,
                 "version": self.version, "compile_seconds": self.compile_seconds,
                 "tuning": self.tuning.to_json() if self.tuning else None,
-                "results": [m.to_json() for m in self.results]}
+                "results": [m.to_json() for m in self.results],
+                **({"precision": self.precision} if self.precision else {})}
 
     @classmethod
     def from_json(cls, data: Any, at: str = "engines[0]") -> EngineResult:
@@ -449,7 +456,7 @@ class EngineResult:
             raise MalformedResults(f.path("status"), f"is '{status}', not one of {', '.join(STATUSES)}")
         return cls(f.need_text("engine"), f.text("variant"), status, f.text("note"), f.text("version"),
                    f.number("compile_seconds"), f.record("tuning", Tuning.from_json),
-                   f.records("results", Measurement.from_json) or [])
+                   f.records("results", Measurement.from_json) or [], f.text("precision"))
 
 
 # ---- the per-kernel profile, the tuning curve, the settings ----------------------------------------------------
@@ -507,12 +514,13 @@ class Settings:
     variants: list[str]
     trials: int | None = None
     rpc: str | None = None
+    precisions: list[str] | None = None  # archc's packages' precisions (None in older files: fp32)
 
     def to_json(self) -> dict[str, Any]:
         return {"batches": list(self.batches), "threads": self.threads, "repeat": self.repeat,
                 "seconds": self.seconds, "warmup": self.warmup, "rounds": dict(self.rounds),
                 "engines": list(self.engines), "variants": list(self.variants), "trials": self.trials,
-                "rpc": self.rpc}
+                "rpc": self.rpc} | ({"precisions": list(self.precisions)} if self.precisions else {})
 
     @classmethod
     def from_json(cls, data: Any, at: str = "settings") -> Settings:
@@ -523,7 +531,7 @@ class Settings:
             raise MalformedResults(f"{f.path('rounds')}.{bad}", "is not an integer")
         return cls(f.integers("batches") or [], f.integer("threads"), f.integer("repeat"), f.number("seconds"),
                    f.integer("warmup"), rounds, f.texts("engines") or [], f.texts("variants") or [],
-                   f.integer("trials"), f.text("rpc"))
+                   f.integer("trials"), f.text("rpc"), f.texts("precisions"))
 
 
 # ---- the file --------------------------------------------------------------------------------------------------
@@ -561,9 +569,10 @@ class BenchResults:
         """This machine's measured fp32 peak (the threads the benchmark used)."""
         return self.environment.cpu.peak_gflops
 
-    def entry(self, engine: str, variant: str | None = None) -> EngineResult | None:
-        """The result of one engine (and archc variant)."""
-        return next((e for e in self.engines if e.engine == engine and e.variant == variant), None)
+    def entry(self, engine: str, variant: str | None = None, precision: str | None = None) -> EngineResult | None:
+        """The result of one engine (and archc variant, and precision where not fp32)."""
+        return next((e for e in self.engines if e.engine == engine and e.variant == variant
+                     and (e.precision or "fp32") == (precision or "fp32")), None)
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": self.created, "command": self.command,

@@ -76,13 +76,16 @@ def measure(source: str | Path, target: str | Any | None = None, options: ModelO
             seconds: float | None = None, engines: Sequence[str] = engine_mod.NAMES,
             variants: Sequence[str] = ("default",), trials: int | None = None, db: str | Path | None = None,
             rpc: Any = None, warmup: int = WARMUP, memory: bool = True, profile: bool = True,
-            show_progress: bool = False, command: str | None = None, kernels: str = "archc") -> BenchResults:
+            show_progress: bool = False, command: str | None = None, kernels: str = "archc",
+            precisions: Sequence[str] | None = None) -> BenchResults:
     """Measure a spec, ONNX file or package folder on every engine asked for (onnxruntime always); see the module
     doc. `repeat`: rounds per batch size; `seconds`: rounds until that much time has passed (at least
     MIN_ROUNDS); neither: DEFAULT_SECONDS. `rpc`: an `archc.runtime.rpc.Remote` to run archc's packages on.
     `memory`: each engine's peak memory in a child process; `profile`: the per-kernel profile of archc's best
     variant at the first batch size. `kernels`: archc's builds with its own CPU kernels ("archc") or TVM's ("tvm",
-    tuned by MetaSchedule only), as `archc compile --kernels`. Returns the results (`BenchResults`)."""
+    tuned by MetaSchedule only), as `archc compile --kernels`. `precisions`: each archc variant is built at each
+    (default: the target file's precision); with any but fp32, OpenVINO's bf16 run (openvino-bf16) is measured
+    beside its f32 one, the peer at the same precision. Returns the results (`BenchResults`)."""
     from archc import targets
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     before = loadavg()
@@ -114,6 +117,11 @@ def measure(source: str | Path, target: str | Any | None = None, options: ModelO
             raise UsageError(f"'{src}' is a package built for batch {package_batch}; compile the model for other "
                              "batch sizes (give the spec or ONNX file to archc bench)", code="bad-usage")
         batches = [package_batch]
+        built = manifest.build.precision
+        if precisions and list(precisions) != [built]:
+            raise UsageError(f"'{src}' is a package built at {built}; leave --precision out or compile the model "
+                             "at other precisions (give the spec or ONNX file to archc bench)", code="bad-usage")
+        precisions = [built]
     else:
         if target is None:
             raise UsageError("archc bench needs --target for a model (e.g. --target native); a package folder knows "
@@ -124,11 +132,15 @@ def measure(source: str | Path, target: str | Any | None = None, options: ModelO
                              "(archc targets), e.g. --target native", code="needs-tvm-target")
         bench_target = BenchTarget(tgt.name, tgt.description)
         batches = list(batches or [1])
+        precisions = _precisions(precisions or [tgt.precision])
+    if "openvino" in names and "openvino-bf16" not in names and set(precisions) - {"fp32"}:
+        names.insert(names.index("openvino") + 1, "openvino-bf16")  # the peer at the same precision
     if not batches or any(int(b) < 1 for b in batches):
         raise UsageError("--batch takes batch sizes of at least 1, e.g. --batch 1,8,32", code="bad-option")
     env = environment(threads)
     model = _model(src, manifest, options)
-    entries = _entries(names, variants, rpc, bench_target.name or "", src if manifest is not None else None)
+    entries = _entries(names, variants, precisions, rpc, bench_target.name or "",
+                       src if manifest is not None else None)
     work = Path(tempfile.mkdtemp(prefix="archc-bench-"))
     run = _Run(src, manifest, tgt, options, threads, repeat, seconds, warmup, trials, Path(db) if db else None, rpc,
                memory, show_progress, work, model, kernels)
@@ -143,12 +155,12 @@ def measure(source: str | Path, target: str | Any | None = None, options: ModelO
     return BenchResults(
         created=created,
         command=command or _command(source, bench_target.name or "", batches, threads, repeat, seconds, names,
-                                    variants, trials, rpc),
+                                    variants, trials, rpc, precisions),
         environment=env, model=model, target=bench_target, engines=entries, profile=run.profile,
         tuning_curve=run.curve,
         settings=Settings(batches=list(batches), threads=threads, repeat=repeat, seconds=seconds, warmup=warmup,
                           rounds=run.rounds, engines=names, variants=list(variants), trials=trials,
-                          rpc=str(rpc) if rpc else None))
+                          rpc=str(rpc) if rpc else None, precisions=list(precisions)))
 
 
 class _Run:
@@ -236,13 +248,15 @@ class _Run:
             start = time.perf_counter()
             engine.prepare()
             return engine, _Build(round(time.perf_counter() - start, 3))
-        folder, tune_seconds, tune_trials = self._compile(entry.variant or "default", batch, model, first)
+        folder, tune_seconds, tune_trials = self._compile(entry.variant or "default", batch, model, first,
+                                                          entry.precision or "fp32")
         archc_engine = engine_mod.Archc(folder, self.threads, self.rpc)
         archc_engine.prepare()
         if archc_engine.package.emulated and not entry.note:
             entry.note = ("runs under qemu on this machine (an aarch64 package), measured in one call per batch size "
                           "inside the emulated process: its times say nothing about a real board; no peak memory")
         build = archc_engine.package.manifest.build
+        entry.precision = build.precision  # `auto` resolved
         tuning = None
         if build.cpu_schedules:  # a CPU target (GPU kernels get dlight's schedules, not tuned)
             tuning = Tuning(trials=build.trials_now + tune_trials, kernels_tuned=build.kernels_tuned or 0,
@@ -253,16 +267,18 @@ class _Run:
                             convolutions_searched=self.searched if entry.variant == "tuned" else 0)
         return archc_engine, _Build(round(build.compile_seconds, 3), tuning)
 
-    def _compile(self, variant: str, batch: int, model: Any, first: bool) -> tuple[Path, float | None, int]:
-        """The package of a variant at this batch: (folder, seconds of its `archc tune` run, trials it ran)."""
+    def _compile(self, variant: str, batch: int, model: Any, first: bool, precision: str = "fp32"
+                 ) -> tuple[Path, float | None, int]:
+        """The package of a variant at this batch and precision: (folder, seconds of its `archc tune` run, trials
+        it ran)."""
         from archc.lower import QUICK_TRIALS, lower, tune_model, write_package
         from archc.lower.tune import Budget, default_db
         if self.manifest is not None:
             return self.src, None, 0
-        folder = self.work / f"{self.model.name}.b{batch}.{variant}"
+        folder = self.work / f"{self.model.name}.b{batch}.{variant}.{precision}"
         if variant == "untuned":  # an empty database: nothing applied, and no short pass
-            write_package(model, lower(model, self.tgt, self.work / "empty-db", None, self.show, 0, self.kernels),
-                          folder)
+            write_package(model, lower(model, self.tgt, self.work / "empty-db", None, self.show, 0, self.kernels,
+                                       precision), folder)
             return folder, None, 0
         db = self.db or default_db(self.tgt)
         tune_seconds, tune_trials = None, 0
@@ -271,12 +287,13 @@ class _Run:
                 start_records = tuning.record_count(db)
                 start = time.perf_counter()
                 summary = tune_model(model, self.tgt, db, Budget(self.trials or DEFAULT_TRIALS), self.show, self.rpc,
-                                     self.kernels)
+                                     self.kernels, precision)
                 self.searched = int(summary.searched)
                 tune_seconds, tune_trials = round(time.perf_counter() - start, 3), int(summary.trials)
                 if first:
                     self.curve = tuning.curve(db, start_records)
-            write_package(model, lower(model, self.tgt, db, None, self.show, QUICK_TRIALS, self.kernels), folder)
+            write_package(model, lower(model, self.tgt, db, None, self.show, QUICK_TRIALS, self.kernels, precision),
+                          folder)
         return folder, tune_seconds, tune_trials
 
     def _rounds(self, batch: int, alternating: list[tuple[EngineResult, engine_mod.Engine, _Build]],
@@ -414,13 +431,24 @@ def _variants(variants: Sequence[str], names: list[str], package: bool) -> list[
     return ["package"] if package else [v for v in VARIANTS if v in variants]
 
 
-def _entries(names: list[str], variants: list[str], rpc: Any, target: str, package: Path | None
-             ) -> list[EngineResult]:
+def _precisions(precisions: Sequence[str]) -> list[str]:
+    from archc.targets import PRECISIONS
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise UsageError(f"unknown precision '{unknown[0] if unknown else ''}'; precisions: {', '.join(PRECISIONS)}",
+                         code="bad-option")
+    return list(dict.fromkeys(precisions))
+
+
+def _entries(names: list[str], variants: list[str], precisions: list[str], rpc: Any, target: str,
+             package: Path | None) -> list[EngineResult]:
     entries = []
     for name in names:
         why = engine_mod.absent(name)
-        for variant in variants if name == "archc" else [None]:
-            entry = EngineResult(name, variant, "absent" if why else "ok", why)  # the note: why it is absent
+        builds = [(v, p) for v in variants for p in precisions] if name == "archc" else [(None, None)]
+        for variant, precision in builds:
+            entry = EngineResult(name, variant, "absent" if why else "ok", why,  # the note: why it is absent
+                                 precision=precision)
             if not why:
                 entry.note = _how_it_runs(name, rpc, target)
                 if name == "archc" and package is not None:  # which build this is: the folder's name says
@@ -492,7 +520,8 @@ def _join(note: str | None, sentence: str) -> str:
 
 
 def _command(source: str | Path, target: str, batches: Sequence[int], threads: int, repeat: int | None,
-             seconds: float | None, names: list[str], variants: list[str], trials: int | None, rpc: Any) -> str:
+             seconds: float | None, names: list[str], variants: list[str], trials: int | None, rpc: Any,
+             precisions: Sequence[str] = ("fp32",)) -> str:
     """The `archc bench` command line that asks for the same measurements (for results made through the API)."""
     parts = ["archc", "bench", str(source), "--target", target, "--batch", ",".join(map(str, batches)),
              "--threads", str(threads), *(["--repeat", str(repeat)] if repeat else ["--seconds", f"{seconds:g}"]),
@@ -501,6 +530,8 @@ def _command(source: str | Path, target: str, batches: Sequence[int], threads: i
         parts += ["--variants", ",".join(variants)]
     if trials:
         parts += ["--trials", str(trials)]
+    if list(precisions) != ["fp32"]:
+        parts += ["--precision", ",".join(precisions)]
     if rpc is not None:
         parts += ["--rpc", f"{rpc.host}:{rpc.port}", "--rpc-key", rpc.key]
     return shlex.join(parts)

@@ -24,7 +24,7 @@ def table(results: BenchResults | dict[str, Any]) -> str:
             median, p90 = r.stats.median, r.stats.p90
             base = reference.median_at(r.batch) if reference is not None else None
             agreement, gflops = r.agreement, r.gflops
-            rows.append((e.engine, e.variant or "", str(r.batch), f"{median * 1e3:.3f}", f"{p90 * 1e3:.3f}",
+            rows.append((e.engine, e.build, str(r.batch), f"{median * 1e3:.3f}", f"{p90 * 1e3:.3f}",
                          f"{median / base:.2f}" if base else "", f"{gflops:.1f}" if gflops else "",
                          f"{100 * gflops / peak:.1f}" if gflops and peak and r.threads else "",  # not remote
                          f"{agreement.max_rel_diff:.1e}" if agreement.max_rel_diff is not None else "—",

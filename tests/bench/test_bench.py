@@ -308,3 +308,24 @@ def test_the_tuned_variant_records_its_trials_and_curve(tmp_path):
     curve = res.tuning_curve
     assert curve and curve[-1].trials <= 2 and all(p.best_seconds > 0 for p in curve)
     assert tuned.results[0].agreement.max_rel_diff <= 1e-4
+
+
+@pytest.mark.tvm
+def test_each_precision_is_a_build_of_its_own_measured_beside_its_peer():
+    """--precision fp32,auto: one archc package per precision (auto resolved by the build: bf16 on a CPU with
+    AMX-BF16, else fp32, recorded as built), and OpenVINO's bf16 run beside its f32 one (absent, with the reason,
+    where OpenVINO or the CPU's bf16 is missing)."""
+    from archc.lower.kernels import amx
+    res = api.bench(LENET, "native", precisions=["fp32", "auto"], engines=["onnxruntime", "archc", "openvino"],
+                    repeat=2, memory=False, profile=False)
+    assert res.settings.precisions == ["fp32", "auto"] and "openvino-bf16" in res.settings.engines
+    ours = [e for e in res.engines if e.engine == "archc"]
+    chosen = "bf16" if amx.request_tiles() else "fp32"
+    assert [(e.variant, e.precision, e.status) for e in ours] == [("default", "fp32", "ok"), ("default", chosen, "ok")]
+    assert all(e.results[0].agreement.max_rel_diff <= (3e-2 if e.precision == "bf16" else 1e-4) for e in ours)
+    assert ours[1].label == ("archc (default, bf16)" if chosen == "bf16" else "archc (default)")
+    peer = res.entry("openvino-bf16")
+    assert peer is not None and (peer.status == "ok" or "bf16" in (peer.note or "") or "not installed" in peer.note)
+    assert results.BenchResults.from_json(res.to_json()).to_json() == res.to_json()
+    with raises("bad-option", UsageError, naming="fp16"):
+        api.bench(LENET, "native", precisions=["fp16"])

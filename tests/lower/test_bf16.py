@@ -82,3 +82,56 @@ def test_bf16_is_refused_where_it_cannot_run_fast(tmp_path, monkeypatch):
     run = subprocess.run([sys.executable, "-m", "archc", "compile", str(spec), "--target", "native", "--precision",
                           "fp16"], capture_output=True, text=True)
     assert run.returncode == 2 and "fp16" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_auto_chooses_bf16_where_it_runs_fast_and_says_why_not_elsewhere(monkeypatch):
+    from archc import targets
+    from archc.lower.build import choose_precision
+    native, arm64 = targets.get("native"), targets.get("arm64")
+    precision, why = choose_precision(native, "archc", "auto")
+    assert (precision, "AMX-BF16" in why) == (("bf16", True) if amx.request_tiles() else ("fp32", True))
+    assert choose_precision(arm64, "archc", "auto") == ("fp32", "--precision auto chose fp32: bf16 cannot run fast "
+                                                        "here, it builds for this machine's CPU only (its AMX tiles), "
+                                                        "and 'arm64' is not that target")
+    assert choose_precision(native, "tvm", "auto")[0] == "fp32"
+    assert choose_precision(native, "archc", "fp32") == ("fp32", None)
+    monkeypatch.setattr(amx, "request_tiles", lambda: False)  # a CPU without AMX: the hardware's answer, mocked
+    assert choose_precision(native, "archc", "auto")[0] == "fp32"
+    with raises("no-bf16", ArchcError, naming=("AMX-BF16", "--precision fp32")):
+        choose_precision(native, "archc", "bf16")
+    with raises("bad-option", ArchcError, naming="fp16"):
+        choose_precision(native, "archc", "fp16")
+
+
+def test_a_target_file_sets_the_default_precision(tmp_path, monkeypatch):
+    from archc import targets
+    native = (Path(__file__).resolve().parents[2] / "targets" / "native.toml").read_text()
+    (tmp_path / "amx.toml").write_text(native.replace("[tvm]", 'precision = "bf16"\n\n[tvm]'))
+    assert targets.get(str(tmp_path / "amx.toml")).precision == "bf16"
+    assert targets.get("native").precision == "fp32"
+    for bad, text in (("fp16", native.replace("[tvm]", 'precision = "fp16"\n\n[tvm]')),
+                      ("onnx", 'description = "x"\nbackend = "onnx"\nprecision = "bf16"\n')):
+        (tmp_path / f"{bad}.toml").write_text(text)
+        with raises("bad-target", ArchcError, naming=(f"{bad}.toml", "precision")):
+            targets.get(str(tmp_path / f"{bad}.toml"))
+    spec = tmp_path / "small.arch"
+    spec.write_text(SMALL)
+    monkeypatch.setattr(amx, "request_tiles", lambda: False)  # the target's bf16 asked for, refused as if given
+    with raises("no-bf16", ArchcError, naming="AMX-BF16"):
+        archc.compile(spec, target=str(tmp_path / "amx.toml"), output=tmp_path / "pkg", quick=0)
+    with raises("no-bf16", ArchcError, naming="AMX-BF16"):  # tune reads it too: a bf16 build's kernels differ
+        archc.tune(spec, str(tmp_path / "amx.toml"), trials=1, db=tmp_path / "db")
+    assert not (tmp_path / "pkg").exists() and not (tmp_path / "db").exists()
+
+
+def test_auto_records_its_choice_in_the_manifest_and_says_it(tmp_path):
+    spec = tmp_path / "small.arch"
+    spec.write_text(SMALL)
+    run = subprocess.run([sys.executable, "-m", "archc", "compile", str(spec), "--target", "native", "--precision",
+                          "auto", "--no-tune", "-o", str(tmp_path / "pkg")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-800:]
+    build = json.loads((tmp_path / "pkg" / "manifest.json").read_text())["build"]
+    chosen = "bf16" if amx.request_tiles() else "fp32"
+    assert build.get("precision", "fp32") == chosen
+    assert build["precision_chosen"].startswith(f"--precision auto chose {chosen}: ")
+    assert f"kernels: {build['precision_chosen']}; " in run.stderr
