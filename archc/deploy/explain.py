@@ -20,11 +20,12 @@ def kernels_line(m: Manifest) -> str:
         tables = f"; {build.conv_tables}" if build.conv_tables else ""
         own = f"{build.kernels_archc or 0} archc kernels (convolution configurations: {sources or 'none'}{tables}); "
     if build.precision == "bf16":
-        convs = (build.layout or {}).get("convolutions", [])
-        amx = sum(1 for c in convs if str(c.get("conv", "")).endswith("on AMX"))
+        convs = [str(c.get("conv", "")) for c in (build.layout or {}).get("convolutions", [])]
+        units = [unit for unit in ("AMX", "AVX512-BF16") if any(c.endswith(f"bf16 on {unit}") for c in convs)]
+        bf16 = sum(1 for c in convs if " bf16 on " in c)
         dense = (build.layout or {}).get("amx_dense", 0)
-        own = (f"bf16: {amx} of {len(convs)} convolutions" + (f" and {dense} dense layers" if dense else "")
-               + " on AMX, the rest fp32; " + own)
+        own = (f"bf16: {bf16} of {len(convs)} convolutions" + (f" and {dense} dense layers" if dense else "")
+               + f" on {' and '.join(units) or 'AMX'}, the rest fp32; " + own)
     chosen = f"{build.precision_chosen}; " if build.precision_chosen else ""
     return (f"kernels: {chosen}{own}{build.kernels_tuned} from the tuning database, {build.kernels_naive} untuned "
             f"(naive); {build.trials_now} tuning trials in this build{board}")

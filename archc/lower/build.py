@@ -95,7 +95,7 @@ def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budge
     if kernels == "archc":
         choices = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db)
         if remote is None:  # a board's kernels are searched on the board: not in this version (MetaSchedule is)
-            searched = choices.search(list(own_kernels.workloads(prepared).values()), show)
+            searched = choices.search(list(own_kernels.workloads(prepared, False).values()), show)
         prepared = own_kernels.apply(prepared, tgt, choices)[0]
     summary = tune.tune(prepared, tgt, target, db, budget, show, remote=remote)
     return replace(summary, searched=searched)
@@ -114,8 +114,8 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
         report.layout = plans[0].to_json()
         choices = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db)
         if target.runner == "local" and (budget or quick > 0):  # the short pass: new shapes' likeliest few
-            report.convolutions_searched = choices.search(list(own_kernels.workloads(prepared).values()), show,
-                                                          quick=not budget)
+            report.convolutions_searched = choices.search(list(own_kernels.workloads(prepared, False).values()),
+                                                          show, quick=not budget)
         written = sum(1 for f in prepared.functions.values() if "tirx.is_scheduled" in (f.attrs or {}))  # amx.py's
         prepared, scheduled = own_kernels.apply(prepared, tgt, choices)
         report.kernels_archc = len(scheduled) + written
@@ -135,19 +135,31 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
 
 
 def bf16_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] | None:
-    """Why a bf16 build of `target` could not run fast, and what to do instead; None where it can. archc's AMX
-    kernels are built for this machine's CPU only, with archc's kernels, on a CPU whose tiles Linux grants."""
-    from archc.lower.kernels import amx
+    """Why a bf16 build of `target` could not run fast, and what to do instead; None where it can. archc's bf16
+    kernels are built for this machine's CPU only, with archc's kernels, on a CPU with AMX-BF16 tiles that Linux
+    grants or with AVX512-BF16."""
     if target.tvm.get("kind") != "llvm" or target.cross_compiler or target.runner != "local" \
             or "mcpu" not in target.detect:
-        return (f"it builds for this machine's CPU only (its AMX tiles), and '{target.name}' is not that target",
-                "compile for --target native")
+        return (f"it builds for this machine's CPU only (its AMX or AVX512-BF16 units), and '{target.name}' is not "
+                "that target", "compile for --target native")
     if kernels != "archc":
         return "it runs on archc's kernels, not TVM's", "leave --kernels tvm out"
-    if not amx.request_tiles():
-        return ("it needs a CPU with AMX-BF16 (Intel Xeon from Sapphire Rapids on), and this one has none (Linux "
-                "refused the tile state)", "build on such a CPU")
+    if not _bf16_units(target):
+        return ("it needs a CPU with AMX-BF16 (Intel Xeon from Sapphire Rapids on) or AVX512-BF16 (AMD Zen 4 on, "
+                "Intel Cooper Lake), and this one has neither", "build on such a CPU")
     return None
+
+
+def _bf16_units(target: Target) -> list[str]:
+    """The LLVM features of this machine's bf16 units: AMX's where Linux grants the tile state, AVX512-BF16's
+    where LLVM's CPU has it; none, neither."""
+    from tvm.target import codegen
+
+    from archc.lower.kernels import amx
+    units = ["+amx-tile", "+amx-bf16"] if amx.request_tiles() else []
+    if codegen.llvm_cpu_has_features(["avx512bf16"], tvm_target(target)):
+        units.append("+avx512bf16")
+    return units
 
 
 def choose_precision(target: Target, kernels: str, precision: str) -> tuple[str, str | None]:
@@ -161,17 +173,22 @@ def choose_precision(target: Target, kernels: str, precision: str) -> tuple[str,
     why_not = bf16_unavailable(target, kernels)
     if precision == "auto":
         return ("fp32", f"--precision auto chose fp32: bf16 cannot run fast here, {why_not[0]}") if why_not \
-            else ("bf16", "--precision auto chose bf16: this CPU has AMX-BF16")
+            else ("bf16", f"--precision auto chose bf16: this CPU has {_unit_name(target)}")
     if why_not:
         raise ArchcError(f"--precision {precision} cannot run fast here: {why_not[0]}; {why_not[1]}, or leave "
                          "--precision fp32", code="no-bf16")
     return precision, None
 
 
+def _unit_name(target: Target) -> str:
+    return "AMX-BF16" if "+amx-bf16" in _bf16_units(target) else "AVX512-BF16"
+
+
 def _bf16_target(target: Target) -> Any:
-    """The TVM target of a bf16 build: its LLVM CPU given the AMX and AVX512-BF16 instructions."""
+    """The TVM target of a bf16 build: its LLVM CPU given the bf16 units this machine has (AMX's say AMX computes
+    it: kernels.pipeline.bf16_unit)."""
     spec = tvm_target_dict(target)
-    spec["mattr"] = [*spec.get("mattr", []), "+amx-tile", "+amx-bf16", "+avx512bf16"]
+    spec["mattr"] = [*spec.get("mattr", []), *_bf16_units(target)]
     return tvm.target.Target(spec)
 
 

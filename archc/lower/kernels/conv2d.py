@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import tvm
 from tvm import te, topi
 
 from archc.lower.kernels import generic
@@ -23,8 +24,10 @@ from archc.ops.window import out_sizes
 
 BLOCK = "archc_conv2d_nchwc"
 DW_BLOCK = "archc_dwconv2d_nchwc"  # the depthwise one (groups = channels)
+BF16_BLOCK = "archc_conv2d_nchwc_bf16"  # bf16 data and weights, float32 sums: VDPBF16PS steps (dpbf16.py)
 WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (Workload.key)
 PAD = "archc_conv2d_pad"
+PAD_BF16 = "archc_conv2d_pad_bf16"  # the bf16 convolution's input kernel (pad_bf16)
 CROP = "archc_conv2d_crop"  # the output's true width, where the row was widened (`widened`)
 
 
@@ -76,6 +79,48 @@ def compute(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[in
                       padding, dilation).key
     return _cropped(te.compute((n, oc_chunk, out_h, out_w, oc_bn), cell, name=BLOCK, attrs={WORKLOAD: key}),
                     width_out)
+
+
+def pad_bf16(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
+             dilation: Sequence[int]) -> Any:
+    """The bf16 convolution's input, in a kernel of its own: float32 NCHW[ic_bn]c zero-padded (`widened`'s extra
+    columns too) and rounded to bf16. Not inside the convolution's kernel: TVM would keep an intermediate bf16
+    buffer there in float32 (its bf16 legalization), and the steps read bf16 pairs by address."""
+    n, chunks, height, width, bn = (int(d) for d in data.shape)
+    (top, left, bottom, right), _ = widened(width, kernel[1], strides[1], dilation[1], padding)
+
+    def cell(b: Any, c: Any, y: Any, x: Any, i: Any) -> Any:
+        inside = tvm.tirx.all(y >= top, y < top + height, x >= left, x < left + width)
+        value = data[b, c, tvm.tirx.max(y - top, 0), tvm.tirx.max(x - left, 0), i]
+        return tvm.tirx.if_then_else(inside, value, tvm.tirx.const(0, data.dtype)).astype("bfloat16")
+
+    return te.compute((n, chunks, height + top + bottom, width + left + right, bn), cell, name=PAD_BF16)
+
+
+def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
+                 dilation: Sequence[int], shape: Sequence[int]) -> Any:
+    """conv2d of bf16 NCHW[ic_bn]c data already padded (`pad_bf16` of the float32 input of `shape`, by `padding`) ×
+    OIHW[ic_bn/2]i[oc_bn]o[2]i weights (dpbf16.pack_weights) → float32 NCHW[oc_bn]c, the sums in float32:
+    `compute`'s loop nest with the input block's channels taken in pairs, the pair innermost (the VDPBF16PS step).
+    Its WORKLOAD is the float32 convolution's of the same shape, whose configuration (the register tile) it takes:
+    the same tile of accumulators, half the reduction steps."""
+    n, chunks, height, width, ic_bn = (int(d) for d in data.shape)
+    oc_chunk, ic_chunk, kh, kw, pairs, oc_bn, two = (int(d) for d in weight.shape)
+    (sh, sw), (dh, dw) = strides, dilation
+    out_h, out_w = (height - dh * (kh - 1) - 1) // sh + 1, (width - dw * (kw - 1) - 1) // sw + 1
+    icc = te.reduce_axis((0, ic_chunk), name="icc")
+    icp = te.reduce_axis((0, pairs), name="icp")
+    j = te.reduce_axis((0, two), name="j")
+    rh = te.reduce_axis((0, kh), name="rh")
+    rw = te.reduce_axis((0, kw), name="rw")
+
+    def cell(b: Any, oc: Any, y: Any, x: Any, ob: Any) -> Any:
+        value = data[b, icc, y * sh + rh * dh, x * sw + rw * dw, icp * two + j].astype("float32")
+        return te.sum(value * weight[oc, icc, rh, rw, icp, ob, j].astype("float32"), axis=[icc, rh, rw, icp, j])
+
+    workload = Workload.of(shape, (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides, padding, dilation)
+    return _cropped(te.compute((n, oc_chunk, out_h, out_w, oc_bn), cell, name=BF16_BLOCK,
+                               attrs={WORKLOAD: workload.key}), workload.out_size[1])
 
 
 def compute_depthwise(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
@@ -226,31 +271,41 @@ def schedule(sch: Any, config: Config) -> None:
     over (n, oc chunks, output rows) in parallel, each task a row of `reg_n`-pixel × `oc_tile`-block register
     tiles, the reduction outside the tile, the epilogue applied to the tile."""
     depthwise = generic.has_block(sch, DW_BLOCK)
-    if config.inline_pad and generic.has_block(sch, PAD):
+    bf16 = generic.has_block(sch, BF16_BLOCK)  # its steps read the input by address: the padding stays a copy
+    if config.inline_pad and generic.has_block(sch, PAD) and not bf16:
         sch.compute_inline(sch.get_sblock(PAD))
-    conv = sch.get_sblock(DW_BLOCK if depthwise else BLOCK)
+    conv = sch.get_sblock(DW_BLOCK if depthwise else BF16_BLOCK if bf16 else BLOCK)
     epilogue, broadcast = inline_epilogue(sch, conv)
     if epilogue is None:  # no consumer in this kernel: a write-back block of its own leaves the register tile
         epilogue = sch.cache_write(conv, 0, "global")
     sch.set_scope(conv, 0, "local")
+    pair = []  # the bf16 step's reduction over the pair, innermost
     if depthwise:
         n, occ, oh, ow, ocb, rh, rw = sch.get_loops(conv)
         reduction = [rh, rw]
+    elif bf16:
+        n, occ, oh, ow, ocb, icc, rh, rw, icb, j = sch.get_loops(conv)
+        reduction, pair = ([icc, rh, rw, icb] if config.kw_outer else [icc, rh, icb, rw]), [j]
     else:
         n, occ, oh, ow, ocb, icc, rh, rw, icb = sch.get_loops(conv)
         reduction = [icc, rh, rw, icb] if config.kw_outer else [icc, rh, icb, rw]
     owo, owi = sch.split(ow, [None, config.reg_n])
     occo, occi = sch.split(occ, [None, config.oc_tile])
-    sch.reorder(n, occo, oh, owo, *reduction, occi, owi, ocb)
+    sch.reorder(n, occo, oh, owo, *reduction, occi, owi, ocb, *pair)
     if not config.kw_outer:
         sch.unroll(rw)
     sch.parallel(sch.fuse(n, occo, oh))
     sch.unroll(occi)
     sch.unroll(owi)
-    sch.vectorize(ocb)
+    if not bf16:
+        sch.vectorize(ocb)
     sch.reverse_compute_at(epilogue, owo)
     sch.vectorize(sch.get_loops(epilogue)[-1])
-    sch.decompose_reduction(conv, reduction[0])  # after vectorize/unroll: else the init block blocks vectorizing
+    init = sch.decompose_reduction(conv, reduction[0])  # after vectorize/unroll: else the init block blocks it
+    if bf16:
+        from archc.lower.kernels import dpbf16
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.tensorize(ocb, dpbf16.register())
     if broadcast is not None:
         generic.schedule_block(sch, broadcast, int(sch.get(conv).writes[0].source.shape[-1]))
     if generic.has_block(sch, PAD):

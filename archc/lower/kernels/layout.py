@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 from tvm import relax, tirx
 
-from archc.lower.kernels import amx, conv2d, dense
+from archc.lower.kernels import amx, conv2d, dense, dpbf16
 from archc.lower.kernels.blocks import choose, is_depthwise, padded
 from archc.lower.kernels.generic import dense_chunk
 from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, per_channel, rule_of, shape_of
@@ -48,6 +48,7 @@ class Decision:
 class Plan:
     lanes: int
     precision: str = "fp32"
+    bf16_unit: str = "amx"  # precision bf16: what computes it, "amx" (tiles) or "avx512bf16" (VDPBF16PS)
     decisions: list[Decision] = field(default_factory=list)
     amx_dense: int = 0  # dense layers on AMX (precision bf16)
     transforms: list[str] = field(default_factory=list)  # each layout change emitted between ops, and why
@@ -73,10 +74,11 @@ def _scheduled(kernel: Any) -> Any:
     return kernel.with_attr("tirx.is_scheduled", True).without_attr("global_symbol")
 
 
-def blocked_conv_layout(mod: Any, lanes: int, precision: str = "fp32") -> tuple[Any, Plan]:
+def blocked_conv_layout(mod: Any, lanes: int, precision: str = "fp32", bf16_unit: str = "amx") -> tuple[Any, Plan]:
     """The module with its `main` re-laid out (above); the plan's decisions for explaining it. With `precision`
-    "bf16", every convolution `amx.fits` runs on AMX in bf16 (`_amx_conv`)."""
-    plan = Plan(lanes, precision=precision)
+    "bf16", every convolution `amx.fits` runs on AMX in bf16 (`_amx_conv`) where `bf16_unit` is "amx", and every
+    one `dpbf16.fits` in archc's blocked kernel with VDPBF16PS steps where it is "avx512bf16"."""
+    plan = Plan(lanes, precision=precision, bf16_unit=bf16_unit)
     func = mod["main"]
     body = func.body
     if not isinstance(body, relax.SeqExpr) or not all(isinstance(b, relax.DataflowBlock) for b in body.blocks):
@@ -230,7 +232,9 @@ class _Rewriter:
         strides = [int(s) for s in a.strides]
         padding = [int(p) for p in a.padding]
         dilation = [int(d) for d in a.dilation]
-        if self.plan.precision == "bf16" and amx.fits(channels, oc, groups, strides, padding, dilation, one_d):
+        bf16 = self.plan.precision == "bf16"
+        if bf16 and self.plan.bf16_unit == "amx" and amx.fits(channels, oc, groups, strides, padding, dilation,
+                                                              one_d):
             x, relayout = self.block(data, ic_bn)
             self._amx_conv(last, x, w, shift, strides, padding)
             self.plan.decisions.append(Decision(
@@ -249,9 +253,18 @@ class _Rewriter:
         if one_d:
             strides, padding, dilation = [1, *strides], [0, padding[0], 0, padding[1]], [1, *dilation]
         out_dtype = _out_dtype(a, data)
-        make, hint = (conv2d.compute_depthwise, "dwconv2d_nchwc") if depthwise else (conv2d.compute, "conv2d_nchwc")
-        y = self.bb.emit_te(make, x, relax.const(np.ascontiguousarray(packed).astype(w.dtype)),
-                            strides, padding, dilation, out_dtype, primfunc_name_hint=hint)
+        on_dpbf16 = bf16 and self.plan.bf16_unit == "avx512bf16" and dpbf16.fits(ic_bn, oc_bn, groups, depthwise) \
+            and str(out_dtype) == "float32"
+        if on_dpbf16:  # its input padded and rounded to bf16 by a kernel of its own, its weights packed in bf16
+            xp = self.bb.emit_te(conv2d.pad_bf16, x, (kh, kw), strides, padding, dilation,
+                                 primfunc_name_hint="pad_bf16")
+            y = self.bb.emit_te(conv2d.compute_bf16, xp, relax.const(dpbf16.pack_weights(packed)), strides, padding,
+                                dilation, shape_of(x), primfunc_name_hint="conv2d_nchwc_bf16")
+        else:
+            make, hint = ((conv2d.compute_depthwise, "dwconv2d_nchwc") if depthwise
+                          else (conv2d.compute, "conv2d_nchwc"))
+            y = self.bb.emit_te(make, x, relax.const(np.ascontiguousarray(packed).astype(w.dtype)),
+                                strides, padding, dilation, out_dtype, primfunc_name_hint=hint)
         if shift is not None:
             y = self.bb.emit(relax.op.add(y, relax.const(_blocked_channels(shift, oc_bn).astype(w.dtype))))
         self.blocked[last] = (y, oc_bn)
@@ -259,7 +272,8 @@ class _Rewriter:
         self.plan.decisions.append(Decision(
             last.name, f"{channels}×{size} → {oc}, {kw if one_d else f'{kh}×{kw}'}/{strides[-1]}"
             + (" depthwise" if depthwise else f" groups {groups}" if groups > 1 else "")
-            + (f" (as {groups // merged} of {merged} merged)" if merged > 1 else ""), ic_bn, oc_bn, relayout,
+            + (f" (as {groups // merged} of {merged} merged)" if merged > 1 else "")
+            + (" bf16 on AVX512-BF16" if on_dpbf16 else ""), ic_bn, oc_bn, relayout,
             folded, (oc, out_channels)))
         return True
 
@@ -294,7 +308,8 @@ class _Rewriter:
         if not is_const(w) or len(shape_of(x)) != 2 or len(w.value.shape) != 2 or not isinstance(x, self.relax.Var):
             return False
         k, n = (int(d) for d in w.value.shape)
-        if self.plan.precision == "bf16" and not k % amx.BLOCK and not n % amx.BLOCK \
+        if self.plan.precision == "bf16" and self.plan.bf16_unit == "amx" and not k % amx.BLOCK \
+                and not n % amx.BLOCK \
                 and shape_of(x)[0] <= amx.BLOCK and str(_out_dtype(e.attrs, x)) == "float32":
             self._amx_dense(v, x, w.value.numpy())
             return True

@@ -23,23 +23,33 @@ def lanes(tgt: Any) -> int:
     return 8
 
 
+def bf16_unit(tgt: Any) -> str:
+    """What computes a bf16 build's convolutions for this target: "amx" where the build gave it AMX-BF16 (Linux
+    granted the tiles: lower.build._bf16_target), else "avx512bf16" (VDPBF16PS steps in archc's blocked kernel)."""
+    return "amx" if "+amx-bf16" in [str(a) for a in tgt.attrs.get("mattr", [])] else "avx512bf16"
+
+
 def plan(mod: Any, tgt: Any, precision: str = "fp32") -> tuple[Any, Any]:
     """The module with its convolutions, and its matrix products of many rows (matmul.py), in archc's blocked
-    layout (layout.py); the plan, for explaining it. `precision` "bf16": the convolutions AMX computes in bf16."""
+    layout (layout.py); the plan, for explaining it. `precision` "bf16": the convolutions computed in bf16 (on AMX
+    tiles or with AVX512-BF16 steps: `bf16_unit`)."""
     mod = tvm.transform.Sequential([relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant(),
                                     relax.transform.CanonicalizeBindings(),
                                     relax.transform.DeadCodeElimination()])(mod)
     mod = bmm.batched_products(matmul_as_conv(channels_first(mod)), lanes(tgt))
-    return blocked_conv_layout(mod, lanes(tgt), precision)
+    return blocked_conv_layout(mod, lanes(tgt), precision, bf16_unit(tgt) if precision == "bf16" else "amx")
 
 
-def workloads(mod: Any) -> dict[str, str]:
-    """kernel name → the workload key of the convolution it holds, for every kernel with archc's conv compute."""
+def workloads(mod: Any, bf16: bool = True) -> dict[str, str]:
+    """kernel name → the workload key of the convolution it holds, for every kernel with archc's conv compute
+    (`bf16`: the bf16 ones too, which take the float32 configuration of their shape; a search measures float32
+    kernels, so it leaves them out)."""
     found = {}
+    blocks = (conv2d.BLOCK, conv2d.DW_BLOCK, *((conv2d.BF16_BLOCK,) if bf16 else ()))
     for gv, func in mod.functions.items():
         if isinstance(func, tirx.PrimFunc) and "tirx.is_scheduled" not in (func.attrs or {}):  # not amx.py's
             sch = s_tir.Schedule(func)
-            for name in (conv2d.BLOCK, conv2d.DW_BLOCK):
+            for name in blocks:
                 if generic.has_block(sch, name):
                     found[gv.name_hint] = str(sch.get(sch.get_sblock(name)).annotations[conv2d.WORKLOAD])
     return found

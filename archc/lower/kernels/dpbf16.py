@@ -1,0 +1,94 @@
+"""bf16 dot products on AVX512-BF16 (VDPBF16PS): the step archc's blocked convolution tensorizes into where a CPU
+has no AMX (AMD Zen 4 and 5; Intel Cooper Lake; every AMX CPU has it too).
+
+One VDPBF16PS adds to 16 float32 accumulators the products of 16 pairs of bf16 weights (one pair per output
+channel) with one pair of bf16 input values broadcast to all 16: two input channels of the reduction per
+instruction, twice an FMA's, with float32 accumulation. The weights are packed with each output channel's pair
+adjacent (OIHW[ic_bn/2]i[oc_bn]o[2]i, `pack_weights`), so a step is one 64-byte load; the input's pair is two
+adjacent channels of the NCHW[ic_bn]c block, one 4-byte broadcast.
+
+TVM 0.27 cannot call the intrinsic itself: its bf16 legalization rewrites bf16 vectors to float32 (compute) or
+uint16 (storage) before LLVM sees them, and LLVM's intrinsic takes `<32 x bfloat>`. So the step is a small LLVM IR
+function (`_IR`) that takes the two addresses and does the loads, the broadcast and the call; the kernel imports
+it (`pragma_import_llvm`, which links it into the kernel's LLVM module) and LLVM inlines it, leaving one
+`vdpbf16ps (mem){1to16}, zmm, zmm` per step.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+INTRIN = "archc_dot_16x2_bf16"  # the TensorIntrin: C[16] += A[2] · B[16, 2]
+LANES = 16  # output channels per step (float32 accumulators in one zmm register)
+PAIR = 2  # reduction channels per step
+
+_IR = """
+define linkonce_odr <16 x float> @archc_dpbf16(<16 x float> %acc, ptr %a, ptr %b) alwaysinline {
+  %pair = load i32, ptr %a, align 4
+  %one = insertelement <16 x i32> poison, i32 %pair, i64 0
+  %all = shufflevector <16 x i32> %one, <16 x i32> poison, <16 x i32> zeroinitializer
+  %av = bitcast <16 x i32> %all to <32 x bfloat>
+  %bv = load <32 x bfloat>, ptr %b, align 64
+  %r = call <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float> %acc, <32 x bfloat> %av, <32 x bfloat> %bv)
+  ret <16 x float> %r
+}
+declare <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float>, <32 x bfloat>, <32 x bfloat>)
+"""
+
+_registered = False
+
+
+def register() -> str:
+    """Register the tensor intrinsic (once per process); its name."""
+    global _registered
+    if _registered:
+        return INTRIN
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    def buffers(a: Any, b: Any, c: Any) -> tuple[Any, Any, Any]:
+        return (T.match_buffer(a, (PAIR,), "bfloat16", offset_factor=1),
+                T.match_buffer(b, (LANES, PAIR), "bfloat16", offset_factor=1),
+                T.match_buffer(c, (LANES,), "float32", offset_factor=1, scope="local"))
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A, B, C = buffers(a, b, c)
+        with T.sblock("root"):
+            T.reads(C[0:LANES], A[0:PAIR], B[0:LANES, 0:PAIR])
+            T.writes(C[0:LANES])
+            for i in T.serial(0, LANES):
+                for k in T.serial(0, PAIR):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.Cast("float32", A[vk]) * T.Cast("float32", B[vi, vk])
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A, B, C = buffers(a, b, c)
+        with T.sblock("root"):
+            T.reads(C[0:LANES], A[0:PAIR], B[0:LANES, 0:PAIR])
+            T.writes(C[0:LANES])
+            with T.attr(T.int32(0), "pragma_import_llvm", _IR):
+                C[T.ramp(T.int32(0), 1, LANES)] = T.call_pure_extern(
+                    "float32x16", "archc_dpbf16", C.vload([0], "float32x16"), T.address_of(A[0]),
+                    T.address_of(B[0, 0]))
+
+    TensorIntrin.register(INTRIN, desc, impl, override=True)
+    _registered = True
+    return INTRIN
+
+
+def fits(ic_bn: int, oc_bn: int, groups: int, depthwise: bool) -> bool:
+    """Whether the bf16 convolution computes this one: input blocks of whole pairs, output blocks of 16 channels (one
+    register), one group."""
+    return groups == 1 and not depthwise and ic_bn % PAIR == 0 and oc_bn == LANES
+
+
+def pack_weights(packed: Any) -> Any:
+    """archc's fp32 packing OIHW[ic_bn]i[oc_bn]o (conv2d's) as bf16 OIHW[ic_bn/2]i[oc_bn]o[2]i: each output
+    channel's pair of input channels adjacent, so that one step reads 64 contiguous bytes."""
+    import ml_dtypes
+    import numpy as np
+    occ, icc, kh, kw, ic_bn, oc_bn = packed.shape
+    pairs = packed.reshape(occ, icc, kh, kw, ic_bn // PAIR, PAIR, oc_bn).transpose(0, 1, 2, 3, 4, 6, 5)
+    return np.ascontiguousarray(pairs).astype(ml_dtypes.bfloat16)

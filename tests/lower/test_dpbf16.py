@@ -1,0 +1,101 @@
+"""bf16 on AVX512-BF16 (issue 24): where a CPU has no AMX, `--precision bf16` runs archc's blocked convolution with
+VDPBF16PS steps (archc/lower/kernels/dpbf16.py: an LLVM IR step tensorized into conv2d.compute_bf16). Each kernel
+must equal the float64 convolution of the same bf16 numbers to 1e-5 of its largest value (float32 sums, in another
+order); a small network built in bf16 must be verified against onnxruntime's fp32 to bf16's tolerance. On a CPU
+with AMX too, the AMX path is turned off for these tests at the one place that asks the hardware
+(`amx.request_tiles`), so that both paths are tested there; on a CPU without AVX512-BF16 they are skipped."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_bf16 import SMALL
+
+import archc
+from archc.lower.kernels import amx
+from archc.measurement.environment import all_cpu_flags
+
+pytestmark = [pytest.mark.tvm, pytest.mark.skipif("avx512_bf16" not in all_cpu_flags(),
+                                                  reason="this CPU has no AVX512-BF16 (AMD Zen 4 on, Intel Cooper "
+                                                         "Lake and Sapphire Rapids on have it)")]
+
+
+@pytest.fixture
+def no_amx(monkeypatch):
+    monkeypatch.setattr(amx, "request_tiles", lambda: False)  # the AVX512-BF16 path, also on an AMX CPU
+
+
+def _conv(c, oc, h, w, k, stride, pad, reg_n):
+    """The bf16 convolution alone (its input kernel and the convolution's), a ReLU after it, and the float64
+    reference on the same bf16 numbers."""
+    import ml_dtypes
+    import torch
+    import tvm
+    from tvm import s_tir, te
+
+    from archc.lower.kernels import conv2d, dpbf16
+    bn = 16
+    data = (1, c // bn, h, w, bn)
+    x32 = te.placeholder(data, "float32", name="x")
+    padded = conv2d.pad_bf16(x32, (k, k), (stride, stride), (pad,) * 4, (1, 1))
+    x = te.placeholder([int(d) for d in padded.shape], "bfloat16", name="xp")
+    wt = te.placeholder((oc // bn, c // bn, k, k, bn // 2, bn, 2), "bfloat16", name="w")
+    out = conv2d.compute_bf16(x, wt, (stride, stride), (pad,) * 4, (1, 1), data)
+    relu = te.compute(out.shape, lambda *i: te.max(out(*i), tvm.tirx.const(0, "float32")), name="relu")
+    sch = s_tir.Schedule(te.create_prim_func([x, wt, relu]))
+    conv2d.schedule(sch, conv2d.Config(reg_n=reg_n, oc_tile=2))
+    from archc import targets
+    from archc.lower.tvm_target import tvm_target_dict
+    spec = tvm_target_dict(targets.get("native"))  # this CPU, as --target native builds for it
+    target = tvm.target.Target({**spec, "mattr": [*spec.get("mattr", []), "+avx512bf16"]})
+    pad_lib = tvm.compile(tvm.IRModule({"main": te.create_prim_func([x32, padded])}), target=target)
+    conv_lib = tvm.compile(sch.mod, target=target)
+    assert "vdpbf16ps" in conv_lib.mod.inspect_source("asm")
+    rng = np.random.default_rng(c + oc + h + k)
+    xs = rng.standard_normal(data).astype(np.float32)
+    ws = (rng.standard_normal((oc // bn, c // bn, k, k, bn, bn)) / np.sqrt(c * k * k)).astype(np.float32)
+    xp = tvm.runtime.tensor(np.zeros([int(d) for d in x.shape], ml_dtypes.bfloat16))
+    pad_lib["main"](tvm.runtime.tensor(xs), xp)
+    got = tvm.runtime.tensor(np.full([int(d) for d in relu.shape], np.nan, np.float32))  # every element written
+    conv_lib["main"](xp, tvm.runtime.tensor(dpbf16.pack_weights(ws)), got)
+    xr = torch.from_numpy(xs.astype(ml_dtypes.bfloat16).astype(np.float64).transpose(0, 1, 4, 2, 3).reshape(1, c, h, w))
+    wr = torch.from_numpy(ws.astype(ml_dtypes.bfloat16).astype(np.float64).transpose(0, 5, 1, 4, 2, 3)
+                          .reshape(oc, c, k, k))
+    want = torch.relu(torch.nn.functional.conv2d(xr, wr, stride=stride, padding=pad)).numpy()
+    return got.numpy().transpose(0, 1, 4, 2, 3).reshape(want.shape), want
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("c,oc,h,w,k,stride,pad,reg_n", [
+    (64, 32, 14, 14, 3, 1, 1, 7),    # padded, the 3×3 window
+    (128, 64, 14, 14, 1, 1, 0, 14),  # a 1×1 over a whole row
+    (32, 32, 17, 17, 3, 2, 1, 9),    # stride 2, an odd size
+    (32, 16, 16, 17, 3, 1, 1, 6),    # a width widened (17 → 18) and cropped
+])
+def test_the_bf16_convolution_equals_float64s_on_the_same_numbers(c, oc, h, w, k, stride, pad, reg_n):
+    got, want = _conv(c, oc, h, w, k, stride, pad, reg_n)
+    assert np.isfinite(got).all()
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_a_bf16_build_without_amx_runs_its_convolutions_on_avx512_bf16(tmp_path, no_amx):
+    spec = tmp_path / "small.arch"
+    spec.write_text(SMALL)
+    folder = Path(archc.compile(spec, target="native", output=tmp_path / "pkg", quick=0, precision="bf16").output)
+    build = json.loads((folder / "manifest.json").read_text())["build"]
+    assert build["precision"] == "bf16"
+    convs = [c["conv"] for c in build["layout"]["convolutions"]]
+    # the RGB stem (one channel a block) and the grouped layer stay fp32; no dense layer leaves fp32 without AMX
+    assert [c.endswith("bf16 on AVX512-BF16") for c in convs] == [False, True, True, True, True, False]
+    assert build["layout"]["amx_dense"] == 0
+    check = json.loads((folder / "manifest.json").read_text())["verification"]
+    assert check["status"] == "passed" and check["tolerance"] == 3e-2 and 1e-6 < check["max_rel_diff"] < 1e-2
+    assert check["agreement"]["top1"] >= 15
+    dump = subprocess.run(["objdump", "-d", str(folder / "small.so")], capture_output=True, text=True).stdout
+    assert "vdpbf16ps" in dump and "tdpbf16ps" not in dump and "ldtilecfg" not in dump
+    run = subprocess.run([sys.executable, "-m", "archc", "run", str(folder)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-500:]
