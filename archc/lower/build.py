@@ -144,13 +144,13 @@ def bf16_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] 
                 "that target", "compile for --target native")
     if kernels != "archc":
         return "it runs on archc's kernels, not TVM's", "leave --kernels tvm out"
-    if not _bf16_units(target):
+    if not bf16_units(target):
         return ("it needs a CPU with AMX-BF16 (Intel Xeon from Sapphire Rapids on) or AVX512-BF16 (AMD Zen 4 on, "
                 "Intel Cooper Lake), and this one has neither", "build on such a CPU")
     return None
 
 
-def _bf16_units(target: Target) -> list[str]:
+def bf16_units(target: Target) -> list[str]:
     """The LLVM features of this machine's bf16 units: AMX's where Linux grants the tile state, AVX512-BF16's
     where LLVM's CPU has it; none, neither."""
     from tvm.target import codegen
@@ -181,14 +181,14 @@ def choose_precision(target: Target, kernels: str, precision: str) -> tuple[str,
 
 
 def _unit_name(target: Target) -> str:
-    return "AMX-BF16" if "+amx-bf16" in _bf16_units(target) else "AVX512-BF16"
+    return "AMX-BF16" if "+amx-bf16" in bf16_units(target) else "AVX512-BF16"
 
 
 def _bf16_target(target: Target) -> Any:
     """The TVM target of a bf16 build: its LLVM CPU given the bf16 units this machine has (AMX's say AMX computes
     it: kernels.pipeline.bf16_unit)."""
     spec = tvm_target_dict(target)
-    spec["mattr"] = [*spec.get("mattr", []), *_bf16_units(target)]
+    spec["mattr"] = [*spec.get("mattr", []), *bf16_units(target)]
     return tvm.target.Target(spec)
 
 

@@ -313,14 +313,15 @@ def test_the_tuned_variant_records_its_trials_and_curve(tmp_path):
 @pytest.mark.tvm
 def test_each_precision_is_a_build_of_its_own_measured_beside_its_peer():
     """--precision fp32,auto: one archc package per precision (auto resolved by the build: bf16 on a CPU with
-    AMX-BF16, else fp32, recorded as built), and OpenVINO's bf16 run beside its f32 one (absent, with the reason,
-    where OpenVINO or the CPU's bf16 is missing)."""
+    AMX-BF16 or AVX512-BF16, else fp32, recorded as built), and OpenVINO's bf16 run beside its f32 one (absent,
+    with the reason, where OpenVINO or the CPU's bf16 is missing)."""
     from archc.lower.kernels import amx
+    from archc.measurement.environment import all_cpu_flags
     res = api.bench(LENET, "native", precisions=["fp32", "auto"], engines=["onnxruntime", "archc", "openvino"],
                     repeat=2, memory=False, profile=False)
     assert res.settings.precisions == ["fp32", "auto"] and "openvino-bf16" in res.settings.engines
     ours = [e for e in res.engines if e.engine == "archc"]
-    chosen = "bf16" if amx.request_tiles() else "fp32"
+    chosen = "bf16" if amx.request_tiles() or "avx512_bf16" in all_cpu_flags() else "fp32"
     assert [(e.variant, e.precision, e.status) for e in ours] == [("default", "fp32", "ok"), ("default", chosen, "ok")]
     assert all(e.results[0].agreement.max_rel_diff <= (3e-2 if e.precision == "bf16" else 1e-4) for e in ours)
     assert ours[1].label == ("archc (default, bf16)" if chosen == "bf16" else "archc (default)")

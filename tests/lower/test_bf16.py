@@ -1,9 +1,9 @@
 """`archc compile --precision bf16`: the convolutions whose channels come in 32s run on the CPU's AMX tiles in bf16
 (archc/lower/kernels/amx.py, placed by the layout plan), the rest in fp32, and the build is verified against
 onnxruntime's fp32 outputs to bf16's tolerance (3e-2 of each output's range; the small network here differs by
-~1e-3). Where bf16 cannot run fast it is refused in one sentence: a CPU without AMX-BF16 (mocked below at the one
-edge that asks the hardware, `amx.request_tiles`, since this check must run on every machine), a cross target,
-TVM's kernels."""
+~1e-3). Where bf16 cannot run fast it is refused in one sentence: a CPU with neither AMX-BF16 nor AVX512-BF16
+(mocked below at the one edge that asks the hardware, `build.bf16_units`, since this check must run on every
+machine), a cross target, TVM's kernels. (tests/lower/test_dpbf16.py: the AVX512-BF16 path.)"""
 from __future__ import annotations
 
 import json
@@ -17,7 +17,9 @@ from helpers import onnxruntime_outputs, raises
 
 import archc
 from archc.errors import ArchcError, UsageError
+from archc.lower import build
 from archc.lower.kernels import amx
+from archc.measurement.environment import all_cpu_flags
 
 pytestmark = pytest.mark.tvm
 SMALL = """network small {
@@ -75,8 +77,8 @@ def test_bf16_is_refused_where_it_cannot_run_fast(tmp_path, monkeypatch):
         archc.compile(spec, output=tmp_path / "o.onnx", precision="bf16")
     with raises("no-bf16", ArchcError, naming="--kernels tvm"):
         archc.compile(spec, target="native", output=tmp_path / "t", quick=0, precision="bf16", kernels="tvm")
-    monkeypatch.setattr(amx, "request_tiles", lambda: False)  # a CPU without AMX: the hardware's answer, mocked
-    with raises("no-bf16", ArchcError, naming="AMX-BF16"):
+    monkeypatch.setattr(build, "bf16_units", lambda target: [])  # no bf16 unit: the hardware's answer, mocked
+    with raises("no-bf16", ArchcError, naming=("AMX-BF16", "AVX512-BF16")):
         archc.compile(spec, target="native", output=tmp_path / "n", quick=0, precision="bf16")
     assert not any((tmp_path / n).exists() for n in ("a", "t", "n", "o.onnx"))
     run = subprocess.run([sys.executable, "-m", "archc", "compile", str(spec), "--target", "native", "--precision",
@@ -89,13 +91,17 @@ def test_auto_chooses_bf16_where_it_runs_fast_and_says_why_not_elsewhere(monkeyp
     from archc.lower.build import choose_precision
     native, arm64 = targets.get("native"), targets.get("arm64")
     precision, why = choose_precision(native, "archc", "auto")
-    assert (precision, "AMX-BF16" in why) == (("bf16", True) if amx.request_tiles() else ("fp32", True))
+    unit = "AMX-BF16" if amx.request_tiles() else "AVX512-BF16" if "avx512_bf16" in all_cpu_flags() else None
+    assert (precision, why) == (("bf16", f"--precision auto chose bf16: this CPU has {unit}") if unit else
+                                ("fp32", why))
+    assert unit or "AVX512-BF16" in why
     assert choose_precision(arm64, "archc", "auto") == ("fp32", "--precision auto chose fp32: bf16 cannot run fast "
-                                                        "here, it builds for this machine's CPU only (its AMX tiles), "
+                                                        "here, it builds for this machine's CPU only (its AMX or "
+                                                        "AVX512-BF16 units), "
                                                         "and 'arm64' is not that target")
     assert choose_precision(native, "tvm", "auto")[0] == "fp32"
     assert choose_precision(native, "archc", "fp32") == ("fp32", None)
-    monkeypatch.setattr(amx, "request_tiles", lambda: False)  # a CPU without AMX: the hardware's answer, mocked
+    monkeypatch.setattr(build, "bf16_units", lambda target: [])  # no bf16 unit: the hardware's answer, mocked
     assert choose_precision(native, "archc", "auto")[0] == "fp32"
     with raises("no-bf16", ArchcError, naming=("AMX-BF16", "--precision fp32")):
         choose_precision(native, "archc", "bf16")
@@ -116,7 +122,7 @@ def test_a_target_file_sets_the_default_precision(tmp_path, monkeypatch):
             targets.get(str(tmp_path / f"{bad}.toml"))
     spec = tmp_path / "small.arch"
     spec.write_text(SMALL)
-    monkeypatch.setattr(amx, "request_tiles", lambda: False)  # the target's bf16 asked for, refused as if given
+    monkeypatch.setattr(build, "bf16_units", lambda target: [])  # the target's bf16 asked for, refused as if given
     with raises("no-bf16", ArchcError, naming="AMX-BF16"):
         archc.compile(spec, target=str(tmp_path / "amx.toml"), output=tmp_path / "pkg", quick=0)
     with raises("no-bf16", ArchcError, naming="AMX-BF16"):  # tune reads it too: a bf16 build's kernels differ
@@ -131,7 +137,7 @@ def test_auto_records_its_choice_in_the_manifest_and_says_it(tmp_path):
                           "auto", "--no-tune", "-o", str(tmp_path / "pkg")], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-800:]
     build = json.loads((tmp_path / "pkg" / "manifest.json").read_text())["build"]
-    chosen = "bf16" if amx.request_tiles() else "fp32"
+    chosen = "bf16" if amx.request_tiles() or "avx512_bf16" in all_cpu_flags() else "fp32"
     assert build.get("precision", "fp32") == chosen
     assert build["precision_chosen"].startswith(f"--precision auto chose {chosen}: ")
     assert f"kernels: {build['precision_chosen']}; " in run.stderr
