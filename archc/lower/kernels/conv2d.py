@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import tvm
 from tvm import te, topi
 
-from archc.lower.kernels import generic
+from archc.lower.kernels import dpbf16, generic
 from archc.lower.kernels.blocks import is_depthwise
 from archc.ops.window import out_sizes
 
@@ -84,15 +84,14 @@ def compute(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[in
 def pad_bf16(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
              dilation: Sequence[int]) -> Any:
     """The bf16 convolution's input, in a kernel of its own: float32 NCHW[ic_bn]c zero-padded (`widened`'s extra
-    columns too) and rounded to bf16. Not inside the convolution's kernel: TVM would keep an intermediate bf16
-    buffer there in float32 (its bf16 legalization), and the steps read bf16 pairs by address."""
+    columns too) and rounded to bf16 (its bits: dpbf16.bits) in one pass."""
     n, chunks, height, width, bn = (int(d) for d in data.shape)
     (top, left, bottom, right), _ = widened(width, kernel[1], strides[1], dilation[1], padding)
 
     def cell(b: Any, c: Any, y: Any, x: Any, i: Any) -> Any:
         inside = tvm.tirx.all(y >= top, y < top + height, x >= left, x < left + width)
         value = data[b, c, tvm.tirx.max(y - top, 0), tvm.tirx.max(x - left, 0), i]
-        return tvm.tirx.if_then_else(inside, value, tvm.tirx.const(0, data.dtype)).astype("bfloat16")
+        return dpbf16.bits(tvm.tirx.if_then_else(inside, value, tvm.tirx.const(0, data.dtype)))
 
     return te.compute((n, chunks, height + top + bottom, width + left + right, bn), cell, name=PAD_BF16)
 
@@ -100,7 +99,8 @@ def pad_bf16(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: 
 def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
                  dilation: Sequence[int], shape: Sequence[int]) -> Any:
     """conv2d of bf16 NCHW[ic_bn]c data already padded (`pad_bf16` of the float32 input of `shape`, by `padding`) ×
-    OIHW[ic_bn/2]i[oc_bn]o[2]i weights (dpbf16.pack_weights) → float32 NCHW[oc_bn]c, the sums in float32:
+    OIHW[ic_bn/2]i[oc_bn]o[2]i weights (dpbf16.pack_weights; both as bits) → float32 NCHW[oc_bn]c, the sums in
+    float32:
     `compute`'s loop nest with the input block's channels taken in pairs, the pair innermost (the VDPBF16PS step).
     Its WORKLOAD is the float32 convolution's of the same shape, whose configuration (the register tile) it takes:
     the same tile of accumulators, half the reduction steps."""
@@ -115,8 +115,8 @@ def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequen
     rw = te.reduce_axis((0, kw), name="rw")
 
     def cell(b: Any, oc: Any, y: Any, x: Any, ob: Any) -> Any:
-        value = data[b, icc, y * sh + rh * dh, x * sw + rw * dw, icp * two + j].astype("float32")
-        return te.sum(value * weight[oc, icc, rh, rw, icp, ob, j].astype("float32"), axis=[icc, rh, rw, icp, j])
+        value = dpbf16.value(data[b, icc, y * sh + rh * dh, x * sw + rw * dw, icp * two + j])
+        return te.sum(value * dpbf16.value(weight[oc, icc, rh, rw, icp, ob, j]), axis=[icc, rh, rw, icp, j])
 
     workload = Workload.of(shape, (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides, padding, dilation)
     return _cropped(te.compute((n, oc_chunk, out_h, out_w, oc_bn), cell, name=BF16_BLOCK,
@@ -303,7 +303,6 @@ def schedule(sch: Any, config: Config) -> None:
     sch.vectorize(sch.get_loops(epilogue)[-1])
     init = sch.decompose_reduction(conv, reduction[0])  # after vectorize/unroll: else the init block blocks it
     if bf16:
-        from archc.lower.kernels import dpbf16
         sch.vectorize(sch.get_loops(init)[-1])
         sch.tensorize(ocb, dpbf16.register())
     if broadcast is not None:

@@ -7,11 +7,13 @@ instruction, twice an FMA's, with float32 accumulation. The weights are packed w
 adjacent (OIHW[ic_bn/2]i[oc_bn]o[2]i, `pack_weights`), so a step is one 64-byte load; the input's pair is two
 adjacent channels of the NCHW[ic_bn]c block, one 4-byte broadcast.
 
-TVM 0.27 cannot call the intrinsic itself: its bf16 legalization rewrites bf16 vectors to float32 (compute) or
-uint16 (storage) before LLVM sees them, and LLVM's intrinsic takes `<32 x bfloat>`. So the step is a small LLVM IR
-function (`_IR`) that takes the two addresses and does the loads, the broadcast and the call; the kernel imports
-it (`pragma_import_llvm`, which links it into the kernel's LLVM module) and LLVM inlines it, leaving one
-`vdpbf16ps (mem){1to16}, zmm, zmm` per step.
+The bf16 numbers are carried as their bits, uint16 (`value` reads one as float32: the bits shifted into the top of
+a float32), not as TVM's bfloat16: TVM 0.27's bf16 legalization rewrites bfloat16 vectors to float32 before LLVM
+sees them (and a kernel's intermediate bfloat16 buffer to float32 storage), while LLVM's intrinsic takes
+`<32 x bfloat>`. The step is a small LLVM IR function (`_IR`) that bitcasts the two vectors of bits to bfloat and
+calls the intrinsic; the kernel imports it (`pragma_import_llvm` links it into the kernel's LLVM module) and LLVM
+inlines it: a broadcast and one `vdpbf16ps` per step, the accumulators in registers (the vectors are TVM's own
+loads, with its alias information: passed as bare pointers, LLVM kept storing the accumulators after each step).
 """
 from __future__ import annotations
 
@@ -20,14 +22,12 @@ from typing import Any
 INTRIN = "archc_dot_16x2_bf16"  # the TensorIntrin: C[16] += A[2] · B[16, 2]
 LANES = 16  # output channels per step (float32 accumulators in one zmm register)
 PAIR = 2  # reduction channels per step
+BITS = "uint16"  # how bf16 numbers are stored (module doc)
 
 _IR = """
-define linkonce_odr <16 x float> @archc_dpbf16(<16 x float> %acc, ptr %a, ptr %b) alwaysinline {
-  %pair = load i32, ptr %a, align 4
-  %one = insertelement <16 x i32> poison, i32 %pair, i64 0
-  %all = shufflevector <16 x i32> %one, <16 x i32> poison, <16 x i32> zeroinitializer
-  %av = bitcast <16 x i32> %all to <32 x bfloat>
-  %bv = load <32 x bfloat>, ptr %b, align 64
+define linkonce_odr <16 x float> @archc_dpbf16(<16 x float> %acc, <16 x i32> %a, <16 x i32> %b) alwaysinline {
+  %av = bitcast <16 x i32> %a to <32 x bfloat>
+  %bv = bitcast <16 x i32> %b to <32 x bfloat>
   %r = call <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float> %acc, <32 x bfloat> %av, <32 x bfloat> %bv)
   ret <16 x float> %r
 }
@@ -35,6 +35,22 @@ declare <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float>, <32 x bfloa
 """
 
 _registered = False
+
+
+def value(bits: Any) -> Any:
+    """A bf16 number's bits (uint16) as the float32 it is (the compute's and the intrinsic's description's)."""
+    import tvm
+    return tvm.tirx.reinterpret("float32", tvm.tirx.shift_left(bits.astype("uint32"), tvm.tirx.const(16, "uint32")))
+
+
+def bits(x: Any) -> Any:
+    """A float32 rounded to bf16 (to nearest, ties to even), as its bits (uint16). NaN is no concern here: a
+    network's activations and weights are finite."""
+    import tvm
+    u = tvm.tirx.reinterpret("uint32", x)
+    one = tvm.tirx.const(1, "uint32")
+    rounded = u + tvm.tirx.const(0x7FFF, "uint32") + ((u >> tvm.tirx.const(16, "uint32")) & one)
+    return (rounded >> tvm.tirx.const(16, "uint32")).astype(BITS)
 
 
 def register() -> str:
@@ -46,8 +62,8 @@ def register() -> str:
     from tvm.script import tirx as T
 
     def buffers(a: Any, b: Any, c: Any) -> tuple[Any, Any, Any]:
-        return (T.match_buffer(a, (PAIR,), "bfloat16", offset_factor=1),
-                T.match_buffer(b, (LANES, PAIR), "bfloat16", offset_factor=1),
+        return (T.match_buffer(a, (PAIR,), BITS, offset_factor=1),
+                T.match_buffer(b, (LANES, PAIR), BITS, offset_factor=1),
                 T.match_buffer(c, (LANES,), "float32", offset_factor=1, scope="local"))
 
     @T.prim_func(s_tir=True)
@@ -60,7 +76,7 @@ def register() -> str:
                 for k in T.serial(0, PAIR):
                     with T.sblock("update"):
                         vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.Cast("float32", A[vk]) * T.Cast("float32", B[vi, vk])
+                        C[vi] = C[vi] + value(A[vk]) * value(B[vi, vk])
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -70,8 +86,9 @@ def register() -> str:
             T.writes(C[0:LANES])
             with T.attr(T.int32(0), "pragma_import_llvm", _IR):
                 C[T.ramp(T.int32(0), 1, LANES)] = T.call_pure_extern(
-                    "float32x16", "archc_dpbf16", C.vload([0], "float32x16"), T.address_of(A[0]),
-                    T.address_of(B[0, 0]))
+                    "float32x16", "archc_dpbf16", C.vload([0], "float32x16"),
+                    T.broadcast(T.reinterpret("int32", A.vload([0], "uint16x2")), LANES),
+                    T.reinterpret("int32x16", B.vload([0, 0], "uint16x32")))
 
     TensorIntrin.register(INTRIN, desc, impl, override=True)
     _registered = True
@@ -85,10 +102,10 @@ def fits(ic_bn: int, oc_bn: int, groups: int, depthwise: bool) -> bool:
 
 
 def pack_weights(packed: Any) -> Any:
-    """archc's fp32 packing OIHW[ic_bn]i[oc_bn]o (conv2d's) as bf16 OIHW[ic_bn/2]i[oc_bn]o[2]i: each output
+    """archc's fp32 packing OIHW[ic_bn]i[oc_bn]o (conv2d's) as bf16 bits OIHW[ic_bn/2]i[oc_bn]o[2]i: each output
     channel's pair of input channels adjacent, so that one step reads 64 contiguous bytes."""
     import ml_dtypes
     import numpy as np
     occ, icc, kh, kw, ic_bn, oc_bn = packed.shape
     pairs = packed.reshape(occ, icc, kh, kw, ic_bn // PAIR, PAIR, oc_bn).transpose(0, 1, 2, 3, 4, 6, 5)
-    return np.ascontiguousarray(pairs).astype(ml_dtypes.bfloat16)
+    return np.ascontiguousarray(pairs).astype(ml_dtypes.bfloat16).view(np.uint16)
