@@ -1,4 +1,4 @@
-"""archc's bf16 builds (AMX) against its fp32 builds and onnxruntime fp32, with the accuracy beside the speed.
+"""archc's bf16 builds (AMX or AVX512-BF16) against its fp32 builds and onnxruntime fp32, with the accuracy beside.
 
     python benchmarks/precision_speed.py [--models resnet18,resnet50,mobilenet_v2,vgg16,googlenet]
                                          [--rounds 7] [--inputs 50] [--out FILE.md]
@@ -10,8 +10,8 @@ default on AMX CPUs; latency hint, the same threads), timed alternately in one p
 `--rounds` rounds of 5 runs each, the order reversed every other round. Accuracy (archc's), against onnxruntime fp32
 on `--inputs` random normal inputs: the largest difference of the output's range, and how often the top-1 class (and
 the top-5 set) agree. Random weights make the top classes closer together than a trained network's, so agreement
-here is a harder test than on real images. Header: the CPU, its flags, the measured fp32 FMA peak. Needs a CPU with
-AMX-BF16.
+here is a harder test than on real images. Header: the CPU, its flags, the measured fp32 FMA peak, and what computes
+bf16 (AMX tiles where the CPU has AMX-BF16, else AVX512-BF16's VDPBF16PS). Needs a CPU with either.
 """
 from __future__ import annotations
 
@@ -36,15 +36,20 @@ def main() -> None:
     import numpy as np
 
     import archc
-    from archc.lower.kernels import amx
+    from archc import targets
+    from archc.lower.build import bf16_unavailable, bf16_units
     from archc.measurement.engines import onnxruntime_session
     from archc.measurement.environment import cpu_flags, environment, llvm_cpu
     from archc.measurement.peak import fma_peak
     from archc.runtime import load_package
-    if not amx.request_tiles():
-        sys.exit("this CPU has no AMX-BF16 (Linux refused the tile state): bf16 builds are refused here")
+    native = targets.get("native")
+    why_not = bf16_unavailable(native)
+    if why_not:
+        sys.exit(f"bf16 builds are refused here: {why_not[0]}")
+    unit = "AMX tiles" if "+amx-bf16" in bf16_units(native) else "AVX512-BF16 (VDPBF16PS)"
     lines = [f"## precision_speed on {environment().cpu.model} (LLVM: {llvm_cpu()})", "",
              f"- flags: {', '.join(cpu_flags())}",
+             f"- bf16 computed with: {unit}",
              f"- fp32 FMA peak, 2 threads: {fma_peak(2)['gflops']:.0f} GFLOP/s",
              f"- command: `python benchmarks/precision_speed.py --models {args.models} --rounds {args.rounds} "
              f"--inputs {args.inputs}`", "",
