@@ -23,8 +23,9 @@ def kernels_line(m: Manifest) -> str:
         convs = [str(c.get("conv", "")) for c in (build.layout or {}).get("convolutions", [])]
         units = [unit for unit in ("AMX", "AVX512-BF16") if any(c.endswith(f"bf16 on {unit}") for c in convs)]
         bf16 = sum(1 for c in convs if " bf16 on " in c)
-        dense = (build.layout or {}).get("amx_dense", 0)
-        own = (f"bf16: {bf16} of {len(convs)} convolutions" + (f" and {dense} dense layers" if dense else "")
+        dense = (build.layout or {}).get("bf16_dense", (build.layout or {}).get("amx_dense", 0))  # older: amx_
+        layers = f" and {dense} dense layer{'s' * (dense != 1)}" if dense else ""
+        own = (f"bf16: {bf16} of {len(convs)} convolutions{layers}"
                + f" on {' and '.join(units) or 'AMX'}, the rest fp32; " + own)
     chosen = f"{build.precision_chosen}; " if build.precision_chosen else ""
     return (f"kernels: {chosen}{own}{build.kernels_tuned} from the tuning database, {build.kernels_naive} untuned "

@@ -48,7 +48,7 @@ def test_a_bf16_build_runs_its_convolutions_on_amx_and_equals_fp32_to_bf16s_tole
     assert manifest["build"]["precision"] == "bf16"
     convs = [c["conv"] for c in manifest["build"]["layout"]["convolutions"]]
     assert [c.endswith("bf16 on AMX") for c in convs] == [False, True, True, True, True, False]
-    assert manifest["build"]["layout"]["amx_dense"] == 1
+    assert manifest["build"]["layout"]["bf16_dense"] == 1
     check = manifest["verification"]
     assert check["status"] == "passed" and check["tolerance"] == 3e-2 and 1e-6 < check["max_rel_diff"] < 1e-2
     agreement = check["agreement"]  # the classifier's best class against fp32's, on 16 more random inputs

@@ -50,11 +50,11 @@ class Plan:
     precision: str = "fp32"
     bf16_unit: str = "amx"  # precision bf16: what computes it, "amx" (tiles) or "avx512bf16" (VDPBF16PS)
     decisions: list[Decision] = field(default_factory=list)
-    amx_dense: int = 0  # dense layers on AMX (precision bf16)
+    bf16_dense: int = 0  # dense layers computed in bf16 (on AMX or AVX512-BF16)
     transforms: list[str] = field(default_factory=list)  # each layout change emitted between ops, and why
 
     def to_json(self) -> dict[str, Any]:
-        return {"lanes": self.lanes, "amx_dense": self.amx_dense, "transforms": self.transforms,
+        return {"lanes": self.lanes, "bf16_dense": self.bf16_dense, "transforms": self.transforms,
                 "convolutions": [{"conv": d.shape, "in": f"NCHW{d.ic_bn}c", "out": f"NCHW{d.oc_bn}c"
                                   + (f" ({d.channels[0]} padded to {d.channels[1]})"
                                      if d.channels[0] != d.channels[1] else ""),
@@ -308,10 +308,13 @@ class _Rewriter:
         if not is_const(w) or len(shape_of(x)) != 2 or len(w.value.shape) != 2 or not isinstance(x, self.relax.Var):
             return False
         k, n = (int(d) for d in w.value.shape)
-        if self.plan.precision == "bf16" and self.plan.bf16_unit == "amx" and not k % amx.BLOCK \
-                and not n % amx.BLOCK \
-                and shape_of(x)[0] <= amx.BLOCK and str(_out_dtype(e.attrs, x)) == "float32":
+        bf16 = self.plan.precision == "bf16" and str(_out_dtype(e.attrs, x)) == "float32"
+        if bf16 and self.plan.bf16_unit == "amx" and not k % amx.BLOCK and not n % amx.BLOCK \
+                and shape_of(x)[0] <= amx.BLOCK:
             self._amx_dense(v, x, w.value.numpy())
+            return True
+        if bf16 and self.plan.bf16_unit == "avx512bf16" and not k % dpbf16.LANES and not n % dpbf16.LANES:
+            self._dpbf16_dense(v, x, w.value.numpy())
             return True
         chunk = dense_chunk(n, self.plan.lanes)
         if not chunk:
@@ -337,7 +340,23 @@ class _Rewriter:
                                               relax.TensorType((n, amx.BLOCK), "float32")))  # yᵀ, padded
         kept = self.bb.emit(relax.op.strided_slice(product, [1], [0], [m]))
         self.plain[v] = self.bb.emit(relax.op.permute_dims(kept, [1, 0]))
-        self.plan.amx_dense += 1
+        self.plan.bf16_dense += 1
+
+    def _dpbf16_dense(self, v: Any, x: Any, w: np.ndarray) -> None:
+        """x @ W in bf16 with AVX512-BF16 steps, as the 1×1 convolution of M images of 1×1 pixel and K channels (x's
+        M × K rows are already NCHW16c of that: a reshape), W (K × N) its weights: the convolution's kernel then
+        streams each task's bf16 weights once, the step's two channels at a time."""
+        relax, bn = self.relax, dpbf16.LANES
+        m, k = shape_of(x)
+        n = w.shape[1]
+        images = self.bb.emit(relax.op.reshape(self.nchw(x), (m, k // bn, 1, 1, bn)))
+        bits = self.bb.emit_te(conv2d.pad_bf16, images, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1),
+                               primfunc_name_hint="pad_bf16")
+        packed = w.T.reshape(n // bn, bn, k // bn, bn).transpose(0, 2, 3, 1)[:, :, None, None, :, :]
+        y = self.bb.emit_te(conv2d.compute_bf16, bits, relax.const(dpbf16.pack_weights(packed)), (1, 1),
+                            (0, 0, 0, 0), (1, 1), shape_of(images), primfunc_name_hint="dense_bf16")
+        self.plain[v] = self.bb.emit(relax.op.reshape(y, (m, n)))
+        self.plan.bf16_dense += 1
 
     def _affine_chain(self, v: Any, channels: int) -> tuple[Any, Any, Any, int]:
         """Fold the per-channel constant ops that follow v (each v's only use): y = conv·scale + shift."""
