@@ -433,6 +433,7 @@ def _load_vm(pkg: Package) -> Any:
     _load_runtime_extra()
     library = pkg.path / pkg.manifest.library
     _check_library(pkg, library)
+    library = _loadable(library)
     try:
         lib = tvm.runtime.load_module(str(library))
         vm = VirtualMachine(lib, pkg.device())
@@ -442,6 +443,34 @@ def _load_vm(pkg: Package) -> Any:
     if pkg.threads is not None:
         _set_threads(pkg, library, pkg.threads)
     return vm
+
+
+_LOADED: dict[str, dict[tuple[int, int, int], Path]] = {}  # a library's path → each file loaded from it → by what name
+
+
+def _loadable(library: Path) -> Path:
+    """The name to dlopen a library by. dlopen hands back the copy this process already loaded from a path of the
+    same name even when the file there was replaced since (a package compiled again into the same folder, then
+    loaded again): the old code would run. A file other than the first one loaded from a path is loaded by a name
+    of its own (a hard link or a copy, in a folder removed when the process ends), so that its own code runs."""
+    import atexit
+    import shutil
+    import tempfile
+    st = library.stat()
+    loaded = _LOADED.setdefault(str(library.resolve()), {})
+    identity = (st.st_dev, st.st_ino, st.st_mtime_ns)
+    if identity not in loaded:
+        if loaded:
+            folder = Path(tempfile.mkdtemp(prefix="archc-reloaded-"))
+            atexit.register(shutil.rmtree, folder, True)
+            try:  # a hard link, or a copy: TVM resolves a symbolic link back to the name already loaded
+                os.link(library, folder / library.name)
+            except OSError:
+                shutil.copyfile(library, folder / library.name)
+            loaded[identity] = folder / library.name
+        else:
+            loaded[identity] = library
+    return loaded[identity]
 
 
 def _check_library(pkg: Package, library: Path) -> None:

@@ -60,6 +60,22 @@ def test_package_matches_onnxruntime(packages, name):
     assert_close(pkg.run(x), onnxruntime_outputs(packages[name] / "model.onnx", x))
 
 
+def test_a_package_compiled_again_into_its_folder_loads_its_new_library(tmp_path):
+    """dlopen hands back the library already loaded from a path of the same name, even after the file there was
+    replaced: a package compiled again (other weights) into the same folder, then loaded in the same process, must
+    run its new library (runtime._loadable), not the first one."""
+    spec = tmp_path / "small.arch"
+    spec.write_text(SMALL_NET)
+    x = {"image": np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)}
+    outputs = []
+    for seed in (0, 1):
+        shutil.rmtree(tmp_path / "pkg", ignore_errors=True)
+        folder = Path(archc.compile(spec, target="native", output=tmp_path / "pkg", quick=0, seed=seed).output)
+        outputs.append(load_package(folder).run(x)[0])
+        assert_close([outputs[-1]], onnxruntime_outputs(folder / "model.onnx", x))
+    assert not np.allclose(outputs[0], outputs[1])
+
+
 def test_package_contents_and_manifest(packages):
     folder = packages["lenet5"]
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "archc_detect.py", "archc_manifest.py",
