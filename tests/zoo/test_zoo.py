@@ -173,6 +173,9 @@ def test_compiles_to_valid_onnx_that_runs(name, tmp_path):
     outs = sess.run(None, feeds)
     assert [o.shape for o in outs] == [shape for _, shape in loaded.outputs]
     assert all(np.isfinite(o).all() for o in outs)
+    del sess
+    for written in tmp_path.iterdir():  # the zoo's ONNX files are GBs in all: CI's disk ran out keeping them
+        written.unlink()
 
 
 @pytest.mark.torch
