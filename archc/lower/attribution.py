@@ -26,7 +26,7 @@ from archc.analysis.model import Layer
 # TVM's primitive op (as in fused kernel names) → the ONNX op types that import to it
 ANCHORS: dict[str, tuple[str, ...]] = {
     "conv1d": ("Conv",), "conv2d": ("Conv",), "conv3d": ("Conv",), "conv2d_nchwc": ("Conv", "MatMul", "Gemm"),
-    "dwconv2d_nchwc": ("Conv",),
+    "conv2d_bf16_nchwc": ("Conv", "MatMul", "Gemm"), "dwconv2d_nchwc": ("Conv",),
     "conv1d_transpose": ("ConvTranspose",), "conv2d_transpose": ("ConvTranspose",),
     "conv3d_transpose": ("ConvTranspose",),
     "matmul": ("Gemm", "MatMul"), "dense": ("Gemm", "MatMul"), "bmm": ("MatMul",),
@@ -42,9 +42,10 @@ ANCHORS: dict[str, tuple[str, ...]] = {
     "relu": ("Relu",), "clip": ("Clip", "HardSigmoid", "HardSwish"), "sigmoid": ("Sigmoid",), "tanh": ("Tanh",),
     "leakyrelu": ("LeakyRelu",), "leaky_relu": ("LeakyRelu",),
 }
-_CONVS = ("conv1d", "conv2d", "conv3d", "conv2d_nchwc", "dwconv2d_nchwc")
+_CONVS = ("conv1d", "conv2d", "conv3d", "conv2d_nchwc", "conv2d_bf16_nchwc", "dwconv2d_nchwc")
 _PLUMBING = ("strided_slice", "layout_transform")  # emitted by archc's layout plan, not from an ONNX node
-_OWN = ("conv2d_nchwc", "dwconv2d_nchwc")  # archc's kernels (lower/kernels): blocked shapes, batch norm folded
+_OWN = ("conv2d_nchwc", "conv2d_bf16_nchwc", "dwconv2d_nchwc")  # archc's kernels: blocked shapes, batch norm folded
+_PADDED = "conv2d_bf16_nchwc"  # its data comes padded (height and width) by a kernel before it (conv2d.pad_bf16)
 
 
 @dataclass
@@ -150,13 +151,17 @@ def _unblocked(shapes: Sequence[Shape], anchor: str) -> list[tuple[Shape, Shape]
     if anchor.endswith(("3d", "1d")):
         return [(s, (1,) * len(s)) for s in shapes]
     out: list[tuple[Shape, Shape]] = []
-    for shape in shapes:
+    for i, shape in enumerate(shapes):
         if len(shape) == 5:
             n, chunks, h, w, block = shape
-            out.append(((n, chunks * block, h, w), (1, block, 1, 1)))
+            spatial = _ANY_BLOCK if anchor == _PADDED and i == 0 else 1
+            out.append(((n, chunks * block, h, w), (1, block, spatial, spatial)))
         elif len(shape) == 6 and anchor in _OWN:
             oc, ic, kh, kw, ib, ob = shape
             out.append(((oc * ob, ic * ib, kh, kw), (ob, ib, 1, 1)))
+        elif len(shape) == 7 and anchor == _PADDED:  # bf16 weights, OIHW[ic_bn/2]i[oc_bn]o[2]i
+            oc, ic, kh, kw, pairs, ob, two = shape
+            out.append(((oc * ob, ic * pairs * two, kh, kw), (ob, pairs * two, 1, 1)))
         else:
             out.append((shape, (1,) * len(shape)))
     return out
@@ -236,5 +241,5 @@ def _fits(node: Shape | None, kernel: Shape, blocks: Shape) -> bool:
     if node is None or len(node) != len(kernel):
         return False
     return all(a == b or (block > 1 and b % block == 0 and a < b < a + block)
-               or (block == _ANY_BLOCK and a < b < a + 16)
+               or (block == _ANY_BLOCK and a < b < a + 16)  # padded by less than a block (or a few pixels)
                for a, b, block in zip(node, kernel, blocks, strict=True))

@@ -54,7 +54,7 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
         raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them", code="no-weights")
     check_toolchain(target)
     precision, chosen = choose_precision(target, kernels, precision)
-    tgt = tvm_target(target) if precision == "fp32" else _bf16_target(target)
+    tgt = tvm_target_at(target, precision)
     start = time.perf_counter()
     mod = import_onnx(model)
     report = BuildReport()
@@ -88,7 +88,7 @@ def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budge
     if remote is not None and "num-cores" not in target.tvm:  # a generic board target: ask the board itself
         target = replace(target, tvm={**target.tvm, "num-cores": device_cores(remote)})
     precision = choose_precision(target, kernels, precision)[0]
-    tgt = tvm_target(target) if precision == "fp32" else _bf16_target(target)
+    tgt = tvm_target_at(target, precision)
     db = db or tune.default_db(target)
     prepared = tune.prepare(import_onnx(model), tgt, kernels, None, precision)
     searched = 0
@@ -184,9 +184,11 @@ def _unit_name(target: Target) -> str:
     return "AMX-BF16" if "+amx-bf16" in bf16_units(target) else "AVX512-BF16"
 
 
-def _bf16_target(target: Target) -> Any:
-    """The TVM target of a bf16 build: its LLVM CPU given the bf16 units this machine has (AMX's say AMX computes
-    it: kernels.pipeline.bf16_unit)."""
+def tvm_target_at(target: Target, precision: str) -> Any:
+    """The TVM target of a build at `precision` (fp32 or bf16: `choose_precision`'s): a bf16 build's LLVM CPU is
+    given the bf16 units this machine has (AMX's say AMX computes it: kernels.pipeline.bf16_unit)."""
+    if precision == "fp32":
+        return tvm_target(target)
     spec = tvm_target_dict(target)
     spec["mattr"] = [*spec.get("mattr", []), *bf16_units(target)]
     return tvm.target.Target(spec)

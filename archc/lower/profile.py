@@ -24,9 +24,8 @@ from archc.deploy.profile import KernelTime, Profile
 from archc.errors import ArchcError
 from archc.lower import vector_math, vector_width
 from archc.lower.attribution import Kernel, attribute
-from archc.lower.build import import_onnx
+from archc.lower.build import import_onnx, tvm_target_at
 from archc.lower.tune import apply, prepare
-from archc.lower.tvm_target import tvm_target
 from archc.runtime import load_package, rpc
 from archc.shapes import fmt_dims
 
@@ -51,9 +50,9 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: i
         times = sorted(rpc.run(pkg, inputs, remote, repeat=max(3, repeat // 4))[1])
     t = manifest.target  # as built: its TVM dict holds what was detected then, so nothing is detected again
     target = targets.Target(t.name, t.description, "tvm", str(folder / MANIFEST), t.runner, t.tvm, t.cross_compiler)
-    tgt = tvm_target(target)
+    tgt = tvm_target_at(target, manifest.build.precision)  # a bf16 package's kernels are a bf16 build's
     model = frontends.load(folder / "model.onnx")
-    mod = prepare(import_onnx(model), tgt, manifest.build.kernels or "tvm")
+    mod = prepare(import_onnx(model), tgt, manifest.build.kernels or "tvm", None, manifest.build.precision)
     db = manifest.build.database
     if db and Path(db).is_dir():
         mod = apply(mod, tgt, Path(db))[0]

@@ -99,3 +99,8 @@ def test_a_bf16_build_without_amx_runs_its_convolutions_on_avx512_bf16(tmp_path,
     assert "vdpbf16ps" in dump and "tdpbf16ps" not in dump and "ldtilecfg" not in dump
     run = subprocess.run([sys.executable, "-m", "archc", "run", str(folder)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-500:]
+    # archc profile rebuilds the bf16 kernels to time them, and finds each one's nodes and MACs
+    kernels = {k.name: k for k in archc.profile(folder, repeat=2).kernels}
+    bf16 = [k for name, k in kernels.items() if "conv2d_bf16_nchwc" in name]
+    assert len(bf16) >= 4 and all(k.macs and k.nodes for k in bf16)
+    assert {n for k in bf16 for n in k.nodes} >= {"a", "b", "c", "d", "f/dense"}

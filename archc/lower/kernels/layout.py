@@ -257,9 +257,9 @@ class _Rewriter:
             and str(out_dtype) == "float32"
         if on_dpbf16:  # its input padded and rounded to bf16 by a kernel of its own, its weights packed in bf16
             xp = self.bb.emit_te(conv2d.pad_bf16, x, (kh, kw), strides, padding, dilation,
-                                 primfunc_name_hint="pad_bf16")
+                                 primfunc_name_hint="to_bf16")
             y = self.bb.emit_te(conv2d.compute_bf16, xp, relax.const(dpbf16.pack_weights(packed)), strides, padding,
-                                dilation, shape_of(x), primfunc_name_hint="conv2d_nchwc_bf16")
+                                dilation, shape_of(x), primfunc_name_hint="conv2d_bf16_nchwc")
         else:
             make, hint = ((conv2d.compute_depthwise, "dwconv2d_nchwc") if depthwise
                           else (conv2d.compute, "conv2d_nchwc"))
@@ -351,10 +351,10 @@ class _Rewriter:
         n = w.shape[1]
         images = self.bb.emit(relax.op.reshape(self.nchw(x), (m, k // bn, 1, 1, bn)))
         bits = self.bb.emit_te(conv2d.pad_bf16, images, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1),
-                               primfunc_name_hint="pad_bf16")
+                               primfunc_name_hint="to_bf16")
         packed = w.T.reshape(n // bn, bn, k // bn, bn).transpose(0, 2, 3, 1)[:, :, None, None, :, :]
         y = self.bb.emit_te(conv2d.compute_bf16, bits, relax.const(dpbf16.pack_weights(packed)), (1, 1),
-                            (0, 0, 0, 0), (1, 1), shape_of(images), primfunc_name_hint="dense_bf16")
+                            (0, 0, 0, 0), (1, 1), shape_of(images), primfunc_name_hint="conv2d_bf16_nchwc")
         self.plain[v] = self.bb.emit(relax.op.reshape(y, (m, n)))
         self.plan.bf16_dense += 1
 
