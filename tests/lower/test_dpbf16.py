@@ -89,8 +89,9 @@ def test_a_bf16_build_without_amx_runs_its_convolutions_on_avx512_bf16(tmp_path,
     build = json.loads((folder / "manifest.json").read_text())["build"]
     assert build["precision"] == "bf16"
     convs = [c["conv"] for c in build["layout"]["convolutions"]]
-    # the RGB stem (one channel a block) and the grouped layer stay fp32
-    assert [c.endswith("bf16 on AVX512-BF16") for c in convs] == [False, True, True, True, True, False]
+    # the grouped layer stays fp32; the RGB stem takes a zero fourth channel to make whole pairs
+    assert [c.endswith("bf16 on AVX512-BF16") for c in convs] == [True, True, True, True, True, False]
+    assert build["layout"]["convolutions"][0]["in"] == "NCHW4c"
     assert build["layout"]["bf16_dense"] == 1  # f: 64 → 64 (h: 10 outputs, not whole vectors, stays fp32)
     check = json.loads((folder / "manifest.json").read_text())["verification"]
     assert check["status"] == "passed" and check["tolerance"] == 3e-2 and 1e-6 < check["max_rel_diff"] < 1e-2
@@ -102,5 +103,5 @@ def test_a_bf16_build_without_amx_runs_its_convolutions_on_avx512_bf16(tmp_path,
     # archc profile rebuilds the bf16 kernels to time them, and finds each one's nodes and MACs
     kernels = {k.name: k for k in archc.profile(folder, repeat=2).kernels}
     bf16 = [k for name, k in kernels.items() if "conv2d_bf16_nchwc" in name]
-    assert len(bf16) >= 4 and all(k.macs and k.nodes for k in bf16)
-    assert {n for k in bf16 for n in k.nodes} >= {"a", "b", "c", "d", "f/dense"}
+    assert len(bf16) >= 5 and all(k.macs and k.nodes for k in bf16)
+    assert {n for k in bf16 for n in k.nodes} >= {"stem", "a", "b", "c", "d", "f/dense"}

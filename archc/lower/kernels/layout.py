@@ -224,6 +224,9 @@ class _Rewriter:
             ic_bn = self.blocked[data][1]
         else:
             ic_bn = self.plan.block(channels) or 1
+            if ic_bn == 1 and channels < self.plan.lanes and groups == 1 and self.plan.precision == "bf16" \
+                    and self.plan.bf16_unit == "avx512bf16":
+                ic_bn = channels + channels % 2  # an RGB stem's channels and a zero one: whole bf16 pairs
         merged = 1 if depthwise or groups == 1 else _merged_groups(groups, ic, oc // groups, ic_bn, oc_bn)
         if not merged or (groups > 1 and not depthwise and (channels % ic_bn or oc % oc_bn)):
             return False  # groups no block fits (or padded channels, which would land inside them): TVM's kernel
