@@ -115,9 +115,7 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
 
             def rebuild(m: Model, out: Path) -> None:
                 write_package(m, lower(m, tgt, database, None, False, 0, kernels, built), out)
-            allowed = verification.TOLERANCES.get(built, verification.TOLERANCE) if tolerance is None else tolerance
-            samples = verification.AGREEMENT_INPUTS if built != "fp32" else 0  # top-1/top-5 of a classifier
-            return lowered, verification.checker(m, rebuild, allowed, rpc, samples) if verify else None
+            return lowered, verification.checker_at(m, rebuild, built, tolerance, rpc) if verify else None
 
         first = staged.first if staged else model  # a two-stage detector: its library is stage one
         second = None

@@ -91,6 +91,14 @@ def checker(model: Model, rebuild: Callable[[Model, Path], object], tolerance: f
     return run
 
 
+def checker_at(model: Model, rebuild: Callable[[Model, Path], object], precision: str,
+               tolerance: float | None = None, remote: Remote | None = None) -> Callable[[Path], Verification]:
+    """`checker` for a build at `precision`: its tolerance (TOLERANCES, unless `tolerance` says otherwise) and, below
+    fp32, a classifier's top-1/top-5 agreement over AGREEMENT_INPUTS more inputs."""
+    allowed = TOLERANCES.get(precision, TOLERANCE) if tolerance is None else tolerance
+    return checker(model, rebuild, allowed, remote, AGREEMENT_INPUTS if precision != "fp32" else 0)
+
+
 def _agreement(model: Model, folder: Path, manifest: Manifest, output: int, samples: int) -> dict[str, Any]:
     """How often the library's classifier scores (output `output`) pick onnxruntime's best class and best five,
     over `samples` random inputs (seeds after the check's own)."""

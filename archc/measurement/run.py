@@ -257,6 +257,12 @@ class _Run:
                           "inside the emulated process: its times say nothing about a real board; no peak memory")
         build = archc_engine.package.manifest.build
         entry.precision = build.precision  # `auto` resolved
+        checked = archc_engine.package.manifest.verification
+        if checked is not None and checked.agreement and batch == archc_engine.package.manifest.inputs[0].shape[0]:
+            a = checked.agreement  # a low-precision build's accuracy, beside its speed
+            entry.note = _join(entry.note, f"its {build.precision} build's top-1 class agrees with onnxruntime fp32's "
+                                           f"on {a['top1']} and its top five on {a['top5']} of {a['inputs']} random "
+                                           "inputs (its verification)")
         tuning = None
         if build.cpu_schedules:  # a CPU target (GPU kernels get dlight's schedules, not tuned)
             tuning = Tuning(trials=build.trials_now + tune_trials, kernels_tuned=build.kernels_tuned or 0,
@@ -292,8 +298,14 @@ class _Run:
                 tune_seconds, tune_trials = round(time.perf_counter() - start, 3), int(summary.trials)
                 if first:
                     self.curve = tuning.curve(db, start_records)
-            write_package(model, lower(model, self.tgt, db, None, self.show, QUICK_TRIALS, self.kernels, precision),
-                          folder)
+            lowered = lower(model, self.tgt, db, None, self.show, QUICK_TRIALS, self.kernels, precision)
+            built = lowered.report.precision
+            check = None
+            if built != "fp32" and self.rpc is None:  # a low-precision build's accuracy, shown beside its speed
+                from archc.lower.verify import checker_at
+                check = checker_at(model, lambda m, out: write_package(
+                    m, lower(m, self.tgt, db, None, False, 0, self.kernels, built), out), built)
+            write_package(model, lowered, folder, check)
         return folder, tune_seconds, tune_trials
 
     def _rounds(self, batch: int, alternating: list[tuple[EngineResult, engine_mod.Engine, _Build]],
