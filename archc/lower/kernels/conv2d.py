@@ -90,7 +90,9 @@ def pad_bf16(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: 
 
     def cell(b: Any, c: Any, y: Any, x: Any, i: Any) -> Any:
         inside = tvm.tirx.all(y >= top, y < top + height, x >= left, x < left + width)
-        value = data[b, c, tvm.tirx.max(y - top, 0), tvm.tirx.max(x - left, 0), i]
+        # the indices clamped inside the data: the padding's reads, which the condition discards, stay in bounds
+        value = data[b, c, tvm.tirx.min(tvm.tirx.max(y - top, 0), height - 1),
+                     tvm.tirx.min(tvm.tirx.max(x - left, 0), width - 1), i]
         return dpbf16.bits(tvm.tirx.if_then_else(inside, value, tvm.tirx.const(0, data.dtype)))
 
     return te.compute((n, chunks, height + top + bottom, width + left + right, bn), cell, name=PAD_BF16)
