@@ -7,11 +7,12 @@ For each zoo spec (random weights, batch 1): a package at fp32 and one at bf16 (
 default short pass), onnxruntime's fp32 session of the same ONNX (its threads stop spinning when a run returns) and,
 where it is installed (the bench extra), OpenVINO's CPU plugin with its precision hint at f32 and at bf16 (its
 default on AMX CPUs; latency hint, the same threads), timed alternately in one process: 2 warm-up runs each, then
-`--rounds` rounds of 5 runs each, the order reversed every other round. Accuracy (archc's), against onnxruntime fp32
-on `--inputs` random normal inputs: the largest difference of the output's range, and how often the top-1 class (and
-the top-5 set) agree. Random weights make the top classes closer together than a trained network's, so agreement
-here is a harder test than on real images. Header: the CPU, its flags, the measured fp32 FMA peak, and what computes
-bf16 (AMX tiles where the CPU has AMX-BF16, else AVX512-BF16's VDPBF16PS). Needs a CPU with either.
+`--rounds` rounds of 5 runs each, the order reversed every other round. Accuracy (archc's and OpenVINO's), against
+onnxruntime fp32 on `--inputs` random normal inputs: the largest difference of the output's range, and how often
+the top-1 class (and the top-5 set) agree. Random weights make the top classes closer together than a trained
+network's, so agreement here is a harder test than on real images. Header: the CPU, its flags, the measured fp32
+FMA peak, and what computes bf16 (AMX tiles where the CPU has AMX-BF16, else AVX512-BF16's VDPBF16PS). Needs a
+CPU with either.
 """
 from __future__ import annotations
 
@@ -67,9 +68,11 @@ def main() -> None:
             built[precision] = load_package(result.output)
         session = onnxruntime_session(Path(built["fp32"].path) / "model.onnx")
         x = built["fp32"].random_inputs(seed=0)
+        # each engine under test as feed → its first output (the scores), timed on x below
+        outputs = {**{f"archc {p}": (lambda feed, pkg=pkg: pkg.run(feed)[0]) for p, pkg in built.items()},
+                   **_openvino(Path(built["fp32"].path) / "model.onnx")}
         engines = {"onnxruntime fp32": lambda s=session, x=x: s.run(None, x),
-                   **{f"archc {p}": (lambda pkg=pkg, x=x: pkg.run(x)) for p, pkg in built.items()},
-                   **_openvino(Path(built["fp32"].path) / "model.onnx", x)}
+                   **{name: (lambda f=f, x=x: f(x)) for name, f in outputs.items()}}
         times: dict[str, list[float]] = {k: [] for k in engines}
         for run in engines.values():
             run()
@@ -82,20 +85,20 @@ def main() -> None:
                     times[engine].append(time.perf_counter() - start)
         rng = np.random.default_rng(1)
         spec = built["fp32"].inputs[0]
-        agree: dict[str, list[tuple[float, bool, bool]]] = {k: [] for k in built}
+        agree: dict[str, list[tuple[float, bool, bool]]] = {k: [] for k in outputs}
         for _ in range(args.inputs):
             feed = {spec.name: rng.standard_normal(spec.shape).astype(np.float32)}
             want = session.run(None, feed)[0].reshape(-1)
             top5 = set(np.argsort(want)[-5:])
-            for p, pkg in built.items():
-                got = pkg.run(feed)[0].reshape(-1)
-                agree[p].append((float(np.abs(got - want).max() / np.abs(want).max()),
-                                 int(got.argmax()) == int(want.argmax()), set(np.argsort(got)[-5:]) == top5))
+            for engine, run in outputs.items():
+                got = np.asarray(run(feed)).reshape(-1)
+                agree[engine].append((float(np.abs(got - want).max() / np.abs(want).max()),
+                                      int(got.argmax()) == int(want.argmax()), set(np.argsort(got)[-5:]) == top5))
         reference = statistics.median(times["onnxruntime fp32"])
         for engine, runs in times.items():
             p = engine.split()[-1] if engine.startswith("archc") else None
             median = statistics.median(runs)
-            acc = agree.get(p or "", [])
+            acc = agree.get(engine, [])
             cells = (f"{max(a[0] for a in acc):.1e} | {sum(a[1] for a in acc)}/{len(acc)} | "
                      f"{sum(a[2] for a in acc)}/{len(acc)}") if acc else "— | — | —"
             line = (f"| {name} | {engine} | {seconds[p]:.1f} | " if p else f"| {name} | {engine} | — | ") + \
@@ -106,8 +109,9 @@ def main() -> None:
         Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _openvino(path: Path, x: dict) -> dict:
-    """OpenVINO's CPU plugin at f32 and at bf16 on this ONNX file, as engines (none where it is not installed)."""
+def _openvino(path: Path) -> dict:
+    """OpenVINO's CPU plugin at f32 and at bf16 on this ONNX file, as feed → first output (none where it is not
+    installed)."""
     import os
     try:
         import openvino as ov
@@ -117,8 +121,9 @@ def _openvino(path: Path, x: dict) -> dict:
     for hint in ("f32", "bf16"):
         config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_NUM_THREADS": len(os.sched_getaffinity(0))}
-        request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
-        engines[f"openvino {hint}"] = lambda r=request, x=x: r.infer(x)
+        compiled = ov.Core().compile_model(str(path), "CPU", config)
+        request = compiled.create_infer_request()
+        engines[f"openvino {hint}"] = lambda feed, r=request, out=compiled.outputs[0]: r.infer(feed)[out]
     return engines
 
 
