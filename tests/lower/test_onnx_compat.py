@@ -136,7 +136,19 @@ def roi_align_half_pixel(path) -> str:
     return _save(path, nodes, inits, 16, dims=(1, 3, 256, 256))
 
 
+def local_response_norm(path) -> str:
+    """AlexNet's and GoogLeNet's LRN across channels, rewritten as a 1×1 convolution of x² by a band (TVM's own
+    import is a 3-D pool and a scalar pow): AlexNet's (window 5, its constants) on 10 channels, padded to a block in
+    archc's layout, then a window of 3 with bias 2 (onnxruntime runs odd windows only)."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("LRN", ["r"], ["n"], size=5, alpha=1e-4, beta=0.75, bias=1.0),
+             helper.make_node("LRN", ["n"], ["y"], size=3, alpha=0.5, beta=0.6, bias=2.0)]
+    return _save(path, nodes, [_weights("w", 10, 3, 3, 3)], 13, dims=(1, 3, 16, 16))
+
+
 IDIOMS = {"roi_align_half_pixel": (roi_align_half_pixel, None, {"roi-align-half-pixel"}),
+          "local_response_norm": (local_response_norm, None, {"lrn-as-conv"}),
           "flatten_by_batch": (flatten_by_batch, "1x3x16x16", {"fold-constants"}),
           "channel_shuffle": (channel_shuffle, "1x3x16x16", {"fold-constants"}),
           "paddle_constants": (paddle_constants, None, {"fold-constants"}),
