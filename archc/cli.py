@@ -178,9 +178,9 @@ def main() -> None:
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True),
               help="With --verify: the largest difference allowed, of each output's range (default 1e-4; "
                    "3e-2 with --precision bf16).")
-@precision_option("bf16 runs the convolutions and dense layers whose channels come in 32s on the CPU's AMX tiles "
-                  "(Intel Xeon from Sapphire Rapids on, --target native; refused elsewhere), the rest in fp32; auto: "
-                  "bf16 where it runs fast, else fp32.")
+@precision_option("--target native: bf16 runs the convolutions and dense layers whose channels allow it in bf16, "
+                  "on the CPU's AMX tiles (Intel Xeon from Sapphire Rapids on) or with AVX512-BF16 (AMD Zen 4 on), "
+                  "the rest in fp32; refused on a CPU with neither. auto: bf16 where it runs fast, else fp32.")
 @click.option("--detect", type=click.Choice(["yolov2", "yolov3", "faster_rcnn"]),
               help="TVM targets: the package's loaders decode the outputs into boxes, scores and classes "
                    "(YOLOv2's region output, YOLOv3's heads; the spec's `anchors` and `num_classes`). "
@@ -397,7 +397,7 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 @click.option("--kernels", type=click.Choice(["archc", "tvm"]), default="archc", show_default=True,
               help="archc's builds with its own CPU kernels or TVM's (as archc compile --kernels).")
 @click.option("--precision", "precisions", metavar="P[,P…]",
-              help="archc's builds at each precision: fp32, bf16 (AMX), auto (as archc compile --precision); with "
+              help="archc's builds at each precision: fp32, bf16, auto (as archc compile --precision); with "
                    "any but fp32, OpenVINO's bf16 run (openvino-bf16) is measured beside its f32 one. [default: the "
                    "target file's `precision`, else fp32]")
 @click.option("--db", type=click.Path(file_okay=False),

@@ -125,3 +125,20 @@ def fake_package(folder: Path, manifest: dict = MANIFEST) -> Path:
     (folder / "manifest.json").write_text(json.dumps(manifest))
     (folder / MANIFEST["library"]).write_bytes(b"")
     return folder
+
+
+# a small network for the bf16 builds (tests/lower/test_bf16.py, test_dpbf16.py): which layers go bf16 depends on
+# their channels and groups
+SMALL_BF16 = """network small {
+  input image: 3x20x24
+  stem: conv(32, 3, pad=1) relu          # 3 channels: fp32 on AMX, a zero 4th on AVX512-BF16
+  a: conv(64, 3, pad=1) bn relu          # bf16 from here on
+  b: conv(64, 1) bn relu
+  c: conv(64, 3, stride=2, pad=1) bn
+  d: @b conv(64, 1, stride=2) bn
+  e: add { @c; @d } relu
+  g: conv(64, 3, pad=1, groups=2) relu   # grouped: fp32
+  f: gap flatten dense(64) relu          # 64 → 64: bf16
+  h: dense(10)                           # 10 outputs: fp32
+}
+"""

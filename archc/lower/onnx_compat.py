@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from archc.shape_inference import FOLD_ELEMENTS, fold_constants
+from archc.shape_inference import FOLD_ELEMENTS, fold_constants, static_shapes
 from archc.util.onnx_skeleton import put_weights, take_weights
 
 
@@ -127,8 +127,7 @@ def _lp_normalization(model: onnx.ModelProto) -> onnx.ModelProto | None:
 def _lrn_as_conv(model: onnx.ModelProto) -> onnx.ModelProto | None:
     if not any(_is_onnx(n, "LRN") for n in model.graph.node):
         return None
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]}
+    shapes = static_shapes(model)
     out = _copy(model)
     nodes = []
     for node in out.graph.node:

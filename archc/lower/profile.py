@@ -26,7 +26,7 @@ from archc.lower import vector_math, vector_width
 from archc.lower.attribution import Kernel, attribute
 from archc.lower.build import import_onnx, tvm_target_at
 from archc.lower.tune import apply, prepare
-from archc.runtime import load_package, rpc
+from archc.runtime import load_package, loadable, rpc
 from archc.shapes import fmt_dims
 
 
@@ -58,7 +58,7 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: i
         mod = apply(mod, tgt, Path(db))[0]
     found = {k.name: k for k in kernels_of(mod, model)}  # with how often main calls each
     if remote is None:
-        library = tvm.runtime.load_module(str(folder / manifest.library))
+        library = tvm.runtime.load_module(str(loadable(folder / manifest.library)))  # the library pkg loaded
         kernels_module = library.imports[0] if library.imports else library
         dev = pkg.device()
     else:

@@ -28,10 +28,12 @@ INSTALL = {
     "onnxruntime": "pip install onnxruntime",
     "archc": "pip install -e '.[tvm]' (Apache TVM)",
     "openvino": "pip install openvino",
-    "openvino-bf16": "pip install openvino",
     "iree": "pip install iree-base-compiler iree-base-runtime",
     "torch": "pip install torch onnx2torch",
 }
+
+
+_RUN_OF = {"openvino-bf16": "openvino"}  # an engine that is another run of one installed engine
 
 
 def _importable(module: str) -> bool:
@@ -46,9 +48,9 @@ def absent(name: str) -> str | None:
     if name == "torch" and _importable("torch") and not _importable("onnx2torch"):
         return ("PyTorch is installed, but no ONNX→PyTorch importer is, so it cannot run the ONNX the others run: "
                 "pip install onnx2torch")
+    installed = _RUN_OF.get(name, name)  # what must be installed
     modules = {"onnxruntime": ["onnxruntime"], "archc": ["tvm"], "openvino": ["openvino"],
-               "openvino-bf16": ["openvino"], "iree": ["iree.compiler", "iree.runtime"],
-               "torch": ["torch", "onnx2torch"]}[name]
+               "iree": ["iree.compiler", "iree.runtime"], "torch": ["torch", "onnx2torch"]}[installed]
     missing = [m for m in modules if not _importable(m)]
     if not missing:
         if name == "openvino-bf16" and "BF16" not in OpenVino.capabilities():
@@ -56,8 +58,8 @@ def absent(name: str) -> str | None:
                     "(its f32 run is the engine openvino)")
         return None
     what = {"archc": "Apache TVM", "iree": "IREE", "torch": "PyTorch with onnx2torch", "openvino": "OpenVINO",
-            "openvino-bf16": "OpenVINO", "onnxruntime": "onnxruntime"}[name]
-    return f"{what} is not installed ({', '.join(missing)} missing): {INSTALL[name]}"
+            "onnxruntime": "onnxruntime"}[installed]
+    return f"{what} is not installed ({', '.join(missing)} missing): {INSTALL[installed]}"
 
 
 def version_of(distribution: str) -> str | None:

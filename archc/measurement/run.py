@@ -258,8 +258,8 @@ class _Run:
         build = archc_engine.package.manifest.build
         entry.precision = build.precision  # `auto` resolved
         checked = archc_engine.package.manifest.verification
-        if checked is not None and checked.agreement and batch == archc_engine.package.manifest.inputs[0].shape[0]:
-            a = checked.agreement  # a low-precision build's accuracy, beside its speed
+        if first and checked is not None and checked.agreement:  # a low-precision build's accuracy, once
+            a = checked.agreement
             entry.note = _join(entry.note, f"its {build.precision} build's top-1 class agrees with onnxruntime fp32's "
                                            f"on {a['top1']} and its top five on {a['top5']} of {a['inputs']} random "
                                            "inputs (its verification)")
@@ -277,14 +277,13 @@ class _Run:
                  ) -> tuple[Path, float | None, int]:
         """The package of a variant at this batch and precision: (folder, seconds of its `archc tune` run, trials
         it ran)."""
-        from archc.lower import QUICK_TRIALS, lower, tune_model, write_package
+        from archc.lower import QUICK_TRIALS, tune_model
         from archc.lower.tune import Budget, default_db
         if self.manifest is not None:
             return self.src, None, 0
         folder = self.work / f"{self.model.name}.b{batch}.{variant}.{precision}"
         if variant == "untuned":  # an empty database: nothing applied, and no short pass
-            write_package(model, lower(model, self.tgt, self.work / "empty-db", None, self.show, 0, self.kernels,
-                                       precision), folder)
+            self._write(model, folder, self.work / "empty-db", 0, precision)
             return folder, None, 0
         db = self.db or default_db(self.tgt)
         tune_seconds, tune_trials = None, 0
@@ -298,15 +297,19 @@ class _Run:
                 tune_seconds, tune_trials = round(time.perf_counter() - start, 3), int(summary.trials)
                 if first:
                     self.curve = tuning.curve(db, start_records)
-            lowered = lower(model, self.tgt, db, None, self.show, QUICK_TRIALS, self.kernels, precision)
-            built = lowered.report.precision
-            check = None
-            if built != "fp32" and self.rpc is None:  # a low-precision build's accuracy, shown beside its speed
-                from archc.lower.verify import checker_at
-                check = checker_at(model, lambda m, out: write_package(
-                    m, lower(m, self.tgt, db, None, False, 0, self.kernels, built), out), built)
-            write_package(model, lowered, folder, check)
+            self._write(model, folder, db, QUICK_TRIALS, precision)
         return folder, tune_seconds, tune_trials
+
+    def _write(self, model: Any, folder: Path, db: Path, quick: int, precision: str) -> None:
+        """Build the package into `folder`; a low-precision build is verified as `archc compile` verifies it, so
+        that its accuracy is shown beside its speed (an fp32 build's outputs are compared in the rounds)."""
+        from archc.lower import lower, write_package
+        from archc.lower.verify import checker_at
+        lowered = lower(model, self.tgt, db, None, self.show, quick, self.kernels, precision)
+        built = lowered.report.precision  # `auto` resolved
+        check = None if built == "fp32" else checker_at(model, lambda m, out: write_package(
+            m, lower(m, self.tgt, db, None, False, 0, self.kernels, built), out), built)
+        write_package(model, lowered, folder, check)
 
     def _rounds(self, batch: int, alternating: list[tuple[EngineResult, engine_mod.Engine, _Build]],
                 inputs: dict[str, np.ndarray]) -> tuple[dict[int, list[float]], dict[int, list[float]]]:

@@ -433,7 +433,7 @@ def _load_vm(pkg: Package) -> Any:
     _load_runtime_extra()
     library = pkg.path / pkg.manifest.library
     _check_library(pkg, library)
-    library = _loadable(library)
+    library = loadable(library)
     try:
         lib = tvm.runtime.load_module(str(library))
         vm = VirtualMachine(lib, pkg.device())
@@ -448,7 +448,7 @@ def _load_vm(pkg: Package) -> Any:
 _LOADED: dict[str, dict[tuple[int, int, int], Path]] = {}  # a library's path → each file loaded from it → by what name
 
 
-def _loadable(library: Path) -> Path:
+def loadable(library: Path) -> Path:
     """The name to dlopen a library by. dlopen hands back the copy this process already loaded from a path of the
     same name even when the file there was replaced since (a package compiled again into the same folder, then
     loaded again): the old code would run. A file other than the first one loaded from a path is loaded by a name

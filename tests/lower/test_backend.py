@@ -63,7 +63,7 @@ def test_package_matches_onnxruntime(packages, name):
 def test_a_package_compiled_again_into_its_folder_loads_its_new_library(tmp_path):
     """dlopen hands back the library already loaded from a path of the same name, even after the file there was
     replaced: a package compiled again (other weights) into the same folder, then loaded in the same process, must
-    run its new library (runtime._loadable), not the first one."""
+    run its new library (runtime.loadable), not the first one."""
     spec = tmp_path / "small.arch"
     spec.write_text(SMALL_NET)
     x = {"image": np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)}

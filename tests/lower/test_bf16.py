@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SMALL_BF16 as SMALL
 from helpers import onnxruntime_outputs, raises
 
 import archc
@@ -22,19 +23,6 @@ from archc.lower.kernels import amx
 from archc.measurement.environment import all_cpu_flags
 
 pytestmark = pytest.mark.tvm
-SMALL = """network small {
-  input image: 3x20x24
-  stem: conv(32, 3, pad=1) relu          # 3 channels: fp32
-  a: conv(64, 3, pad=1) bn relu          # AMX from here on
-  b: conv(64, 1) bn relu
-  c: conv(64, 3, stride=2, pad=1) bn
-  d: @b conv(64, 1, stride=2) bn
-  e: add { @c; @d } relu
-  g: conv(64, 3, pad=1, groups=2) relu   # grouped: fp32
-  f: gap flatten dense(64) relu          # 64 → 64: AMX
-  h: dense(10)                           # 10 outputs: fp32
-}
-"""
 needs_amx = pytest.mark.skipif(not amx.request_tiles(), reason="this CPU (or kernel) has no AMX-BF16: run on an "
                                "Intel Xeon from Sapphire Rapids on")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_bf16 import SMALL
+from helpers import SMALL_BF16 as SMALL
 
 import archc
 from archc.lower.kernels import amx

@@ -102,8 +102,8 @@ def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequen
                  dilation: Sequence[int], shape: Sequence[int]) -> Any:
     """conv2d of bf16 NCHW[ic_bn]c data already padded (`pad_bf16` of the float32 input of `shape`, by `padding`) ×
     OIHW[ic_bn/2]i[oc_bn]o[2]i weights (dpbf16.pack_weights; both as bits) → float32 NCHW[oc_bn]c, the sums in
-    float32:
-    `compute`'s loop nest with the input block's channels taken in pairs, the pair innermost (the VDPBF16PS step).
+    float32: `compute`'s loop nest with the input block's channels taken in pairs, the pair innermost (the VDPBF16PS
+    step).
     Its WORKLOAD is the float32 convolution's of the same shape, whose configuration (the register tile) it takes:
     the same tile of accumulators, half the reduction steps."""
     n, chunks, height, width, ic_bn = (int(d) for d in data.shape)
@@ -273,8 +273,8 @@ def schedule(sch: Any, config: Config) -> None:
     over (n, oc chunks, output rows) in parallel, each task a row of `reg_n`-pixel × `oc_tile`-block register
     tiles, the reduction outside the tile, the epilogue applied to the tile."""
     depthwise = generic.has_block(sch, DW_BLOCK)
-    bf16 = generic.has_block(sch, BF16_BLOCK)  # its steps read the input by address: the padding stays a copy
-    if config.inline_pad and generic.has_block(sch, PAD) and not bf16:
+    bf16 = generic.has_block(sch, BF16_BLOCK)  # its input comes padded (pad_bf16): no PAD block in its kernel
+    if config.inline_pad and generic.has_block(sch, PAD):
         sch.compute_inline(sch.get_sblock(PAD))
     conv = sch.get_sblock(DW_BLOCK if depthwise else BF16_BLOCK if bf16 else BLOCK)
     epilogue, broadcast = inline_epilogue(sch, conv)

@@ -25,7 +25,7 @@ def lanes(tgt: Any) -> int:
 
 def bf16_unit(tgt: Any) -> str:
     """What computes a bf16 build's convolutions for this target: "amx" where the build gave it AMX-BF16 (Linux
-    granted the tiles: lower.build._bf16_target), else "avx512bf16" (VDPBF16PS steps in archc's blocked kernel)."""
+    granted the tiles: lower.build.tvm_target_at), else "avx512bf16" (VDPBF16PS steps in archc's blocked kernel)."""
     return "amx" if "+amx-bf16" in [str(a) for a in tgt.attrs.get("mattr", [])] else "avx512bf16"
 
 
@@ -37,7 +37,7 @@ def plan(mod: Any, tgt: Any, precision: str = "fp32") -> tuple[Any, Any]:
                                     relax.transform.CanonicalizeBindings(),
                                     relax.transform.DeadCodeElimination()])(mod)
     mod = bmm.batched_products(matmul_as_conv(channels_first(mod)), lanes(tgt))
-    return blocked_conv_layout(mod, lanes(tgt), precision, bf16_unit(tgt) if precision == "bf16" else "amx")
+    return blocked_conv_layout(mod, lanes(tgt), precision, bf16_unit(tgt))  # the unit counts at bf16 only
 
 
 def workloads(mod: Any, bf16: bool = True) -> dict[str, str]:
