@@ -105,3 +105,28 @@ def test_a_bf16_build_without_amx_runs_its_convolutions_on_avx512_bf16(tmp_path,
     bf16 = [k for name, k in kernels.items() if "conv2d_bf16_nchwc" in name]
     assert len(bf16) >= 5 and all(k.macs and k.nodes for k in bf16)
     assert {n for k in bf16 for n in k.nodes} >= {"stem", "a", "b", "c", "d", "f/dense"}
+
+
+def test_a_squeeze_excite_gate_whose_multiply_fuses_after_its_bf16_convolution(tmp_path, no_amx):
+    """MobileNet v3's gate: a 1×1 convolution of the pooled features, a sigmoid, and the feature map multiplied by
+    it, which TVM fuses after the gate's convolution (a block of its own broadcast over the map). The bf16 kernel
+    tensorizes its convolution; the broadcast's schedule must not ask for the block tensorize replaced (it did:
+    "The block no longer exists" on a torchvision MobileNet v3 export)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w = [numpy_helper.from_array((rng.standard_normal(s) * 0.2).astype(np.float32), n)
+         for n, s in (("w1", (32, 16, 3, 3)), ("w2", (32, 32, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+             helper.make_node("Conv", ["p", "w2"], ["g"], kernel_shape=[1, 1]),
+             helper.make_node("Sigmoid", ["g"], ["s"]),
+             helper.make_node("Mul", ["c", "s"], ["y"])]
+    graph = helper.make_graph(nodes, "se", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 12, 12])], w)
+    path = tmp_path / "se.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    result = archc.compile(path, target="native", output=tmp_path / "pkg", quick=0, precision="bf16")
+    build = json.loads((tmp_path / "pkg" / "manifest.json").read_text())["build"]
+    assert all(c["conv"].endswith("bf16 on AVX512-BF16") for c in build["layout"]["convolutions"])
+    assert result.verification.status == "passed" and result.verification.max_rel_diff < 3e-2

@@ -304,11 +304,12 @@ def schedule(sch: Any, config: Config) -> None:
     sch.reverse_compute_at(epilogue, owo)
     sch.vectorize(sch.get_loops(epilogue)[-1])
     init = sch.decompose_reduction(conv, reduction[0])  # after vectorize/unroll: else the init block blocks it
+    block_width = int(sch.get(conv).writes[0].source.shape[-1])  # read before tensorize replaces the block
     if bf16:
         sch.vectorize(sch.get_loops(init)[-1])
         sch.tensorize(ocb, dpbf16.register())
     if broadcast is not None:
-        generic.schedule_block(sch, broadcast, int(sch.get(conv).writes[0].source.shape[-1]))
+        generic.schedule_block(sch, broadcast, block_width)
     if generic.has_block(sch, PAD):
         pad = sch.get_sblock(PAD)
         loops = sch.get_loops(pad)
