@@ -37,7 +37,7 @@ def table(results: BenchResults | dict[str, Any]) -> str:
         if e.status != "ok":
             lines.append(f"{e.status}: {e.label}: {e.note}")
         elif e.note:
-            lines.append(f"note: {e.engine}: {e.note}")
+            lines.append(f"note: {e.label}: {e.note}")
     load_state = results.environment.load
     if load_state is not None and load_state.warning:
         lines.append(f"warning: {load_state.warning}")
