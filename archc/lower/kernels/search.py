@@ -162,7 +162,8 @@ class Choices:
 
     def table_note(self) -> str | None:
         """Which shipped tables gave configurations ("table avx512/rocketlake"), said where the target CPU has
-        none of its own ("no avx512 table for sapphirerapids: avx512/rocketlake (nearest first)"); None where none did."""
+        none of its own ("no avx512 table for sapphirerapids: avx512/rocketlake (nearest first)"); None where none
+        did."""
         if not self.tables_used:
             return None
         name = isa(self.lanes, self.tgt)
