@@ -3,10 +3,11 @@
 schedule does may have been scalarized (a predicate, a gather), so the code itself is the only true witness.
 
 Each kernel's code is its `NAME_compute_` function (TVM's body, with its parallel tasks after it) or else the
-`__tvm_ffi_NAME` wrapper. The width is that of the widest register any packed single-precision instruction in it
-uses: x86 `…ps` instructions on zmm (512 bits, 16 float32 lanes), ymm (256) or xmm (128), but for the bitwise ones
-that scalar code uses too (`vxorps %xmm0,%xmm0,%xmm0` zeroes a register); aarch64 instructions on `vN.4s` (128
-bits). A kernel with none is "scalar". The disassembler is `objdump` (the target's cross one for a
+`__tvm_ffi_NAME` wrapper. The width is that of the widest register any packed instruction in it uses: x86 `…ps`
+(single precision) and `vp…` (integer: bf16's rounding is integer arithmetic on float32 bits) instructions on zmm
+(512 bits, 16 float32 lanes), ymm (256) or xmm (128), but for the bitwise ones that scalar code uses too (`vxorps
+%xmm0,%xmm0,%xmm0` zeroes a register); aarch64 instructions on `vN.4s` or `vN.8h` (128 bits). A kernel with none
+is "scalar". The disassembler is `objdump` (the target's cross one for a
 board, as its target file names the cross compiler); without one, no width is known (None).
 """
 from __future__ import annotations
@@ -17,9 +18,9 @@ import subprocess
 from pathlib import Path
 
 _SYMBOL = re.compile(r"^[0-9a-f]+ <(.+)>:$")
-_X86 = re.compile(r"^\s*[0-9a-f]+:\s+(v?[a-z0-9]+ps)\s+(.*)$")  # a packed-single instruction and its operands
-_BITWISE = re.compile(r"^v?(xor|and|andn|or)ps$")  # scalar code's zeroing and sign idioms (vxorps %xmm0, …)
-_A64 = re.compile(r"\bv\d+\.4s\b")
+_X86 = re.compile(r"^\s*[0-9a-f]+:\s+(v?[a-z0-9]+ps|vp[a-z0-9]+)\s+(.*)$")  # a packed instruction, its operands
+_BITWISE = re.compile(r"^(v?(xor|and|andn|or)ps|vp(xor|and|andn|or)[dq]?)$")  # scalar code's zeroing, sign idioms
+_A64 = re.compile(r"\bv\d+\.(4s|8h)\b")
 _BITS = {"zmm": 512, "ymm": 256, "xmm": 128}
 
 

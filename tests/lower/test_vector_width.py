@@ -1,5 +1,6 @@
 """The vector width `archc profile` reports per kernel, read from the library's machine code
-(archc/lower/vector_width.py): packed float32 instructions on zmm/ymm (x86) or v.4s (aarch64), else "scalar"."""
+(archc/lower/vector_width.py): packed float32 or integer instructions on zmm/ymm (x86) or v.4s (aarch64), else
+"scalar"."""
 from __future__ import annotations
 
 import shutil
@@ -12,8 +13,9 @@ pytestmark = [pytest.mark.tvm]
 
 
 def _library(tmp_path, target_name: str):
-    """A library of two kernels: an elementwise one the schedule vectorizes, and a float sum whose order LLVM must
-    keep (no reassociation: scalar)."""
+    """A library of three kernels: an elementwise one the schedule vectorizes, the same on integers (a float's top
+    16 bits, as bf16's packing computes: no float instruction in it), and a float sum whose order LLVM must keep (no
+    reassociation: scalar)."""
     import tvm
     from tvm import s_tir, te
 
@@ -29,6 +31,12 @@ def _library(tmp_path, target_name: str):
     i, j = sch.get_loops(sch.get_sblock("y"))
     sch.vectorize(sch.split(j, [None, 16 if target_name == "x86-avx512" else 4 if "arm" in target_name else 8])[1])
     funcs["wide"] = sch.mod["main"]
+    b = te.compute((64, 256), lambda i, j: (tvm.tirx.reinterpret("uint32", x[i, j]) >> 16).astype("uint16"),
+                   name="b")
+    sch = s_tir.Schedule(te.create_prim_func([x, b]))
+    i, j = sch.get_loops(sch.get_sblock("b"))
+    sch.vectorize(sch.split(j, [None, 16 if target_name == "x86-avx512" else 4 if "arm" in target_name else 8])[1])
+    funcs["bits"] = sch.mod["main"]
     k = te.reduce_axis((0, 256), name="k")
     s = te.compute((64,), lambda i: te.sum(x[i, k], axis=k), name="s")
     funcs["chain"] = te.create_prim_func([x, s])
@@ -46,7 +54,8 @@ def test_each_kernel_gets_the_width_of_its_machine_code(name, wide, tmp_path):
     path, target = _library(tmp_path, name)
     objdump = objdump_for(target.cross_compiler)
     assert objdump is not None
-    assert widths(path, ["wide", "chain", "absent"], objdump) == {"wide": wide, "chain": "scalar"}
+    assert widths(path, ["wide", "bits", "chain", "absent"], objdump) == {"wide": wide, "bits": wide,
+                                                                          "chain": "scalar"}
     assert widths(path, ["wide"], None) == {}  # no disassembler: no width, not a guess
     assert widths(tmp_path / "missing.so", ["wide"], objdump) == {}
 
