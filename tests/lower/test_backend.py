@@ -257,16 +257,22 @@ def test_a_package_needs_a_folder(tmp_path):
 
 
 # ---- tuning -----------------------------------------------------------------------------------------------------
-def test_tuning_database_is_reused_and_every_kernel_finds_its_record(tmp_path):
-    """A few MetaSchedule trials on a net of several kernel kinds (a convolution with its ReLU, a max pool, a dense
-    layer with its bias; one trial or more each): the next compile runs no trials and applies a record to every
-    kernel (a database applied to differently fused kernels would miss in silence), and the tuned library still
-    equals onnxruntime."""
-    spec = tmp_path / "three.arch"
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """A net of several kernel kinds (a convolution with its ReLU, a max pool, a dense layer with its bias), its
+    spec, database and tuning summary after a few MetaSchedule trials (one tuning, shared: each costs 15-30 s)."""
+    folder = tmp_path_factory.mktemp("tuned")
+    spec = folder / "three.arch"
     spec.write_text("network three {\n input x: 3x16x16\n c: conv(8, 3) relu\n p: maxpool(2)\n flatten\n"
                     " fc: dense(4)\n}\n")
-    db = tmp_path / "db"
-    summary = archc.tune(spec, "native", trials=6, db=db, kernels="tvm")
+    return spec, folder / "db", archc.tune(spec, "native", trials=6, db=folder / "db", kernels="tvm")
+
+
+def test_tuning_database_is_reused_and_every_kernel_finds_its_record(tuned, tmp_path):
+    """A few MetaSchedule trials on the net of `tuned` (one trial or more per kernel): the next compile runs no
+    trials and applies a record to every kernel (a database applied to differently fused kernels would miss in
+    silence), and the tuned library still equals onnxruntime."""
+    spec, db, summary = tuned
     # the budget's remainder is spread, not dropped: 6 trials over 4 kernels measure more than one each (a kernel
     # whose few schedules are all measured may stop short of its share)
     assert summary.tasks == 4 and 4 < summary.trials <= 6 and summary.records >= summary.tasks
@@ -411,11 +417,11 @@ def test_an_interrupted_tuning_run_keeps_its_records(tmp_path):
     assert build["kernels_tuned"] >= 1 and build["trials_now"] == 0
 
 
-def test_a_tuning_database_from_another_tvm_is_refused(tmp_path):
+def test_a_tuning_database_from_another_tvm_is_refused(tuned, tmp_path):
     """The records of another TVM would not match this one's kernels (or not parse): one sentence, not a silent
     untuned build or a crash in MetaSchedule's reader."""
     db = tmp_path / "db"
-    archc.tune(SPECS / "lenet5.arch", "native", trials=1, db=db, kernels="tvm")
+    shutil.copytree(tuned[1], db)  # a copy of a real database, stamped by the tuning that wrote it
     stamp = json.loads((db / "archc-database.json").read_text())
     import tvm
     assert stamp["tvm_version"] == tvm.__version__ and stamp["target"] == "native"

@@ -165,9 +165,9 @@ def test_table_figure_is_torchvisions_published_one(name):
 def test_compiles_to_valid_onnx_that_runs(name, tmp_path):
     loaded = archc.load(SPECS / f"{name}.arch")
     out = archc.compile(loaded, output=tmp_path / f"{name}.onnx").output
-    model = onnx.load(out, load_external_data=False)
-    onnx.checker.check_model(model, full_check=True)
-    assert len({n.name for n in model.graph.node}) == len(model.graph.node)  # spec paths are unique node names
+    onnx.checker.check_model(str(out), full_check=True)  # from the file: half the time of a loaded 1 GB model's
+    nodes = loaded.proto.graph.node
+    assert len({n.name for n in nodes}) == len(nodes)  # spec paths are unique node names
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     feeds = {n: np.random.default_rng(0).standard_normal(shape).astype(np.float32) for n, shape in loaded.inputs}
     outs = sess.run(None, feeds)
