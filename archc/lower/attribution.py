@@ -138,7 +138,7 @@ def _own(anchor: Layer, ops: list[str], table: dict[str, tuple[str, ...]],
          split: dict[str, Counter[str]]) -> Counter[str]:
     """The anchor node's own ops (one op; a HardSwish, several; of a node begun in another kernel, those left): the
     kernel's ops less these are its fused tail's."""
-    return split.get(anchor.name) or Counter(table.get(anchor.op) or (ops[0],))
+    return split.get(anchor.name) or Counter((_imported(anchor, table) if anchor.op in table else ()) or (ops[0],))
 
 
 Shape = tuple[int, ...]
@@ -175,7 +175,7 @@ def _epilogue(lay: Layer, after: dict[str, list[Layer]], budget: Counter[str] | 
     left = Counter(budget) if budget is not None else None
     cur = lay
     while step := _next(cur, after):
-        need = sum((Counter(table[n.op]) for n in step), Counter())
+        need = _expansion(step, table)
         if left is not None:
             if any(left[op] < n for op, n in need.items()):
                 break
@@ -202,7 +202,16 @@ def _next(cur: Layer, after: dict[str, list[Layer]]) -> list[Layer]:
 
 
 def _expansion(chain: list[Layer], table: dict[str, tuple[str, ...]] = _EPILOGUE) -> Counter[str]:
-    return sum((Counter(table[n.op]) for n in chain), Counter())
+    return sum((Counter(_imported(n, table)) for n in chain), Counter())
+
+
+def _imported(lay: Layer, table: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The primitive ops an elementwise node imports to. A Clip whose bounds are inputs (opset 11 on: ReLU6 as
+    PyTorch exports it) becomes a `maximum` by its lower bound and a `minimum` by its upper one, not `clip`."""
+    if lay.op == "Clip" and len(lay.input_shapes) > 1:
+        return tuple(op for op, bound in zip(("maximum", "minimum"), lay.input_shapes[1:3], strict=False)
+                     if bound is not None)
+    return table[lay.op]
 
 
 def _same_shapes(lay: Layer, kernel_shapes: list[tuple[Shape, Shape]], conv: bool) -> bool:

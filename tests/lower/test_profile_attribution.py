@@ -21,14 +21,14 @@ def _export(path: Path, act: str) -> Path:
     import torch
     from torch import nn
 
-    activation = {"silu": nn.SiLU, "hardswish": nn.Hardswish}[act]
-    gate = {"silu": nn.Sigmoid, "hardswish": nn.Hardsigmoid}[act]
+    activation = {"silu": nn.SiLU, "hardswish": nn.Hardswish, "relu6": nn.ReLU6}[act]
+    gate = {"silu": nn.Sigmoid, "hardswish": nn.Hardsigmoid, "relu6": nn.Hardsigmoid}[act]
 
     class SqueezeExcite(nn.Module):
         def __init__(self, c: int, r: int) -> None:
             super().__init__()
             self.reduce, self.expand = nn.Conv2d(c, r, 1), nn.Conv2d(r, c, 1)
-            self.act, self.gate = (nn.ReLU() if act == "hardswish" else activation()), gate()
+            self.act, self.gate = (nn.ReLU() if act != "silu" else activation()), gate()
 
         def forward(self, x):
             return x * self.gate(self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True)))))
@@ -59,7 +59,7 @@ def peak() -> float:
     return float(fma_peak(1)["gflops"])
 
 
-@pytest.mark.parametrize("act", ["silu", "hardswish"])
+@pytest.mark.parametrize("act", ["silu", "hardswish", "relu6"])
 def test_every_kernel_gets_the_nodes_it_runs(act, tmp_path, peak):
     path = _export(tmp_path / f"{act}.onnx", act)
     folder = archc.compile(path, "native", tmp_path / "pkg", quick=0, verify=False).output
@@ -72,6 +72,10 @@ def test_every_kernel_gets_the_nodes_it_runs(act, tmp_path, peak):
     # HardSigmoid that TVM splits over two kernels (its multiply and add, then its clip)
     assert {name: claimed[name] for name in heavy} == dict.fromkeys(heavy, 1)
     assert all(count == 1 or op_of[name] == "HardSigmoid" for name, count in claimed.items())
+    # a ReLU6 (Clip with its bounds as inputs, imported as maximum and minimum) is its convolution's: MobileNet
+    # v2's 35 were claimed by no kernel
+    clips = [n.name for n in graph.node if n.op_type == "Clip"]
+    assert {name: claimed[name] for name in clips} == dict.fromkeys(clips, 1)
     for k in profile.kernels:
         if k.nodes:  # a kernel's first node is of its anchor's kind: a convolution kernel runs a Conv first
             first = op_of[k.nodes[0]]
