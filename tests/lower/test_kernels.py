@@ -208,7 +208,7 @@ def test_the_configuration_grid_on_a_few_shapes(tmp_path):
     blocks make a tile of three."""
     from archc.lower.kernels.conv2d import Workload
     from archc.lower.kernels.search import candidates
-    isa = _native_isa() or pytest.skip("not an x86 CPU with AVX2")
+    isa = _native_isa() or pytest.skip("not an x86 CPU with AVX2: run on one to check the search grid's code")
     tgt = _tgt(isa)
     lanes = 16 if isa == "avx512" else 8
     shapes = [Workload.of(*w).key for w in [
