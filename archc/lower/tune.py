@@ -27,6 +27,7 @@ import tvm
 import tvm.s_tir
 from tvm import relax, tirx
 from tvm.driver import build as tvm_build
+from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.measure_callback.measure_callback import _PyMeasureCallback
 from tvm.s_tir.meta_schedule.utils import fork_seed
@@ -197,7 +198,7 @@ def _tune(tasks: list[Any], tgt: Any, target: Target, db: Path, budget: Budget, 
     if target.runner != "local" and remote is None:
         raise UsageError(f"tuning for '{target.name}' measures kernels on the device itself: give --rpc HOST:PORT "
                          "--rpc-key KEY of a tracker it is registered with (README: remote boards)", code="needs-rpc")
-    runner: Any = "local"
+    runner: Any = _local_runner()
     if remote is not None:
         runner = ms.runner.RPCRunner(
             rpc_config=ms.runner.RPCConfig(remote.host, remote.port, remote.key, session_timeout_sec=120),
@@ -231,8 +232,8 @@ def _tune(tasks: list[Any], tgt: Any, target: Target, db: Path, budget: Budget, 
             _cpu_tensor_intrinsics()
         contexts, weights = _contexts(tasks, per_round)
         candidates = tempfile.mkdtemp(prefix="archc-candidates-")
-        builder = ms.builder.LocalBuilder(f_build=_build, f_export=partial(_export, target.cross_compiler, candidates)
-                                          ) if target.tvm.get("kind") != "cuda" else "local"
+        builder = _Builder(f_build=_build, f_export=partial(_export, target.cross_compiler, candidates)
+                           ) if target.tvm.get("kind") != "cuda" else "local"
         try:
             ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(db), max_trials_global=limit,
                                max_trials_per_task=per_task,
@@ -242,12 +243,68 @@ def _tune(tasks: list[Any], tgt: Any, target: Target, db: Path, budget: Budget, 
             if not (deadline and time.monotonic() >= deadline):
                 raise
         finally:
+            if isinstance(builder, _Builder):
+                builder.close()
             shutil.rmtree(candidates, ignore_errors=True)
     if done[0] and len(errors) == done[0]:  # every measurement failed: the records hold no times, say why
         raise ArchcError(f"every tuning trial failed ({last_line(errors[0], 'no message', 300)}); check the device"
                          + (f" {remote}" if remote else "") + " and the target", code="tuning-failed")
     return TuneSummary(len(tasks), done[0], 0, len(errors))
 
+
+
+@derived_object
+class _Builder(ms.builder.LocalBuilder._cls):
+    """MetaSchedule's local builder with its worker processes kept for a run's batches: the stock one starts new
+    workers for every batch (MetaSchedule measures a batch per kernel per round) and once more to check the build
+    functions, each worker importing TVM first (3 s, twice the time of a 6-trial run of 4 kernels). It still
+    starts them anew after `RESTART` batches, against the leak the stock builder's comment names. No start-up
+    check: archc hands it its functions, not names to look up."""
+
+    RESTART = 16
+
+    def _sanity_check(self) -> None:
+        self._workers: Any = None
+        self._batches = 0
+
+    def build(self, build_inputs: list[Any]) -> list[Any]:
+        from tvm.s_tir.meta_schedule.builder import local_builder
+        from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
+        if self._workers is None or self._batches >= self.RESTART:
+            self.close()
+            self._workers = PopenPoolExecutor(max_workers=self.max_workers, timeout=self.timeout_sec,
+                                              initializer=self.initializer)
+        self._batches += 1
+        jobs = [(self.f_build, self.f_export, b.mod, b.target, local_builder._serialize_params(b.params))
+                for b in build_inputs]
+        results = []
+        for done in self._workers.map_with_error_catching(lambda job: local_builder._worker_func(*job), jobs):
+            if done.status == StatusKind.COMPLETE:
+                results.append(ms.builder.BuilderResult(done.value, None))
+            elif done.status == StatusKind.TIMEOUT:
+                results.append(ms.builder.BuilderResult(None, f"LocalBuilder: Timeout, killed after "
+                                                              f"{self.timeout_sec} seconds"))
+            else:
+                results.append(ms.builder.BuilderResult(None, f"LocalBuilder: An exception occurred\n{done.value}"))
+        return results
+
+    def close(self) -> None:
+        if self._workers is not None:
+            self._workers.shutdown()
+        self._workers, self._batches = None, 0
+
+
+_RUNNERS: dict[frozenset[tuple[str, str]], Any] = {}
+
+
+def _local_runner() -> Any:
+    """MetaSchedule's local runner, one a process while the environment its worker started in holds (its worker
+    imports TVM: 3 s of every tuning run otherwise, each build's short pass and each model a bench tunes)."""
+    key = frozenset(os.environ.items())
+    if key not in _RUNNERS:
+        _RUNNERS.clear()
+        _RUNNERS[key] = ms.runner.LocalRunner()
+    return _RUNNERS[key]
 
 
 def _export(compiler: str | None, folder: str, mod: Any) -> str:

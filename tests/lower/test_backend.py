@@ -314,16 +314,18 @@ def test_two_tunings_in_one_process_leave_logging_as_it_was(tmp_path, caplog):
 
 def test_cpu_tuning_registers_only_the_cpu_tensor_intrinsics():
     """A TuneContext imports every target's tensor intrinsics (12-25 s a process); archc's CPU tuning registers
-    x86's and Arm's only, and the others still import when asked for by name (dlight asks for CUDA's)."""
+    x86's and Arm's only, and the others still import and register when asked for by name (dlight asks for CUDA's;
+    Hexagon's here, which parse in 1 s where CUDA's take 14)."""
     code = ("import sys\nfrom archc.lower.tune import _cpu_tensor_intrinsics\n_cpu_tensor_intrinsics()\n"
             "from tvm.s_tir import TensorIntrin\nTensorIntrin.get('dot_16x4_vnni')\n"
             "print(sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('tvm.s_tir.tensor_intrin.')))\n"
-            "from tvm.s_tir.tensor_intrin.cuda import get_wmma_intrin_group\n"
-            "print(get_wmma_intrin_group('shared', 'global', 'float16', 'float32', False) is not None)")
+            "from tvm.s_tir.tensor_intrin.hexagon import VRMPY_u8i8i32_INTRIN\n"
+            "print(TensorIntrin.get(VRMPY_u8i8i32_INTRIN) is not None)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    loaded, cuda = out.stdout.split("\n")[:2]
-    assert "cuda" not in loaded and "x86" in loaded and "arm_cpu" in loaded and cuda == "True"
+    loaded, other = out.stdout.split("\n")[:2]
+    assert "cuda" not in loaded and "hexagon" not in loaded and "x86" in loaded and "arm_cpu" in loaded
+    assert other == "True"
 
 
 def test_without_a_database_every_kernel_is_untuned_and_said(tmp_path):

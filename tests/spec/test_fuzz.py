@@ -28,7 +28,7 @@ VOCAB = ["network", "block", "input", "output", "let", "if", "else", "for", "in"
          "0", "1", "2", "3", "-1", "64", "1.5", "1e9", "3x32x32", "1x8", "2x4x4x4", '"lib/x.arch"', "true", "false",
          "(", ")", "{", "}", "[", "]", ",", ":", "=", "==", "@", "*", "×", "+", "-", "/", "//", "%", "**", ";",
          "\n", " ", "#", "not", "and", "or", ".", "\\"]
-FUZZ = settings(max_examples=1500, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=800, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
