@@ -60,6 +60,21 @@ def test_package_matches_onnxruntime(packages, name):
     assert_close(pkg.run(x), onnxruntime_outputs(packages[name] / "model.onnx", x))
 
 
+def test_runs_in_a_row_each_get_their_own_inputs_outputs(packages):
+    """A package keeps its input tensors between runs (made once, copied into): each run still computes on its
+    own inputs, leaves the caller's arrays as they were, and hands back outputs that a later run does not touch."""
+    pkg = load_package(packages["small"])
+    first, second = pkg.random_inputs(seed=1), pkg.random_inputs(seed=2)
+    kept = {k: v.copy() for k, v in first.items()}
+    out1 = pkg.run(first)
+    snapshot = [o.copy() for o in out1]
+    out2 = pkg.run({k: v.astype(np.float64) for k, v in second.items()})  # converted, then copied in
+    assert_close(out2, onnxruntime_outputs(packages["small"] / "model.onnx", second))
+    assert all(np.array_equal(a, b) for a, b in zip(out1, snapshot, strict=True))
+    assert all(np.array_equal(first[k], kept[k]) for k in first)
+    assert_close(pkg.run(first), snapshot)
+
+
 def test_a_package_compiled_again_into_its_folder_loads_its_new_library(tmp_path):
     """dlopen hands back the library already loaded from a path of the same name, even after the file there was
     replaced: a package compiled again (other weights) into the same folder, then loaded in the same process, must
