@@ -12,7 +12,20 @@ Python API (mirrors the CLI verbs; see `archc.api`):
 """
 from __future__ import annotations
 
-from archc.api import CompileResult, analyze, bench, cam, compile, import_spec, load, profile, read_result, report, tune
+from archc.api import (
+                       CompileResult,
+                       analyze,
+                       bench,
+                       cam,
+                       compile,
+                       import_spec,
+                       load,
+                       profile,
+                       quantize,
+                       read_result,
+                       report,
+                       tune,
+)
 from archc.diagnostics import SpecError
 from archc.errors import ArchcError
 from archc.options import ModelOptions
@@ -20,4 +33,4 @@ from archc.shapes import parse_shape
 from archc.version import __version__
 
 __all__ = ["ArchcError", "CompileResult", "ModelOptions", "SpecError", "analyze", "bench", "cam", "compile",
-           "import_spec", "load", "parse_shape", "profile", "read_result", "report", "tune", "__version__"]
+           "import_spec", "load", "parse_shape", "profile", "quantize", "read_result", "report", "tune", "__version__"]

@@ -1,5 +1,6 @@
 """The Python API: one function per CLI verb, as tvmc's was (`archc.load`, `archc.compile`, `archc.tune`,
-`archc.analyze`, `archc.profile`, `archc.bench`, `archc.report`; a package runs with `archc.runtime.load_package`).
+`archc.analyze`, `archc.profile`, `archc.bench`, `archc.report`, `archc.quantize`; a package runs with
+`archc.runtime.load_package`).
 
 Each takes a path or an already loaded `Model`, plus options (a `ModelOptions`, or its fields as keywords), and
 returns a plain result that can be saved as JSON and read back:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from archc.analysis.cam import Cam
     from archc.deploy.manifest import Verification
     from archc.deploy.profile import Profile
+    from archc.emit.quantize import Quantized
     from archc.frontends import Model
     from archc.importers import Imported
     from archc.measurement import BenchResults
@@ -305,8 +307,9 @@ def cam(source: Source | Model, image: str | Path, class_index: int | None = Non
     """The class activation map (`archc cam`) of a network ending in global average pooling and a fully connected
     layer, for an image file or an .npy input: of `class_index`, or of the network's top class; drawn over the
     picture into the PNG `output` when given (written atomically). Keywords: `ModelOptions` fields (`weights`)."""
-    from archc.analysis.cam import class_activation_map, read_input, tail
+    from archc.analysis.cam import class_activation_map, tail
     from archc.render.cam import write_png
+    from archc.util.inputs import read_input
     model = source if not isinstance(source, (str, Path)) else load(source, **kw)
     if not model.has_weights:
         raise ArchcError("a class activation map needs the network's weights; load it with them", code="no-weights")
@@ -316,6 +319,34 @@ def cam(source: Source | Model, image: str | Path, class_index: int | None = Non
     result.picture = picture
     if output is not None:
         write_png(output, picture, result.upsampled)
+    return result
+
+
+def quantize(source: Source | Model, calibrate: str | Path, output: str | Path | None = None, *,
+             method: str = "percentile", mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+             samples: int = 100, check: int = 50, **kw: Any) -> Quantized:
+    """The model's int8 QDQ form (`archc quantize`): onnxruntime's static quantization, per-channel symmetric int8
+    weights and uint8 activations whose ranges `method` (minmax, percentile, entropy) sets from the images or .npy
+    files in `calibrate` (at most `samples`; images normalised by `mean` and `std`), with its agreement with the
+    float32 model on those inputs and on `check` random ones; written atomically to `output` when given. Keywords:
+    `ModelOptions` fields (`weights`)."""
+    from archc.emit import quantize as q
+    from archc.util.onnx_skeleton import write_model
+    model = source if not isinstance(source, (str, Path)) else load(source, **kw)
+    if not model.has_weights:
+        raise ArchcError("quantization needs the network's weights; load it with them", code="no-weights")
+    if samples < 1 or check < 0:
+        raise UsageError("--samples needs at least 1 input and --check 0 or more", code="bad-option")
+    shape = model.inputs[0][1]
+    inputs = q.calibration_inputs(calibrate, shape, list(mean) if mean else None, list(std) if std else None,
+                                  samples)
+    int8 = q.quantize(model.proto, inputs, method)
+    on_random = q.agreement(model.proto, int8, q.random_inputs(shape, check))
+    result = q.Quantized(int8, None, method, len(inputs), q.count_quantized(int8),
+                         q.agreement(model.proto, int8, inputs), on_random)
+    if output is not None:
+        write_model(int8, Path(output))
+        result.output = Path(output)
     return result
 
 

@@ -1,0 +1,165 @@
+"""Post-training static quantization: a float32 ONNX model → its int8 QDQ form, calibrated on the user's inputs,
+with its accuracy against the float32 model measured on onnxruntime.
+
+    quantize(model, calibration inputs, method) = onnxruntime's pre-processing (batch norms folded, shapes
+        inferred) → onnxruntime's `quantize_static` (QDQ format: per-channel symmetric int8 weights, uint8
+        activations whose ranges the calibration method sets) → the QDQ model
+    accuracy(fp32, int8, inputs) = max relative difference of the first output, top-1 / top-5 agreement
+
+The QDQ model is what onnxruntime's own tooling writes, so it runs on onnxruntime's int8 kernels (VNNI where the CPU
+has it) and on any engine that reads QDQ. onnxruntime's quantizer is used rather than archc's own: it is the field's
+reference implementation of the format, and its calibrators (min-max, percentile, entropy) are the ones the
+papers compare.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from archc.errors import ArchcError, UsageError
+
+METHODS = ("minmax", "percentile", "entropy")
+IMAGES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".webp", ".tif", ".tiff"}
+PERCENTILE = 99.999  # of the activations' absolute values: clips the rare outliers min-max would stretch the range to
+AGREEMENT_FLOOR = 0.99  # top-1 agreement below this is said beside the figures (issue 24's rule)
+
+
+@dataclass
+class Agreement:
+    """How the int8 model's first output compares with the float32 model's over `inputs` inputs: the largest
+    difference relative to the float32 output's range, and (for a classifier's N×K scores, K ≥ 5) how many inputs
+    keep the best class and the set of the best five."""
+    inputs: int
+    max_rel_diff: float
+    top1: int | None
+    top5: int | None
+
+    def line(self, what: str) -> str:
+        text = f"{what}: max rel. diff {self.max_rel_diff:.1e} over {self.inputs} inputs"
+        if self.top1 is not None:
+            text += f", top-1 agrees on {self.top1}, top-5 on {self.top5}"
+            if self.top1 < AGREEMENT_FLOOR * self.inputs:
+                text += f" (below {AGREEMENT_FLOOR:.0%}: calibrate on more, or more typical, inputs)"
+        return text
+
+
+@dataclass
+class Quantized:
+    """What `archc quantize` made: the QDQ model (and where it was written), how it was calibrated, and its
+    agreement with the float32 model on the calibration inputs and on random ones."""
+    proto: onnx.ModelProto
+    output: Path | None
+    method: str
+    calibration: int  # calibration inputs read
+    quantized_nodes: int  # QuantizeLinear nodes: the activations carried in int8
+    on_calibration: Agreement
+    on_random: Agreement
+
+    @property
+    def summary(self) -> str:
+        return (f"int8 QDQ, {self.quantized_nodes} activations quantized, calibrated by {self.method} on "
+                f"{self.calibration} inputs\n  {self.on_calibration.line('calibration inputs')}\n  "
+                f"{self.on_random.line('random inputs')}")
+
+
+def calibration_inputs(folder: str | Path, shape: Sequence[int], mean: list[float] | None = None,
+                       std: list[float] | None = None, limit: int = 100) -> list[np.ndarray]:
+    """The model's input from each image or .npy file of `folder` (sorted by name, at most `limit`), read as
+    `archc cam` reads one (an image resized to the input, its [0, 1] pixels normalised by `mean` and `std`)."""
+    from archc.util.inputs import read_input
+    where = Path(folder)
+    if not where.is_dir():
+        raise ArchcError(f"calibration folder '{folder}' does not exist", code="no-file")
+    files = sorted(p for p in where.iterdir() if p.is_file() and p.suffix.lower() in IMAGES | {".npy"})[:limit]
+    if not files:
+        raise ArchcError(f"'{folder}' holds no images or .npy files to calibrate on; put a few dozen typical inputs "
+                         "there", code="bad-input")
+    return [read_input(str(p), tuple(shape), mean, std)[0] for p in files]
+
+
+def quantize(proto: onnx.ModelProto, inputs: list[np.ndarray], method: str = "percentile") -> onnx.ModelProto:
+    """The QDQ int8 form of the float32 model `proto` (one input), its activation ranges from `inputs`."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    if method not in METHODS:
+        raise UsageError(f"unknown calibration method '{method}'; use one of {', '.join(METHODS)}", code="bad-option")
+    stored = {t.name for t in proto.graph.initializer}
+    names = [vi.name for vi in proto.graph.input if vi.name not in stored]
+    if len(names) != 1:
+        raise UsageError(f"calibration feeds one input, and the model takes {len(names)}: {', '.join(names)}",
+                         code="bad-input")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.left = iter(inputs)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self.left, None)
+            return None if x is None else {names[0]: x}
+
+    with tempfile.TemporaryDirectory(prefix="archc-quantize-") as work, _quiet():
+        fp32, folded, int8 = (str(Path(work) / f) for f in ("fp32.onnx", "folded.onnx", "int8.onnx"))
+        onnx.save_model(proto, fp32, save_as_external_data=proto.ByteSize() > 1_900_000_000)
+        quant_pre_process(fp32, folded, skip_symbolic_shape=True)  # batch norms folded into their convolutions
+        quantize_static(folded, int8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method={"minmax": CalibrationMethod.MinMax,
+                                          "percentile": CalibrationMethod.Percentile,
+                                          "entropy": CalibrationMethod.Entropy}[method],
+                        extra_options={"WeightSymmetric": True, "CalibPercentile": PERCENTILE})
+        return onnx.load_model(int8)
+
+
+def agreement(fp32: onnx.ModelProto, int8: onnx.ModelProto, inputs: list[np.ndarray]) -> Agreement:
+    """The int8 model's first output against the float32 model's, both on onnxruntime, over `inputs`."""
+    import onnxruntime as ort
+    sessions = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]) for m in (fp32, int8)]
+    name = sessions[0].get_inputs()[0].name
+    worst, top1, top5 = 0.0, 0, 0
+    classifier = True
+    for x in inputs:
+        want, got = (s.run(None, {name: x})[0] for s in sessions)
+        span = float(np.ptp(want)) or 1.0
+        worst = max(worst, float(np.abs(got - want).max()) / span)
+        classifier = classifier and want.ndim == 2 and want.shape[1] >= 5
+        if classifier:
+            top1 += int(np.argmax(got[0]) == np.argmax(want[0]))
+            top5 += int(set(np.argsort(got[0])[-5:]) == set(np.argsort(want[0])[-5:]))
+    return Agreement(len(inputs), worst, top1 if classifier else None, top5 if classifier else None)
+
+
+def random_inputs(shape: Sequence[int], count: int, seed: int = 0) -> list[np.ndarray]:
+    return [np.random.default_rng(seed + i).standard_normal(tuple(shape)).astype(np.float32) for i in range(count)]
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """onnxruntime's quantizer warns through the root logger (a line per 1-D weight it skips, a hint to pre-process
+    that archc has done) and prints its calibrator's progress on stdout, which `archc quantize` keeps for its own
+    result: both silenced while it runs, the user's logging as it was after."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def count_quantized(proto: onnx.ModelProto) -> int:
+    return sum(1 for n in proto.graph.node if n.op_type == "QuantizeLinear")

@@ -1,0 +1,133 @@
+"""`archc quantize`: a float32 model → its int8 QDQ form calibrated on the user's inputs (onnxruntime's static
+quantization), with its agreement with the float32 model; bad input gets one sentence and leaves nothing written."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from helpers import cli_error, raises
+from onnx import numpy_helper
+
+import archc
+from archc.emit.quantize import Agreement
+from archc.errors import UsageError
+
+NET = """network small {
+  input x: 3x32x32
+  c1: conv(16, 3, pad=1) bn relu
+  p1: maxpool(2)
+  c2: conv(32, 3, pad=1) bn relu
+  gap
+  flatten
+  fc: dense(10)
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    """The net, a folder of 16 calibration tensors (.npy) and its percentile-calibrated int8 model, written."""
+    folder = tmp_path_factory.mktemp("quantize")
+    (folder / "small.arch").write_text(NET)
+    (folder / "cal").mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(16):
+        np.save(folder / "cal" / f"x{i:02d}.npy", rng.random((1, 3, 32, 32), dtype=np.float32))
+    (folder / "cal" / "notes.txt").write_text("not an input: skipped")
+    result = archc.quantize(folder / "small.arch", folder / "cal", folder / "small.int8.onnx", check=8)
+    return folder, result
+
+
+def test_the_qdq_model_has_int8_weights_per_channel_and_runs(calibrated):
+    folder, result = calibrated
+    model = onnx.load(folder / "small.int8.onnx")
+    onnx.checker.check_model(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Conv") == 2 and "BatchNormalization" not in ops  # folded before quantizing
+    assert result.quantized_nodes == ops.count("QuantizeLinear") >= 3 and result.calibration == 16
+    stored = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for conv, channels in zip((n for n in model.graph.node if n.op_type == "Conv"), (16, 32), strict=True):
+        dq = next(n for n in model.graph.node if n.output[0] == conv.input[1])  # the weight's DequantizeLinear
+        weight, scale, zero = (stored[name] for name in dq.input)
+        assert weight.dtype == np.int8 and scale.shape == (channels,)  # per output channel
+        assert not zero.any()  # symmetric
+    x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    (y,) = ort.InferenceSession(str(folder / "small.int8.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert y.shape == (1, 10) and np.isfinite(y).all()
+
+
+def test_its_agreement_with_float32_is_measured_not_assumed(calibrated):
+    """On the inputs it was calibrated on, the int8 model stays within a few quantization steps of float32 and
+    keeps the best class; the figures are recomputed here from the two models on onnxruntime."""
+    folder, result = calibrated
+    cal = result.on_calibration
+    assert cal.inputs == 16 and cal.top1 is not None and cal.top1 >= 15 and cal.max_rel_diff < 0.05
+    assert result.on_random.inputs == 8 and result.on_random.max_rel_diff > 0
+    fp32 = archc.load(folder / "small.arch").proto
+    sessions = [ort.InferenceSession(m, providers=["CPUExecutionProvider"])
+                for m in (fp32.SerializeToString(), str(folder / "small.int8.onnx"))]
+    worst = 0.0
+    for f in sorted((folder / "cal").glob("*.npy")):
+        want, got = (s.run(None, {"x": np.load(f)})[0] for s in sessions)
+        worst = max(worst, float(np.abs(got - want).max() / np.ptp(want)))
+    assert worst == pytest.approx(cal.max_rel_diff, rel=1e-6)
+    assert "calibrated by percentile on 16 inputs" in result.summary
+
+
+def test_the_calibration_method_sets_the_ranges(calibrated):
+    """min-max takes each activation's whole range; entropy and percentile clip it: the first activation's scale
+    differs between methods (a method that did nothing would leave the model as min-max's)."""
+    folder, _ = calibrated
+
+    def first_scale(proto: onnx.ModelProto) -> float:
+        stored = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+        q = next(n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] != "x")
+        return float(stored[q.input[1]])
+
+    scales = {m: first_scale(archc.quantize(folder / "small.arch", folder / "cal", method=m, check=0).proto)
+              for m in ("minmax", "percentile", "entropy")}
+    assert scales["minmax"] >= scales["percentile"] and len(set(scales.values())) >= 2
+
+
+def test_a_low_agreement_is_said():
+    assert "below 99%" in Agreement(100, 0.2, 95, 99).line("random inputs")
+    assert "below" not in Agreement(100, 0.01, 100, 100).line("random inputs")
+    assert "top-1" not in Agreement(4, 0.01, None, None).line("random inputs")  # not a classifier
+
+
+def test_bad_calibration_input_is_one_sentence(calibrated, tmp_path):
+    folder, _ = calibrated
+    with raises("no-file", naming=str(tmp_path / "none")):
+        archc.quantize(folder / "small.arch", tmp_path / "none")
+    (tmp_path / "empty").mkdir()
+    with raises("bad-input", naming="no images or .npy files"):
+        archc.quantize(folder / "small.arch", tmp_path / "empty")
+    (tmp_path / "wrong").mkdir()
+    np.save(tmp_path / "wrong" / "a.npy", np.zeros((1, 3, 16, 16), np.float32))
+    with raises("bad-input", naming="1×3×32×32"):
+        archc.quantize(folder / "small.arch", tmp_path / "wrong")
+    with raises("bad-option", UsageError, naming="'fast'"):
+        archc.quantize(folder / "small.arch", folder / "cal", method="fast")
+    out = tmp_path / "x.int8.onnx"
+    cli = subprocess.run([sys.executable, "-m", "archc", "quantize", str(folder / "small.arch"), "--calibrate",
+                          str(tmp_path / "empty"), "-o", str(out)], capture_output=True, text=True)
+    cli_error(cli, "bad-input", naming="no images or .npy files")
+    assert not out.exists()
+
+
+def test_cli_writes_the_model_and_prints_its_agreement(calibrated, tmp_path):
+    folder, _ = calibrated
+    out = tmp_path / "q.onnx"
+    cli = subprocess.run([sys.executable, "-m", "archc", "quantize", str(folder / "small.arch"), "--calibrate",
+                          str(folder / "cal"), "-o", str(out), "--method", "minmax", "--check", "4"],
+                         capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    lines = cli.stdout.splitlines()
+    assert lines[0].startswith(f"wrote {out}: int8 QDQ") and "calibrated by minmax on 16 inputs" in lines[0]
+    assert "calibration inputs: max rel. diff" in lines[1] and "random inputs: max rel. diff" in lines[2]
+    assert len(lines) == 3  # the quantizer's own progress lines are not mixed in
+    onnx.checker.check_model(str(out))
