@@ -388,8 +388,8 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 @click.option("--seconds", type=click.FloatRange(min=0, min_open=True),
               help="Rounds until S seconds have passed, per batch size. [default: 10, at least 5 rounds]")
 @click.option("--engines", default="onnxruntime,archc,openvino,iree,torch", show_default=True,
-              help="Engines to compare (also: openvino-bf16); onnxruntime is always measured, the ones not installed "
-                   "are reported absent.")
+              help="Engines to compare (also: openvino-bf16, onnxruntime-int8); onnxruntime is always measured, the "
+                   "ones not installed are reported absent.")
 @click.option("--variants", default="default", show_default=True,
               help="archc's builds: untuned (no tuning at all), default (archc compile), tuned (archc tune first: "
               "each convolution's configuration searched, --trials MetaSchedule trials for any other kernel).")

@@ -482,8 +482,8 @@ def _how_it_runs(name: str, rpc: Any, target: str) -> str | None:
             f"; {engine_mod.OnnxRuntime.NOTE}" if name == "onnxruntime" else "")
     if name == "archc" and target.startswith("cuda"):
         return "runs on the GPU: its GFLOP/s are compared with this CPU's peak"
-    if name == "onnxruntime":
-        return engine_mod.OnnxRuntime.NOTE
+    if name in engine_mod.CLASSES and name.startswith("onnxruntime"):
+        return engine_mod.CLASSES[name].NOTE  # type: ignore[attr-defined]
     return None
 
 

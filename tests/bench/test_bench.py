@@ -332,3 +332,16 @@ def test_each_precision_is_a_build_of_its_own_measured_beside_its_peer():
     assert results.BenchResults.from_json(res.to_json()).to_json() == res.to_json()
     with raises("bad-option", UsageError, naming="fp16"):
         api.bench(LENET, "native", precisions=["fp16"])
+
+
+def test_onnxruntime_on_the_int8_model_is_the_int8_peer():
+    """`--engines onnxruntime-int8`: onnxruntime on the model's int8 QDQ form (quantized as `archc quantize` does,
+    on random calibration inputs), measured beside onnxruntime fp32 and compared with it like any engine."""
+    res = api.bench(LENET, "native", engines=["onnxruntime", "onnxruntime-int8"], batches=[1], repeat=2,
+                    memory=False, profile=False, threads=1).to_json()
+    entry = _entry(res, "onnxruntime-int8")
+    assert entry["status"] == "ok" and "int8 QDQ" in entry["note"]
+    (result,) = entry["results"]
+    assert 0 < result["agreement"]["max_rel_diff"] < 0.2  # int8, not the float32 model again
+    assert result["stats"]["median"] > 0
+    assert engines.absent("onnxruntime-int8") is None
