@@ -178,8 +178,14 @@ def test_compiles_to_valid_onnx_that_runs(name, tmp_path):
         written.unlink()
 
 
+# VGG-11, -13 and -19 are VGG-16's five stages with fewer or more 3×3 convolutions, each stage one line of its spec
+# (`conv3: conv(256, 3) relu * 2`, a pool after it): their torchvision parameter counts pin down every stage's depth,
+# and running 133-144 M random weights through both frameworks again took 7 s each
+SAME_AS_VGG16 = {"vgg11", "vgg13", "vgg19"}
+
+
 @pytest.mark.torch
-@pytest.mark.parametrize("name", sorted(n for n, r in ZOO.items() if r.tv))
+@pytest.mark.parametrize("name", sorted(n for n, r in ZOO.items() if r.tv and n not in SAME_AS_VGG16))
 def test_torchvision_outputs(name):
     ref = ZOO[name]
     rel = compare_outputs(graph(name), reference(ref.tv, **dict(ref.tv_kwargs)))
