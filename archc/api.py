@@ -342,7 +342,7 @@ def quantize(source: Source | Model, calibrate: str | Path, output: str | Path |
                                   samples)
     int8 = q.quantize(model.proto, inputs, method)
     on_random = q.agreement(model.proto, int8, q.random_inputs(shape, check))
-    result = q.Quantized(int8, None, method, len(inputs), q.count_quantized(int8),
+    result = q.Quantized(int8, None, method, sum(len(x) for x in inputs), q.count_quantized(int8),
                          q.agreement(model.proto, int8, inputs), on_random)
     if output is not None:
         write_model(int8, Path(output))

@@ -72,17 +72,23 @@ class Quantized:
 
 def calibration_inputs(folder: str | Path, shape: Sequence[int], mean: list[float] | None = None,
                        std: list[float] | None = None, limit: int = 100) -> list[np.ndarray]:
-    """The model's input from each image or .npy file of `folder` (sorted by name, at most `limit`), read as
-    `archc cam` reads one (an image resized to the input, its [0, 1] pixels normalised by `mean` and `std`)."""
-    from archc.util.inputs import read_input
+    """The model's inputs from the image or .npy files of `folder` (sorted by name, at most `limit`), each file one
+    item read as `archc cam` reads one (an image resized to the input, its [0, 1] pixels normalised by `mean` and
+    `std`; an .npy array of the input's shape less its batch), stacked into batches of the model's batch size."""
+    from archc.util.inputs import read_sample
     where = Path(folder)
     if not where.is_dir():
         raise ArchcError(f"calibration folder '{folder}' does not exist", code="no-file")
     files = sorted(p for p in where.iterdir() if p.is_file() and p.suffix.lower() in IMAGES | {".npy"})[:limit]
+    batch = int(shape[0])
     if not files:
         raise ArchcError(f"'{folder}' holds no images or .npy files to calibrate on; put a few dozen typical inputs "
                          "there", code="bad-input")
-    return [read_input(str(p), tuple(shape), mean, std)[0] for p in files]
+    if len(files) < batch:
+        raise ArchcError(f"'{folder}' holds {len(files)} images or .npy files to calibrate on, fewer than a batch of "
+                         f"{batch}; put a few dozen typical inputs there", code="bad-input")
+    items = [read_sample(str(p), tuple(shape), mean, std) for p in files]
+    return [np.concatenate(items[i:i + batch]) for i in range(0, len(items) - batch + 1, batch)]
 
 
 def quantize(proto: onnx.ModelProto, inputs: list[np.ndarray], method: str = "percentile") -> onnx.ModelProto:
@@ -129,21 +135,24 @@ def agreement(fp32: onnx.ModelProto, int8: onnx.ModelProto, inputs: list[np.ndar
     import onnxruntime as ort
     sessions = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]) for m in (fp32, int8)]
     name = sessions[0].get_inputs()[0].name
-    worst, top1, top5 = 0.0, 0, 0
+    worst, top1, top5, items = 0.0, 0, 0, 0
     classifier = True
-    for x in inputs:
+    for x in inputs:  # each a batch of the model's batch size
         want, got = (s.run(None, {name: x})[0] for s in sessions)
         span = float(np.ptp(want)) or 1.0
         worst = max(worst, float(np.abs(got - want).max()) / span)
         classifier = classifier and want.ndim == 2 and want.shape[1] >= 5
         if classifier:
-            top1 += int(np.argmax(got[0]) == np.argmax(want[0]))
-            top5 += int(set(np.argsort(got[0])[-5:]) == set(np.argsort(want[0])[-5:]))
-    return Agreement(len(inputs), worst, top1 if classifier else None, top5 if classifier else None)
+            top1 += sum(int(np.argmax(g) == np.argmax(w)) for g, w in zip(got, want, strict=True))
+            top5 += sum(int(set(np.argsort(g)[-5:]) == set(np.argsort(w)[-5:])) for g, w in zip(got, want, strict=True))
+        items += len(x)
+    return Agreement(items, worst, top1 if classifier else None, top5 if classifier else None)
 
 
 def random_inputs(shape: Sequence[int], count: int, seed: int = 0) -> list[np.ndarray]:
-    return [np.random.default_rng(seed + i).standard_normal(tuple(shape)).astype(np.float32) for i in range(count)]
+    """`count` random items (standard normal) in batches of the input's batch size."""
+    batches = -(-count // int(shape[0]))
+    return [np.random.default_rng(seed + i).standard_normal(tuple(shape)).astype(np.float32) for i in range(batches)]
 
 
 @contextmanager

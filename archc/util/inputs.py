@@ -47,3 +47,25 @@ def read_input(path: str, shape: tuple[int, ...], mean: list[float] | None = Non
     if std is not None:
         x = x / np.asarray(std, np.float32).reshape(-1, 1, 1)
     return x[None].astype(np.float32), rgb
+
+
+def read_sample(path: str, shape: tuple[int, ...], mean: list[float] | None = None,
+                std: list[float] | None = None) -> np.ndarray:
+    """One item of a network's input (shape[1:], with a batch axis of 1) from an .npy tensor of any rank, or from a
+    picture where the input is N×C×H×W (as `read_input` reads it)."""
+    from pathlib import Path
+    if len(shape) == 4:
+        return read_input(path, (1, *shape[1:]), mean, std)[0]
+    file = Path(path)
+    item = "×".join(map(str, shape[1:]))
+    if file.suffix.lower() != ".npy":
+        raise ArchcError(f"the network takes a {item} tensor, not a picture: give '{path}' as an .npy array",
+                         code="bad-input")
+    if not file.is_file():
+        raise ArchcError(f"input '{path}' does not exist", code="no-file")
+    x = np.load(file, allow_pickle=False).astype(np.float32)
+    x = x[None] if x.ndim == len(shape) - 1 else x
+    if x.shape != (1, *shape[1:]):
+        raise ArchcError(f"'{path}' holds a {'×'.join(map(str, x.shape))} array; the network takes 1×{item}",
+                         code="bad-input")
+    return x

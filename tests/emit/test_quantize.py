@@ -131,3 +131,24 @@ def test_cli_writes_the_model_and_prints_its_agreement(calibrated, tmp_path):
     assert "calibration inputs: max rel. diff" in lines[1] and "random inputs: max rel. diff" in lines[2]
     assert len(lines) == 3  # the quantizer's own progress lines are not mixed in
     onnx.checker.check_model(str(out))
+
+
+def test_a_batch_is_calibrated_on_as_many_files_and_a_series_on_arrays(calibrated, tmp_path):
+    """At batch 2 the 16 files are 8 batches (each item's top class compared); a 1-D network (C×T input) takes .npy
+    arrays of its item shape, and a picture is refused in one sentence."""
+    folder, _ = calibrated
+    two = archc.quantize(archc.load(folder / "small.arch", batch=2), folder / "cal", check=4)
+    assert two.calibration == 16 and two.on_calibration.inputs == 16 and two.on_random.inputs == 4
+    assert two.on_calibration.top1 is not None and two.on_calibration.top1 >= 15
+    (tmp_path / "series.arch").write_text("network series {\n  input s: 2x64\n  c: conv(8, 5, pad=2) relu\n"
+                                          "  gap\n  flatten\n  fc: dense(6)\n}\n")
+    (tmp_path / "cal").mkdir()
+    for i in range(6):
+        np.save(tmp_path / "cal" / f"s{i}.npy", np.random.default_rng(i).standard_normal((2, 64)).astype(np.float32))
+    series = archc.quantize(tmp_path / "series.arch", tmp_path / "cal", check=2)
+    assert series.calibration == 6 and series.quantized_nodes >= 2
+    (tmp_path / "pictures").mkdir()
+    from PIL import Image
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "pictures" / "a.png")
+    with raises("bad-input", naming=("2×64", "a.png", ".npy")):
+        archc.quantize(tmp_path / "series.arch", tmp_path / "pictures")
