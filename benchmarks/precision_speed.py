@@ -1,4 +1,4 @@
-"""archc's bf16 builds (AMX or AVX512-BF16) against its fp32 builds and onnxruntime fp32, with the accuracy beside.
+"""archc's bf16 builds (AMX or AVX512-BF16) against its fp32 builds, onnxruntime fp32 and int8, with the accuracy.
 
     python benchmarks/precision_speed.py [--models resnet18,resnet50,mobilenet_v2,vgg16,googlenet]
                                          [--rounds 7] [--inputs 50] [--out FILE.md]
@@ -6,7 +6,9 @@
 For each zoo spec (random weights, batch 1): a package at fp32 and one at bf16 (`archc.compile(…, precision=…)`, the
 default short pass), onnxruntime's fp32 session of the same ONNX (its threads stop spinning when a run returns) and,
 where it is installed (the bench extra), OpenVINO's CPU plugin with its precision hint at f32 and at bf16 (its
-default on AMX CPUs; latency hint, the same threads), timed alternately in one process: 2 warm-up runs each, then
+default on AMX CPUs; latency hint, the same threads) and onnxruntime on the model's int8 QDQ form (`archc bench`'s
+engine onnxruntime-int8: quantized as `archc quantize` does, min-max ranges from random inputs), timed alternately
+in one process: 2 warm-up runs each, then
 `--rounds` rounds of 5 runs each, the order reversed every other round. Accuracy (archc's and OpenVINO's), against
 onnxruntime fp32 on `--inputs` random normal inputs: the largest difference of the output's range, and how often
 the top-1 class (and the top-5 set) agree. Random weights make the top classes closer together than a trained
@@ -39,7 +41,7 @@ def main() -> None:
     import archc
     from archc import targets
     from archc.lower.build import bf16_unavailable, bf16_units
-    from archc.measurement.engines import onnxruntime_session
+    from archc.measurement.engines import OnnxRuntimeInt8, onnxruntime_session
     from archc.measurement.environment import cpu_flags, environment, llvm_cpu
     from archc.measurement.peak import fma_peak
     from archc.runtime import load_package
@@ -69,7 +71,10 @@ def main() -> None:
         session = onnxruntime_session(Path(built["fp32"].path) / "model.onnx")
         x = built["fp32"].random_inputs(seed=0)
         # each engine under test as feed → its first output (the scores), timed on x below
+        int8 = OnnxRuntimeInt8(Path(built["fp32"].path) / "model.onnx", 0)  # the int8 peer (archc quantize's QDQ)
+        int8.prepare()
         outputs = {**{f"archc {p}": (lambda feed, pkg=pkg: pkg.run(feed)[0]) for p, pkg in built.items()},
+                   "onnxruntime int8": lambda feed, e=int8: e.run(feed)[0],
                    **_openvino(Path(built["fp32"].path) / "model.onnx")}
         engines = {"onnxruntime fp32": lambda s=session, x=x: s.run(None, x),
                    **{name: (lambda f=f, x=x: f(x)) for name, f in outputs.items()}}
