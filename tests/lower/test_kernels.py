@@ -9,8 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -271,10 +269,12 @@ def test_layout_plan_of_resnet18(tmp_path):
     """ResNet-18 in the blocked layout end to end: every convolution is archc's, each with its batch norm folded
     (4 ops), the layout changes once (before the classifier's flatten), the residual add and ReLU run in the
     convolution's epilogue, nothing is left naive, and the outputs equal onnxruntime's."""
-    out = subprocess.run([sys.executable, "-m", "archc", "compile", str(SPECS / "resnet18.arch"), "--target", "native",
-                          "-o", str(tmp_path / "pkg"), "--db", str(tmp_path / "db"), "--explain-layout"],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    from click.testing import CliRunner
+
+    from archc.cli import main  # in this process: a subprocess would spend 4 s importing archc and TVM again
+    out = CliRunner().invoke(main, ["compile", str(SPECS / "resnet18.arch"), "--target", "native", "-o",
+                                    str(tmp_path / "pkg"), "--db", str(tmp_path / "db"), "--explain-layout"])
+    assert out.exit_code == 0, out.stderr
     assert "layout plan: 20 convolutions in NCHW[x]c" in out.stdout
     assert "layout changes between ops: 1\n  NCHW16c → NCHW (1×512×1×1) for reshape" in out.stdout \
         or "layout changes between ops: 1\n  NCHW8c → NCHW (1×512×1×1) for reshape" in out.stdout
