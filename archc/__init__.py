@@ -13,18 +13,18 @@ Python API (mirrors the CLI verbs; see `archc.api`):
 from __future__ import annotations
 
 from archc.api import (
-                       CompileResult,
-                       analyze,
-                       bench,
-                       cam,
-                       compile,
-                       import_spec,
-                       load,
-                       profile,
-                       quantize,
-                       read_result,
-                       report,
-                       tune,
+    CompileResult,
+    analyze,
+    bench,
+    cam,
+    compile,
+    import_spec,
+    load,
+    profile,
+    quantize,
+    read_result,
+    report,
+    tune,
 )
 from archc.diagnostics import SpecError
 from archc.errors import ArchcError

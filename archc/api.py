@@ -341,9 +341,9 @@ def quantize(source: Source | Model, calibrate: str | Path, output: str | Path |
     inputs = q.calibration_inputs(calibrate, shape, list(mean) if mean else None, list(std) if std else None,
                                   samples)
     int8 = q.quantize(model.proto, inputs, method)
-    on_random = q.agreement(model.proto, int8, q.random_inputs(shape, check))
-    result = q.Quantized(int8, None, method, sum(len(x) for x in inputs), q.count_quantized(int8),
-                         q.agreement(model.proto, int8, inputs), on_random)
+    on_calibration, on_random = q.agreement(model.proto, int8, inputs, q.random_inputs(shape, check))
+    result = q.Quantized(int8, None, method, sum(len(x) for x in inputs), q.count_quantized(int8), on_calibration,
+                         on_random)
     if output is not None:
         write_model(int8, Path(output))
         result.output = Path(output)

@@ -616,8 +616,8 @@ def quantize_cmd(model: str, folder: str, output: str | None, method: str, sampl
                  mean: str | None, std: str | None, weights: str | None, options: ModelOptions) -> None:
     """Post-training static quantization to int8: onnxruntime's quantizer writes MODEL (a spec or an ONNX file) in
     the QDQ format, weights per-channel symmetric int8, activations uint8 with ranges calibrated on DIR's inputs.
-    Prints how far the int8 model's outputs are from the float32 model's on onnxruntime: the largest difference
-    relative to the range and, for a classifier, its top-1 and top-5 agreement."""
+    Prints how far the int8 model's outputs are from the float32 model's on onnxruntime: the largest difference, of
+    the output's largest magnitude, and, for a classifier, its top-1 and top-5 agreement."""
     import archc
     out = Path(output) if output else Path(Path(model).stem + ".int8.onnx")
     loaded = _load(model, options.with_(weights=weights))

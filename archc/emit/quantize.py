@@ -25,8 +25,10 @@ import numpy as np
 import onnx
 
 from archc.errors import ArchcError, UsageError
+from archc.util.difference import relative_diff, top_agreement
 
-METHODS = ("minmax", "percentile", "entropy")
+CALIBRATORS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}  # onnxruntime's CalibrationMethod
+METHODS = tuple(CALIBRATORS)
 IMAGES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".webp", ".tif", ".tiff"}
 PERCENTILE = 99.999  # of the activations' absolute values: clips the rare outliers min-max would stretch the range to
 AGREEMENT_FLOOR = 0.99  # top-1 agreement below this is said beside the figures (issue 24's rule)
@@ -35,8 +37,8 @@ AGREEMENT_FLOOR = 0.99  # top-1 agreement below this is said beside the figures 
 @dataclass
 class Agreement:
     """How the int8 model's first output compares with the float32 model's over `inputs` inputs: the largest
-    difference relative to the float32 output's range, and (for a classifier's N×K scores, K ≥ 5) how many inputs
-    keep the best class and the set of the best five."""
+    difference, of the float32 output's largest magnitude (`relative_diff`), and (for a classifier's N×K scores,
+    K ≥ 5) how many inputs keep the best class and the set of the best five."""
     inputs: int
     max_rel_diff: float
     top1: int | None
@@ -123,30 +125,31 @@ def quantize(proto: onnx.ModelProto, inputs: list[np.ndarray], method: str = "pe
         quant_pre_process(fp32, folded, skip_symbolic_shape=True)  # batch norms folded into their convolutions
         quantize_static(folded, int8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method={"minmax": CalibrationMethod.MinMax,
-                                          "percentile": CalibrationMethod.Percentile,
-                                          "entropy": CalibrationMethod.Entropy}[method],
+                        calibrate_method=getattr(CalibrationMethod, CALIBRATORS[method]),
                         extra_options={"WeightSymmetric": True, "CalibPercentile": PERCENTILE})
         return onnx.load_model(int8)
 
 
-def agreement(fp32: onnx.ModelProto, int8: onnx.ModelProto, inputs: list[np.ndarray]) -> Agreement:
-    """The int8 model's first output against the float32 model's, both on onnxruntime, over `inputs`."""
+def agreement(fp32: onnx.ModelProto, int8: onnx.ModelProto, *input_sets: list[np.ndarray]) -> list[Agreement]:
+    """The int8 model's first output against the float32 model's, both on onnxruntime (one session each), over each
+    set of inputs (batches of the model's batch size); the difference is `relative_diff`, as everywhere in archc."""
     import onnxruntime as ort
     sessions = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]) for m in (fp32, int8)]
     name = sessions[0].get_inputs()[0].name
-    worst, top1, top5, items = 0.0, 0, 0, 0
-    classifier = True
-    for x in inputs:  # each a batch of the model's batch size
-        want, got = (s.run(None, {name: x})[0] for s in sessions)
-        span = float(np.ptp(want)) or 1.0
-        worst = max(worst, float(np.abs(got - want).max()) / span)
-        classifier = classifier and want.ndim == 2 and want.shape[1] >= 5
-        if classifier:
-            top1 += sum(int(np.argmax(g) == np.argmax(w)) for g, w in zip(got, want, strict=True))
-            top5 += sum(int(set(np.argsort(g)[-5:]) == set(np.argsort(w)[-5:])) for g, w in zip(got, want, strict=True))
-        items += len(x)
-    return Agreement(items, worst, top1 if classifier else None, top5 if classifier else None)
+    found = []
+    for inputs in input_sets:
+        worst, top1, top5, items = 0.0, 0, 0, 0
+        classifier = True
+        for x in inputs:
+            want, got = (s.run(None, {name: x})[0] for s in sessions)
+            worst = max(worst, relative_diff(got, want))
+            classifier = classifier and want.ndim == 2 and want.shape[1] >= 5
+            if classifier:
+                one, five = top_agreement(got, want)
+                top1, top5 = top1 + one, top5 + five
+            items += len(x)
+        found.append(Agreement(items, worst, top1 if classifier else None, top5 if classifier else None))
+    return found
 
 
 def random_inputs(shape: Sequence[int], count: int, seed: int = 0) -> list[np.ndarray]:

@@ -30,7 +30,7 @@ from archc.frontends import Model
 from archc.runtime import PackageError, last_line, load_package, random_inputs, rpc
 from archc.runtime.rpc import Remote, RemoteError
 from archc.shape_inference import FOLD_ELEMENTS
-from archc.util.difference import relative_diff
+from archc.util.difference import relative_diff, top_agreement
 from archc.util.onnx_skeleton import put_weights, take_weights
 
 TOLERANCE = 1e-4  # of each output's range: what reordered float sums leave (the tests' tolerance too)
@@ -108,10 +108,10 @@ def _agreement(model: Model, folder: Path, manifest: Manifest, output: int, samp
     with _loaded_copy(folder) as pkg:
         for i in range(samples):
             inputs = random_inputs(manifest.inputs, SEED + 1 + i)
-            want = session.run([name], inputs)[0][0]
-            got = pkg.run(inputs)[output][0]
-            top1 += int(np.argmax(got) == np.argmax(want))
-            top5 += int(set(np.argsort(got)[-5:]) == set(np.argsort(want)[-5:]))
+            want = session.run([name], inputs)[0][:1]
+            got = pkg.run(inputs)[output][:1]
+            one, five = top_agreement(got, want)
+            top1, top5 = top1 + one, top5 + five
     return {"output": name, "inputs": samples, "top1": top1, "top5": top5}
 
 

@@ -78,6 +78,7 @@ class Engine:
 
     name = ""
     distribution = ""  # the pip distribution whose version is reported
+    NOTE: str | None = None  # how it runs, where a reader of the results needs telling (the results' note)
 
     def __init__(self, path: str | Path, threads: int) -> None:
         self.path = Path(path)

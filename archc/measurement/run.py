@@ -482,9 +482,7 @@ def _how_it_runs(name: str, rpc: Any, target: str) -> str | None:
             f"; {engine_mod.OnnxRuntime.NOTE}" if name == "onnxruntime" else "")
     if name == "archc" and target.startswith("cuda"):
         return "runs on the GPU: its GFLOP/s are compared with this CPU's peak"
-    if name in engine_mod.CLASSES and name.startswith("onnxruntime"):
-        return engine_mod.CLASSES[name].NOTE  # type: ignore[attr-defined]
-    return None
+    return engine_mod.CLASSES[name].NOTE if name in engine_mod.CLASSES else None
 
 
 def _model(src: Path, manifest: Manifest | None, options: ModelOptions) -> ModelInfo:

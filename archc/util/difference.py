@@ -21,3 +21,11 @@ def relative_diff(got: np.ndarray, want: np.ndarray) -> float:
         return 0.0 if np.array_equal(np.isnan(got), np.isnan(want)) and np.allclose(
             got, want, equal_nan=True) else float("inf")
     return diff / max(float(np.max(np.abs(want))), 1e-12)
+
+
+def top_agreement(got: np.ndarray, want: np.ndarray) -> tuple[int, int]:
+    """Of the rows of N×K classifier scores, how many keep the reference's best class, and how many its set of the
+    best five."""
+    top1 = int((np.argmax(got, axis=1) == np.argmax(want, axis=1)).sum())
+    top5 = sum(int(set(np.argsort(g)[-5:]) == set(np.argsort(w)[-5:])) for g, w in zip(got, want, strict=True))
+    return top1, top5
