@@ -31,7 +31,7 @@ def schedule(sch: Any, lanes: int) -> None:
         schedule_block(sch, block, lanes)
 
 
-def _vector(extent: int, lanes: int) -> int:
+def vector(extent: int, lanes: int) -> int:
     """The widest vector (the target's, 8 or 4 lanes) that divides an output row; 0 if none does."""
     return next((v for v in (lanes, 8, 4) if extent % v == 0), 0)
 
@@ -61,7 +61,7 @@ def dense_chunk(extent: int, lanes: int) -> int:
     """The outputs one task of a long output row computes (a dense layer's features): whole vectors, at least four
     tasks, at most 1,024 values (kept in L1 while the weights stream through); 0 if the row is not such a row
     (two vectors or fewer, or no vector divides it)."""
-    vec = _vector(extent, lanes)
+    vec = vector(extent, lanes)
     if not vec or extent <= 2 * lanes:
         return 0
     return max(c for c in range(vec, min(extent // 4 if extent >= 4 * vec else extent, 1024) + 1, vec)
@@ -82,16 +82,16 @@ def schedule_block(sch: Any, block: Any, lanes: int) -> None:
         return
     if not reduce:
         last = int(sch.get(spatial[-1]).extent)
-        last_vec = _vector(last, lanes)
+        last_vec = vector(last, lanes)
         total = prod(int(sch.get(lp).extent) for lp in spatial)
         row = _after_concat_axis(sch, block, spatial)[-2:]
-        if not last_vec and row and _vector(prod(int(sch.get(lp).extent) for lp in row), lanes):
+        if not last_vec and row and vector(prod(int(sch.get(lp).extent) for lp in row), lanes):
             # a concatenation of blocks too narrow for a vector (ShuffleNet's channels in blocks of 2 or 4): what
             # follows the concatenated axis is contiguous in each source, and its last two axes (a row of blocks,
             # 28 × 2) are vectorized as one loop (a vector that divides the row: a longer run would cross rows and
             # TVM would gather it)
             inner_loop = sch.fuse(*row) if len(row) > 1 else row[0]
-            vec = _vector(int(sch.get(inner_loop).extent), lanes)
+            vec = vector(int(sch.get(inner_loop).extent), lanes)
             outer, inner = sch.split(inner_loop, [None, vec])
             sch.vectorize(inner)
             sch.parallel(sch.fuse(*spatial[:len(spatial) - len(row)], outer))
@@ -122,7 +122,7 @@ def schedule_block(sch: Any, block: Any, lanes: int) -> None:
     last = spatial[-1]
     extent = int(sch.get(last).extent)
     inner = None
-    vec = _vector(extent, lanes)
+    vec = vector(extent, lanes)
     chunk = dense_chunk(extent, lanes)
     if chunk:
         # a long output row (a dense layer's features): each task takes a chunk of it, up to 1,024 values kept
@@ -187,7 +187,7 @@ def _relayout(sch: Any, block: Any, loops: list[Any], lanes: int) -> bool:
     else:
         n, cb, h, w, ci = loops
     sch.parallel(sch.fuse(n, cb, h))
-    row_vec = _vector(int(sch.get(w).extent) * block_size, lanes)  # a vector of whole blocks along the row
+    row_vec = vector(int(sch.get(w).extent) * block_size, lanes)  # a vector of whole blocks along the row
     if block_size % lanes == 0:  # a block of whole vectors: the block is the vector (strided on the NCHW side)
         sch.vectorize(sch.split(ci, [None, lanes])[1])
     elif blocking and row_vec:

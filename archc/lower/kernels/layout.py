@@ -26,7 +26,6 @@ from tvm import relax, tirx
 
 from archc.lower.kernels import amx, conv2d, dense, dpbf16
 from archc.lower.kernels.blocks import choose, is_depthwise, padded
-from archc.lower.kernels.generic import dense_chunk
 from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, per_channel, rule_of, shape_of
 
 _AFFINE = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide"}
@@ -319,7 +318,7 @@ class _Rewriter:
         if bf16 and self.plan.bf16_unit == "avx512bf16" and not k % dpbf16.LANES and not n % dpbf16.LANES:
             self._dpbf16_dense(v, x, w.value.numpy())
             return True
-        chunk = dense_chunk(n, self.plan.lanes)
+        chunk = dense.tile(n, self.plan.lanes)
         if not chunk:
             return False  # not the dense schedule's long output row (generic.py)
         packed = dense.pack(w.value.numpy(), chunk)

@@ -8,7 +8,7 @@ import tvm
 from tvm import relax, s_tir, tirx
 from tvm.target import codegen
 
-from archc.lower.kernels import bmm, conv2d, generic
+from archc.lower.kernels import bmm, conv2d, dense, generic
 from archc.lower.kernels.channels_last import channels_first
 from archc.lower.kernels.layout import blocked_conv_layout
 from archc.lower.kernels.matmul import matmul_as_conv
@@ -70,6 +70,12 @@ def apply(mod: Any, tgt: Any, choices: Choices) -> tuple[Any, list[str]]:
                 conv2d.schedule(sch, choices.config(convs[gv.name_hint]))
             elif generic.has_block(sch, bmm.BLOCK):
                 bmm.schedule(sch, choices.lanes)
+            elif generic.has_block(sch, dense.BLOCK):
+                try:
+                    dense.schedule(sch, choices.lanes)
+                except Exception:  # noqa: BLE001 - an epilogue it cannot take (a second output): the generic rule
+                    sch = s_tir.Schedule(func)
+                    generic.schedule(sch, choices.lanes)
             else:
                 generic.schedule(sch, choices.lanes)
         except Exception:  # noqa: BLE001 - a kernel the rule does not fit: MetaSchedule's, or TVM's default
