@@ -104,18 +104,19 @@ double archc_fma_peak(int threads, double seconds, double *per_thread) {
 """
 
 
-def fma_peak(threads: int = 1) -> dict[str, Any]:
-    """The fp32 FMA peak of `threads` threads in GFLOP/s, measured (best of 3 runs of ~0.2 s): `gflops` (all
+def fma_peak(threads: int = 1, isa: str | None = None, seconds: float = SECONDS) -> dict[str, Any]:
+    """The fp32 FMA peak of `threads` threads in GFLOP/s, measured (best of 3 runs of `seconds`): `gflops` (all
     threads together), `per_core` (that divided by the threads), `per_thread` (each thread's own rate in that
-    run), `isa`, `threads`, `method` (one sentence)."""
+    run), `isa`, `threads`, `method` (one sentence). `isa`: vectors of that ISA (ISAS) rather than the widest the
+    CPU has, which must be able to run them."""
     if threads < 1 or threads > 256:
         raise ArchcError(f"measuring the FMA peak takes 1 to 256 threads, not {threads}", code="bad-threads")
-    isa = detect_isa()
+    isa = isa or detect_isa()
     lib = _library(isa)
     per_thread = (ctypes.c_double * threads)()
     best, best_threads = 0.0, [0.0] * threads
     for _ in range(RUNS):
-        got = lib.archc_fma_peak(threads, SECONDS, per_thread)
+        got = lib.archc_fma_peak(threads, seconds, per_thread)
         if got < 0:
             raise ArchcError(f"the FMA peak kernel could not start {threads} threads", code="measure-failed")
         if got > best:
@@ -123,7 +124,7 @@ def fma_peak(threads: int = 1) -> dict[str, Any]:
     width, accumulators = ISAS[isa]
     return {"gflops": best, "per_core": best / threads, "per_thread": best_threads, "isa": isa, "threads": threads,
             "method": (f"{accumulators} independent {width * 8}-bit fp32 FMA chains per thread ({isa}, C compiled "
-                       f"with -O2 -march=native) on {threads} pthread(s) started together for {SECONDS} s, 2 FLOPs "
+                       f"with -O2 -march=native) on {threads} pthread(s) started together for {seconds} s, 2 FLOPs "
                        f"a lane, the best of {RUNS} runs")}
 
 

@@ -9,7 +9,9 @@ divide (MobileNet v2's 24 → 32, LeNet's 6 → 8, YOLOv3's 255 → 256), by the
 convolutions that write and read it:
 
 * a convolution writing blocks of `bn` channels on `lanes`-wide vectors fills bn/lanes of each register:
-  its time ∝ MACs × (padded / true output channels) × lanes / bn;
+  its time ∝ MACs × (padded / true output channels) × lanes / bn; except where a half-width FMA does as much
+  work per lane as a full one (AMD Zen 4 runs a 512-bit FMA as two 256-bit halves: its 256-bit and 512-bit
+  peaks are equal, measured by pipeline.half_width_cost), where blocks of lanes/2 cost 1.1× full ones;
 * a convolution reading the group broadcasts one input channel at a time (the vector holds output channels):
   its time ∝ MACs × (padded / true input channels), whatever the block.
 
@@ -53,8 +55,10 @@ def is_depthwise(groups: int, channels: int, out_channels: int, per_group: int) 
     return groups == channels == out_channels and per_group == 1 and channels > 1
 
 
-def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
-    """var → its block, for every variable of a group some convolution writes (the others: the rule's)."""
+def choose(bindings: list[Any], lanes: int, shape: Any, half_width_cost: float = 2.0) -> dict[Any, int]:
+    """var → its block, for every variable of a group some convolution writes (the others: the rule's).
+    `half_width_cost`: what a block of lanes/2 channels costs per MAC written against a full one (lanes/bn for
+    other blocks): 2 where a half-width FMA does half the work, 1.1 where it does as much per lane (Zen 4)."""
     ids: dict[Any, int] = {}  # var → its index (TVM hands out a new Python object per access: no `is`)
     parent: list[int] = []
 
@@ -129,7 +133,8 @@ def choose(bindings: list[Any], lanes: int, shape: Any) -> dict[Any, int]:
             if c % bn and g.unpaddable:
                 continue
             ratio = padded(c, bn) / c
-            costs[bn] = sum(g.writes) * ratio * lanes / bn + sum(g.reads) * ratio
+            width = half_width_cost if bn * 2 == lanes else lanes / bn
+            costs[bn] = sum(g.writes) * ratio * width + sum(g.reads) * ratio
         if costs:  # ties: the unpadded, then the wider block
             best[root] = min(costs, key=lambda bn: (costs[bn], c % bn != 0, -bn))
     return {v: best[find(v)] for v in list(ids) if find(v) in best}

@@ -48,12 +48,14 @@ class Plan:
     lanes: int
     precision: str = "fp32"
     bf16_unit: str = "amx"  # precision bf16: what computes it, "amx" (tiles) or "avx512bf16" (VDPBF16PS)
+    half_width_cost: float = 2.0  # a block of 8 channels' cost per MAC against a full vector's (blocks.choose)
     decisions: list[Decision] = field(default_factory=list)
     bf16_dense: int = 0  # dense layers computed in bf16 (on AMX or AVX512-BF16)
     transforms: list[str] = field(default_factory=list)  # each layout change emitted between ops, and why
 
     def to_json(self) -> dict[str, Any]:
-        return {"lanes": self.lanes, "bf16_dense": self.bf16_dense, "transforms": self.transforms,
+        return {"lanes": self.lanes, "half_width_cost": self.half_width_cost, "bf16_dense": self.bf16_dense,
+                "transforms": self.transforms,
                 "convolutions": [{"conv": d.shape, "in": f"NCHW{d.ic_bn}c", "out": f"NCHW{d.oc_bn}c"
                                   + (f" ({d.channels[0]} padded to {d.channels[1]})"
                                      if d.channels[0] != d.channels[1] else ""),
@@ -73,11 +75,13 @@ def _scheduled(kernel: Any) -> Any:
     return kernel.with_attr("tirx.is_scheduled", True).without_attr("global_symbol")
 
 
-def blocked_conv_layout(mod: Any, lanes: int, precision: str = "fp32", bf16_unit: str = "amx") -> tuple[Any, Plan]:
+def blocked_conv_layout(mod: Any, lanes: int, precision: str = "fp32", bf16_unit: str = "amx",
+                        half_width_cost: float = 2.0) -> tuple[Any, Plan]:
     """The module with its `main` re-laid out (above); the plan's decisions for explaining it. With `precision`
     "bf16", every convolution `amx.fits` runs on AMX in bf16 (`_amx_conv`) where `bf16_unit` is "amx", and every
-    one `dpbf16.fits` in archc's blocked kernel with VDPBF16PS steps where it is "avx512bf16"."""
-    plan = Plan(lanes, precision=precision, bf16_unit=bf16_unit)
+    one `dpbf16.fits` in archc's blocked kernel with VDPBF16PS steps where it is "avx512bf16". `half_width_cost`:
+    a block of 8 channels' cost per MAC against a full vector's (pipeline.half_width_cost)."""
+    plan = Plan(lanes, precision=precision, bf16_unit=bf16_unit, half_width_cost=half_width_cost)
     func = mod["main"]
     body = func.body
     if not isinstance(body, relax.SeqExpr) or not all(isinstance(b, relax.DataflowBlock) for b in body.blocks):
@@ -109,7 +113,7 @@ class _Rewriter:
                 self.consumer[v] = b
         for v in _vars_in(func.body.body, relax):
             self.uses[v] += 2  # a function output is never folded away
-        self.choice = choose(self.bindings, plan.lanes, shape_of)  # var → block, where a convolution writes it
+        self.choice = choose(self.bindings, plan.lanes, shape_of, plan.half_width_cost)  # var → block, where a convolution writes it
 
     # -- values in either layout -------------------------------------------------------------------------
     def nchw(self, v: Any) -> Any:
