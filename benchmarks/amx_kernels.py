@@ -6,7 +6,7 @@ Matrix products, for each M×N×K: archc's AMX kernel (bf16 in, float32 out; TVM
 repeats of 20 runs) and numpy's float32 matmul of the same numbers (its BLAS, the median of 20). Convolutions
 (ResNet-50's distinct ones but the RGB stem, batch 1): archc's AMX kernel (bias and ReLU included) and onnxruntime's
 float32 Conv + Relu of the same shape (one-node model, its default threads, spinning stopped after a run, the
-median of 50 after 10), alternating. The measured fp32 FMA peak (archc.measurement.peak) of the same thread count
+median of 50 after 10), alternating. The measured fp32 FMA peak (archc.util.peak) of the same thread count
 is the yardstick. The kernels have no cache blocking yet.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     import tvm
 
     from archc.lower.kernels import amx
-    from archc.measurement.peak import fma_peak
+    from archc.util.peak import fma_peak
     if not amx.request_tiles():
         sys.exit("this CPU (or kernel) has no AMX: Linux refused the tile state")
     peak = fma_peak(args.threads)

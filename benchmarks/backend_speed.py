@@ -23,7 +23,7 @@ classification model by name (exported as benchmarks/foreign_onnx.py does: rando
 The engines are timed in blocks, round after round, the order rotated each round: 2 warm-up runs and 5 timed
 ones, back to back (a sleep before each block let the idle cores of this VM be taken away: archc's MobileNet v2
 then ran 6% slower, onnxruntime's 1%). Printed, as markdown (also written atomically to --out): a header (date,
-CPU, its FMA peak measured by `archc.measurement.peak`, threads, load average before and after, quiet or hog, versions),
+CPU, its FMA peak measured by `archc.util.peak`, threads, load average before and after, quiet or hog, versions),
 one table (median and p90 latency, the ratio to onnxruntime, the compile time, the largest difference of the
 outputs from onnxruntime's relative to their range), and, for each model's "archc kernels + search" package (the
 shipped-table one with --no-search), its ten slowest kernels (`archc.lower.profile`) with their GFLOP/s against the
@@ -61,11 +61,11 @@ import archc  # noqa: E402
 from archc.deploy.manifest import BuildReport  # noqa: E402
 from archc.measurement import environment  # noqa: E402
 from archc.measurement.engines import onnxruntime_session  # noqa: E402
-from archc.measurement.peak import fma_peak  # noqa: E402
 from archc.runtime import load_package  # noqa: E402
 from archc.util.atomic import write_text  # noqa: E402
 from archc.util.difference import relative_diff  # noqa: E402
 from archc.util.machine import cpus  # noqa: E402
+from archc.util.peak import fma_peak  # noqa: E402
 
 MODELS = ("resnet18", "resnet50", "mobilenet_v2", "googlenet", "vgg16")
 HELDOUT = ("efficientnet_b0", "efficientnet_b1", "convnext_tiny", "inception_v3", "mobilenet_v3_large", "mnasnet1_0",
@@ -283,7 +283,7 @@ def kernel_table(name: str, engines: list[Engine], peak: dict[str, Any]) -> str:
 
 def header(args: argparse.Namespace, threads: int, peaks: dict[int, dict[str, Any]], before: tuple[float, ...],
            after: tuple[float, ...], seconds: float) -> str:
-    info = environment._cpuinfo()
+    info = environment.cpuinfo()
     flags = [f for f in environment.cpu_flags(info) if f in FLAGS]
     llvm = environment.llvm_cpu()
     n = os.cpu_count() or 1

@@ -32,7 +32,7 @@ def main() -> None:
     from archc.lower.kernels.search import TABLES, out_size, search
     from archc.lower.tvm_target import tvm_target
     from archc.measurement.environment import llvm_cpu
-    from archc.measurement.peak import detect_isa
+    from archc.util.peak import detect_isa
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--isa", choices=sorted(TARGETS), required=True)

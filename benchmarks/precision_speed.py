@@ -43,8 +43,8 @@ def main() -> None:
     from archc.lower.build import bf16_unavailable, bf16_units
     from archc.measurement.engines import OnnxRuntimeInt8, onnxruntime_session
     from archc.measurement.environment import cpu_flags, environment, llvm_cpu
-    from archc.measurement.peak import fma_peak
     from archc.runtime import load_package
+    from archc.util.peak import fma_peak
     native = targets.get("native")
     why_not = bf16_unavailable(native)
     if why_not:

@@ -3,7 +3,7 @@ its **measured** fp32 peak and memory bandwidth, the GPU if any, the load before
 every package involved (archc's git revision too), so that results from several machines can be compared later.
 
 The peak and the bandwidth are measured, never looked up from the CPU's name (`measure`): the peak is the FMA
-instruction limit of the threads the benchmark uses (`archc.measurement.peak`), the bandwidth an array copy in a
+instruction limit of the threads the benchmark uses (`archc.util.peak`), the bandwidth an array copy in a
 fresh child process whose thread pools are limited to them.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from archc.measurement.results import Cpu, Environment, Gpu, Load
-from archc.util.machine import cpus
+from archc.util.machine import all_cpu_flags, cpuinfo, cpus
 
 # the CPU flags that decide how fast fp32/bf16/int8 kernels can be (x86, then Arm), in this order when present
 FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
@@ -48,7 +48,7 @@ def environment(threads: int | None = None) -> Environment:
     """Everything about this machine but the load (see `load_state`) and the memory baseline, which the benchmark
     adds, with the peak and bandwidth measured for `threads` threads (default: every CPU this process may use)."""
     threads = threads or cpus()
-    info = _cpuinfo()
+    info = cpuinfo()
     measured = measure(threads)
     return Environment(
         host=socket.gethostname(), os=f"{platform.system()} {platform.release()}", python=platform.python_version(),
@@ -85,12 +85,12 @@ def loadavg() -> tuple[float, float, float]:
 def measure(threads: int) -> Measured:
     """The fp32 peak (GFLOP/s) and memory bandwidth (GB/s) of `threads` threads, measured once per process.
 
-    The peak is the instruction limit, the one ceiling every figure is held against (`archc.measurement.peak.fma_peak`:
+    The peak is the instruction limit, the one ceiling every figure is held against (`archc.util.peak.fma_peak`:
     independent FMA chains of the widest vectors): no kernel can pass it, while a matrix multiply's rate (numpy's
     sgemm reached 400 of 488 GFLOP/s on a 2-core Xeon) is a kernel's own, which a better kernel beats. The
     bandwidth is an array copy in a child whose thread pools are limited to `threads`."""
     if threads not in _measured:
-        from archc.measurement.peak import fma_peak
+        from archc.util.peak import fma_peak
         peak = fma_peak(threads)
         env = {**os.environ, **{k: str(threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                             "MKL_NUM_THREADS", "BLIS_NUM_THREADS")}}
@@ -125,38 +125,12 @@ print(json.dumps({"bandwidth_gbs": 2 * src.nbytes / best / 1e9}))
 """
 
 
-def _cpuinfo() -> list[dict[str, str]]:
-    """/proc/cpuinfo as one dict per logical CPU (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    blocks = []
-    for block in text.strip().split("\n\n"):
-        entry = {}
-        for line in block.splitlines():
-            key, sep, value = line.partition(":")
-            if sep:
-                entry[key.strip()] = value.strip()
-        blocks.append(entry)
-    return blocks
-
-
 def _cpu_model(info: list[dict[str, str]]) -> str:
     for entry in info:
         for key in ("model name", "Model", "Hardware", "cpu model"):
             if entry.get(key):
                 return entry[key]
     return platform.processor() or platform.machine()
-
-
-def all_cpu_flags(info: list[dict[str, str]] | None = None) -> set[str]:
-    """Every flag /proc/cpuinfo lists for this CPU (x86 `flags`, Arm `Features`)."""
-    info = _cpuinfo() if info is None else info
-    have: set[str] = set()
-    for entry in info[:1]:
-        have |= set((entry.get("flags") or entry.get("Features") or "").split())
-    return have
 
 
 def cpu_flags(info: list[dict[str, str]] | None = None) -> list[str]:
@@ -168,7 +142,7 @@ def cpu_flags(info: list[dict[str, str]] | None = None) -> list[str]:
 def physical_cores(info: list[dict[str, str]] | None = None) -> int:
     """Distinct (package, core) pairs among the CPUs this process may use; the logical count where /proc/cpuinfo
     does not say (Arm, or no /proc)."""
-    info = _cpuinfo() if info is None else info
+    info = cpuinfo() if info is None else info
     allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     cores = set()
     for entry in info:

@@ -2,8 +2,35 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def cpus() -> int:
     """Logical CPUs this process may run on (its affinity mask, which a container or `taskset` may narrow)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpuinfo() -> list[dict[str, str]]:
+    """/proc/cpuinfo as one dict per logical CPU (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    blocks = []
+    for block in text.strip().split("\n\n"):
+        entry = {}
+        for line in block.splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                entry[key.strip()] = value.strip()
+        blocks.append(entry)
+    return blocks
+
+
+def all_cpu_flags(info: list[dict[str, str]] | None = None) -> set[str]:
+    """Every flag /proc/cpuinfo lists for this CPU (x86 `flags`, Arm `Features`)."""
+    info = cpuinfo() if info is None else info
+    have: set[str] = set()
+    for entry in info[:1]:
+        have |= set((entry.get("flags") or entry.get("Features") or "").split())
+    return have

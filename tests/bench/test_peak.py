@@ -1,4 +1,4 @@
-"""`archc.measurement.peak`: the measured fp32 FMA peak (a C kernel compiled at run time): plausible figures, more with
+"""`archc.util.peak`: the measured fp32 FMA peak (a C kernel compiled at run time): plausible figures, more with
 two threads than with one (loosely: the machine is shared), the ISA from the CPU's flags, FMA instructions in the
 kernel, one sentence without a compiler, and no TVM needed."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import pytest
 from helpers import raises
 
-from archc.measurement import peak
+from archc.util import peak
 from archc.util.machine import cpus
 
 needs_cc = pytest.mark.skipif(not any(shutil.which(c) for c in ("cc", "gcc")), reason="needs a C compiler (gcc)")
@@ -67,6 +67,6 @@ def test_no_compiler_is_one_sentence(monkeypatch):
 
 
 def test_needs_no_tvm():
-    code = "import sys; sys.modules['tvm'] = None; import archc.measurement.peak; print('ok')"
+    code = "import sys; sys.modules['tvm'] = None; import archc.util.peak; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -74,7 +74,7 @@ def test_a_convnext_block_runs_blocked_and_equals_onnxruntime(name, channels, tm
     AVX-512's blocks of 16 are zero-padded: the channel means would count the padding, so the LayerNorm runs in
     NCHW there (a relayout each way), still equal to onnxruntime."""
     from archc.lower.vector_width import objdump_for, widths
-    from archc.measurement.peak import detect_isa
+    from archc.util.peak import detect_isa
     if detect_isa() not in ("avx512", "avx2") or name == "x86-avx512" and detect_isa() != "avx512":
         pytest.skip(f"{name}'s code cannot run on this CPU: run on an x86 CPU with "
                     f"{'AVX-512' if name == 'x86-avx512' else 'AVX2'} (the other width runs here where it can)")

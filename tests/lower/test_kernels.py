@@ -30,7 +30,7 @@ def _tables() -> dict[str, dict[str, dict]]:
 
 def _native_isa() -> str:
     """This CPU's table (avx512 or avx2), "" where neither can run here."""
-    from archc.measurement.peak import detect_isa
+    from archc.util.peak import detect_isa
     isa = detect_isa()
     return isa if isa in ("avx512", "avx2") else ""
 
@@ -667,10 +667,9 @@ def test_blocks_of_8_where_a_half_width_fma_does_the_work_of_a_full_one(tmp_path
     onnxruntime at 1 thread). The cost is 2 for a target other than this machine's CPU; for this one it is
     measured, 1.1 or 2, and the plan records it."""
     from onnx import TensorProto, helper, numpy_helper
-
-    from archc import targets
     from tvm import relax
 
+    from archc import targets
     from archc.lower.build import import_onnx
     from archc.lower.kernels import pipeline
     from archc.lower.kernels.blocks import choose

@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 import archc
-from archc.measurement.peak import fma_peak
+from archc.util.peak import fma_peak
 
 pytestmark = [pytest.mark.tvm, pytest.mark.torch]
 

@@ -20,8 +20,8 @@ def kernels(request):
 
     from archc.lower import vector_math
     from archc.lower.tvm_target import tvm_target
-    from archc.measurement.peak import detect_isa
     from archc.targets import get
+    from archc.util.peak import detect_isa
     isa = detect_isa()
     if isa not in ("avx512", "avx2"):
         pytest.skip("not an x86 CPU with AVX2: these x86 kernels cannot run here")

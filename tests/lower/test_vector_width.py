@@ -66,8 +66,8 @@ def test_the_profile_has_a_vector_column(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     from archc.lower.profile import profile
-    from archc.measurement.peak import detect_isa
     from archc.render.views import profile_table
+    from archc.util.peak import detect_isa
     if shutil.which("objdump") is None or detect_isa() not in ("avx512", "avx2"):
         pytest.skip("needs objdump (apt-get install binutils) and an x86 CPU with AVX2 or AVX-512")
     w = numpy_helper.from_array(np.ones((16, 8, 3, 3), "f4"), "w")
@@ -95,7 +95,7 @@ def test_concatenations_run_at_vector_width(name, wide, tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     from archc.lower.vector_width import objdump_for, widths
-    from archc.measurement.peak import detect_isa
+    from archc.util.peak import detect_isa
     if objdump_for(None) is None or detect_isa() not in ("avx512", "avx2") or \
             name == "x86-avx512" and detect_isa() != "avx512":
         pytest.skip(f"needs objdump (apt-get install binutils) and a CPU that runs {name}'s code")
@@ -137,7 +137,7 @@ def test_a_shufflenet_unit_runs_at_vector_width(name, tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     from archc.lower.vector_width import objdump_for, widths
-    from archc.measurement.peak import detect_isa
+    from archc.util.peak import detect_isa
     if objdump_for(None) is None or detect_isa() not in ("avx512", "avx2") or \
             name == "x86-avx512" and detect_isa() != "avx512":
         pytest.skip(f"needs objdump (apt-get install binutils) and a CPU that runs {name}'s code")

@@ -113,7 +113,8 @@ class _Rewriter:
                 self.consumer[v] = b
         for v in _vars_in(func.body.body, relax):
             self.uses[v] += 2  # a function output is never folded away
-        self.choice = choose(self.bindings, plan.lanes, shape_of, plan.half_width_cost)  # var → block, where a convolution writes it
+        # var → block, where a convolution writes it
+        self.choice = choose(self.bindings, plan.lanes, shape_of, plan.half_width_cost)
 
     # -- values in either layout -------------------------------------------------------------------------
     def nchw(self, v: Any) -> Any:

@@ -14,8 +14,7 @@ from archc.lower.kernels.channels_last import channels_first
 from archc.lower.kernels.layout import blocked_conv_layout
 from archc.lower.kernels.matmul import matmul_as_conv
 from archc.lower.kernels.search import Choices
-from archc.measurement.environment import llvm_cpu
-from archc.measurement.peak import fma_peak
+from archc.util.peak import fma_peak
 
 
 def lanes(tgt: Any) -> int:
@@ -36,7 +35,7 @@ def half_width_cost(tgt: Any) -> float:
     with onnxruntime: MNASNet's 72- and 120-channel layers in blocks of 8 instead of padded to 80 and 128, 1.06-1.12×
     → 1.02-1.07× at 1 thread; at 1.0 rather than 1.1, RegNetY-400MF and ShuffleNet v2 lost 2-3% (their 104-,
     116- and 232-channel groups), at 1.1 they kept their time."""
-    if lanes(tgt) != 16 or str(tgt.attrs.get("mcpu", "")) != (llvm_cpu() or ""):
+    if lanes(tgt) != 16 or str(tgt.attrs.get("mcpu", "")) != codegen.llvm_get_system_cpu():
         return 2.0
     return _half_width_cost_here()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from archc.errors import ArchcError
-from archc.measurement.environment import all_cpu_flags
+from archc.util.machine import all_cpu_flags
 
 SECONDS = 0.2  # each thread's run
 RUNS = 3  # best of
