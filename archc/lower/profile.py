@@ -52,7 +52,8 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: i
     target = targets.Target(t.name, t.description, "tvm", str(folder / MANIFEST), t.runner, t.tvm, t.cross_compiler)
     tgt = tvm_target_at(target, manifest.build.precision)  # a bf16 package's kernels are a bf16 build's
     model = frontends.load(folder / "model.onnx")
-    mod = prepare(import_onnx(model), tgt, manifest.build.kernels or "tvm", None, manifest.build.precision)
+    half_cost = (manifest.build.layout or {}).get("half_width_cost")  # the plan as built, not measured again
+    mod = prepare(import_onnx(model), tgt, manifest.build.kernels or "tvm", None, manifest.build.precision, half_cost)
     db = manifest.build.database
     if db and Path(db).is_dir():
         mod = apply(mod, tgt, Path(db))[0]

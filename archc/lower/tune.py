@@ -53,13 +53,13 @@ def default_db(target: Target) -> Path:
 
 
 def prepare(mod: Any, tgt: Any, kernels: str = "tvm", plans: list[Any] | None = None,
-            precision: str = "fp32") -> Any:
+            precision: str = "fp32", half_cost: float | None = None) -> Any:
     """The fused module that tuning and applying both see; with `kernels="archc"` on a CPU target, archc's layout
     plan first (lower/kernels: its convolutions then fuse with their epilogues like TVM's own; in bf16 on AMX
-    where `precision` says so), appended to `plans` when given."""
+    where `precision` says so), appended to `plans` when given; `half_cost`: kernels.plan's."""
     if kernels == "archc" and str(tgt.kind) == "llvm":
         from archc.lower.kernels import plan
-        mod, made = plan(mod, tgt, precision)
+        mod, made = plan(mod, tgt, precision, half_cost)
         if plans is not None:
             plans.append(made)
     with tgt:

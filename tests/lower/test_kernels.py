@@ -694,3 +694,33 @@ def test_blocks_of_8_where_a_half_width_fma_does_the_work_of_a_full_one(tmp_path
     if plan["lanes"] == 16:
         assert plan["convolutions"][0]["out"] == ("NCHW8c" if plan["half_width_cost"] < 2
                                                   else "NCHW16c (72 padded to 80)")
+
+
+def test_a_profile_lowers_with_the_plan_the_package_recorded(tmp_path, monkeypatch):
+    """A package built where blocks of 8 cost otherwise (another CPU: here the cost is forced to the other of its
+    two values while compiling) is profiled with the half_width_cost its manifest records, not this machine's:
+    lowered again with this machine's, its 72-channel kernels would not be the package's (the profile's "compile
+    it again" error)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from archc import targets
+    from archc.lower.kernels import pipeline
+    from archc.lower.tvm_target import tvm_target
+    if _native_isa() != "avx512":
+        pytest.skip("blocks of 8 against 16 are an AVX-512 choice: run on an x86 CPU with AVX-512")
+    here = pipeline.half_width_cost(tvm_target(targets.get("native")))
+    other = 2.0 if here < 2 else 1.1
+    rng = np.random.default_rng(9)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype("f4"), n)
+             for n, s in (("w1", (72, 24, 1, 1)), ("w2", (24, 72, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"]), helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "c72", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 24, 14, 14])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 24, 14, 14])], inits)
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "half_width_cost", lambda tgt: other)
+        _, result = compile_verified(graph, tmp_path, "native")
+    manifest = json.loads((Path(result.output) / "manifest.json").read_text())
+    assert manifest["build"]["layout"]["half_width_cost"] == other
+    prof = archc.profile(result.output, repeat=4)
+    assert {k.name for k in prof.kernels} and all(k.seconds > 0 for k in prof.kernels)

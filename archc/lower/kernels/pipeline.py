@@ -55,16 +55,17 @@ def bf16_unit(tgt: Any) -> str:
     return "amx" if "+amx-bf16" in [str(a) for a in tgt.attrs.get("mattr", [])] else "avx512bf16"
 
 
-def plan(mod: Any, tgt: Any, precision: str = "fp32") -> tuple[Any, Any]:
+def plan(mod: Any, tgt: Any, precision: str = "fp32", half_cost: float | None = None) -> tuple[Any, Any]:
     """The module with its convolutions, and its matrix products of many rows (matmul.py), in archc's blocked
     layout (layout.py); the plan, for explaining it. `precision` "bf16": the convolutions computed in bf16 (on AMX
-    tiles or with AVX512-BF16 steps: `bf16_unit`)."""
+    tiles or with AVX512-BF16 steps: `bf16_unit`). `half_cost`: the plan's half_width_cost as a package recorded
+    it (a profile lowers the model again and must get the kernels the package has), else measured here."""
     mod = tvm.transform.Sequential([relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant(),
                                     relax.transform.CanonicalizeBindings(),
                                     relax.transform.DeadCodeElimination()])(mod)
     mod = bmm.batched_products(matmul_as_conv(channels_first(mod)), lanes(tgt))
     return blocked_conv_layout(mod, lanes(tgt), precision, bf16_unit(tgt),  # the unit counts at bf16 only
-                               half_width_cost(tgt))
+                               half_width_cost(tgt) if half_cost is None else half_cost)
 
 
 def workloads(mod: Any, bf16: bool = True) -> dict[str, str]:
