@@ -660,13 +660,24 @@ def test_dense_layers_run_on_archc_register_tiled_kernel(isa, tmp_path):
     assert len(found) == 2, found
 
 
+def _c72_graph():
+    """24 → 72 → 24 channels (1×1 convolutions, a ReLU between): MNASNet's 72-channel group."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(8)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype("f4"), n)
+             for n, s in (("w1", (72, 24, 1, 1)), ("w2", (24, 72, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"]), helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["y"])]
+    return helper.make_graph(nodes, "c72", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 24, 14, 14])],
+                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 24, 14, 14])], inits)
+
+
 def test_blocks_of_8_where_a_half_width_fma_does_the_work_of_a_full_one(tmp_path):
     """MNASNet's 72 channels, written by a 1×1 convolution and read by the next: on 16-lane vectors padded to 80
     where a block of 8 fills half of each FMA (written at ×2, read at ×1; padded, both at ×80/72), in blocks of 8
     where a 256-bit FMA does the work of a 512-bit one per lane (AMD Zen 4: MNASNet 1.06-1.12× → 1.02-1.07×
     onnxruntime at 1 thread). The cost is 2 for a target other than this machine's CPU; for this one it is
     measured, 1.1 or 2, and the plan records it."""
-    from onnx import TensorProto, helper, numpy_helper
     from tvm import relax
 
     from archc import targets
@@ -675,13 +686,7 @@ def test_blocks_of_8_where_a_half_width_fma_does_the_work_of_a_full_one(tmp_path
     from archc.lower.kernels.blocks import choose
     from archc.lower.kernels.optable import shape_of
     from archc.lower.tvm_target import tvm_target
-    rng = np.random.default_rng(8)
-    inits = [numpy_helper.from_array(rng.standard_normal(s).astype("f4"), n)
-             for n, s in (("w1", (72, 24, 1, 1)), ("w2", (24, 72, 1, 1)))]
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"]), helper.make_node("Relu", ["a"], ["r"]),
-             helper.make_node("Conv", ["r", "w2"], ["y"])]
-    graph = helper.make_graph(nodes, "c72", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 24, 14, 14])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 24, 14, 14])], inits)
+    graph = _c72_graph()
     path, result = compile_verified(graph, tmp_path, "native")
     mod = relax.transform.DecomposeOpsForInference()(import_onnx(archc.load(path)))
     bindings = list(mod["main"].body.blocks[0].bindings)
@@ -701,8 +706,6 @@ def test_a_profile_lowers_with_the_plan_the_package_recorded(tmp_path, monkeypat
     two values while compiling) is profiled with the half_width_cost its manifest records, not this machine's:
     lowered again with this machine's, its 72-channel kernels would not be the package's (the profile's "compile
     it again" error)."""
-    from onnx import TensorProto, helper, numpy_helper
-
     from archc import targets
     from archc.lower.kernels import pipeline
     from archc.lower.tvm_target import tvm_target
@@ -710,13 +713,7 @@ def test_a_profile_lowers_with_the_plan_the_package_recorded(tmp_path, monkeypat
         pytest.skip("blocks of 8 against 16 are an AVX-512 choice: run on an x86 CPU with AVX-512")
     here = pipeline.half_width_cost(tvm_target(targets.get("native")))
     other = 2.0 if here < 2 else 1.1
-    rng = np.random.default_rng(9)
-    inits = [numpy_helper.from_array(rng.standard_normal(s).astype("f4"), n)
-             for n, s in (("w1", (72, 24, 1, 1)), ("w2", (24, 72, 1, 1)))]
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"]), helper.make_node("Relu", ["a"], ["r"]),
-             helper.make_node("Conv", ["r", "w2"], ["y"])]
-    graph = helper.make_graph(nodes, "c72", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 24, 14, 14])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 24, 14, 14])], inits)
+    graph = _c72_graph()
     with monkeypatch.context() as m:
         m.setattr(pipeline, "half_width_cost", lambda tgt: other)
         _, result = compile_verified(graph, tmp_path, "native")
