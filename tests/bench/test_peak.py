@@ -70,3 +70,24 @@ def test_needs_no_tvm():
     code = "import sys; sys.modules['tvm'] = None; import archc.util.peak; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@needs_cc
+def test_whether_a_256_bit_fma_does_a_512_bit_ones_work_is_measured_once_per_machine(tmp_path, monkeypatch):
+    """The layout plan's question (8-channel blocks against padding to 16): measured once (its 512-bit and 256-bit
+    peaks recorded beside the answer), then read from the user's cache; a cache edited to the other answer is
+    what the next process believes, which shows it is read and not measured again."""
+    if peak.detect_isa() != "avx512":
+        pytest.skip("a question for AVX-512 CPUs: run on an x86 CPU with AVX-512")
+    import json
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    peak.half_width_fma_is_full.cache_clear()
+    first = peak.half_width_fma_is_full()
+    (record,) = (tmp_path / "archc" / "machine").glob("*.json")
+    data = json.loads(record.read_text())
+    assert data["half_width_fma_is_full"] is first and data["gflops_512"] > 0 and data["gflops_256"] > 0
+    assert first == (data["gflops_512"] < 1.5 * data["gflops_256"])
+    record.write_text(json.dumps({**data, "half_width_fma_is_full": not first}))
+    peak.half_width_fma_is_full.cache_clear()
+    assert peak.half_width_fma_is_full() is (not first)
+    peak.half_width_fma_is_full.cache_clear()

@@ -2,7 +2,6 @@
 (after fusion)."""
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import tvm
@@ -14,7 +13,7 @@ from archc.lower.kernels.channels_last import channels_first
 from archc.lower.kernels.layout import blocked_conv_layout
 from archc.lower.kernels.matmul import matmul_as_conv
 from archc.lower.kernels.search import Choices
-from archc.util.peak import fma_peak
+from archc.util.peak import half_width_fma_is_full
 
 
 def lanes(tgt: Any) -> int:
@@ -37,16 +36,7 @@ def half_width_cost(tgt: Any) -> float:
     116- and 232-channel groups), at 1.1 they kept their time."""
     if lanes(tgt) != 16 or str(tgt.attrs.get("mcpu", "")) != codegen.llvm_get_system_cpu():
         return 2.0
-    return _half_width_cost_here()
-
-
-@functools.cache
-def _half_width_cost_here() -> float:
-    """half_width_cost of this machine: its 512-bit and 256-bit fp32 FMA peaks (one thread, best of 3 short runs)
-    compared; 1.1 or 2, never in between, so that the noise of a shared machine does not change the plan from
-    build to build (Zen 4: 110 against 116 GFLOP/s)."""
-    wide, half = (fma_peak(1, isa, seconds=0.05)["gflops"] for isa in ("avx512", "avx2"))
-    return 1.1 if wide < 1.5 * half else 2.0
+    return 1.1 if half_width_fma_is_full() else 2.0  # never in between: noise cannot change the plan
 
 
 def bf16_unit(tgt: Any) -> str:
