@@ -294,11 +294,11 @@ def header(args: argparse.Namespace, threads: int, peaks: dict[int, dict[str, An
                 "python": platform.python_version()}
     hog = f"hog ({n} busy-loop processes while timing)" if args.hog else "quiet (no hog started)"
     return "\n".join([
-        f"## backend_speed: {', '.join(args.models.split(','))} on {environment._cpu_model(info)}",
+        f"## backend_speed: {', '.join(args.models.split(','))} on {environment.cpu_model(info)}",
         "",
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; the whole run took {seconds / 60:.1f} min",
         f"- command: `python benchmarks/backend_speed.py {' '.join(sys.argv[1:])}`",
-        f"- CPU: {environment._cpu_model(info)} (LLVM: {llvm or '—'}), {n} logical CPUs, "
+        f"- CPU: {environment.cpu_model(info)} (LLVM: {llvm or '—'}), {n} logical CPUs, "
         f"{environment.physical_cores(info)} cores; flags: {', '.join(flags) or 'none of ' + '/'.join(FLAGS)}",
         f"- measured fp32 FMA peak ({peaks[1]['isa']}): {peak_text} ({peaks[1]['method'].split(' on ')[0]})",
         f"- threads: {threads} (TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS', 'unset')}); onnxruntime at its "

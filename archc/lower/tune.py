@@ -38,18 +38,16 @@ from archc.lower import vector_math
 from archc.runtime import last_line
 from archc.runtime.rpc import Remote, check
 from archc.targets import Target
+from archc.util.machine import archc_cache
 from archc.util.progress import progress
 
 STAMP = "archc-database.json"  # which TVM wrote the records: another TVM's records would not apply
 
 
 def default_db(target: Target) -> Path:
-    """The database of a target: one folder per target under the user's cache folder. archc's folder there is
-    made private (0700, as the XDG base directory spec asks of a folder it creates): its records shape the code
-    compiled from them, and name the layers of the models tuned."""
-    archc_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "archc"
-    archc_cache.mkdir(mode=0o700, parents=True, exist_ok=True)  # an existing folder keeps its mode
-    return archc_cache / "tuning" / target.name
+    """The database of a target: one folder per target under archc's private cache folder (util.machine.archc_cache:
+    its records shape the code compiled from them, and name the layers of the models tuned)."""
+    return archc_cache() / "tuning" / target.name
 
 
 def prepare(mod: Any, tgt: Any, kernels: str = "tvm", plans: list[Any] | None = None,

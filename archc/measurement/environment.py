@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from archc.measurement.results import Cpu, Environment, Gpu, Load
-from archc.util.machine import all_cpu_flags, cpuinfo, cpus
+from archc.util.machine import all_cpu_flags, cpu_model, cpuinfo, cpus
 
 # the CPU flags that decide how fast fp32/bf16/int8 kernels can be (x86, then Arm), in this order when present
 FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
@@ -52,7 +52,7 @@ def environment(threads: int | None = None) -> Environment:
     measured = measure(threads)
     return Environment(
         host=socket.gethostname(), os=f"{platform.system()} {platform.release()}", python=platform.python_version(),
-        cpu=Cpu(model=_cpu_model(info), llvm_cpu=llvm_cpu(), flags=cpu_flags(info),
+        cpu=Cpu(model=cpu_model(info), llvm_cpu=llvm_cpu(), flags=cpu_flags(info),
                 physical_cores=physical_cores(info), logical_cpus=cpus(),
                 peak_gflops=round(measured.peak_gflops, 2), peak_method=measured.peak_method,
                 bandwidth_gbs=round(measured.bandwidth_gbs, 2),
@@ -123,14 +123,6 @@ with ThreadPoolExecutor(threads) as pool:
         best = min(best, time.perf_counter() - t)
 print(json.dumps({"bandwidth_gbs": 2 * src.nbytes / best / 1e9}))
 """
-
-
-def _cpu_model(info: list[dict[str, str]]) -> str:
-    for entry in info:
-        for key in ("model name", "Model", "Hardware", "cpu model"):
-            if entry.get(key):
-                return entry[key]
-    return platform.processor() or platform.machine()
 
 
 def cpu_flags(info: list[dict[str, str]] | None = None) -> list[str]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from archc.errors import ArchcError
 from archc.util.atomic import write_text
-from archc.util.machine import all_cpu_flags, cpuinfo
+from archc.util.machine import all_cpu_flags, archc_cache, cpu_model, cpuinfo
 
 SECONDS = 0.2  # each thread's run
 RUNS = 3  # best of
@@ -137,19 +137,24 @@ def half_width_fma_is_full() -> bool:
     best of 3 runs of 0.05 s each. Kept in the user's cache (`$XDG_CACHE_HOME/archc/machine/`, keyed by the CPU's
     model and flags): every native build asks, and measuring costs two C compiles and 0.3 s."""
     info = cpuinfo()
-    model = next((e.get("model name", "") for e in info if e.get("model name")), platform.machine())
+    model = cpu_model(info)
     key = hashlib.sha256(f"{model} {' '.join(sorted(all_cpu_flags(info)))}".encode()).hexdigest()[:16]
-    path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "archc" / "machine" / f"{key}.json"
     try:
-        return bool(json.loads(path.read_text(encoding="utf-8"))["half_width_fma_is_full"])
-    except (OSError, ValueError, KeyError, TypeError):
+        path: Path | None = archc_cache() / "machine" / f"{key}.json"
+    except OSError:  # a home that cannot be written: measured in each process
+        path = None
+    try:
+        if path is not None:
+            return bool(json.loads(path.read_text(encoding="utf-8"))["half_width_fma_is_full"])
+    except (OSError, ValueError, KeyError, TypeError):  # not measured yet, or a record it cannot read
         pass
     wide, half = (fma_peak(1, isa, seconds=0.05)["gflops"] for isa in ("avx512", "avx2"))
     full = wide < 1.5 * half
     try:
-        write_text(path, json.dumps({"cpu": model, "half_width_fma_is_full": full, "gflops_512": round(wide, 1),
-                                     "gflops_256": round(half, 1)}) + "\n")
-    except OSError:  # a read-only home: measured again next time
+        if path is not None:
+            write_text(path, json.dumps({"cpu": model, "half_width_fma_is_full": full, "gflops_512": round(wide, 1),
+                                         "gflops_256": round(half, 1)}) + "\n")
+    except OSError:  # a read-only cache: measured again next time
         pass
     return full
 

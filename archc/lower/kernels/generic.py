@@ -58,7 +58,8 @@ def _selects(sch: Any, block: Any) -> bool:
 
 
 def dense_chunk(extent: int, lanes: int) -> int:
-    """The outputs one task of a long output row computes (a dense layer's features): whole vectors, at least four
+    """The outputs one task of a long output row computes (the features of a product with weights that are not
+    constants: dense.py schedules those that are, in registers): whole vectors, at least four
     tasks, at most 1,024 values (kept in L1 while the weights stream through); 0 if the row is not such a row
     (two vectors or fewer, or no vector divides it)."""
     vec = vector(extent, lanes)

@@ -325,7 +325,7 @@ class _Rewriter:
             return True
         chunk = dense.tile(n, self.plan.lanes)
         if not chunk:
-            return False  # not the dense schedule's long output row (generic.py)
+            return False  # not a row dense.tile takes: the generic schedule's
         packed = dense.pack(w.value.numpy(), chunk)
         self.plain[v] = self.bb.emit_te(dense.compute, self.nchw(x), self.relax.const(packed), _out_dtype(e.attrs, x),
                                         primfunc_name_hint="matmul")
