@@ -617,6 +617,52 @@ def test_a_dense_layer_is_tiled_into_register_accumulators():
 
 
 @pytest.mark.parametrize("isa", ["avx512", "avx2"])
+def test_a_channel_shuffle_is_copied_half_by_half(isa, tmp_path):
+    """A concatenation followed by a channel shuffle (reshape, transpose, reshape), as ShuffleNet v2 (two groups)
+    and v1 (three) write it: output channel g·i + k is channel i of source k, so the kernel's channel loop is split
+    by the number of groups and unrolled, each copy reading one source, and the rows of 7×7 after it are one
+    vectorized loop (they ran scalar: a select per element, rows of 7). A plain concatenation, whose source no
+    period decides, keeps the generic rule. The models equal onnxruntime on both vector widths."""
+    if isa == "avx512" and _native_isa() != "avx512" or not _native_isa():
+        pytest.skip(f"this CPU cannot run {isa} code: run on an x86 CPU with {isa.upper()} (the other width runs here)")
+    from onnx import TensorProto, helper, numpy_helper
+    from tvm import s_tir, tirx
+
+    from archc import targets
+    from archc.lower import kernels
+    from archc.lower.build import import_onnx
+    from archc.lower.tune import prepare
+    from archc.lower.tvm_target import tvm_target
+    node, c = helper.make_node, 16
+    inits = [numpy_helper.from_array(np.array(v, "i8"), n) for n, v in
+             (("s2", [1, 2, c, 7, 7]), ("f2", [1, 2 * c, 7, 7]), ("s3", [1, 3, c, 7, 7]), ("f3", [1, 3 * c, 7, 7]))]
+    nodes = [node("Concat", ["a", "b"], ["k2"], axis=1), node("Reshape", ["k2", "s2"], ["r2"]),
+             node("Transpose", ["r2"], ["t2"], perm=[0, 2, 1, 3, 4]), node("Reshape", ["t2", "f2"], ["y2"]),
+             node("Concat", ["a", "b", "c"], ["k3"], axis=1), node("Reshape", ["k3", "s3"], ["r3"]),
+             node("Transpose", ["r3"], ["t3"], perm=[0, 2, 1, 3, 4]), node("Reshape", ["t3", "f3"], ["y3"]),
+             node("Concat", ["a", "c"], ["y"], axis=1)]
+    io = helper.make_tensor_value_info
+    graph = helper.make_graph(nodes, "shuffle", [io(n, TensorProto.FLOAT, [1, c, 7, 7]) for n in "abc"],
+                              [io("y2", TensorProto.FLOAT, [1, 2 * c, 7, 7]),
+                               io("y3", TensorProto.FLOAT, [1, 3 * c, 7, 7]),
+                               io("y", TensorProto.FLOAT, [1, 2 * c, 7, 7])], inits)
+    name = {"avx512": "x86-avx512", "avx2": "x86"}[isa]
+    path, _ = compile_verified(graph, tmp_path, name)
+    tgt = tvm_target(targets.get(name))
+    mod, done = kernels.apply(prepare(import_onnx(archc.load(path)), tgt, "archc"), tgt,
+                              kernels.Choices(tgt, kernels.lanes(tgt), None))
+    unrolled = {}
+    for gv, func in mod.functions.items():
+        if isinstance(func, tirx.PrimFunc) and "concatenate" in gv.name_hint:
+            assert gv.name_hint in done
+            sch = s_tir.Schedule(func)
+            loops = [sch.get(lp) for lp in sch.get_loops(sch.get_child_blocks(sch.get_sblock("root"))[-1])]
+            assert tirx.ForKind.VECTORIZED in [lp.kind for lp in loops], gv.name_hint
+            unrolled[gv.name_hint] = [int(lp.extent) for lp in loops if lp.kind == tirx.ForKind.UNROLLED]
+    assert sorted(unrolled.values()) == [[], [2], [3]], unrolled
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2"])
 def test_dense_layers_run_on_archc_register_tiled_kernel(isa, tmp_path):
     """A classifier (Gemm 1280 → 1000 with its bias and a ReLU) and a 2-row MatMul against constant weights
     (96 → 200): each is archc's dense kernel, its accumulators a local (register) buffer the epilogue reads, its
