@@ -109,6 +109,15 @@ def schedule_block(sch: Any, block: Any, lanes: int) -> None:
             sch.vectorize(inner)
             sch.parallel(sch.fuse(*spatial[:-1], outer))
             return
+        rows = _contiguous_rows(sch.get(block)) if len(spatial) > 1 and last % lanes else 0
+        if rows > 1 and prod(int(sch.get(lp).extent) for lp in spatial[-rows:]) >= lanes:
+            # a copy or an elementwise step whose innermost axes are contiguous in every buffer it touches (a slice
+            # of channels at 14 × 14, a copy into blocks of one channel): one row, vectorized whole
+            row_tasks, row = _row_tasks(sch, sch.fuse(*spatial[-rows:]), lanes)
+            tasks = [*spatial[:-rows], row_tasks]
+            sch.parallel(sch.fuse(*tasks) if len(tasks) > 1 else row_tasks)
+            _vectorize_row(sch, row, lanes)
+            return
         if len(spatial) > 1 and last % lanes:
             # rows no vector divides (ViT's 197 tokens; NCHW rows of 28 or 14, whose fused vectors would cross rows
             # and be gathered): the outer loops in parallel, each row a plain loop that LLVM vectorizes itself
@@ -176,10 +185,7 @@ def _concat_rows(sch: Any, block: Any, loops: list[Any], rows: int, lanes: int) 
     row_vars = [iv.var for iv in stmt.iter_vars[axis + 1:]]
     if not conditions or any(v.same_as(r) for c in conditions for v in _free_vars(stmt, c) for r in row_vars):
         return False
-    row = sch.fuse(*loops[axis + 1:]) if rows > 1 else loops[-1]
-    extent = int(sch.get(row).extent)
-    chunk = max((c for c in range(lanes, min(extent, _ROW_CHUNK) + 1, lanes) if extent % c == 0), default=extent)
-    row_tasks, row = sch.split(row, [None, chunk])  # a long row (DenseNet's 56 × 56 × 16) in tasks of L1's size
+    row_tasks, row = _row_tasks(sch, sch.fuse(*loops[axis + 1:]) if rows > 1 else loops[-1], lanes)
     factor = _source_period(stmt, conditions, axis, int(sch.get(loops[axis]).extent))
     if factor:
         outer, inner = sch.split(loops[axis], [None, factor])
@@ -188,8 +194,63 @@ def _concat_rows(sch: Any, block: Any, loops: list[Any], rows: int, lanes: int) 
         sch.unroll(inner)
     else:
         sch.parallel(sch.fuse(*loops[:axis + 1], row_tasks))
-    sch.vectorize(sch.split(row, [None, lanes])[1])
+    _vectorize_row(sch, row, lanes)
     return True
+
+
+def _row_tasks(sch: Any, row: Any, lanes: int) -> tuple[Any, Any]:
+    """A row split into the tasks it is copied in (a long row, DenseNet's 56 × 56 × 16, in pieces of L1's size;
+    a row of one piece, its one task) and the loop within a task."""
+    extent = int(sch.get(row).extent)
+    chunk = max((c for c in range(lanes, min(extent, _ROW_CHUNK) + 1, lanes) if extent % c == 0), default=extent)
+    tasks, inner = sch.split(row, [None, chunk])
+    return tasks, inner
+
+
+def _vectorize_row(sch: Any, row: Any, lanes: int) -> None:
+    """Vectorize a row: its whole vectors in one loop, the values after them (49 = 3 × 16 + 1) in a scalar loop
+    of their own. A predicated last vector is scalarized by TVM, and LLVM then vectorized the loop around it with
+    gathers and scatters (a slice at 7 × 7 ran 4× slower)."""
+    extent = int(sch.get(row).extent)
+    whole = extent - extent % lanes
+    if whole and whole != extent:
+        row = sch.loop_partition(row, [whole, None], preserve_unit_iters=False)[0]
+    if whole:
+        sch.vectorize(sch.split(row, [None, lanes])[1])
+
+
+def _contiguous_rows(stmt: Any) -> int:
+    """How many of the block's innermost variables index the innermost axes of every buffer it reads and writes,
+    in order and whole (but the outermost of them), so that a row over them is contiguous in each; 0 if none.
+    Axes of one element (NCHW1c's block) are passed over; two others at most, an image's row and column (over a
+    third, TVM no longer simplifies the fused index to a contiguous one, and the copy ran scalar as one task)."""
+    analyzer = _analyzer(stmt)
+    accesses = []
+    for a in (*stmt.reads, *stmt.writes):
+        shape = [int(d) for d in a.source.shape]
+        keep = len(shape)
+        while keep and shape[keep - 1] == 1:
+            keep -= 1
+        accesses.append((list(a.region)[:keep], shape[:keep]))
+    depth, matched, inner_extent = 0, 0, 0  # loops counted, buffer axes matched, the last matched axis's extent
+    for iv in reversed(list(stmt.iter_vars)):
+        if matched == 2:
+            return depth
+        if int(iv.dom.extent) == 1:
+            depth += 1
+            continue
+        for region, shape in accesses:
+            if len(region) <= matched:
+                return depth
+            r = region[len(region) - 1 - matched]
+            if int(r.extent) != 1 or not analyzer.simplify(r.min).same_as(iv.var):
+                return depth
+            if shape[len(shape) - 1 - matched] < int(iv.dom.extent):
+                return depth  # a padding: the buffer is shorter than the axis (its reads guarded by a condition)
+            if matched and shape[len(shape) - matched] != inner_extent:
+                return depth  # the axis inside is not whole in this buffer: the row would skip
+        depth, matched, inner_extent = depth + 1, matched + 1, int(iv.dom.extent)
+    return depth
 
 
 def _conditions(stmt: Any) -> list[Any]:
