@@ -18,16 +18,18 @@ from typing import Any, NamedTuple
 import tvm
 from tvm import te, topi
 
-from archc.lower.kernels import dpbf16, generic
+from archc.lower.kernels import dpbf16, generic, vnni
 from archc.lower.kernels.blocks import is_depthwise
 from archc.ops.window import out_sizes
 
 BLOCK = "archc_conv2d_nchwc"
 DW_BLOCK = "archc_dwconv2d_nchwc"  # the depthwise one (groups = channels)
 BF16_BLOCK = "archc_conv2d_nchwc_bf16"  # bf16 data and weights, float32 sums: VDPBF16PS steps (dpbf16.py)
+INT8_BLOCK = "archc_conv2d_nchwc_int8"  # uint8 data, int8 weights, int32 sums: VPDPBUSD steps (vnni.py)
 WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (Workload.key)
 PAD = "archc_conv2d_pad"
 PAD_BF16 = "archc_conv2d_pad_bf16"  # the bf16 convolution's input kernel (pad_bf16)
+PAD_INT8 = "archc_conv2d_pad_int8"  # the int8 convolution's input kernel (pad_int8)
 CROP = "archc_conv2d_crop"  # the output's true width, where the row was widened (`widened`)
 
 
@@ -85,6 +87,21 @@ def pad_bf16(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: 
              dilation: Sequence[int]) -> Any:
     """The bf16 convolution's input, in a kernel of its own: float32 NCHW[ic_bn]c zero-padded (`widened`'s extra
     columns too) and rounded to bf16 (its bits: dpbf16.bits) in one pass."""
+    return _converted(data, kernel, strides, padding, dilation, PAD_BF16, dpbf16.bits, 0, dpbf16.BITS)
+
+
+def pad_int8(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
+             dilation: Sequence[int], scale: float, zero_point: int) -> Any:
+    """The int8 convolution's input, in a kernel of its own: float32 NCHW[ic_bn]c quantized to uint8 (ONNX's
+    QuantizeLinear: vnni.quantize) and padded with the zero point (a real 0; `widened`'s extra columns too) in one
+    pass."""
+    return _converted(data, kernel, strides, padding, dilation, PAD_INT8,
+                      lambda v: vnni.quantize(v, scale, zero_point), zero_point, "uint8")
+
+
+def _converted(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
+               dilation: Sequence[int], name: str, convert: Any, fill: int, dtype: str) -> Any:
+    """float32 NCHW[ic_bn]c data converted (`convert` of each value) and padded with `fill` for the convolution."""
     n, chunks, height, width, bn = (int(d) for d in data.shape)
     (top, left, bottom, right), _ = widened(width, kernel[1], strides[1], dilation[1], padding)
 
@@ -93,9 +110,41 @@ def pad_bf16(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: 
         # the indices clamped inside the data: the padding's reads, which the condition discards, stay in bounds
         value = data[b, c, tvm.tirx.min(tvm.tirx.max(y - top, 0), height - 1),
                      tvm.tirx.min(tvm.tirx.max(x - left, 0), width - 1), i]
-        return dpbf16.bits(tvm.tirx.if_then_else(inside, value, tvm.tirx.const(0, data.dtype)))
+        return tvm.tirx.if_then_else(inside, convert(value), tvm.tirx.const(fill, dtype))
 
-    return te.compute((n, chunks, height + top + bottom, width + left + right, bn), cell, name=PAD_BF16)
+    return te.compute((n, chunks, height + top + bottom, width + left + right, bn), cell, name=name)
+
+
+def compute_int8(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
+                 dilation: Sequence[int], shape: Sequence[int]) -> Any:
+    """conv2d of uint8 NCHW[ic_bn]c data already padded (`pad_int8` of the float32 input of `shape`) × int8
+    OIHW[ic_bn/4]i[oc_bn]o[4]i weights (vnni.pack_weights) → int32 NCHW[oc_bn]c: `compute_bf16`'s loop nest with
+    the input block's channels taken in fours (the VPDPBUSD step), its WORKLOAD the float32 convolution's."""
+    return _stepped(data, weight, strides, padding, dilation, shape, INT8_BLOCK,
+                    lambda d, w: d.astype("int32") * w.astype("int32"))
+
+
+def _stepped(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+             shape: Sequence[int], name: str, product: Any) -> Any:
+    """The convolution of padded data × weights whose innermost axis is the step's reduction (a pair of bf16
+    channels, a quadruple of int8 ones), `product` of a data and a weight value summed; cropped as `compute`."""
+    n, chunks, height, width, ic_bn = (int(d) for d in data.shape)
+    oc_chunk, ic_chunk, kh, kw, steps, oc_bn, width_step = (int(d) for d in weight.shape)
+    (sh, sw), (dh, dw) = strides, dilation
+    out_h, out_w = (height - dh * (kh - 1) - 1) // sh + 1, (width - dw * (kw - 1) - 1) // sw + 1
+    icc = te.reduce_axis((0, ic_chunk), name="icc")
+    icp = te.reduce_axis((0, steps), name="icp")
+    j = te.reduce_axis((0, width_step), name="j")
+    rh = te.reduce_axis((0, kh), name="rh")
+    rw = te.reduce_axis((0, kw), name="rw")
+
+    def cell(b: Any, oc: Any, y: Any, x: Any, ob: Any) -> Any:
+        value = data[b, icc, y * sh + rh * dh, x * sw + rw * dw, icp * width_step + j]
+        return te.sum(product(value, weight[oc, icc, rh, rw, icp, ob, j]), axis=[icc, rh, rw, icp, j])
+
+    workload = Workload.of(shape, (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides, padding, dilation)
+    return _cropped(te.compute((n, oc_chunk, out_h, out_w, oc_bn), cell, name=name,
+                               attrs={WORKLOAD: workload.key}), workload.out_size[1])
 
 
 def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
@@ -106,23 +155,8 @@ def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequen
     step).
     Its WORKLOAD is the float32 convolution's of the same shape, whose configuration (the register tile) it takes:
     the same tile of accumulators, half the reduction steps."""
-    n, chunks, height, width, ic_bn = (int(d) for d in data.shape)
-    oc_chunk, ic_chunk, kh, kw, pairs, oc_bn, two = (int(d) for d in weight.shape)
-    (sh, sw), (dh, dw) = strides, dilation
-    out_h, out_w = (height - dh * (kh - 1) - 1) // sh + 1, (width - dw * (kw - 1) - 1) // sw + 1
-    icc = te.reduce_axis((0, ic_chunk), name="icc")
-    icp = te.reduce_axis((0, pairs), name="icp")
-    j = te.reduce_axis((0, two), name="j")
-    rh = te.reduce_axis((0, kh), name="rh")
-    rw = te.reduce_axis((0, kw), name="rw")
-
-    def cell(b: Any, oc: Any, y: Any, x: Any, ob: Any) -> Any:
-        value = dpbf16.value(data[b, icc, y * sh + rh * dh, x * sw + rw * dw, icp * two + j])
-        return te.sum(value * dpbf16.value(weight[oc, icc, rh, rw, icp, ob, j]), axis=[icc, rh, rw, icp, j])
-
-    workload = Workload.of(shape, (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides, padding, dilation)
-    return _cropped(te.compute((n, oc_chunk, out_h, out_w, oc_bn), cell, name=BF16_BLOCK,
-                               attrs={WORKLOAD: workload.key}), workload.out_size[1])
+    return _stepped(data, weight, strides, padding, dilation, shape, BF16_BLOCK,
+                    lambda d, w: dpbf16.value(d) * dpbf16.value(w))
 
 
 def compute_depthwise(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
@@ -273,19 +307,20 @@ def schedule(sch: Any, config: Config) -> None:
     over (n, oc chunks, output rows) in parallel, each task a row of `reg_n`-pixel × `oc_tile`-block register
     tiles, the reduction outside the tile, the epilogue applied to the tile."""
     depthwise = generic.has_block(sch, DW_BLOCK)
-    bf16 = generic.has_block(sch, BF16_BLOCK)  # its input comes padded (pad_bf16): no PAD block in its kernel
+    # a step's kernel (bf16, int8) has its input padded by a kernel of its own: no PAD block in it
+    stepped = next((b for b in (BF16_BLOCK, INT8_BLOCK) if generic.has_block(sch, b)), None)
     if config.inline_pad and generic.has_block(sch, PAD):
         sch.compute_inline(sch.get_sblock(PAD))
-    conv = sch.get_sblock(DW_BLOCK if depthwise else BF16_BLOCK if bf16 else BLOCK)
+    conv = sch.get_sblock(DW_BLOCK if depthwise else stepped or BLOCK)
     epilogue, broadcast = inline_epilogue(sch, conv)
     if epilogue is None:  # no consumer in this kernel: a write-back block of its own leaves the register tile
         epilogue = sch.cache_write(conv, 0, "global")
     sch.set_scope(conv, 0, "local")
-    pair = []  # the bf16 step's reduction over the pair, innermost
+    pair = []  # the step's reduction (a bf16 pair, an int8 quadruple), innermost
     if depthwise:
         n, occ, oh, ow, ocb, rh, rw = sch.get_loops(conv)
         reduction = [rh, rw]
-    elif bf16:
+    elif stepped:
         n, occ, oh, ow, ocb, icc, rh, rw, icb, j = sch.get_loops(conv)
         reduction, pair = ([icc, rh, rw, icb] if config.kw_outer else [icc, rh, icb, rw]), [j]
     else:
@@ -299,15 +334,15 @@ def schedule(sch: Any, config: Config) -> None:
     sch.parallel(sch.fuse(n, occo, oh))
     sch.unroll(occi)
     sch.unroll(owi)
-    if not bf16:
+    if not stepped:
         sch.vectorize(ocb)
     sch.reverse_compute_at(epilogue, owo)
     sch.vectorize(sch.get_loops(epilogue)[-1])
     init = sch.decompose_reduction(conv, reduction[0])  # after vectorize/unroll: else the init block blocks it
     block_width = int(sch.get(conv).writes[0].source.shape[-1])  # read before tensorize replaces the block
-    if bf16:
+    if stepped:
         sch.vectorize(sch.get_loops(init)[-1])
-        sch.tensorize(ocb, dpbf16.register())
+        sch.tensorize(ocb, dpbf16.register() if stepped == BF16_BLOCK else vnni.register())
     if broadcast is not None:
         generic.schedule_block(sch, broadcast, block_width)
     if generic.has_block(sch, PAD):

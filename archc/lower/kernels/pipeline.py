@@ -100,16 +100,17 @@ def apply(mod: Any, tgt: Any, choices: Choices) -> tuple[Any, list[str]]:
             if gv.name_hint in convs:
                 raise
             continue
-        mod[gv] = _well_formed(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
+        func = sch.mod["main"] if gv.name_hint in convs else _well_formed(sch.mod["main"])
+        mod[gv] = func.with_attr("tirx.is_scheduled", True)
         done.append(gv.name_hint)
     return mod, done
 
 
 def _well_formed(func: Any) -> Any:
-    """The kernel, each variable defined once. A loop partition (generic's rows of 49 = 3 × 16 + 1) leaves its
-    two blocks sharing their unit axes' variables (TVM's s_tir.renew_defs keeps them shared), which a later
-    Schedule of the kernel (a profile, a tuning pass) refuses as ill-formed; printed and parsed again, the kernel
-    gets its own variables."""
+    """A kernel the generic rules scheduled, each variable defined once. A loop partition (generic's rows of
+    49 = 3 × 16 + 1) leaves its two blocks sharing their unit axes' variables (TVM's s_tir.renew_defs keeps them
+    shared), which a later Schedule of the kernel (a profile, a tuning pass) refuses as ill-formed; printed and
+    parsed again, the kernel gets its own variables."""
     if tirx.analysis.verify_well_formed(func, False):
         return func
     return tvm.script.from_source(func.script())

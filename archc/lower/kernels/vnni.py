@@ -1,0 +1,102 @@
+"""int8 dot products on AVX512-VNNI (VPDPBUSD): the step archc's blocked convolution tensorizes into for
+`--precision int8` (Intel since Cascade Lake, AMD Zen 4 and 5).
+
+One VPDPBUSD adds to 16 int32 accumulators the products of 16 quadruples of int8 weights (one per output channel)
+with one quadruple of uint8 input values broadcast to all 16: four input channels of the reduction per instruction,
+64 multiply-adds, four times an fp32 FMA's. The sums are exact (a product fits 16 bits, four of them and the
+accumulator int32), so the kernel's integer result is onnxruntime's own.
+
+The weights are packed with each output channel's four input channels adjacent (OIHW[ic_bn/4]i[16]o[4]i,
+`pack_weights`), so a step is one 64-byte load; the input's quadruple is four adjacent channels of the uint8
+NCHW[ic_bn]c block, one 4-byte broadcast. TVM 0.27 ships the step as a tensor intrinsic (`dot_16x4_vnni`), which
+the schedule tensorizes into.
+
+Quantization follows the ONNX QDQ format: x = (q - zero_point) · scale, a uint8 activation with one scale and zero
+point (per tensor), int8 weights symmetric per output channel (zero point 0). The zero point's share of the sums,
+zero_point · Σ weights of the channel, is a constant subtracted in the epilogue (`zero_point_sums`), and the
+padding is the zero point (a real 0), so the subtraction is exact at the borders too.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+LANES = 16  # output channels per step (int32 accumulators in one zmm register)
+QUAD = 4  # reduction channels per step
+INTRIN = "archc_dot_16x4_u8i8"  # the TensorIntrin: C[16] += A[4] · B[16, 4]
+
+_registered = False
+
+
+def register() -> str:
+    """Register the tensor intrinsic (once per process); its name. TVM's own `dot_16x4_vnni` is the same step, but
+    it passes the bytes as <16 x i32>, which the LLVM of TVM 0.27's wheel (22) refuses: its VPDPBUSD takes
+    <64 x i8>. It also keeps the accumulators in global memory; the convolution's tile is a local (register)
+    buffer."""
+    global _registered
+    if _registered:
+        return INTRIN
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    def buffers(a: Any, b: Any, c: Any) -> tuple[Any, Any, Any]:
+        return (T.match_buffer(a, (QUAD,), "uint8", offset_factor=1),
+                T.match_buffer(b, (LANES, QUAD), "int8", offset_factor=1),
+                T.match_buffer(c, (LANES,), "int32", offset_factor=1, scope="local"))
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A, B, C = buffers(a, b, c)
+        with T.sblock("root"):
+            T.reads(C[0:LANES], A[0:QUAD], B[0:LANES, 0:QUAD])
+            T.writes(C[0:LANES])
+            for i in T.serial(0, LANES):
+                for k in T.serial(0, QUAD):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A, B, C = buffers(a, b, c)
+        with T.sblock("root"):
+            T.reads(C[0:LANES], A[0:QUAD], B[0:LANES, 0:QUAD])
+            T.writes(C[0:LANES])
+            C[T.ramp(T.int32(0), 1, LANES)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"), C.vload([0], "int32x16"),
+                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), LANES),
+                              dtype="int8x64"),
+                B.vload([0, 0], "int8x64"), dtype="int32x16")
+
+    TensorIntrin.register(INTRIN, desc, impl, override=True)
+    _registered = True
+    return INTRIN
+
+
+def fits(ic_bn: int, oc_bn: int, groups: int, depthwise: bool) -> bool:
+    """Whether the int8 convolution computes this one: input blocks of whole quadruples, output blocks of 16
+    channels (one register), one group."""
+    return groups == 1 and not depthwise and ic_bn % QUAD == 0 and oc_bn == LANES
+
+
+def pack_weights(packed: np.ndarray) -> np.ndarray:
+    """int8 weights in archc's packing OIHW[ic_bn]i[oc_bn]o (conv2d's) as OIHW[ic_bn/4]i[oc_bn]o[4]i: each
+    output channel's four input channels adjacent, so that one step reads 64 contiguous bytes."""
+    occ, icc, kh, kw, ic_bn, oc_bn = packed.shape
+    quads = packed.reshape(occ, icc, kh, kw, ic_bn // QUAD, QUAD, oc_bn).transpose(0, 1, 2, 3, 4, 6, 5)
+    return np.ascontiguousarray(quads).astype(np.int8)
+
+
+def quantize(x: Any, scale: float, zero_point: int) -> Any:
+    """ONNX QuantizeLinear of a float32 value to uint8: round half to even, then saturate."""
+    import tvm
+    q = tvm.tirx.round(x / tvm.tirx.const(scale, "float32")) + tvm.tirx.const(float(zero_point), "float32")
+    return tvm.tirx.max(tvm.tirx.min(q, tvm.tirx.const(255.0, "float32")),
+                        tvm.tirx.const(0.0, "float32")).astype("uint8")
+
+
+def zero_point_sums(weights: np.ndarray, zero_point: int) -> np.ndarray:
+    """zero_point · Σ of each output channel's int8 weights (OIHW), as int32: what the uint8 input's offset adds to
+    the channel's sum."""
+    return (zero_point * weights.astype(np.int64).reshape(weights.shape[0], -1).sum(1)).astype(np.int32)
