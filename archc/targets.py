@@ -32,7 +32,7 @@ from archc.errors import ArchcError, UsageError
 BACKENDS = ("onnx", "tvm")
 RUNNERS = ("local", "qemu", "rpc")
 DETECTABLE = ("mcpu", "num-cores")
-PRECISIONS = ("fp32", "bf16", "auto")  # a library's arithmetic (archc.lower.build.choose_precision)
+PRECISIONS = ("fp32", "bf16", "int8", "auto")  # a library's arithmetic (archc.lower.build.choose_precision)
 _KEYS = {"description", "backend", "runner", "cross_compiler", "detect", "precision", "tvm"}
 
 

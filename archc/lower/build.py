@@ -54,6 +54,10 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
         raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them", code="no-weights")
     check_toolchain(target)
     precision, chosen = choose_precision(target, kernels, precision)
+    if precision == "int8" and not any(n.op_type == "QuantizeLinear" for n in model.proto.graph.node):
+        raise ArchcError(f"--precision int8 computes a quantized (QDQ) model's convolutions in int8, and "
+                         f"'{model.name}' has no QuantizeLinear: make one with `archc quantize MODEL --calibrate "
+                         "DIR`, or leave --precision fp32", code="not-quantized")
     tgt = tvm_target_at(target, precision)
     start = time.perf_counter()
     mod = import_onnx(model)
@@ -150,6 +154,27 @@ def bf16_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] 
     return None
 
 
+def int8_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] | None:
+    """Why an int8 build of `target` could not run fast, and what to do instead; None where it can: archc's int8
+    kernels (VPDPBUSD) are built for this machine's CPU, with archc's kernels, on a CPU with AVX512-VNNI."""
+    if target.tvm.get("kind") != "llvm" or target.cross_compiler or target.runner != "local" \
+            or "mcpu" not in target.detect:
+        return (f"it builds for this machine's CPU only (its AVX512-VNNI unit), and '{target.name}' is not that "
+                "target", "compile for --target native")
+    if kernels != "archc":
+        return "it runs on archc's kernels, not TVM's", "leave --kernels tvm out"
+    if not has_vnni(target):
+        return ("it needs a CPU with AVX512-VNNI (Intel Xeon from Cascade Lake on, AMD Zen 4 on), and this one "
+                "has none", "build on such a CPU")
+    return None
+
+
+def has_vnni(target: Target) -> bool:
+    """Whether LLVM's CPU of this machine's target has AVX512-VNNI (archc's int8 step, VPDPBUSD)."""
+    from tvm.target import codegen
+    return bool(codegen.llvm_cpu_has_features(["avx512vnni"], tvm_target(target)))
+
+
 def bf16_units(target: Target) -> list[str]:
     """The LLVM features of this machine's bf16 units: AMX's where Linux grants the tile state, AVX512-BF16's
     where LLVM's CPU has it; none, neither."""
@@ -170,6 +195,12 @@ def choose_precision(target: Target, kernels: str, precision: str) -> tuple[str,
                          code="bad-option")
     if precision == "fp32":
         return precision, None
+    if precision == "int8":
+        why_not = int8_unavailable(target, kernels)
+        if why_not:
+            raise ArchcError(f"--precision int8 cannot run fast here: {why_not[0]}; {why_not[1]}, or leave "
+                             "--precision fp32", code="no-int8")
+        return precision, None
     why_not = bf16_unavailable(target, kernels)
     if precision == "auto":
         return ("fp32", f"--precision auto chose fp32: bf16 cannot run fast here, {why_not[0]}") if why_not \
@@ -185,9 +216,10 @@ def _unit_name(target: Target) -> str:
 
 
 def tvm_target_at(target: Target, precision: str) -> Any:
-    """The TVM target of a build at `precision` (fp32 or bf16: `choose_precision`'s): a bf16 build's LLVM CPU is
-    given the bf16 units this machine has (AMX's say AMX computes it: kernels.pipeline.bf16_unit)."""
-    if precision == "fp32":
+    """The TVM target of a build at `precision` (`choose_precision`'s): a bf16 build's LLVM CPU is given the bf16
+    units this machine has (AMX's say AMX computes it: kernels.pipeline.bf16_unit); fp32 and int8 builds take the
+    target's own (int8's VNNI comes with the CPU LLVM names)."""
+    if precision in ("fp32", "int8"):
         return tvm_target(target)
     spec = tvm_target_dict(target)
     spec["mattr"] = [*spec.get("mattr", []), *bf16_units(target)]

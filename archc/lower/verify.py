@@ -35,7 +35,9 @@ from archc.util.onnx_skeleton import put_weights, take_weights
 
 TOLERANCE = 1e-4  # of each output's range: what reordered float sums leave (the tests' tolerance too)
 # by precision: bf16 keeps 8 bits of mantissa (a relative 2^-9 per rounding), its errors growing through the layers
-TOLERANCES = {"fp32": TOLERANCE, "bf16": 3e-2}
+# int8: archc dequantizes each convolution's integer sums in float32 where onnxruntime requantizes them to uint8:
+# a value on a rounding step's edge can land one step apart, and the steps add up through the layers
+TOLERANCES = {"fp32": TOLERANCE, "bf16": 3e-2, "int8": 3e-2}
 SEED = 0
 
 

@@ -362,6 +362,12 @@ def inline_epilogue(sch: Any, conv: Any, crop: str = CROP) -> tuple[Any, Any]:
     is computed once per channel rather than once per pixel."""
     blocks = list(sch.get_child_blocks(sch.get_sblock("root")))
     names = [sch.get(b).name_hint for b in blocks]
+    conv_name = sch.get(conv).name_hint
+    for block in blocks[:names.index(conv_name)]:
+        if conv_name not in [sch.get(c).name_hint for c in sch.get_consumers(block)]:
+            # an elementwise step on another input of the epilogue (a QDQ model's quantize/dequantize of the
+            # residual), computed where the epilogue reads it
+            sch.compute_inline(block)
     after = blocks[names.index(sch.get(conv).name_hint) + 1:]
 
     def shape(block: Any) -> list[int]:

@@ -24,9 +24,10 @@ from typing import Any, ClassVar
 import numpy as np
 from tvm import relax, tirx
 
-from archc.lower.kernels import amx, conv2d, dense, dpbf16
+from archc.lower.kernels import amx, conv2d, dense, dpbf16, vnni
 from archc.lower.kernels.blocks import choose, is_depthwise, padded
 from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, per_channel, rule_of, shape_of
+from archc.lower.kernels.qdq import integers, quantized_input
 
 _AFFINE = {"relax.add", "relax.subtract", "relax.multiply", "relax.divide"}
 
@@ -79,8 +80,10 @@ def blocked_conv_layout(mod: Any, lanes: int, precision: str = "fp32", bf16_unit
                         half_width_cost: float = 2.0) -> tuple[Any, Plan]:
     """The module with its `main` re-laid out (above); the plan's decisions for explaining it. With `precision`
     "bf16", every convolution `amx.fits` runs on AMX in bf16 (`_amx_conv`) where `bf16_unit` is "amx", and every
-    one `dpbf16.fits` in archc's blocked kernel with VDPBF16PS steps where it is "avx512bf16". `half_width_cost`:
-    a block of 8 channels' cost per MAC against a full vector's (pipeline.half_width_cost)."""
+    one `dpbf16.fits` in archc's blocked kernel with VDPBF16PS steps where it is "avx512bf16"; with "int8", every
+    QDQ convolution whose weights are int8 ones dequantized (qdq.integers) and that `vnni.fits` in archc's int8
+    kernel (VPDPBUSD).
+    `half_width_cost`: a block of 8 channels' cost per MAC against a full vector's (pipeline.half_width_cost)."""
     plan = Plan(lanes, precision=precision, bf16_unit=bf16_unit, half_width_cost=half_width_cost)
     func = mod["main"]
     body = func.body
@@ -105,6 +108,7 @@ class _Rewriter:
         self.skip: set[Any] = set()  # bindings folded into a convolution
         self.why = ""  # the op being rewritten (for the plan's list of layout changes)
         self.bindings = [b for block in func.body.blocks for b in block.bindings]
+        self.value_of = {b.var: b.value for b in self.bindings}
         self.uses: Counter[Any] = Counter()
         self.consumer: dict[Any, Any] = {}
         for b in self.bindings:
@@ -235,6 +239,9 @@ class _Rewriter:
         if not merged or (groups > 1 and not depthwise and (channels % ic_bn or oc % oc_bn)):
             return False  # groups no block fits (or padded channels, which would land inside them): TVM's kernel
         scale, shift, last, folded = self._affine_chain(v, oc)
+        int8 = self._int8_source(data, weight, groups, depthwise, ic_bn, oc_bn)
+        if int8 is not None:
+            return self._int8_conv(last, a, int8, scale, shift, one_d, folded)
         w = w * scale[:, None, None, None] if scale is not None else w
         strides = [int(s) for s in a.strides]
         padding = [int(p) for p in a.padding]
@@ -282,6 +289,61 @@ class _Rewriter:
             + (f" (as {groups // merged} of {merged} merged)" if merged > 1 else "")
             + (" bf16 on AVX512-BF16" if on_dpbf16 else ""), ic_bn, oc_bn, relayout,
             folded, (oc, out_channels)))
+        return True
+
+    def _int8_source(self, data: Any, weight: Any, groups: int, depthwise: bool, ic_bn: int,
+                     oc_bn: int) -> tuple[Any, float, int, np.ndarray, np.ndarray, int] | None:
+        """For an int8 build, a QDQ convolution that archc's int8 kernel computes: (the float32 x its input
+        quantizes, scale, zero point, the int8 weights, their scales, the input's block); None otherwise (it runs
+        in float32, as the QDQ model says it may)."""
+        if self.plan.precision != "int8":
+            return None
+        source = quantized_input(data, self.value_of)
+        found = integers(weight.value.numpy()) if source is not None else None
+        if found is None:
+            return None
+        x, scale, zero = source
+        if x in self.blocked:
+            ic_bn = self.blocked[x][1]
+        elif ic_bn % vnni.QUAD and shape_of(x)[1] < self.plan.lanes:
+            ic_bn = padded(shape_of(x)[1], vnni.QUAD)  # an RGB stem's channels and a zero one: a whole quadruple
+        if not vnni.fits(ic_bn, oc_bn, groups, depthwise):
+            return None
+        return x, scale, zero, *found, ic_bn
+
+    def _int8_conv(self, last: Any, a: Any, source: tuple[Any, float, int, np.ndarray, np.ndarray, int],
+                   scale: Any, shift: Any, one_d: bool, folded: int) -> bool:
+        """The convolution in int8 (vnni.py): its float32 input quantized to uint8 and padded with the zero point by
+        a kernel of its own, the int8 weights packed here, the int32 sums dequantized in the epilogue: (sum − zero
+        point · Σ weights) · input scale · weight scale (· the folded batch norm's scale), then the shift."""
+        relax, bn = self.relax, vnni.LANES
+        x, x_scale, zero, q, w_scale, ic_bn = source
+        if one_d:
+            q = q[:, :, None, :]
+        oc, channels, kh, kw = q.shape
+        strides, padding, dilation = ([int(s) for s in a.strides], [int(p) for p in a.padding],
+                                      [int(d) for d in a.dilation])
+        if one_d:
+            strides, padding, dilation = [1, *strides], [0, padding[0], 0, padding[1]], [1, *dilation]
+        xb, relayout = self.block(x, ic_bn)
+        q = _zero_padded(q, (padded(oc, bn), padded(channels, ic_bn)))
+        packed = q.reshape(q.shape[0] // bn, bn, -1, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
+        xp = self.bb.emit_te(conv2d.pad_int8, xb, (kh, kw), strides, padding, dilation, x_scale, zero,
+                             primfunc_name_hint="to_int8")
+        sums = self.bb.emit_te(conv2d.compute_int8, xp, relax.const(vnni.pack_weights(packed)), strides, padding,
+                               dilation, shape_of(xb), primfunc_name_hint="conv2d_int8_nchwc")
+        factor = x_scale * w_scale.astype(np.float64) * (scale if scale is not None else 1.0)
+        offsets = _blocked_channels(vnni.zero_point_sums(q, zero)[:oc], bn).astype(np.int32)
+        y = self.bb.emit(relax.op.multiply(
+            relax.op.astype(relax.op.subtract(sums, relax.const(offsets)), "float32"),
+            relax.const(_blocked_channels(factor, bn).astype(np.float32))))
+        if shift is not None:
+            y = self.bb.emit(relax.op.add(y, relax.const(_blocked_channels(shift, bn).astype(np.float32))))
+        self.blocked[last] = (y, bn)
+        size = "×".join(map(str, shape_of(x)[2:]))
+        self.plan.decisions.append(Decision(
+            last.name, f"{channels}×{size} → {oc}, {kw if one_d else f'{kh}×{kw}'}/{strides[-1]} int8 on VNNI",
+            ic_bn, bn, relayout, folded, (oc, padded(oc, bn))))
         return True
 
     def _amx_conv(self, last: Any, x: Any, w: np.ndarray, shift: Any, strides: list[int],

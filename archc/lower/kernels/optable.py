@@ -61,6 +61,8 @@ OPS: dict[str, OpRule] = {
     **_all(Kind.UNARY, "nn.relu", "clip", "nn.leakyrelu", "sigmoid", "tanh", "nn.silu", "nn.gelu", "nn.gelu_tanh",
            "exp", "sqrt", "negative", "abs", "nn.relu6", "hard_sigmoid", "erf", zero_safe=True),
     **_all(Kind.UNARY, "rsqrt"),  # infinite at 0: never on zero-padded channels
+    # a QDQ model's pairs (one scale and zero point): a zero-padded channel quantizes to the zero point, not 0
+    **_all(Kind.UNARY, "quantize", "dequantize"),
     **_all(Kind.BINARY, "add", "subtract", "multiply", "maximum", "minimum", zero_safe=True),
     **_all(Kind.BINARY, "divide"),
     **_all(Kind.POOL, "nn.max_pool2d", "nn.avg_pool2d"),

@@ -54,16 +54,19 @@ def plan(mod: Any, tgt: Any, precision: str = "fp32", half_cost: float | None = 
                                     relax.transform.CanonicalizeBindings(),
                                     relax.transform.DeadCodeElimination()])(mod)
     mod = bmm.batched_products(matmul_as_conv(channels_first(mod)), lanes(tgt))
-    return blocked_conv_layout(mod, lanes(tgt), precision, bf16_unit(tgt),  # the unit counts at bf16 only
-                               half_width_cost(tgt) if half_cost is None else half_cost)
+    mod, made = blocked_conv_layout(mod, lanes(tgt), precision, bf16_unit(tgt),  # the unit counts at bf16 only
+                                    half_width_cost(tgt) if half_cost is None else half_cost)
+    if precision == "int8":  # the quantize/dequantize pairs only int8 kernels read, gone
+        mod = relax.transform.DeadCodeElimination()(mod)
+    return mod, made
 
 
 def workloads(mod: Any, bf16: bool = True) -> dict[str, str]:
     """kernel name → the workload key of the convolution it holds, for every kernel with archc's conv compute
-    (`bf16`: the bf16 ones too, which take the float32 configuration of their shape; a search measures float32
-    kernels, so it leaves them out)."""
+    (`bf16`: the bf16 and int8 ones too, which take the float32 configuration of their shape; a search measures
+    float32 kernels, so it leaves them out)."""
     found = {}
-    blocks = (conv2d.BLOCK, conv2d.DW_BLOCK, *((conv2d.BF16_BLOCK,) if bf16 else ()))
+    blocks = (conv2d.BLOCK, conv2d.DW_BLOCK, *((conv2d.BF16_BLOCK, conv2d.INT8_BLOCK) if bf16 else ()))
     for gv, func in mod.functions.items():
         if isinstance(func, tirx.PrimFunc) and "tirx.is_scheduled" not in (func.attrs or {}):  # not amx.py's
             sch = s_tir.Schedule(func)

@@ -1,0 +1,72 @@
+"""`archc compile --precision int8` of a QDQ model (`archc quantize`'s, onnxruntime's quantize_static format): each
+quantized convolution whose channels allow it runs in archc's int8 kernel on AVX512-VNNI (archc/lower/kernels/
+vnni.py, placed by the layout plan), the rest in fp32, and the build is verified against onnxruntime running the
+same QDQ model (its own int8 kernels) to 3e-2 of each output's range, with the classifier's top-1 agreement. Where
+int8 cannot run fast it is refused in one sentence: a model that is not quantized, a CPU without AVX512-VNNI (mocked
+at the one edge that asks the hardware, `build.has_vnni`, since this check must run on every machine), a cross
+target, TVM's kernels."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import SMALL_BF16 as SMALL
+from helpers import raises
+
+import archc
+from archc.errors import ArchcError
+from archc.lower import build
+
+pytestmark = pytest.mark.tvm
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory) -> Path:
+    """The small network (3×3 and strided 1×1 convolutions, a residual add, a grouped one, two dense layers) in
+    QDQ int8, calibrated on four random inputs."""
+    folder = tmp_path_factory.mktemp("int8")
+    spec = folder / "small.arch"
+    spec.write_text(SMALL)
+    (folder / "calibration").mkdir()
+    for i in range(4):
+        np.save(folder / "calibration" / f"{i}.npy",
+                np.random.default_rng(i).standard_normal((1, 3, 20, 24)).astype(np.float32))
+    archc.quantize(spec, folder / "calibration", folder / "small.int8.onnx", check=0)
+    return folder / "small.int8.onnx"
+
+
+def test_an_int8_build_runs_its_quantized_convolutions_on_vnni(quantized, tmp_path):
+    if not build.has_vnni(archc.targets.get("native")):
+        pytest.skip("this CPU has no AVX512-VNNI: run on an Intel Xeon from Cascade Lake on, or an AMD Zen 4 on")
+    folder = Path(archc.compile(quantized, target="native", output=tmp_path / "pkg", quick=0,
+                                precision="int8").output)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["build"]["precision"] == "int8"
+    convs = [c["conv"] for c in manifest["build"]["layout"]["convolutions"]]
+    # the RGB stem's 3 channels and a zero fourth make a quadruple; the grouped convolution stays fp32
+    assert [c.endswith("int8 on VNNI") for c in convs] == [True, True, True, True, True, False], convs
+    assert convs[0].startswith("3×20×24") and manifest["build"]["layout"]["convolutions"][0]["in"] == "NCHW4c"
+    check = manifest["verification"]
+    assert check["status"] == "passed" and check["tolerance"] == 3e-2 and check["max_rel_diff"] < 3e-2
+    assert check["agreement"]["inputs"] == 16 and check["agreement"]["top1"] >= 14
+    dump = subprocess.run(["objdump", "-d", str(next(folder.glob("*.so")))], capture_output=True, text=True).stdout
+    assert "vpdpbusd" in dump
+
+
+def test_int8_is_refused_where_it_cannot_run_fast(quantized, tmp_path, monkeypatch):
+    spec = tmp_path / "small.arch"
+    spec.write_text(SMALL)
+    with raises("not-quantized", ArchcError, naming=("archc quantize", "QuantizeLinear")):
+        archc.compile(spec, target="native", output=tmp_path / "f", quick=0, precision="int8")
+    with raises("no-int8", ArchcError, naming="--target native"):
+        archc.compile(quantized, target="arm64", output=tmp_path / "a", quick=0, precision="int8")
+    with raises("no-int8", ArchcError, naming="--kernels tvm"):
+        archc.compile(quantized, target="native", output=tmp_path / "t", quick=0, precision="int8",
+                      kernels="tvm")
+    monkeypatch.setattr(build, "has_vnni", lambda target: False)  # no VNNI: the hardware's answer, mocked
+    with raises("no-int8", ArchcError, naming=("AVX512-VNNI", "--precision fp32")):
+        archc.compile(quantized, target="native", output=tmp_path / "n", quick=0, precision="int8")
+    assert not any((tmp_path / n).exists() for n in ("f", "a", "t", "n"))
