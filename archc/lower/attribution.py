@@ -26,7 +26,7 @@ from archc.analysis.model import Layer
 # TVM's primitive op (as in fused kernel names) → the ONNX op types that import to it
 ANCHORS: dict[str, tuple[str, ...]] = {
     "conv1d": ("Conv",), "conv2d": ("Conv",), "conv3d": ("Conv",), "conv2d_nchwc": ("Conv", "MatMul", "Gemm"),
-    "conv2d_bf16_nchwc": ("Conv", "MatMul", "Gemm"), "dwconv2d_nchwc": ("Conv",),
+    "conv2d_bf16_nchwc": ("Conv", "MatMul", "Gemm"), "conv2d_int8_nchwc": ("Conv",), "dwconv2d_nchwc": ("Conv",),
     "conv1d_transpose": ("ConvTranspose",), "conv2d_transpose": ("ConvTranspose",),
     "conv3d_transpose": ("ConvTranspose",),
     "matmul": ("Gemm", "MatMul"), "dense": ("Gemm", "MatMul"), "bmm": ("MatMul",),
@@ -42,10 +42,12 @@ ANCHORS: dict[str, tuple[str, ...]] = {
     "relu": ("Relu",), "clip": ("Clip", "HardSigmoid", "HardSwish"), "sigmoid": ("Sigmoid",), "tanh": ("Tanh",),
     "leakyrelu": ("LeakyRelu",), "leaky_relu": ("LeakyRelu",),
 }
-_CONVS = ("conv1d", "conv2d", "conv3d", "conv2d_nchwc", "conv2d_bf16_nchwc", "dwconv2d_nchwc")
+_CONVS = ("conv1d", "conv2d", "conv3d", "conv2d_nchwc", "conv2d_bf16_nchwc", "conv2d_int8_nchwc", "dwconv2d_nchwc")
 _PLUMBING = ("strided_slice", "layout_transform")  # emitted by archc's layout plan, not from an ONNX node
-_OWN = ("conv2d_nchwc", "conv2d_bf16_nchwc", "dwconv2d_nchwc")  # archc's kernels: blocked shapes, batch norm folded
-_PADDED = "conv2d_bf16_nchwc"  # its data comes padded (height and width) by a kernel before it (conv2d.pad_bf16)
+_OWN = ("conv2d_nchwc", "conv2d_bf16_nchwc", "conv2d_int8_nchwc", "dwconv2d_nchwc")  # archc's: blocked, BN folded
+# their data comes padded (height and width) by a kernel before them (conv2d.pad_bf16, pad_int8), their weights
+# with the step's channels innermost: OIHW[ic_bn/2]i[oc_bn]o[2]i (bf16), OIHW[ic_bn/4]i[oc_bn]o[4]i (int8)
+_PADDED = ("conv2d_bf16_nchwc", "conv2d_int8_nchwc")
 
 
 @dataclass
@@ -84,7 +86,9 @@ def attribute(kernels: Sequence[Kernel], layers: Sequence[Layer]) -> None:
     for k in kernels:
         ops = ops_of(k.name)
         sliced = bool(ops) and ops[0] in _PLUMBING
-        while ops and ops[0] in _PLUMBING:  # the layout plan's own ops before the node's (a padded tensor's slice)
+        # the layout plan's own ops before the node's (a padded tensor's slice), and a QDQ model's quantize and
+        # dequantize of another input of the epilogue (a residual's), fused in before the int8 convolution
+        while ops and ops[0] in (*_PLUMBING, "quantize", "dequantize"):
             ops = ops[1:]
         if not ops or ops[0] not in ANCHORS:
             continue
@@ -116,6 +120,7 @@ _EPILOGUE: dict[str, tuple[str, ...]] = {
     "Add": ("add",), "Sub": ("subtract",), "Mul": ("multiply",), "Div": ("divide",), "Sigmoid": ("sigmoid",),
     "LeakyRelu": ("leakyrelu",), "Tanh": ("tanh",), "Identity": (), "Dropout": (),
     "HardSigmoid": ("multiply", "add", "clip"), "HardSwish": ("multiply", "add", "clip", "multiply"),
+    "QuantizeLinear": ("quantize",), "DequantizeLinear": ("dequantize",),
 }
 # in archc's kernels the batch norm is folded: its scale into the weights, its shift into an add (or nothing)
 _FOLDED = {**_EPILOGUE, "BatchNormalization": ()}
@@ -154,14 +159,14 @@ def _unblocked(shapes: Sequence[Shape], anchor: str) -> list[tuple[Shape, Shape]
     for i, shape in enumerate(shapes):
         if len(shape) == 5:
             n, chunks, h, w, block = shape
-            spatial = _ANY_BLOCK if anchor == _PADDED and i == 0 else 1
+            spatial = _ANY_BLOCK if anchor in _PADDED and i == 0 else 1
             out.append(((n, chunks * block, h, w), (1, block, spatial, spatial)))
         elif len(shape) == 6 and anchor in _OWN:
             oc, ic, kh, kw, ib, ob = shape
             out.append(((oc * ob, ic * ib, kh, kw), (ob, ib, 1, 1)))
-        elif len(shape) == 7 and anchor == _PADDED:  # bf16 weights, OIHW[ic_bn/2]i[oc_bn]o[2]i
-            oc, ic, kh, kw, pairs, ob, two = shape
-            out.append(((oc * ob, ic * pairs * two, kh, kw), (ob, pairs * two, 1, 1)))
+        elif len(shape) == 7 and anchor in _PADDED:
+            oc, ic, kh, kw, steps, ob, step = shape
+            out.append(((oc * ob, ic * steps * step, kh, kw), (ob, steps * step, 1, 1)))
         else:
             out.append((shape, (1,) * len(shape)))
     return out

@@ -54,6 +54,17 @@ def test_an_int8_build_runs_its_quantized_convolutions_on_vnni(quantized, tmp_pa
     assert check["agreement"]["inputs"] == 16 and check["agreement"]["top1"] >= 14
     dump = subprocess.run(["objdump", "-d", str(next(folder.glob("*.so")))], capture_output=True, text=True).stdout
     assert "vpdpbusd" in dump
+    # `archc profile` gives each int8 kernel its convolution's MACs (its packed weights 7-D, its input padded)
+    from archc.lower.build import import_onnx, tvm_target_at
+    from archc.lower.profile import kernels_of
+    from archc.lower.tune import prepare
+    model = archc.load(quantized)
+    tgt = tvm_target_at(archc.targets.get("native"), "int8")
+    found = {k.name: k.macs for k in kernels_of(prepare(import_onnx(model), tgt, "archc", precision="int8"), model)
+             if "conv2d_int8" in k.name}
+    convs = {lay.name: lay.macs for lay in archc.analyze(model).layers if lay.op == "Conv"}
+    assert len(found) >= 4 and all(found.values()), found
+    assert set(found.values()) <= set(convs.values())
 
 
 def test_int8_is_refused_where_it_cannot_run_fast(quantized, tmp_path, monkeypatch):
