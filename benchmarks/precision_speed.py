@@ -1,4 +1,5 @@
-"""archc's bf16 builds (AMX or AVX512-BF16) against its fp32 builds, onnxruntime fp32 and int8, with the accuracy.
+"""archc's bf16 builds (AMX or AVX512-BF16) and int8 builds (VNNI) against its fp32 builds, onnxruntime fp32 and
+int8, with the accuracy.
 
     python benchmarks/precision_speed.py [--models resnet18,resnet50,mobilenet_v2,vgg16,googlenet]
                                          [--rounds 7] [--inputs 50] [--out FILE.md]
@@ -7,7 +8,8 @@ For each zoo spec (random weights, batch 1): a package at fp32 and one at bf16 (
 default short pass), onnxruntime's fp32 session of the same ONNX (its threads stop spinning when a run returns) and,
 where it is installed (the bench extra), OpenVINO's CPU plugin with its precision hint at f32 and at bf16 (its
 default on AMX CPUs; latency hint, the same threads) and onnxruntime on the model's int8 QDQ form (`archc bench`'s
-engine onnxruntime-int8: quantized as `archc quantize` does, min-max ranges from random inputs), timed alternately
+engine onnxruntime-int8: quantized as `archc quantize` does, min-max ranges from random inputs) and, where the CPU
+has AVX512-VNNI, archc's int8 build of that same QDQ model (`precision="int8"`), timed alternately
 in one process: 2 warm-up runs each, then
 `--rounds` rounds of 5 runs each, the order reversed every other round. Accuracy (archc's and OpenVINO's), against
 onnxruntime fp32 on `--inputs` random normal inputs: the largest difference of the output's range, and how often
@@ -40,7 +42,7 @@ def main() -> None:
 
     import archc
     from archc import targets
-    from archc.lower.build import bf16_unavailable, bf16_units
+    from archc.lower.build import bf16_unavailable, bf16_units, int8_unavailable
     from archc.measurement.engines import OnnxRuntimeInt8, onnxruntime_session
     from archc.measurement.environment import cpu_flags, environment, llvm_cpu
     from archc.runtime import load_package
@@ -73,6 +75,11 @@ def main() -> None:
         # each engine under test as feed → its first output (the scores), timed on x below
         int8 = OnnxRuntimeInt8(Path(built["fp32"].path) / "model.onnx", 0)  # the int8 peer (archc quantize's QDQ)
         int8.prepare()
+        if not int8_unavailable(native):  # archc's int8 build of the peer's own QDQ model
+            start = time.perf_counter()
+            result = archc.compile(int8.quantized, target="native", output=work / f"{name}.int8", precision="int8")
+            seconds["int8"] = time.perf_counter() - start
+            built["int8"] = load_package(result.output)
         outputs = {**{f"archc {p}": (lambda feed, pkg=pkg: pkg.run(feed)[0]) for p, pkg in built.items()},
                    "onnxruntime int8": lambda feed, e=int8: e.run(feed)[0],
                    **_openvino(Path(built["fp32"].path) / "model.onnx")}

@@ -153,9 +153,9 @@ class OnnxRuntimeInt8(OnnxRuntime):
         stored = {t.name for t in model.graph.initializer}
         (data,) = [i for i in model.graph.input if i.name not in stored]
         shape = [d.dim_value for d in data.type.tensor_type.shape.dim]
-        int8 = self.path.with_name(self.path.stem + ".int8.onnx")
-        onnx.save_model(quantize(model, random_inputs(shape, self.CALIBRATION), "minmax"), str(int8))
-        self.session = onnxruntime_session(int8, self.threads)
+        self.quantized = self.path.with_name(self.path.stem + ".int8.onnx")  # archc's int8 build can take it too
+        onnx.save_model(quantize(model, random_inputs(shape, self.CALIBRATION), "minmax"), str(self.quantized))
+        self.session = onnxruntime_session(self.quantized, self.threads)
 
 
 class Archc(Engine):

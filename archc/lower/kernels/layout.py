@@ -300,7 +300,7 @@ class _Rewriter:
             return None
         source = quantized_input(data, self.value_of)
         found = integers(weight.value.numpy()) if source is not None else None
-        if found is None:
+        if source is None or found is None:
             return None
         x, scale, zero = source
         if x in self.blocked:

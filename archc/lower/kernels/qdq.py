@@ -37,16 +37,16 @@ def integers(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 def quantized_input(v: Any, value_of: dict[Any, Any]) -> tuple[Any, float, int] | None:
     """(x, scale, zero point) where `v` is dequantize(quantize(x, s, z), s, z) to uint8 with one scale and zero
     point, as a QDQ model feeds a quantized convolution; None otherwise."""
-    dq = value_of.get(v)
+    dq: Any = value_of.get(v)
     if not (is_op_call(dq) and dq.op.name == "relax.dequantize" and isinstance(dq.args[0], relax.Var)):
         return None
-    q = value_of.get(dq.args[0])
+    q: Any = value_of.get(dq.args[0])
     if not (is_op_call(q) and q.op.name == "relax.quantize" and str(q.attrs.out_dtype) == "uint8"):
         return None
-    params = [a.value.numpy() if is_const(a) else None for a in (*q.args[1:], *dq.args[1:])]
-    if any(p is None or p.size != 1 for p in params):
+    args = (*q.args[1:], *dq.args[1:])
+    if not all(is_const(a) and a.value.numpy().size == 1 for a in args):
         return None
-    scale, zero, dq_scale, dq_zero = (p.reshape(()) for p in params)
+    scale, zero, dq_scale, dq_zero = (a.value.numpy().reshape(()) for a in args)
     if scale != dq_scale or zero != dq_zero:
         return None
     return q.args[0], float(scale), int(zero)
