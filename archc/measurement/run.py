@@ -260,7 +260,9 @@ class _Run:
         checked = archc_engine.package.manifest.verification
         if first and checked is not None and checked.agreement:  # a low-precision build's accuracy, once
             a = checked.agreement
-            entry.note = _join(entry.note, f"its {build.precision} build's top-1 class agrees with onnxruntime fp32's "
+            # onnxruntime runs the model as it is: an int8 build's model is QDQ, which onnxruntime runs in int8
+            peer = "onnxruntime's on the same QDQ model" if build.precision == "int8" else "onnxruntime fp32's"
+            entry.note = _join(entry.note, f"its {build.precision} build's top-1 class agrees with {peer} "
                                            f"on {a['top1']} and its top five on {a['top5']} of {a['inputs']} random "
                                            "inputs (its verification)")
         tuning = None
