@@ -142,30 +142,28 @@ def bf16_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] 
     """Why a bf16 build of `target` could not run fast, and what to do instead; None where it can. archc's bf16
     kernels are built for this machine's CPU only, with archc's kernels, on a CPU with AMX-BF16 tiles that Linux
     grants or with AVX512-BF16."""
-    if target.tvm.get("kind") != "llvm" or target.cross_compiler or target.runner != "local" \
-            or "mcpu" not in target.detect:
-        return (f"it builds for this machine's CPU only (its AMX or AVX512-BF16 units), and '{target.name}' is not "
-                "that target", "compile for --target native")
-    if kernels != "archc":
-        return "it runs on archc's kernels, not TVM's", "leave --kernels tvm out"
-    if not bf16_units(target):
-        return ("it needs a CPU with AMX-BF16 (Intel Xeon from Sapphire Rapids on) or AVX512-BF16 (AMD Zen 4 on, "
-                "Intel Cooper Lake), and this one has neither", "build on such a CPU")
-    return None
+    return _elsewhere(target, kernels, "its AMX or AVX512-BF16 units") or (None if bf16_units(target) else (
+        "it needs a CPU with AMX-BF16 (Intel Xeon from Sapphire Rapids on) or AVX512-BF16 (AMD Zen 4 on, Intel "
+        "Cooper Lake), and this one has neither", "build on such a CPU"))
 
 
 def int8_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] | None:
     """Why an int8 build of `target` could not run fast, and what to do instead; None where it can: archc's int8
     kernels (VPDPBUSD) are built for this machine's CPU, with archc's kernels, on a CPU with AVX512-VNNI."""
+    return _elsewhere(target, kernels, "its AVX512-VNNI unit") or (None if has_vnni(target) else (
+        "it needs a CPU with AVX512-VNNI (Intel Xeon from Cascade Lake on, AMD Zen 4 on), and this one has none",
+        "build on such a CPU"))
+
+
+def _elsewhere(target: Target, kernels: str, unit: str) -> tuple[str, str] | None:
+    """Why a low-precision build of `target` cannot use this machine's `unit` (another target, TVM's kernels), and
+    what to do instead; None where it can."""
     if target.tvm.get("kind") != "llvm" or target.cross_compiler or target.runner != "local" \
             or "mcpu" not in target.detect:
-        return (f"it builds for this machine's CPU only (its AVX512-VNNI unit), and '{target.name}' is not that "
-                "target", "compile for --target native")
+        return (f"it builds for this machine's CPU only ({unit}), and '{target.name}' is not that target",
+                "compile for --target native")
     if kernels != "archc":
         return "it runs on archc's kernels, not TVM's", "leave --kernels tvm out"
-    if not has_vnni(target):
-        return ("it needs a CPU with AVX512-VNNI (Intel Xeon from Cascade Lake on, AMD Zen 4 on), and this one "
-                "has none", "build on such a CPU")
     return None
 
 

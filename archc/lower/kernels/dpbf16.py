@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from archc.lower.kernels import steps
+
 INTRIN = "archc_dot_16x2_bf16"  # the TensorIntrin: C[16] += A[2] · B[16, 2]
 LANES = 16  # output channels per step (float32 accumulators in one zmm register)
 PAIR = 2  # reduction channels per step
@@ -56,42 +58,16 @@ def bits(x: Any) -> Any:
 def register() -> str:
     """Register the tensor intrinsic (once per process); its name."""
     global _registered
-    if _registered:
-        return INTRIN
-    from tvm.s_tir import TensorIntrin
-    from tvm.script import tirx as T
+    if not _registered:
+        from tvm.script import tirx as T
 
-    def buffers(a: Any, b: Any, c: Any) -> tuple[Any, Any, Any]:
-        return (T.match_buffer(a, (PAIR,), BITS, offset_factor=1),
-                T.match_buffer(b, (LANES, PAIR), BITS, offset_factor=1),
-                T.match_buffer(c, (LANES,), "float32", offset_factor=1, scope="local"))
+        def step(A: Any, B: Any, C: Any) -> Any:  # noqa: N803 - the intrinsic's buffers, as TVM names them
+            return T.call_pure_extern("float32x16", "archc_dpbf16", C.vload([0], "float32x16"),
+                                      T.broadcast(T.reinterpret("int32", A.vload([0], "uint16x2")), LANES),
+                                      T.reinterpret("int32x16", B.vload([0, 0], "uint16x32")))
 
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A, B, C = buffers(a, b, c)
-        with T.sblock("root"):
-            T.reads(C[0:LANES], A[0:PAIR], B[0:LANES, 0:PAIR])
-            T.writes(C[0:LANES])
-            for i in T.serial(0, LANES):
-                for k in T.serial(0, PAIR):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + value(A[vk]) * value(B[vi, vk])
-
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A, B, C = buffers(a, b, c)
-        with T.sblock("root"):
-            T.reads(C[0:LANES], A[0:PAIR], B[0:LANES, 0:PAIR])
-            T.writes(C[0:LANES])
-            with T.attr(T.int32(0), "pragma_import_llvm", _IR):
-                C[T.ramp(T.int32(0), 1, LANES)] = T.call_pure_extern(
-                    "float32x16", "archc_dpbf16", C.vload([0], "float32x16"),
-                    T.broadcast(T.reinterpret("int32", A.vload([0], "uint16x2")), LANES),
-                    T.reinterpret("int32x16", B.vload([0, 0], "uint16x32")))
-
-    TensorIntrin.register(INTRIN, desc, impl, override=True)
-    _registered = True
+        steps.register(INTRIN, LANES, PAIR, (BITS, BITS, "float32"), lambda a, b: value(a) * value(b), step, _IR)
+        _registered = True
     return INTRIN
 
 

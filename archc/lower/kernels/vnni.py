@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from archc.lower.kernels import steps
+
 LANES = 16  # output channels per step (int32 accumulators in one zmm register)
 QUAD = 4  # reduction channels per step
 INTRIN = "archc_dot_16x4_u8i8"  # the TensorIntrin: C[16] += A[4] · B[16, 4]
@@ -35,42 +37,19 @@ def register() -> str:
     <64 x i8>. It also keeps the accumulators in global memory; the convolution's tile is a local (register)
     buffer."""
     global _registered
-    if _registered:
-        return INTRIN
-    from tvm.s_tir import TensorIntrin
-    from tvm.script import tirx as T
+    if not _registered:
+        from tvm.script import tirx as T
 
-    def buffers(a: Any, b: Any, c: Any) -> tuple[Any, Any, Any]:
-        return (T.match_buffer(a, (QUAD,), "uint8", offset_factor=1),
-                T.match_buffer(b, (LANES, QUAD), "int8", offset_factor=1),
-                T.match_buffer(c, (LANES,), "int32", offset_factor=1, scope="local"))
-
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A, B, C = buffers(a, b, c)
-        with T.sblock("root"):
-            T.reads(C[0:LANES], A[0:QUAD], B[0:LANES, 0:QUAD])
-            T.writes(C[0:LANES])
-            for i in T.serial(0, LANES):
-                for k in T.serial(0, QUAD):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
-
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A, B, C = buffers(a, b, c)
-        with T.sblock("root"):
-            T.reads(C[0:LANES], A[0:QUAD], B[0:LANES, 0:QUAD])
-            T.writes(C[0:LANES])
-            C[T.ramp(T.int32(0), 1, LANES)] = T.call_llvm_pure_intrin(
+        def step(A: Any, B: Any, C: Any) -> Any:  # noqa: N803 - the intrinsic's buffers, as TVM names them
+            quad = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")  # four input channels, broadcast
+            return T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"), C.vload([0], "int32x16"),
-                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), LANES),
-                              dtype="int8x64"),
-                B.vload([0, 0], "int8x64"), dtype="int32x16")
+                T.reinterpret(T.broadcast(quad, LANES), dtype="int8x64"), B.vload([0, 0], "int8x64"),
+                dtype="int32x16")
 
-    TensorIntrin.register(INTRIN, desc, impl, override=True)
-    _registered = True
+        steps.register(INTRIN, LANES, QUAD, ("uint8", "int8", "int32"),
+                       lambda a, b: T.cast(a, "int32") * T.cast(b, "int32"), step)
+        _registered = True
     return INTRIN
 
 

@@ -1,0 +1,48 @@
+"""The dot-product steps archc's blocked convolution tensorizes into (dpbf16.py's VDPBF16PS, vnni.py's VPDPBUSD):
+C[16] += Σ_k A[k] · B[16, k] over a few reduction channels, its accumulators a local (register) tile. One helper
+registers each as a TVM tensor intrinsic: its description (the loop nest the schedule's block must match) and its
+implementation (one instruction), which differ only in their types, their product and their instruction."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def register(name: str, lanes: int, width: int, types: tuple[str, str, str], product: Callable[[Any, Any], Any],
+             step: Callable[[Any, Any, Any], Any], llvm_ir: str | None = None) -> None:
+    """Register tensor intrinsic `name`: C[lanes] (types[2], local) += Σ over `width` of product(A[k], B[i, k])
+    (A: types[0], B: types[1]), implemented as C[0:lanes] = step(A, B, C); `llvm_ir`, a module of LLVM IR the step
+    calls, linked into the kernel (pragma_import_llvm)."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    def buffers(a: Any, b: Any, c: Any) -> tuple[Any, Any, Any]:
+        return (T.match_buffer(a, (width,), types[0], offset_factor=1),
+                T.match_buffer(b, (lanes, width), types[1], offset_factor=1),
+                T.match_buffer(c, (lanes,), types[2], offset_factor=1, scope="local"))
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A, B, C = buffers(a, b, c)
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:width], B[0:lanes, 0:width])
+            T.writes(C[0:lanes])
+            for i in T.serial(0, lanes):
+                for k in T.serial(0, width):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + product(A[vk], B[vi, vk])
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A, B, C = buffers(a, b, c)
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:width], B[0:lanes, 0:width])
+            T.writes(C[0:lanes])
+            if llvm_ir is None:  # a Python condition: the parser keeps one branch
+                C[T.ramp(T.int32(0), 1, lanes)] = step(A, B, C)
+            else:
+                with T.attr(T.int32(0), "pragma_import_llvm", llvm_ir):
+                    C[T.ramp(T.int32(0), 1, lanes)] = step(A, B, C)
+
+    TensorIntrin.register(name, desc, impl, override=True)
