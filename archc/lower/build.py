@@ -54,10 +54,7 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
         raise ArchcError(f"'{model.source}' was loaded without weights; a library needs them", code="no-weights")
     check_toolchain(target)
     precision, chosen = choose_precision(target, kernels, precision)
-    if precision == "int8" and not any(n.op_type == "QuantizeLinear" for n in model.proto.graph.node):
-        raise ArchcError(f"--precision int8 computes a quantized (QDQ) model's convolutions in int8, and "
-                         f"'{model.name}' has no QuantizeLinear: make one with `archc quantize MODEL --calibrate "
-                         "DIR`, or leave --precision fp32", code="not-quantized")
+    _check_quantized(model, precision)
     tgt = tvm_target_at(target, precision)
     start = time.perf_counter()
     mod = import_onnx(model)
@@ -92,6 +89,7 @@ def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budge
     if remote is not None and "num-cores" not in target.tvm:  # a generic board target: ask the board itself
         target = replace(target, tvm={**target.tvm, "num-cores": device_cores(remote)})
     precision = choose_precision(target, kernels, precision)[0]
+    _check_quantized(model, precision)
     tgt = tvm_target_at(target, precision)
     db = db or tune.default_db(target)
     prepared = tune.prepare(import_onnx(model), tgt, kernels, None, precision)
@@ -155,6 +153,14 @@ def int8_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] 
         "build on such a CPU"))
 
 
+def _check_quantized(model: Model, precision: str) -> None:
+    """Refuse an int8 build or tuning of a model that is not quantized (it would compute in fp32 throughout)."""
+    if precision == "int8" and not any(n.op_type == "QuantizeLinear" for n in model.proto.graph.node):
+        raise ArchcError(f"--precision int8 computes a quantized (QDQ) model's convolutions in int8, and "
+                         f"'{model.name}' has no QuantizeLinear: make one with `archc quantize MODEL --calibrate "
+                         "DIR`, or leave --precision fp32", code="not-quantized")
+
+
 def _elsewhere(target: Target, kernels: str, unit: str) -> tuple[str, str] | None:
     """Why a low-precision build of `target` cannot use this machine's `unit` (another target, TVM's kernels), and
     what to do instead; None where it can."""
@@ -187,25 +193,19 @@ def bf16_units(target: Target) -> list[str]:
 
 def choose_precision(target: Target, kernels: str, precision: str) -> tuple[str, str | None]:
     """The precision to build and, for `auto`, a sentence on why it was chosen: bf16 where it runs fast, else
-    fp32. An explicit bf16 that cannot run fast is refused in one sentence (code no-bf16)."""
+    fp32. An explicit bf16 or int8 that cannot run fast is refused in one sentence (code no-bf16, no-int8)."""
     if precision not in PRECISIONS:
         raise ArchcError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}",
                          code="bad-option")
     if precision == "fp32":
         return precision, None
-    if precision == "int8":
-        why_not = int8_unavailable(target, kernels)
-        if why_not:
-            raise ArchcError(f"--precision int8 cannot run fast here: {why_not[0]}; {why_not[1]}, or leave "
-                             "--precision fp32", code="no-int8")
-        return precision, None
-    why_not = bf16_unavailable(target, kernels)
+    why_not = (int8_unavailable if precision == "int8" else bf16_unavailable)(target, kernels)
     if precision == "auto":
         return ("fp32", f"--precision auto chose fp32: bf16 cannot run fast here, {why_not[0]}") if why_not \
             else ("bf16", f"--precision auto chose bf16: this CPU has {_unit_name(target)}")
     if why_not:
         raise ArchcError(f"--precision {precision} cannot run fast here: {why_not[0]}; {why_not[1]}, or leave "
-                         "--precision fp32", code="no-bf16")
+                         "--precision fp32", code="no-int8" if precision == "int8" else "no-bf16")
     return precision, None
 
 

@@ -72,6 +72,9 @@ def test_int8_is_refused_where_it_cannot_run_fast(quantized, tmp_path, monkeypat
     spec.write_text(SMALL)
     with raises("not-quantized", ArchcError, naming=("archc quantize", "QuantizeLinear")):
         archc.compile(spec, target="native", output=tmp_path / "f", quick=0, precision="int8")
+    if build.has_vnni(archc.targets.get("native")):  # tuning asks too (elsewhere no-int8 comes first)
+        with raises("not-quantized", ArchcError, naming="archc quantize"):
+            archc.tune(spec, "native", trials=1, db=tmp_path / "db", precision="int8")
     with raises("no-int8", ArchcError, naming="--target native"):
         archc.compile(quantized, target="arm64", output=tmp_path / "a", quick=0, precision="int8")
     with raises("no-int8", ArchcError, naming="--kernels tvm"):

@@ -368,7 +368,7 @@ def inline_epilogue(sch: Any, conv: Any, crop: str = CROP) -> tuple[Any, Any]:
             # an elementwise step on another input of the epilogue (a QDQ model's quantize/dequantize of the
             # residual), computed where the epilogue reads it
             sch.compute_inline(block)
-    after = blocks[names.index(sch.get(conv).name_hint) + 1:]
+    after = blocks[names.index(conv_name) + 1:]
 
     def shape(block: Any) -> list[int]:
         return [int(d) for d in sch.get(block).writes[0].source.shape]

@@ -174,8 +174,8 @@ def _after_concat_axis(sch: Any, block: Any, loops: list[Any]) -> list[Any]:
 def _concat_rows(sch: Any, block: Any, loops: list[Any], rows: int, lanes: int) -> bool:
     """Schedule a concatenation whose source is chosen per index of its axis (the rows after that axis contiguous in
     each source), and say so (False: its choice depends on more). The rows after the axis are one loop, vectorized
-    whole (a row no vector divides gets a predicated last vector); the loops before it, the axis's included, run in
-    parallel. Where the source is fixed by the axis's index modulo a small factor (a channel shuffle fused after
+    whole (`_vectorize_row`), in tasks of at most _ROW_CHUNK values; the loops before it, the axis's included, run
+    in parallel. Where the source is fixed by the axis's index modulo a small factor (a channel shuffle fused after
     the concatenation: ShuffleNet's output channel 2i + g is channel i of half g), the axis is split by that factor
     and the inner loop unrolled, so that each copy's choice folds to one source. Before, the select per element
     and rows of 7 or 14 kept the kernel scalar or 4 lanes wide (ShuffleNet v2's shuffles: 0.4 ms of its 3.3)."""
@@ -287,19 +287,15 @@ def _source_period(stmt: Any, conditions: list[Any], axis: int, extent: int) -> 
     condition choosing the block's source is decided; 0 if none is."""
     from tvm import ir, tirx
     var = stmt.iter_vars[axis].var
-    for factor in (f for f in (2, 3, 4, 8) if extent % f == 0 and extent > f):
-        decided = True
-        for residue in range(factor):
-            analyzer = _analyzer(stmt, skip=axis)
-            outer = tirx.Var("outer", var.ty)
-            analyzer.bind(outer, ir.Range.from_min_extent(0, extent // factor))
-            analyzer.bind(var, outer * factor + residue)
-            if not all(isinstance(analyzer.simplify(c), tirx.IntImm) for c in conditions):
-                decided = False
-                break
-        if decided:
-            return factor
-    return 0
+    def decided(factor: int, residue: int) -> bool:
+        analyzer = _analyzer(stmt, skip=axis)
+        outer = tirx.Var("outer", var.ty)
+        analyzer.bind(outer, ir.Range.from_min_extent(0, extent // factor))
+        analyzer.bind(var, outer * factor + residue)
+        return all(isinstance(analyzer.simplify(c), tirx.IntImm) for c in conditions)
+
+    return next((f for f in (2, 3, 4, 8) if extent % f == 0 and extent > f
+                 and all(decided(f, r) for r in range(f))), 0)
 
 
 def _relayout(sch: Any, block: Any, loops: list[Any], lanes: int) -> bool:

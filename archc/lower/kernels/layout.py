@@ -239,21 +239,25 @@ class _Rewriter:
         if not merged or (groups > 1 and not depthwise and (channels % ic_bn or oc % oc_bn)):
             return False  # groups no block fits (or padded channels, which would land inside them): TVM's kernel
         scale, shift, last, folded = self._affine_chain(v, oc)
-        int8 = self._int8_source(data, weight, groups, depthwise, ic_bn, oc_bn)
-        if int8 is not None:
-            return self._int8_conv(last, a, int8, scale, shift, one_d, folded)
-        w = w * scale[:, None, None, None] if scale is not None else w
         strides = [int(s) for s in a.strides]
         padding = [int(p) for p in a.padding]
         dilation = [int(d) for d in a.dilation]
+        # a 1-D convolution's window as the 2-D kernels take it (height 1)
+        window = ([1, *strides], [0, padding[0], 0, padding[1]], [1, *dilation]) if one_d \
+            else (strides, padding, dilation)
+        text = (f"{channels}×{'×'.join(map(str, shape_of(data)[2:]))} → {oc}, "
+                f"{kw if one_d else f'{kh}×{kw}'}/{strides[-1]}")  # for --explain-layout
+        int8 = self._int8_source(data, weight, groups, depthwise, ic_bn, oc_bn)
+        if int8 is not None:
+            return self._int8_conv(last, int8, scale, shift, window, f"{text} int8 on VNNI", folded)
+        w = w * scale[:, None, None, None] if scale is not None else w
         bf16 = self.plan.precision == "bf16"
         if bf16 and self.plan.bf16_unit == "amx" and amx.fits(channels, oc, groups, strides, padding, dilation,
                                                               one_d):
             x, relayout = self.block(data, ic_bn)
             self._amx_conv(last, x, w, shift, strides, padding)
-            self.plan.decisions.append(Decision(
-                last.name, f"{channels}×{'×'.join(map(str, shape_of(data)[2:]))} → {oc}, {kh}×{kw}/{strides[-1]} "
-                "bf16 on AMX", ic_bn, 16, relayout, folded, (oc, oc)))
+            self.plan.decisions.append(Decision(last.name, f"{text} bf16 on AMX", ic_bn, 16, relayout, folded,
+                                                (oc, oc)))
             return True
         out_channels = padded(oc, oc_bn)
         if depthwise:
@@ -264,8 +268,7 @@ class _Rewriter:
                                                                   if groups == 1 else ic * merged))
             packed = w.reshape(out_channels // oc_bn, oc_bn, -1, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
         x, relayout = self.block(data, ic_bn)
-        if one_d:
-            strides, padding, dilation = [1, *strides], [0, padding[0], 0, padding[1]], [1, *dilation]
+        strides, padding, dilation = window
         out_dtype = _out_dtype(a, data)
         on_dpbf16 = bf16 and self.plan.bf16_unit == "avx512bf16" and dpbf16.fits(ic_bn, oc_bn, groups, depthwise) \
             and str(out_dtype) == "float32"
@@ -282,10 +285,8 @@ class _Rewriter:
         if shift is not None:
             y = self.bb.emit(relax.op.add(y, relax.const(_blocked_channels(shift, oc_bn).astype(w.dtype))))
         self.blocked[last] = (y, oc_bn)
-        size = "×".join(map(str, shape_of(data)[2:]))
         self.plan.decisions.append(Decision(
-            last.name, f"{channels}×{size} → {oc}, {kw if one_d else f'{kh}×{kw}'}/{strides[-1]}"
-            + (" depthwise" if depthwise else f" groups {groups}" if groups > 1 else "")
+            last.name, text + (" depthwise" if depthwise else f" groups {groups}" if groups > 1 else "")
             + (f" (as {groups // merged} of {merged} merged)" if merged > 1 else "")
             + (" bf16 on AVX512-BF16" if on_dpbf16 else ""), ic_bn, oc_bn, relayout,
             folded, (oc, out_channels)))
@@ -311,20 +312,18 @@ class _Rewriter:
             return None
         return x, scale, zero, *found, ic_bn
 
-    def _int8_conv(self, last: Any, a: Any, source: tuple[Any, float, int, np.ndarray, np.ndarray, int],
-                   scale: Any, shift: Any, one_d: bool, folded: int) -> bool:
+    def _int8_conv(self, last: Any, source: tuple[Any, float, int, np.ndarray, np.ndarray, int], scale: Any,
+                   shift: Any, window: tuple[list[int], list[int], list[int]], text: str, folded: int) -> bool:
         """The convolution in int8 (vnni.py): its float32 input quantized to uint8 and padded with the zero point by
         a kernel of its own, the int8 weights packed here, the int32 sums dequantized in the epilogue: (sum − zero
-        point · Σ weights) · input scale · weight scale (· the folded batch norm's scale), then the shift."""
+        point · Σ weights) · input scale · weight scale (· the folded batch norm's scale), then the shift.
+        `window`: its strides, padding and dilation in 2-D; `text`: its line of --explain-layout."""
         relax, bn = self.relax, vnni.LANES
         x, x_scale, zero, q, w_scale, ic_bn = source
-        if one_d:
+        if q.ndim == 3:  # a 1-D convolution's weights, as a 2-D one's of height 1
             q = q[:, :, None, :]
         oc, channels, kh, kw = q.shape
-        strides, padding, dilation = ([int(s) for s in a.strides], [int(p) for p in a.padding],
-                                      [int(d) for d in a.dilation])
-        if one_d:
-            strides, padding, dilation = [1, *strides], [0, padding[0], 0, padding[1]], [1, *dilation]
+        strides, padding, dilation = window
         xb, relayout = self.block(x, ic_bn)
         q = _zero_padded(q, (padded(oc, bn), padded(channels, ic_bn)))
         packed = q.reshape(q.shape[0] // bn, bn, -1, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
@@ -340,10 +339,7 @@ class _Rewriter:
         if shift is not None:
             y = self.bb.emit(relax.op.add(y, relax.const(_blocked_channels(shift, bn).astype(np.float32))))
         self.blocked[last] = (y, bn)
-        size = "×".join(map(str, shape_of(x)[2:]))
-        self.plan.decisions.append(Decision(
-            last.name, f"{channels}×{size} → {oc}, {kw if one_d else f'{kh}×{kw}'}/{strides[-1]} int8 on VNNI",
-            ic_bn, bn, relayout, folded, (oc, padded(oc, bn))))
+        self.plan.decisions.append(Decision(last.name, text, ic_bn, bn, relayout, folded, (oc, padded(oc, bn))))
         return True
 
     def _amx_conv(self, last: Any, x: Any, w: np.ndarray, shift: Any, strides: list[int],
