@@ -56,6 +56,7 @@ Code = Literal[
     "no-bf16",  # --precision bf16 where it cannot run fast: no AMX-BF16, a cross target, TVM's kernels
     "no-int8",  # --precision int8 where it cannot run fast: no AVX512-VNNI, a cross target, TVM's kernels
     "not-quantized",  # --precision int8 of a model without QuantizeLinear (archc quantize makes one)
+    "bad-calibration",  # archc quantize's histogram calibration cannot bin an activation's values
     "needs-rpc",  # tuning or profiling a board's package measures on the board: --rpc and --rpc-key are needed
     "tuning-failed",  # every tuning trial failed
     "bad-database",  # a tuning database that cannot be read or whose TVM stamp is corrupt

@@ -123,10 +123,19 @@ def quantize(proto: onnx.ModelProto, inputs: list[np.ndarray], method: str = "pe
         fp32, folded, int8 = (str(Path(work) / f) for f in ("fp32.onnx", "folded.onnx", "int8.onnx"))
         onnx.save_model(proto, fp32, save_as_external_data=proto.ByteSize() > 1_900_000_000)
         quant_pre_process(fp32, folded, skip_symbolic_shape=True)  # batch norms folded into their convolutions
-        quantize_static(folded, int8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=getattr(CalibrationMethod, CALIBRATORS[method]),
-                        extra_options={"WeightSymmetric": True, "CalibPercentile": PERCENTILE})
+        try:
+            quantize_static(folded, int8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=getattr(CalibrationMethod, CALIBRATORS[method]),
+                            extra_options={"WeightSymmetric": True, "CalibPercentile": PERCENTILE})
+        except ValueError as err:
+            if "bins" not in str(err) or method == "minmax":
+                raise
+            # onnxruntime's histogram calibrators fail on an activation whose values span almost nothing (numpy:
+            # "Too many bins for data range"; MobileNet v3's hardsigmoid gates on random inputs)
+            raise ArchcError(f"calibration by {method} failed: an activation's values span too narrow a range for "
+                             "onnxruntime's 2,048-bin histogram; use --method minmax, or calibrate on more varied "
+                             "inputs", code="bad-calibration") from None
         return onnx.load_model(int8)
 
 

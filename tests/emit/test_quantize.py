@@ -119,6 +119,30 @@ def test_bad_calibration_input_is_one_sentence(calibrated, tmp_path):
     assert not out.exists()
 
 
+def test_an_activation_too_narrow_for_a_histogram_is_one_sentence(tmp_path):
+    """A sigmoid driven to saturation (as MobileNet v3's gates can be on random inputs) spans too narrow a range for
+    onnxruntime's 2,048-bin histogram, and its percentile calibrator raised numpy's ValueError ("Too many bins for
+    data range"): now one sentence naming --method minmax, which calibrates that model."""
+    from onnx import TensorProto, helper
+    node = helper.make_node
+    inits = [numpy_helper.from_array(np.full((4, 3, 1, 1), 1e-3, np.float32), "w"),
+             numpy_helper.from_array(np.array([-1000.0], np.float32), "b"),
+             numpy_helper.from_array(np.ones((2, 4, 1, 1), np.float32), "w2")]
+    nodes = [node("Conv", ["x", "w"], ["c"]), node("Add", ["c", "b"], ["a"]), node("Sigmoid", ["a"], ["s"]),
+             node("Conv", ["s", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "narrow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])], inits)
+    path = tmp_path / "narrow.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    (tmp_path / "cal").mkdir()
+    for i in range(3):
+        np.save(tmp_path / "cal" / f"{i}.npy", np.random.default_rng(i).standard_normal((3, 8, 8)).astype(np.float32))
+    with raises("bad-calibration", naming="--method minmax"):
+        archc.quantize(path, tmp_path / "cal", tmp_path / "out.onnx", check=0)
+    assert not (tmp_path / "out.onnx").exists()
+    assert archc.quantize(path, tmp_path / "cal", check=0, method="minmax").quantized_nodes > 0
+
+
 def test_cli_writes_the_model_and_prints_its_agreement(calibrated, tmp_path):
     folder, _ = calibrated
     out = tmp_path / "q.onnx"
