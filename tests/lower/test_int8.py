@@ -84,3 +84,42 @@ def test_int8_is_refused_where_it_cannot_run_fast(quantized, tmp_path, monkeypat
     with raises("no-int8", ArchcError, naming=("AVX512-VNNI", "--precision fp32")):
         archc.compile(quantized, target="native", output=tmp_path / "n", quick=0, precision="int8")
     assert not any((tmp_path / n).exists() for n in ("f", "a", "t", "n"))
+
+
+NARROW = """network narrow {
+  input image: 16x14x14
+  a: conv(24, 1) bn            # MobileNet v2's projection to 24 channels
+  b: conv(96, 1) bn relu
+  c: conv(24, 1) bn
+  d: add { @a; @c }            # its residual add, between QDQ pairs
+  e: conv(32, 3, pad=1) relu
+}
+"""
+
+
+def test_narrow_int8_layers_take_full_blocks_and_their_padding_stays_blocked(tmp_path):
+    """A 24-channel convolution in int8 writes 16-channel blocks (24 padded to 32): the VPDPBUSD step fills 16
+    output channels, and the plan's cheaper blocks of 8 (on Zen 4) had sent MobileNet v2's projections to fp32. The
+    residual add between QDQ pairs then stays blocked: a quantize/dequantize pair gives the padded zeros back as
+    zeros (it had run in NCHW between channel slices). Verified against onnxruntime on the same QDQ model."""
+    if not build.has_vnni(archc.targets.get("native")):
+        pytest.skip("this CPU has no AVX512-VNNI: run on an Intel Xeon from Cascade Lake on, or an AMD Zen 4 on")
+    spec = tmp_path / "narrow.arch"
+    spec.write_text(NARROW)
+    (tmp_path / "calibration").mkdir()
+    for i in range(4):
+        np.save(tmp_path / "calibration" / f"{i}.npy",
+                np.random.default_rng(i).standard_normal((1, 16, 14, 14)).astype(np.float32))
+    archc.quantize(spec, tmp_path / "calibration", tmp_path / "narrow.int8.onnx", check=0)
+    folder = Path(archc.compile(tmp_path / "narrow.int8.onnx", target="native", output=tmp_path / "pkg", quick=0,
+                                precision="int8").output)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    layout = manifest["build"]["layout"]
+    assert [c["conv"].endswith("int8 on VNNI") for c in layout["convolutions"]] == [True] * 4, layout
+    assert [c["out"] for c in layout["convolutions"]] == ["NCHW16c (24 padded to 32)", "NCHW16c",
+                                                          "NCHW16c (24 padded to 32)", "NCHW16c"]
+    # back to NCHW for the model's output only
+    assert [t for t in layout["transforms"] if "→ NCHW " in t] == ["NCHW16c → NCHW (1×32×14×14) for the model's "
+                                                                  "output"], layout["transforms"]
+    check = manifest["verification"]
+    assert check["status"] == "passed" and check["max_rel_diff"] < 3e-2

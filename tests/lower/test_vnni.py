@@ -49,7 +49,7 @@ def test_int8_convolution_on_vnni_equals_the_integer_convolution(case):
     xb = x.reshape(1, c // 16, 16, h, h).transpose(0, 1, 3, 4, 2).copy()
     packed = vnni.pack_weights(w.reshape(o // 16, 16, c // 16, 16, k, k).transpose(0, 2, 4, 5, 3, 1))
     data = te.placeholder(xb.shape, "float32", name="data")
-    padded = conv2d.pad_int8(data, (k, k), (s, s), (pad,) * 4, (1, 1), scale, zp)
+    padded = conv2d.pad_int8(conv2d.quantize(data, scale, zp), (k, k), (s, s), (pad,) * 4, (1, 1), zp)
     quantized = te.placeholder(padded.shape, "uint8", name="quantized")
     weight = te.placeholder(packed.shape, "int8", name="weight")
     out = conv2d.compute_int8(quantized, weight, (s, s), (pad,) * 4, (1, 1), xb.shape)
@@ -76,3 +76,37 @@ def test_int8_convolution_on_vnni_equals_the_integer_convolution(case):
             ref += np.einsum("chw,oc->ohw", window, w[:, :, i, j].astype(np.int64))
     got = y.numpy().transpose(0, 1, 4, 2, 3).reshape(o, oh, oh)
     assert np.array_equal(got, ref)
+
+
+@pytest.mark.tvm
+@pytest.mark.parametrize("shape", [(1, 3, 5, 7), (1, 6, 9)], ids=["nchw-rgb", "ncl"])
+def test_an_nchw_input_is_relaid_out_as_it_is_quantized(shape):
+    """conv2d.quantize with a block: NCHW (or NCL, as height 1) float32 → uint8 NCHW[4]c in one kernel, as
+    QuantizeLinear rounds (half to even) and saturates; the channels past the last hold the zero point, which the
+    int8 convolution's zero weights for them cancel."""
+    import tvm
+    from tvm import s_tir, te
+    from tvm.target import codegen
+
+    from archc.lower.kernels import conv2d, generic
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(shape) * 3).astype("f4")
+    x.flat[:4] = [0.01, 0.03, -0.05, 0.07]  # halves at scale 0.02: 0.5, 1.5, -2.5, 3.5
+    scale, zp = 0.02, 128
+    data = te.placeholder(shape, "float32", name="data")
+    out = conv2d.quantize(data, scale, zp, 4)
+    sch = s_tir.Schedule(te.create_prim_func([data, out]))
+    generic.schedule(sch, 16)
+    lib = tvm.tirx.build(sch.mod, target=tvm.target.Target({"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu()}))
+    y = tvm.runtime.tensor(np.zeros([int(d) for d in out.shape], np.uint8), tvm.cpu())
+    lib(tvm.runtime.tensor(x, tvm.cpu()), y)
+    ints = np.clip(np.round(x / np.float32(scale)) + zp, 0, 255).astype(np.uint8)
+    four = np.full((shape[0], 4, *shape[2:]), zp, np.uint8)
+    four[:, :shape[1]] = ints[:, :4] if shape[1] > 4 else ints
+    if shape[1] > 4:  # two blocks: channels 4-5 and two of the zero point
+        four = np.concatenate([four, np.full_like(four, zp)], axis=1)
+        four[:, 4:shape[1]] = ints[:, 4:]
+    got = y.numpy()
+    got = got.transpose(0, 1, 4, *range(2, got.ndim - 1)).reshape(four.shape[0], -1, *got.shape[2:4])
+    want = four if len(shape) == 4 else four[:, :, None, :]
+    assert np.array_equal(got, want)

@@ -29,7 +29,8 @@ INT8_BLOCK = "archc_conv2d_nchwc_int8"  # uint8 data, int8 weights, int32 sums: 
 WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (Workload.key)
 PAD = "archc_conv2d_pad"
 PAD_BF16 = "archc_conv2d_pad_bf16"  # the bf16 convolution's input kernel (pad_bf16)
-PAD_INT8 = "archc_conv2d_pad_int8"  # the int8 convolution's input kernel (pad_int8)
+PAD_INT8 = "archc_conv2d_pad_int8"  # the int8 convolution's input padded (pad_int8)
+QUANTIZE = "archc_quantize"  # the int8 convolution's input quantized (quantize)
 CROP = "archc_conv2d_crop"  # the output's true width, where the row was widened (`widened`)
 
 
@@ -90,18 +91,43 @@ def pad_bf16(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: 
     return _converted(data, kernel, strides, padding, dilation, PAD_BF16, dpbf16.bits, 0, dpbf16.BITS)
 
 
+def quantize(data: Any, scale: float, zero_point: int, bn: int = 0) -> Any:
+    """float32 data quantized to uint8 as ONNX's QuantizeLinear (vnni.quantize), the int8 convolution's input:
+    NCHW[bn]c as it is (an elementwise kernel, which TVM fuses into the epilogue of the kernel that computes the
+    data where that is its one consumer: the activation leaves it as uint8, a quarter of the bytes); or, with
+    `bn`, NCHW (NCL: height 1) relaid out to NCHW[bn]c in the same pass, the channels past the last ones the zero
+    point (an RGB input's fourth: one kernel where a pad, a relayout and a quantization had taken three)."""
+    if not bn:
+        return te.compute(data.shape, lambda *i: vnni.quantize(data[i], scale, zero_point), name=QUANTIZE)
+    n, channels, *size = (int(d) for d in data.shape)
+    height, width = size if len(size) == 2 else (1, size[0])
+
+    def cell(b: Any, c: Any, y: Any, x: Any, i: Any) -> Any:
+        channel = c * bn + i
+        at = (b, tvm.tirx.min(channel, channels - 1), *((y, x) if len(size) == 2 else (x,)))
+        return tvm.tirx.if_then_else(channel < channels, vnni.quantize(data[at], scale, zero_point),
+                                     tvm.tirx.const(zero_point, "uint8"))
+
+    return te.compute((n, -(-channels // bn), height, width, bn), cell, name=QUANTIZE)
+
+
 def pad_int8(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
-             dilation: Sequence[int], scale: float, zero_point: int) -> Any:
-    """The int8 convolution's input, in a kernel of its own: float32 NCHW[ic_bn]c quantized to uint8 (ONNX's
-    QuantizeLinear: vnni.quantize) and padded with the zero point (a real 0; `widened`'s extra columns too) in one
-    pass."""
-    return _converted(data, kernel, strides, padding, dilation, PAD_INT8,
-                      lambda v: vnni.quantize(v, scale, zero_point), zero_point, "uint8")
+             dilation: Sequence[int], zero_point: int) -> Any:
+    """The int8 convolution's input padded, in a kernel of its own: uint8 NCHW[ic_bn]c (`quantize`'s) padded with
+    the zero point (a real 0; `widened`'s extra columns too)."""
+    return _converted(data, kernel, strides, padding, dilation, PAD_INT8, lambda v: v, zero_point, "uint8")
+
+
+def needs_padding(width: int, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
+                  dilation: Sequence[int]) -> bool:
+    """Whether a convolution's input must be padded (its padding, or `widened`'s extra columns) before a kernel
+    that reads it whole (the bf16 and int8 ones)."""
+    return any(widened(width, kernel[1], strides[1], dilation[1], padding)[0])
 
 
 def _converted(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
                dilation: Sequence[int], name: str, convert: Any, fill: int, dtype: str) -> Any:
-    """float32 NCHW[ic_bn]c data converted (`convert` of each value) and padded with `fill` for the convolution."""
+    """NCHW[ic_bn]c data converted (`convert` of each value) and padded with `fill` for the convolution."""
     n, chunks, height, width, bn = (int(d) for d in data.shape)
     (top, left, bottom, right), _ = widened(width, kernel[1], strides[1], dilation[1], padding)
 

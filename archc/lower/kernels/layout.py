@@ -118,7 +118,10 @@ class _Rewriter:
         for v in _vars_in(func.body.body, relax):
             self.uses[v] += 2  # a function output is never folded away
         # var → block, where a convolution writes it
-        self.choice = choose(self.bindings, plan.lanes, shape_of, plan.half_width_cost)
+        self.weights: dict[Any, tuple[np.ndarray, np.ndarray] | None] = {}  # a weight → its int8 integers
+        self.quantized: dict[tuple[Any, int, float, int], tuple[Any, bool]] = {}  # (x, block, scale, zero) → uint8
+        self.choice = choose(self.bindings, plan.lanes, shape_of, plan.half_width_cost, frozenset(
+            b.var for b in self.bindings if self._int8_candidate(b.value)))
 
     # -- values in either layout -------------------------------------------------------------------------
     def nchw(self, v: Any) -> Any:
@@ -297,10 +300,8 @@ class _Rewriter:
         """For an int8 build, a QDQ convolution that archc's int8 kernel computes: (the float32 x its input
         quantizes, scale, zero point, the int8 weights, their scales, the input's block); None otherwise (it runs
         in float32, as the QDQ model says it may)."""
-        if self.plan.precision != "int8":
-            return None
-        source = quantized_input(data, self.value_of)
-        found = integers(weight.value.numpy()) if source is not None else None
+        source = quantized_input(data, self.value_of) if self.plan.precision == "int8" else None
+        found = self._integers(weight) if source is not None else None
         if source is None or found is None:
             return None
         x, scale, zero = source
@@ -311,6 +312,18 @@ class _Rewriter:
         if not vnni.fits(ic_bn, oc_bn, groups, depthwise):
             return None
         return x, scale, zero, *found, ic_bn
+
+    def _int8_candidate(self, e: Any) -> bool:
+        """Whether `e` is a convolution of one group that the int8 kernel may take (the plan gives its output
+        full-width blocks, which is all the kernel writes)."""
+        return (self.plan.precision == "int8" and is_op_call(e) and e.op.name in OPS and OPS[e.op.name].kind
+                is Kind.CONV and len(e.args) == 2 and is_const(e.args[1]) and int(e.attrs.groups) == 1
+                and quantized_input(e.args[0], self.value_of) is not None and self._integers(e.args[1]) is not None)
+
+    def _integers(self, weight: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        if weight not in self.weights:
+            self.weights[weight] = integers(weight.value.numpy())
+        return self.weights[weight]
 
     def _int8_conv(self, last: Any, source: tuple[Any, float, int, np.ndarray, np.ndarray, int], scale: Any,
                    shift: Any, window: tuple[list[int], list[int], list[int]], text: str, folded: int) -> bool:
@@ -324,13 +337,14 @@ class _Rewriter:
             q = q[:, :, None, :]
         oc, channels, kh, kw = q.shape
         strides, padding, dilation = window
-        xb, relayout = self.block(x, ic_bn)
+        xq, relayout = self._quantized(x, ic_bn, x_scale, zero)
         q = _zero_padded(q, (padded(oc, bn), padded(channels, ic_bn)))
         packed = q.reshape(q.shape[0] // bn, bn, -1, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
-        xp = self.bb.emit_te(conv2d.pad_int8, xb, (kh, kw), strides, padding, dilation, x_scale, zero,
-                             primfunc_name_hint="to_int8")
+        xp = self.bb.emit_te(conv2d.pad_int8, xq, (kh, kw), strides, padding, dilation, zero,
+                             primfunc_name_hint="pad_int8") \
+            if conv2d.needs_padding(shape_of(xq)[3], (kh, kw), strides, padding, dilation) else xq
         sums = self.bb.emit_te(conv2d.compute_int8, xp, relax.const(vnni.pack_weights(packed)), strides, padding,
-                               dilation, shape_of(xb), primfunc_name_hint="conv2d_int8_nchwc")
+                               dilation, shape_of(xq), primfunc_name_hint="conv2d_int8_nchwc")
         factor = x_scale * w_scale.astype(np.float64) * (scale if scale is not None else 1.0)
         offsets = _blocked_channels(vnni.zero_point_sums(q, zero)[:oc], bn).astype(np.int32)
         y = self.bb.emit(relax.op.multiply(
@@ -341,6 +355,23 @@ class _Rewriter:
         self.blocked[last] = (y, bn)
         self.plan.decisions.append(Decision(last.name, text, ic_bn, bn, relayout, folded, (oc, padded(oc, bn))))
         return True
+
+    def _quantized(self, x: Any, bn: int, scale: float, zero: int) -> tuple[Any, bool]:
+        """float32 x quantized to uint8 NCHW[bn]c for the int8 kernels (once for all that read it so: a ResNet
+        block's input feeds its first and its shortcut convolutions); whether a relayout was emitted. Where x is
+        NCHW it is relaid out as it is quantized (conv2d.quantize)."""
+        key = (x, bn, scale, zero)
+        if key not in self.quantized:
+            if x in self.blocked or len(shape_of(x)) not in (3, 4):
+                xb, relayout = self.block(x, bn)
+                self.quantized[key] = (self.bb.emit_te(conv2d.quantize, xb, scale, zero,
+                                                       primfunc_name_hint="quantize"), relayout)
+            else:
+                self.quantized[key] = (self.bb.emit_te(conv2d.quantize, self.nchw(x), scale, zero, bn,
+                                                       primfunc_name_hint="quantize_nchw"), True)
+                self.plan.transforms.append(f"NCHW → NCHW{bn}c uint8 ({'×'.join(map(str, shape_of(x)))}) "
+                                            f"for {self.why}")
+        return self.quantized[key]
 
     def _amx_conv(self, last: Any, x: Any, w: np.ndarray, shift: Any, strides: list[int],
                   padding: list[int]) -> None:
@@ -461,10 +492,20 @@ class _Rewriter:
                 or any(not is_const(a) or shape_of(a) for a in rest):
             return False
         value, bn = self.blocked[x]
-        if not OPS[e.op.name].zero_safe and shape_of(v)[1] % bn:  # rsqrt of zero-padded channels: infinities
-            return False
+        if not OPS[e.op.name].zero_safe and shape_of(v)[1] % bn and not self._pair(v, e):
+            return False  # rsqrt of zero-padded channels: infinities; a lone quantize: the zero point
         self.blocked[v] = (self.bb.emit(self.relax.Call(e.op, [value, *rest], e.attrs, e.ty_args)), bn)
         return True
+
+    def _pair(self, v: Any, e: Any) -> bool:
+        """Whether `v` is half of a QDQ pair (quantize, then dequantize with the same scale and zero point, its one
+        reader): the pair gives zero-padded channels back as zeros (0 → the zero point → 0). Else MobileNet v2's
+        24-channel residual adds, padded to 32, ran in NCHW between channel slices."""
+        if e.op.name == "relax.dequantize":
+            return quantized_input(v, self.value_of) is not None
+        reader = self.consumer.get(v)
+        return e.op.name == "relax.quantize" and self.uses[v] == 1 and reader is not None \
+            and quantized_input(reader.var, self.value_of) is not None
 
     def binary(self, v: Any, e: Any) -> bool:
         relax = self.relax

@@ -5,8 +5,8 @@ quantization of its input.
 The importer gives a quantized convolution as conv2d(dequantize(quantize(x, s, z)), dequantize(Wq, ws, 0)),
 and archc folds the constants as it imports (build.import_onnx), so the weight arrives as float32 Wq · ws:
 `integers` gives it its integers back. The input's scale and zero point are read from the quantize the dequantize
-undoes (`quantized_input`); archc's int8 kernel quantizes the float32 x itself (conv2d.pad_int8), in its blocked
-layout.
+undoes (`quantized_input`); archc quantizes the float32 x itself (conv2d.quantize), in its blocked layout, where
+TVM fuses the quantization into the epilogue of the kernel that computes x.
 """
 from __future__ import annotations
 
