@@ -19,13 +19,17 @@ def kernels_line(m: Manifest) -> str:
         sources = ", ".join(f"{n} {s}" for s, n in sorted((build.conv_configs or {}).items()))
         tables = f"; {build.conv_tables}" if build.conv_tables else ""
         own = f"{build.kernels_archc or 0} archc kernels (convolution configurations: {sources or 'none'}{tables}); "
-    if build.precision == "bf16":
-        convs = [str(c.get("conv", "")) for c in (build.layout or {}).get("convolutions", [])]
-        units = [unit for unit in ("AMX", "AVX512-BF16") if any(c.endswith(f"bf16 on {unit}") for c in convs)]
-        bf16 = sum(1 for c in convs if " bf16 on " in c)
-        dense = (build.layout or {}).get("bf16_dense", (build.layout or {}).get("amx_dense", 0))  # older: amx_
+    if build.precision in ("bf16", "int8"):
+        layout = build.layout or {}
+        convs = [str(c.get("conv", "")) for c in layout.get("convolutions", [])]
+        if build.precision == "bf16":
+            units = [unit for unit in ("AMX", "AVX512-BF16") if any(c.endswith(f"bf16 on {unit}") for c in convs)]
+            dense = layout.get("bf16_dense", layout.get("amx_dense", 0))  # older packages: amx_dense
+        else:
+            units, dense = ["VNNI"], layout.get("int8_dense", 0)
+        low = sum(1 for c in convs if f" {build.precision} on " in c)
         layers = f" and {dense} dense layer{'s' * (dense != 1)}" if dense else ""
-        own = (f"bf16: {bf16} of {len(convs)} convolutions{layers}"
+        own = (f"{build.precision}: {low} of {len(convs)} convolutions{layers}"
                + f" on {' and '.join(units) or 'AMX'}, the rest fp32; " + own)
     chosen = f"{build.precision_chosen}; " if build.precision_chosen else ""
     return (f"kernels: {chosen}{own}{build.kernels_tuned} from the tuning database, {build.kernels_naive} untuned "

@@ -26,7 +26,8 @@ from archc.analysis.model import Layer
 # TVM's primitive op (as in fused kernel names) → the ONNX op types that import to it
 ANCHORS: dict[str, tuple[str, ...]] = {
     "conv1d": ("Conv",), "conv2d": ("Conv",), "conv3d": ("Conv",), "conv2d_nchwc": ("Conv", "MatMul", "Gemm"),
-    "conv2d_bf16_nchwc": ("Conv", "MatMul", "Gemm"), "conv2d_int8_nchwc": ("Conv",), "dwconv2d_nchwc": ("Conv",),
+    "conv2d_bf16_nchwc": ("Conv", "MatMul", "Gemm"), "conv2d_int8_nchwc": ("Conv", "MatMul", "Gemm"),
+    "dwconv2d_nchwc": ("Conv",),
     "conv1d_transpose": ("ConvTranspose",), "conv2d_transpose": ("ConvTranspose",),
     "conv3d_transpose": ("ConvTranspose",),
     "matmul": ("Gemm", "MatMul"), "dense": ("Gemm", "MatMul"), "bmm": ("MatMul",),

@@ -62,8 +62,11 @@ def test_an_int8_build_runs_its_quantized_convolutions_on_vnni(quantized, tmp_pa
     tgt = tvm_target_at(archc.targets.get("native"), "int8")
     found = {k.name: k.macs for k in kernels_of(prepare(import_onnx(model), tgt, "archc", precision="int8"), model)
              if "conv2d_int8" in k.name}
-    convs = {lay.name: lay.macs for lay in archc.analyze(model).layers if lay.op == "Conv"}
-    assert len(found) >= 4 and all(found.values()), found
+    # the two dense layers' int8 kernels (1×1 convolutions of 1×1 pixel) are their Gemm's
+    convs = {lay.name: lay.macs for lay in archc.analyze(model).layers if lay.op in ("Conv", "Gemm", "MatMul")}
+    assert manifest["build"]["layout"]["int8_dense"] == 2
+    assert len(found) >= 6 and all(found.values()), found
+    assert {64 * 64, 64 * 10} <= set(found.values())
     assert set(found.values()) <= set(convs.values())
 
 
@@ -89,10 +92,12 @@ def test_int8_is_refused_where_it_cannot_run_fast(quantized, tmp_path, monkeypat
 NARROW = """network narrow {
   input image: 16x14x14
   a: conv(24, 1) bn            # MobileNet v2's projection to 24 channels
-  b: conv(96, 1) bn relu
+  b: conv(96, 1) bn relu6
+  w: conv(96, 3, pad=1, groups=96) bn relu6   # depthwise: fp32 arithmetic on its uint8 input
   c: conv(24, 1) bn
   d: add { @a; @c }            # its residual add, between QDQ pairs
   e: conv(32, 3, pad=1) relu
+  f: gap flatten dense(10)     # an int8 dense layer
 }
 """
 
@@ -101,7 +106,8 @@ def test_narrow_int8_layers_take_full_blocks_and_their_padding_stays_blocked(tmp
     """A 24-channel convolution in int8 writes 16-channel blocks (24 padded to 32): the VPDPBUSD step fills 16
     output channels, and the plan's cheaper blocks of 8 (on Zen 4) had sent MobileNet v2's projections to fp32. The
     residual add between QDQ pairs then stays blocked: a quantize/dequantize pair gives the padded zeros back as
-    zeros (it had run in NCHW between channel slices). Verified against onnxruntime on the same QDQ model."""
+    zeros (it had run in NCHW between channel slices). The depthwise layer reads its uint8 input (padded with the
+    zero point), the dense layer runs in int8. Verified against onnxruntime on the same QDQ model."""
     if not build.has_vnni(archc.targets.get("native")):
         pytest.skip("this CPU has no AVX512-VNNI: run on an Intel Xeon from Cascade Lake on, or an AMD Zen 4 on")
     spec = tmp_path / "narrow.arch"
@@ -115,11 +121,18 @@ def test_narrow_int8_layers_take_full_blocks_and_their_padding_stays_blocked(tmp
                                 precision="int8").output)
     manifest = json.loads((folder / "manifest.json").read_text())
     layout = manifest["build"]["layout"]
-    assert [c["conv"].endswith("int8 on VNNI") for c in layout["convolutions"]] == [True] * 4, layout
-    assert [c["out"] for c in layout["convolutions"]] == ["NCHW16c (24 padded to 32)", "NCHW16c",
+    convs = [c["conv"] for c in layout["convolutions"]]
+    assert [c.endswith("int8 on VNNI") for c in convs] == [True, True, False, True, True], convs
+    assert convs[2].endswith("depthwise on its uint8 input"), convs
+    assert [c["out"] for c in layout["convolutions"]] == ["NCHW16c (24 padded to 32)", "NCHW16c", "NCHW16c",
                                                           "NCHW16c (24 padded to 32)", "NCHW16c"]
-    # back to NCHW for the model's output only
-    assert [t for t in layout["transforms"] if "→ NCHW " in t] == ["NCHW16c → NCHW (1×32×14×14) for the model's "
-                                                                  "output"], layout["transforms"]
+    assert layout["int8_dense"] == 1
+    from archc.deploy.explain import kernels_line
+    from archc.deploy.manifest import Manifest
+    assert kernels_line(Manifest.from_json(manifest)).startswith(
+        "kernels: int8: 4 of 5 convolutions and 1 dense layer on VNNI, the rest fp32; ")
+    # back to NCHW for the flatten only, after the pooling
+    assert [t for t in layout["transforms"] if "→ NCHW " in t] == ["NCHW16c → NCHW (1×32×1×1) for reshape"], \
+        layout["transforms"]
     check = manifest["verification"]
     assert check["status"] == "passed" and check["max_rel_diff"] < 3e-2

@@ -186,19 +186,22 @@ def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequen
 
 
 def compute_depthwise(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
-                      dilation: Sequence[int], out_dtype: str) -> Any:
+                      dilation: Sequence[int], out_dtype: str, fill: int = 0) -> Any:
     """Depthwise conv2d (groups = channels) in NCHW[bn]c × (C/bn, 1, KH, KW, 1, bn) → NCHW[bn]c: each output
-    vector is the input vector of its channels times the weight vector, summed over the window."""
+    vector is the input vector of its channels times the weight vector, summed over the window. `fill`: the
+    zero point of an int8 build's uint8 input, which pads it (a real 0) and is taken off each value read."""
     n, chunks, height, width, bn = (int(d) for d in data.shape)
     _, _, kh, kw, _, _ = (int(d) for d in weight.shape)
     (sh, sw), (dh, dw) = strides, dilation
     padding, width_out = widened(width, kw, sw, dw, padding)
-    data, (out_h, out_w) = _window(data, (kh, kw), strides, padding, dilation)
+    data, (out_h, out_w) = _window(data, (kh, kw), strides, padding, dilation, fill)
     rh = te.reduce_axis((0, kh), name="rh")
     rw = te.reduce_axis((0, kw), name="rw")
 
     def cell(b: Any, c: Any, y: Any, x: Any, cb: Any) -> Any:
         value = data[b, c, y * sh + rh * dh, x * sw + rw * dw, cb].astype(out_dtype)
+        if fill:  # the zero point taken off before the product: Σ q·w − z·Σw would cancel large sums
+            value = value - tvm.tirx.const(fill, out_dtype)
         return te.sum(value * weight[c, 0, rh, rw, 0, cb].astype(out_dtype), axis=[rh, rw])
 
     key = Workload.of((n, chunks, height, width, bn), (chunks, 1, kh, kw, 1, bn), strides, padding, dilation).key
@@ -228,13 +231,13 @@ def _cropped(conv: Any, width: int) -> Any:
 
 
 def _window(data: Any, kernel: tuple[int, int], strides: Sequence[int], padding: Sequence[int],
-            dilation: Sequence[int]) -> tuple[Any, tuple[int, ...]]:
-    """The NCHW[x]c data zero-padded (top, left, bottom, right) as the PAD block, where there is padding, and the
-    output's (height, width)."""
+            dilation: Sequence[int], fill: int = 0) -> tuple[Any, tuple[int, ...]]:
+    """The NCHW[x]c data padded with `fill` (top, left, bottom, right) as the PAD block, where there is padding,
+    and the output's (height, width)."""
     size = out_sizes((int(data.shape[2]), int(data.shape[3])), kernel, strides, dilation, padding)
     top, left, bottom, right = padding
     if top or left or bottom or right:
-        data = topi.nn.pad(data, [0, 0, top, left, 0], [0, 0, bottom, right, 0], name=PAD)
+        data = topi.nn.pad(data, [0, 0, top, left, 0], [0, 0, bottom, right, 0], pad_value=fill, name=PAD)
     return data, size
 
 
