@@ -39,7 +39,7 @@ def test_int8_convolution_on_vnni_equals_the_integer_convolution(case):
     from tvm import s_tir, te
     from tvm.target import codegen
 
-    from archc.lower.kernels import conv2d, generic, vnni
+    from archc.lower.kernels import conv2d, vnni
     from archc.lower.kernels.conv2d import Config
     k, s, pad, c, o, h = {"3x3-pad1": (3, 1, 1, 32, 32, 9), "1x1-stride2": (1, 2, 0, 16, 32, 10)}[case]
     rng = np.random.default_rng(3)
@@ -54,7 +54,10 @@ def test_int8_convolution_on_vnni_equals_the_integer_convolution(case):
     weight = te.placeholder(packed.shape, "int8", name="weight")
     out = conv2d.compute_int8(quantized, weight, (s, s), (pad,) * 4, (1, 1), xb.shape)
     first = s_tir.Schedule(te.create_prim_func([data, padded]))
-    generic.schedule(first, 16)
+    conv2d.schedule_input(first)  # the quantization inlined into the padding, a row of it per task
+    assert len(first.get_child_blocks(first.get_sblock("root"))) == 1
+    assert int(first.get(first.get_loops(first.get_sblock(conv2d.PAD_INT8))[0]).extent) == \
+        c // 16 * int(padded.shape[2])
     second = s_tir.Schedule(te.create_prim_func([quantized, weight, out]))
     conv2d.schedule(second, Config(reg_n=3 if h % 3 == 0 else 5, oc_tile=2))
     tgt = tvm.target.Target({"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(), "num-cores": 2})

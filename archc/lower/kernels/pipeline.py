@@ -91,9 +91,12 @@ def apply(mod: Any, tgt: Any, choices: Choices) -> tuple[Any, list[str]]:
                 conv2d.schedule(sch, choices.config(convs[gv.name_hint]))
             elif generic.has_block(sch, bmm.BLOCK):
                 bmm.schedule(sch, choices.lanes)
-            elif generic.has_block(sch, dense.BLOCK):
+            elif generic.has_block(sch, dense.BLOCK) or generic.has_block(sch, conv2d.PAD_INT8):
                 try:
-                    dense.schedule(sch, choices.lanes)
+                    if generic.has_block(sch, dense.BLOCK):
+                        dense.schedule(sch, choices.lanes)
+                    else:
+                        conv2d.schedule_input(sch)
                 except Exception:  # noqa: BLE001 - an epilogue it cannot take (a second output): the generic rule
                     sch = s_tir.Schedule(func)
                     generic.schedule(sch, choices.lanes)
