@@ -381,14 +381,19 @@ def schedule(sch: Any, config: Config) -> None:
         sch.vectorize(loops[-1])
 
 
+INPUTS = (PAD_INT8, PAD_BF16)  # the padded inputs of the int8 and bf16 convolutions, kernels of their own
+
+
 def schedule_input(sch: Any) -> None:
-    """The int8 convolution's padded input (`pad_int8`, the quantization TVM fused before it inlined): each task a
-    row of the padded image, its pixels' channel block a vector (the RGB input's four bytes unrolled). The generic
-    rule made each pixel a task: ResNet-50's 56×56 × 128 channels took 66 µs, a row per task 9."""
+    """The int8 or bf16 convolution's padded input (`pad_int8`, the quantization TVM fused before it inlined;
+    `pad_bf16`): each task a row of the padded image, its pixels' channel block a vector (the RGB input's four
+    bytes unrolled). The generic rule made each pixel a task: ResNet-50's 56×56 × 128 channels in int8 took 66 µs,
+    a row per task 9."""
+    name = next(b for b in INPUTS if generic.has_block(sch, b))
     for block in sch.get_child_blocks(sch.get_sblock("root")):
-        if sch.get(block).name_hint != PAD_INT8:
+        if sch.get(block).name_hint != name:
             sch.compute_inline(block)
-    n, c, y, _, i = sch.get_loops(sch.get_sblock(PAD_INT8))
+    n, c, y, _, i = sch.get_loops(sch.get_sblock(name))
     sch.parallel(sch.fuse(n, c, y))
     if int(sch.get(i).extent) >= 16:
         sch.vectorize(i)

@@ -91,7 +91,7 @@ def apply(mod: Any, tgt: Any, choices: Choices) -> tuple[Any, list[str]]:
                 conv2d.schedule(sch, choices.config(convs[gv.name_hint]))
             elif generic.has_block(sch, bmm.BLOCK):
                 bmm.schedule(sch, choices.lanes)
-            elif generic.has_block(sch, dense.BLOCK) or generic.has_block(sch, conv2d.PAD_INT8):
+            elif any(generic.has_block(sch, b) for b in (dense.BLOCK, *conv2d.INPUTS)):
                 try:
                     if generic.has_block(sch, dense.BLOCK):
                         dense.schedule(sch, choices.lanes)
