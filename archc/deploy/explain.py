@@ -26,7 +26,8 @@ def kernels_line(m: Manifest) -> str:
             units = [unit for unit in ("AMX", "AVX512-BF16") if any(c.endswith(f"bf16 on {unit}") for c in convs)]
             dense = layout.get("bf16_dense", layout.get("amx_dense", 0))  # older packages: amx_dense
         else:
-            units, dense = ["VNNI"], layout.get("int8_dense", 0)
+            units = [unit for unit in ("VNNI", "USDOT") if any(c.endswith(f"int8 on {unit}") for c in convs)]
+            dense = layout.get("int8_dense", 0)
         low = sum(1 for c in convs if f" {build.precision} on " in c)
         layers = f" and {dense} dense layer{'s' * (dense != 1)}" if dense else ""
         own = (f"{build.precision}: {low} of {len(convs)} convolutions{layers}"

@@ -147,10 +147,23 @@ def bf16_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] 
 
 def int8_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] | None:
     """Why an int8 build of `target` could not run fast, and what to do instead; None where it can: archc's int8
-    kernels (VPDPBUSD) are built for this machine's CPU, with archc's kernels, on a CPU with AVX512-VNNI."""
+    kernels are built, with archc's kernels, for this machine's CPU where it has AVX512-VNNI (VPDPBUSD), or for an
+    aarch64 target whose CPU has the i8mm extension (USDOT: graviton3), cross compiled."""
+    if "aarch64" in str(target.tvm.get("mtriple", "")):
+        if kernels != "archc":
+            return "it runs on archc's kernels, not TVM's", "leave --kernels tvm out"
+        return None if has_i8mm(target) else (
+            f"on aarch64 it needs the i8mm extension (USDOT), which target '{target.name}' does not declare",
+            "use --target graviton3, or a target whose mcpu has it or whose mattr lists +i8mm")
     return _elsewhere(target, kernels, "its AVX512-VNNI unit") or (None if has_vnni(target) else (
         "it needs a CPU with AVX512-VNNI (Intel Xeon from Cascade Lake on, AMD Zen 4 on), and this one has none",
         "build on such a CPU"))
+
+
+def has_i8mm(target: Target) -> bool:
+    """Whether an aarch64 target's LLVM CPU and attributes include i8mm (archc's aarch64 int8 step, USDOT)."""
+    from tvm.target import codegen
+    return bool(codegen.llvm_cpu_has_features(["i8mm"], tvm_target(target)))
 
 
 def _check_quantized(model: Model, precision: str) -> None:

@@ -79,6 +79,8 @@ def test_int8_is_refused_where_it_cannot_run_fast(quantized, tmp_path, monkeypat
         with raises("not-quantized", ArchcError, naming="archc quantize"):
             archc.tune(spec, "native", trials=1, db=tmp_path / "db", precision="int8")
     with raises("no-int8", ArchcError, naming="--target native"):
+        archc.compile(quantized, target="x86-avx512", output=tmp_path / "a", quick=0, precision="int8")
+    with raises("no-int8", ArchcError, naming=("i8mm", "--target graviton3")):  # generic aarch64: no USDOT
         archc.compile(quantized, target="arm64", output=tmp_path / "a", quick=0, precision="int8")
     with raises("no-int8", ArchcError, naming="--kernels tvm"):
         archc.compile(quantized, target="native", output=tmp_path / "t", quick=0, precision="int8",
@@ -136,3 +138,46 @@ def test_narrow_int8_layers_take_full_blocks_and_their_padding_stays_blocked(tmp
         layout["transforms"]
     check = manifest["verification"]
     assert check["status"] == "passed" and check["max_rel_diff"] < 3e-2
+
+
+GRAVITON3_UNDER_QEMU = """description = "graviton3's CPU (Neoverse V1, i8mm) run under qemu"
+backend = "tvm"
+runner = "qemu"
+cross_compiler = "aarch64-linux-gnu-gcc"
+
+[tvm]
+kind = "llvm"
+mtriple = "aarch64-linux-gnu"
+mcpu = "neoverse-v1"
+mattr = ["+neon"]
+"""
+
+
+@pytest.mark.cross
+def test_an_aarch64_int8_build_runs_on_usdot_under_qemu(quantized, tmp_path):
+    """On an aarch64 target whose CPU has i8mm (graviton3's Neoverse V1; here a copy of it that runs under qemu
+    rather than on a board), the QDQ convolutions and dense layers run in int8 on USDOT steps (blocks of 8 output
+    channels, two 4-lane steps), and the emulated library equals onnxruntime on the same QDQ model to 3e-2 of its
+    range (int8's stated tolerance), with the same top class. qemu's speed says nothing of a board's: measure on
+    one with `archc bench --rpc`."""
+    from helpers import onnxruntime_outputs
+
+    from archc.runtime import load_package
+    target = tmp_path / "graviton3-qemu.toml"
+    target.write_text(GRAVITON3_UNDER_QEMU)
+    folder = Path(archc.compile(quantized, target=str(target), output=tmp_path / "pkg", quick=0,
+                                precision="int8").output)
+    layout = json.loads((folder / "manifest.json").read_text())["build"]["layout"]
+    convs = [c["conv"] for c in layout["convolutions"]]
+    assert [c.endswith("int8 on USDOT") for c in convs] == [True, True, True, True, True, False], convs
+    assert layout["int8_dense"] == 2 and layout["convolutions"][1]["out"] == "NCHW8c"
+    dump = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(next(folder.glob("*.so")))], capture_output=True,
+                          text=True).stdout
+    assert "usdot" in dump
+    pkg = load_package(folder)
+    for seed in (0, 1):
+        x = pkg.random_inputs(seed=seed)
+        got, want = pkg.run(x), onnxruntime_outputs(folder / "model.onnx", x)
+        assert pkg.emulated and len(got) == len(want) == 1
+        assert np.abs(np.asarray(got[0]) - want[0]).max() <= 3e-2 * np.ptp(want[0])
+        assert np.asarray(got[0]).argmax() == want[0].argmax()

@@ -18,14 +18,16 @@ from typing import Any, NamedTuple
 import tvm
 from tvm import te, topi
 
-from archc.lower.kernels import dpbf16, generic, vnni
+from archc.lower.kernels import dpbf16, generic, usdot, vnni
 from archc.lower.kernels.blocks import is_depthwise
 from archc.ops.window import out_sizes
 
 BLOCK = "archc_conv2d_nchwc"
 DW_BLOCK = "archc_dwconv2d_nchwc"  # the depthwise one (groups = channels)
 BF16_BLOCK = "archc_conv2d_nchwc_bf16"  # bf16 data and weights, float32 sums: VDPBF16PS steps (dpbf16.py)
-INT8_BLOCK = "archc_conv2d_nchwc_int8"  # uint8 data, int8 weights, int32 sums: VPDPBUSD steps (vnni.py)
+INT8_BLOCK = "archc_conv2d_nchwc_int8"  # uint8 data, int8 weights, int32 sums: VPDPBUSD or USDOT steps
+STEP = "archc_step"  # an int8 block's annotation: the unit whose step it tensorizes into (INT8_STEPS)
+INT8_STEPS = {"vnni": (vnni.register, vnni.LANES), "usdot": (usdot.register, usdot.LANES)}  # unit → (step, lanes)
 WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (Workload.key)
 PAD = "archc_conv2d_pad"
 PAD_BF16 = "archc_conv2d_pad_bf16"  # the bf16 convolution's input kernel (pad_bf16)
@@ -142,16 +144,17 @@ def _converted(data: Any, kernel: Sequence[int], strides: Sequence[int], padding
 
 
 def compute_int8(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
-                 dilation: Sequence[int], shape: Sequence[int]) -> Any:
+                 dilation: Sequence[int], shape: Sequence[int], unit: str = "vnni") -> Any:
     """conv2d of uint8 NCHW[ic_bn]c data already padded (`pad_int8` of the float32 input of `shape`) × int8
     OIHW[ic_bn/4]i[oc_bn]o[4]i weights (vnni.pack_weights) → int32 NCHW[oc_bn]c: `compute_bf16`'s loop nest with
-    the input block's channels taken in fours (the VPDPBUSD step), its WORKLOAD the float32 convolution's."""
+    the input block's channels taken in fours, its WORKLOAD the float32 convolution's. `unit`: the step the
+    schedule tensorizes into (INT8_STEPS: x86's VPDPBUSD, aarch64's USDOT), recorded on the block."""
     return _stepped(data, weight, strides, padding, dilation, shape, INT8_BLOCK,
-                    lambda d, w: d.astype("int32") * w.astype("int32"))
+                    lambda d, w: d.astype("int32") * w.astype("int32"), {STEP: unit})
 
 
 def _stepped(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
-             shape: Sequence[int], name: str, product: Any) -> Any:
+             shape: Sequence[int], name: str, product: Any, attrs: dict[str, str] | None = None) -> Any:
     """The convolution of padded data × weights whose innermost axis is the step's reduction (a pair of bf16
     channels, a quadruple of int8 ones), `product` of a data and a weight value summed; cropped as `compute`."""
     n, chunks, height, width, ic_bn = (int(d) for d in data.shape)
@@ -170,7 +173,7 @@ def _stepped(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[i
 
     workload = Workload.of(shape, (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides, padding, dilation)
     return _cropped(te.compute((n, oc_chunk, out_h, out_w, oc_bn), cell, name=name,
-                               attrs={WORKLOAD: workload.key}), workload.out_size[1])
+                               attrs={WORKLOAD: workload.key, **(attrs or {})}), workload.out_size[1])
 
 
 def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
@@ -371,7 +374,12 @@ def schedule(sch: Any, config: Config) -> None:
     block_width = int(sch.get(conv).writes[0].source.shape[-1])  # read before tensorize replaces the block
     if stepped:
         sch.vectorize(sch.get_loops(init)[-1])
-        sch.tensorize(ocb, dpbf16.register() if stepped == BF16_BLOCK else vnni.register())
+        register, lanes = (dpbf16.register, dpbf16.LANES) if stepped == BF16_BLOCK \
+            else INT8_STEPS[str(sch.get(conv).annotations.get(STEP, "vnni"))]
+        if lanes < block_width:  # an aarch64 block of 8 channels: two 4-lane steps
+            outer, ocb = sch.split(ocb, [None, lanes])
+            sch.unroll(outer)
+        sch.tensorize(ocb, register())
     if broadcast is not None:
         generic.schedule_block(sch, broadcast, block_width)
     if generic.has_block(sch, PAD):

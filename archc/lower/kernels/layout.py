@@ -52,7 +52,8 @@ class Plan:
     half_width_cost: float = 2.0  # a block of 8 channels' cost per MAC against a full vector's (blocks.choose)
     decisions: list[Decision] = field(default_factory=list)
     bf16_dense: int = 0  # dense layers computed in bf16 (on AMX or AVX512-BF16)
-    int8_dense: int = 0  # dense layers computed in int8 (VNNI)
+    int8_dense: int = 0  # dense layers computed in int8
+    int8_unit: str = "vnni"  # precision int8: what computes it, "vnni" (x86's VPDPBUSD) or "usdot" (aarch64's i8mm)
     transforms: list[str] = field(default_factory=list)  # each layout change emitted between ops, and why
 
     def to_json(self) -> dict[str, Any]:
@@ -72,6 +73,9 @@ class Plan:
         return 0
 
 
+_INT8_UNITS = {"vnni": "VNNI", "usdot": "USDOT"}  # Plan.int8_unit → its name in --explain-layout
+
+
 def _scheduled(kernel: Any) -> Any:
     """An amx.py kernel as the module takes it: already scheduled (archc's pass and MetaSchedule leave it alone),
     without its own global symbol (the BlockBuilder names each one uniquely)."""
@@ -79,14 +83,15 @@ def _scheduled(kernel: Any) -> Any:
 
 
 def blocked_conv_layout(mod: Any, lanes: int, precision: str = "fp32", bf16_unit: str = "amx",
-                        half_width_cost: float = 2.0) -> tuple[Any, Plan]:
+                        half_width_cost: float = 2.0, int8_unit: str = "vnni") -> tuple[Any, Plan]:
     """The module with its `main` re-laid out (above); the plan's decisions for explaining it. With `precision`
     "bf16", every convolution `amx.fits` runs on AMX in bf16 (`_amx_conv`) where `bf16_unit` is "amx", and every
     one `dpbf16.fits` in archc's blocked kernel with VDPBF16PS steps where it is "avx512bf16"; with "int8", every
     QDQ convolution whose weights are int8 ones dequantized (qdq.integers) and that `vnni.fits` in archc's int8
     kernel (VPDPBUSD).
     `half_width_cost`: a block of 8 channels' cost per MAC against a full vector's (pipeline.half_width_cost)."""
-    plan = Plan(lanes, precision=precision, bf16_unit=bf16_unit, half_width_cost=half_width_cost)
+    plan = Plan(lanes, precision=precision, bf16_unit=bf16_unit, half_width_cost=half_width_cost,
+                int8_unit=int8_unit)
     func = mod["main"]
     body = func.body
     if not isinstance(body, relax.SeqExpr) or not all(isinstance(b, relax.DataflowBlock) for b in body.blocks):
@@ -254,7 +259,8 @@ class _Rewriter:
                 f"{kw if one_d else f'{kh}×{kw}'}/{strides[-1]}")  # for --explain-layout
         int8 = self._int8_source(data, weight, groups, depthwise, ic_bn, oc_bn)
         if int8 is not None:
-            return self._int8_conv(last, int8, scale, shift, window, f"{text} int8 on VNNI", folded)
+            return self._int8_conv(last, int8, scale, shift, window,
+                                   f"{text} int8 on {_INT8_UNITS[self.plan.int8_unit]}", folded)
         w = w * scale[:, None, None, None] if scale is not None else w
         bf16 = self.plan.precision == "bf16"
         if bf16 and self.plan.bf16_unit == "amx" and amx.fits(channels, oc, groups, strides, padding, dilation,
@@ -317,7 +323,7 @@ class _Rewriter:
             ic_bn = self.blocked[x][1]
         elif ic_bn % vnni.QUAD and shape_of(x)[1] < self.plan.lanes:
             ic_bn = padded(shape_of(x)[1], vnni.QUAD)  # an RGB stem's channels and a zero one: a whole quadruple
-        if not vnni.fits(ic_bn, oc_bn, groups, depthwise):
+        if not vnni.fits(ic_bn, oc_bn, groups, depthwise, self.plan.lanes):
             return None
         return x, scale, zero, *found, ic_bn
 
@@ -339,7 +345,7 @@ class _Rewriter:
         a kernel of its own, the int8 weights packed here, the int32 sums dequantized in the epilogue: (sum − zero
         point · Σ weights) · input scale · weight scale (· the folded batch norm's scale), then the shift.
         `window`: its strides, padding and dilation in 2-D; `text`: its line of --explain-layout."""
-        relax, bn = self.relax, vnni.LANES
+        relax, bn = self.relax, self.plan.lanes
         x, x_scale, zero, q, w_scale, ic_bn = source
         if q.ndim == 3:  # a 1-D convolution's weights, as a 2-D one's of height 1
             q = q[:, :, None, :]
@@ -352,7 +358,7 @@ class _Rewriter:
                              primfunc_name_hint="pad_int8") \
             if conv2d.needs_padding(shape_of(xq)[3], (kh, kw), strides, padding, dilation) else xq
         sums = self.bb.emit_te(conv2d.compute_int8, xp, relax.const(vnni.pack_weights(packed)), strides, padding,
-                               dilation, shape_of(xq), primfunc_name_hint="conv2d_int8_nchwc")
+                               dilation, shape_of(xq), self.plan.int8_unit, primfunc_name_hint="conv2d_int8_nchwc")
         factor = x_scale * w_scale.astype(np.float64) * (scale if scale is not None else 1.0)
         y = self._dequantized(sums, q[:oc], zero, factor)
         if shift is not None:
@@ -364,7 +370,7 @@ class _Rewriter:
     def _dequantized(self, sums: Any, q: np.ndarray, zero: int, factor: np.ndarray) -> Any:
         """An int8 kernel's int32 sums (NCHW16c) in float32: (sum − zero point · Σ the channel's weights) · factor
         (the input's scale · the channel's weight scale, · a folded batch norm's scale)."""
-        relax, bn = self.relax, vnni.LANES
+        relax, bn = self.relax, self.plan.lanes
         offsets = _blocked_channels(vnni.zero_point_sums(q, zero)[:len(factor)], bn).astype(np.int32)
         return self.bb.emit(relax.op.multiply(
             relax.op.astype(relax.op.subtract(sums, relax.const(offsets)), "float32"),
@@ -476,7 +482,7 @@ class _Rewriter:
         blocks of 16 channels, W's columns packed as the convolution's output channels, both zero-padded to whole
         blocks; the epilogue as `_int8_conv`'s. MobileNet v2's classifier (1,280 → 1,000) read 5.1 MB of float32
         weights per image, 127 µs of its 2.6 ms; in int8 a quarter."""
-        relax, bn = self.relax, vnni.LANES
+        relax, bn = self.relax, self.plan.lanes
         source = quantized_input(x, self.value_of) if self.plan.precision == "int8" else None
         found = integers(w.T) if source is not None else None
         if source is None or found is None:
@@ -489,7 +495,8 @@ class _Rewriter:
         q = _zero_padded(q[:, :, None, None], (padded(n, bn), padded(k, bn)))
         packed = q.reshape(q.shape[0] // bn, bn, -1, bn, 1, 1).transpose(0, 2, 4, 5, 3, 1)
         sums = self.bb.emit_te(conv2d.compute_int8, xq, relax.const(vnni.pack_weights(packed)), (1, 1),
-                               (0, 0, 0, 0), (1, 1), shape_of(xq), primfunc_name_hint="conv2d_int8_nchwc")
+                               (0, 0, 0, 0), (1, 1), shape_of(xq), self.plan.int8_unit,
+                               primfunc_name_hint="conv2d_int8_nchwc")
         y = self.bb.emit(relax.op.reshape(self._dequantized(sums, q, zero, x_scale * w_scale.astype(np.float64)),
                                           (m, padded(n, bn))))
         self.plain[v] = self.bb.emit(relax.op.strided_slice(y, [1], [0], [n])) if n % bn else y

@@ -45,6 +45,12 @@ def bf16_unit(tgt: Any) -> str:
     return "amx" if "+amx-bf16" in [str(a) for a in tgt.attrs.get("mattr", [])] else "avx512bf16"
 
 
+def int8_unit(tgt: Any) -> str:
+    """What computes an int8 build's convolutions for this target: "usdot" on aarch64 (the target declares the
+    i8mm extension: build.int8_unavailable), else "vnni" (AVX512-VNNI)."""
+    return "usdot" if "aarch64" in str(tgt.attrs.get("mtriple", "")) else "vnni"
+
+
 def plan(mod: Any, tgt: Any, precision: str = "fp32", half_cost: float | None = None) -> tuple[Any, Any]:
     """The module with its convolutions, and its matrix products of many rows (matmul.py), in archc's blocked
     layout (layout.py); the plan, for explaining it. `precision` "bf16": the convolutions computed in bf16 (on AMX
@@ -54,8 +60,8 @@ def plan(mod: Any, tgt: Any, precision: str = "fp32", half_cost: float | None = 
                                     relax.transform.CanonicalizeBindings(),
                                     relax.transform.DeadCodeElimination()])(mod)
     mod = bmm.batched_products(matmul_as_conv(channels_first(mod)), lanes(tgt))
-    mod, made = blocked_conv_layout(mod, lanes(tgt), precision, bf16_unit(tgt),  # the unit counts at bf16 only
-                                    half_width_cost(tgt) if half_cost is None else half_cost)
+    mod, made = blocked_conv_layout(mod, lanes(tgt), precision, bf16_unit(tgt),  # the units count at their own
+                                    half_width_cost(tgt) if half_cost is None else half_cost, int8_unit(tgt))
     if precision == "int8":  # the quantize/dequantize pairs only int8 kernels read, gone
         mod = relax.transform.DeadCodeElimination()(mod)
     return mod, made

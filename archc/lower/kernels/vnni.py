@@ -53,10 +53,10 @@ def register() -> str:
     return INTRIN
 
 
-def fits(ic_bn: int, oc_bn: int, groups: int, depthwise: bool) -> bool:
-    """Whether the int8 convolution computes this one: input blocks of whole quadruples, output blocks of 16
-    channels (one register), one group."""
-    return groups == 1 and not depthwise and ic_bn % QUAD == 0 and oc_bn == LANES
+def fits(ic_bn: int, oc_bn: int, groups: int, depthwise: bool, block: int = LANES) -> bool:
+    """Whether the int8 convolution computes this one: input blocks of whole quadruples, output blocks of `block`
+    channels (the target's: 16, one zmm register, for VPDPBUSD; 8, two steps, for aarch64's USDOT), one group."""
+    return groups == 1 and not depthwise and ic_bn % QUAD == 0 and oc_bn == block
 
 
 def pack_weights(packed: np.ndarray) -> np.ndarray:
