@@ -23,7 +23,8 @@ def kernels_line(m: Manifest) -> str:
         layout = build.layout or {}
         convs = [str(c.get("conv", "")) for c in layout.get("convolutions", [])]
         if build.precision == "bf16":
-            units = [unit for unit in ("AMX", "AVX512-BF16") if any(c.endswith(f"bf16 on {unit}") for c in convs)]
+            units = [unit for unit in ("AMX", "AVX512-BF16", "BFDOT") if any(c.endswith(f"bf16 on {unit}")
+                                                                           for c in convs)]
             dense = layout.get("bf16_dense", layout.get("amx_dense", 0))  # older packages: amx_dense
         else:
             units = [unit for unit in ("VNNI", "USDOT") if any(c.endswith(f"int8 on {unit}") for c in convs)]

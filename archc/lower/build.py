@@ -139,7 +139,9 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
 def bf16_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] | None:
     """Why a bf16 build of `target` could not run fast, and what to do instead; None where it can. archc's bf16
     kernels are built for this machine's CPU only, with archc's kernels, on a CPU with AMX-BF16 tiles that Linux
-    grants or with AVX512-BF16."""
+    grants or with AVX512-BF16; or for an aarch64 target whose CPU has the bf16 extension (BFDOT: graviton3)."""
+    if is_aarch64(target):
+        return _aarch64_refusal(target, kernels, "bf16", "BFDOT")
     return _elsewhere(target, kernels, "its AMX or AVX512-BF16 units") or (None if bf16_units(target) else (
         "it needs a CPU with AMX-BF16 (Intel Xeon from Sapphire Rapids on) or AVX512-BF16 (AMD Zen 4 on, Intel "
         "Cooper Lake), and this one has neither", "build on such a CPU"))
@@ -149,21 +151,28 @@ def int8_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] 
     """Why an int8 build of `target` could not run fast, and what to do instead; None where it can: archc's int8
     kernels are built, with archc's kernels, for this machine's CPU where it has AVX512-VNNI (VPDPBUSD), or for an
     aarch64 target whose CPU has the i8mm extension (USDOT: graviton3), cross compiled."""
-    if "aarch64" in str(target.tvm.get("mtriple", "")):
-        if kernels != "archc":
-            return "it runs on archc's kernels, not TVM's", "leave --kernels tvm out"
-        return None if has_i8mm(target) else (
-            f"on aarch64 it needs the i8mm extension (USDOT), which target '{target.name}' does not declare",
-            "use --target graviton3, or a target whose mcpu has it or whose mattr lists +i8mm")
+    if is_aarch64(target):
+        return _aarch64_refusal(target, kernels, "i8mm", "USDOT")
     return _elsewhere(target, kernels, "its AVX512-VNNI unit") or (None if has_vnni(target) else (
         "it needs a CPU with AVX512-VNNI (Intel Xeon from Cascade Lake on, AMD Zen 4 on), and this one has none",
         "build on such a CPU"))
 
 
-def has_i8mm(target: Target) -> bool:
-    """Whether an aarch64 target's LLVM CPU and attributes include i8mm (archc's aarch64 int8 step, USDOT)."""
+def is_aarch64(target: Target) -> bool:
+    return "aarch64" in str(target.tvm.get("mtriple", ""))
+
+
+def _aarch64_refusal(target: Target, kernels: str, feature: str, step: str) -> tuple[str, str] | None:
+    """Why a low-precision build of an aarch64 target (cross compiled) cannot run fast, and what to do instead:
+    its CPU lacks the extension whose instruction archc's kernels step with (i8mm's USDOT, bf16's BFDOT), or TVM's
+    kernels were asked for; None where it can."""
     from tvm.target import codegen
-    return bool(codegen.llvm_cpu_has_features(["i8mm"], tvm_target(target)))
+    if kernels != "archc":
+        return "it runs on archc's kernels, not TVM's", "leave --kernels tvm out"
+    if codegen.llvm_cpu_has_features([feature], tvm_target(target)):
+        return None
+    return (f"on aarch64 it needs the {feature} extension ({step}), which target '{target.name}' does not declare",
+            f"use --target graviton3, or a target whose mcpu has it or whose mattr lists +{feature}")
 
 
 def _check_quantized(model: Model, precision: str) -> None:
@@ -223,6 +232,8 @@ def choose_precision(target: Target, kernels: str, precision: str) -> tuple[str,
 
 
 def _unit_name(target: Target) -> str:
+    if is_aarch64(target):
+        return "the bf16 extension (BFDOT)"
     return "AMX-BF16" if "+amx-bf16" in bf16_units(target) else "AVX512-BF16"
 
 
@@ -230,7 +241,7 @@ def tvm_target_at(target: Target, precision: str) -> Any:
     """The TVM target of a build at `precision` (`choose_precision`'s): a bf16 build's LLVM CPU is given the bf16
     units this machine has (AMX's say AMX computes it: kernels.pipeline.bf16_unit); fp32 and int8 builds take the
     target's own (int8's VNNI comes with the CPU LLVM names)."""
-    if precision in ("fp32", "int8"):
+    if precision in ("fp32", "int8") or is_aarch64(target):  # an aarch64 CPU's bf16 comes with its mcpu or mattr
         return tvm_target(target)
     spec = tvm_target_dict(target)
     spec["mattr"] = [*spec.get("mattr", []), *bf16_units(target)]

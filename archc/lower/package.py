@@ -42,7 +42,7 @@ from archc.deploy.manifest import (
 from archc.deploy.readme import readme
 from archc.frontends import Model
 from archc.lower import link
-from archc.lower.build import Lowered
+from archc.lower.build import Lowered, is_aarch64
 from archc.lower.tvm_target import tvm_target_dict
 from archc.shapes import BY_ONNX
 from archc.targets import Target
@@ -102,7 +102,9 @@ def _fill(model: Model, lowered: Lowered, folder: Path, check: Callable[[Path], 
                              libs_from=libs_from, missing=missing), detection=detection)
     fcompile = None
     if link.uses_pool(target):  # the library's parallel loops run on archc's pool (link.py, runtime/pool.c)
-        fcompile = link.fcompile(target.cross_compiler, tiles=lowered.report.precision == "bf16")
+        # the AMX tile request is x86's (Linux's arch_prctl); an aarch64 bf16 build's BFDOT needs none
+        fcompile = link.fcompile(target.cross_compiler, tiles=lowered.report.precision == "bf16"
+                                 and not is_aarch64(target))
     elif target.cross_compiler:
         fcompile = cross_compiler(target.cross_compiler)
     lowered.executable.export_library(str(folder / library), fcompile=fcompile)

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import tvm
 from tvm import te, topi
 
-from archc.lower.kernels import dpbf16, generic, usdot, vnni
+from archc.lower.kernels import bfdot, dpbf16, generic, usdot, vnni
 from archc.lower.kernels.blocks import is_depthwise
 from archc.ops.window import out_sizes
 
@@ -26,8 +26,10 @@ BLOCK = "archc_conv2d_nchwc"
 DW_BLOCK = "archc_dwconv2d_nchwc"  # the depthwise one (groups = channels)
 BF16_BLOCK = "archc_conv2d_nchwc_bf16"  # bf16 data and weights, float32 sums: VDPBF16PS steps (dpbf16.py)
 INT8_BLOCK = "archc_conv2d_nchwc_int8"  # uint8 data, int8 weights, int32 sums: VPDPBUSD or USDOT steps
-STEP = "archc_step"  # an int8 block's annotation: the unit whose step it tensorizes into (INT8_STEPS)
-INT8_STEPS = {"vnni": (vnni.register, vnni.LANES), "usdot": (usdot.register, usdot.LANES)}  # unit → (step, lanes)
+STEP = "archc_step"  # a stepped block's annotation: the unit whose step it tensorizes into (STEPS)
+# a stepped block's unit → (its step's registration, the step's output lanes)
+STEPS = {"vnni": (vnni.register, vnni.LANES), "usdot": (usdot.register, usdot.LANES),
+         "avx512bf16": (dpbf16.register, dpbf16.LANES), "bfdot": (bfdot.register, bfdot.LANES)}
 WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (Workload.key)
 PAD = "archc_conv2d_pad"
 PAD_BF16 = "archc_conv2d_pad_bf16"  # the bf16 convolution's input kernel (pad_bf16)
@@ -148,7 +150,7 @@ def compute_int8(data: Any, weight: Any, strides: Sequence[int], padding: Sequen
     """conv2d of uint8 NCHW[ic_bn]c data already padded (`pad_int8` of the float32 input of `shape`) × int8
     OIHW[ic_bn/4]i[oc_bn]o[4]i weights (vnni.pack_weights) → int32 NCHW[oc_bn]c: `compute_bf16`'s loop nest with
     the input block's channels taken in fours, its WORKLOAD the float32 convolution's. `unit`: the step the
-    schedule tensorizes into (INT8_STEPS: x86's VPDPBUSD, aarch64's USDOT), recorded on the block."""
+    schedule tensorizes into (STEPS: x86's VPDPBUSD, aarch64's USDOT), recorded on the block."""
     return _stepped(data, weight, strides, padding, dilation, shape, INT8_BLOCK,
                     lambda d, w: d.astype("int32") * w.astype("int32"), {STEP: unit})
 
@@ -177,7 +179,7 @@ def _stepped(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[i
 
 
 def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
-                 dilation: Sequence[int], shape: Sequence[int]) -> Any:
+                 dilation: Sequence[int], shape: Sequence[int], unit: str = "avx512bf16") -> Any:
     """conv2d of bf16 NCHW[ic_bn]c data already padded (`pad_bf16` of the float32 input of `shape`, by `padding`) ×
     OIHW[ic_bn/2]i[oc_bn]o[2]i weights (dpbf16.pack_weights; both as bits) → float32 NCHW[oc_bn]c, the sums in
     float32: `compute`'s loop nest with the input block's channels taken in pairs, the pair innermost (the VDPBF16PS
@@ -185,7 +187,7 @@ def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequen
     Its WORKLOAD is the float32 convolution's of the same shape, whose configuration (the register tile) it takes:
     the same tile of accumulators, half the reduction steps."""
     return _stepped(data, weight, strides, padding, dilation, shape, BF16_BLOCK,
-                    lambda d, w: dpbf16.value(d) * dpbf16.value(w))
+                    lambda d, w: dpbf16.value(d) * dpbf16.value(w), {STEP: unit})
 
 
 def compute_depthwise(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
@@ -374,8 +376,7 @@ def schedule(sch: Any, config: Config) -> None:
     block_width = int(sch.get(conv).writes[0].source.shape[-1])  # read before tensorize replaces the block
     if stepped:
         sch.vectorize(sch.get_loops(init)[-1])
-        register, lanes = (dpbf16.register, dpbf16.LANES) if stepped == BF16_BLOCK \
-            else INT8_STEPS[str(sch.get(conv).annotations.get(STEP, "vnni"))]
+        register, lanes = STEPS[str(sch.get(conv).annotations[STEP])]
         if lanes < block_width:  # an aarch64 block of 8 channels: two 4-lane steps
             outer, ocb = sch.split(ocb, [None, lanes])
             sch.unroll(outer)

@@ -71,10 +71,10 @@ def register() -> str:
     return INTRIN
 
 
-def fits(ic_bn: int, oc_bn: int, groups: int, depthwise: bool) -> bool:
-    """Whether the bf16 convolution computes this one: input blocks of whole pairs, output blocks of 16 channels (one
-    register), one group."""
-    return groups == 1 and not depthwise and ic_bn % PAIR == 0 and oc_bn == LANES
+def fits(ic_bn: int, oc_bn: int, groups: int, depthwise: bool, block: int = LANES) -> bool:
+    """Whether the bf16 convolution computes this one: input blocks of whole pairs, output blocks of `block`
+    channels (the target's: 16, one zmm register, for VDPBF16PS; 8, two steps, for aarch64's BFDOT), one group."""
+    return groups == 1 and not depthwise and ic_bn % PAIR == 0 and oc_bn == block
 
 
 def pack_weights(packed: Any) -> Any:

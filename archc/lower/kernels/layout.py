@@ -48,7 +48,7 @@ class Decision:
 class Plan:
     lanes: int
     precision: str = "fp32"
-    bf16_unit: str = "amx"  # precision bf16: what computes it, "amx" (tiles) or "avx512bf16" (VDPBF16PS)
+    bf16_unit: str = "amx"  # precision bf16: what computes it, "amx" (tiles), "avx512bf16" (VDPBF16PS), "bfdot"
     half_width_cost: float = 2.0  # a block of 8 channels' cost per MAC against a full vector's (blocks.choose)
     decisions: list[Decision] = field(default_factory=list)
     bf16_dense: int = 0  # dense layers computed in bf16 (on AMX or AVX512-BF16)
@@ -74,6 +74,7 @@ class Plan:
 
 
 _INT8_UNITS = {"vnni": "VNNI", "usdot": "USDOT"}  # Plan.int8_unit → its name in --explain-layout
+_BF16_STEPS = {"avx512bf16": "AVX512-BF16", "bfdot": "BFDOT"}  # the Plan.bf16_units of a step in archc's kernel
 
 
 def _scheduled(kernel: Any) -> Any:
@@ -243,7 +244,7 @@ class _Rewriter:
         else:
             ic_bn = self.plan.block(channels) or 1
             if ic_bn == 1 and channels < self.plan.lanes and groups == 1 and self.plan.precision == "bf16" \
-                    and self.plan.bf16_unit == "avx512bf16":
+                    and self.plan.bf16_unit in _BF16_STEPS:
                 ic_bn = channels + channels % 2  # an RGB stem's channels and a zero one: whole bf16 pairs
         merged = 1 if depthwise or groups == 1 else _merged_groups(groups, ic, oc // groups, ic_bn, oc_bn)
         if not merged or (groups > 1 and not depthwise and (channels % ic_bn or oc % oc_bn)):
@@ -285,13 +286,14 @@ class _Rewriter:
         x, relayout = self._quantized(data, ic_bn, x_scale, zero) if uint8 is not None else self.block(data, ic_bn)
         strides, padding, dilation = window
         out_dtype = _out_dtype(a, e.args[0])
-        on_dpbf16 = bf16 and self.plan.bf16_unit == "avx512bf16" and dpbf16.fits(ic_bn, oc_bn, groups, depthwise) \
+        on_dpbf16 = bf16 and self.plan.bf16_unit in _BF16_STEPS \
+            and dpbf16.fits(ic_bn, oc_bn, groups, depthwise, self.plan.lanes) \
             and str(out_dtype) == "float32"
         if on_dpbf16:  # its input padded and rounded to bf16 by a kernel of its own, its weights packed in bf16
             xp = self.bb.emit_te(conv2d.pad_bf16, x, (kh, kw), strides, padding, dilation,
                                  primfunc_name_hint="to_bf16")
             y = self.bb.emit_te(conv2d.compute_bf16, xp, relax.const(dpbf16.pack_weights(packed)), strides, padding,
-                                dilation, shape_of(x), primfunc_name_hint="conv2d_bf16_nchwc")
+                                dilation, shape_of(x), self.plan.bf16_unit, primfunc_name_hint="conv2d_bf16_nchwc")
         else:
             make, hint = ((conv2d.compute_depthwise, "dwconv2d_nchwc") if depthwise
                           else (conv2d.compute, "conv2d_nchwc"))
@@ -304,9 +306,8 @@ class _Rewriter:
         self.plan.decisions.append(Decision(
             last.name, text + (" depthwise" if depthwise else f" groups {groups}" if groups > 1 else "")
             + (f" (as {groups // merged} of {merged} merged)" if merged > 1 else "")
-            + (" bf16 on AVX512-BF16" if on_dpbf16 else "") + (" on its uint8 input" if uint8 is not None else ""),
-            ic_bn, oc_bn, relayout,
-            folded, (oc, out_channels)))
+            + (f" bf16 on {_BF16_STEPS[self.plan.bf16_unit]}" if on_dpbf16 else "")
+            + (" on its uint8 input" if uint8 is not None else ""), ic_bn, oc_bn, relayout, folded, (oc, out_channels)))
         return True
 
     def _int8_source(self, data: Any, weight: Any, groups: int, depthwise: bool, ic_bn: int,
@@ -431,7 +432,7 @@ class _Rewriter:
                 and shape_of(x)[0] <= amx.BLOCK:
             self._amx_dense(v, x, w.value.numpy())
             return True
-        if bf16 and self.plan.bf16_unit == "avx512bf16" and not k % dpbf16.LANES and not n % dpbf16.LANES:
+        if bf16 and self.plan.bf16_unit in _BF16_STEPS and not k % self.plan.lanes and not n % self.plan.lanes:
             self._dpbf16_dense(v, x, w.value.numpy())
             return True
         chunk = dense.tile(n, self.plan.lanes)
@@ -464,7 +465,7 @@ class _Rewriter:
         """x @ W in bf16 with AVX512-BF16 steps, as the 1×1 convolution of M images of 1×1 pixel and K channels (x's
         M × K rows are already NCHW16c of that: a reshape), W (K × N) its weights: the convolution's kernel then
         streams each task's bf16 weights once, the step's two channels at a time."""
-        relax, bn = self.relax, dpbf16.LANES
+        relax, bn = self.relax, self.plan.lanes
         m, k = shape_of(x)
         n = w.shape[1]
         images = self.bb.emit(relax.op.reshape(self.nchw(x), (m, k // bn, 1, 1, bn)))
@@ -472,7 +473,8 @@ class _Rewriter:
                                primfunc_name_hint="to_bf16")
         packed = w.T.reshape(n // bn, bn, k // bn, bn).transpose(0, 2, 3, 1)[:, :, None, None, :, :]
         y = self.bb.emit_te(conv2d.compute_bf16, bits, relax.const(dpbf16.pack_weights(packed)), (1, 1),
-                            (0, 0, 0, 0), (1, 1), shape_of(images), primfunc_name_hint="conv2d_bf16_nchwc")
+                            (0, 0, 0, 0), (1, 1), shape_of(images), self.plan.bf16_unit,
+                            primfunc_name_hint="conv2d_bf16_nchwc")
         self.plain[v] = self.bb.emit(relax.op.reshape(y, (m, n)))
         self.plan.bf16_dense += 1
 

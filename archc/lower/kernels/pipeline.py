@@ -41,14 +41,21 @@ def half_width_cost(tgt: Any) -> float:
 
 def bf16_unit(tgt: Any) -> str:
     """What computes a bf16 build's convolutions for this target: "amx" where the build gave it AMX-BF16 (Linux
-    granted the tiles: lower.build.tvm_target_at), else "avx512bf16" (VDPBF16PS steps in archc's blocked kernel)."""
+    granted the tiles: lower.build.tvm_target_at), "bfdot" on aarch64 (BFDOT steps: the target declares the bf16
+    extension), else "avx512bf16" (VDPBF16PS steps in archc's blocked kernel)."""
+    if _aarch64(tgt):
+        return "bfdot"
     return "amx" if "+amx-bf16" in [str(a) for a in tgt.attrs.get("mattr", [])] else "avx512bf16"
+
+
+def _aarch64(tgt: Any) -> bool:
+    return "aarch64" in str(tgt.attrs.get("mtriple", ""))
 
 
 def int8_unit(tgt: Any) -> str:
     """What computes an int8 build's convolutions for this target: "usdot" on aarch64 (the target declares the
     i8mm extension: build.int8_unavailable), else "vnni" (AVX512-VNNI)."""
-    return "usdot" if "aarch64" in str(tgt.attrs.get("mtriple", "")) else "vnni"
+    return "usdot" if _aarch64(tgt) else "vnni"
 
 
 def plan(mod: Any, tgt: Any, precision: str = "fp32", half_cost: float | None = None) -> tuple[Any, Any]:
