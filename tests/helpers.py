@@ -142,3 +142,33 @@ SMALL_BF16 = """network small {
   h: dense(10)                           # 10 outputs: fp32
 }
 """
+
+
+# graviton3's CPU (Neoverse V1: i8mm, bf16) as a target that runs under qemu on this machine rather than on a board
+GRAVITON3_UNDER_QEMU = """description = "graviton3's CPU (Neoverse V1: i8mm, bf16) run under qemu"
+backend = "tvm"
+runner = "qemu"
+cross_compiler = "aarch64-linux-gnu-gcc"
+
+[tvm]
+kind = "llvm"
+mtriple = "aarch64-linux-gnu"
+mcpu = "neoverse-v1"
+mattr = ["+neon"]
+"""
+
+
+def assert_emulated_like_onnxruntime(folder, instruction: str, tolerance: float = 3e-2) -> None:
+    """An aarch64 package of one output: `instruction` in its library's disassembly; run under qemu on two random
+    inputs, within `tolerance` of the range of onnxruntime's output on the package's ONNX, the same top class."""
+    from archc.runtime import load_package
+    library = str(next(Path(folder).glob("*.so")))
+    assert instruction in subprocess.run(["aarch64-linux-gnu-objdump", "-d", library], capture_output=True,
+                                         text=True).stdout
+    pkg = load_package(folder)
+    for seed in (0, 1):
+        x = pkg.random_inputs(seed=seed)
+        got, want = pkg.run(x), onnxruntime_outputs(Path(folder) / "model.onnx", x)
+        assert pkg.emulated and len(got) == len(want) == 1
+        assert np.abs(np.asarray(got[0]) - want[0]).max() <= tolerance * np.ptp(want[0])
+        assert np.asarray(got[0]).argmax() == want[0].argmax()

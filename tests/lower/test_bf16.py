@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import GRAVITON3_UNDER_QEMU, assert_emulated_like_onnxruntime, onnxruntime_outputs, raises
 from helpers import SMALL_BF16 as SMALL
-from helpers import onnxruntime_outputs, raises
 
 import archc
 from archc.errors import ArchcError, UsageError
@@ -136,19 +136,6 @@ def test_auto_records_its_choice_in_the_manifest_and_says_it(tmp_path):
     assert f"kernels: {build['precision_chosen']}; " in run.stderr
 
 
-GRAVITON3_UNDER_QEMU = """description = "graviton3's CPU (Neoverse V1: bf16) run under qemu"
-backend = "tvm"
-runner = "qemu"
-cross_compiler = "aarch64-linux-gnu-gcc"
-
-[tvm]
-kind = "llvm"
-mtriple = "aarch64-linux-gnu"
-mcpu = "neoverse-v1"
-mattr = ["+neon"]
-"""
-
-
 @pytest.mark.cross
 def test_an_aarch64_bf16_build_runs_on_bfdot_under_qemu(tmp_path):
     """On an aarch64 target whose CPU has the bf16 extension (graviton3's Neoverse V1; here a copy of it that runs
@@ -157,7 +144,6 @@ def test_an_aarch64_bf16_build_runs_on_bfdot_under_qemu(tmp_path):
     equals onnxruntime fp32 to bf16's tolerance (3e-2 of the range) with the same top class. The library links no
     AMX tile request (x86's arch_prctl, which the aarch64 compiler refused). qemu's speed says nothing of a
     board's."""
-    from archc.runtime import load_package
     spec, target = tmp_path / "small.arch", tmp_path / "graviton3-qemu.toml"
     spec.write_text(SMALL)
     target.write_text(GRAVITON3_UNDER_QEMU)
@@ -166,13 +152,4 @@ def test_an_aarch64_bf16_build_runs_on_bfdot_under_qemu(tmp_path):
     convs = [c["conv"] for c in layout["convolutions"]]
     assert [c.endswith("bf16 on BFDOT") for c in convs] == [True] * 5 + [False], convs
     assert layout["convolutions"][0]["in"] == "NCHW4c" and layout["bf16_dense"] == 1
-    dump = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(next(folder.glob("*.so")))], capture_output=True,
-                          text=True).stdout
-    assert "bfdot" in dump
-    pkg = load_package(folder)
-    for seed in (0, 1):
-        x = pkg.random_inputs(seed=seed)
-        got, want = pkg.run(x), onnxruntime_outputs(folder / "model.onnx", x)
-        assert pkg.emulated and len(got) == len(want) == 1
-        assert np.abs(np.asarray(got[0]) - want[0]).max() <= 3e-2 * np.ptp(want[0])
-        assert np.asarray(got[0]).argmax() == want[0].argmax()
+    assert_emulated_like_onnxruntime(folder, "bfdot")

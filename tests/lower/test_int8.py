@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import GRAVITON3_UNDER_QEMU, assert_emulated_like_onnxruntime, raises
 from helpers import SMALL_BF16 as SMALL
-from helpers import raises
 
 import archc
 from archc.errors import ArchcError
@@ -23,19 +23,21 @@ from archc.lower import build
 pytestmark = pytest.mark.tvm
 
 
+def quantize(folder: Path, name: str, spec: str, shape: tuple[int, ...]) -> Path:
+    """`spec` in QDQ int8 (`archc quantize`), calibrated on four random inputs of `shape`."""
+    (folder / f"{name}.arch").write_text(spec)
+    (folder / "calibration").mkdir()
+    for i in range(4):
+        np.save(folder / "calibration" / f"{i}.npy", np.random.default_rng(i).standard_normal(shape).astype(np.float32))
+    archc.quantize(folder / f"{name}.arch", folder / "calibration", folder / f"{name}.int8.onnx", check=0)
+    return folder / f"{name}.int8.onnx"
+
+
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory) -> Path:
     """The small network (3×3 and strided 1×1 convolutions, a residual add, a grouped one, two dense layers) in
-    QDQ int8, calibrated on four random inputs."""
-    folder = tmp_path_factory.mktemp("int8")
-    spec = folder / "small.arch"
-    spec.write_text(SMALL)
-    (folder / "calibration").mkdir()
-    for i in range(4):
-        np.save(folder / "calibration" / f"{i}.npy",
-                np.random.default_rng(i).standard_normal((1, 3, 20, 24)).astype(np.float32))
-    archc.quantize(spec, folder / "calibration", folder / "small.int8.onnx", check=0)
-    return folder / "small.int8.onnx"
+    QDQ int8."""
+    return quantize(tmp_path_factory.mktemp("int8"), "small", SMALL, (1, 3, 20, 24))
 
 
 def test_an_int8_build_runs_its_quantized_convolutions_on_vnni(quantized, tmp_path):
@@ -112,15 +114,8 @@ def test_narrow_int8_layers_take_full_blocks_and_their_padding_stays_blocked(tmp
     zero point), the dense layer runs in int8. Verified against onnxruntime on the same QDQ model."""
     if not build.has_vnni(archc.targets.get("native")):
         pytest.skip("this CPU has no AVX512-VNNI: run on an Intel Xeon from Cascade Lake on, or an AMD Zen 4 on")
-    spec = tmp_path / "narrow.arch"
-    spec.write_text(NARROW)
-    (tmp_path / "calibration").mkdir()
-    for i in range(4):
-        np.save(tmp_path / "calibration" / f"{i}.npy",
-                np.random.default_rng(i).standard_normal((1, 16, 14, 14)).astype(np.float32))
-    archc.quantize(spec, tmp_path / "calibration", tmp_path / "narrow.int8.onnx", check=0)
-    folder = Path(archc.compile(tmp_path / "narrow.int8.onnx", target="native", output=tmp_path / "pkg", quick=0,
-                                precision="int8").output)
+    model = quantize(tmp_path, "narrow", NARROW, (1, 16, 14, 14))
+    folder = Path(archc.compile(model, target="native", output=tmp_path / "pkg", quick=0, precision="int8").output)
     manifest = json.loads((folder / "manifest.json").read_text())
     layout = manifest["build"]["layout"]
     convs = [c["conv"] for c in layout["convolutions"]]
@@ -140,19 +135,6 @@ def test_narrow_int8_layers_take_full_blocks_and_their_padding_stays_blocked(tmp
     assert check["status"] == "passed" and check["max_rel_diff"] < 3e-2
 
 
-GRAVITON3_UNDER_QEMU = """description = "graviton3's CPU (Neoverse V1, i8mm) run under qemu"
-backend = "tvm"
-runner = "qemu"
-cross_compiler = "aarch64-linux-gnu-gcc"
-
-[tvm]
-kind = "llvm"
-mtriple = "aarch64-linux-gnu"
-mcpu = "neoverse-v1"
-mattr = ["+neon"]
-"""
-
-
 @pytest.mark.cross
 def test_an_aarch64_int8_build_runs_on_usdot_under_qemu(quantized, tmp_path):
     """On an aarch64 target whose CPU has i8mm (graviton3's Neoverse V1; here a copy of it that runs under qemu
@@ -160,9 +142,6 @@ def test_an_aarch64_int8_build_runs_on_usdot_under_qemu(quantized, tmp_path):
     channels, two 4-lane steps), and the emulated library equals onnxruntime on the same QDQ model to 3e-2 of its
     range (int8's stated tolerance), with the same top class. qemu's speed says nothing of a board's: measure on
     one with `archc bench --rpc`."""
-    from helpers import onnxruntime_outputs
-
-    from archc.runtime import load_package
     target = tmp_path / "graviton3-qemu.toml"
     target.write_text(GRAVITON3_UNDER_QEMU)
     folder = Path(archc.compile(quantized, target=str(target), output=tmp_path / "pkg", quick=0,
@@ -171,13 +150,4 @@ def test_an_aarch64_int8_build_runs_on_usdot_under_qemu(quantized, tmp_path):
     convs = [c["conv"] for c in layout["convolutions"]]
     assert [c.endswith("int8 on USDOT") for c in convs] == [True, True, True, True, True, False], convs
     assert layout["int8_dense"] == 2 and layout["convolutions"][1]["out"] == "NCHW8c"
-    dump = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(next(folder.glob("*.so")))], capture_output=True,
-                          text=True).stdout
-    assert "usdot" in dump
-    pkg = load_package(folder)
-    for seed in (0, 1):
-        x = pkg.random_inputs(seed=seed)
-        got, want = pkg.run(x), onnxruntime_outputs(folder / "model.onnx", x)
-        assert pkg.emulated and len(got) == len(want) == 1
-        assert np.abs(np.asarray(got[0]) - want[0]).max() <= 3e-2 * np.ptp(want[0])
-        assert np.asarray(got[0]).argmax() == want[0].argmax()
+    assert_emulated_like_onnxruntime(folder, "usdot")

@@ -12,9 +12,7 @@ than VDPBF16PS's; bf16's tolerance covers both.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from archc.lower.kernels import dpbf16, steps
+from archc.lower.kernels import dpbf16
 
 INTRIN = "archc_dot_4x2_bf16_bfdot"  # the TensorIntrin: C[4] += A[2] · B[4, 2]
 LANES = 4  # output channels per step (float32 accumulators in one NEON register)
@@ -36,14 +34,6 @@ def register() -> str:
     """Register the tensor intrinsic (once per process); its name."""
     global _registered
     if not _registered:
-        from tvm.script import tirx as T
-
-        def step(A: Any, B: Any, C: Any) -> Any:  # noqa: N803 - the intrinsic's buffers, as TVM names them
-            return T.call_pure_extern("float32x4", "archc_bfdot", C.vload([0], "float32x4"),
-                                      T.broadcast(T.reinterpret("int32", A.vload([0], "uint16x2")), LANES),
-                                      T.reinterpret("int32x4", B.vload([0, 0], "uint16x8")))
-
-        steps.register(INTRIN, LANES, dpbf16.PAIR, (dpbf16.BITS, dpbf16.BITS, "float32"),
-                       lambda a, b: dpbf16.value(a) * dpbf16.value(b), step, _IR)
+        dpbf16.register_step(INTRIN, LANES, "archc_bfdot", _IR)
         _registered = True
     return INTRIN

@@ -59,16 +59,24 @@ def register() -> str:
     """Register the tensor intrinsic (once per process); its name."""
     global _registered
     if not _registered:
-        from tvm.script import tirx as T
-
-        def step(A: Any, B: Any, C: Any) -> Any:  # noqa: N803 - the intrinsic's buffers, as TVM names them
-            return T.call_pure_extern("float32x16", "archc_dpbf16", C.vload([0], "float32x16"),
-                                      T.broadcast(T.reinterpret("int32", A.vload([0], "uint16x2")), LANES),
-                                      T.reinterpret("int32x16", B.vload([0, 0], "uint16x32")))
-
-        steps.register(INTRIN, LANES, PAIR, (BITS, BITS, "float32"), lambda a, b: value(a) * value(b), step, _IR)
+        register_step(INTRIN, LANES, "archc_dpbf16", _IR)
         _registered = True
     return INTRIN
+
+
+def register_step(name: str, lanes: int, function: str, llvm_ir: str) -> None:
+    """Register a bf16 step as tensor intrinsic `name`: `lanes` float32 accumulators += the products of one pair of
+    bf16 input channels (broadcast to every lane) with each lane's pair of bf16 weights, as a call of `function`
+    (accumulators, the input pairs, the weight pairs, as int32 vectors of bits), defined in `llvm_ir`: VDPBF16PS
+    here, BFDOT on aarch64 (bfdot.py)."""
+    from tvm.script import tirx as T
+
+    def step(A: Any, B: Any, C: Any) -> Any:  # noqa: N803 - the intrinsic's buffers, as TVM names them
+        return T.call_pure_extern(f"float32x{lanes}", function, C.vload([0], f"float32x{lanes}"),
+                                  T.broadcast(T.reinterpret("int32", A.vload([0], "uint16x2")), lanes),
+                                  T.reinterpret(f"int32x{lanes}", B.vload([0, 0], f"uint16x{lanes * PAIR}")))
+
+    steps.register(name, lanes, PAIR, (BITS, BITS, "float32"), lambda a, b: value(a) * value(b), step, llvm_ir)
 
 
 def fits(ic_bn: int, oc_bn: int, groups: int, depthwise: bool, block: int = LANES) -> bool:

@@ -12,9 +12,7 @@ two steps.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from archc.lower.kernels import steps
+from archc.lower.kernels import vnni
 
 LANES = 4  # output channels per step (int32 accumulators in one NEON register)
 QUAD = 4  # reduction channels per step
@@ -27,16 +25,6 @@ def register() -> str:
     """Register the tensor intrinsic (once per process); its name."""
     global _registered
     if not _registered:
-        from tvm.script import tirx as T
-
-        def step(A: Any, B: Any, C: Any) -> Any:  # noqa: N803 - the intrinsic's buffers, as TVM names them
-            quad = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")  # four input channels, broadcast
-            return T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.usdot.v4i32.v16i8"), C.vload([0], "int32x4"),
-                T.reinterpret(T.broadcast(quad, LANES), dtype="int8x16"), B.vload([0, 0], "int8x16"),
-                dtype="int32x4")
-
-        steps.register(INTRIN, LANES, QUAD, ("uint8", "int8", "int32"),
-                       lambda a, b: T.cast(a, "int32") * T.cast(b, "int32"), step)
+        vnni.register_step(INTRIN, LANES, "llvm.aarch64.neon.usdot.v4i32.v16i8")
         _registered = True
     return INTRIN

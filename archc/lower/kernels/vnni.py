@@ -38,19 +38,26 @@ def register() -> str:
     buffer."""
     global _registered
     if not _registered:
-        from tvm.script import tirx as T
-
-        def step(A: Any, B: Any, C: Any) -> Any:  # noqa: N803 - the intrinsic's buffers, as TVM names them
-            quad = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")  # four input channels, broadcast
-            return T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"), C.vload([0], "int32x16"),
-                T.reinterpret(T.broadcast(quad, LANES), dtype="int8x64"), B.vload([0, 0], "int8x64"),
-                dtype="int32x16")
-
-        steps.register(INTRIN, LANES, QUAD, ("uint8", "int8", "int32"),
-                       lambda a, b: T.cast(a, "int32") * T.cast(b, "int32"), step)
+        register_step(INTRIN, LANES, "llvm.x86.avx512.vpdpbusd.512")
         _registered = True
     return INTRIN
+
+
+def register_step(name: str, lanes: int, intrinsic: str) -> None:
+    """Register a uint8 × int8 step as tensor intrinsic `name`: `lanes` int32 accumulators += the products of one
+    quadruple of uint8 input channels (broadcast to every lane) with each lane's quadruple of int8 weights, as one
+    call of the LLVM `intrinsic` (accumulators, the uint8 bytes, the int8 bytes): VPDPBUSD here, USDOT on aarch64
+    (usdot.py)."""
+    from tvm.script import tirx as T
+
+    def step(A: Any, B: Any, C: Any) -> Any:  # noqa: N803 - the intrinsic's buffers, as TVM names them
+        quad = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")  # four input channels, broadcast
+        return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(intrinsic), C.vload([0], f"int32x{lanes}"),
+                                       T.reinterpret(T.broadcast(quad, lanes), dtype=f"int8x{lanes * QUAD}"),
+                                       B.vload([0, 0], f"int8x{lanes * QUAD}"), dtype=f"int32x{lanes}")
+
+    steps.register(name, lanes, QUAD, ("uint8", "int8", "int32"),
+                   lambda a, b: T.cast(a, "int32") * T.cast(b, "int32"), step)
 
 
 def fits(ic_bn: int, oc_bn: int, groups: int, depthwise: bool, block: int = LANES) -> bool:
