@@ -87,9 +87,10 @@ def blocked_conv_layout(mod: Any, lanes: int, precision: str = "fp32", bf16_unit
                         half_width_cost: float = 2.0, int8_unit: str = "vnni") -> tuple[Any, Plan]:
     """The module with its `main` re-laid out (above); the plan's decisions for explaining it. With `precision`
     "bf16", every convolution `amx.fits` runs on AMX in bf16 (`_amx_conv`) where `bf16_unit` is "amx", and every
-    one `dpbf16.fits` in archc's blocked kernel with VDPBF16PS steps where it is "avx512bf16"; with "int8", every
-    QDQ convolution whose weights are int8 ones dequantized (qdq.integers) and that `vnni.fits` in archc's int8
-    kernel (VPDPBUSD).
+    one `dpbf16.fits` in archc's blocked kernel with VDPBF16PS steps where it is "avx512bf16" (BFDOT steps where it
+    is "bfdot", on aarch64); with "int8", every QDQ convolution and dense layer whose weights are int8 ones
+    dequantized (qdq.integers) and that `vnni.fits` in archc's int8 kernel, with `int8_unit`'s steps (VPDPBUSD for
+    "vnni", USDOT for "usdot"), its uint8 input quantized once where it is computed (`_quantized`).
     `half_width_cost`: a block of 8 channels' cost per MAC against a full vector's (pipeline.half_width_cost)."""
     plan = Plan(lanes, precision=precision, bf16_unit=bf16_unit, half_width_cost=half_width_cost,
                 int8_unit=int8_unit)
