@@ -22,14 +22,10 @@ def kernels_line(m: Manifest) -> str:
     if build.precision in ("bf16", "int8"):
         layout = build.layout or {}
         convs = [str(c.get("conv", "")) for c in layout.get("convolutions", [])]
-        if build.precision == "bf16":
-            units = [unit for unit in ("AMX", "AVX512-BF16", "BFDOT") if any(c.endswith(f"bf16 on {unit}")
-                                                                           for c in convs)]
-            dense = layout.get("bf16_dense", layout.get("amx_dense", 0))  # older packages: amx_dense
-        else:
-            units = [unit for unit in ("VNNI", "USDOT") if any(c.endswith(f"int8 on {unit}") for c in convs)]
-            dense = layout.get("int8_dense", 0)
-        low = sum(1 for c in convs if f" {build.precision} on " in c)
+        marker = f" {build.precision} on "  # the plan's line ends "bf16 on AMX", "int8 on VNNI", "int8 on USDOT"…
+        units = list(dict.fromkeys(c.rsplit(marker, 1)[1] for c in convs if marker in c))
+        dense = layout.get(f"{build.precision}_dense", layout.get("amx_dense", 0))  # older packages: amx_dense
+        low = sum(1 for c in convs if marker in c)
         layers = f" and {dense} dense layer{'s' * (dense != 1)}" if dense else ""
         own = (f"{build.precision}: {low} of {len(convs)} convolutions{layers}"
                + f" on {' and '.join(units) or 'AMX'}, the rest fp32; " + own)

@@ -140,39 +140,47 @@ def bf16_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] 
     """Why a bf16 build of `target` could not run fast, and what to do instead; None where it can. archc's bf16
     kernels are built for this machine's CPU only, with archc's kernels, on a CPU with AMX-BF16 tiles that Linux
     grants or with AVX512-BF16; or for an aarch64 target whose CPU has the bf16 extension (BFDOT: graviton3)."""
-    if is_aarch64(target):
-        return _aarch64_refusal(target, kernels, "bf16", "BFDOT")
-    return _elsewhere(target, kernels, "its AMX or AVX512-BF16 units") or (None if bf16_units(target) else (
+    why = _not_here(target, kernels, "its AMX or AVX512-BF16 units", "bf16", "BFDOT")
+    if why or is_aarch64(target):
+        return why
+    return None if bf16_units(target) else (
         "it needs a CPU with AMX-BF16 (Intel Xeon from Sapphire Rapids on) or AVX512-BF16 (AMD Zen 4 on, Intel "
-        "Cooper Lake), and this one has neither", "build on such a CPU"))
+        "Cooper Lake), and this one has neither", "build on such a CPU")
 
 
 def int8_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] | None:
     """Why an int8 build of `target` could not run fast, and what to do instead; None where it can: archc's int8
     kernels are built, with archc's kernels, for this machine's CPU where it has AVX512-VNNI (VPDPBUSD), or for an
     aarch64 target whose CPU has the i8mm extension (USDOT: graviton3), cross compiled."""
-    if is_aarch64(target):
-        return _aarch64_refusal(target, kernels, "i8mm", "USDOT")
-    return _elsewhere(target, kernels, "its AVX512-VNNI unit") or (None if has_vnni(target) else (
+    why = _not_here(target, kernels, "its AVX512-VNNI unit", "i8mm", "USDOT")
+    if why or is_aarch64(target):
+        return why
+    return None if has_vnni(target) else (
         "it needs a CPU with AVX512-VNNI (Intel Xeon from Cascade Lake on, AMD Zen 4 on), and this one has none",
-        "build on such a CPU"))
+        "build on such a CPU")
 
 
 def is_aarch64(target: Target) -> bool:
     return "aarch64" in str(target.tvm.get("mtriple", ""))
 
 
-def _aarch64_refusal(target: Target, kernels: str, feature: str, step: str) -> tuple[str, str] | None:
-    """Why a low-precision build of an aarch64 target (cross compiled) cannot run fast, and what to do instead:
-    its CPU lacks the extension whose instruction archc's kernels step with (i8mm's USDOT, bf16's BFDOT), or TVM's
-    kernels were asked for; None where it can."""
+def _not_here(target: Target, kernels: str, unit: str, feature: str, step: str) -> tuple[str, str] | None:
+    """Why a low-precision build of `target` cannot run fast whatever this machine's CPU has, and what to do
+    instead; None where it may: an x86 target other than this machine's (its `unit` is this CPU's), TVM's kernels,
+    an aarch64 target (cross compiled) whose CPU lacks the extension `feature` whose instruction `step` archc's
+    kernels take."""
     from tvm.target import codegen
+    aarch64 = is_aarch64(target)
+    if not aarch64 and (target.tvm.get("kind") != "llvm" or target.cross_compiler or target.runner != "local"
+                        or "mcpu" not in target.detect):
+        return (f"it builds for this machine's CPU only ({unit}), and '{target.name}' is not that target",
+                "compile for --target native")
     if kernels != "archc":
         return "it runs on archc's kernels, not TVM's", "leave --kernels tvm out"
-    if codegen.llvm_cpu_has_features([feature], tvm_target(target)):
-        return None
-    return (f"on aarch64 it needs the {feature} extension ({step}), which target '{target.name}' does not declare",
-            f"use --target graviton3, or a target whose mcpu has it or whose mattr lists +{feature}")
+    if aarch64 and not codegen.llvm_cpu_has_features([feature], tvm_target(target)):
+        return (f"on aarch64 it needs the {feature} extension ({step}), which target '{target.name}' does not "
+                f"declare", f"use --target graviton3, or a target whose mcpu has it or whose mattr lists +{feature}")
+    return None
 
 
 def _check_quantized(model: Model, precision: str) -> None:
@@ -181,18 +189,6 @@ def _check_quantized(model: Model, precision: str) -> None:
         raise ArchcError(f"--precision int8 computes a quantized (QDQ) model's convolutions in int8, and "
                          f"'{model.name}' has no QuantizeLinear: make one with `archc quantize MODEL --calibrate "
                          "DIR`, or leave --precision fp32", code="not-quantized")
-
-
-def _elsewhere(target: Target, kernels: str, unit: str) -> tuple[str, str] | None:
-    """Why a low-precision build of `target` cannot use this machine's `unit` (another target, TVM's kernels), and
-    what to do instead; None where it can."""
-    if target.tvm.get("kind") != "llvm" or target.cross_compiler or target.runner != "local" \
-            or "mcpu" not in target.detect:
-        return (f"it builds for this machine's CPU only ({unit}), and '{target.name}' is not that target",
-                "compile for --target native")
-    if kernels != "archc":
-        return "it runs on archc's kernels, not TVM's", "leave --kernels tvm out"
-    return None
 
 
 def has_vnni(target: Target) -> bool:

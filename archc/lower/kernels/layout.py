@@ -283,7 +283,7 @@ class _Rewriter:
         else:
             w = _zero_padded(_block_diagonal(w, groups, merged), (out_channels, padded(channels, ic_bn)
                                                                   if groups == 1 else ic * merged))
-            packed = w.reshape(out_channels // oc_bn, oc_bn, -1, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
+            packed = _packed(w, oc_bn, ic_bn)
         x, relayout = self._quantized(data, ic_bn, x_scale, zero) if uint8 is not None else self.block(data, ic_bn)
         strides, padding, dilation = window
         out_dtype = _out_dtype(a, e.args[0])
@@ -355,7 +355,7 @@ class _Rewriter:
         strides, padding, dilation = window
         xq, relayout = self._quantized(x, ic_bn, x_scale, zero)
         q = _zero_padded(q, (padded(oc, bn), padded(channels, ic_bn)))
-        packed = q.reshape(q.shape[0] // bn, bn, -1, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
+        packed = _packed(q, bn, ic_bn)
         xp = self.bb.emit_te(conv2d.pad_int8, xq, (kh, kw), strides, padding, dilation, zero,
                              primfunc_name_hint="pad_int8") \
             if conv2d.needs_padding(shape_of(xq)[3], (kh, kw), strides, padding, dilation) else xq
@@ -472,7 +472,7 @@ class _Rewriter:
         images = self.bb.emit(relax.op.reshape(self.nchw(x), (m, k // bn, 1, 1, bn)))
         bits = self.bb.emit_te(conv2d.pad_bf16, images, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1),
                                primfunc_name_hint="to_bf16")
-        packed = w.T.reshape(n // bn, bn, k // bn, bn).transpose(0, 2, 3, 1)[:, :, None, None, :, :]
+        packed = _packed(w.T[:, :, None, None], bn, bn)
         y = self.bb.emit_te(conv2d.compute_bf16, bits, relax.const(dpbf16.pack_weights(packed)), (1, 1),
                             (0, 0, 0, 0), (1, 1), shape_of(images), self.plan.bf16_unit,
                             primfunc_name_hint="conv2d_bf16_nchwc")
@@ -496,7 +496,7 @@ class _Rewriter:
         images = self.bb.emit(relax.op.reshape(self.nchw(xf), (m, k, 1, 1)))
         xq = self.bb.emit_te(conv2d.quantize, images, x_scale, zero, bn, primfunc_name_hint="quantize_nchw")
         q = _zero_padded(q[:, :, None, None], (padded(n, bn), padded(k, bn)))
-        packed = q.reshape(q.shape[0] // bn, bn, -1, bn, 1, 1).transpose(0, 2, 4, 5, 3, 1)
+        packed = _packed(q, bn, bn)
         sums = self.bb.emit_te(conv2d.compute_int8, xq, relax.const(vnni.pack_weights(packed)), (1, 1),
                                (0, 0, 0, 0), (1, 1), shape_of(xq), self.plan.int8_unit,
                                primfunc_name_hint="conv2d_int8_nchwc")
@@ -747,6 +747,14 @@ def _blocked_channels(values: np.ndarray, bn: int, fill: float = 0.0) -> np.ndar
     past C (padding up to whole blocks) set to `fill`."""
     values = np.concatenate([values, np.full(padded(values.size, bn) - values.size, fill)])
     return np.ascontiguousarray(values.reshape(-1, bn)[None, :, None, None, :])
+
+
+def _packed(w: np.ndarray, oc_bn: int, ic_bn: int) -> np.ndarray:
+    """OIHW weights (whole blocks of both) in archc's blocked packing OIHW[ic_bn]i[oc_bn]o: (O/oc_bn, I/ic_bn, KH,
+    KW, ic_bn, oc_bn), the one every blocked kernel reads (the bf16 and int8 steps repack it: dpbf16.pack_weights,
+    vnni.pack_weights)."""
+    o, _, kh, kw = w.shape
+    return w.reshape(o // oc_bn, oc_bn, -1, ic_bn, kh, kw).transpose(0, 2, 4, 5, 3, 1)
 
 
 def _zero_padded(w: np.ndarray, channels: tuple[int, int]) -> np.ndarray:

@@ -1,7 +1,8 @@
-"""The dot-product steps archc's blocked convolution tensorizes into (dpbf16.py's VDPBF16PS, vnni.py's VPDPBUSD):
-C[16] += Σ_k A[k] · B[16, k] over a few reduction channels, its accumulators a local (register) tile. One helper
-registers each as a TVM tensor intrinsic: its description (the loop nest the schedule's block must match) and its
-implementation (one instruction), which differ only in their types, their product and their instruction."""
+"""The dot-product steps archc's blocked convolution tensorizes into (dpbf16.py's VDPBF16PS, bfdot.py's BFDOT,
+vnni.py's VPDPBUSD, usdot.py's USDOT): C[lanes] += Σ_k A[k] · B[lanes, k] over a few reduction channels, its
+accumulators a local (register) tile. One helper registers each as a TVM tensor intrinsic: its description (the
+loop nest the schedule's block must match) and its implementation (one instruction), which differ only in their
+types, their product and their instruction."""
 from __future__ import annotations
 
 from collections.abc import Callable
