@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 from tvm import relax, tirx
 
-from archc.lower.kernels import amx, conv2d, dense, dpbf16, vnni
+from archc.lower.kernels import amx, conv2d, dense, dpbf16, vnni, winograd
 from archc.lower.kernels.blocks import choose, is_depthwise, padded
 from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, per_channel, rule_of, shape_of
 from archc.lower.kernels.qdq import integers, quantized_input
@@ -295,6 +295,10 @@ class _Rewriter:
                                  primfunc_name_hint="to_bf16")
             y = self.bb.emit_te(conv2d.compute_bf16, xp, relax.const(dpbf16.pack_weights(packed)), strides, padding,
                                 dilation, shape_of(x), self.plan.bf16_unit, primfunc_name_hint="conv2d_bf16_nchwc")
+        elif m := (0 if bf16 or one_d or str(out_dtype) != "float32" else winograd.tile_size(
+                channels, oc, (kh, kw), strides, dilation, groups, shape_of(v)[2:])):
+            y = self._winograd(x, w, m, padding, ic_bn, oc_bn)
+            text += f" Winograd F({m}×{m}, 3×3)"
         else:
             make, hint = ((conv2d.compute_depthwise, "dwconv2d_nchwc") if depthwise
                           else (conv2d.compute, "conv2d_nchwc"))
@@ -310,6 +314,21 @@ class _Rewriter:
             + (f" bf16 on {_BF16_STEPS[self.plan.bf16_unit]}" if on_dpbf16 else "")
             + (" on its uint8 input" if uint8 is not None else ""), ic_bn, oc_bn, relayout, folded, (oc, out_channels)))
         return True
+
+    def _winograd(self, x: Any, w: np.ndarray, m: int, padding: list[int], ic_bn: int, oc_bn: int) -> Any:
+        """The 3×3 convolution of NCHW[ic_bn]c `x` by OIHW `w` (its channels zero-padded to whole blocks) as
+        Winograd's F(m×m, 3×3) (winograd.py): the input transform, the α² products as a grouped 1×1 convolution
+        of archc's kernel, and the output transform, into which TVM fuses the epilogue."""
+        relax = self.relax
+        v = self.bb.emit_te(winograd.transform_input, x, padding, m, primfunc_name_hint="winograd_input")
+        u = np.concatenate([_packed(u, oc_bn, ic_bn) for u in winograd.weights(w, m)])
+        products = self.bb.emit_te(conv2d.compute, v, relax.const(np.ascontiguousarray(u).astype(w.dtype)),
+                                   (1, 1), (0, 0, 0, 0), (1, 1), "float32", primfunc_name_hint="winograd_products")
+        y = self.bb.emit_te(winograd.transform_output, products, shape_of(x), padding, m,
+                            primfunc_name_hint="winograd_output")
+        gv = self.bb.lookup_binding(y).args[0]  # the epilogue fuses into the output transform, as into a conv
+        self.bb.update_func(gv, self.bb.get()[gv].with_attr("op_pattern", winograd.OUT_EWISE_FUSABLE))
+        return y
 
     def _int8_source(self, data: Any, weight: Any, groups: int, depthwise: bool, ic_bn: int,
                      oc_bn: int) -> tuple[Any, float, int, np.ndarray, np.ndarray, int] | None:

@@ -8,7 +8,7 @@ import tvm
 from tvm import relax, s_tir, tirx
 from tvm.target import codegen
 
-from archc.lower.kernels import bmm, conv2d, dense, generic
+from archc.lower.kernels import bmm, conv2d, dense, generic, winograd
 from archc.lower.kernels.channels_last import channels_first
 from archc.lower.kernels.layout import blocked_conv_layout
 from archc.lower.kernels.matmul import matmul_as_conv
@@ -102,6 +102,10 @@ def apply(mod: Any, tgt: Any, choices: Choices) -> tuple[Any, list[str]]:
         try:
             if gv.name_hint in convs:
                 conv2d.schedule(sch, choices.config(convs[gv.name_hint]))
+            elif generic.has_block(sch, winograd.INPUT):
+                winograd.schedule_input(sch)
+            elif generic.has_block(sch, winograd.OUTPUT):
+                winograd.schedule_output(sch)
             elif generic.has_block(sch, bmm.BLOCK):
                 bmm.schedule(sch, choices.lanes)
             elif any(generic.has_block(sch, b) for b in (dense.BLOCK, *conv2d.INPUTS)):
