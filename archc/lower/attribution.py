@@ -13,6 +13,11 @@ channels to a multiple of its block (24 → 32), so a blocked kernel's channel c
 than one block. A kernel whose shapes no node of its kind has gets no node (its MACs unknown) rather than a wrong
 one. A product of many rows that archc runs as a 1×1 convolution (kernels/matmul.py) is its MatMul's, its MACs the
 node's (not the padded rows').
+
+A 3×3 convolution that archc computes as Winograd tiles (kernels/winograd.py) runs in three kernels: the input
+transform, the products and the output transform with the epilogue. Each names its Conv (the output transform its
+epilogue's nodes too); the products' MACs are the multiplies they do (α² per tile, channel pair), the transforms'
+none: a layer's MACs in such a kernel are fewer than the analyzer's direct count, which is the point.
 """
 from __future__ import annotations
 
@@ -42,7 +47,9 @@ ANCHORS: dict[str, tuple[str, ...]] = {
     "divide": ("Div",),
     "relu": ("Relu",), "clip": ("Clip", "HardSigmoid", "HardSwish"), "sigmoid": ("Sigmoid",), "tanh": ("Tanh",),
     "leakyrelu": ("LeakyRelu",), "leaky_relu": ("LeakyRelu",),
+    "winograd_input": ("Conv",), "winograd_products": ("Conv",), "winograd_output": ("Conv",),
 }
+_WINOGRAD = ("winograd_input", "winograd_products", "winograd_output")  # one convolution's three kernels
 _CONVS = ("conv1d", "conv2d", "conv3d", "conv2d_nchwc", "conv2d_bf16_nchwc", "conv2d_int8_nchwc", "dwconv2d_nchwc")
 _PLUMBING = ("strided_slice", "layout_transform")  # emitted by archc's layout plan, not from an ONNX node
 _OWN = ("conv2d_nchwc", "conv2d_bf16_nchwc", "conv2d_int8_nchwc", "dwconv2d_nchwc")  # archc's: blocked, BN folded
@@ -81,6 +88,7 @@ def attribute(kernels: Sequence[Kernel], layers: Sequence[Layer]) -> None:
     taken: set[str] = set()
     split: dict[str, Counter[str]] = {}  # a node whose ops TVM put in several kernels (HardSigmoid) → ops left
     after: dict[str, list[Layer]] = {}  # a node → every node that reads it
+    stages: dict[str, set[str]] = {}  # a Winograd kernel's stage → the convolutions its kernels took
     for lay in layers:
         for name in dict.fromkeys(lay.inputs):
             after.setdefault(name, []).append(lay)
@@ -92,6 +100,9 @@ def attribute(kernels: Sequence[Kernel], layers: Sequence[Layer]) -> None:
         while ops and ops[0] in (*_PLUMBING, "quantize", "dequantize"):
             ops = ops[1:]
         if not ops or ops[0] not in ANCHORS:
+            continue
+        if ops[0] in _WINOGRAD:
+            _winograd(k, ops, layers, after, stages.setdefault(ops[0], set()), taken)
             continue
         table = _FOLDED if ops[0] in _OWN else _EPILOGUE
         shapes = _unblocked(k.shapes, ops[0])
@@ -113,6 +124,51 @@ def attribute(kernels: Sequence[Kernel], layers: Sequence[Layer]) -> None:
             taken.update(n.name for n in fused)
             k.nodes.extend(n.name for n in fused)
             k.macs = (k.macs or 0) + sum(n.macs or 0 for n in fused)
+
+
+def _winograd(k: Kernel, ops: list[str], layers: Sequence[Layer], after: dict[str, list[Layer]],
+              stage_taken: set[str], taken: set[str]) -> None:
+    """A Winograd stage kernel's convolutions (one per call), the output transform's epilogue with them."""
+    pool = [lay for lay in layers if lay.name not in stage_taken and _winograd_fits(lay, k.shapes, ops[0])]
+    output = ops[0] == "winograd_output"
+    if output:
+        pool.sort(key=lambda lay: _preference(lay, ops, after, _FOLDED, {}))
+    v, u = k.shapes[0], k.shapes[1]
+    for lay in pool[:k.calls]:
+        fused = [lay, *(_epilogue(lay, after, Counter(ops[1:]), _FOLDED) if output else ())]
+        stage_taken.add(lay.name)
+        taken.update(n.name for n in fused)
+        k.nodes.extend(n.name for n in fused)
+        # the products: a 1×1 convolution of α² groups over the tiles (v: 1, α²·C/bn, 1, tiles, bn)
+        k.macs = (k.macs or 0) + (v[3] * prod(u) if ops[0] == "winograd_products" else 0)
+
+
+def _winograd_fits(lay: Layer, shapes: Sequence[Shape], stage: str) -> bool:
+    """Whether a Winograd stage kernel of these shapes runs this Conv: its tiles are those of the Conv's output, and
+    the data (input transform), the weights (products: α²·O × I) or the output (output transform) are the Conv's,
+    channels padded to whole blocks."""
+    if lay.op != "Conv" or lay.kernel != (3, 3) or lay.output_shape is None or not lay.input_shapes \
+            or lay.input_shapes[0] is None or len(lay.output_shape) != 4:
+        return False
+    n, out, oh, ow = lay.output_shape
+    tiled = shapes[0] if stage != "winograd_input" else shapes[-1]  # (1, α²·C/bn, 1, tiles, bn)
+    if len(tiled) != 5 or shapes[0][0] != 1:
+        return False
+    channels = lay.input_shapes[0][1]
+    if stage == "winograd_input":
+        alpha2 = tiled[1] * tiled[4] // -(-channels // tiled[4]) // tiled[4]
+    else:
+        alpha2 = tiled[1] * tiled[4] // -(-(channels if stage == "winograd_products" else out) // tiled[4]) \
+            // tiled[4]
+    m = round(alpha2 ** 0.5) - 2
+    if m < 2 or tiled[3] != n * -(-oh // m) * -(-ow // m):
+        return False
+    if stage == "winograd_input":
+        return _fits(lay.input_shapes[0], *_unblocked(shapes[:1], "conv2d_nchwc")[0])
+    if stage == "winograd_products":
+        u = shapes[1]
+        return len(u) == 6 and _fits((out, channels), (u[0] * u[5] // alpha2, u[1] * u[4]), (u[5], u[4]))
+    return _fits(lay.output_shape, *_unblocked(shapes[-1:], "conv2d_nchwc")[0])
 
 
 # ONNX elementwise op → the primitive ops its import becomes (batch norm decomposed for inference)

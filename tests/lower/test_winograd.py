@@ -145,21 +145,72 @@ def _blocks_graph():
              helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"]), helper.make_node("Relu", ["c3"], ["r3"]),
              helper.make_node("Conv", ["r3", "w4"], ["c4"], pads=[1, 1, 1, 1], strides=[4, 4]),
              helper.make_node("Conv", ["c4", "w5"], ["y"], pads=[1, 1, 1, 1])]
+    for node in nodes:  # named after their outputs, as the profile names them
+        node.name = node.output[0]
     return helper.make_graph(nodes, "wino", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 30, 30])],
                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 7, 7])], inits)
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """isa → (the model's path, the package's folder), compiled once (compile_verified: equal to onnxruntime within
+    1e-4 of the range)."""
+    made: dict[str, tuple[Path, Path]] = {}
+
+    def build(isa: str) -> tuple[Path, Path]:
+        if isa not in made:
+            path, result = compile_verified(_blocks_graph(), tmp_path_factory.mktemp(isa),
+                                            {"avx512": "x86-avx512", "avx2": "x86"}[isa])
+            made[isa] = path, Path(result.output)
+        return made[isa]
+    return build
+
+
 @pytest.mark.parametrize("isa", ["avx512", "avx2"])
-def test_a_model_runs_its_3x3_convolutions_as_winograd_tiles(isa, tmp_path):
+def test_a_model_runs_its_3x3_convolutions_as_winograd_tiles(isa, built):
     """The plan takes F(4×4, 3×3) for the 3×3 stride-1 convolutions of many tiles (30×30 and 28×28 outputs, padded
     or not, the batch norm folded and the residual add fused into the output transform) and the direct kernel for
     the strided one and the 7×7 one; the compiled model equals onnxruntime (compile_verified: 1e-4 of the range)."""
     _skip_unless_runs(isa)
-    _, result = compile_verified(_blocks_graph(), tmp_path, {"avx512": "x86-avx512", "avx2": "x86"}[isa])
-    layout = json.loads((Path(result.output) / "manifest.json").read_text())["build"]["layout"]
+    _, folder = built(isa)
+    layout = json.loads((folder / "manifest.json").read_text())["build"]["layout"]
     wino = [c["conv"] for c in layout["convolutions"] if "Winograd F(4×4, 3×3)" in c["conv"]]
     assert [c.split(",")[0] for c in wino] == ["32×30×30 → 48", "48×30×30 → 32", "32×30×30 → 24"], layout
     assert len(layout["convolutions"]) == 5 and all(c["folded"] >= 0 for c in layout["convolutions"])
+
+
+def test_a_profile_names_the_convolution_in_each_of_its_three_kernels(built):
+    """`archc profile`: the input transform, the products and the output transform each name their Conv, the output
+    transform its epilogue (BN, the residual Add, ReLU) too; the products' MACs are the multiplies they do, 36 per
+    tile and channel pair (a quarter of the direct count here, 30×30 in 8×8 tiles of 4×4), the transforms' none;
+    no kernel runs above the FMA peak."""
+    isa = _native_isa()
+    if not isa:
+        pytest.skip("needs an x86 CPU with AVX2 or AVX-512 to run the package")
+    import onnx
+
+    import archc
+    from archc.util.peak import fma_peak
+    path, folder = built(isa)
+    profile = archc.profile(folder, repeat=4, threads=1)
+    graph = onnx.load(str(path)).graph
+    convs = [n.name for n in graph.node if n.op_type == "Conv"]
+    stages = {stage: [k for k in profile.kernels if stage in k.name]
+              for stage in ("winograd_input", "winograd_products", "winograd_output")}
+    for stage, kernels in stages.items():
+        named = [n for k in kernels for n in k.nodes if n in convs]
+        assert sorted(named) == sorted(convs[:3]), (stage, [(k.name, k.nodes) for k in kernels])
+    tails = {n for k in stages["winograd_output"] for n in k.nodes if n not in convs}
+    op_of = {n.name: n.op_type for n in graph.node}
+    assert sorted(op_of[n] for n in tails) == ["Add", "BatchNormalization", "BatchNormalization", "Relu", "Relu",
+                                                "Relu"]
+    bn = 16 if isa == "avx512" else 8
+    padded = [(32, 48), (48, 32), (32, -(-24 // bn) * bn)]
+    want = 36 * sum(t * c * o for t, (c, o) in zip((8 * 8, 8 * 8, 7 * 7), padded, strict=True))  # 30, 30, 28 wide
+    assert sum(k.macs or 0 for k in stages["winograd_products"]) == want
+    assert all(k.macs == 0 for k in stages["winograd_input"] + stages["winograd_output"])
+    peak = float(fma_peak(1)["gflops"])
+    assert all(k.gflops is None or k.gflops <= 1.1 * peak for k in profile.kernels)
 
 
 @pytest.mark.parametrize(("shape", "m"), [

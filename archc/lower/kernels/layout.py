@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from tvm import relax, tirx
+from tvm.relax.utils import gen_call_tir_inputs
 
 from archc.lower.kernels import amx, conv2d, dense, dpbf16, vnni, winograd
 from archc.lower.kernels.blocks import choose, is_depthwise, padded
@@ -321,14 +322,13 @@ class _Rewriter:
         of archc's kernel, and the output transform, into which TVM fuses the epilogue."""
         relax = self.relax
         v = self.bb.emit_te(winograd.transform_input, x, padding, m, primfunc_name_hint="winograd_input")
-        u = np.concatenate([_packed(u, oc_bn, ic_bn) for u in winograd.weights(w, m)])
-        products = self.bb.emit_te(conv2d.compute, v, relax.const(np.ascontiguousarray(u).astype(w.dtype)),
+        packed = np.concatenate([_packed(u, oc_bn, ic_bn) for u in winograd.weights(w, m)])
+        products = self.bb.emit_te(conv2d.compute, v, relax.const(np.ascontiguousarray(packed).astype(w.dtype)),
                                    (1, 1), (0, 0, 0, 0), (1, 1), "float32", primfunc_name_hint="winograd_products")
-        y = self.bb.emit_te(winograd.transform_output, products, shape_of(x), padding, m,
-                            primfunc_name_hint="winograd_output")
-        gv = self.bb.lookup_binding(y).args[0]  # the epilogue fuses into the output transform, as into a conv
-        self.bb.update_func(gv, self.bb.get()[gv].with_attr("op_pattern", winograd.OUT_EWISE_FUSABLE))
-        return y
+        # marked as a convolution's output is, so that TVM fuses the epilogue into it; added once per shape
+        func, args, out = gen_call_tir_inputs(winograd.transform_output, products, shape_of(x), padding, m)
+        gv = self.bb.add_func(func.with_attr("op_pattern", winograd.OUT_EWISE_FUSABLE), "winograd_output")
+        return self.bb.emit(relax.call_tir(gv, args, out))
 
     def _int8_source(self, data: Any, weight: Any, groups: int, depthwise: bool, ic_bn: int,
                      oc_bn: int) -> tuple[Any, float, int, np.ndarray, np.ndarray, int] | None:
