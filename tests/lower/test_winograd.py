@@ -214,14 +214,20 @@ def test_a_profile_names_the_convolution_in_each_of_its_three_kernels(built):
 
 
 @pytest.mark.parametrize(("shape", "m"), [
-    ((64, 64, (3, 3), (1, 1), (1, 1), 1, (56, 56)), 4),
-    ((256, 256, (3, 3), (1, 1), (1, 1), 1, (14, 14)), 4),
-    ((512, 512, (3, 3), (1, 1), (1, 1), 1, (7, 7)), 0),  # four 4×4 tiles for 49 outputs: slower (measured)
-    ((64, 64, (3, 3), (2, 2), (1, 1), 1, (28, 28)), 0),  # strided
-    ((64, 64, (3, 3), (1, 1), (2, 2), 1, (56, 56)), 0),  # dilated
-    ((64, 64, (3, 3), (1, 1), (1, 1), 2, (56, 56)), 0),  # grouped
-    ((3, 64, (3, 3), (1, 1), (1, 1), 1, (224, 224)), 0),  # an RGB stem: the transforms would cost more than saved
-    ((64, 64, (1, 3), (1, 1), (1, 1), 1, (56, 56)), 0),
+    # channels, out channels, kernel, strides, dilation, input channels per group as computed, output size
+    ((64, 64, (3, 3), (1, 1), (1, 1), 64, (56, 56)), 4),
+    ((256, 256, (3, 3), (1, 1), (1, 1), 256, (14, 14)), 4),
+    ((128, 32, (3, 3), (1, 1), (1, 1), 128, (56, 56)), 4),  # DenseNet's: more input channels to transform
+    ((32, 32, (3, 3), (1, 1), (1, 1), 32, (112, 112)), 4),
+    # ResNeXt-50's 4-channel groups, merged 4 at a time: products of 16 channels, transforms of 128
+    ((128, 128, (3, 3), (1, 1), (1, 1), 16, (56, 56)), 0),
+    ((16, 16, (3, 3), (1, 1), (1, 1), 16, (56, 56)), 0),  # too few channels to pay for the transforms
+    ((512, 512, (3, 3), (1, 1), (1, 1), 512, (7, 7)), 0),  # four 4×4 tiles for 49 outputs: slower (measured)
+    ((64, 64, (3, 3), (2, 2), (1, 1), 64, (28, 28)), 0),  # strided
+    ((64, 64, (3, 3), (1, 1), (2, 2), 64, (56, 56)), 0),  # dilated
+    ((64, 64, (3, 3), (1, 1), (1, 1), 8, (56, 56)), 0),  # groups of 8 (on AVX2's 8-channel blocks)
+    ((3, 64, (3, 3), (1, 1), (1, 1), 3, (224, 224)), 0),  # an RGB stem: the transforms would cost more than saved
+    ((64, 64, (1, 3), (1, 1), (1, 1), 64, (56, 56)), 0),
 ])
 def test_which_convolutions_take_winograd(shape, m):
     assert winograd.tile_size(*shape) == m

@@ -296,8 +296,8 @@ class _Rewriter:
                                  primfunc_name_hint="to_bf16")
             y = self.bb.emit_te(conv2d.compute_bf16, xp, relax.const(dpbf16.pack_weights(packed)), strides, padding,
                                 dilation, shape_of(x), self.plan.bf16_unit, primfunc_name_hint="conv2d_bf16_nchwc")
-        elif m := (0 if bf16 or one_d or str(out_dtype) != "float32" else winograd.tile_size(
-                channels, oc, (kh, kw), strides, dilation, groups, shape_of(v)[2:])):
+        elif m := (0 if bf16 or one_d or depthwise or str(out_dtype) != "float32" else winograd.tile_size(
+                channels, oc, (kh, kw), strides, dilation, ic * merged, shape_of(v)[2:])):
             y = self._winograd(x, w, m, padding, ic_bn, oc_bn)
             text += f" Winograd F({m}×{m}, 3×3)"
         else:

@@ -56,16 +56,24 @@ def weights(w: np.ndarray, m: int) -> np.ndarray:
 
 
 def tile_size(channels: int, out_channels: int, kernel: Sequence[int], strides: Sequence[int],
-              dilation: Sequence[int], groups: int, out_size: Sequence[int]) -> int:
-    """m of the F(m×m, 3×3) that computes this convolution, 0 where the direct kernel is faster. Measured on Zen 4
-    (2 threads, /work/s33/w1.py): a 3×3 layer of 64-256 channels at 56×56, 28×28 and 14×14 ran 2.2-2.9× faster as
-    F(4×4) (the transforms 10-20% of it); at 7×7 (four tiles of 4×4 for 49 outputs: a third of the products wasted,
-    rows of 4 tiles too short for the register tile) F(4×4) was slower and F(2×2) no faster (0.90×)."""
-    if list(kernel) != [3, 3] or list(strides) != [1, 1] or list(dilation) != [1, 1] or groups != 1:
+              dilation: Sequence[int], per_group: int, out_size: Sequence[int]) -> int:
+    """m of the F(m×m, 3×3) that computes this convolution, 0 where the direct kernel is faster. `per_group`: the
+    input channels each output channel reads as archc computes it (all of them; a grouped convolution's group,
+    merged into whole blocks: ResNeXt-50's 4-channel groups as 16).
+
+    Per 4×4 tile, F(4×4) saves 108 of the direct kernel's 144 multiply-adds per (output channel, input channel it
+    reads) pair, and pays the transforms: measured on Zen 4 inside ResNet-18 (2 threads, caches cold), an input
+    channel's tile costs the time of ~1,600 multiply-adds of the direct kernel to transform, an output channel's
+    ~400. So it takes F(4×4) where 108·O·I ≥ 1,600·C + 400·O, I being `per_group`: ResNet's and VGG's layers by far
+    (1.5-2.9× faster alone), DenseNet's 128 → 32 (2×, measured: the network 0.96 → 0.83× onnxruntime), not
+    ResNeXt's groups of 16 (their products are a sixteenth of the transforms' channels: the network was 3% slower
+    with them). At 7×7 (four tiles of 4×4 for 49 outputs: a third of the products wasted, rows of 4 tiles too
+    short for the register tile) F(4×4) was slower and F(2×2) no faster (0.90×): outputs under 12×12 stay direct."""
+    if list(kernel) != [3, 3] or list(strides) != [1, 1] or list(dilation) != [1, 1]:
         return 0
-    if min(channels, out_channels) < 16 or out_size[0] * out_size[1] < 12 * 12:
+    if min(channels, out_channels, per_group) < 16 or out_size[0] * out_size[1] < 12 * 12:
         return 0
-    return 4
+    return 4 if 108 * out_channels * per_group >= 1600 * channels + 400 * out_channels else 0
 
 
 def _combination(coefficients: np.ndarray, terms: list[Any], dtype: str) -> Any:
