@@ -161,6 +161,7 @@ def _stepped(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[i
     channels, a quadruple of int8 ones), `product` of a data and a weight value summed; cropped as `compute`."""
     n, chunks, height, width, ic_bn = (int(d) for d in data.shape)
     oc_chunk, ic_chunk, kh, kw, steps, oc_bn, width_step = (int(d) for d in weight.shape)
+    per_group = oc_chunk // (chunks // ic_chunk)  # output chunks per group (grouped as `compute`)
     (sh, sw), (dh, dw) = strides, dilation
     out_h, out_w = (height - dh * (kh - 1) - 1) // sh + 1, (width - dw * (kw - 1) - 1) // sw + 1
     icc = te.reduce_axis((0, ic_chunk), name="icc")
@@ -170,7 +171,8 @@ def _stepped(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[i
     rw = te.reduce_axis((0, kw), name="rw")
 
     def cell(b: Any, oc: Any, y: Any, x: Any, ob: Any) -> Any:
-        value = data[b, icc, y * sh + rh * dh, x * sw + rw * dw, icp * width_step + j]
+        chunk = icc if chunks == ic_chunk else oc // per_group * ic_chunk + icc
+        value = data[b, chunk, y * sh + rh * dh, x * sw + rw * dw, icp * width_step + j]
         return te.sum(product(value, weight[oc, icc, rh, rw, icp, ob, j]), axis=[icc, rh, rw, icp, j])
 
     workload = Workload.of(shape, (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides, padding, dilation)

@@ -291,15 +291,17 @@ class _Rewriter:
         on_dpbf16 = bf16 and self.plan.bf16_unit in _BF16_STEPS \
             and dpbf16.fits(ic_bn, oc_bn, groups, depthwise, self.plan.lanes) \
             and str(out_dtype) == "float32"
-        if on_dpbf16:  # its input padded and rounded to bf16 by a kernel of its own, its weights packed in bf16
+        # Winograd's tiles, their products in bf16 where the convolution would be (`on_dpbf16`), else in float32
+        m = 0 if one_d or depthwise or str(out_dtype) != "float32" \
+            else winograd.tile_size(channels, oc, (kh, kw), strides, dilation, ic * merged, shape_of(v)[2:])
+        if m:
+            y = self._winograd(x, w, m, padding, ic_bn, oc_bn, on_dpbf16)
+            text += f" Winograd F({m}×{m}, 3×3)"
+        elif on_dpbf16:  # its input padded and rounded to bf16 by a kernel of its own, its weights packed in bf16
             xp = self.bb.emit_te(conv2d.pad_bf16, x, (kh, kw), strides, padding, dilation,
                                  primfunc_name_hint="to_bf16")
             y = self.bb.emit_te(conv2d.compute_bf16, xp, relax.const(dpbf16.pack_weights(packed)), strides, padding,
                                 dilation, shape_of(x), self.plan.bf16_unit, primfunc_name_hint="conv2d_bf16_nchwc")
-        elif m := (0 if bf16 or one_d or depthwise or str(out_dtype) != "float32" else winograd.tile_size(
-                channels, oc, (kh, kw), strides, dilation, ic * merged, shape_of(v)[2:])):
-            y = self._winograd(x, w, m, padding, ic_bn, oc_bn)
-            text += f" Winograd F({m}×{m}, 3×3)"
         else:
             make, hint = ((conv2d.compute_depthwise, "dwconv2d_nchwc") if depthwise
                           else (conv2d.compute, "conv2d_nchwc"))
@@ -316,15 +318,22 @@ class _Rewriter:
             + (" on its uint8 input" if uint8 is not None else ""), ic_bn, oc_bn, relayout, folded, (oc, out_channels)))
         return True
 
-    def _winograd(self, x: Any, w: np.ndarray, m: int, padding: list[int], ic_bn: int, oc_bn: int) -> Any:
+    def _winograd(self, x: Any, w: np.ndarray, m: int, padding: list[int], ic_bn: int, oc_bn: int,
+                  bf16: bool = False) -> Any:
         """The 3×3 convolution of NCHW[ic_bn]c `x` by OIHW `w` (its channels zero-padded to whole blocks) as
         Winograd's F(m×m, 3×3) (winograd.py): the input transform, the α² products as a grouped 1×1 convolution
         of archc's kernel, and the output transform, into which TVM fuses the epilogue."""
         relax = self.relax
-        v = self.bb.emit_te(winograd.transform_input, x, padding, m, primfunc_name_hint="winograd_input")
+        v = self.bb.emit_te(winograd.transform_input, x, padding, m, bf16,
+                            primfunc_name_hint="winograd_input")
         packed = np.concatenate([_packed(u, oc_bn, ic_bn) for u in winograd.weights(w, m)])
-        products = self.bb.emit_te(conv2d.compute, v, relax.const(np.ascontiguousarray(packed).astype(w.dtype)),
-                                   (1, 1), (0, 0, 0, 0), (1, 1), "float32", primfunc_name_hint="winograd_products")
+        if bf16:
+            products = self.bb.emit_te(conv2d.compute_bf16, v, relax.const(dpbf16.pack_weights(packed)), (1, 1),
+                                       (0, 0, 0, 0), (1, 1), shape_of(v), self.plan.bf16_unit,
+                                       primfunc_name_hint="winograd_products")
+        else:
+            products = self.bb.emit_te(conv2d.compute, v, relax.const(np.ascontiguousarray(packed).astype(w.dtype)),
+                                       (1, 1), (0, 0, 0, 0), (1, 1), "float32", primfunc_name_hint="winograd_products")
         # marked as a convolution's output is, so that TVM fuses the epilogue into it; added once per shape
         func, args, out = gen_call_tir_inputs(winograd.transform_output, products, shape_of(x), padding, m)
         gv = self.bb.add_func(func.with_attr("op_pattern", winograd.OUT_EWISE_FUSABLE), "winograd_output")

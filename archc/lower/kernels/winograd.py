@@ -26,6 +26,8 @@ import tvm
 from tvm import te
 from tvm.topi.nn.winograd_util import _cook_toom_convolution, _interpolation_points
 
+from archc.lower.kernels import dpbf16
+
 ROWS = "archc_winograd_rows"  # Bᵀ d: the input tile transformed along its rows
 INPUT = "archc_winograd_input"  # (Bᵀ d) B: the transformed input tile
 COLS = "archc_winograd_cols"  # M A: the products transformed along their columns
@@ -95,7 +97,7 @@ def _row(index: Any, rows: np.ndarray, terms: list[Any], dtype: str) -> Any:
     return value
 
 
-def transform_input(data: Any, padding: Sequence[int], m: int) -> Any:
+def transform_input(data: Any, padding: Sequence[int], m: int, bf16: bool = False) -> Any:
     """Bᵀ d B of every (m+2)×(m+2) input tile of NCHW[bn]c data, as (1, α²·C/bn, 1, tiles, bn): group ε·α + ν holds
     the chunks of every tile's transformed value (ε, ν), tile (b, ty, tx) at column (b·TH + ty)·TW + tx."""
     n, chunks, height, width, bn = (int(d) for d in data.shape)
@@ -119,7 +121,8 @@ def transform_input(data: Any, padding: Sequence[int], m: int) -> Any:
 
     def cell(_z: Any, ec: Any, _y: Any, p: Any, i: Any) -> Any:
         e, c = ec // chunks, ec % chunks
-        return _row(e % alpha, bt, [rows[c, p, e // alpha, col, i] for col in range(alpha)], dtype)
+        value = _row(e % alpha, bt, [rows[c, p, e // alpha, col, i] for col in range(alpha)], dtype)
+        return dpbf16.bits(value) if bf16 else value
 
     return te.compute((1, alpha * alpha * chunks, 1, n * th * tw, bn), cell, name=INPUT, attrs={TILES: tw})
 
