@@ -166,13 +166,15 @@ def _winograd_fits(lay: Layer, shapes: Sequence[Shape], stage: str) -> bool:
     if stage == "winograd_input":
         return _fits(lay.input_shapes[0], *_unblocked(shapes[:1], "conv2d_nchwc")[0])
     if stage == "winograd_products":
-        u = shapes[1]
+        u = shapes[1]  # OIHW[ic_bn]i[oc_bn]o, or bf16's OIHW[ic_bn/2]i[oc_bn]o[2]i
+        if len(u) not in (6, 7):
+            return False
         weight = lay.input_shapes[1] if len(lay.input_shapes) > 1 else None
         per_group = weight[1] if weight is not None and len(weight) == 4 else channels
-        reads = u[1] * u[4] if len(u) == 6 else 0  # input channels per group as computed: a grouped conv's
+        ic_bn = u[4] * (u[6] if len(u) == 7 else 1)
+        reads = u[1] * ic_bn  # input channels per group as computed: a grouped conv's
         merged = (lay.groups or 1) > 1 and reads % per_group == 0  # groups merged into whole blocks
-        return len(u) == 6 and _fits((out,), (u[0] * u[5] // alpha2,), (u[5],)) \
-            and (merged or _fits((per_group,), (reads,), (u[4],)))
+        return _fits((out,), (u[0] * u[5] // alpha2,), (u[5],)) and (merged or _fits((per_group,), (reads,), (ic_bn,)))
     return _fits(lay.output_shape, *_unblocked(shapes[-1:], "conv2d_nchwc")[0])
 
 
