@@ -172,3 +172,16 @@ def assert_emulated_like_onnxruntime(folder, instruction: str, tolerance: float 
         assert pkg.emulated and len(got) == len(want) == 1
         assert np.abs(np.asarray(got[0]) - want[0]).max() <= tolerance * np.ptp(want[0])
         assert np.asarray(got[0]).argmax() == want[0].argmax()
+
+
+def native_isa() -> str:
+    """This CPU's x86 vector ISA for archc's tables (avx512 or avx2), "" where neither can run here."""
+    from archc.util.peak import detect_isa
+    isa = detect_isa()
+    return isa if isa in ("avx512", "avx2") else ""
+
+
+def skip_unless_runs(isa: str) -> None:
+    """Skip a test of `isa` code (avx512, avx2) on a CPU that cannot run it, saying where it runs."""
+    if isa == "avx512" and native_isa() != "avx512" or not native_isa():
+        pytest.skip(f"this CPU cannot run {isa} code: run on an x86 CPU with {isa.upper()} (the other width runs here)")

@@ -155,11 +155,8 @@ def _winograd_fits(lay: Layer, shapes: Sequence[Shape], stage: str) -> bool:
     if len(tiled) != 5 or shapes[0][0] != 1:
         return False
     channels = lay.input_shapes[0][1]
-    if stage == "winograd_input":
-        alpha2 = tiled[1] * tiled[4] // -(-channels // tiled[4]) // tiled[4]
-    else:
-        alpha2 = tiled[1] * tiled[4] // -(-(channels if stage == "winograd_products" else out) // tiled[4]) \
-            // tiled[4]
+    # α² groups of the input's (output transform: the output's) channel blocks
+    alpha2 = tiled[1] // -(-(out if stage == "winograd_output" else channels) // tiled[4])
     m = round(alpha2 ** 0.5) - 2
     if m < 2 or tiled[3] != n * -(-oh // m) * -(-ow // m):
         return False

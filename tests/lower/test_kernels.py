@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_close, compile_verified, onnxruntime_outputs, raises
+from helpers import assert_close, compile_verified, native_isa, onnxruntime_outputs, raises, skip_unless_runs
 
 import archc
 from archc.runtime import load_package
@@ -27,13 +27,6 @@ def _tables() -> dict[str, dict[str, dict]]:
     """Every shipped table, by "isa/cpu"."""
     from archc.lower.kernels.search import TABLES
     return {f"{p.parent.name}/{p.stem}": json.loads(p.read_text()) for p in sorted(TABLES.glob("*/*.json"))}
-
-
-def _native_isa() -> str:
-    """This CPU's table (avx512 or avx2), "" where neither can run here."""
-    from archc.util.peak import detect_isa
-    isa = detect_isa()
-    return isa if isa in ("avx512", "avx2") else ""
 
 
 def _tgt(isa: str):
@@ -131,9 +124,9 @@ def test_every_zoo_convolution_with_its_shipped_configuration(isa, tmp_path):
     """The ISA's shipped tables (one per CPU they were searched on, each the convolution shapes of the zoo) equal
     onnxruntime's Conv: one entry of each kind the generated code can differ by, over all the ISA's tables
     (`_cover`: 184 of the 1,446 AVX-512 entries of the three tables), every one with ARCHC_FULL_TABLES=1."""
-    if isa == "avx512" and _native_isa() != "avx512":
+    if isa == "avx512" and native_isa() != "avx512":
         pytest.skip("this CPU has no AVX-512: run on an x86 CPU with AVX-512 to check its tables (AVX2's run here)")
-    if not _native_isa():
+    if not native_isa():
         pytest.skip("not an x86 CPU with AVX2: run on one to check the x86 tables against onnxruntime")
     from archc.lower.kernels.conv2d import Config
     tables = {name: t for name, t in _tables().items() if name.startswith(f"{isa}/")}
@@ -218,7 +211,7 @@ def test_the_configuration_grid_on_a_few_shapes(tmp_path):
     blocks make a tile of three."""
     from archc.lower.kernels.conv2d import Workload
     from archc.lower.kernels.search import candidates
-    isa = _native_isa() or pytest.skip("not an x86 CPU with AVX2: run on one to check the search grid's code")
+    isa = native_isa() or pytest.skip("not an x86 CPU with AVX2: run on one to check the search grid's code")
     tgt = _tgt(isa)
     lanes = 16 if isa == "avx512" else 8
     shapes = [Workload.of(*w).key for w in [
@@ -502,8 +495,7 @@ def test_silu_and_squeeze_excite_run_inside_the_blocked_kernels(isa, tmp_path):
     blocked feature map (no layout change in the block), once per pixel with the gate once per channel; so do
     hardswish and hardsigmoid, whose clip had no blocked rule (MobileNet v3-L: 2.4× → 1.2×); every loop nest of
     every convolution kernel runs in parallel; the models equal onnxruntime on both vector widths."""
-    if isa == "avx512" and _native_isa() != "avx512" or not _native_isa():
-        pytest.skip(f"this CPU cannot run {isa} code: run on an x86 CPU with {isa.upper()} (the other width runs here)")
+    skip_unless_runs(isa)
     from tvm import s_tir, tirx
 
     from archc import targets
@@ -534,8 +526,7 @@ def test_rows_of_a_prime_width_are_widened_into_whole_register_tiles(isa, tmp_pa
     """Inception v3's 17×17 1×7 and 7×1 convolutions: a row of 17 pixels splits only into tiles of 1 (2.2× → 1.3×
     onnxruntime on Inception v3 once widened); archc computes 18 columns (the input padded on the right) and crops
     the 18th, in a kernel with a ReLU epilogue and in one without; outputs equal onnxruntime's."""
-    if isa == "avx512" and _native_isa() != "avx512" or not _native_isa():
-        pytest.skip(f"this CPU cannot run {isa} code: run on an x86 CPU with {isa.upper()} (the other width runs here)")
+    skip_unless_runs(isa)
     from onnx import TensorProto, helper, numpy_helper
 
     from archc import targets
@@ -567,8 +558,7 @@ def test_attention_products_run_on_archc_batched_kernel(isa, tmp_path):
     columns whole tiles) run on archc's batched product (ViT-B/16: 2.6× → 2.0× onnxruntime), scheduled and in
     parallel, with the scale after Q·Kᵀ as its epilogue; softmax computes each exponential once; the model equals
     onnxruntime on both vector widths."""
-    if isa == "avx512" and _native_isa() != "avx512" or not _native_isa():
-        pytest.skip(f"this CPU cannot run {isa} code: run on an x86 CPU with {isa.upper()} (the other width runs here)")
+    skip_unless_runs(isa)
     from onnx import TensorProto, helper, numpy_helper
     from tvm import s_tir, tirx
 
@@ -630,8 +620,7 @@ def test_a_channel_shuffle_is_copied_half_by_half(isa, tmp_path):
     by the number of groups and unrolled, each copy reading one source, and the rows of 7×7 after it are one
     vectorized loop (they ran scalar: a select per element, rows of 7). A plain concatenation, whose source no
     period decides, keeps the generic rule. The models equal onnxruntime on both vector widths."""
-    if isa == "avx512" and _native_isa() != "avx512" or not _native_isa():
-        pytest.skip(f"this CPU cannot run {isa} code: run on an x86 CPU with {isa.upper()} (the other width runs here)")
+    skip_unless_runs(isa)
     from onnx import TensorProto, helper, numpy_helper
     from tvm import s_tir, tirx
 
@@ -674,8 +663,7 @@ def test_dense_layers_run_on_archc_register_tiled_kernel(isa, tmp_path):
     """A classifier (Gemm 1280 → 1000 with its bias and a ReLU) and a 2-row MatMul against constant weights
     (96 → 200): each is archc's dense kernel, its accumulators a local (register) buffer the epilogue reads, its
     tasks in parallel; the models equal onnxruntime on both vector widths."""
-    if isa == "avx512" and _native_isa() != "avx512" or not _native_isa():
-        pytest.skip(f"this CPU cannot run {isa} code: run on an x86 CPU with {isa.upper()} (the other width runs here)")
+    skip_unless_runs(isa)
     from onnx import TensorProto, helper, numpy_helper
     from tvm import s_tir, tirx
 
@@ -762,7 +750,7 @@ def test_a_profile_lowers_with_the_plan_the_package_recorded(tmp_path, monkeypat
     from archc import targets
     from archc.lower.kernels import pipeline
     from archc.lower.tvm_target import tvm_target
-    if _native_isa() != "avx512":
+    if native_isa() != "avx512":
         pytest.skip("blocks of 8 against 16 are an AVX-512 choice: run on an x86 CPU with AVX-512")
     here = pipeline.half_width_cost(tvm_target(targets.get("native")))
     other = 2.0 if here < 2 else 1.1

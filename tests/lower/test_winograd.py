@@ -11,22 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import compile_verified
+from helpers import compile_verified, native_isa, skip_unless_runs
 
 from archc.lower.kernels import winograd
 
 pytestmark = [pytest.mark.tvm]
-
-
-def _native_isa() -> str:
-    from archc.util.peak import detect_isa
-    isa = detect_isa()
-    return isa if isa in ("avx512", "avx2") else ""
-
-
-def _skip_unless_runs(isa: str) -> None:
-    if isa == "avx512" and _native_isa() != "avx512" or not _native_isa():
-        pytest.skip(f"this CPU cannot run {isa} code: run on an x86 CPU with {isa.upper()} (the other width runs here)")
 
 
 def _direct(x: np.ndarray, w: np.ndarray, padding: tuple[int, int, int, int]) -> np.ndarray:
@@ -68,7 +57,7 @@ def test_three_kernels_equal_a_direct_convolution(isa, case):
     """The input transform, the products on archc's blocked kernel (as a 1×1 convolution of 36 groups) and the
     output transform with a bias and ReLU fused, each scheduled as a build schedules it (every loop nest
     vectorized, the outer one parallel), equal the direct convolution within 1e-5 of the range."""
-    _skip_unless_runs(isa)
+    skip_unless_runs(isa)
     import tvm
     from tvm import s_tir, te, tirx
 
@@ -171,7 +160,7 @@ def test_a_model_runs_its_3x3_convolutions_as_winograd_tiles(isa, built):
     """The plan takes F(4×4, 3×3) for the 3×3 stride-1 convolutions of many tiles (30×30 and 28×28 outputs, padded
     or not, the batch norm folded and the residual add fused into the output transform) and the direct kernel for
     the strided one and the 7×7 one; the compiled model equals onnxruntime (compile_verified: 1e-4 of the range)."""
-    _skip_unless_runs(isa)
+    skip_unless_runs(isa)
     _, folder = built(isa)
     layout = json.loads((folder / "manifest.json").read_text())["build"]["layout"]
     wino = [c["conv"] for c in layout["convolutions"] if "Winograd F(4×4, 3×3)" in c["conv"]]
@@ -233,7 +222,7 @@ def test_a_profile_names_the_convolution_in_each_of_its_three_kernels(built):
     transform its epilogue (BN, the residual Add, ReLU) too; the products' MACs are the multiplies they do, 36 per
     tile and channel pair (a quarter of the direct count here, 30×30 in 8×8 tiles of 4×4), the transforms' none;
     no kernel runs above the FMA peak."""
-    isa = _native_isa()
+    isa = native_isa()
     if not isa:
         pytest.skip("needs an x86 CPU with AVX2 or AVX-512 to run the package")
     import onnx

@@ -136,13 +136,19 @@ def _converted(data: Any, kernel: Sequence[int], strides: Sequence[int], padding
     (top, left, bottom, right), _ = widened(width, kernel[1], strides[1], dilation[1], padding)
 
     def cell(b: Any, c: Any, y: Any, x: Any, i: Any) -> Any:
-        inside = tvm.tirx.all(y >= top, y < top + height, x >= left, x < left + width)
-        # the indices clamped inside the data: the padding's reads, which the condition discards, stay in bounds
-        value = data[b, c, tvm.tirx.min(tvm.tirx.max(y - top, 0), height - 1),
-                     tvm.tirx.min(tvm.tirx.max(x - left, 0), width - 1), i]
+        inside, value = padded_read(data, b, c, y - top, x - left, i)
         return tvm.tirx.if_then_else(inside, convert(value), tvm.tirx.const(fill, dtype))
 
     return te.compute((n, chunks, height + top + bottom, width + left + right, bn), cell, name=name)
+
+
+def padded_read(data: Any, b: Any, c: Any, y: Any, x: Any, i: Any) -> tuple[Any, Any]:
+    """Whether (y, x) lies inside NCHW[bn]c `data`, and the value there, the indices clamped inside it: a read of
+    the padding, which the condition discards, stays in bounds."""
+    height, width = int(data.shape[2]), int(data.shape[3])
+    inside = tvm.tirx.all(y >= 0, y < height, x >= 0, x < width)
+    return inside, data[b, c, tvm.tirx.min(tvm.tirx.max(y, 0), height - 1),
+                        tvm.tirx.min(tvm.tirx.max(x, 0), width - 1), i]
 
 
 def compute_int8(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],

@@ -26,13 +26,13 @@ import tvm
 from tvm import te
 from tvm.topi.nn.winograd_util import _cook_toom_convolution, _interpolation_points
 
-from archc.lower.kernels import dpbf16
+from archc.lower.kernels import conv2d, dpbf16
 
 ROWS = "archc_winograd_rows"  # Bᵀ d: the input tile transformed along its rows
 INPUT = "archc_winograd_input"  # (Bᵀ d) B: the transformed input tile
 COLS = "archc_winograd_cols"  # M A: the products transformed along their columns
 OUTPUT = "archc_winograd_output"  # Aᵀ (M A): the output tile
-TILES = "archc_winograd_tiles"  # the transforms' annotation: the tiles along a row (TW)
+TILES = "archc_winograd_tiles"  # the input transform's annotation: the tiles along a row (TW)
 OUT_EWISE_FUSABLE = 4  # TVM's op pattern kOutEWiseFusable: the epilogue fuses into the output transform
 
 
@@ -108,11 +108,8 @@ def transform_input(data: Any, padding: Sequence[int], m: int, bf16: bool = Fals
     dtype = data.dtype
 
     def read(c: Any, p: Any, r: int, col: Any, i: Any) -> Any:
-        y = p // tw % th * m + r - top
-        x = p % tw * m + col - left
-        inside = tvm.tirx.all(y >= 0, y < height, x >= 0, x < width)
-        value = data[p // (th * tw), c, tvm.tirx.min(tvm.tirx.max(y, 0), height - 1),
-                     tvm.tirx.min(tvm.tirx.max(x, 0), width - 1), i]  # clamped: the padding's reads stay in bounds
+        inside, value = conv2d.padded_read(data, p // (th * tw), c, p // tw % th * m + r - top,
+                                           p % tw * m + col - left, i)
         return tvm.tirx.if_then_else(inside, value, tvm.tirx.const(0, dtype))
 
     rows = te.compute((chunks, n * th * tw, alpha, alpha, bn),
@@ -148,8 +145,7 @@ def transform_output(products: Any, shape: Sequence[int], padding: Sequence[int]
         p = (b * th + y // m) * tw + x // m
         return _row(y % m, at, [cols[k, p, eps, x % m, i] for eps in range(alpha)], dtype)
 
-    return te.compute((n, chunks, height + top + bottom - 2, width + left + right - 2, bn), cell, name=OUTPUT,
-                      attrs={TILES: tw})
+    return te.compute((n, chunks, height + top + bottom - 2, width + left + right - 2, bn), cell, name=OUTPUT)
 
 
 def schedule_input(sch: Any) -> None:
