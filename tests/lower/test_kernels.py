@@ -217,7 +217,8 @@ def test_the_configuration_grid_on_a_few_shapes(tmp_path):
     shapes = [Workload.of(*w).key for w in [
         ((1, 2, 14, 14, lanes), (2, 2, 3, 3, lanes, lanes), (1, 1), (1, 1, 1, 1), (1, 1)),
         ((1, 2, 14, 14, lanes), (4, 2, 1, 1, lanes, lanes), (2, 2), (0, 0, 0, 0), (1, 1)),
-        ((1, 2, 14, 14, lanes), (3, 2, 1, 1, lanes, lanes), (1, 1), (0, 0, 0, 0), (1, 1)),  # a tile of 3 blocks
+        # a tile of 3 blocks: 3 pixels × 3 blocks fit AVX2's 10 accumulators too
+        ((1, 2, 6, 3, lanes), (3, 2, 1, 1, lanes, lanes), (1, 1), (0, 0, 0, 0), (1, 1)),
         ((1, 3, 32, 32, 1), (2, 3, 7, 7, 1, lanes), (2, 2), (3, 3, 3, 3), (1, 1)),
         ((1, 3, 15, 15, lanes), (3, 1, 3, 3, 1, lanes), (2, 2), (1, 1, 1, 1), (1, 1)),  # depthwise
         ((1, 4, 14, 14, lanes), (4, 2, 3, 3, lanes, lanes), (2, 2), (1, 1, 1, 1), (1, 1)),  # 2 groups
