@@ -405,13 +405,14 @@ def test_profile_times_every_kernel_with_its_shapes(packages):
 
 def test_an_interrupted_tuning_run_keeps_its_records(tmp_path):
     """Records are written as they are measured: a run killed midway leaves every finished one, and the next
-    build applies them (here a 2-conv net tuned by the clock, 8 trials per kernel a round, killed once its first
-    record is on disk: with a trial count the first round would measure that count over the kernels first)."""
+    build applies them (here a 1-conv net tuned by the clock for 30 minutes, 8 trials per kernel a round, killed
+    once its first record is on disk: with a trial count the first round would measure that count over the kernels
+    first)."""
     import os
     import signal
     import time
     spec = tmp_path / "one.arch"
-    spec.write_text("network one {\n input x: 3x16x16\n c: conv(8, 3) relu\n d: conv(8, 3) relu\n}\n")
+    spec.write_text("network one {\n input x: 3x16x16\n c: conv(8, 3) relu\n}\n")
     db = tmp_path / "db"
     proc = subprocess.Popen([sys.executable, "-m", "archc", "tune", str(spec), "--target", "native", "--minutes",
                              "30", "--db", str(db), "--kernels", "tvm"], stdout=subprocess.DEVNULL,
