@@ -72,6 +72,7 @@ def _conv(c, oc, h, w, k, stride, pad, reg_n):
 @pytest.mark.parametrize("c,oc,h,w,k,stride,pad,reg_n", [
     (64, 32, 14, 14, 3, 1, 1, 7),    # padded, the 3×3 window
     (128, 64, 14, 14, 1, 1, 0, 14),  # a 1×1 over a whole row
+    (128, 64, 14, 14, 1, 1, 0, 4),   # a 1×1 on tiles of 4 of its 196 pixels (conv2d._flatten)
     (32, 32, 17, 17, 3, 2, 1, 9),    # stride 2, an odd size
     (32, 16, 16, 17, 3, 1, 1, 6),    # a width widened (17 → 18) and cropped
 ])

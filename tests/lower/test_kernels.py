@@ -764,3 +764,61 @@ def test_a_profile_lowers_with_the_plan_the_package_recorded(tmp_path, monkeypat
     assert manifest["build"]["layout"]["half_width_cost"] == other
     prof = archc.profile(result.output, repeat=4)
     assert {k.name for k in prof.kernels} and all(k.seconds > 0 for k in prof.kernels)
+
+
+def _pointwise_block(channels: int, wide: int, size: int):
+    """An inverted residual's two 1×1 layers at size × size: expand (BN, ReLU6), project (BN), the residual add."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(2)
+    inits, nodes, x = [], [], "x"
+    for i, (cin, cout) in enumerate([(channels, wide), (wide, channels)]):
+        w = numpy_helper.from_array((rng.standard_normal((cout, cin, 1, 1)) / cin ** 0.5).astype(np.float32),
+                                    f"w{i}")
+        bn = [numpy_helper.from_array(a.astype(np.float32), f"{n}{i}") for n, a in
+              [("g", rng.uniform(0.5, 1.5, cout)), ("b", rng.standard_normal(cout)),
+               ("m", rng.standard_normal(cout) * 0.1), ("v", rng.uniform(0.5, 1.5, cout))]]
+        inits += [w, *bn]
+        nodes += [helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"]),
+                  helper.make_node("BatchNormalization", [f"c{i}", *(t.name for t in bn)], [f"n{i}"])]
+        x = f"n{i}"
+        if i == 0:
+            nodes.append(helper.make_node("Clip", [x, "lo", "hi"], ["r0"]))
+            x = "r0"
+    inits += [numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
+    nodes.append(helper.make_node("Add", [x, "x"], ["y"]))
+    shape = [1, channels, size, size]
+    return helper.make_graph(nodes, "pointwise", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], inits)
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2"])
+def test_a_1x1_layers_tile_runs_along_its_pixels(isa, tmp_path):
+    """A 1×1, stride-1 layer may take a register tile that does not divide its row (4 pixels of a 14-pixel row)
+    when its tile runs along the image's H·W pixels (conv2d._flatten): the grid offers such tiles, and a build
+    whose database holds them (here written over a short search's records) equals onnxruntime, the batch norm,
+    ReLU6 and the residual add fused into the epilogue on the same flat tile."""
+    import onnx
+
+    from archc.lower.kernels.grid import candidates
+    from archc.lower.kernels.search import RECORDS
+    skip_unless_runs(isa)
+    target, lanes = ("x86-avx512", 16) if isa == "avx512" else ("x86", 8)
+    path = tmp_path / "pointwise.onnx"
+    onnx.save(onnx.helper.make_model(_pointwise_block(48, 144, 14),
+                                     opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
+    db = tmp_path / "db"
+    archc.compile(path, target=target, output=tmp_path / "first", db=db)  # records the short search's choices
+    records = json.loads((db / RECORDS).read_text())
+    (cpu,) = records
+    assert len(records[cpu]) == 2
+    for key, record in records[cpu].items():
+        flat = [c for c in candidates(key, lanes) if 14 % c.reg_n]
+        assert flat, key
+        record.update(flat[-1].record())
+    (db / RECORDS).write_text(json.dumps(records))
+    result = archc.compile(path, target=target, output=tmp_path / "pkg", db=db)
+    assert result.verification.status == "passed" and result.verification.max_rel_diff <= 1e-4
+    build = json.loads((Path(result.output) / "manifest.json").read_text())["build"]
+    assert build["conv_configs"] == {"short search": 2} and build["kernels_naive"] == 0
+    x = {"x": np.random.default_rng(3).standard_normal((1, 48, 14, 14)).astype(np.float32)}
+    assert_close(load_package(result.output).run(x), onnxruntime_outputs(path, x))

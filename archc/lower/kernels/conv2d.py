@@ -357,28 +357,37 @@ def schedule(sch: Any, config: Config) -> None:
     epilogue, broadcast = inline_epilogue(sch, conv)
     if epilogue is None:  # no consumer in this kernel: a write-back block of its own leaves the register tile
         epilogue = sch.cache_write(conv, 0, "global")
+    width = int(sch.get(sch.get_loops(conv)[3]).extent)
+    flat = width % config.reg_n != 0  # a tile along the image's pixels, not one row (grid.candidates)
+    if flat:
+        _flatten(sch, conv, epilogue, width)
     sch.set_scope(conv, 0, "local")
+    loops = sch.get_loops(conv)
+    spatial = 4 if flat else 5
+    n, occ, *rows, ow, ocb = loops[:spatial]  # rows: [oh], or none where the tile runs along the flat pixels
     pair = []  # the step's reduction (a bf16 pair, an int8 quadruple), innermost
     if depthwise:
-        n, occ, oh, ow, ocb, rh, rw = sch.get_loops(conv)
+        rh, rw = loops[spatial:]
         reduction = [rh, rw]
     elif stepped:
-        n, occ, oh, ow, ocb, icc, rh, rw, icb, j = sch.get_loops(conv)
+        icc, rh, rw, icb, j = loops[spatial:]
         reduction, pair = ([icc, rh, rw, icb] if config.kw_outer else [icc, rh, icb, rw]), [j]
     else:
-        n, occ, oh, ow, ocb, icc, rh, rw, icb = sch.get_loops(conv)
+        icc, rh, rw, icb = loops[spatial:]
         reduction = [icc, rh, rw, icb] if config.kw_outer else [icc, rh, icb, rw]
     owo, owi = sch.split(ow, [None, config.reg_n])
     occo, occi = sch.split(occ, [None, config.oc_tile])
-    sch.reorder(n, occo, oh, owo, *reduction, occi, owi, ocb, *pair)
+    sch.reorder(n, occo, *rows, owo, *reduction, occi, owi, ocb, *pair)
     if not config.kw_outer:
         sch.unroll(rw)
-    sch.parallel(sch.fuse(n, occo, oh))
+    # a task: a row of tiles; on flat pixels, a tile (each channel tile's pixels split among the threads)
+    tasks = sch.fuse(n, occo, owo) if flat else sch.fuse(n, occo, *rows)
+    sch.parallel(tasks)
     sch.unroll(occi)
     sch.unroll(owi)
     if not stepped:
         sch.vectorize(ocb)
-    sch.reverse_compute_at(epilogue, owo)
+    sch.reverse_compute_at(epilogue, tasks if flat else owo)
     sch.vectorize(sch.get_loops(epilogue)[-1])
     init = sch.decompose_reduction(conv, reduction[0])  # after vectorize/unroll: else the init block blocks it
     block_width = int(sch.get(conv).writes[0].source.shape[-1])  # read before tensorize replaces the block
@@ -396,6 +405,22 @@ def schedule(sch: Any, config: Config) -> None:
         loops = sch.get_loops(pad)
         sch.parallel(sch.fuse(*loops[:3]))
         sch.vectorize(loops[-1])
+
+
+def _flatten(sch: Any, conv: Any, epilogue: Any, width: int) -> None:
+    """Index the convolution's output pixels, its register tile and its epilogue by y·width + x (one row of H·W
+    pixels), so that a tile of `reg_n` pixels need not divide the row: MobileNet v2's 14×14 1×1 layers had only
+    tiles of 7 pixels × 1 channel block in AVX2's registers, 4 × 3 on the 196 pixels. The result is the same
+    convolution (the map is a bijection); it is fast where those pixels are contiguous in memory (a 1×1, stride-1,
+    unpadded layer: the only ones the grid offers it to)."""
+    from tvm.tirx import IndexMap
+
+    def pixels(n: Any, c: Any, y: Any, x: Any, *rest: Any) -> tuple[Any, ...]:
+        return (n, c, y * width + x, *rest)
+
+    sch.transform_layout(conv, ("write", 0), pixels)  # the register tile, indexed as the loops that fill it
+    for block in (conv, epilogue):
+        sch.transform_block_layout(block, IndexMap.from_func(pixels, ndim=len(sch.get(block).iter_vars)))
 
 
 INPUTS = (PAD_INT8, PAD_BF16)  # the padded inputs of the int8 and bf16 convolutions, kernels of their own
