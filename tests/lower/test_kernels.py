@@ -185,7 +185,7 @@ def test_an_unknown_shape_is_configured_like_its_nearest_table_entries():
     four (what a compile measures on its short pass) hold it for most workloads. Measured when written (rocketlake,
     znver5 AVX-512, znver5 AVX2): first 48/50/63%, first four 81/83/85%, the rule 38/44/19%; znver4 AVX-512, whose
     search found more near-ties (Zen 4 runs a 512-bit FMA as two 256-bit halves: tile shapes matter less), 33%,
-    73% and 20%; znver1 AVX2 (Zen 1), whose nearest table is znver5's AVX2 one, 77%, 94% and 31%. The times these
+    73% and 20%; znver1 AVX2 (Zen 1), whose nearest table is znver5's AVX2 one, 75%, 92% and 28%. The times these
     choices give are benchmarks/unseen_shapes.py's."""
     from archc.lower.kernels import predict, search
     from archc.lower.kernels.conv2d import Config
