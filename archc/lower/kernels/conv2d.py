@@ -283,6 +283,14 @@ class Workload(NamedTuple):
                              "its shape the opposite")
         return workload
 
+    def flat(self, reg_n: int) -> bool:
+        """Whether a register tile of `reg_n` pixels runs along the output's H·W pixels (`_flatten`) rather than a
+        row: a 1×1, stride-1, unpadded dense layer (its pixels contiguous) whose row that tile does not divide,
+        where H·W it does. Elsewhere a tile that does not divide the row splits it with a tail."""
+        oh, ow = self.out_size
+        return (self.kernel == (1, 1) and self.strides == (1, 1) and not any(self.padding) and not self.depthwise
+                and oh > 1 and ow % reg_n != 0 and (oh * ow) % reg_n == 0)
+
     @property
     def key(self) -> str:
         def dims(xs: tuple[int, ...]) -> str:
@@ -358,7 +366,7 @@ def schedule(sch: Any, config: Config) -> None:
     if epilogue is None:  # no consumer in this kernel: a write-back block of its own leaves the register tile
         epilogue = sch.cache_write(conv, 0, "global")
     width = int(sch.get(sch.get_loops(conv)[3]).extent)
-    flat = width % config.reg_n != 0  # a tile along the image's pixels, not one row (grid.candidates)
+    flat = Workload.parse(str(sch.get(conv).annotations[WORKLOAD])).flat(config.reg_n)
     if flat:
         _flatten(sch, conv, epilogue, width)
     sch.set_scope(conv, 0, "local")

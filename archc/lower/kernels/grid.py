@@ -31,17 +31,16 @@ def candidates(key: str, lanes: int) -> list[Config]:
     channel blocks, both kw orders, as long as the accumulators fit the register file with room for the weights
     and the broadcast value."""
     w = Workload.parse(key)
-    oh, ow = w.out_size
+    _, ow = w.out_size
     per_pixel = max(1, w.oc_bn // lanes)
     most = _registers(lanes) - (6 if lanes == 16 else 4)  # 26 of AVX-512's 32, 12 of AVX2's 16 (as `rule`)
     # channel blocks per tile: any count that divides the blocks (a depthwise block has its own input: nothing to
     # share). Not only 1/2/4: MNASNet's 112×112 16 → 48 layer ran 195 µs at 16 pixels × 1 block, 160 at 4 × 3
     tiles = (1,) if w.depthwise else tuple(t for t in range(1, 9) if w.oc_chunks % t == 0)
     reg_ns = sorted({d for d in range(1, min(ow, 28) + 1) if ow % d == 0 and (d >= 4 or d == ow)})
-    if w.kernel == (1, 1) and w.strides == (1, 1) and not any(w.padding) and not w.depthwise and oh > 1:
-        # its output pixels are contiguous: a tile may run along all H·W of them (conv2d._flatten), of a size
-        # that does not divide the row (14×14: 4 of 196 pixels, where a row of 14 has tiles of 7 and 14 only)
-        reg_ns += [d for d in range(4, 17) if (oh * ow) % d == 0 and ow % d != 0]
+    # a 1×1 layer's tile may run along all H·W pixels (Workload.flat, conv2d._flatten), of a size that does not
+    # divide the row (14×14: 4 of 196 pixels, where a row of 14 has tiles of 7 and 14 only)
+    reg_ns += [d for d in range(4, 17) if w.flat(d)]
     out = []
     for reg_n in reg_ns:
         for oc_tile in tiles:
