@@ -365,10 +365,10 @@ def schedule(sch: Any, config: Config) -> None:
     epilogue, broadcast = inline_epilogue(sch, conv)
     if epilogue is None:  # no consumer in this kernel: a write-back block of its own leaves the register tile
         epilogue = sch.cache_write(conv, 0, "global")
-    width = int(sch.get(sch.get_loops(conv)[3]).extent)
-    flat = Workload.parse(str(sch.get(conv).annotations[WORKLOAD])).flat(config.reg_n)
+    workload = Workload.parse(str(sch.get(conv).annotations[WORKLOAD]))
+    flat = workload.flat(config.reg_n)
     if flat:
-        _flatten(sch, conv, epilogue, width)
+        _flatten(sch, conv, epilogue, workload.out_size[1])
     sch.set_scope(conv, 0, "local")
     loops = sch.get_loops(conv)
     spatial = 4 if flat else 5
