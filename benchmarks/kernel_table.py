@@ -1,6 +1,6 @@
 """Search the configuration of every convolution shape in the zoo and write this CPU's shipped table for an ISA.
 
-    python benchmarks/kernel_table.py --isa avx512 [--models resnet18,resnet50] [--merge [--again]]
+    python benchmarks/kernel_table.py --isa avx512 [--models resnet18,resnet50] [--merge [--again | --flat]]
 
 For each model (default: every spec in specs/), archc's layout plan is made for the ISA's target (`x86-avx512`:
 16 lanes, `x86`: AVX2, 8 lanes) and each convolution workload gets the small per-layer search
@@ -29,6 +29,7 @@ def main() -> None:
     from archc.lower import kernels, tune
     from archc.lower.build import import_onnx
     from archc.lower.kernels.conv2d import parse
+    from archc.lower.kernels.grid import flat_tiles
     from archc.lower.kernels.search import TABLES, out_size, search
     from archc.lower.tvm_target import tvm_target
     from archc.measurement.environment import llvm_cpu
@@ -40,7 +41,12 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true", help="keep the table's other workloads")
     ap.add_argument("--again", action="store_true",
                     help="with --merge: search the given models' workloads again even where the table has them")
+    ap.add_argument("--flat", action="store_true",
+                    help="with --merge: search again only the workloads a flat 1×1 tile applies to (grid.flat_tiles), "
+                         "the entries a table searched before those tiles existed can gain from")
     args = ap.parse_args()
+    if (args.again or args.flat) and not args.merge:
+        ap.error("--again and --flat re-search a table's entries: they need --merge")
     # code for this CPU where it has the ISA (what `--target native` builds), else the ISA's generic target
     tgt = tvm_target(targets.get("native" if detect_isa() == args.isa else TARGETS[args.isa]))
     lanes = kernels.lanes(tgt)
@@ -55,7 +61,8 @@ def main() -> None:
             print(f"{name}: skipped ({str(err).splitlines()[0][:100]})", flush=True)
             continue
         for key in sorted(set(kernels.workloads(prepared).values())):
-            if key in searched or (key in table and not args.again):
+            again = args.again or (args.flat and bool(flat_tiles(parse(key))))
+            if key in searched or (key in table and not again):
                 continue
             searched.add(key)
             start = time.perf_counter()

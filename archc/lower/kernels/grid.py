@@ -26,6 +26,12 @@ def rule(key: str, lanes: int) -> Config:
     return Config(reg_n, oc_tile, inline_pad=w.depthwise)
 
 
+def flat_tiles(w: Workload) -> list[int]:
+    """The tiles the grid offers along a 1×1 layer's H·W pixels (Workload.flat, conv2d._flatten): sizes that do
+    not divide the row (14×14: 4 of 196 pixels, where a row of 14 has tiles of 7 and 14 only)."""
+    return [d for d in range(4, 17) if w.flat(d)]
+
+
 def candidates(key: str, lanes: int) -> list[Config]:
     """The grid: row tiles that divide the output width (or, for a 1×1 layer, the output's pixels), up to 8
     channel blocks, both kw orders, as long as the accumulators fit the register file with room for the weights
@@ -38,9 +44,7 @@ def candidates(key: str, lanes: int) -> list[Config]:
     # share). Not only 1/2/4: MNASNet's 112×112 16 → 48 layer ran 195 µs at 16 pixels × 1 block, 160 at 4 × 3
     tiles = (1,) if w.depthwise else tuple(t for t in range(1, 9) if w.oc_chunks % t == 0)
     reg_ns = sorted({d for d in range(1, min(ow, 28) + 1) if ow % d == 0 and (d >= 4 or d == ow)})
-    # a 1×1 layer's tile may run along all H·W pixels (Workload.flat, conv2d._flatten), of a size that does not
-    # divide the row (14×14: 4 of 196 pixels, where a row of 14 has tiles of 7 and 14 only)
-    reg_ns += [d for d in range(4, 17) if w.flat(d)]
+    reg_ns += flat_tiles(w)
     out = []
     for reg_n in reg_ns:
         for oc_tile in tiles:
