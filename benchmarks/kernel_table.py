@@ -1,6 +1,7 @@
 """Search the configuration of every convolution shape in the zoo and write this CPU's shipped table for an ISA.
 
     python benchmarks/kernel_table.py --isa avx512 [--models resnet18,resnet50] [--merge [--again | --flat]]
+                                      [--precision bf16]
 
 For each model (default: every spec in specs/), archc's layout plan is made for the ISA's target (`x86-avx512`:
 16 lanes, `x86`: AVX2, 8 lanes) and each convolution workload gets the small per-layer search
@@ -8,6 +9,9 @@ For each model (default: every spec in specs/), archc's layout plan is made for 
 archc/lower/kernels/tables/<isa>/<cpu>.json, <cpu> being LLVM's name for this CPU (with --merge, added to what is
 there). Every compile for that ISA uses it for a workload its tuning database has not searched when it compiles for
 that CPU, and the nearest table otherwise (search.tables_for). Prints one line per workload: its time and GFLOP/s.
+With `--precision bf16` (on a CPU with AVX512-BF16, with --merge), the models are planned in bf16 and the bf16
+kernel's workloads (`bf16:d…`) are searched with that kernel, into the same table: a bf16 build takes them before
+its shapes' float32 configurations.
 """
 from __future__ import annotations
 
@@ -26,12 +30,12 @@ TARGETS = {"avx512": "x86-avx512", "avx2": "x86"}
 def main() -> None:
     import archc
     from archc import targets
+    from archc.errors import ArchcError
     from archc.lower import kernels, tune
-    from archc.lower.build import import_onnx
+    from archc.lower.build import choose_precision, import_onnx, tvm_target_at
     from archc.lower.kernels.conv2d import parse
     from archc.lower.kernels.grid import flat_tiles
     from archc.lower.kernels.search import TABLES, out_size, search
-    from archc.lower.tvm_target import tvm_target
     from archc.measurement.environment import llvm_cpu
     from archc.util.peak import detect_isa
 
@@ -44,11 +48,17 @@ def main() -> None:
     ap.add_argument("--flat", action="store_true",
                     help="with --merge: search again only the workloads a flat 1×1 tile applies to (grid.flat_tiles), "
                          "the entries a table searched before those tiles existed can gain from")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: the bf16 kernel's workloads of the models' bf16 builds (needs --merge)")
     args = ap.parse_args()
-    if (args.again or args.flat) and not args.merge:
-        ap.error("--again and --flat re-search a table's entries: they need --merge")
+    if (args.again or args.flat or args.precision == "bf16") and not args.merge:
+        ap.error("--again, --flat and --precision bf16 work on a table's entries: they need --merge")
     # code for this CPU where it has the ISA (what `--target native` builds), else the ISA's generic target
-    tgt = tvm_target(targets.get("native" if detect_isa() == args.isa else TARGETS[args.isa]))
+    target = targets.get("native" if detect_isa() == args.isa else TARGETS[args.isa])
+    try:
+        tgt = tvm_target_at(target, choose_precision(target, "archc", args.precision)[0])
+    except ArchcError as err:  # bf16 on a CPU that cannot run it: the sentence that says so
+        ap.error(str(err))
     lanes = kernels.lanes(tgt)
     names = args.models.split(",") if args.models else sorted(p.stem for p in (ROOT / "specs").glob("*.arch"))
     path = TABLES / args.isa / f"{llvm_cpu()}.json"  # named after the CPU it is measured on
@@ -56,11 +66,12 @@ def main() -> None:
     searched: set[str] = set()  # this run's, once each
     for name in names:
         try:
-            prepared = tune.prepare(import_onnx(archc.load(ROOT / "specs" / f"{name}.arch")), tgt, "archc")
+            prepared = tune.prepare(import_onnx(archc.load(ROOT / "specs" / f"{name}.arch")), tgt, "archc",
+                                    precision=args.precision)
         except Exception as err:  # noqa: BLE001 - a model TVM cannot import: say so, go on
             print(f"{name}: skipped ({str(err).splitlines()[0][:100]})", flush=True)
             continue
-        for key in sorted(set(kernels.workloads(prepared).values())):
+        for key in sorted(set(kernels.workloads(prepared, int8=False).values())):
             again = args.again or (args.flat and bool(flat_tiles(parse(key))))
             if key in searched or (key in table and not again):
                 continue

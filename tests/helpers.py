@@ -185,3 +185,29 @@ def skip_unless_runs(isa: str) -> None:
     """Skip a test of `isa` code (avx512, avx2) on a CPU that cannot run it, saying where it runs."""
     if isa == "avx512" and native_isa() != "avx512" or not native_isa():
         pytest.skip(f"this CPU cannot run {isa} code: run on an x86 CPU with {isa.upper()} (the other width runs here)")
+
+
+def cover(entries: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The smallest (workload, configuration) of each kind the generated code can differ by: every configuration
+    once, and every shape of workload (kernel size, strides, dilated or not, depthwise, grouped, padded, and
+    whether the output width leaves a partial register tile) with every loop structure (the configuration but its
+    tile width reg_n, which changes only an unroll count) once. With ARCHC_FULL_TABLES=1, every entry (after
+    regenerating a table: 4x longer)."""
+    import os
+
+    from archc.lower.kernels.conv2d import Workload
+    if os.environ.get("ARCHC_FULL_TABLES") == "1":
+        return entries
+    chosen: dict[tuple, tuple[int, str, dict]] = {}
+    for key, cfg in entries:
+        w = Workload.parse(key)
+        oh, ow = w.out_size
+        shape = (w.kernel, w.strides, w.dilation != (1, 1), w.depthwise, w.groups > 1 and not w.depthwise,
+                 any(w.padding), ow % cfg.get("reg_n", 1) != 0)
+        loops = tuple(sorted((k, v) for k, v in cfg.items() if k != "reg_n"))
+        size = oh * ow * w.out_channels * w.per_group * w.kernel[0] * w.kernel[1]
+        for kind in (("configuration", *sorted(cfg.items())), ("shape", loops, *shape)):
+            if kind not in chosen or (size, key) < chosen[kind][:2]:
+                chosen[kind] = (size, key, cfg)
+    unique = {(key, json.dumps(cfg, sort_keys=True)): (size, key, cfg) for size, key, cfg in chosen.values()}
+    return [(key, cfg) for _, key, cfg in sorted(unique.values(), key=lambda c: c[:2])]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_close, compile_verified, native_isa, onnxruntime_outputs, raises, skip_unless_runs
+from helpers import assert_close, compile_verified, cover, native_isa, onnxruntime_outputs, raises, skip_unless_runs
 
 import archc
 from archc.runtime import load_package
@@ -93,37 +93,12 @@ def _check(key: str, config, tgt, tmp_path: Path, lib=None, name: str = "k") -> 
     assert_close([got], [want])
 
 
-def _cover(entries: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
-    """The smallest (workload, configuration) of each kind the generated code can differ by: every configuration
-    once, and every shape of workload (kernel size, strides, dilated or not, depthwise, grouped, padded, and
-    whether the output width leaves a partial register tile) with every loop structure (the configuration but its
-    tile width reg_n, which changes only an unroll count) once. With ARCHC_FULL_TABLES=1, every entry (after
-    regenerating a table: 4x longer)."""
-    import os
-
-    from archc.lower.kernels.conv2d import Workload
-    if os.environ.get("ARCHC_FULL_TABLES") == "1":
-        return entries
-    chosen: dict[tuple, tuple[int, str, dict]] = {}
-    for key, cfg in entries:
-        w = Workload.parse(key)
-        oh, ow = w.out_size
-        shape = (w.kernel, w.strides, w.dilation != (1, 1), w.depthwise, w.groups > 1 and not w.depthwise,
-                 any(w.padding), ow % cfg.get("reg_n", 1) != 0)
-        loops = tuple(sorted((k, v) for k, v in cfg.items() if k != "reg_n"))
-        size = oh * ow * w.out_channels * w.per_group * w.kernel[0] * w.kernel[1]
-        for kind in (("configuration", *sorted(cfg.items())), ("shape", loops, *shape)):
-            if kind not in chosen or (size, key) < chosen[kind][:2]:
-                chosen[kind] = (size, key, cfg)
-    unique = {(key, json.dumps(cfg, sort_keys=True)): (size, key, cfg) for size, key, cfg in chosen.values()}
-    return [(key, cfg) for _, key, cfg in sorted(unique.values(), key=lambda c: c[:2])]
-
-
 @pytest.mark.parametrize("isa", ["avx512", "avx2"])
 def test_every_zoo_convolution_with_its_shipped_configuration(isa, tmp_path):
     """The ISA's shipped tables (one per CPU they were searched on, each the convolution shapes of the zoo) equal
     onnxruntime's Conv: one entry of each kind the generated code can differ by, over all the ISA's tables
-    (`_cover`: 184 of the 1,446 AVX-512 entries of the three tables), every one with ARCHC_FULL_TABLES=1."""
+    (`helpers.cover`: 184 of the 1,446 AVX-512 entries of the three tables), every one with ARCHC_FULL_TABLES=1. (The
+    bf16 kernel's entries, `bf16:d…`: test_dpbf16.py, on a CPU that runs them.)"""
     if isa == "avx512" and native_isa() != "avx512":
         pytest.skip("this CPU has no AVX-512: run on an x86 CPU with AVX-512 to check its tables (AVX2's run here)")
     if not native_isa():
@@ -134,13 +109,40 @@ def test_every_zoo_convolution_with_its_shipped_configuration(isa, tmp_path):
         f"an {isa} table is missing or small: python benchmarks/kernel_table.py --isa {isa}"
     from archc.lower.kernels.search import build_all
     tgt = _tgt(isa)
-    cover = _cover([(k, c) for t in tables.values() for k, c in t.items()])
-    for start in range(0, len(cover), 50):  # compiled 50 to a library: one link each, not one per entry
-        part = {f"k{i}": (key, Config.from_record(cfg)) for i, (key, cfg) in enumerate(cover[start:start + 50])}
+    chosen = cover([(k, c) for t in tables.values() for k, c in t.items() if not k.startswith("bf16:")])
+    for start in range(0, len(chosen), 50):  # compiled 50 to a library: one link each, not one per entry
+        part = {f"k{i}": (key, Config.from_record(cfg)) for i, (key, cfg) in enumerate(chosen[start:start + 50])}
         lib = build_all(part, tgt)
         for name, (key, config) in part.items():
             _check(key, config, tgt, tmp_path, lib, name)
     _case.cache_clear()  # FCN's 7×7 fc6: 400 MB
+
+
+def test_a_bf16_kernel_takes_its_own_configuration_first_then_its_shapes_float32_one(tmp_path, monkeypatch):
+    """The bf16 kernel's workload is its shape's with step "bf16" (`bf16:d…`). A configuration searched for that
+    kernel (a table entry, a database record) comes first: its tiles differ from the float32 kernel's (half the
+    bytes per product). Where it has none, its shape's float32 configuration; where neither, the prediction from
+    the nearest entries of either kernel; a compile's short pass measures only shapes that have neither."""
+    from archc.lower.kernels import search
+    from archc.lower.kernels.conv2d import Config, Workload
+    shape = "d1x4x28x28x16_w4x4x1x1x16x16_s1x1_p0x0x0x0_l1x1"
+    w = Workload.parse(f"bf16:{shape}")
+    assert (w.step, w.key, w.float32.key, w.out_size) == ("bf16", f"bf16:{shape}", shape, (28, 28))
+    with pytest.raises(ValueError, match="int4:"):
+        Workload.parse(f"int4:{shape}")
+    other = "d1x4x14x14x16_w4x4x1x1x16x16_s1x1_p0x0x0x0_l1x1"
+    (tmp_path / "avx512").mkdir()
+    (tmp_path / "avx512" / "znver4.json").write_text(json.dumps(
+        {shape: Config(7, 1).record(), f"bf16:{shape}": Config(4, 4).record(), other: Config(14, 1).record()}))
+    monkeypatch.setattr(search, "TABLES", tmp_path)
+    choices = search.Choices(_tgt("avx512"), 16, None)
+    assert choices.config(f"bf16:{shape}") == Config(4, 4) and choices.config(shape) == Config(7, 1)
+    assert choices.config(f"bf16:{other}") == Config(14, 1)  # none of its own: its shape's float32 one
+    assert choices.sources == {f"bf16:{shape}": "shipped", shape: "shipped", f"bf16:{other}": "shipped"}
+    new = "d1x4x56x56x16_w4x4x1x1x16x16_s1x1_p0x0x0x0_l1x1"
+    assert choices.unknown([f"bf16:{other}", f"bf16:{new}", new]) == [f"bf16:{new}", new]
+    assert choices.config(f"bf16:{new}") in search.candidates(new, 16)
+    assert choices.sources[f"bf16:{new}"] == "predicted"
 
 
 def test_the_target_cpus_table_first_then_the_nearest_and_the_build_says_which(tmp_path, monkeypatch):
@@ -194,7 +196,9 @@ def test_an_unknown_shape_is_configured_like_its_nearest_table_entries():
         lanes = 16 if isa == "avx512" else 8
         tables = [json.loads(p.read_text()) for p in search.tables_for(isa, cpu)]
         first = four = by_rule = 0
-        sample = sorted(tables[0].items())[::3]  # every third workload: the rates are the same, in a third the time
+        # every third float32 workload: the rates are the same, in a third the time (the bf16 kernel's few
+        # entries are their shapes' neighbours, not a sample of the zoo)
+        sample = sorted((k, r) for k, r in tables[0].items() if not k.startswith("bf16:"))[::3]
         for key, record in sample:
             likely = predict.ranked(key, lanes, [{k: v for k, v in t.items() if k != key} for t in tables])
             assert likely and set(likely) <= set(search.candidates(key, lanes))

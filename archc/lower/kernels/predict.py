@@ -29,7 +29,8 @@ def _log(a: float, b: float) -> float:
 def distance(a: Workload, b: Workload) -> float:
     """How unlike two convolution shapes are, for choosing a register tile: the output row (which the row tile
     divides) weighs most, then the channels (how long the reduction is, how many channel blocks there are), the
-    kernel and the stride; a depthwise shape is never like a dense one."""
+    kernel and the stride; a depthwise shape is never like a dense one; one of another kernel (bf16, float32) is
+    less like."""
     if a.depthwise != b.depthwise:
         return math.inf
     (ah, aw), (bh, bw) = a.out_size, b.out_size
@@ -37,7 +38,7 @@ def distance(a: Workload, b: Workload) -> float:
                                                                                             b.out_channels)
             + _log(a.kernel[0] * a.kernel[1], b.kernel[0] * b.kernel[1]) + (a.kernel != b.kernel) * 0.5
             + (a.strides != b.strides) + (a.oc_bn != b.oc_bn) * 2 + (a.ic_bn != b.ic_bn)
-            + (any(a.padding) != any(b.padding)) * 0.5)
+            + (any(a.padding) != any(b.padding)) * 0.5 + (a.step != b.step))
 
 
 def _unlike(a: Config, b: Config) -> float:

@@ -26,7 +26,7 @@ from tvm import s_tir, te
 
 from archc.lower import vector_math
 from archc.lower.kernels import predict
-from archc.lower.kernels.conv2d import Config, Workload
+from archc.lower.kernels.conv2d import BF16, Config, Workload
 from archc.lower.kernels.grid import candidates, rule
 from archc.util.progress import progress
 
@@ -84,12 +84,7 @@ def build_all(kernels: dict[str, tuple[str, Config]], tgt: Any) -> Any:
     from archc.lower.kernels import conv2d
     funcs = {}
     for name, (key, config) in kernels.items():
-        w = Workload.parse(key)
-        data = te.placeholder(w.data, name="data")
-        weight = te.placeholder(w.weight, name="weight")
-        make = conv2d.compute_depthwise if w.depthwise else conv2d.compute
-        out = make(data, weight, w.strides, w.padding, w.dilation, "float32")
-        sch = s_tir.Schedule(te.create_prim_func([data, weight, out]))
+        sch = s_tir.Schedule(te.create_prim_func(list(_tensors(Workload.parse(key), tgt))))
         conv2d.schedule(sch, config)
         funcs[name] = sch.mod["main"].with_attr("global_symbol", name)
     vector_math.install()
@@ -100,18 +95,39 @@ def build_all(kernels: dict[str, tuple[str, Config]], tgt: Any) -> Any:
         return tvm.runtime.load_module(path)  # loaded: the file may go
 
 
+def _tensors(w: Workload, tgt: Any) -> tuple[Any, Any, Any]:
+    """The kernel's input, weights and output, as a model's kernel has them: float32, or for the bf16 kernel its
+    input already padded and its weights packed in pairs, both as bf16 bits (conv2d.compute_bf16)."""
+    from archc.lower.kernels import conv2d, dpbf16
+    if w.step == conv2d.BF16:
+        padded = conv2d.pad_bf16(te.placeholder(w.data, name="x"), w.kernel, w.strides, w.padding, w.dilation)
+        data = te.placeholder(tuple(int(d) for d in padded.shape), dpbf16.BITS, name="data")
+        occ, icc, kh, kw, ic_bn, oc_bn = w.weight
+        weight = te.placeholder((occ, icc, kh, kw, ic_bn // dpbf16.PAIR, oc_bn, dpbf16.PAIR), dpbf16.BITS,
+                                name="weight")
+        unit = "bfdot" if isa(w.oc_bn, tgt) == "neon" else "avx512bf16"  # its steps (kernels.pipeline.bf16_unit)
+        return data, weight, conv2d.compute_bf16(data, weight, w.strides, w.padding, w.dilation, w.data, unit)
+    data = te.placeholder(w.data, name="data")
+    weight = te.placeholder(w.weight, name="weight")
+    make = conv2d.compute_depthwise if w.depthwise else conv2d.compute
+    return data, weight, make(data, weight, w.strides, w.padding, w.dilation, "float32")
+
+
 def measure(key: str, config: Config, tgt: Any, budget: float = 0.05) -> float:
     """Seconds per run of the convolution with `config`, its weights and output flushed from the caches before
     each run and its input left in them, as in a model (the previous layer just wrote the input; the weights come
     from memory): on ResNet-18's 7×7 layers the fastest configuration with cached weights was 7% slower than
     another one with the weights cold. The best of a few repeats: the least disturbed by a shared machine."""
+    import ml_dtypes
     import numpy as np
     lib = build(key, config, tgt)
-    w = Workload.parse(key)
-    oh, ow = w.out_size
     rng = np.random.default_rng(0)
-    args = [tvm.runtime.tensor(rng.standard_normal(s).astype("float32"))
-            for s in (w.data, w.weight, (w.data[0], w.oc_chunks, oh, ow, w.oc_bn))]
+
+    def values(t: Any) -> Any:
+        x = rng.standard_normal([int(d) for d in t.shape]).astype("float32")
+        return x.astype(ml_dtypes.bfloat16).view(np.uint16) if t.dtype == "uint16" else x  # bf16 as its bits
+
+    args = [tvm.runtime.tensor(values(t)) for t in _tensors(Workload.parse(key), tgt)]
     once = lib.time_evaluator("k", tvm.cpu(), number=1, repeat=1)(*args).mean
     repeat = int(min(10, max(2, budget / max(once, 1e-6))))  # a long layer (tens of ms) is steady in two runs
     timer = lib.time_evaluator("k", tvm.cpu(), number=1, repeat=repeat, f_preproc="cache_flush_cpu_non_first_arg")
@@ -141,15 +157,27 @@ class Choices:
         self.sources: dict[str, str] = {}  # workload → where its configuration came from
         self.tables_used: set[str] = set()
 
-    def config(self, key: str) -> Config:
+    def _recorded(self, key: str) -> tuple[Config, str, str | None] | None:
+        """The workload's configuration from the database or a table, where it came from, and which table."""
         if key in self.records:
-            self.sources[key] = "short search" if self.records[key].get("grid") == "quick" else "searched"
-            return Config.from_record(self.records[key])
-        for cpu, table in self.tables.items():
-            if key in table:
-                self.sources[key] = "shipped"
-                self.tables_used.add(cpu)
-                return Config.from_record(table[key])
+            return (Config.from_record(self.records[key]),
+                    "short search" if self.records[key].get("grid") == "quick" else "searched", None)
+        return next(((Config.from_record(table[key]), "shipped", cpu) for cpu, table in self.tables.items()
+                     if key in table), None)
+
+    def _known(self, key: str) -> tuple[Config, str, str | None] | None:
+        """`_recorded`, for a stepped kernel's workload (bf16) with none of its own its shape's float32 one."""
+        found = self._recorded(key)
+        if found is None and key.startswith(f"{BF16}:"):
+            found = self._recorded(Workload.parse(key).float32.key)
+        return found
+
+    def config(self, key: str) -> Config:
+        known = self._known(key)
+        if known is not None:
+            config, self.sources[key], cpu = known
+            self.tables_used.update([cpu] if cpu else [])
+            return config
         likely = predict.ranked(key, self.lanes, self.tables.values())
         self.sources[key] = "predicted" if likely else "rule"
         self.tables_used.update(self.tables if likely else ())  # predicted from their entries
@@ -157,8 +185,7 @@ class Choices:
 
     def unknown(self, keys: list[str]) -> list[str]:
         """The workloads of `keys` that neither the database nor a table holds (each once)."""
-        return [k for k in dict.fromkeys(keys)
-                if k not in self.records and not any(k in t for t in self.tables.values())]
+        return [k for k in dict.fromkeys(keys) if self._known(k) is None]
 
     def table_note(self) -> str | None:
         """Which shipped tables gave configurations ("table avx512/rocketlake"), said where the target CPU has
