@@ -97,7 +97,7 @@ def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budge
     if kernels == "archc":
         choices = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db)
         if remote is None:  # a board's kernels are searched on the board: not in this version (MetaSchedule is)
-            searched = choices.search(list(own_kernels.workloads(prepared, False).values()), show)
+            searched = choices.search(list(own_kernels.workloads(prepared).values()), show)
         prepared = own_kernels.apply(prepared, tgt, choices)[0]
     summary = tune.tune(prepared, tgt, target, db, budget, show, remote=remote)
     return replace(summary, searched=searched)
@@ -116,7 +116,7 @@ def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | N
         report.layout = plans[0].to_json()
         choices = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db)
         if target.runner == "local" and (budget or quick > 0):  # the short pass: new shapes' likeliest few
-            report.convolutions_searched = choices.search(list(own_kernels.workloads(prepared, False).values()),
+            report.convolutions_searched = choices.search(list(own_kernels.workloads(prepared).values()),
                                                           show, quick=not budget)
         written = sum(1 for f in prepared.functions.values() if "tirx.is_scheduled" in (f.attrs or {}))  # amx.py's
         prepared, scheduled = own_kernels.apply(prepared, tgt, choices)

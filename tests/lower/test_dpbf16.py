@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import SMALL_BF16 as SMALL
-from helpers import cover
 
 import archc
 from archc.lower.kernels import amx
@@ -81,50 +80,6 @@ def test_the_bf16_convolution_equals_float64s_on_the_same_numbers(c, oc, h, w, k
     got, want = _conv(c, oc, h, w, k, stride, pad, reg_n)
     assert np.isfinite(got).all()
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
-
-
-@pytest.mark.torch
-def test_the_tables_bf16_entries_compute_their_convolutions():
-    """The shipped tables' entries searched for the bf16 kernel (`bf16:d…`: `kernel_table.py --precision bf16`),
-    one of each kind the generated code can differ by (helpers.cover), built with their configurations as a
-    search builds them (search.build_all), each equal to float64's convolution of the same bf16 numbers to 1e-5
-    of its largest value."""
-    import ml_dtypes
-    import torch
-    import tvm
-
-    from archc import targets
-    from archc.lower.build import tvm_target_at
-    from archc.lower.kernels import dpbf16, search
-    from archc.lower.kernels.conv2d import Config, Workload
-    entries = [(k, c) for p in sorted((search.TABLES / "avx512").glob("*.json"))
-               for k, c in json.loads(p.read_text()).items() if k.startswith("bf16:")]
-    assert entries, "no bf16 entries: python benchmarks/kernel_table.py --isa avx512 --merge --precision bf16"
-    chosen = cover(entries)
-    tgt = tvm_target_at(targets.get("native"), "bf16")
-    lib = search.build_all({f"k{i}": (k, Config.from_record(c)) for i, (k, c) in enumerate(chosen)}, tgt)
-    for i, (key, _) in enumerate(chosen):
-        w = Workload.parse(key)
-        n, icc, h, width, ib = w.data
-        occ, wicc, kh, kw, _, ob = w.weight  # grouped: Winograd's products (a group per tile position)
-        top, left, _, _ = w.padding
-        (oh, ow), rng = w.out_size, np.random.default_rng(i)
-        xs = rng.standard_normal(w.data).astype(ml_dtypes.bfloat16)
-        ws = (rng.standard_normal(w.weight) / np.sqrt(wicc * ib * kh * kw)).astype(ml_dtypes.bfloat16)
-        data = search._tensors(w, tgt)[0]
-        padded = np.zeros([int(d) for d in data.shape], np.uint16)  # its padding's zeros (and widened columns)
-        padded[:, :, top:top + h, left:left + width] = xs.view(np.uint16)
-        got = tvm.runtime.tensor(np.full((n, occ, oh, ow, ob), np.nan, np.float32))
-        lib[f"k{i}"](tvm.runtime.tensor(padded), tvm.runtime.tensor(dpbf16.pack_weights(ws.astype(np.float32))),
-                     got)
-        x64 = np.zeros((n, icc * ib, padded.shape[2], padded.shape[3]))
-        x64[:, :, top:top + h, left:left + width] = xs.astype(np.float64).transpose(0, 1, 4, 2, 3).reshape(
-            n, icc * ib, h, width)
-        w64 = ws.astype(np.float64).transpose(0, 5, 1, 4, 2, 3).reshape(occ * ob, wicc * ib, kh, kw)
-        want = torch.nn.functional.conv2d(torch.from_numpy(x64), torch.from_numpy(w64), stride=w.strides,
-                                          dilation=w.dilation, groups=w.groups).numpy()[:, :, :oh, :ow]
-        out = got.numpy().transpose(0, 1, 4, 2, 3).reshape(want.shape)
-        assert np.abs(out - want).max() <= 1e-5 * np.abs(want).max(), key
 
 
 def test_a_bf16_build_without_amx_runs_its_convolutions_on_avx512_bf16(tmp_path, no_amx):

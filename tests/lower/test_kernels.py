@@ -98,7 +98,7 @@ def test_every_zoo_convolution_with_its_shipped_configuration(isa, tmp_path):
     """The ISA's shipped tables (one per CPU they were searched on, each the convolution shapes of the zoo) equal
     onnxruntime's Conv: one entry of each kind the generated code can differ by, over all the ISA's tables
     (`helpers.cover`: 184 of the 1,446 AVX-512 entries of the three tables), every one with ARCHC_FULL_TABLES=1. (The
-    bf16 kernel's entries, `bf16:d…`: test_dpbf16.py, on a CPU that runs them.)"""
+    bf16 and int8 kernels' entries, `bf16:d…`, `int8:d…`: the next test, on a CPU that runs them.)"""
     if isa == "avx512" and native_isa() != "avx512":
         pytest.skip("this CPU has no AVX-512: run on an x86 CPU with AVX-512 to check its tables (AVX2's run here)")
     if not native_isa():
@@ -109,7 +109,7 @@ def test_every_zoo_convolution_with_its_shipped_configuration(isa, tmp_path):
         f"an {isa} table is missing or small: python benchmarks/kernel_table.py --isa {isa}"
     from archc.lower.kernels.search import build_all
     tgt = _tgt(isa)
-    chosen = cover([(k, c) for t in tables.values() for k, c in t.items() if not k.startswith("bf16:")])
+    chosen = cover([(k, c) for t in tables.values() for k, c in t.items() if ":" not in k])  # float32 ones
     for start in range(0, len(chosen), 50):  # compiled 50 to a library: one link each, not one per entry
         part = {f"k{i}": (key, Config.from_record(cfg)) for i, (key, cfg) in enumerate(chosen[start:start + 50])}
         lib = build_all(part, tgt)
@@ -118,11 +118,69 @@ def test_every_zoo_convolution_with_its_shipped_configuration(isa, tmp_path):
     _case.cache_clear()  # FCN's 7×7 fc6: 400 MB
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("step", ["bf16", "int8"])
+def test_the_tables_bf16_and_int8_entries_compute_their_convolutions(step):
+    """The shipped tables' entries searched for the bf16 or int8 kernel (`bf16:d…`, `int8:d…`: `kernel_table.py
+    --precision bf16|int8`), one of each kind the generated code can differ by (helpers.cover), built with their
+    configurations as a search builds them (search.build_all), each equal to float64's convolution of the same
+    numbers: bf16's to 1e-5 of its largest value (float32 sums), int8's exactly (int32 sums)."""
+    import ml_dtypes
+    import torch
+    import tvm
+
+    from archc import targets
+    from archc.lower.build import tvm_target_at
+    from archc.lower.kernels import dpbf16, search, vnni
+    from archc.lower.kernels.conv2d import Config, Workload
+    from archc.util.machine import all_cpu_flags
+    unit = {"bf16": "avx512_bf16", "int8": "avx512_vnni"}[step]
+    if unit not in all_cpu_flags():
+        pytest.skip(f"this CPU has no {unit.upper()}: its {step} kernels cannot run here")
+    entries = [(k, c) for p in sorted((search.TABLES / "avx512").glob("*.json"))
+               for k, c in json.loads(p.read_text()).items() if k.startswith(f"{step}:")]
+    assert entries, f"no {step} entries: python benchmarks/kernel_table.py --isa avx512 --merge --precision {step}"
+    chosen = cover(entries)
+    tgt = tvm_target_at(targets.get("native"), step)
+    lib = search.build_all({f"k{i}": (k, Config.from_record(c)) for i, (k, c) in enumerate(chosen)}, tgt)
+    for i, (key, _) in enumerate(chosen):
+        w = Workload.parse(key)
+        n, icc, h, width, ib = w.data
+        occ, wicc, kh, kw, _, ob = w.weight  # grouped: Winograd's products (a group per tile position)
+        top, left, _, _ = w.padding
+        (oh, ow), rng = w.out_size, np.random.default_rng(i)
+        if step == "bf16":
+            xs = rng.standard_normal(w.data).astype(ml_dtypes.bfloat16)
+            ws = (rng.standard_normal(w.weight) / np.sqrt(wicc * ib * kh * kw)).astype(ml_dtypes.bfloat16)
+            bits, packed, out = xs.view(np.uint16), dpbf16.pack_weights(ws.astype(np.float32)), np.float32
+        else:
+            xs = rng.integers(0, 256, w.data, dtype=np.uint8)
+            ws = rng.integers(-128, 128, w.weight, dtype=np.int8)
+            bits, packed, out = xs, vnni.pack_weights(ws), np.int32
+        data = search._tensors(w, tgt)[0]
+        padded = np.zeros([int(d) for d in data.shape], bits.dtype)  # its padding's zeros (and widened columns)
+        padded[:, :, top:top + h, left:left + width] = bits
+        got = tvm.runtime.tensor(np.zeros((n, occ, oh, ow, ob), out))
+        lib[f"k{i}"](tvm.runtime.tensor(padded), tvm.runtime.tensor(packed), got)
+        x64 = np.zeros((n, icc * ib, padded.shape[2], padded.shape[3]))
+        x64[:, :, top:top + h, left:left + width] = xs.astype(np.float64).transpose(0, 1, 4, 2, 3).reshape(
+            n, icc * ib, h, width)
+        w64 = ws.astype(np.float64).transpose(0, 5, 1, 4, 2, 3).reshape(occ * ob, wicc * ib, kh, kw)
+        want = torch.nn.functional.conv2d(torch.from_numpy(x64), torch.from_numpy(w64), stride=w.strides,
+                                          dilation=w.dilation, groups=w.groups).numpy()[:, :, :oh, :ow]
+        result = got.numpy().transpose(0, 1, 4, 2, 3).reshape(want.shape)
+        if step == "int8":
+            assert (result == want).all(), key
+        else:
+            assert np.abs(result - want).max() <= 1e-5 * np.abs(want).max(), key
+
+
 def test_a_bf16_kernel_takes_its_own_configuration_first_then_its_shapes_float32_one(tmp_path, monkeypatch):
-    """The bf16 kernel's workload is its shape's with step "bf16" (`bf16:d…`). A configuration searched for that
-    kernel (a table entry, a database record) comes first: its tiles differ from the float32 kernel's (half the
-    bytes per product). Where it has none, its shape's float32 configuration; where neither, the prediction from
-    the nearest entries of either kernel; a compile's short pass measures only shapes that have neither."""
+    """The bf16 kernel's workload is its shape's with step "bf16" (`bf16:d…`; the int8 kernel's "int8"). A
+    configuration searched for that kernel (a table entry, a database record) comes first: its tiles differ from
+    the float32 kernel's (half the bytes per product). Where it has none, its shape's float32 configuration;
+    where neither, the prediction from the nearest entries of either kernel; a compile's short pass measures only
+    shapes that have neither."""
     from archc.lower.kernels import search
     from archc.lower.kernels.conv2d import Config, Workload
     shape = "d1x4x28x28x16_w4x4x1x1x16x16_s1x1_p0x0x0x0_l1x1"
@@ -138,7 +196,9 @@ def test_a_bf16_kernel_takes_its_own_configuration_first_then_its_shapes_float32
     choices = search.Choices(_tgt("avx512"), 16, None)
     assert choices.config(f"bf16:{shape}") == Config(4, 4) and choices.config(shape) == Config(7, 1)
     assert choices.config(f"bf16:{other}") == Config(14, 1)  # none of its own: its shape's float32 one
-    assert choices.sources == {f"bf16:{shape}": "shipped", shape: "shipped", f"bf16:{other}": "shipped"}
+    assert choices.config(f"int8:{shape}") == Config(7, 1)  # the int8 kernel's likewise
+    assert choices.sources == {f"bf16:{shape}": "shipped", shape: "shipped", f"bf16:{other}": "shipped",
+                               f"int8:{shape}": "shipped"}
     new = "d1x4x56x56x16_w4x4x1x1x16x16_s1x1_p0x0x0x0_l1x1"
     assert choices.unknown([f"bf16:{other}", f"bf16:{new}", new]) == [f"bf16:{new}", new]
     assert choices.config(f"bf16:{new}") in search.candidates(new, 16)
@@ -196,9 +256,9 @@ def test_an_unknown_shape_is_configured_like_its_nearest_table_entries():
         lanes = 16 if isa == "avx512" else 8
         tables = [json.loads(p.read_text()) for p in search.tables_for(isa, cpu)]
         first = four = by_rule = 0
-        # every third float32 workload: the rates are the same, in a third the time (the bf16 kernel's few
-        # entries are their shapes' neighbours, not a sample of the zoo)
-        sample = sorted((k, r) for k, r in tables[0].items() if not k.startswith("bf16:"))[::3]
+        # every third float32 workload: the rates are the same, in a third the time (the bf16 and int8 kernels'
+        # few entries are their shapes' neighbours, not a sample of the zoo)
+        sample = sorted((k, r) for k, r in tables[0].items() if ":" not in k)[::3]
         for key, record in sample:
             likely = predict.ranked(key, lanes, [{k: v for k, v in t.items() if k != key} for t in tables])
             assert likely and set(likely) <= set(search.candidates(key, lanes))

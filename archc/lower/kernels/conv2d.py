@@ -24,7 +24,7 @@ from archc.ops.window import out_sizes
 
 BLOCK = "archc_conv2d_nchwc"
 DW_BLOCK = "archc_dwconv2d_nchwc"  # the depthwise one (groups = channels)
-BF16 = "bf16"  # Workload.step of the bf16 kernel
+BF16, INT8 = "bf16", "int8"  # Workload.step of the bf16 and int8 kernels
 BF16_BLOCK = "archc_conv2d_nchwc_bf16"  # bf16 data and weights, float32 sums: VDPBF16PS steps (dpbf16.py)
 INT8_BLOCK = "archc_conv2d_nchwc_int8"  # uint8 data, int8 weights, int32 sums: VPDPBUSD or USDOT steps
 STEP = "archc_step"  # a stepped block's annotation: the unit whose step it tensorizes into (STEPS)
@@ -156,17 +156,18 @@ def compute_int8(data: Any, weight: Any, strides: Sequence[int], padding: Sequen
                  dilation: Sequence[int], shape: Sequence[int], unit: str = "vnni") -> Any:
     """conv2d of uint8 NCHW[ic_bn]c data already padded (`pad_int8` of the float32 input of `shape`) × int8
     OIHW[ic_bn/4]i[oc_bn]o[4]i weights (vnni.pack_weights) → int32 NCHW[oc_bn]c: `compute_bf16`'s loop nest with
-    the input block's channels taken in fours, its WORKLOAD the float32 convolution's. `unit`: the step the
-    schedule tensorizes into (STEPS: x86's VPDPBUSD, aarch64's USDOT), recorded on the block."""
+    the input block's channels taken in fours, its WORKLOAD its shape's with step "int8" (a configuration of its
+    own, else its shape's float32 one, as `compute_bf16`'s). `unit`: the step the schedule tensorizes into (STEPS:
+    x86's VPDPBUSD, aarch64's USDOT), recorded on the block."""
     return _stepped(data, weight, strides, padding, dilation, shape, INT8_BLOCK,
-                    lambda d, w: d.astype("int32") * w.astype("int32"), {STEP: unit}, step="")
+                    lambda d, w: d.astype("int32") * w.astype("int32"), {STEP: unit}, step=INT8)
 
 
 def _stepped(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
              shape: Sequence[int], name: str, product: Any, attrs: dict[str, str], step: str) -> Any:
     """The convolution of padded data × weights whose innermost axis is the step's reduction (a pair of bf16
     channels, a quadruple of int8 ones), `product` of a data and a weight value summed; cropped as `compute`.
-    `step`: its workload's (Workload.step: "" where it takes the float32 configuration of its shape)."""
+    `step`: its workload's (Workload.step)."""
     n, chunks, height, width, ic_bn = (int(d) for d in data.shape)
     oc_chunk, ic_chunk, kh, kw, steps, oc_bn, width_step = (int(d) for d in weight.shape)
     per_group = oc_chunk // (chunks // ic_chunk)  # output chunks per group (grouped as `compute`)
@@ -262,13 +263,14 @@ class Workload(NamedTuple):
     """A convolution's shape in the blocked layout, as archc's kernel computes it. Its `key` names it where its
     configurations are searched, cached and shipped (the tuning database's records, tables/*.json) and in the
     kernel's WORKLOAD annotation: "d…_w…_s…_p…_l…", each field's numbers joined by "x", "dw" in front of a
-    depthwise one, "bf16:" in front of one computed by the bf16 kernel (`parse` reads it back)."""
+    depthwise one, "bf16:" or "int8:" in front of one computed by the bf16 or int8 kernel (`parse` reads it
+    back)."""
     data: tuple[int, ...]  # N, C/ic_bn, H, W, ic_bn
     weight: tuple[int, ...]  # O/oc_bn, I/groups/ic_bn, KH, KW, ic_bn, oc_bn (depthwise: C/bn, 1, KH, KW, 1, bn)
     strides: tuple[int, ...]  # along H, W
     padding: tuple[int, ...]  # top, left, bottom, right
     dilation: tuple[int, ...]  # along H, W
-    step: str = ""  # the kernel: "" archc's float32 one (and the int8 one, which takes its configuration), BF16
+    step: str = ""  # the kernel: "" archc's float32 one, BF16 or INT8 (conv2d.compute_bf16, compute_int8)
 
     @classmethod
     def of(cls, data: Sequence[Any], weight: Sequence[Any], strides: Sequence[Any], padding: Sequence[Any],
@@ -283,7 +285,7 @@ class Workload(NamedTuple):
         """A key back into its workload; ValueError for a string that is not one."""
         step, _, shape = key.rpartition(":")
         parts = shape.removeprefix("dw").split("_")
-        if [p[:1] for p in parts] != list("dwspl") or step not in ("", BF16):
+        if [p[:1] for p in parts] != list("dwspl") or step not in ("", BF16, INT8):
             raise ValueError(f"not a convolution workload key: {key!r}")
         data, weight, strides, padding, dilation = (p[1:].split("x") for p in parts)
         workload = cls.of(data, weight, strides, padding, dilation, step)
@@ -310,8 +312,8 @@ class Workload(NamedTuple):
 
     @property
     def float32(self) -> Workload:
-        """The same shape computed by the float32 kernel (whose configuration a stepped one takes where it has
-        none of its own)."""
+        """The same shape computed by the float32 kernel (whose configuration a bf16 or int8 one takes where it
+        has none of its own)."""
         return self._replace(step="")
 
     @property

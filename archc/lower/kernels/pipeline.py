@@ -74,12 +74,11 @@ def plan(mod: Any, tgt: Any, precision: str = "fp32", half_cost: float | None = 
     return mod, made
 
 
-def workloads(mod: Any, int8: bool = True) -> dict[str, str]:
+def workloads(mod: Any) -> dict[str, str]:
     """kernel name → the workload key of the convolution it holds, for every kernel with archc's conv compute
-    (`int8`: the int8 ones too, which take the float32 configuration of their shape, so that a search, which
-    measures the float32 and bf16 kernels, leaves them out)."""
+    (float32, depthwise, bf16, int8)."""
     found = {}
-    blocks = (conv2d.BLOCK, conv2d.DW_BLOCK, conv2d.BF16_BLOCK, *((conv2d.INT8_BLOCK,) if int8 else ()))
+    blocks = (conv2d.BLOCK, conv2d.DW_BLOCK, conv2d.BF16_BLOCK, conv2d.INT8_BLOCK)
     for gv, func in mod.functions.items():
         if isinstance(func, tirx.PrimFunc) and "tirx.is_scheduled" not in (func.attrs or {}):  # not amx.py's
             sch = s_tir.Schedule(func)

@@ -26,7 +26,7 @@ from tvm import s_tir, te
 
 from archc.lower import vector_math
 from archc.lower.kernels import predict
-from archc.lower.kernels.conv2d import BF16, Config, Workload
+from archc.lower.kernels.conv2d import Config, Workload
 from archc.lower.kernels.grid import candidates, rule
 from archc.util.progress import progress
 
@@ -96,17 +96,24 @@ def build_all(kernels: dict[str, tuple[str, Config]], tgt: Any) -> Any:
 
 
 def _tensors(w: Workload, tgt: Any) -> tuple[Any, Any, Any]:
-    """The kernel's input, weights and output, as a model's kernel has them: float32, or for the bf16 kernel its
-    input already padded and its weights packed in pairs, both as bf16 bits (conv2d.compute_bf16)."""
-    from archc.lower.kernels import conv2d, dpbf16
-    if w.step == conv2d.BF16:
+    """The kernel's input, weights and output, as a model's kernel has them: float32; for the bf16 (int8) kernel
+    its input already padded, as bf16 bits (uint8), and its weights packed in pairs of bf16 bits (quadruples of
+    int8): conv2d.compute_bf16, compute_int8."""
+    from archc.lower.kernels import conv2d, dpbf16, vnni
+    neon = isa(w.oc_bn, tgt) == "neon"  # the steps of this target (kernels.pipeline.bf16_unit, int8_unit)
+    if w.step in (conv2d.BF16, conv2d.INT8):
+        bf16 = w.step == conv2d.BF16
+        step, dtypes = (dpbf16.PAIR, (dpbf16.BITS,) * 2) if bf16 else (vnni.QUAD, ("uint8", "int8"))
+        # the padded input's shape (pad_int8's is pad_bf16's)
         padded = conv2d.pad_bf16(te.placeholder(w.data, name="x"), w.kernel, w.strides, w.padding, w.dilation)
-        data = te.placeholder(tuple(int(d) for d in padded.shape), dpbf16.BITS, name="data")
+        data = te.placeholder(tuple(int(d) for d in padded.shape), dtypes[0], name="data")
         occ, icc, kh, kw, ic_bn, oc_bn = w.weight
-        weight = te.placeholder((occ, icc, kh, kw, ic_bn // dpbf16.PAIR, oc_bn, dpbf16.PAIR), dpbf16.BITS,
-                                name="weight")
-        unit = "bfdot" if isa(w.oc_bn, tgt) == "neon" else "avx512bf16"  # its steps (kernels.pipeline.bf16_unit)
-        return data, weight, conv2d.compute_bf16(data, weight, w.strides, w.padding, w.dilation, w.data, unit)
+        weight = te.placeholder((occ, icc, kh, kw, ic_bn // step, oc_bn, step), dtypes[1], name="weight")
+        if bf16:
+            return data, weight, conv2d.compute_bf16(data, weight, w.strides, w.padding, w.dilation, w.data,
+                                                     "bfdot" if neon else "avx512bf16")
+        return data, weight, conv2d.compute_int8(data, weight, w.strides, w.padding, w.dilation, w.data,
+                                                 "usdot" if neon else "vnni")
     data = te.placeholder(w.data, name="data")
     weight = te.placeholder(w.weight, name="weight")
     make = conv2d.compute_depthwise if w.depthwise else conv2d.compute
@@ -124,8 +131,11 @@ def measure(key: str, config: Config, tgt: Any, budget: float = 0.05) -> float:
     rng = np.random.default_rng(0)
 
     def values(t: Any) -> Any:
-        x = rng.standard_normal([int(d) for d in t.shape]).astype("float32")
-        return x.astype(ml_dtypes.bfloat16).view(np.uint16) if t.dtype == "uint16" else x  # bf16 as its bits
+        shape, dtype = [int(d) for d in t.shape], str(t.dtype)
+        if dtype in ("uint8", "int8"):
+            return rng.integers(-128 * (dtype == "int8"), 128 + 128 * (dtype == "uint8"), shape, dtype=dtype)
+        x = rng.standard_normal(shape).astype("float32")
+        return x.astype(ml_dtypes.bfloat16).view(np.uint16) if dtype == "uint16" else x.astype(dtype)
 
     args = [tvm.runtime.tensor(values(t)) for t in _tensors(Workload.parse(key), tgt)]
     once = lib.time_evaluator("k", tvm.cpu(), number=1, repeat=1)(*args).mean
@@ -166,9 +176,9 @@ class Choices:
                      if key in table), None)
 
     def _known(self, key: str) -> tuple[Config, str, str | None] | None:
-        """`_recorded`, for a stepped kernel's workload (bf16) with none of its own its shape's float32 one."""
+        """`_recorded`, for a bf16 or int8 kernel's workload with none of its own its shape's float32 one."""
         found = self._recorded(key)
-        if found is None and key.startswith(f"{BF16}:"):
+        if found is None and ":" in key:
             found = self._recorded(Workload.parse(key).float32.key)
         return found
 
