@@ -2,7 +2,7 @@
 int8, with the accuracy.
 
     python benchmarks/precision_speed.py [--models resnet18,resnet50,mobilenet_v2,vgg16,googlenet]
-                                         [--rounds 7] [--inputs 50] [--out FILE.md] [--no-openvino]
+                                         [--rounds 7] [--inputs 50] [--out FILE.md] [--no-openvino] [--hog]
 
 For each zoo spec (random weights, batch 1): a package at fp32 and one at bf16 (`archc.compile(…, precision=…)`, the
 default short pass), onnxruntime's fp32 session of the same ONNX (its threads stop spinning when a run returns) and,
@@ -15,8 +15,9 @@ in one process: 2 warm-up runs each, then
 onnxruntime fp32 on `--inputs` random normal inputs: the largest difference of the output's range, and how often
 the top-1 class (and the top-5 set) agree. Random weights make the top classes closer together than a trained
 network's, so agreement here is a harder test than on real images. Header: the CPU, its flags, the measured fp32
-FMA peak, and what computes bf16 (AMX tiles where the CPU has AMX-BF16, else AVX512-BF16's VDPBF16PS). Needs a
-CPU with either.
+FMA peak, and what computes bf16 (AMX tiles where the CPU has AMX-BF16, else AVX512-BF16's VDPBF16PS), and quiet
+or `--hog` (backend_speed.py's: a busy-loop process on every CPU while the engines are timed). Needs a CPU with
+either.
 """
 from __future__ import annotations
 
@@ -40,8 +41,10 @@ def main() -> None:
     ap.add_argument("--no-openvino", action="store_true",
                     help="leave OpenVINO out: its threads share the process, and on a 2-core machine moved archc "
                          "int8's ResNet-50 by up to 20%% between runs")
+    ap.add_argument("--hog", action="store_true", help="busy-loop processes on every CPU while timing")
     args = ap.parse_args()
     import numpy as np
+    from backend_speed import hogs  # this script's folder
 
     import archc
     from archc import targets
@@ -60,7 +63,8 @@ def main() -> None:
              f"- bf16 computed with: {unit}",
              f"- fp32 FMA peak, 2 threads: {fma_peak(2)['gflops']:.0f} GFLOP/s",
              f"- command: `python benchmarks/precision_speed.py --models {args.models} --rounds {args.rounds} "
-             f"--inputs {args.inputs}`", "",
+             f"--inputs {args.inputs}{' --hog' if args.hog else ''}`",
+             f"- machine: {'hog (a busy-loop process on every CPU while timing)' if args.hog else 'quiet'}", "",
              "| model | engine | compile s | median ms | × onnxruntime | max diff (of range) | top-1 agree | "
              "top-5 agree |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     print("\n".join(lines), flush=True)
@@ -92,12 +96,13 @@ def main() -> None:
         for run in engines.values():
             run()
             run()
-        for r in range(args.rounds):
-            for engine in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
-                for _ in range(5):
-                    start = time.perf_counter()
-                    engines[engine]()
-                    times[engine].append(time.perf_counter() - start)
+        with hogs(args.hog):
+            for r in range(args.rounds):
+                for engine in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
+                    for _ in range(5):
+                        start = time.perf_counter()
+                        engines[engine]()
+                        times[engine].append(time.perf_counter() - start)
         rng = np.random.default_rng(1)
         spec = built["fp32"].inputs[0]
         agree: dict[str, list[tuple[float, bool, bool]]] = {k: [] for k in outputs}

@@ -65,18 +65,20 @@ def _shipped() -> list[str]:
 
 
 def test_every_shipped_key_round_trips():
-    """Each key of both shipped tables reads back into a Workload whose key is the same string; the depthwise ones
-    ("dw…") are exactly those the shape says are."""
+    """Each key of the shipped tables reads back into a Workload whose key is the same string; the depthwise ones
+    ("dw…") are exactly those the shape says are; a bf16 or int8 kernel's ("bf16:…", "int8:…") carries its step
+    and is its float32 shape's otherwise."""
     keys = _shipped()
     assert len(keys) >= 200 and any(k.startswith("dw") for k in keys)
     for key in keys:
         w = Workload.parse(key)
-        assert w.key == key
+        step, _, shape = key.rpartition(":")
+        assert w.key == key and w.step == step and w.float32.key == shape
         assert Workload.parse(w.key) == w
-        assert w.depthwise == key.startswith("dw")
+        assert w.depthwise == shape.startswith("dw")
         assert parse(key) == w and out_size(key) == w.out_size
-        data, weight, strides, padding, dilation = w  # still unpacks as the old parse()'s tuple
-        assert all(isinstance(x, int) for part in w for x in part)
+        data, weight, strides, padding, dilation, _ = w  # the old parse()'s tuple, and the step
+        assert all(isinstance(x, int) for part in w[:5] for x in part)
         assert len(data) == 5 and len(weight) == 6 and len(strides) == len(dilation) == 2 and len(padding) == 4
 
 
