@@ -144,6 +144,20 @@ SMALL_BF16 = """network small {
 """
 
 
+# MobileNet v2's 24-channel projections, which the bf16 and int8 kernels compute in blocks of 16 (24 padded to 32)
+NARROW = """network narrow {
+  input image: 16x14x14
+  a: conv(24, 1) bn            # MobileNet v2's projection to 24 channels
+  b: conv(96, 1) bn relu6
+  w: conv(96, 3, pad=1, groups=96) bn relu6   # depthwise: fp32 arithmetic on its uint8 input
+  c: conv(24, 1) bn
+  d: add { @a; @c }            # its residual add, between QDQ pairs
+  e: conv(32, 3, pad=1) relu
+  f: gap flatten dense(10)     # an int8 dense layer
+}
+"""
+
+
 # graviton3's CPU (Neoverse V1: i8mm, bf16) as a target that runs under qemu on this machine rather than on a board
 GRAVITON3_UNDER_QEMU = """description = "graviton3's CPU (Neoverse V1: i8mm, bf16) run under qemu"
 backend = "tvm"

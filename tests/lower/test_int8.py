@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import GRAVITON3_UNDER_QEMU, assert_emulated_like_onnxruntime, raises
+from helpers import GRAVITON3_UNDER_QEMU, NARROW, assert_emulated_like_onnxruntime, raises
 from helpers import SMALL_BF16 as SMALL
 
 import archc
@@ -91,19 +91,6 @@ def test_int8_is_refused_where_it_cannot_run_fast(quantized, tmp_path, monkeypat
     with raises("no-int8", ArchcError, naming=("AVX512-VNNI", "--precision fp32")):
         archc.compile(quantized, target="native", output=tmp_path / "n", quick=0, precision="int8")
     assert not any((tmp_path / n).exists() for n in ("f", "a", "t", "n"))
-
-
-NARROW = """network narrow {
-  input image: 16x14x14
-  a: conv(24, 1) bn            # MobileNet v2's projection to 24 channels
-  b: conv(96, 1) bn relu6
-  w: conv(96, 3, pad=1, groups=96) bn relu6   # depthwise: fp32 arithmetic on its uint8 input
-  c: conv(24, 1) bn
-  d: add { @a; @c }            # its residual add, between QDQ pairs
-  e: conv(32, 3, pad=1) relu
-  f: gap flatten dense(10)     # an int8 dense layer
-}
-"""
 
 
 def test_narrow_int8_layers_take_full_blocks_and_their_padding_stays_blocked(tmp_path):

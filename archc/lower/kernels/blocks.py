@@ -61,10 +61,10 @@ def choose(bindings: list[Any], lanes: int, shape: Any, half_width_cost: float =
     """var → its block, for every variable of a group some convolution writes (the others: the rule's).
     `half_width_cost`: what a block of lanes/2 channels costs per MAC written against a full one (lanes/bn for
     other blocks): 2 where a half-width FMA does half the work, 1.1 where it does as much per lane (Zen 4).
-    `full`: the outputs of convolutions whose kernel writes full-width blocks only (`--precision int8`'s: one
-    VPDPBUSD step fills 16 output channels); their groups take the full width, padded if need be, unless a
-    grouped convolution reads them. Else MobileNet v2's 24-channel projections, blocks of 8 in float32, ran in
-    float32: 160 and 184 µs of its 2.7 ms in int8."""
+    `full`: the outputs of convolutions whose kernel writes full-width blocks only (`--precision int8`'s and
+    bf16's steps: one VPDPBUSD or VDPBF16PS fills 16 output channels); their groups take the full width, padded if
+    need be, unless a grouped convolution reads them. Else MobileNet v2's 24-channel projections, blocks of 8 in
+    float32, ran in float32: 160 and 184 µs of its 2.7 ms in int8 (its bf16 build: 3-6% slower)."""
     ids: dict[Any, int] = {}  # var → its index (TVM hands out a new Python object per access: no `is`)
     parent: list[int] = []
 

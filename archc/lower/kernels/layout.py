@@ -131,7 +131,7 @@ class _Rewriter:
         self.weights: dict[Any, tuple[np.ndarray, np.ndarray] | None] = {}  # a weight → its int8 integers
         self.quantized: dict[tuple[Any, int, float, int], tuple[Any, bool]] = {}  # (x, block, scale, zero) → uint8
         self.choice = choose(self.bindings, plan.lanes, shape_of, plan.half_width_cost, frozenset(
-            b.var for b in self.bindings if self._int8_candidate(b.value)))
+            b.var for b in self.bindings if self._int8_candidate(b.value) or self._bf16_candidate(b.value)))
 
     # -- values in either layout -------------------------------------------------------------------------
     def nchw(self, v: Any) -> Any:
@@ -363,6 +363,13 @@ class _Rewriter:
         return (self.plan.precision == "int8" and is_op_call(e) and e.op.name in OPS and OPS[e.op.name].kind
                 is Kind.CONV and len(e.args) == 2 and is_const(e.args[1]) and int(e.attrs.groups) == 1
                 and quantized_input(e.args[0], self.value_of) is not None and self._integers(e.args[1]) is not None)
+
+    def _bf16_candidate(self, e: Any) -> bool:
+        """Whether `e` is a dense convolution that the bf16 steps (VDPBF16PS, BFDOT) compute, given output blocks
+        of their width: its output takes them, padded (MobileNet v2's 24 → 32 channels), as an int8 one's."""
+        return (self.plan.precision == "bf16" and self.plan.bf16_unit in _BF16_STEPS and is_op_call(e)
+                and e.op.name in OPS and OPS[e.op.name].kind is Kind.CONV and len(e.args) == 2
+                and is_const(e.args[1]) and int(e.attrs.groups) == 1)
 
     def _integers(self, weight: Any) -> tuple[np.ndarray, np.ndarray] | None:
         if weight not in self.weights:
