@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 from archc.measurement.engines import onnxruntime_session
+from archc.measurement.stats import alternating
 from archc.runtime import load_package
 
 
@@ -30,16 +30,7 @@ def main() -> None:
     session = onnxruntime_session(args.model)
     engines: dict[str, Callable[[], object]] = {p: (lambda q=q: q.run(x)) for p, q in zip(args.packages, loaded)}
     engines["onnxruntime"] = lambda: session.run(None, x)
-    runs: dict[str, list[float]] = {k: [] for k in engines}
-    for run in engines.values():
-        run()
-        run()
-    for r in range(args.rounds):
-        for name in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
-            for _ in range(5):
-                start = time.perf_counter()
-                engines[name]()
-                runs[name].append(time.perf_counter() - start)
+    runs = alternating(engines, args.rounds)
     reference = statistics.median(runs["onnxruntime"])
     for name, times in runs.items():
         median = statistics.median(times)

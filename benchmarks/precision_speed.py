@@ -51,6 +51,7 @@ def main() -> None:
     from archc.lower.build import bf16_unavailable, bf16_units, int8_unavailable
     from archc.measurement.engines import OnnxRuntimeInt8, onnxruntime_session
     from archc.measurement.environment import cpu_flags, environment, llvm_cpu
+    from archc.measurement.stats import alternating
     from archc.runtime import load_package
     from archc.util.peak import fma_peak
     native = targets.get("native")
@@ -92,17 +93,8 @@ def main() -> None:
                    **({} if args.no_openvino else _openvino(Path(built["fp32"].path) / "model.onnx"))}
         engines = {"onnxruntime fp32": lambda s=session, x=x: s.run(None, x),
                    **{name: (lambda f=f, x=x: f(x)) for name, f in outputs.items()}}
-        times: dict[str, list[float]] = {k: [] for k in engines}
-        for run in engines.values():
-            run()
-            run()
         with hogs(args.hog):
-            for r in range(args.rounds):
-                for engine in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
-                    for _ in range(5):
-                        start = time.perf_counter()
-                        engines[engine]()
-                        times[engine].append(time.perf_counter() - start)
+            times = alternating(engines, args.rounds)
         rng = np.random.default_rng(1)
         spec = built["fp32"].inputs[0]
         agree: dict[str, list[tuple[float, bool, bool]]] = {k: [] for k in outputs}

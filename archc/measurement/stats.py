@@ -1,6 +1,9 @@
 """Summary statistics of latency samples, and how far an engine's outputs are from onnxruntime's."""
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 
 from archc.measurement.results import Agreement, Stats
@@ -13,6 +16,23 @@ def summary(samples: list[float]) -> Stats:
     p50, p90, p99 = (float(v) for v in np.percentile(x, [50, 90, 99]))
     return Stats(min=float(x.min()), median=p50, mean=float(x.mean()), p90=p90, p99=p99,
                  std=float(x.std(ddof=1)) if x.size > 1 else 0.0)
+
+
+def alternating(engines: dict[str, Callable[[], object]], rounds: int, runs: int = 5) -> dict[str, list[float]]:
+    """Seconds of each engine's runs, taken in turns: each run twice first (warm-up), then `rounds` rounds of
+    `runs` runs each, the order reversed every other round, so that the machine's drift hits all alike (the
+    benchmark scripts' comparisons; `archc bench` has its own rounds, with its outputs and profiles)."""
+    for run in engines.values():
+        run()
+        run()
+    times: dict[str, list[float]] = {k: [] for k in engines}
+    for r in range(rounds):
+        for name in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
+            for _ in range(runs):
+                start = time.perf_counter()
+                engines[name]()
+                times[name].append(time.perf_counter() - start)
+    return times
 
 
 def is_classifier(shapes: list[tuple[int, ...]]) -> bool:
