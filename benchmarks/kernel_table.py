@@ -99,9 +99,8 @@ def _quantized(model):  # noqa: ANN001, ANN202 - archc.Model in, out
     import tempfile
 
     import archc
-    from archc.emit.quantize import quantize, random_inputs
     from archc.measurement.engines import OnnxRuntimeInt8
-    qdq = quantize(model.proto, random_inputs(list(model.inputs[0][1]), OnnxRuntimeInt8.CALIBRATION), "minmax")
+    qdq = OnnxRuntimeInt8.qdq(model.proto)
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / "model.int8.onnx"
         path.write_bytes(qdq.SerializeToString())

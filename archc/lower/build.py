@@ -235,7 +235,7 @@ def _unit_name(target: Target) -> str:
 
 def tvm_target_at(target: Target, precision: str) -> Any:
     """The TVM target of a build at `precision` (`choose_precision`'s): a bf16 build's LLVM CPU is given the bf16
-    units this machine has (AMX's say AMX computes it: kernels.pipeline.bf16_unit); fp32 and int8 builds take the
+    units this machine has (AMX's say AMX computes it: kernels.steps.bf16_unit); fp32 and int8 builds take the
     target's own (int8's VNNI comes with the CPU LLVM names)."""
     if precision in ("fp32", "int8") or is_aarch64(target):  # an aarch64 CPU's bf16 comes with its mcpu or mattr
         return tvm_target(target)

@@ -145,16 +145,19 @@ class OnnxRuntimeInt8(OnnxRuntime):
     NOTE = "the model quantized to int8 QDQ on random calibration inputs; " + OnnxRuntime.NOTE
     CALIBRATION = 8
 
-    def prepare(self) -> None:
-        import onnx
-
+    @classmethod
+    def qdq(cls, model: Any) -> Any:
+        """The ONNX model's int8 QDQ form, as this engine runs it (min-max ranges of CALIBRATION random inputs)."""
         from archc.emit.quantize import quantize, random_inputs
-        model = onnx.load(str(self.path))
         stored = {t.name for t in model.graph.initializer}
         (data,) = [i for i in model.graph.input if i.name not in stored]
         shape = [d.dim_value for d in data.type.tensor_type.shape.dim]
+        return quantize(model, random_inputs(shape, cls.CALIBRATION), "minmax")
+
+    def prepare(self) -> None:
+        import onnx
         self.quantized = self.path.with_name(self.path.stem + ".int8.onnx")  # archc's int8 build can take it too
-        onnx.save_model(quantize(model, random_inputs(shape, self.CALIBRATION), "minmax"), str(self.quantized))
+        onnx.save_model(self.qdq(onnx.load(str(self.path))), str(self.quantized))
         self.session = onnxruntime_session(self.quantized, self.threads)
 
 

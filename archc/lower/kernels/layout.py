@@ -360,16 +360,13 @@ class _Rewriter:
     def _int8_candidate(self, e: Any) -> bool:
         """Whether `e` is a convolution of one group that the int8 kernel may take (the plan gives its output
         full-width blocks, which is all the kernel writes)."""
-        return (self.plan.precision == "int8" and is_op_call(e) and e.op.name in OPS and OPS[e.op.name].kind
-                is Kind.CONV and len(e.args) == 2 and is_const(e.args[1]) and int(e.attrs.groups) == 1
+        return (self.plan.precision == "int8" and _dense_conv(e)
                 and quantized_input(e.args[0], self.value_of) is not None and self._integers(e.args[1]) is not None)
 
     def _bf16_candidate(self, e: Any) -> bool:
         """Whether `e` is a dense convolution that the bf16 steps (VDPBF16PS, BFDOT) compute, given output blocks
         of their width: its output takes them, padded (MobileNet v2's 24 → 32 channels), as an int8 one's."""
-        return (self.plan.precision == "bf16" and self.plan.bf16_unit in _BF16_STEPS and is_op_call(e)
-                and e.op.name in OPS and OPS[e.op.name].kind is Kind.CONV and len(e.args) == 2
-                and is_const(e.args[1]) and int(e.attrs.groups) == 1)
+        return self.plan.precision == "bf16" and self.plan.bf16_unit in _BF16_STEPS and _dense_conv(e)
 
     def _integers(self, weight: Any) -> tuple[np.ndarray, np.ndarray] | None:
         if weight not in self.weights:
@@ -703,6 +700,12 @@ class _Rewriter:
     RULES: ClassVar[dict[Kind, Callable[[_Rewriter, Any, Any], bool]]] = {
         Kind.CONV: conv, Kind.UNARY: unary, Kind.BINARY: binary, Kind.POOL: pool, Kind.REDUCE: reduce,
         Kind.CONCAT: concat, Kind.DENSE: dense, Kind.CLAMP: clamp}
+
+
+def _dense_conv(e: Any) -> bool:
+    """Whether `e` is a convolution of one group with constant weights (what the bf16 and int8 steps compute)."""
+    return (is_op_call(e) and e.op.name in OPS and OPS[e.op.name].kind is Kind.CONV and len(e.args) == 2
+            and is_const(e.args[1]) and int(e.attrs.groups) == 1)
 
 
 def _per_pixel(a: tuple[int, ...], v: tuple[int, ...]) -> bool:

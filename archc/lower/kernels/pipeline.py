@@ -13,6 +13,7 @@ from archc.lower.kernels.channels_last import channels_first
 from archc.lower.kernels.layout import blocked_conv_layout
 from archc.lower.kernels.matmul import matmul_as_conv
 from archc.lower.kernels.search import Choices
+from archc.lower.kernels.steps import bf16_unit, int8_unit
 from archc.util.peak import half_width_fma_is_full
 
 
@@ -37,25 +38,6 @@ def half_width_cost(tgt: Any) -> float:
     if lanes(tgt) != 16 or str(tgt.attrs.get("mcpu", "")) != codegen.llvm_get_system_cpu():
         return 2.0
     return 1.1 if half_width_fma_is_full() else 2.0  # never in between: noise cannot change the plan
-
-
-def bf16_unit(tgt: Any) -> str:
-    """What computes a bf16 build's convolutions for this target: "amx" where the build gave it AMX-BF16 (Linux
-    granted the tiles: lower.build.tvm_target_at), "bfdot" on aarch64 (BFDOT steps: the target declares the bf16
-    extension), else "avx512bf16" (VDPBF16PS steps in archc's blocked kernel)."""
-    if _aarch64(tgt):
-        return "bfdot"
-    return "amx" if "+amx-bf16" in [str(a) for a in tgt.attrs.get("mattr", [])] else "avx512bf16"
-
-
-def _aarch64(tgt: Any) -> bool:
-    return "aarch64" in str(tgt.attrs.get("mtriple", ""))
-
-
-def int8_unit(tgt: Any) -> str:
-    """What computes an int8 build's convolutions for this target: "usdot" on aarch64 (the target declares the
-    i8mm extension: build.int8_unavailable), else "vnni" (AVX512-VNNI)."""
-    return "usdot" if _aarch64(tgt) else "vnni"
 
 
 def plan(mod: Any, tgt: Any, precision: str = "fp32", half_cost: float | None = None) -> tuple[Any, Any]:

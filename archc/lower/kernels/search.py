@@ -99,8 +99,7 @@ def _tensors(w: Workload, tgt: Any) -> tuple[Any, Any, Any]:
     """The kernel's input, weights and output, as a model's kernel has them: float32; for the bf16 (int8) kernel
     its input already padded, as bf16 bits (uint8), and its weights packed in pairs of bf16 bits (quadruples of
     int8): conv2d.compute_bf16, compute_int8."""
-    from archc.lower.kernels import conv2d, dpbf16, vnni
-    neon = isa(w.oc_bn, tgt) == "neon"  # the steps of this target (kernels.pipeline.bf16_unit, int8_unit)
+    from archc.lower.kernels import conv2d, dpbf16, steps, vnni
     if w.step in (conv2d.BF16, conv2d.INT8):
         bf16 = w.step == conv2d.BF16
         step, dtypes = (dpbf16.PAIR, (dpbf16.BITS,) * 2) if bf16 else (vnni.QUAD, ("uint8", "int8"))
@@ -109,11 +108,12 @@ def _tensors(w: Workload, tgt: Any) -> tuple[Any, Any, Any]:
         data = te.placeholder(tuple(int(d) for d in padded.shape), dtypes[0], name="data")
         occ, icc, kh, kw, ic_bn, oc_bn = w.weight
         weight = te.placeholder((occ, icc, kh, kw, ic_bn // step, oc_bn, step), dtypes[1], name="weight")
-        if bf16:
+        if bf16:  # the steps of this target (an AMX CPU's blocked bf16 kernel takes its AVX512-BF16 ones)
+            unit = steps.bf16_unit(tgt)
             return data, weight, conv2d.compute_bf16(data, weight, w.strides, w.padding, w.dilation, w.data,
-                                                     "bfdot" if neon else "avx512bf16")
+                                                     "avx512bf16" if unit == "amx" else unit)
         return data, weight, conv2d.compute_int8(data, weight, w.strides, w.padding, w.dilation, w.data,
-                                                 "usdot" if neon else "vnni")
+                                                 steps.int8_unit(tgt))
     data = te.placeholder(w.data, name="data")
     weight = te.placeholder(w.weight, name="weight")
     make = conv2d.compute_depthwise if w.depthwise else conv2d.compute
@@ -132,8 +132,8 @@ def measure(key: str, config: Config, tgt: Any, budget: float = 0.05) -> float:
 
     def values(t: Any) -> Any:
         shape, dtype = [int(d) for d in t.shape], str(t.dtype)
-        if dtype in ("uint8", "int8"):
-            return rng.integers(-128 * (dtype == "int8"), 128 + 128 * (dtype == "uint8"), shape, dtype=dtype)
+        if dtype in ("uint8", "int8"):  # the int8 kernel's: any value of the type
+            return rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
         x = rng.standard_normal(shape).astype("float32")
         return x.astype(ml_dtypes.bfloat16).view(np.uint16) if dtype == "uint16" else x.astype(dtype)
 

@@ -2,11 +2,30 @@
 vnni.py's VPDPBUSD, usdot.py's USDOT): C[lanes] += Σ_k A[k] · B[lanes, k] over a few reduction channels, its
 accumulators a local (register) tile. One helper registers each as a TVM tensor intrinsic: its description (the
 loop nest the schedule's block must match) and its implementation (one instruction), which differ only in their
-types, their product and their instruction."""
+types, their product and their instruction. Which steps a target's kernels take: `bf16_unit`, `int8_unit`."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+
+def bf16_unit(tgt: Any) -> str:
+    """What computes a bf16 build's convolutions for this target: "amx" where the build gave it AMX-BF16 (Linux
+    granted the tiles: lower.build.tvm_target_at), "bfdot" on aarch64 (BFDOT steps: the target declares the bf16
+    extension), else "avx512bf16" (VDPBF16PS steps in archc's blocked kernel)."""
+    if _aarch64(tgt):
+        return "bfdot"
+    return "amx" if "+amx-bf16" in [str(a) for a in tgt.attrs.get("mattr", [])] else "avx512bf16"
+
+
+def _aarch64(tgt: Any) -> bool:
+    return "aarch64" in str(tgt.attrs.get("mtriple", ""))
+
+
+def int8_unit(tgt: Any) -> str:
+    """What computes an int8 build's convolutions for this target: "usdot" on aarch64 (the target declares the
+    i8mm extension: build.int8_unavailable), else "vnni" (AVX512-VNNI)."""
+    return "usdot" if _aarch64(tgt) else "vnni"
 
 
 def register(name: str, lanes: int, width: int, types: tuple[str, str, str], product: Callable[[Any, Any], Any],
