@@ -136,7 +136,8 @@ def test_the_tables_bf16_and_int8_entries_compute_their_convolutions(step):
     from archc.util.machine import all_cpu_flags
     unit = {"bf16": "avx512_bf16", "int8": "avx512_vnni"}[step]
     if unit not in all_cpu_flags():
-        pytest.skip(f"this CPU has no {unit.upper()}: its {step} kernels cannot run here")
+        pytest.skip(f"this CPU has no {unit.upper()}: its {step} kernels cannot run here (run on an AMD Zen 4 or "
+                    "later, or an Intel Xeon from Cooper Lake (bf16) or Cascade Lake (int8) on)")
     entries = [(k, c) for p in sorted((search.TABLES / "avx512").glob("*.json"))
                for k, c in json.loads(p.read_text()).items() if k.startswith(f"{step}:")]
     assert entries, f"no {step} entries: python benchmarks/kernel_table.py --isa avx512 --merge --precision {step}"
