@@ -8,10 +8,11 @@
  *
  * link.py renames the kernels' references to __archc_alloc_workspace / __archc_free_workspace, defined below: a
  * per-thread arena used as a stack (TVM frees its scratch buffers in the reverse order it allocated them, scope by
- * scope). An allocation is a bump of the arena's top; a free, a pop. What does not fit the arena (a padded input of
- * megabytes, allocated once per kernel outside its parallel loop), a non-CPU device's workspace (a CUDA build's host
- * code), or a free out of order (kept until the ones above it are freed) goes to TVM's own functions: this file
- * defines the two pointers TVM's loader fills, under their own names, so the loader still finds them.
+ * scope). An allocation is a bump of the arena's top; a free, a pop (a free out of order is held until the buffers
+ * above it are freed). What does not fit the arena (a padded input of megabytes, allocated once per kernel outside
+ * its parallel loop; a 65th live buffer) and a non-CPU device's workspace (a CUDA build's host code) go to TVM's own
+ * functions: this file defines the two pointers TVM's loader fills, under their own names, so the loader still
+ * finds them (without them, a CPU buffer comes from posix_memalign).
  *
  *   stats   archc_workspace_served(), the allocations the calling thread's arena served (the caller of a parallel
  *           loop runs tasks too), and archc_workspace_passed_on(), those passed to TVM on any thread (tests read

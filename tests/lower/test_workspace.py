@@ -103,7 +103,7 @@ int main(void) {
 """
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build the C program")
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build the C program: apt-get install gcc")
 def test_the_arena_is_a_stack_per_thread_with_tvm_behind_it(tmp_path):
     (tmp_path / "arena.c").write_text(ARENA)
     exe = tmp_path / "arena"
