@@ -139,7 +139,7 @@ SMALL_BF16 = """network small {
   e: add { @c; @d } relu
   g: conv(64, 3, pad=1, groups=2) relu   # grouped: fp32
   f: gap flatten dense(64) relu          # 64 → 64: bf16
-  h: dense(10)                           # 10 outputs: fp32
+  h: dense(10)                           # 10 outputs: bf16, padded to 16 and cut
 }
 """
 

@@ -1,10 +1,11 @@
 /* archc's CPU workspace: where a kernel's scratch buffers come from, linked into every library with pool.c.
  *
- * TVM keeps a buffer that is not "global" (a convolution's register tile, scope "local") or one of 1 KiB or more
- * out of the stack, and asks the runtime for it through __TVMBackendAllocWorkspace / __TVMBackendFreeWorkspace,
- * pointers that libtvm_runtime's loader fills with its WorkspacePool. archc's kernels ask once per task row: on
- * MobileNet v2, about 1,800 allocations a run, each a thread-local lookup and a free-list search, and perf put 9.5%
- * of the run in libtvm_runtime (WorkspacePool::AllocWorkspace, FreeWorkspace, __tls_get_addr).
+ * TVM keeps a buffer that is not "global", or one of 1 KiB or more (a register tile of 16 vectors or more: smaller
+ * ones are "global" stack buffers, generic.TILE), out of the stack, and asks the runtime for it through
+ * __TVMBackendAllocWorkspace / __TVMBackendFreeWorkspace, pointers that libtvm_runtime's loader fills with its
+ * WorkspacePool. archc's kernels ask once per task row: on MobileNet v2, when every tile was "local", about 1,800
+ * allocations a run, each a thread-local lookup and a free-list search, and perf put 9.5% of the run in
+ * libtvm_runtime (WorkspacePool::AllocWorkspace, FreeWorkspace, __tls_get_addr).
  *
  * link.py renames the kernels' references to __archc_alloc_workspace / __archc_free_workspace, defined below: a
  * per-thread arena used as a stack (TVM frees its scratch buffers in the reverse order it allocated them, scope by

@@ -83,6 +83,26 @@ def test_the_bf16_convolution_equals_float64s_on_the_same_numbers(c, oc, h, w, k
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
 
 
+def test_an_rgb_input_is_relaid_out_padded_and_rounded_in_one_kernel():
+    """pad_bf16 of NCHW data with `bn` (the stem's input kernel): the channels in blocks of 4 (the fourth zero),
+    the borders zero, each value rounded to bf16 to nearest even, as ml_dtypes rounds it."""
+    import ml_dtypes
+    import tvm
+    from tvm import te
+
+    from archc.lower.kernels import conv2d
+    x = te.placeholder((1, 3, 9, 11), "float32", name="x")
+    out = conv2d.pad_bf16(x, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 4)
+    assert [int(d) for d in out.shape] == [1, 1, 11, 13, 4]
+    lib = tvm.compile(tvm.IRModule({"main": te.create_prim_func([x, out])}), target="llvm")
+    xs = np.random.default_rng(3).standard_normal((1, 3, 9, 11)).astype(np.float32)
+    got = tvm.runtime.tensor(np.full((1, 1, 11, 13, 4), 0xFFFF, np.uint16))
+    lib["main"](tvm.runtime.tensor(xs), got)
+    want = np.zeros((1, 1, 11, 13, 4), np.float32)
+    want[0, 0, 1:10, 1:12, :3] = xs[0].transpose(1, 2, 0)
+    assert (got.numpy() == want.astype(ml_dtypes.bfloat16).view(np.uint16)).all()
+
+
 def test_a_bf16_build_without_amx_runs_its_convolutions_on_avx512_bf16(tmp_path, no_amx):
     spec = tmp_path / "small.arch"
     spec.write_text(SMALL)
@@ -93,7 +113,9 @@ def test_a_bf16_build_without_amx_runs_its_convolutions_on_avx512_bf16(tmp_path,
     # the grouped layer stays fp32; the RGB stem takes a zero fourth channel to make whole pairs
     assert [c.endswith("bf16 on AVX512-BF16") for c in convs] == [True, True, True, True, True, False]
     assert build["layout"]["convolutions"][0]["in"] == "NCHW4c"
-    assert build["layout"]["bf16_dense"] == 1  # f: 64 → 64 (h: 10 outputs, not whole vectors, stays fp32)
+    # the stem's NCHW input relaid out, padded and rounded by its bf16 input kernel alone (no separate relayout)
+    assert any("in the bf16 input kernel" in t for t in build["layout"]["transforms"])
+    assert build["layout"]["bf16_dense"] == 2  # f: 64 → 64; h: 10 outputs, computed as 16 and cut
     check = json.loads((folder / "manifest.json").read_text())["verification"]
     assert check["status"] == "passed" and check["tolerance"] == 3e-2 and 1e-6 < check["max_rel_diff"] < 1e-2
     assert check["agreement"]["top1"] >= 15

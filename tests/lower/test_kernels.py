@@ -728,7 +728,7 @@ def test_a_channel_shuffle_is_copied_half_by_half(isa, tmp_path):
 @pytest.mark.parametrize("isa", ["avx512", "avx2"])
 def test_dense_layers_run_on_archc_register_tiled_kernel(isa, tmp_path):
     """A classifier (Gemm 1280 → 1000 with its bias and a ReLU) and a 2-row MatMul against constant weights
-    (96 → 200): each is archc's dense kernel, its accumulators a local (register) buffer the epilogue reads, its
+    (96 → 200): each is archc's dense kernel, its accumulators a register tile the epilogue reads, its
     tasks in parallel; the models equal onnxruntime on both vector widths."""
     skip_unless_runs(isa)
     from onnx import TensorProto, helper, numpy_helper
@@ -737,7 +737,7 @@ def test_dense_layers_run_on_archc_register_tiled_kernel(isa, tmp_path):
     from archc import targets
     from archc.lower import kernels
     from archc.lower.build import import_onnx
-    from archc.lower.kernels import dense
+    from archc.lower.kernels import dense, generic
     from archc.lower.tune import prepare
     from archc.lower.tvm_target import tvm_target
     rng = np.random.default_rng(5)
@@ -762,7 +762,9 @@ def test_dense_layers_run_on_archc_register_tiled_kernel(isa, tmp_path):
             continue
         assert gv.name_hint in done
         update = sch.get_sblock(f"{dense.BLOCK}_update")
-        assert sch.get(update).writes[0].source.scope() == "local"
+        tile = sch.get(update).writes[0].source  # the accumulators: a buffer of their own, not the output
+        assert tile.scope() == generic.TILE
+        assert any(b.same_as(tile) for b in sch.get(sch.get_sblock("root")).alloc_buffers)
         assert tirx.ForKind.PARALLEL in [sch.get(loop).kind for loop in sch.get_loops(update)]
         found.append(gv.name_hint)
     assert len(found) == 2, found

@@ -115,9 +115,9 @@ def test_the_arena_is_a_stack_per_thread_with_tvm_behind_it(tmp_path):
 
 @pytest.mark.tvm
 def test_a_networks_kernels_take_their_scratch_from_the_arena(tmp_path):
-    """NARROW's kernels (1×1, depthwise and 3×3 convolutions, their register tiles in scope "local") each allocate
-    a tile per task row: every one is served by the arena of the thread that runs it, none passed to TVM, and the
-    outputs are onnxruntime's."""
+    """NARROW's kernels (1×1, depthwise and 3×3 convolutions) take what scratch TVM keeps off the stack (register
+    tiles of 1 KiB or more, padded copies; smaller tiles are stack buffers, generic.TILE) from the arena of the
+    thread that runs them, none passed to TVM, and the outputs are onnxruntime's."""
     from archc.runtime import load_package
     spec = tmp_path / "narrow.arch"
     spec.write_text(NARROW)

@@ -18,7 +18,7 @@ from tvm import te, tirx
 
 from archc.lower.kernels.blocks import padded
 from archc.lower.kernels.conv2d import inline_epilogue
-from archc.lower.kernels.generic import has_block, schedule_block
+from archc.lower.kernels.generic import TILE, has_block, schedule_block
 from archc.lower.kernels.matmul import rewrite_calls
 from archc.lower.kernels.optable import is_const, is_op_call, shape_of
 
@@ -75,7 +75,7 @@ def schedule(sch: Any, lanes: int) -> None:
         raise ValueError("a broadcasting epilogue after a batched product")  # the caller leaves it to TVM
     if epilogue is None:
         epilogue = sch.cache_write(mm, 0, "global")
-    sch.set_scope(mm, 0, "local")
+    sch.set_scope(mm, 0, TILE)
     *batch, i, j, k = sch.get_loops(mm)
     io, ii = sch.split(i, [None, ROWS.get(lanes, 8)])
     jo, ji = sch.split(j, [None, lanes])

@@ -90,10 +90,11 @@ def compute(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[in
 
 
 def pad_bf16(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
-             dilation: Sequence[int]) -> Any:
+             dilation: Sequence[int], bn: int = 0) -> Any:
     """The bf16 convolution's input, in a kernel of its own: float32 NCHW[ic_bn]c zero-padded (`widened`'s extra
-    columns too) and rounded to bf16 (its bits: dpbf16.bits) in one pass."""
-    return _converted(data, kernel, strides, padding, dilation, PAD_BF16, dpbf16.bits, 0, dpbf16.BITS)
+    columns too) and rounded to bf16 (its bits: dpbf16.bits) in one pass. With `bn`, `data` is NCHW, relaid out to
+    NCHW[bn]c in the same pass, the channels past its last zero (an RGB stem's fourth, as `quantize`'s)."""
+    return _converted(data, kernel, strides, padding, dilation, PAD_BF16, dpbf16.bits, 0, dpbf16.BITS, bn)
 
 
 def quantize(data: Any, scale: float, zero_point: int, bn: int = 0) -> Any:
@@ -131,25 +132,35 @@ def needs_padding(width: int, kernel: Sequence[int], strides: Sequence[int], pad
 
 
 def _converted(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
-               dilation: Sequence[int], name: str, convert: Any, fill: int, dtype: str) -> Any:
-    """NCHW[ic_bn]c data converted (`convert` of each value) and padded with `fill` for the convolution."""
-    n, chunks, height, width, bn = (int(d) for d in data.shape)
+               dilation: Sequence[int], name: str, convert: Any, fill: int, dtype: str, bn: int = 0) -> Any:
+    """NCHW[ic_bn]c data converted (`convert` of each value) and padded with `fill` for the convolution; with `bn`,
+    NCHW data, relaid out to NCHW[bn]c as well (its channels past the last `fill`)."""
+    if bn:
+        n, channels, height, width = (int(d) for d in data.shape)
+        chunks = -(-channels // bn)
+    else:
+        n, chunks, height, width, bn = (int(d) for d in data.shape)
     (top, left, bottom, right), _ = widened(width, kernel[1], strides[1], dilation[1], padding)
 
     def cell(b: Any, c: Any, y: Any, x: Any, i: Any) -> Any:
-        inside, value = padded_read(data, b, c, y - top, x - left, i)
+        if len(data.shape) == 5:
+            inside, value = padded_read(data, b, c, y - top, x - left, i)
+        else:  # NCHW: channel c·bn + i, clamped inside as the rows and columns are
+            channel = c * bn + i
+            inside, value = padded_read(data, b, tvm.tirx.min(channel, channels - 1), y - top, x - left)
+            inside = tvm.tirx.all(inside, channel < channels)
         return tvm.tirx.if_then_else(inside, convert(value), tvm.tirx.const(fill, dtype))
 
     return te.compute((n, chunks, height + top + bottom, width + left + right, bn), cell, name=name)
 
 
-def padded_read(data: Any, b: Any, c: Any, y: Any, x: Any, i: Any) -> tuple[Any, Any]:
-    """Whether (y, x) lies inside NCHW[bn]c `data`, and the value there, the indices clamped inside it: a read of
-    the padding, which the condition discards, stays in bounds."""
+def padded_read(data: Any, b: Any, c: Any, y: Any, x: Any, *i: Any) -> tuple[Any, Any]:
+    """Whether (y, x) lies inside NCHW[bn]c (or, without `i`, NCHW) `data`, and the value there, the indices
+    clamped inside it: a read of the padding, which the condition discards, stays in bounds."""
     height, width = int(data.shape[2]), int(data.shape[3])
     inside = tvm.tirx.all(y >= 0, y < height, x >= 0, x < width)
     return inside, data[b, c, tvm.tirx.min(tvm.tirx.max(y, 0), height - 1),
-                        tvm.tirx.min(tvm.tirx.max(x, 0), width - 1), i]
+                        tvm.tirx.min(tvm.tirx.max(x, 0), width - 1), *i]
 
 
 def compute_int8(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
@@ -387,7 +398,7 @@ def schedule(sch: Any, config: Config) -> None:
     flat = workload.flat(config.reg_n)
     if flat:
         _flatten(sch, conv, epilogue, workload.out_size[1])
-    sch.set_scope(conv, 0, "local")
+    sch.set_scope(conv, 0, generic.TILE)
     loops = sch.get_loops(conv)
     spatial = 4 if flat else 5
     n, occ, *rows, ow, ocb = loops[:spatial]  # rows: [oh], or none where the tile runs along the flat pixels

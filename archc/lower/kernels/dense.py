@@ -55,7 +55,7 @@ def schedule(sch: Any, lanes: int) -> None:
     epilogue, _ = inline_epilogue(sch, block)
     if epilogue is None:  # no consumer in this kernel: a write-back block of its own leaves the registers
         epilogue = sch.cache_write(block, 0, "global")
-    sch.set_scope(block, 0, "local")
+    sch.set_scope(block, 0, generic.TILE)
     chunk = int(sch.get(block).reads[1].source.shape[2])
     vec = generic.vector(chunk, lanes)
     i, j, k = sch.get_loops(block)

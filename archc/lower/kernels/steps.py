@@ -1,12 +1,14 @@
 """The dot-product steps archc's blocked convolution tensorizes into (dpbf16.py's VDPBF16PS, bfdot.py's BFDOT,
 vnni.py's VPDPBUSD, usdot.py's USDOT): C[lanes] += Σ_k A[k] · B[lanes, k] over a few reduction channels, its
-accumulators a local (register) tile. One helper registers each as a TVM tensor intrinsic: its description (the
-loop nest the schedule's block must match) and its implementation (one instruction), which differ only in their
-types, their product and their instruction. Which steps a target's kernels take: `bf16_unit`, `int8_unit`."""
+accumulators a register tile (generic.TILE). One helper registers each as a TVM tensor intrinsic: its description
+(the loop nest the schedule's block must match) and its implementation (one instruction), which differ only in
+their types, their product and their instruction. Which steps a target's kernels take: `bf16_unit`, `int8_unit`."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from archc.lower.kernels.generic import TILE
 
 
 def bf16_unit(tgt: Any) -> str:
@@ -39,7 +41,7 @@ def register(name: str, lanes: int, width: int, types: tuple[str, str, str], pro
     def buffers(a: Any, b: Any, c: Any) -> tuple[Any, Any, Any]:
         return (T.match_buffer(a, (width,), types[0], offset_factor=1),
                 T.match_buffer(b, (lanes, width), types[1], offset_factor=1),
-                T.match_buffer(c, (lanes,), types[2], offset_factor=1, scope="local"))
+                T.match_buffer(c, (lanes,), types[2], offset_factor=1, scope=TILE))
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:

@@ -26,7 +26,7 @@ import tvm
 from tvm import te
 from tvm.topi.nn.winograd_util import _cook_toom_convolution, _interpolation_points
 
-from archc.lower.kernels import conv2d, dpbf16
+from archc.lower.kernels import conv2d, dpbf16, generic
 
 ROWS = "archc_winograd_rows"  # Bᵀ d: the input tile transformed along its rows
 INPUT = "archc_winograd_input"  # (Bᵀ d) B: the transformed input tile
@@ -160,7 +160,7 @@ def schedule_input(sch: Any) -> None:
     sch.reorder(c, ty, tx, e, i)
     sch.parallel(sch.fuse(c, ty))
     sch.compute_at(rows, tx)
-    sch.set_scope(rows, 0, "local")  # one tile's: registers
+    sch.set_scope(rows, 0, generic.TILE)  # one tile's: registers
     *_, eps, col, lanes = sch.get_loops(rows)
     sch.unroll(eps)
     sch.unroll(col)
@@ -183,7 +183,7 @@ def schedule_output(sch: Any) -> None:
     sch.reorder(b, k, ty, tx, ym, xm, i)
     sch.parallel(sch.fuse(b, k, ty))
     sch.compute_at(cols, tx)
-    sch.set_scope(cols, 0, "local")
+    sch.set_scope(cols, 0, generic.TILE)
     *_, eps, cm, lanes = sch.get_loops(cols)
     sch.unroll(eps)
     sch.unroll(cm)
