@@ -1,10 +1,11 @@
 """archc's bf16 builds (AMX or AVX512-BF16) and int8 builds (VNNI) against its fp32 builds, onnxruntime fp32 and
 int8, with the accuracy.
 
-    python benchmarks/precision_speed.py [--models resnet18,resnet50,mobilenet_v2,vgg16,googlenet]
+    python benchmarks/precision_speed.py [--models resnet18,resnet50,mobilenet_v2,efficientnet_b0,vgg16]
                                          [--rounds 7] [--inputs 50] [--out FILE.md] [--no-openvino] [--hog]
 
-For each zoo spec (random weights, batch 1): a package at fp32 and one at bf16 (`archc.compile(…, precision=…)`, the
+For each model (a zoo spec, random weights, or a torchvision export as backend_speed.py's `source` makes it:
+EfficientNet-B0; batch 1): a package at fp32 and one at bf16 (`archc.compile(…, precision=…)`, the
 default short pass), onnxruntime's fp32 session of the same ONNX (its threads stop spinning when a run returns) and,
 where it is installed (the bench extra), OpenVINO's CPU plugin with its precision hint at f32 and at bf16 (its
 default on AMX CPUs; latency hint, the same threads) and onnxruntime on the model's int8 QDQ form (`archc bench`'s
@@ -34,17 +35,22 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="resnet18,resnet50,mobilenet_v2,vgg16,googlenet")
+    ap.add_argument("--models", default="resnet18,resnet50,mobilenet_v2,efficientnet_b0,vgg16",
+                    help="specs/ names or torchvision names (issue 24's five by default)")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--inputs", type=int, default=50)
     ap.add_argument("--out", help="also write the table to this Markdown file")
     ap.add_argument("--no-openvino", action="store_true",
                     help="leave OpenVINO out: its threads share the process, and on a 2-core machine moved archc "
                          "int8's ResNet-50 by up to 20%% between runs")
+    ap.add_argument("--openvino-hints", default="f32,bf16",
+                    help="OpenVINO's precision hints to time (one compiled model each): with both, archc's ResNet-50 "
+                         "bf16 ran 20-45%% slower on 2 cores once OpenVINO's f32 model had run in the process, "
+                         "OpenVINO's own times unchanged; `bf16` alone left archc's times as without OpenVINO")
     ap.add_argument("--hog", action="store_true", help="busy-loop processes on every CPU while timing")
     args = ap.parse_args()
     import numpy as np
-    from backend_speed import hogs  # this script's folder
+    from backend_speed import hogs, source  # this script's folder
 
     import archc
     from archc import targets
@@ -64,7 +70,8 @@ def main() -> None:
              f"- bf16 computed with: {unit}",
              f"- fp32 FMA peak, 2 threads: {fma_peak(2)['gflops']:.0f} GFLOP/s",
              f"- command: `python benchmarks/precision_speed.py --models {args.models} --rounds {args.rounds} "
-             f"--inputs {args.inputs}{' --hog' if args.hog else ''}`",
+             f"--inputs {args.inputs}{' --hog' if args.hog else ''}"
+             f"{' --no-openvino' if args.no_openvino else f' --openvino-hints {args.openvino_hints}'}`",
              f"- machine: {'hog (a busy-loop process on every CPU while timing)' if args.hog else 'quiet'}", "",
              "| model | engine | compile s | median ms | × onnxruntime | max diff (of range) | top-1 agree | "
              "top-5 agree |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -72,9 +79,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="archc-precision-"))
     for name in args.models.split(","):
         built, seconds = {}, {}
+        model = source(name, work)
         for precision in ("fp32", "bf16"):
             start = time.perf_counter()
-            result = archc.compile(ROOT / "specs" / f"{name}.arch", target="native",
+            result = archc.compile(model, target="native",
                                    output=work / f"{name}.{precision}", precision=precision)
             seconds[precision] = time.perf_counter() - start
             built[precision] = load_package(result.output)
@@ -90,7 +98,8 @@ def main() -> None:
             built["int8"] = load_package(result.output)
         outputs = {**{f"archc {p}": (lambda feed, pkg=pkg: pkg.run(feed)[0]) for p, pkg in built.items()},
                    "onnxruntime int8": lambda feed, e=int8: e.run(feed)[0],
-                   **({} if args.no_openvino else _openvino(Path(built["fp32"].path) / "model.onnx"))}
+                   **({} if args.no_openvino else _openvino(Path(built["fp32"].path) / "model.onnx",
+                                                             args.openvino_hints.split(",")))}
         engines = {"onnxruntime fp32": lambda s=session, x=x: s.run(None, x),
                    **{name: (lambda f=f, x=x: f(x)) for name, f in outputs.items()}}
         with hogs(args.hog):
@@ -121,16 +130,16 @@ def main() -> None:
         Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _openvino(path: Path) -> dict:
-    """OpenVINO's CPU plugin at f32 and at bf16 on this ONNX file, as feed → first output (none where it is not
-    installed)."""
+def _openvino(path: Path, hints: list[str]) -> dict:
+    """OpenVINO's CPU plugin at each precision hint (f32, bf16) on this ONNX file, as feed → first output (none
+    where it is not installed)."""
     import os
     try:
         import openvino as ov
     except ImportError:
         return {}
     engines = {}
-    for hint in ("f32", "bf16"):
+    for hint in hints:
         config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_NUM_THREADS": len(os.sched_getaffinity(0))}
         compiled = ov.Core().compile_model(str(path), "CPU", config)
