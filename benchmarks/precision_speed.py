@@ -44,9 +44,8 @@ def main() -> None:
                     help="leave OpenVINO out: its threads share the process, and on a 2-core machine moved archc "
                          "int8's ResNet-50 by up to 20%% between runs")
     ap.add_argument("--openvino-hints", default="f32,bf16",
-                    help="OpenVINO's precision hints to time (one compiled model each): with both, archc's ResNet-50 "
-                         "bf16 ran 20-45%% slower on 2 cores once OpenVINO's f32 model had run in the process, "
-                         "OpenVINO's own times unchanged; `bf16` alone left archc's times as without OpenVINO")
+                    help="OpenVINO's precision hints to time, one compiled model each (`bf16`: its peer of archc's "
+                         "bf16 alone, a shorter run)")
     ap.add_argument("--hog", action="store_true", help="busy-loop processes on every CPU while timing")
     args = ap.parse_args()
     import numpy as np
