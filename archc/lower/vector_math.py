@@ -1,13 +1,13 @@
-"""Elementwise math at vector width on CPUs: `exp` (and so sigmoid, SiLU/Swish), `tanh`, `erf` (GELU) and `log`
+"""Elementwise math at vector width on CPUs: `exp`, `sigmoid` (SiLU/Swish), `tanh`, `erf` (GELU) and `log`
 (softplus, Mish) as TensorIR arithmetic.
 
 TVM lowers `exp` on an LLVM target to LLVM's `llvm.exp` intrinsic, which LLVM has no vector form of without a
 vector math library: in a vectorised loop it becomes one scalar `expf` call per element (EfficientNet-B0: the SiLU
 after every convolution, 88% of its kernels' time). `install()` replaces that lowering, for float32, by range
 reduction and a polynomial (Cephes' `expf`: x = n·ln2 + r, |r| ≤ ln2/2, e^r by a degree-6 polynomial, 2^n by
-building the float's exponent bits), all plain arithmetic that vectorises wherever the loop does. TVM's own
-lowering of sigmoid (1 / (1 + e^-x)) then vectorises too, tanh gets Cephes' `tanhf` on the same exp, and erf a
-rational function (LLVM called libm's `erff` per element).
+building the float's exponent bits), all plain arithmetic that vectorises wherever the loop does. sigmoid is
+1 / (1 + e^-x) on the same polynomial without exp's saturation selects (`sigmoid_f32`), tanh gets Cephes' `tanhf`
+on the same exp, and erf a rational function (LLVM called libm's `erff` per element).
 
 Accuracy (tests/lower/test_vector_math.py, against numpy's float64 exp over every float32 exponent): within 2 ulp
 for x in [-87.3, 88.7]; below, where e^x is subnormal, 0 (as with flush-to-zero); above, +inf; NaN stays NaN.
@@ -52,8 +52,28 @@ def _is_nan(x: Any, lanes: int, c: Callable[..., Any]) -> Any:
 def exp_f32(value: Any) -> Any:
     """e^x for a float32 (or float32 vector) TIR expression, as arithmetic only (x and the reduced r bound once)."""
     dtype, lanes, c = _lanes(value)
-    vec = f"x{lanes}" if lanes > 1 else ""
     x = tirx.Var("exp_x", dtype)
+    y = _exp_clamped(x, c, lanes)
+    y = tirx.Select(x > c(_HIGHEST), c(float("inf")), y)
+    y = tirx.Select(x < c(_LOWEST), c(0.0), y)
+    y = tirx.Select(_is_nan(x, lanes, c), x, y)  # NaN in, NaN out (the clamp would have replaced it)
+    return tirx.Let(x, value, y)
+
+
+def sigmoid_f32(value: Any) -> Any:
+    """1 / (1 + e^-x) for a float32 TIR expression (SiLU's, Swish's), on `exp_f32`'s polynomial without its
+    saturation selects: e^-x clamped to [e^-87.3, e^88.7] gives 1 and 2.9e-39 where it would give 1 and 0 (both
+    within 3e-39 of the sigmoid); NaN stays NaN."""
+    dtype, lanes, c = _lanes(value)
+    x = tirx.Var("sigmoid_x", dtype)
+    y = c(1.0) / (c(1.0) + _exp_clamped(c(0.0) - x, c, lanes))
+    return tirx.Let(x, value, tirx.Select(_is_nan(x, lanes, c), x, y))
+
+
+def _exp_clamped(x: Any, c: Callable[..., Any], lanes: int) -> Any:
+    """e^x with x clamped to [_LOWEST, _HIGHEST] first (a NaN x gives a number: the callers select it back)."""
+    dtype = str(x.ty.dtype)
+    vec = f"x{lanes}" if lanes > 1 else ""
     clamped = tirx.max(tirx.min(x, c(_HIGHEST)), c(_LOWEST))
     n = tirx.floor(clamped * c(_LOG2E) + c(0.5))
     r = tirx.Var("exp_r", dtype)
@@ -68,11 +88,7 @@ def exp_f32(value: Any) -> Any:
 
     def power(k: Any) -> Any:
         return tirx.reinterpret(f"float32{vec}", tirx.shift_left(k + c(127, "int32"), c(23, "int32")))
-    y = er * power(half) * power(ni - half)
-    y = tirx.Select(x > c(_HIGHEST), c(float("inf")), y)
-    y = tirx.Select(x < c(_LOWEST), c(0.0), y)
-    y = tirx.Select(_is_nan(x, lanes, c), x, y)  # NaN in, NaN out (the clamp would have replaced it)
-    return tirx.Let(x, value, tirx.Let(r, clamped - n * c(_LN2_HI) - n * c(_LN2_LO), y))
+    return tirx.Let(r, clamped - n * c(_LN2_HI) - n * c(_LN2_LO), er * power(half) * power(ni - half))
 
 
 _TANH = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1)
@@ -179,6 +195,14 @@ def _lower_tanh(op: Any) -> Any:
     return tirx.Select(x < tirx.const(0.0, dtype), tirx.const(0.0, dtype) - t, t)
 
 
+def _lower_sigmoid(op: Any) -> Any:
+    x = op.args[0]
+    if _float32(op):
+        return sigmoid_f32(x)
+    one = tirx.const(1.0, str(x.ty.dtype))  # float64, float16: TVM's own form, which this registration replaces
+    return one / (one + tirx.exp(tirx.const(0.0, str(x.ty.dtype)) - x))
+
+
 def _lower_log(op: Any) -> Any:
     x = op.args[0]
     return log_f32(x) if _float32(op) else tirx.call_llvm_pure_intrin(str(x.ty.dtype), "llvm.log", x)
@@ -190,12 +214,13 @@ def _lower_erf(op: Any) -> Any:
 
 
 def install() -> None:
-    """Lower float32 `exp`, `tanh`, `erf` and `log` to the functions above in every LLVM build of this process (x86
-    and aarch64); idempotent."""
+    """Lower float32 `exp`, `tanh`, `erf`, `log` and `sigmoid` to the functions above in every LLVM build of this
+    process (x86 and aarch64); idempotent."""
     global _installed
     if not _installed:
         tirx.op.register_intrin_lowering("tirx.exp", "llvm", f=_lower_exp, level=99)
         tirx.op.register_intrin_lowering("tirx.tanh", "llvm", f=_lower_tanh, level=99)
         tirx.op.register_intrin_lowering("tirx.erf", "llvm", f=_lower_erf, level=99)
         tirx.op.register_intrin_lowering("tirx.log", "llvm", f=_lower_log, level=99)
+        tirx.op.register_intrin_lowering("tirx.sigmoid", "llvm", f=_lower_sigmoid, level=99)
         _installed = True

@@ -89,6 +89,12 @@ def test_sigmoid_keeps_its_accuracy_and_tanh_is_within_2_ulp(kernels):
     sig = run(kernels["sigmoid"], x)
     want = 1 / (1 + np.exp(-x64))
     assert np.abs(sig - want).max() <= 1.2e-7 and ulps(sig[x > -80], want[x > -80]).max() <= 2
+    # archc's own sigmoid (vector_math.sigmoid_f32): saturated without selects, NaN kept
+    ends = np.zeros(N, np.float32)
+    ends[:8] = [np.nan, np.inf, -np.inf, 100.0, -100.0, 0.0, 88.8, -88.8]
+    ends = run(kernels["sigmoid"], ends)
+    assert np.isnan(ends[0]) and ends[1] == 1 and ends[3] == 1 and ends[5] == 0.5 and ends[6] == 1
+    assert 0 <= ends[2] <= 3e-39 and 0 <= ends[4] <= 3e-39 and 0 <= ends[7] <= 3e-39
     tiny = np.float32(3e-9)  # TVM's own (1 - e^-2x)/(1 + e^-2x) gave 0 here
     edges = np.array([np.nan, np.inf, -np.inf, 0.0, tiny, -tiny, 0.6249, 0.6251], np.float32)
     tanh = run(kernels["tanh"], np.concatenate([x[:-len(edges)], edges]))
