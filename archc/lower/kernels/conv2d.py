@@ -135,7 +135,8 @@ def _converted(data: Any, kernel: Sequence[int], strides: Sequence[int], padding
                dilation: Sequence[int], name: str, convert: Any, fill: int, dtype: str, bn: int = 0) -> Any:
     """NCHW[ic_bn]c data converted (`convert` of each value) and padded with `fill` for the convolution; with `bn`,
     NCHW data, relaid out to NCHW[bn]c as well (its channels past the last `fill`)."""
-    if bn:
+    nchw = bool(bn)
+    if nchw:
         n, channels, height, width = (int(d) for d in data.shape)
         chunks = -(-channels // bn)
     else:
@@ -143,9 +144,9 @@ def _converted(data: Any, kernel: Sequence[int], strides: Sequence[int], padding
     (top, left, bottom, right), _ = widened(width, kernel[1], strides[1], dilation[1], padding)
 
     def cell(b: Any, c: Any, y: Any, x: Any, i: Any) -> Any:
-        if len(data.shape) == 5:
+        if not nchw:
             inside, value = padded_read(data, b, c, y - top, x - left, i)
-        else:  # NCHW: channel c·bn + i, clamped inside as the rows and columns are
+        else:  # channel c·bn + i, clamped inside as the rows and columns are
             channel = c * bn + i
             inside, value = padded_read(data, b, tvm.tirx.min(channel, channels - 1), y - top, x - left)
             inside = tvm.tirx.all(inside, channel < channels)

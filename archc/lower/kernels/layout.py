@@ -17,7 +17,7 @@ One pass over the model's dataflow (a Relax function from the ONNX importer, bef
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -293,10 +293,11 @@ class _Rewriter:
         # Winograd's tiles, their products in bf16 where the convolution would be (`on_dpbf16`), else in float32
         m = 0 if one_d or depthwise or str(out_dtype) != "float32" \
             else winograd.tile_size(channels, oc, (kh, kw), strides, dilation, ic * merged, shape_of(v)[2:])
-        if on_dpbf16 and not m and data not in self.blocked and len(shape_of(data)) == 4:
-            # NCHW (an RGB stem's input): relaid out by the bf16 input kernel itself (pad_bf16's `bn`), one pass
-            # where a channel pad, a relayout and the rounding took three
-            x, relayout = None, True
+        # NCHW (an RGB stem's input) is relaid out by the bf16 input kernel itself (pad_bf16's `bn`): one pass where
+        # a channel pad, a relayout and the rounding took three
+        nchw_input = on_dpbf16 and not m and data not in self.blocked and len(shape_of(data)) == 4
+        if nchw_input:
+            x, relayout = self.nchw(data), True
             self.plan.transforms.append(f"NCHW → NCHW{ic_bn}c ({'×'.join(map(str, shape_of(data)))}) in the bf16 "
                                         f"input kernel, for {self.why}")
         else:
@@ -306,15 +307,10 @@ class _Rewriter:
             y = self._winograd(x, w, m, padding, ic_bn, oc_bn, on_dpbf16)
             text += f" Winograd F({m}×{m}, 3×3)"
         elif on_dpbf16:  # its input padded and rounded to bf16 by a kernel of its own, its weights packed in bf16
-            if x is None:
-                n, _, *size = shape_of(data)
-                xp = self.bb.emit_te(conv2d.pad_bf16, self.nchw(data), (kh, kw), strides, padding, dilation, ic_bn,
-                                     primfunc_name_hint="to_bf16")
-                blocked: Sequence[int] = (n, padded(channels, ic_bn) // ic_bn, *size, ic_bn)
-            else:
-                xp = self.bb.emit_te(conv2d.pad_bf16, x, (kh, kw), strides, padding, dilation,
-                                     primfunc_name_hint="to_bf16")
-                blocked = shape_of(x)
+            n, _, *size = shape_of(data)
+            blocked = (n, padded(channels, ic_bn) // ic_bn, *size, ic_bn) if nchw_input else shape_of(x)
+            xp = self.bb.emit_te(conv2d.pad_bf16, x, (kh, kw), strides, padding, dilation,
+                                 ic_bn if nchw_input else 0, primfunc_name_hint="to_bf16")
             y = self.bb.emit_te(conv2d.compute_bf16, xp, relax.const(dpbf16.pack_weights(packed)), strides, padding,
                                 dilation, blocked, self.plan.bf16_unit, primfunc_name_hint="conv2d_bf16_nchwc")
         else:
