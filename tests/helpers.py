@@ -171,6 +171,10 @@ mcpu = "neoverse-v1"
 mattr = ["+neon"]
 """
 
+# rpi5's CPU (Cortex-A76: dotprod, neither i8mm nor bf16) under qemu, which emulates that CPU model (qemu.cpu)
+RPI5_UNDER_QEMU = GRAVITON3_UNDER_QEMU.replace("graviton3's CPU (Neoverse V1: i8mm, bf16)", "rpi5's CPU (Cortex-A76)") \
+    .replace("neoverse-v1", "cortex-a76")
+
 
 def assert_emulated_like_onnxruntime(folder, instruction: str, tolerance: float = 3e-2) -> None:
     """An aarch64 package of one output: `instruction` in its library's disassembly; run under qemu on two random

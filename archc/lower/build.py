@@ -140,7 +140,7 @@ def bf16_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] 
     """Why a bf16 build of `target` could not run fast, and what to do instead; None where it can. archc's bf16
     kernels are built for this machine's CPU only, with archc's kernels, on a CPU with AMX-BF16 tiles that Linux
     grants or with AVX512-BF16; or for an aarch64 target whose CPU has the bf16 extension (BFDOT: graviton3)."""
-    why = _not_here(target, kernels, "its AMX or AVX512-BF16 units", "bf16", "BFDOT")
+    why = _not_here(target, kernels, "its AMX or AVX512-BF16 units", ("bf16",), ("BFDOT",))
     if why or is_aarch64(target):
         return why
     return None if bf16_units(target) else (
@@ -151,8 +151,8 @@ def bf16_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] 
 def int8_unavailable(target: Target, kernels: str = "archc") -> tuple[str, str] | None:
     """Why an int8 build of `target` could not run fast, and what to do instead; None where it can: archc's int8
     kernels are built, with archc's kernels, for this machine's CPU where it has AVX512-VNNI (VPDPBUSD), or for an
-    aarch64 target whose CPU has the i8mm extension (USDOT: graviton3), cross compiled."""
-    why = _not_here(target, kernels, "its AVX512-VNNI unit", "i8mm", "USDOT")
+    aarch64 target whose CPU has the i8mm extension (USDOT: graviton3) or dotprod (SDOT: rpi5), cross compiled."""
+    why = _not_here(target, kernels, "its AVX512-VNNI unit", ("i8mm", "dotprod"), ("USDOT", "SDOT"))
     if why or is_aarch64(target):
         return why
     return None if has_vnni(target) else (
@@ -164,11 +164,12 @@ def is_aarch64(target: Target) -> bool:
     return "aarch64" in str(target.tvm.get("mtriple", ""))
 
 
-def _not_here(target: Target, kernels: str, unit: str, feature: str, step: str) -> tuple[str, str] | None:
+def _not_here(target: Target, kernels: str, unit: str, features: tuple[str, ...],
+              steps: tuple[str, ...]) -> tuple[str, str] | None:
     """Why a low-precision build of `target` cannot run fast whatever this machine's CPU has, and what to do
     instead; None where it may: an x86 target other than this machine's (its `unit` is this CPU's), TVM's kernels,
-    an aarch64 target (cross compiled) whose CPU lacks the extension `feature` whose instruction `step` archc's
-    kernels take."""
+    an aarch64 target (cross compiled) whose CPU has none of the extensions `features`, whose instructions `steps`
+    archc's kernels take (the first the one preferred)."""
     from tvm.target import codegen
     aarch64 = is_aarch64(target)
     if not aarch64 and (target.tvm.get("kind") != "llvm" or target.cross_compiler or target.runner != "local"
@@ -177,9 +178,13 @@ def _not_here(target: Target, kernels: str, unit: str, feature: str, step: str) 
                 "compile for --target native")
     if kernels != "archc":
         return "it runs on archc's kernels, not TVM's", "leave --kernels tvm out"
-    if aarch64 and not codegen.llvm_cpu_has_features([feature], tvm_target(target)):
-        return (f"on aarch64 it needs the {feature} extension ({step}), which target '{target.name}' does not "
-                f"declare", f"use --target graviton3, or a target whose mcpu has it or whose mattr lists +{feature}")
+    if aarch64 and not any(codegen.llvm_cpu_has_features([f], tvm_target(target)) for f in features):
+        named = " or ".join(f"the {f} extension ({s})" for f, s in zip(features, steps, strict=True))
+        targets = "graviton3" + (" or rpi5" if "dotprod" in features else "")
+        one = "it" if len(features) == 1 else "one"
+        return (f"on aarch64 it needs {named}, which target '{target.name}' does not declare",
+                f"use --target {targets}, or a target whose mcpu has {one} or whose mattr lists "
+                f"{' or '.join('+' + f for f in features)}")
     return None
 
 

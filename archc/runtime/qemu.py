@@ -10,6 +10,7 @@ This module needs only the standard library and numpy (like the rest of the runt
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -81,8 +82,17 @@ class Emulator:
                    TVM_USE_RUNTIME_LIB="1")
         return env
 
-    def command(self, script: Path, *args: str) -> list[str]:
-        return [self.qemu, str(self.root / PYTHON), str(script), *args]
+    def command(self, script: Path, *args: str, cpu: str | None = None) -> list[str]:
+        """The emulated Python running `script`; with `cpu`, on that CPU model of qemu's rather than its "max"
+        (every extension qemu knows)."""
+        return [self.qemu, *(["-cpu", cpu] if cpu else []), str(self.root / PYTHON), str(script), *args]
+
+    def cpu(self, package: Path) -> str | None:
+        """The qemu CPU model the package's target names (its LLVM mcpu: cortex-a72 for rpi4, cortex-a76 for
+        rpi5), so that an instruction the board lacks stops the run as the board would; None (qemu's "max") where
+        qemu has no model of it (graviton3's neoverse-v1 in qemu 7)."""
+        mcpu = str(Manifest.read(package).target.tvm.get("mcpu", ""))
+        return mcpu if mcpu in cpu_models(self.qemu) else None
 
     def run(self, package: Path, inputs: dict[str, np.ndarray], repeat: int = 0,
             threads: int | None = None) -> tuple[list[np.ndarray], list[float]]:
@@ -103,7 +113,8 @@ class Emulator:
             if threads is not None:
                 args += ["--threads", str(threads)]
             try:
-                done = subprocess.run(self.command(script, *args), env=self.environment(), cwd=tmp,
+                done = subprocess.run(self.command(script, *args, cpu=self.cpu(package)), env=self.environment(),
+                                      cwd=tmp,
                                       stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
             except OSError as err:
                 raise PackageError(f"{self.qemu} does not start ({err.strerror or err}); {INSTALL}",
@@ -125,6 +136,16 @@ class Emulator:
         timed = [line[len(TIMES):] for line in done.stdout.splitlines() if line.startswith(TIMES)]
         times: list[Any] = json.loads(timed[-1]) if timed else []
         return outputs, [float(t) for t in times]
+
+
+@functools.cache
+def cpu_models(qemu: str) -> frozenset[str]:
+    """The CPU models `qemu -cpu help` lists (none where it cannot say)."""
+    try:
+        listed = subprocess.run([qemu, "-cpu", "help"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    return frozenset(line.strip() for line in listed.splitlines()[1:] if line.strip())
 
 
 def emulator() -> Emulator:

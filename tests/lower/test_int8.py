@@ -8,12 +8,13 @@ target, TVM's kernels."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import GRAVITON3_UNDER_QEMU, NARROW, assert_emulated_like_onnxruntime, raises
+from helpers import GRAVITON3_UNDER_QEMU, NARROW, RPI5_UNDER_QEMU, assert_emulated_like_onnxruntime, raises
 from helpers import SMALL_BF16 as SMALL
 
 import archc
@@ -82,7 +83,8 @@ def test_int8_is_refused_where_it_cannot_run_fast(quantized, tmp_path, monkeypat
             archc.tune(spec, "native", trials=1, db=tmp_path / "db", precision="int8")
     with raises("no-int8", ArchcError, naming="--target native"):
         archc.compile(quantized, target="x86-avx512", output=tmp_path / "a", quick=0, precision="int8")
-    with raises("no-int8", ArchcError, naming=("i8mm", "--target graviton3")):  # generic aarch64: no USDOT
+    # generic aarch64: neither USDOT nor SDOT
+    with raises("no-int8", ArchcError, naming=("i8mm", "dotprod", "--target graviton3 or rpi5")):
         archc.compile(quantized, target="arm64", output=tmp_path / "a", quick=0, precision="int8")
     with raises("no-int8", ArchcError, naming="--kernels tvm"):
         archc.compile(quantized, target="native", output=tmp_path / "t", quick=0, precision="int8",
@@ -122,19 +124,65 @@ def test_narrow_int8_layers_take_full_blocks_and_their_padding_stays_blocked(tmp
     assert check["status"] == "passed" and check["max_rel_diff"] < 3e-2
 
 
-@pytest.mark.cross
-def test_an_aarch64_int8_build_runs_on_usdot_under_qemu(quantized, tmp_path):
-    """On an aarch64 target whose CPU has i8mm (graviton3's Neoverse V1; here a copy of it that runs under qemu
-    rather than on a board), the QDQ convolutions and dense layers run in int8 on USDOT steps (blocks of 8 output
-    channels, two 4-lane steps), and the emulated library equals onnxruntime on the same QDQ model to 3e-2 of its
-    range (int8's stated tolerance), with the same top class. qemu's speed says nothing of a board's: measure on
-    one with `archc bench --rpc`."""
-    target = tmp_path / "graviton3-qemu.toml"
-    target.write_text(GRAVITON3_UNDER_QEMU)
-    folder = Path(archc.compile(quantized, target=str(target), output=tmp_path / "pkg", quick=0,
-                                precision="int8").output)
+def aarch64_int8(quantized: Path, folder: Path, target_file: str) -> Path:
+    """The QDQ small network's int8 package for an aarch64 target that runs under qemu (`target_file`'s text)."""
+    folder.mkdir()
+    (folder / "target.toml").write_text(target_file)
+    return Path(archc.compile(quantized, target=str(folder / "target.toml"), output=folder / "pkg", quick=0,
+                              precision="int8").output)
+
+
+@pytest.fixture(scope="module")
+def on_graviton3(quantized, tmp_path_factory) -> Path:
+    return aarch64_int8(quantized, tmp_path_factory.mktemp("graviton3") / "int8", GRAVITON3_UNDER_QEMU)
+
+
+def int8_layout(folder: Path, unit: str) -> dict:
+    """The package's layout plan, after checking that the QDQ convolutions (not the grouped one) and both dense
+    layers run in int8 on `unit`'s steps, in blocks of 8 output channels (two 4-lane steps)."""
     layout = json.loads((folder / "manifest.json").read_text())["build"]["layout"]
     convs = [c["conv"] for c in layout["convolutions"]]
-    assert [c.endswith("int8 on USDOT") for c in convs] == [True, True, True, True, True, False], convs
+    assert [c.endswith(f"int8 on {unit}") for c in convs] == [True, True, True, True, True, False], convs
     assert layout["int8_dense"] == 2 and layout["convolutions"][1]["out"] == "NCHW8c"
-    assert_emulated_like_onnxruntime(folder, "usdot")
+    return layout
+
+
+@pytest.mark.cross
+def test_an_aarch64_int8_build_runs_on_usdot_under_qemu(on_graviton3):
+    """On an aarch64 target whose CPU has i8mm (graviton3's Neoverse V1; here a copy of it that runs under qemu
+    rather than on a board), the QDQ convolutions and dense layers run in int8 on USDOT steps, and the emulated
+    library equals onnxruntime on the same QDQ model to 3e-2 of its range (int8's stated tolerance), with the same
+    top class. qemu's speed says nothing of a board's: measure on one with `archc bench --rpc`."""
+    int8_layout(on_graviton3, "USDOT")
+    assert_emulated_like_onnxruntime(on_graviton3, "usdot")
+
+
+@pytest.mark.cross
+def test_a_dotprod_int8_build_runs_on_sdot_under_qemu(quantized, tmp_path):
+    """On an aarch64 CPU with dotprod but not i8mm (rpi5's Cortex-A76, which qemu emulates as that model: an i8mm
+    instruction would stop it), the steps are SDOT's, int8 × int8: each uint8 input byte's top bit flipped (q − 128)
+    and the epilogue's zero point 128 lower, so the sums are exactly USDOT's. Within int8's 3e-2 of onnxruntime on
+    the same QDQ model (a zero point left as it was is off by the whole range: checked by hand)."""
+    folder = aarch64_int8(quantized, tmp_path / "rpi5", RPI5_UNDER_QEMU)
+    int8_layout(folder, "SDOT")
+    dump = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(next(folder.glob("*.so")))], capture_output=True,
+                          text=True).stdout
+    assert "\tsdot\t" in dump and "usdot" not in dump
+    assert_emulated_like_onnxruntime(folder, "sdot")
+
+
+@pytest.mark.cross
+def test_qemu_runs_a_package_on_its_targets_cpu_model(on_graviton3, tmp_path):
+    """The emulator runs a package as its target's CPU (qemu's model of the target's mcpu, where qemu has one), so
+    an instruction the board lacks stops it as the board would: graviton3's USDOT library, relabelled as built for
+    the Pi 5's Cortex-A76 (no i8mm), fails in one sentence naming the illegal instruction."""
+    from archc.runtime import PackageError, load_package
+    copy = tmp_path / "relabelled"
+    shutil.copytree(on_graviton3, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["target"]["tvm"]["mcpu"] = "cortex-a76"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    pkg = load_package(copy)
+    with pytest.raises(PackageError, match="Illegal instruction") as err:
+        pkg.run(pkg.random_inputs(seed=0))
+    assert err.value.code == "emulation-failed"

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import tvm
 from tvm import te, topi
 
-from archc.lower.kernels import bfdot, dpbf16, generic, usdot, vnni
+from archc.lower.kernels import bfdot, dpbf16, generic, sdot, usdot, vnni
 from archc.lower.kernels.blocks import is_depthwise
 from archc.ops.window import out_sizes
 
@@ -26,11 +26,12 @@ BLOCK = "archc_conv2d_nchwc"
 DW_BLOCK = "archc_dwconv2d_nchwc"  # the depthwise one (groups = channels)
 BF16, INT8 = "bf16", "int8"  # Workload.step of the bf16 and int8 kernels
 BF16_BLOCK = "archc_conv2d_nchwc_bf16"  # bf16 data and weights, float32 sums: VDPBF16PS steps (dpbf16.py)
-INT8_BLOCK = "archc_conv2d_nchwc_int8"  # uint8 data, int8 weights, int32 sums: VPDPBUSD or USDOT steps
+INT8_BLOCK = "archc_conv2d_nchwc_int8"  # uint8 data, int8 weights, int32 sums: VPDPBUSD, USDOT or SDOT steps
 STEP = "archc_step"  # a stepped block's annotation: the unit whose step it tensorizes into (STEPS)
 # a stepped block's unit → (its step's registration, the step's output lanes)
 STEPS = {"vnni": (vnni.register, vnni.LANES), "usdot": (usdot.register, usdot.LANES),
-         "avx512bf16": (dpbf16.register, dpbf16.LANES), "bfdot": (bfdot.register, bfdot.LANES)}
+         "sdot": (sdot.register, sdot.LANES), "avx512bf16": (dpbf16.register, dpbf16.LANES),
+         "bfdot": (bfdot.register, bfdot.LANES)}
 WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (Workload.key)
 PAD = "archc_conv2d_pad"
 PAD_BF16 = "archc_conv2d_pad_bf16"  # the bf16 convolution's input kernel (pad_bf16)
@@ -170,9 +171,9 @@ def compute_int8(data: Any, weight: Any, strides: Sequence[int], padding: Sequen
     OIHW[ic_bn/4]i[oc_bn]o[4]i weights (vnni.pack_weights) → int32 NCHW[oc_bn]c: `compute_bf16`'s loop nest with
     the input block's channels taken in fours, its WORKLOAD its shape's with step "int8" (a configuration of its
     own, else its shape's float32 one, as `compute_bf16`'s). `unit`: the step the schedule tensorizes into (STEPS:
-    x86's VPDPBUSD, aarch64's USDOT), recorded on the block."""
+    x86's VPDPBUSD, aarch64's USDOT or SDOT, whose products are of q − 128: sdot.py), recorded on the block."""
     return _stepped(data, weight, strides, padding, dilation, shape, INT8_BLOCK,
-                    lambda d, w: d.astype("int32") * w.astype("int32"), {STEP: unit}, step=INT8)
+                    lambda d, w: vnni.product(d, w, unit == "sdot"), {STEP: unit}, step=INT8)
 
 
 def _stepped(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int], dilation: Sequence[int],

@@ -25,7 +25,7 @@ import numpy as np
 from tvm import relax, tirx
 from tvm.relax.utils import gen_call_tir_inputs
 
-from archc.lower.kernels import amx, conv2d, dense, dpbf16, vnni, winograd
+from archc.lower.kernels import amx, conv2d, dense, dpbf16, sdot, vnni, winograd
 from archc.lower.kernels.blocks import choose, is_depthwise, padded
 from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, per_channel, rule_of, shape_of
 from archc.lower.kernels.qdq import integers, quantized_input
@@ -54,7 +54,8 @@ class Plan:
     decisions: list[Decision] = field(default_factory=list)
     bf16_dense: int = 0  # dense layers computed in bf16 (on AMX or AVX512-BF16)
     int8_dense: int = 0  # dense layers computed in int8
-    int8_unit: str = "vnni"  # precision int8: what computes it, "vnni" (x86's VPDPBUSD) or "usdot" (aarch64's i8mm)
+    int8_unit: str = "vnni"  # precision int8: what computes it, "vnni" (x86's VPDPBUSD), "usdot" (aarch64's i8mm)
+    # or "sdot" (aarch64's dotprod)
     transforms: list[str] = field(default_factory=list)  # each layout change emitted between ops, and why
 
     def to_json(self) -> dict[str, Any]:
@@ -74,7 +75,7 @@ class Plan:
         return 0
 
 
-_INT8_UNITS = {"vnni": "VNNI", "usdot": "USDOT"}  # Plan.int8_unit → its name in --explain-layout
+_INT8_UNITS = {"vnni": "VNNI", "usdot": "USDOT", "sdot": "SDOT"}  # Plan.int8_unit → its name in --explain-layout
 _BF16_STEPS = {"avx512bf16": "AVX512-BF16", "bfdot": "BFDOT"}  # the Plan.bf16_units of a step in archc's kernel
 
 
@@ -91,7 +92,7 @@ def blocked_conv_layout(mod: Any, lanes: int, precision: str = "fp32", bf16_unit
     one `dpbf16.fits` in archc's blocked kernel with VDPBF16PS steps where it is "avx512bf16" (BFDOT steps where it
     is "bfdot", on aarch64); with "int8", every QDQ convolution and dense layer whose weights are int8 ones
     dequantized (qdq.integers) and that `vnni.fits` in archc's int8 kernel, with `int8_unit`'s steps (VPDPBUSD for
-    "vnni", USDOT for "usdot"), its uint8 input quantized once where it is computed (`_quantized`).
+    "vnni", USDOT for "usdot", SDOT for "sdot"), its uint8 input quantized once where it is computed (`_quantized`).
     `half_width_cost`: a block of 8 channels' cost per MAC against a full vector's (pipeline.half_width_cost)."""
     plan = Plan(lanes, precision=precision, bf16_unit=bf16_unit, half_width_cost=half_width_cost,
                 int8_unit=int8_unit)
@@ -416,6 +417,7 @@ class _Rewriter:
         """An int8 kernel's int32 sums (NCHW16c) in float32: (sum − zero point · Σ the channel's weights) · factor
         (the input's scale · the channel's weight scale, · a folded batch norm's scale)."""
         relax, bn = self.relax, self.plan.lanes
+        zero = sdot.zero_point(zero, self.plan.int8_unit)  # as the step sees it: 128 lower on SDOT
         offsets = _blocked_channels(vnni.zero_point_sums(q, zero)[:len(factor)], bn).astype(np.int32)
         return self.bb.emit(relax.op.multiply(
             relax.op.astype(relax.op.subtract(sums, relax.const(offsets)), "float32"),

@@ -1,8 +1,9 @@
 """The dot-product steps archc's blocked convolution tensorizes into (dpbf16.py's VDPBF16PS, bfdot.py's BFDOT,
-vnni.py's VPDPBUSD, usdot.py's USDOT): C[lanes] += Σ_k A[k] · B[lanes, k] over a few reduction channels, its
-accumulators a register tile (generic.TILE). One helper registers each as a TVM tensor intrinsic: its description
-(the loop nest the schedule's block must match) and its implementation (one instruction), which differ only in
-their types, their product and their instruction. Which steps a target's kernels take: `bf16_unit`, `int8_unit`."""
+vnni.py's VPDPBUSD, usdot.py's USDOT, sdot.py's SDOT): C[lanes] += Σ_k A[k] · B[lanes, k] over a few reduction
+channels, its accumulators a register tile (generic.TILE). One helper registers each as a TVM tensor intrinsic:
+its description (the loop nest the schedule's block must match) and its implementation (one instruction), which
+differ only in their types, their product and their instruction. Which steps a target's kernels take:
+`bf16_unit`, `int8_unit`."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -25,9 +26,13 @@ def _aarch64(tgt: Any) -> bool:
 
 
 def int8_unit(tgt: Any) -> str:
-    """What computes an int8 build's convolutions for this target: "usdot" on aarch64 (the target declares the
-    i8mm extension: build.int8_unavailable), else "vnni" (AVX512-VNNI)."""
-    return "usdot" if _aarch64(tgt) else "vnni"
+    """What computes an int8 build's convolutions for this target: on aarch64 "usdot" where the target declares
+    the i8mm extension, else "sdot" (dotprod: build.int8_unavailable refuses a target with neither); on x86
+    "vnni" (AVX512-VNNI)."""
+    if not _aarch64(tgt):
+        return "vnni"
+    from tvm.target import codegen
+    return "usdot" if codegen.llvm_cpu_has_features(["i8mm"], tgt) else "sdot"
 
 
 def register(name: str, lanes: int, width: int, types: tuple[str, str, str], product: Callable[[Any, Any], Any],

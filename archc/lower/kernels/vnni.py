@@ -43,21 +43,30 @@ def register() -> str:
     return INTRIN
 
 
-def register_step(name: str, lanes: int, intrinsic: str) -> None:
+def register_step(name: str, lanes: int, intrinsic: str, flip: bool = False) -> None:
     """Register a uint8 × int8 step as tensor intrinsic `name`: `lanes` int32 accumulators += the products of one
     quadruple of uint8 input channels (broadcast to every lane) with each lane's quadruple of int8 weights, as one
-    call of the LLVM `intrinsic` (accumulators, the uint8 bytes, the int8 bytes): VPDPBUSD here, USDOT on aarch64
-    (usdot.py)."""
+    call of the LLVM `intrinsic` (accumulators, the input bytes, the int8 bytes): VPDPBUSD here, USDOT on aarch64
+    (usdot.py). With `flip`, each input byte's top bit is flipped first (q − 128 as int8: sdot.py's SDOT, int8 ×
+    int8); the description's product is then that of q − 128."""
     from tvm.script import tirx as T
 
     def step(A: Any, B: Any, C: Any) -> Any:  # noqa: N803 - the intrinsic's buffers, as TVM names them
         quad = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")  # four input channels, broadcast
+        if flip:  # a Python condition: the step is built with the flip or without it
+            quad = T.bitwise_xor(quad, T.int32(-0x7F7F7F80))  # 0x80808080
         return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(intrinsic), C.vload([0], f"int32x{lanes}"),
                                        T.reinterpret(T.broadcast(quad, lanes), dtype=f"int8x{lanes * QUAD}"),
                                        B.vload([0, 0], f"int8x{lanes * QUAD}"), dtype=f"int32x{lanes}")
 
-    steps.register(name, lanes, QUAD, ("uint8", "int8", "int32"),
-                   lambda a, b: T.cast(a, "int32") * T.cast(b, "int32"), step)
+    steps.register(name, lanes, QUAD, ("uint8", "int8", "int32"), lambda a, b: product(a, b, flip), step)
+
+
+def product(data: Any, weight: Any, flip: bool = False) -> Any:
+    """A uint8 input value × an int8 weight as the step computes it, in int32: the input as it is, or with `flip`
+    as q − 128 (SDOT's)."""
+    value = data.astype("int32")
+    return (value - 128 if flip else value) * weight.astype("int32")
 
 
 def fits(ic_bn: int, oc_bn: int, groups: int, depthwise: bool, block: int = LANES) -> bool:
