@@ -137,19 +137,21 @@ def test_auto_records_its_choice_in_the_manifest_and_says_it(tmp_path):
 
 
 @pytest.mark.cross
-def test_an_aarch64_bf16_build_runs_on_bfdot_under_qemu(tmp_path):
+def test_an_aarch64_bf16_build_runs_on_bfmmla_and_bfdot_under_qemu(tmp_path):
     """On an aarch64 target whose CPU has the bf16 extension (graviton3's Neoverse V1; here a copy of it that runs
-    under qemu), the convolutions run in bf16 on BFDOT steps (blocks of 8 output channels, two 4-lane steps; the
-    RGB stem's channels and a zero one make whole pairs) and both dense layers too (10 outputs as 16, cut); the
-    emulated library equals onnxruntime fp32 to bf16's tolerance (3e-2 of the range) with the same top class. The
-    library links no AMX tile request (x86's arch_prctl, which the aarch64 compiler refused). qemu's speed says
-    nothing of a board's."""
+    under qemu), the convolutions run in bf16: the stride-1 direct ones on BFMMLA steps (2 pixels × 2 channels ×
+    4 input channels; the RGB stem's channels and a zero one make a four), the Winograd products and the strided
+    ones on BFDOT (blocks of 8 output channels, two 4-lane steps), and both dense layers on BFDOT too (10 outputs
+    as 16, cut); the emulated library equals onnxruntime fp32 to bf16's tolerance (3e-2 of the range) with the
+    same top class. The library links no AMX tile request (x86's arch_prctl, which the aarch64 compiler refused).
+    qemu's speed says nothing of a board's."""
     spec, target = tmp_path / "small.arch", tmp_path / "graviton3-qemu.toml"
     spec.write_text(SMALL)
     target.write_text(GRAVITON3_UNDER_QEMU)
     folder = Path(archc.compile(spec, target=str(target), output=tmp_path / "pkg", quick=0, precision="bf16").output)
     layout = json.loads((folder / "manifest.json").read_text())["build"]["layout"]
     convs = [c["conv"] for c in layout["convolutions"]]
-    assert [c.endswith("bf16 on BFDOT") for c in convs] == [True] * 5 + [False], convs
-    assert layout["convolutions"][0]["in"] == "NCHW4c" and layout["bf16_dense"] == 2
-    assert_emulated_like_onnxruntime(folder, "bfdot")
+    assert [c.rsplit(" bf16 on ", 1)[-1] if " bf16 on " in c else None for c in convs] == [
+        "BFMMLA", "BFDOT", "BFMMLA", "BFDOT", "BFDOT", None], convs
+    assert "Winograd" in convs[1] and layout["convolutions"][0]["in"] == "NCHW4c" and layout["bf16_dense"] == 2
+    assert_emulated_like_onnxruntime(folder, ("bfmmla", "bfdot"))

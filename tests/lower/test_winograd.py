@@ -205,16 +205,18 @@ def test_a_bf16_build_takes_winograd_with_bf16_products(tmp_path):
 
 
 def test_an_aarch64_bf16_build_runs_winograd_on_bfdot_under_qemu(tmp_path):
-    """graviton3 (here under qemu): the Winograd products on BFDOT steps, two 4-lane steps per block of 8; the
-    emulated library equals onnxruntime fp32 to bf16's tolerance with the same top class."""
+    """graviton3 (here under qemu): the Winograd products on BFDOT steps, two 4-lane steps per block of 8 (their
+    rows of tiles need not pair, as BFMMLA's would), as the stride-4 convolution's; the 3×3 one at 7×7 on BFMMLA,
+    its row of 7 computed as 4 pairs and cut; the emulated library equals onnxruntime fp32 to bf16's tolerance with
+    the same top class."""
     from helpers import GRAVITON3_UNDER_QEMU, assert_emulated_like_onnxruntime
     target = tmp_path / "graviton3-qemu.toml"
     target.write_text(GRAVITON3_UNDER_QEMU)
     folder, layout = _bf16_layout(_blocks_graph(), tmp_path, str(target))
     convs = [c["conv"] for c in layout]
     wino = [c for c in convs if "Winograd F(4×4, 3×3)" in c]
-    assert len(wino) == 3 and all(c.endswith("bf16 on BFDOT") for c in convs), convs
-    assert_emulated_like_onnxruntime(folder, "bfdot")
+    assert len(wino) == 3 and [c.rsplit(" on ", 1)[1] for c in convs] == ["BFDOT"] * 4 + ["BFMMLA"], convs
+    assert_emulated_like_onnxruntime(folder, ("bfdot", "bfmmla"))
 
 
 def test_a_profile_names_the_convolution_in_each_of_its_three_kernels(built):

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import tvm
 from tvm import te, topi
 
-from archc.lower.kernels import bfdot, dpbf16, generic, sdot, usdot, vnni
+from archc.lower.kernels import bfdot, bfmmla, dpbf16, generic, sdot, usdot, vnni
 from archc.lower.kernels.blocks import is_depthwise
 from archc.ops.window import out_sizes
 
@@ -31,7 +31,8 @@ STEP = "archc_step"  # a stepped block's annotation: the unit whose step it tens
 # a stepped block's unit → (its step's registration, the step's output lanes)
 STEPS = {"vnni": (vnni.register, vnni.LANES), "usdot": (usdot.register, usdot.LANES),
          "sdot": (sdot.register, sdot.LANES), "avx512bf16": (dpbf16.register, dpbf16.LANES),
-         "bfdot": (bfdot.register, bfdot.LANES)}
+         "bfdot": (bfdot.register, bfdot.LANES), "bfmmla": (bfmmla.register, bfmmla.CHANNELS)}
+PAIRED = ("bfmmla",)  # units whose step computes 2 pixels × 2 channels: the convolution in (…, W/2, oc_bn/2, 2, 2)
 WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (Workload.key)
 PAD = "archc_conv2d_pad"
 PAD_BF16 = "archc_conv2d_pad_bf16"  # the bf16 convolution's input kernel (pad_bf16)
@@ -91,11 +92,12 @@ def compute(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[in
 
 
 def pad_bf16(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
-             dilation: Sequence[int], bn: int = 0) -> Any:
+             dilation: Sequence[int], bn: int = 0, even: bool = False) -> Any:
     """The bf16 convolution's input, in a kernel of its own: float32 NCHW[ic_bn]c zero-padded (`widened`'s extra
     columns too) and rounded to bf16 (its bits: dpbf16.bits) in one pass. With `bn`, `data` is NCHW, relaid out to
-    NCHW[bn]c in the same pass, the channels past its last zero (an RGB stem's fourth, as `quantize`'s)."""
-    return _converted(data, kernel, strides, padding, dilation, PAD_BF16, dpbf16.bits, 0, dpbf16.BITS, bn)
+    NCHW[bn]c in the same pass, the channels past its last zero (an RGB stem's fourth, as `quantize`'s). `even`:
+    the output row widened to an even width (a PAIRED step's)."""
+    return _converted(data, kernel, strides, padding, dilation, PAD_BF16, dpbf16.bits, 0, dpbf16.BITS, bn, even)
 
 
 def quantize(data: Any, scale: float, zero_point: int, bn: int = 0) -> Any:
@@ -133,7 +135,8 @@ def needs_padding(width: int, kernel: Sequence[int], strides: Sequence[int], pad
 
 
 def _converted(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
-               dilation: Sequence[int], name: str, convert: Any, fill: int, dtype: str, bn: int = 0) -> Any:
+               dilation: Sequence[int], name: str, convert: Any, fill: int, dtype: str, bn: int = 0,
+               even: bool = False) -> Any:
     """NCHW[ic_bn]c data converted (`convert` of each value) and padded with `fill` for the convolution; with `bn`,
     NCHW data, relaid out to NCHW[bn]c as well (its channels past the last `fill`)."""
     nchw = bool(bn)
@@ -142,7 +145,7 @@ def _converted(data: Any, kernel: Sequence[int], strides: Sequence[int], padding
         chunks = -(-channels // bn)
     else:
         n, chunks, height, width, bn = (int(d) for d in data.shape)
-    (top, left, bottom, right), _ = widened(width, kernel[1], strides[1], dilation[1], padding)
+    (top, left, bottom, right), _ = widened(width, kernel[1], strides[1], dilation[1], padding, even)
 
     def cell(b: Any, c: Any, y: Any, x: Any, i: Any) -> Any:
         if not nchw:
@@ -177,10 +180,13 @@ def compute_int8(data: Any, weight: Any, strides: Sequence[int], padding: Sequen
 
 
 def _stepped(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
-             shape: Sequence[int], name: str, product: Any, attrs: dict[str, str], step: str) -> Any:
+             shape: Sequence[int], name: str, product: Any, attrs: dict[str, str], step: str,
+             paired: bool = False) -> Any:
     """The convolution of padded data × weights whose innermost axis is the step's reduction (a pair of bf16
     channels, a quadruple of int8 ones), `product` of a data and a weight value summed; cropped as `compute`.
-    `step`: its workload's (Workload.step)."""
+    `step`: its workload's (Workload.step). `paired`: computed as (N, O/oc_bn, H, W/2, oc_bn/2, 2 pixels,
+    2 channels), a matrix step's accumulators (bfmmla.py; W even), and read back as NCHW[oc_bn]c by the CROP
+    block, which the epilogue inlines."""
     n, chunks, height, width, ic_bn = (int(d) for d in data.shape)
     oc_chunk, ic_chunk, kh, kw, steps, oc_bn, width_step = (int(d) for d in weight.shape)
     per_group = oc_chunk // (chunks // ic_chunk)  # output chunks per group (grouped as `compute`)
@@ -198,8 +204,15 @@ def _stepped(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[i
         return te.sum(product(value, weight[oc, icc, rh, rw, icp, ob, j]), axis=[icc, rh, rw, icp, j])
 
     workload = Workload.of(shape, (oc_chunk, ic_chunk, kh, kw, ic_bn, oc_bn), strides, padding, dilation, step)
-    return _cropped(te.compute((n, oc_chunk, out_h, out_w, oc_bn), cell, name=name,
-                               attrs={WORKLOAD: workload.key, **attrs}), workload.out_size[1])
+    attrs = {WORKLOAD: workload.key, **attrs}
+    if not paired:
+        return _cropped(te.compute((n, oc_chunk, out_h, out_w, oc_bn), cell, name=name, attrs=attrs),
+                        workload.out_size[1])
+    assert out_w % 2 == 0 and oc_bn % 2 == 0, (out_w, oc_bn)  # pad_bf16's `even` widened the row
+    pairs = te.compute((n, oc_chunk, out_h, out_w // 2, oc_bn // 2, 2, 2),
+                       lambda b, oc, y, x, o, px, po: cell(b, oc, y, x * 2 + px, o * 2 + po), name=name, attrs=attrs)
+    return te.compute((n, oc_chunk, out_h, workload.out_size[1], oc_bn),
+                      lambda b, oc, y, x, o: pairs[b, oc, y, x // 2, o // 2, x % 2, o % 2], name=CROP)
 
 
 def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
@@ -211,9 +224,9 @@ def compute_bf16(data: Any, weight: Any, strides: Sequence[int], padding: Sequen
     Its WORKLOAD is its shape's with step "bf16" (`bf16:d…`): a configuration searched for the bf16 kernel, or
     where none is, the float32 convolution's of the same shape (search.Choices.config). The two differ: the bf16
     kernel reads half the bytes per product, and on Zen 4 ResNet-50's bf16 layers took 11.0 ms with the float32
-    tiles and 8.8 ms with their own."""
+    tiles and 8.8 ms with their own. A PAIRED `unit` takes OIHW[ic_bn/4]i[oc_bn]o[4]i weights and an even row."""
     return _stepped(data, weight, strides, padding, dilation, shape, BF16_BLOCK,
-                    lambda d, w: dpbf16.value(d) * dpbf16.value(w), {STEP: unit}, step=BF16)
+                    lambda d, w: dpbf16.value(d) * dpbf16.value(w), {STEP: unit}, step=BF16, paired=unit in PAIRED)
 
 
 def compute_depthwise(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int],
@@ -240,16 +253,19 @@ def compute_depthwise(data: Any, weight: Any, strides: Sequence[int], padding: S
                     width_out)
 
 
-def widened(width: int, kw: int, sw: int, dw: int, padding: Sequence[int]) -> tuple[list[int], int]:
+def widened(width: int, kw: int, sw: int, dw: int, padding: Sequence[int],
+            even: bool = False) -> tuple[list[int], int]:
     """The padding (top, left, bottom, right) with columns added on the right so that the output row splits into
     register tiles of 5 to 14 pixels, and the true output width. A row of a prime width (Inception v3's 17, 71 and
     149) had only tiles of one pixel, two accumulators per FMA loop: 55-60 GFLOP/s where its other layers run at
-    170-210. The widened row (17 → 18, 71 → 72) computes a few columns of zeros' products that the crop drops."""
+    170-210. The widened row (17 → 18, 71 → 72) computes a few columns of zeros' products that the crop drops.
+    `even`: a row of whole pairs of pixels too (a PAIRED step's: 7 → 8)."""
     padding = [int(p) for p in padding]
     out = (width + padding[1] + padding[3] - dw * (kw - 1) - 1) // sw + 1
     wide = out
     while wide > 14 and not any(wide % d == 0 for d in range(5, 15)):
         wide += 1
+    wide += wide % 2 if even else 0
     padding[3] += (wide - out) * sw
     return padding, out
 
@@ -397,13 +413,17 @@ def schedule(sch: Any, config: Config) -> None:
     if epilogue is None:  # no consumer in this kernel: a write-back block of its own leaves the register tile
         epilogue = sch.cache_write(conv, 0, "global")
     workload = Workload.parse(str(sch.get(conv).annotations[WORKLOAD]))
-    flat = workload.flat(config.reg_n)
+    unit = str(sch.get(conv).annotations[STEP]) if stepped else ""
+    paired = unit in PAIRED  # tiles of pixel pairs × channel pairs (a matrix step's accumulators)
+    flat = not paired and workload.flat(config.reg_n)
     if flat:
         _flatten(sch, conv, epilogue, workload.out_size[1])
     sch.set_scope(conv, 0, generic.TILE)
     loops = sch.get_loops(conv)
-    spatial = 4 if flat else 5
-    n, occ, *rows, ow, ocb = loops[:spatial]  # rows: [oh], or none where the tile runs along the flat pixels
+    spatial = 4 if flat else 7 if paired else 5
+    # rows: [oh], or none where the tile runs along the flat pixels; pairs: a matrix step's (pixel, channel)
+    n, occ, *rows, ow, ocb = loops[:spatial - 2] if paired else loops[:spatial]
+    pairs = loops[spatial - 2:spatial] if paired else []
     pair = []  # the step's reduction (a bf16 pair, an int8 quadruple), innermost
     if depthwise:
         rh, rw = loops[spatial:]
@@ -414,9 +434,9 @@ def schedule(sch: Any, config: Config) -> None:
     else:
         icc, rh, rw, icb = loops[spatial:]
         reduction = [icc, rh, rw, icb] if config.kw_outer else [icc, rh, icb, rw]
-    owo, owi = sch.split(ow, [None, config.reg_n])
+    owo, owi = sch.split(ow, [None, _pairs(int(sch.get(ow).extent), config.reg_n) if paired else config.reg_n])
     occo, occi = sch.split(occ, [None, config.oc_tile])
-    sch.reorder(n, occo, *rows, owo, *reduction, occi, owi, ocb, *pair)
+    sch.reorder(n, occo, *rows, owo, *reduction, occi, owi, ocb, *pairs, *pair)
     if not config.kw_outer:
         sch.unroll(rw)
     # a task: a row of tiles; on flat pixels, a tile (each channel tile's pixels split among the threads)
@@ -426,17 +446,24 @@ def schedule(sch: Any, config: Config) -> None:
     sch.unroll(owi)
     if not stepped:
         sch.vectorize(ocb)
+    if paired:
+        sch.unroll(ocb)
     sch.reverse_compute_at(epilogue, tasks if flat else owo)
     sch.vectorize(sch.get_loops(epilogue)[-1])
     init = sch.decompose_reduction(conv, reduction[0])  # after vectorize/unroll: else the init block blocks it
-    block_width = int(sch.get(conv).writes[0].source.shape[-1])  # read before tensorize replaces the block
+    # the output's channel block (read before tensorize replaces the block)
+    block_width = workload.oc_bn if paired else int(sch.get(conv).writes[0].source.shape[-1])
     if stepped:
-        sch.vectorize(sch.get_loops(init)[-1])
-        register, lanes = STEPS[str(sch.get(conv).annotations[STEP])]
-        if lanes < block_width:  # an aarch64 block of 8 channels: two 4-lane steps
-            outer, ocb = sch.split(ocb, [None, lanes])
-            sch.unroll(outer)
-        sch.tensorize(ocb, register())
+        init_loops = sch.get_loops(init)
+        sch.vectorize(sch.fuse(*init_loops[-2:]) if paired else init_loops[-1])
+        register, lanes = STEPS[unit]
+        if paired:
+            sch.tensorize(pairs[0], register())
+        else:
+            if lanes < block_width:  # an aarch64 block of 8 channels: two 4-lane steps
+                outer, ocb = sch.split(ocb, [None, lanes])
+                sch.unroll(outer)
+            sch.tensorize(ocb, register())
     if broadcast is not None:
         generic.schedule_block(sch, broadcast, block_width)
     if generic.has_block(sch, PAD):
@@ -444,6 +471,12 @@ def schedule(sch: Any, config: Config) -> None:
         loops = sch.get_loops(pad)
         sch.parallel(sch.fuse(*loops[:3]))
         sch.vectorize(loops[-1])
+
+
+def _pairs(pairs: int, reg_n: int) -> int:
+    """A PAIRED tile's pixel pairs along a row of `pairs` (its widened width / 2): about `reg_n` pixels, as many
+    pairs as divide the row (a tail tile's predicate would keep the step's block from matching its description)."""
+    return next(t for t in range(max(1, reg_n // 2), 0, -1) if pairs % t == 0)
 
 
 def _flatten(sch: Any, conv: Any, epilogue: Any, width: int) -> None:

@@ -85,11 +85,12 @@ def fits(ic_bn: int, oc_bn: int, groups: int, depthwise: bool, block: int = LANE
     return groups == 1 and not depthwise and ic_bn % PAIR == 0 and oc_bn == block
 
 
-def pack_weights(packed: Any) -> Any:
+def pack_weights(packed: Any, width: int = PAIR) -> Any:
     """archc's fp32 packing OIHW[ic_bn]i[oc_bn]o (conv2d's) as bf16 bits OIHW[ic_bn/2]i[oc_bn]o[2]i: each output
-    channel's pair of input channels adjacent, so that one step reads 64 contiguous bytes."""
+    channel's pair of input channels adjacent, so that one step reads 64 contiguous bytes (`width` 4: its four,
+    BFMMLA's)."""
     import ml_dtypes
     import numpy as np
     occ, icc, kh, kw, ic_bn, oc_bn = packed.shape
-    pairs = packed.reshape(occ, icc, kh, kw, ic_bn // PAIR, PAIR, oc_bn).transpose(0, 1, 2, 3, 4, 6, 5)
+    pairs = packed.reshape(occ, icc, kh, kw, ic_bn // width, width, oc_bn).transpose(0, 1, 2, 3, 4, 6, 5)
     return np.ascontiguousarray(pairs).astype(ml_dtypes.bfloat16).view(np.uint16)

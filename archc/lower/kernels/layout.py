@@ -25,7 +25,7 @@ import numpy as np
 from tvm import relax, tirx
 from tvm.relax.utils import gen_call_tir_inputs
 
-from archc.lower.kernels import amx, conv2d, dense, dpbf16, sdot, vnni, winograd
+from archc.lower.kernels import amx, bfmmla, conv2d, dense, dpbf16, sdot, vnni, winograd
 from archc.lower.kernels.blocks import choose, is_depthwise, padded
 from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, per_channel, rule_of, shape_of
 from archc.lower.kernels.qdq import integers, quantized_input
@@ -49,7 +49,8 @@ class Decision:
 class Plan:
     lanes: int
     precision: str = "fp32"
-    bf16_unit: str = "amx"  # precision bf16: what computes it, "amx" (tiles), "avx512bf16" (VDPBF16PS), "bfdot"
+    # precision bf16: what computes it, "amx" (tiles), "avx512bf16" (VDPBF16PS), "bfmmla" (aarch64: BFMMLA and BFDOT)
+    bf16_unit: str = "amx"
     half_width_cost: float = 2.0  # a block of 8 channels' cost per MAC against a full vector's (blocks.choose)
     decisions: list[Decision] = field(default_factory=list)
     bf16_dense: int = 0  # dense layers computed in bf16 (on AMX or AVX512-BF16)
@@ -76,7 +77,8 @@ class Plan:
 
 
 _INT8_UNITS = {"vnni": "VNNI", "usdot": "USDOT", "sdot": "SDOT"}  # Plan.int8_unit → its name in --explain-layout
-_BF16_STEPS = {"avx512bf16": "AVX512-BF16", "bfdot": "BFDOT"}  # the Plan.bf16_units of a step in archc's kernel
+# the Plan.bf16_units of a step in archc's kernel → the step's name in --explain-layout
+_BF16_STEPS = {"avx512bf16": "AVX512-BF16", "bfdot": "BFDOT", "bfmmla": "BFMMLA"}
 
 
 def _scheduled(kernel: Any) -> Any:
@@ -310,10 +312,13 @@ class _Rewriter:
         elif on_dpbf16:  # its input padded and rounded to bf16 by a kernel of its own, its weights packed in bf16
             n, _, *size = shape_of(data)
             blocked = (n, padded(channels, ic_bn) // ic_bn, *size, ic_bn) if nchw_input else shape_of(x)
+            unit = self._bf16_step(ic_bn, strides[1])
+            paired = unit in conv2d.PAIRED
             xp = self.bb.emit_te(conv2d.pad_bf16, x, (kh, kw), strides, padding, dilation,
-                                 ic_bn if nchw_input else 0, primfunc_name_hint="to_bf16")
-            y = self.bb.emit_te(conv2d.compute_bf16, xp, relax.const(dpbf16.pack_weights(packed)), strides, padding,
-                                dilation, blocked, self.plan.bf16_unit, primfunc_name_hint="conv2d_bf16_nchwc")
+                                 ic_bn if nchw_input else 0, paired, primfunc_name_hint="to_bf16")
+            weights = bfmmla.pack_weights(packed) if paired else dpbf16.pack_weights(packed)
+            y = self.bb.emit_te(conv2d.compute_bf16, xp, relax.const(weights), strides, padding,
+                                dilation, blocked, unit, primfunc_name_hint="conv2d_bf16_nchwc")
         else:
             make, hint = ((conv2d.compute_depthwise, "dwconv2d_nchwc") if depthwise
                           else (conv2d.compute, "conv2d_nchwc"))
@@ -326,9 +331,17 @@ class _Rewriter:
         self.plan.decisions.append(Decision(
             last.name, text + (" depthwise" if depthwise else f" groups {groups}" if groups > 1 else "")
             + (f" (as {groups // merged} of {merged} merged)" if merged > 1 else "")
-            + (f" bf16 on {_BF16_STEPS[self.plan.bf16_unit]}" if on_dpbf16 else "")
+            + (f" bf16 on {_BF16_STEPS[self._bf16_step(0 if m else ic_bn, strides[1])]}" if on_dpbf16 else "")
             + (" on its uint8 input" if uint8 is not None else ""), ic_bn, oc_bn, relayout, folded, (oc, out_channels)))
         return True
+
+    def _bf16_step(self, ic_bn: int, stride: int = 1) -> str:
+        """The step a bf16 convolution of input blocks of `ic_bn` channels, `stride` along its rows, takes in
+        archc's kernel: the plan's unit, but on aarch64 BFMMLA only for a direct convolution whose blocks split into
+        its fours and whose pixel pairs are adjacent (bfmmla.fits; `ic_bn` 0: a Winograd product's or a dense
+        layer's, whose rows of tiles or images need not pair), BFDOT otherwise."""
+        unit = self.plan.bf16_unit
+        return "bfdot" if unit == "bfmmla" and not (ic_bn and bfmmla.fits(ic_bn, stride)) else unit
 
     def _winograd(self, x: Any, w: np.ndarray, m: int, padding: list[int], ic_bn: int, oc_bn: int,
                   bf16: bool = False) -> Any:
@@ -341,7 +354,7 @@ class _Rewriter:
         packed = np.concatenate([_packed(u, oc_bn, ic_bn) for u in winograd.weights(w, m)])
         if bf16:
             products = self.bb.emit_te(conv2d.compute_bf16, v, relax.const(dpbf16.pack_weights(packed)), (1, 1),
-                                       (0, 0, 0, 0), (1, 1), shape_of(v), self.plan.bf16_unit,
+                                       (0, 0, 0, 0), (1, 1), shape_of(v), self._bf16_step(0),
                                        primfunc_name_hint="winograd_products")
         else:
             products = self.bb.emit_te(conv2d.compute, v, relax.const(np.ascontiguousarray(packed).astype(w.dtype)),
@@ -521,7 +534,7 @@ class _Rewriter:
                                primfunc_name_hint="to_bf16")
         packed = _packed(_zero_padded(w.T[:, :, None, None], (padded(n, bn), k)), bn, bn)
         y = self.bb.emit_te(conv2d.compute_bf16, bits, relax.const(dpbf16.pack_weights(packed)), (1, 1),
-                            (0, 0, 0, 0), (1, 1), shape_of(images), self.plan.bf16_unit,
+                            (0, 0, 0, 0), (1, 1), shape_of(images), self._bf16_step(0),
                             primfunc_name_hint="conv2d_bf16_nchwc")
         y = self.bb.emit(relax.op.reshape(y, (m, padded(n, bn))))
         self.plain[v] = self.bb.emit(relax.op.strided_slice(y, [1], [0], [n])) if n % bn else y

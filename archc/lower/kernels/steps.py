@@ -14,10 +14,11 @@ from archc.lower.kernels.generic import TILE
 
 def bf16_unit(tgt: Any) -> str:
     """What computes a bf16 build's convolutions for this target: "amx" where the build gave it AMX-BF16 (Linux
-    granted the tiles: lower.build.tvm_target_at), "bfdot" on aarch64 (BFDOT steps: the target declares the bf16
-    extension), else "avx512bf16" (VDPBF16PS steps in archc's blocked kernel)."""
+    granted the tiles: lower.build.tvm_target_at), "bfmmla" on aarch64 (the target declares the bf16 extension:
+    BFMMLA steps for the direct convolutions, BFDOT for the rest), else "avx512bf16" (VDPBF16PS steps in archc's
+    blocked kernel)."""
     if _aarch64(tgt):
-        return "bfdot"
+        return "bfmmla"
     return "amx" if "+amx-bf16" in [str(a) for a in tgt.attrs.get("mattr", [])] else "avx512bf16"
 
 
