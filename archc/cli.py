@@ -182,8 +182,8 @@ def main() -> None:
                   "on the CPU's AMX tiles (Intel Xeon from Sapphire Rapids on) or with AVX512-BF16 (AMD Zen 4 on), "
                   "the rest in fp32; refused on a CPU with neither. int8: a QDQ model's convolutions and dense "
                   "layers (archc quantize makes one) in int8 with AVX512-VNNI (Intel from Cascade Lake, AMD Zen 4 "
-                  "on). --target graviton3 (aarch64): bf16 with BFMMLA and BFDOT, int8 with USDOT; --target rpi5: "
-                  "int8 with SDOT. auto: bf16 where it runs fast, else fp32.")
+                  "on). --target graviton3 (aarch64): bf16 with BFMMLA and BFDOT, int8 with USMMLA and USDOT; "
+                  "--target rpi5: int8 with SDOT. auto: bf16 where it runs fast, else fp32.")
 @click.option("--detect", type=click.Choice(["yolov2", "yolov3", "faster_rcnn"]),
               help="TVM targets: the package's loaders decode the outputs into boxes, scores and classes "
                    "(YOLOv2's region output, YOLOv3's heads; the spec's `anchors` and `num_classes`). "

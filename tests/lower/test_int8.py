@@ -137,24 +137,26 @@ def on_graviton3(quantized, tmp_path_factory) -> Path:
     return aarch64_int8(quantized, tmp_path_factory.mktemp("graviton3") / "int8", GRAVITON3_UNDER_QEMU)
 
 
-def int8_layout(folder: Path, unit: str) -> dict:
+def int8_layout(folder: Path, units: list[str]) -> dict:
     """The package's layout plan, after checking that the QDQ convolutions (not the grouped one) and both dense
-    layers run in int8 on `unit`'s steps, in blocks of 8 output channels (two 4-lane steps)."""
+    layers run in int8, each convolution on its step of `units`, in blocks of 8 output channels."""
     layout = json.loads((folder / "manifest.json").read_text())["build"]["layout"]
     convs = [c["conv"] for c in layout["convolutions"]]
-    assert [c.endswith(f"int8 on {unit}") for c in convs] == [True, True, True, True, True, False], convs
+    assert [c.rsplit(" int8 on ", 1)[1] if " int8 on " in c else None for c in convs] == [*units, None], convs
     assert layout["int8_dense"] == 2 and layout["convolutions"][1]["out"] == "NCHW8c"
     return layout
 
 
 @pytest.mark.cross
-def test_an_aarch64_int8_build_runs_on_usdot_under_qemu(on_graviton3):
+def test_an_aarch64_int8_build_runs_on_usmmla_and_usdot_under_qemu(on_graviton3):
     """On an aarch64 target whose CPU has i8mm (graviton3's Neoverse V1; here a copy of it that runs under qemu
-    rather than on a board), the QDQ convolutions and dense layers run in int8 on USDOT steps, and the emulated
-    library equals onnxruntime on the same QDQ model to 3e-2 of its range (int8's stated tolerance), with the same
-    top class. qemu's speed says nothing of a board's: measure on one with `archc bench --rpc`."""
-    int8_layout(on_graviton3, "USDOT")
-    assert_emulated_like_onnxruntime(on_graviton3, "usdot")
+    rather than on a board), the QDQ convolutions and dense layers run in int8: the stride-1 ones whose input
+    blocks hold whole eights on USMMLA (2 pixels × 2 channels × 8 input channels), the RGB stem (a quadruple), the
+    strided ones and the dense layers on USDOT (two 4-lane steps per block of 8); the emulated library equals
+    onnxruntime on the same QDQ model to 3e-2 of its range (int8's stated tolerance), with the same top class.
+    qemu's speed says nothing of a board's: measure on one with `archc bench --rpc`."""
+    int8_layout(on_graviton3, ["USDOT", "USMMLA", "USMMLA", "USDOT", "USDOT"])
+    assert_emulated_like_onnxruntime(on_graviton3, ("usmmla", "usdot"))
 
 
 @pytest.mark.cross
@@ -164,7 +166,7 @@ def test_a_dotprod_int8_build_runs_on_sdot_under_qemu(quantized, tmp_path):
     and the epilogue's zero point 128 lower, so the sums are exactly USDOT's. Within int8's 3e-2 of onnxruntime on
     the same QDQ model (a zero point left as it was is off by the whole range: checked by hand)."""
     folder = aarch64_int8(quantized, tmp_path / "rpi5", RPI5_UNDER_QEMU)
-    int8_layout(folder, "SDOT")
+    int8_layout(folder, ["SDOT"] * 5)
     dump = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(next(folder.glob("*.so")))], capture_output=True,
                           text=True).stdout
     assert "\tsdot\t" in dump and "usdot" not in dump
@@ -174,8 +176,8 @@ def test_a_dotprod_int8_build_runs_on_sdot_under_qemu(quantized, tmp_path):
 @pytest.mark.cross
 def test_qemu_runs_a_package_on_its_targets_cpu_model(on_graviton3, tmp_path):
     """The emulator runs a package as its target's CPU (qemu's model of the target's mcpu, where qemu has one), so
-    an instruction the board lacks stops it as the board would: graviton3's USDOT library, relabelled as built for
-    the Pi 5's Cortex-A76 (no i8mm), fails in one sentence naming the illegal instruction."""
+    an instruction the board lacks stops it as the board would: graviton3's USMMLA/USDOT library, relabelled as
+    built for the Pi 5's Cortex-A76 (no i8mm), fails in one sentence naming the illegal instruction."""
     from archc.runtime import PackageError, load_package
     copy = tmp_path / "relabelled"
     shutil.copytree(on_graviton3, copy)

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from archc.lower.kernels import dpbf16, generic
+from archc.lower.kernels import dpbf16, steps
 
 INTRIN = "archc_mmla_2x2x4_bf16_bfmmla"  # the TensorIntrin: C[2, 2] += A[2, 4] · B[2, 4]ᵀ
-PIXELS = CHANNELS = 2  # a step's accumulators: output pixels × output channels
 WIDTH = 4  # reduction channels per step
 
 _IR = """
@@ -37,56 +36,29 @@ _registered = False
 
 
 def register() -> str:
-    """Register the tensor intrinsic (once per process); its name. A's rows (two pixels' channels) lie a stride
-    apart in the input; B's rows (two output channels' weights) and C's 2×2 accumulators are contiguous."""
+    """Register the tensor intrinsic (once per process); its name."""
     global _registered
-    if _registered:
-        return INTRIN
-    from tvm.s_tir import TensorIntrin
-    from tvm.script import tirx as T
+    if not _registered:
+        from tvm.script import tirx as T
 
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        stride = T.int32()
-        A = T.match_buffer(a, (PIXELS, WIDTH), dpbf16.BITS, offset_factor=1, strides=[stride, 1])
-        B = T.match_buffer(b, (CHANNELS, WIDTH), dpbf16.BITS, offset_factor=1)
-        C = T.match_buffer(c, (PIXELS, CHANNELS), "float32", offset_factor=1, scope=generic.TILE)
-        with T.sblock("root"):
-            T.reads(C[0:PIXELS, 0:CHANNELS], A[0:PIXELS, 0:WIDTH], B[0:CHANNELS, 0:WIDTH])
-            T.writes(C[0:PIXELS, 0:CHANNELS])
-            for i, j, k in T.grid(PIXELS, CHANNELS, WIDTH):
-                with T.sblock("update"):
-                    vi, vj, vk = T.axis.remap("SSR", [i, j, k])
-                    C[vi, vj] = C[vi, vj] + dpbf16.value(A[vi, vk]) * dpbf16.value(B[vj, vk])
+        def step(A: Any, B: Any, C: Any) -> Any:  # noqa: N803 - the intrinsic's buffers, as TVM names them
+            return T.call_pure_extern("float32x4", "archc_bfmmla", C.vload([0, 0], "float32x4"),
+                                      T.reinterpret("int32x2", A.vload([0, 0], "uint16x4")),
+                                      T.reinterpret("int32x2", A.vload([1, 0], "uint16x4")),
+                                      T.reinterpret("int32x4", B.vload([0, 0], "uint16x8")))
 
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        stride = T.int32()
-        A = T.match_buffer(a, (PIXELS, WIDTH), dpbf16.BITS, offset_factor=1, strides=[stride, 1])
-        B = T.match_buffer(b, (CHANNELS, WIDTH), dpbf16.BITS, offset_factor=1)
-        C = T.match_buffer(c, (PIXELS, CHANNELS), "float32", offset_factor=1, scope=generic.TILE)
-        with T.sblock("root"):
-            T.reads(C[0:PIXELS, 0:CHANNELS], A[0:PIXELS, 0:WIDTH], B[0:CHANNELS, 0:WIDTH])
-            T.writes(C[0:PIXELS, 0:CHANNELS])
-            flat = T.decl_buffer((4,), "float32", data=C.data, elem_offset=C.elem_offset, scope=generic.TILE)
-            with T.attr(T.int32(0), "pragma_import_llvm", _IR):
-                flat[T.ramp(T.int32(0), 1, 4)] = T.call_pure_extern(
-                    "float32x4", "archc_bfmmla", C.vload([0, 0], "float32x4"),
-                    T.reinterpret("int32x2", A.vload([0, 0], "uint16x4")),
-                    T.reinterpret("int32x2", A.vload([1, 0], "uint16x4")),
-                    T.reinterpret("int32x4", B.vload([0, 0], "uint16x8")))
-
-    TensorIntrin.register(INTRIN, desc, impl, override=True)
-    _registered = True
+        steps.register_matrix(INTRIN, WIDTH, (dpbf16.BITS, dpbf16.BITS, "float32"),
+                              lambda a, b: dpbf16.value(a) * dpbf16.value(b), step, _IR)
+        _registered = True
     return INTRIN
 
 
-def fits(ic_bn: int, stride: int) -> bool:
-    """Whether the step computes a convolution of input blocks of `ic_bn` channels and `stride` along the rows:
-    blocks of whole fours, and the two pixels of a step adjacent in the input (stride 1: a step's input is then
-    a 2×4 block of it; a strided convolution's pixels lie a column apart, which TVM's tensorize cannot match),
-    else BFDOT computes it."""
-    return ic_bn % WIDTH == 0 and stride == 1
+def fits(ic_bn: int, stride: int, width: int = WIDTH) -> bool:
+    """Whether a matrix step of `width` reduction channels (BFMMLA's 4, USMMLA's 8) computes a convolution of input
+    blocks of `ic_bn` channels and `stride` along the rows: blocks of whole steps, and a step's two pixels
+    adjacent in the input (stride 1: a step's input is then a 2 × `width` block of it; a strided convolution's
+    pixels lie a column apart, which TVM's tensorize cannot match), else a dot-product step computes it."""
+    return ic_bn % width == 0 and stride == 1
 
 
 def pack_weights(packed: Any) -> Any:

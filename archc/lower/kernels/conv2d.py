@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import tvm
 from tvm import te, topi
 
-from archc.lower.kernels import bfdot, bfmmla, dpbf16, generic, sdot, usdot, vnni
+from archc.lower.kernels import bfdot, bfmmla, dpbf16, generic, sdot, steps, usdot, usmmla, vnni
 from archc.lower.kernels.blocks import is_depthwise
 from archc.ops.window import out_sizes
 
@@ -31,8 +31,10 @@ STEP = "archc_step"  # a stepped block's annotation: the unit whose step it tens
 # a stepped block's unit → (its step's registration, the step's output lanes)
 STEPS = {"vnni": (vnni.register, vnni.LANES), "usdot": (usdot.register, usdot.LANES),
          "sdot": (sdot.register, sdot.LANES), "avx512bf16": (dpbf16.register, dpbf16.LANES),
-         "bfdot": (bfdot.register, bfdot.LANES), "bfmmla": (bfmmla.register, bfmmla.CHANNELS)}
-PAIRED = ("bfmmla",)  # units whose step computes 2 pixels × 2 channels: the convolution in (…, W/2, oc_bn/2, 2, 2)
+         "bfdot": (bfdot.register, bfdot.LANES), "bfmmla": (bfmmla.register, steps.CHANNELS),
+         "usmmla": (usmmla.register, steps.CHANNELS)}
+# units whose step computes 2 pixels × 2 channels (a matrix step): the convolution in (…, W/2, oc_bn/2, 2, 2)
+PAIRED = ("bfmmla", "usmmla")
 WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (Workload.key)
 PAD = "archc_conv2d_pad"
 PAD_BF16 = "archc_conv2d_pad_bf16"  # the bf16 convolution's input kernel (pad_bf16)
@@ -121,17 +123,18 @@ def quantize(data: Any, scale: float, zero_point: int, bn: int = 0) -> Any:
 
 
 def pad_int8(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
-             dilation: Sequence[int], zero_point: int) -> Any:
+             dilation: Sequence[int], zero_point: int, even: bool = False) -> Any:
     """The int8 convolution's input padded, in a kernel of its own: uint8 NCHW[ic_bn]c (`quantize`'s) padded with
-    the zero point (a real 0; `widened`'s extra columns too)."""
-    return _converted(data, kernel, strides, padding, dilation, PAD_INT8, lambda v: v, zero_point, "uint8")
+    the zero point (a real 0; `widened`'s extra columns too, an even row's with `even`)."""
+    return _converted(data, kernel, strides, padding, dilation, PAD_INT8, lambda v: v, zero_point, "uint8",
+                      even=even)
 
 
 def needs_padding(width: int, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
-                  dilation: Sequence[int]) -> bool:
+                  dilation: Sequence[int], even: bool = False) -> bool:
     """Whether a convolution's input must be padded (its padding, or `widened`'s extra columns) before a kernel
     that reads it whole (the bf16 and int8 ones)."""
-    return any(widened(width, kernel[1], strides[1], dilation[1], padding)[0])
+    return any(widened(width, kernel[1], strides[1], dilation[1], padding, even)[0])
 
 
 def _converted(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: Sequence[int],
@@ -174,9 +177,10 @@ def compute_int8(data: Any, weight: Any, strides: Sequence[int], padding: Sequen
     OIHW[ic_bn/4]i[oc_bn]o[4]i weights (vnni.pack_weights) → int32 NCHW[oc_bn]c: `compute_bf16`'s loop nest with
     the input block's channels taken in fours, its WORKLOAD its shape's with step "int8" (a configuration of its
     own, else its shape's float32 one, as `compute_bf16`'s). `unit`: the step the schedule tensorizes into (STEPS:
-    x86's VPDPBUSD, aarch64's USDOT or SDOT, whose products are of q − 128: sdot.py), recorded on the block."""
+    x86's VPDPBUSD, aarch64's USDOT or SDOT, whose products are of q − 128: sdot.py), recorded on the block;
+    a PAIRED one (USMMLA) takes OIHW[ic_bn/8]i[oc_bn]o[8]i weights and an even row, as `compute_bf16`'s."""
     return _stepped(data, weight, strides, padding, dilation, shape, INT8_BLOCK,
-                    lambda d, w: vnni.product(d, w, unit == "sdot"), {STEP: unit}, step=INT8)
+                    lambda d, w: vnni.product(d, w, unit == "sdot"), {STEP: unit}, step=INT8, paired=unit in PAIRED)
 
 
 def _stepped(data: Any, weight: Any, strides: Sequence[int], padding: Sequence[int], dilation: Sequence[int],

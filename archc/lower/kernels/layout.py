@@ -25,7 +25,7 @@ import numpy as np
 from tvm import relax, tirx
 from tvm.relax.utils import gen_call_tir_inputs
 
-from archc.lower.kernels import amx, bfmmla, conv2d, dense, dpbf16, sdot, vnni, winograd
+from archc.lower.kernels import amx, bfmmla, conv2d, dense, dpbf16, sdot, usmmla, vnni, winograd
 from archc.lower.kernels.blocks import choose, is_depthwise, padded
 from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, per_channel, rule_of, shape_of
 from archc.lower.kernels.qdq import integers, quantized_input
@@ -76,7 +76,8 @@ class Plan:
         return 0
 
 
-_INT8_UNITS = {"vnni": "VNNI", "usdot": "USDOT", "sdot": "SDOT"}  # Plan.int8_unit → its name in --explain-layout
+# an int8 convolution's step (Plan.int8_unit, or USMMLA in its place: _int8_step) → its name in --explain-layout
+_INT8_UNITS = {"vnni": "VNNI", "usdot": "USDOT", "sdot": "SDOT", "usmmla": "USMMLA"}
 # the Plan.bf16_units of a step in archc's kernel → the step's name in --explain-layout
 _BF16_STEPS = {"avx512bf16": "AVX512-BF16", "bfdot": "BFDOT", "bfmmla": "BFMMLA"}
 
@@ -265,8 +266,7 @@ class _Rewriter:
                 f"{kw if one_d else f'{kh}×{kw}'}/{strides[-1]}")  # for --explain-layout
         int8 = self._int8_source(data, weight, groups, depthwise, ic_bn, oc_bn)
         if int8 is not None:
-            return self._int8_conv(last, int8, scale, shift, window,
-                                   f"{text} int8 on {_INT8_UNITS[self.plan.int8_unit]}", folded)
+            return self._int8_conv(last, int8, scale, shift, window, text, folded)
         w = w * scale[:, None, None, None] if scale is not None else w
         bf16 = self.plan.precision == "bf16"
         if bf16 and self.plan.bf16_unit == "amx" and amx.fits(channels, oc, groups, strides, padding, dilation,
@@ -413,18 +413,28 @@ class _Rewriter:
         xq, relayout = self._quantized(x, ic_bn, x_scale, zero)
         q = _zero_padded(q, (padded(oc, bn), padded(channels, ic_bn)))
         packed = _packed(q, bn, ic_bn)
-        xp = self.bb.emit_te(conv2d.pad_int8, xq, (kh, kw), strides, padding, dilation, zero,
+        unit = self._int8_step(ic_bn, strides[1])
+        paired = unit in conv2d.PAIRED
+        xp = self.bb.emit_te(conv2d.pad_int8, xq, (kh, kw), strides, padding, dilation, zero, paired,
                              primfunc_name_hint="pad_int8") \
-            if conv2d.needs_padding(shape_of(xq)[3], (kh, kw), strides, padding, dilation) else xq
-        sums = self.bb.emit_te(conv2d.compute_int8, xp, relax.const(vnni.pack_weights(packed)), strides, padding,
-                               dilation, shape_of(xq), self.plan.int8_unit, primfunc_name_hint="conv2d_int8_nchwc")
+            if conv2d.needs_padding(shape_of(xq)[3], (kh, kw), strides, padding, dilation, paired) else xq
+        weights = usmmla.pack_weights(packed) if paired else vnni.pack_weights(packed)
+        sums = self.bb.emit_te(conv2d.compute_int8, xp, relax.const(weights), strides, padding,
+                               dilation, shape_of(xq), unit, primfunc_name_hint="conv2d_int8_nchwc")
         factor = x_scale * w_scale.astype(np.float64) * (scale if scale is not None else 1.0)
         y = self._dequantized(sums, q[:oc], zero, factor)
         if shift is not None:
             y = self.bb.emit(relax.op.add(y, relax.const(_blocked_channels(shift, bn).astype(np.float32))))
         self.blocked[last] = (y, bn)
-        self.plan.decisions.append(Decision(last.name, text, ic_bn, bn, relayout, folded, (oc, padded(oc, bn))))
+        self.plan.decisions.append(Decision(last.name, f"{text} int8 on {_INT8_UNITS[unit]}", ic_bn, bn, relayout,
+                                            folded, (oc, padded(oc, bn))))
         return True
+
+    def _int8_step(self, ic_bn: int, stride: int) -> str:
+        """The step an int8 convolution of input blocks of `ic_bn` channels, `stride` along its rows, takes: the
+        plan's unit, but where that is USDOT (i8mm), USMMLA for one that suits a matrix step (bfmmla.fits)."""
+        unit = self.plan.int8_unit
+        return "usmmla" if unit == "usdot" and bfmmla.fits(ic_bn, stride, usmmla.WIDTH) else unit
 
     def _dequantized(self, sums: Any, q: np.ndarray, zero: int, factor: np.ndarray) -> Any:
         """An int8 kernel's int32 sums (NCHW16c) in float32: (sum − zero point · Σ the channel's weights) · factor

@@ -1,6 +1,7 @@
-"""The dot-product steps archc's blocked convolution tensorizes into (dpbf16.py's VDPBF16PS, bfdot.py's BFDOT,
-vnni.py's VPDPBUSD, usdot.py's USDOT, sdot.py's SDOT): C[lanes] += Σ_k A[k] · B[lanes, k] over a few reduction
-channels, its accumulators a register tile (generic.TILE). One helper registers each as a TVM tensor intrinsic:
+"""The steps archc's blocked convolution tensorizes into: dot products (dpbf16.py's VDPBF16PS, bfdot.py's BFDOT,
+vnni.py's VPDPBUSD, usdot.py's USDOT, sdot.py's SDOT), C[lanes] += Σ_k A[k] · B[lanes, k] over a few reduction
+channels, and matrix steps (bfmmla.py's BFMMLA, usmmla.py's USMMLA), C[2, 2] += A[2, k] · B[2, k]ᵀ; their
+accumulators a register tile (generic.TILE). A helper for each kind registers a step as a TVM tensor intrinsic:
 its description (the loop nest the schedule's block must match) and its implementation (one instruction), which
 differ only in their types, their product and their instruction. Which steps a target's kernels take:
 `bf16_unit`, `int8_unit`."""
@@ -72,5 +73,49 @@ def register(name: str, lanes: int, width: int, types: tuple[str, str, str], pro
             else:
                 with T.attr(T.int32(0), "pragma_import_llvm", llvm_ir):
                     C[T.ramp(T.int32(0), 1, lanes)] = step(A, B, C)
+
+    TensorIntrin.register(name, desc, impl, override=True)
+
+
+PIXELS = CHANNELS = 2  # a matrix step's accumulators: output pixels × output channels
+
+
+def register_matrix(name: str, width: int, types: tuple[str, str, str], product: Callable[[Any, Any], Any],
+                    step: Callable[[Any, Any, Any], Any], llvm_ir: str | None = None) -> None:
+    """Register tensor intrinsic `name`, a matrix step (bfmmla.py's BFMMLA, usmmla.py's USMMLA): C[2, 2]
+    (types[2], a register tile) += Σ over `width` of product(A[i, k], B[j, k]): A (types[0]) two output pixels'
+    input channels, its rows a stride apart in the input; B (types[1]) two output channels' weights, contiguous.
+    Implemented as C's four values = step(A, B, C); `llvm_ir` as `register`'s."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    def buffers(a: Any, b: Any, c: Any) -> tuple[Any, Any, Any]:
+        return (T.match_buffer(a, (PIXELS, width), types[0], offset_factor=1, strides=[T.int32(), 1]),
+                T.match_buffer(b, (CHANNELS, width), types[1], offset_factor=1),
+                T.match_buffer(c, (PIXELS, CHANNELS), types[2], offset_factor=1, scope=TILE))
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A, B, C = buffers(a, b, c)
+        with T.sblock("root"):
+            T.reads(C[0:PIXELS, 0:CHANNELS], A[0:PIXELS, 0:width], B[0:CHANNELS, 0:width])
+            T.writes(C[0:PIXELS, 0:CHANNELS])
+            for i, j, k in T.grid(PIXELS, CHANNELS, width):
+                with T.sblock("update"):
+                    vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                    C[vi, vj] = C[vi, vj] + product(A[vi, vk], B[vj, vk])
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A, B, C = buffers(a, b, c)
+        with T.sblock("root"):
+            T.reads(C[0:PIXELS, 0:CHANNELS], A[0:PIXELS, 0:width], B[0:CHANNELS, 0:width])
+            T.writes(C[0:PIXELS, 0:CHANNELS])
+            flat = T.decl_buffer((PIXELS * CHANNELS,), types[2], data=C.data, elem_offset=C.elem_offset, scope=TILE)
+            if llvm_ir is None:  # a Python condition: the parser keeps one branch
+                flat[T.ramp(T.int32(0), 1, PIXELS * CHANNELS)] = step(A, B, C)
+            else:
+                with T.attr(T.int32(0), "pragma_import_llvm", llvm_ir):
+                    flat[T.ramp(T.int32(0), 1, PIXELS * CHANNELS)] = step(A, B, C)
 
     TensorIntrin.register(name, desc, impl, override=True)

@@ -75,11 +75,12 @@ def fits(ic_bn: int, oc_bn: int, groups: int, depthwise: bool, block: int = LANE
     return groups == 1 and not depthwise and ic_bn % QUAD == 0 and oc_bn == block
 
 
-def pack_weights(packed: np.ndarray) -> np.ndarray:
+def pack_weights(packed: np.ndarray, width: int = QUAD) -> np.ndarray:
     """int8 weights in archc's packing OIHW[ic_bn]i[oc_bn]o (conv2d's) as OIHW[ic_bn/4]i[oc_bn]o[4]i: each
-    output channel's four input channels adjacent, so that one step reads 64 contiguous bytes."""
+    output channel's four input channels adjacent, so that one step reads 64 contiguous bytes (`width` 8: its
+    eight, USMMLA's)."""
     occ, icc, kh, kw, ic_bn, oc_bn = packed.shape
-    quads = packed.reshape(occ, icc, kh, kw, ic_bn // QUAD, QUAD, oc_bn).transpose(0, 1, 2, 3, 4, 6, 5)
+    quads = packed.reshape(occ, icc, kh, kw, ic_bn // width, width, oc_bn).transpose(0, 1, 2, 3, 4, 6, 5)
     return np.ascontiguousarray(quads).astype(np.int8)
 
 
