@@ -324,12 +324,13 @@ def cam(source: Source | Model, image: str | Path, class_index: int | None = Non
 
 def quantize(source: Source | Model, calibrate: str | Path, output: str | Path | None = None, *,
              method: str = "percentile", mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-             samples: int = 100, check: int = 50, **kw: Any) -> Quantized:
+             samples: int = 100, check: int = 50, keep_fp32: Sequence[str] = (), **kw: Any) -> Quantized:
     """The model's int8 QDQ form (`archc quantize`): onnxruntime's static quantization, per-channel symmetric int8
     weights and uint8 activations whose ranges `method` (minmax, percentile, entropy) sets from the images or .npy
     files in `calibrate` (at most `samples`; images normalised by `mean` and `std`), with its agreement with the
-    float32 model on those inputs and on `check` random ones; written atomically to `output` when given. Keywords:
-    `ModelOptions` fields (`weights`)."""
+    float32 model on those inputs and on `check` random ones; written atomically to `output` when given. The nodes
+    named in `keep_fp32` stay float32 (an int8 build computes them in fp32). Keywords: `ModelOptions` fields
+    (`weights`)."""
     from archc.emit import quantize as q
     from archc.util.onnx_skeleton import write_model
     model = source if not isinstance(source, (str, Path)) else load(source, **kw)
@@ -340,10 +341,10 @@ def quantize(source: Source | Model, calibrate: str | Path, output: str | Path |
     shape = model.inputs[0][1]
     inputs = q.calibration_inputs(calibrate, shape, list(mean) if mean else None, list(std) if std else None,
                                   samples)
-    int8 = q.quantize(model.proto, inputs, method)
+    int8 = q.quantize(model.proto, inputs, method, tuple(keep_fp32))
     on_calibration, on_random = q.agreement(model.proto, int8, inputs, q.random_inputs(shape, check))
     result = q.Quantized(int8, None, method, sum(len(x) for x in inputs), q.count_quantized(int8), on_calibration,
-                         on_random)
+                         on_random, tuple(keep_fp32))
     if output is not None:
         write_model(int8, Path(output))
         result.output = Path(output)

@@ -614,9 +614,14 @@ def cam_cmd(model: str, image: str, class_index: int | None, output: str | None,
 @click.option("--mean", help="Per-channel means subtracted from the images' [0, 1] pixels, e.g. 0.485,0.456,0.406.")
 @click.option("--std", help="Per-channel deviations the pixels are divided by, e.g. 0.229,0.224,0.225.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Trained weights for a spec (as for compile).")
+@click.option("--keep-fp32", "keep", multiple=True, metavar="NODE",
+              help="Leave this layer (its ONNX node's name, e.g. a spec's `stem/conv1`) in fp32: its weights stay "
+                   "float32 and an int8 build computes it in fp32 (its input is still rounded to int8 where the "
+                   "layer before it is quantized). Repeat for more (or give NODE,NODE).")
 @model_options
 def quantize_cmd(model: str, folder: str, output: str | None, method: str, samples: int, check: int,
-                 mean: str | None, std: str | None, weights: str | None, options: ModelOptions) -> None:
+                 mean: str | None, std: str | None, weights: str | None, keep: tuple[str, ...],
+                 options: ModelOptions) -> None:
     """Post-training static quantization to int8: onnxruntime's quantizer writes MODEL (a spec or an ONNX file) in
     the QDQ format, weights per-channel symmetric int8, activations uint8 with ranges calibrated on DIR's inputs.
     Prints how far the int8 model's outputs are from the float32 model's on onnxruntime: the largest difference, of
@@ -625,7 +630,8 @@ def quantize_cmd(model: str, folder: str, output: str | None, method: str, sampl
     out = Path(output) if output else Path(Path(model).stem + ".int8.onnx")
     loaded = _load(model, options.with_(weights=weights))
     result = archc.quantize(loaded, folder, out, method=method, mean=_floats(mean, "--mean"),
-                            std=_floats(std, "--std"), samples=samples, check=check)
+                            std=_floats(std, "--std"), samples=samples, check=check,
+                            keep_fp32=[n for k in keep for n in k.split(",") if n])
     click.echo(f"wrote {out}: {result.summary}")
 
 

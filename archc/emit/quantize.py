@@ -49,7 +49,8 @@ class Agreement:
         if self.top1 is not None:
             text += f", top-1 agrees on {self.top1}, top-5 on {self.top5}"
             if self.top1 < AGREEMENT_FLOOR * self.inputs:
-                text += f" (below {AGREEMENT_FLOOR:.0%}: calibrate on more, or more typical, inputs)"
+                text += (f" (below {AGREEMENT_FLOOR:.0%}: calibrate on more, or more typical, inputs, or keep the "
+                         "most sensitive layers in fp32 with --keep-fp32)")
         return text
 
 
@@ -64,10 +65,12 @@ class Quantized:
     quantized_nodes: int  # QuantizeLinear nodes: the activations carried in int8
     on_calibration: Agreement
     on_random: Agreement
+    kept: tuple[str, ...] = ()  # nodes left in float32 (--keep-fp32)
 
     @property
     def summary(self) -> str:
-        return (f"int8 QDQ, {self.quantized_nodes} activations quantized, calibrated by {self.method} on "
+        kept = f", {len(self.kept)} node{'s' * (len(self.kept) != 1)} kept in fp32" if self.kept else ""
+        return (f"int8 QDQ, {self.quantized_nodes} activations quantized{kept}, calibrated by {self.method} on "
                 f"{self.calibration} inputs\n  {self.on_calibration.line('calibration inputs')}\n  "
                 f"{self.on_random.line('random inputs')}")
 
@@ -93,8 +96,11 @@ def calibration_inputs(folder: str | Path, shape: Sequence[int], mean: list[floa
     return [np.concatenate(items[i:i + batch]) for i in range(0, len(items) - batch + 1, batch)]
 
 
-def quantize(proto: onnx.ModelProto, inputs: list[np.ndarray], method: str = "percentile") -> onnx.ModelProto:
-    """The QDQ int8 form of the float32 model `proto` (one input), its activation ranges from `inputs`."""
+def quantize(proto: onnx.ModelProto, inputs: list[np.ndarray], method: str = "percentile",
+             keep: Sequence[str] = ()) -> onnx.ModelProto:
+    """The QDQ int8 form of the float32 model `proto` (one input), its activation ranges from `inputs`; the nodes
+    named in `keep` left in float32 (onnxruntime's nodes_to_exclude: their weights stay float32; an input that a
+    quantized node before them wrote still passes its QDQ pair)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -107,6 +113,12 @@ def quantize(proto: onnx.ModelProto, inputs: list[np.ndarray], method: str = "pe
         raise UsageError(f"unknown calibration method '{method}'; use one of {', '.join(METHODS)}", code="bad-option")
     stored = {t.name for t in proto.graph.initializer}
     names = [vi.name for vi in proto.graph.input if vi.name not in stored]
+    nodes = [n.name for n in proto.graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose")]
+    unknown = [k for k in keep if k not in {n.name for n in proto.graph.node}]
+    if unknown:
+        raise UsageError(f"--keep-fp32 names no node of the model: {', '.join(repr(k) for k in unknown)}; its "
+                         f"layers with weights are {', '.join(nodes[:6])}{' …' if len(nodes) > 6 else ''}",
+                         code="bad-option")
     if len(names) != 1:
         raise UsageError(f"calibration feeds one input, and the model takes {len(names)}: {', '.join(names)}",
                          code="bad-input")
@@ -127,6 +139,7 @@ def quantize(proto: onnx.ModelProto, inputs: list[np.ndarray], method: str = "pe
             quantize_static(folded, int8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=getattr(CalibrationMethod, CALIBRATORS[method]),
+                            nodes_to_exclude=list(keep),
                             extra_options={"WeightSymmetric": True, "CalibPercentile": PERCENTILE})
         except ValueError as err:
             if "bins" not in str(err) or method == "minmax":

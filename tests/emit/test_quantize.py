@@ -42,6 +42,22 @@ def calibrated(tmp_path_factory):
     return folder, result
 
 
+def test_a_kept_layer_stays_float32(calibrated, tmp_path):
+    """--keep-fp32 c2: c2's weights stay float32 initializers (onnxruntime's nodes_to_exclude), the other layers'
+    are int8 behind DequantizeLinear; the summary says so; a name the model lacks is one sentence naming its
+    layers, and nothing is written."""
+    folder, _ = calibrated
+    result = archc.quantize(folder / "small.arch", folder / "cal", tmp_path / "kept.onnx", check=0, keep_fp32=["c2"])
+    model = onnx.load(tmp_path / "kept.onnx")
+    made = {o: n.op_type for n in model.graph.node for o in n.output}
+    weights = {n.name: made.get(n.input[1], "initializer") for n in model.graph.node if n.op_type in ("Conv", "Gemm")}
+    assert weights == {"c1": "DequantizeLinear", "c2": "initializer", "fc": "DequantizeLinear"}
+    assert result.kept == ("c2",) and "1 node kept in fp32" in result.summary
+    with raises("bad-option", UsageError, naming=("'c9'", "c1, c2, fc")):
+        archc.quantize(folder / "small.arch", folder / "cal", tmp_path / "bad.onnx", check=0, keep_fp32=["c9"])
+    assert not (tmp_path / "bad.onnx").exists()
+
+
 def test_the_qdq_model_has_int8_weights_per_channel_and_runs(calibrated):
     folder, result = calibrated
     model = onnx.load(folder / "small.int8.onnx")
