@@ -69,7 +69,8 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
             options: ModelOptions | None = None, *, trials: int = 0, minutes: float | None = None,
             db: str | Path | None = None, quick: int | None = None, show_progress: bool = False,
             kernels: str = "archc", verify: bool = True, tolerance: float | None = None, rpc: Any = None,
-            detect: str | None = None, precision: str | None = None, **kw: Any) -> CompileResult:
+            detect: str | None = None, precision: str | None = None, keep_fp32: Sequence[str] = (),
+            **kw: Any) -> CompileResult:
     """Compile a spec (or ONNX file) for a target and write the result atomically. For `onnx`: without `output`,
     the file goes to `<source stem>.onnx` in the current folder (an output folder gets that name inside it). For a
     TVM target: a package folder, `<source stem>.<target>/` without `output`; the target's tuning database (`db`,
@@ -85,11 +86,15 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
     and `num_classes` parameters (`_detection`); "faster_rcnn": two stages, the second a package in `heads/`.
     `precision` "bf16": the convolutions AMX computes run in bf16 on its tiles (CPUs with AMX-BF16, --target
     native), verified to `lower.verify.TOLERANCES["bf16"]` unless `tolerance` says otherwise; "auto": bf16 where
-    it runs fast, else fp32; default: the target file's `precision` (fp32 unless it says)."""
+    it runs fast, else fp32; default: the target file's `precision` (fp32 unless it says). `keep_fp32`: ONNX node
+    names of layers a bf16 build computes in fp32 (`lower.build.kept_weights`)."""
     from archc import targets
     from archc.util.onnx_skeleton import write_model
     tgt = targets.get(target) if isinstance(target, str) else target
     precision = precision or tgt.precision
+    if keep_fp32 and tgt.backend != "tvm":
+        raise UsageError(f"--keep-fp32 keeps layers of a bf16 library in fp32, and '{tgt.name}' writes an ONNX file; "
+                         "compile for a CPU target with --precision bf16", code="bad-option")
     model = source if not isinstance(source, (str, Path)) else load(source, options, **kw)
     if not model.has_weights:
         raise ArchcError(f"'{model.source}' was loaded without weights (for analysis); load it with weights to "
@@ -112,11 +117,11 @@ def compile(source: Source | Model, target: str | Target = "onnx", output: str |
             """The library and its checker (None without --verify): a rebuild without tuning, at the precision
             built (auto resolved), is the verifier's node-by-node run; its tolerance that precision's."""
             lowered = lower(m, tgt, database, budget, show_progress, QUICK_TRIALS if quick is None else quick,
-                            kernels, precision)
+                            kernels, precision, keep_fp32)
             built = lowered.report.precision
 
             def rebuild(m: Model, out: Path) -> None:
-                write_package(m, lower(m, tgt, database, None, False, 0, kernels, built), out)
+                write_package(m, lower(m, tgt, database, None, False, 0, kernels, built, keep_fp32), out)
             return lowered, verification.checker_at(m, rebuild, built, tolerance, rpc) if verify else None
 
         first = staged.first if staged else model  # a two-stage detector: its library is stage one

@@ -74,6 +74,11 @@ threads_option = click.option(
     help="Threads of the library's parallel loops, this one included. [default: TVM_NUM_THREADS, else every CPU]")
 
 
+def _names(given: tuple[str, ...]) -> list[str]:
+    """A repeatable option's names, each given alone or as NAME,NAME."""
+    return [name for names in given for name in names.split(",") if name]
+
+
 def precision_option(what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """--precision of compile, tune and bench: `what` it does there; the default is the target file's."""
     from archc.targets import PRECISIONS
@@ -189,12 +194,17 @@ def main() -> None:
                    "(YOLOv2's region output, YOLOv3's heads; the spec's `anchors` and `num_classes`). "
                    "faster_rcnn: two stages, the second in the package's heads/ folder, the proposals chosen "
                    "between them.")
+@click.option("--keep-fp32", "keep", multiple=True, metavar="NODE",
+              help="--precision bf16: compute this layer (its ONNX node's name, e.g. a spec's `stem/conv1`) in "
+                   "fp32, the rest in bf16 as usual; for the layers bf16 hurts most "
+                   "(benchmarks/precision_sensitivity.py finds them). Repeat for more (or give NODE,NODE).")
 @rpc_options
 @model_options
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
             weights_map: str | None, seed: int, trials: int | None, minutes: float | None, db: str | None,
             no_tune: bool, kernels: str, explain_layout: bool, verify: bool, tolerance: float | None,
-            precision: str | None, detect: str | None, options: ModelOptions, remote: Any) -> None:
+            precision: str | None, detect: str | None, keep: tuple[str, ...], options: ModelOptions,
+            remote: Any) -> None:
     """Compile spec(s) (or ONNX files) for a target: every shape inferred, checked, written atomically."""
     import archc
     from archc import targets
@@ -219,7 +229,7 @@ def compile(models: tuple[str, ...], target: str, output: str | None, no_simplif
             result = archc.compile(model, tgt, out, trials=trials or 0, minutes=minutes, db=db,
                                    quick=0 if no_tune else None, show_progress=not many, kernels=kernels,
                                    verify=verify, tolerance=tolerance, rpc=remote, detect=detect,
-                                   precision=precision)
+                                   precision=precision, keep_fp32=_names(keep))
             click.echo(f"{path}: wrote {result.output} ({model.name}: {_summary(model)})")
             if tgt.backend == "tvm":
                 from archc.deploy import explain
@@ -631,7 +641,7 @@ def quantize_cmd(model: str, folder: str, output: str | None, method: str, sampl
     loaded = _load(model, options.with_(weights=weights))
     result = archc.quantize(loaded, folder, out, method=method, mean=_floats(mean, "--mean"),
                             std=_floats(std, "--std"), samples=samples, check=check,
-                            keep_fp32=[n for k in keep for n in k.split(",") if n])
+                            keep_fp32=_names(keep))
     click.echo(f"wrote {out}: {result.summary}")
 
 

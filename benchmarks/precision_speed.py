@@ -2,7 +2,7 @@
 int8, with the accuracy.
 
     python benchmarks/precision_speed.py [--models resnet18,resnet50,mobilenet_v2,efficientnet_b0,vgg16]
-                                         [--rounds 7] [--inputs 50] [--out FILE.md] [--no-openvino] [--hog]
+                                         [--rounds 7] [--inputs 50] [--out FILE.md] [--no-openvino] [--hog] [--keep-fp32 NODE,…]
 
 For each model (a zoo spec, random weights, or a torchvision export as backend_speed.py's `source` makes it:
 EfficientNet-B0; batch 1): a package at fp32 and one at bf16 (`archc.compile(…, precision=…)`, the
@@ -47,6 +47,9 @@ def main() -> None:
                     help="OpenVINO's precision hints to time, one compiled model each (`bf16`: its peer of archc's "
                          "bf16 alone, a shorter run)")
     ap.add_argument("--hog", action="store_true", help="busy-loop processes on every CPU while timing")
+    ap.add_argument("--keep-fp32", metavar="NODE,NODE", default="",
+                    help="also time a bf16 build with these layers in fp32 (archc compile --keep-fp32; one model's "
+                         "node names: give one --models), as engine 'archc bf16-kept'")
     args = ap.parse_args()
     import numpy as np
     from backend_speed import hogs, source  # this script's folder
@@ -70,6 +73,7 @@ def main() -> None:
              f"- fp32 FMA peak, 2 threads: {fma_peak(2)['gflops']:.0f} GFLOP/s",
              f"- command: `python benchmarks/precision_speed.py --models {args.models} --rounds {args.rounds} "
              f"--inputs {args.inputs}{' --hog' if args.hog else ''}"
+             f"{f' --keep-fp32 {args.keep_fp32}' if args.keep_fp32 else ''}"
              f"{' --no-openvino' if args.no_openvino else f' --openvino-hints {args.openvino_hints}'}`",
              f"- machine: {'hog (a busy-loop process on every CPU while timing)' if args.hog else 'quiet'}", "",
              "| model | engine | compile s | median ms | × onnxruntime | max diff (of range) | top-1 agree | "
@@ -85,6 +89,12 @@ def main() -> None:
                                    output=work / f"{name}.{precision}", precision=precision)
             seconds[precision] = time.perf_counter() - start
             built[precision] = load_package(result.output)
+        if args.keep_fp32:
+            start = time.perf_counter()
+            result = archc.compile(model, target="native", output=work / f"{name}.bf16-kept", precision="bf16",
+                                   keep_fp32=args.keep_fp32.split(","))
+            seconds["bf16-kept"] = time.perf_counter() - start
+            built["bf16-kept"] = load_package(result.output)
         session = onnxruntime_session(Path(built["fp32"].path) / "model.onnx")
         x = built["fp32"].random_inputs(seed=0)
         # each engine under test as feed → its first output (the scores), timed on x below

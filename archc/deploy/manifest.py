@@ -121,6 +121,7 @@ class BuildReport:
     layout: dict[str, Any] | None = None  # the layout plan (archc.deploy.explain renders it)
     precision: str = "fp32"  # fp32, or bf16 (the convolutions AMX computes: --precision bf16)
     precision_chosen: str | None = None  # --precision auto: which it chose and why
+    fp32_layers: list[str] | None = None  # --keep-fp32: layers a bf16 build computes in fp32 (ONNX node names)
 
     @property
     def tuned(self) -> bool:
@@ -132,7 +133,7 @@ class BuildReport:
         return self.kernels_tuned is not None
 
     _OPTIONAL = ("kernels", "database", "kernels_tuned", "kernels_archc", "conv_configs", "conv_tables",
-                 "convolutions_searched", "layout", "precision_chosen")
+                 "convolutions_searched", "layout", "precision_chosen", "fp32_layers")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"tuned": self.tuned, "compile_seconds": round(self.compile_seconds, 3),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from tvm.relax.frontend.onnx import from_onnx
 from tvm.s_tir import dlight as dl
 
 from archc.deploy.manifest import BuildReport
-from archc.errors import ArchcError
+from archc.errors import ArchcError, UsageError
 from archc.frontends import Model
 from archc.lower import kernels as own_kernels
 from archc.lower import tune, vector_math
@@ -39,7 +40,8 @@ KERNELS = ("archc", "tvm")  # whose kernels a CPU build uses: archc's (lower/ker
 
 
 def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Budget | None = None,
-          show: bool = False, quick: int = QUICK_TRIALS, kernels: str = "archc", precision: str = "fp32") -> Lowered:
+          show: bool = False, quick: int = QUICK_TRIALS, kernels: str = "archc", precision: str = "fp32",
+          fp32_layers: Sequence[str] = ()) -> Lowered:
     """Compile for the target. On CPU targets, `kernels="archc"` puts archc's own kernels in (the blocked-layout
     convolutions, each with its configuration from the database, the shipped table or the rule, and the generic
     schedule for the other ops; a `budget` first searches the configurations of convolutions the database lacks);
@@ -47,7 +49,7 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
     kernel that has a record; a `budget` grows it by that many measurements, and every kernel still without one
     gets `quick` measurements (0: leave it naive). `precision` "bf16": the convolutions AMX can compute run in bf16
     on its tiles; "auto": bf16 where it runs fast, else fp32 (`choose_precision`, which also refuses bf16 where it
-    cannot run fast)."""
+    cannot run fast). `fp32_layers`: ONNX node names of layers a bf16 build computes in fp32 (`kept_weights`)."""
     if kernels not in KERNELS:
         raise ArchcError(f"unknown kernels '{kernels}': choose one of {', '.join(KERNELS)}", code="bad-option")
     if not model.has_weights:
@@ -55,6 +57,7 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
     check_toolchain(target)
     precision, chosen = choose_precision(target, kernels, precision)
     _check_quantized(model, precision)
+    kept = kept_weights(model, fp32_layers, precision)
     tgt = tvm_target_at(target, precision)
     start = time.perf_counter()
     mod = import_onnx(model)
@@ -65,8 +68,10 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
                              code="no-gpu-tuning")
         mod = _gpu_schedules(mod, tgt)
     else:
-        mod, report = _tuned(mod, tgt, target, db or tune.default_db(target), budget, show, quick, kernels, precision)
+        mod, report = _tuned(mod, tgt, target, db or tune.default_db(target), budget, show, quick, kernels, precision,
+                             kept)
     report.precision_chosen = chosen
+    report.fp32_layers = list(fp32_layers) or None
     vector_math.install()
     try:
         executable = tvm.compile(mod, target=tgt)
@@ -104,13 +109,13 @@ def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budge
 
 
 def _tuned(mod: Any, tgt: Any, target: Target, db: Path, budget: tune.Budget | None, show: bool, quick: int,
-           kernels: str, precision: str = "fp32") -> tuple[Any, BuildReport]:
+           kernels: str, precision: str = "fp32", kept: Sequence[Any] = ()) -> tuple[Any, BuildReport]:
     """archc's kernels first (with `budget`, a search of the convolutions' configurations the database lacks);
     then apply the database to the rest, first spending the budget over those kernels, and then giving each kernel
     still without a record `quick` trials of its own (the short pass: a searched schedule, even a brief one, beats
     a naive loop)."""
     plans: list[Any] = []
-    prepared = tune.prepare(mod, tgt, kernels, plans, precision)
+    prepared = tune.prepare(mod, tgt, kernels, plans, precision, keep_fp32=kept)
     report = BuildReport(kernels=kernels, database=str(db), precision=precision)
     if plans:
         report.layout = plans[0].to_json()
@@ -186,6 +191,30 @@ def _not_here(target: Target, kernels: str, unit: str, features: tuple[str, ...]
                 f"use --target {targets}, or a target whose mcpu has {one} or whose mattr lists "
                 f"{' or '.join('+' + f for f in features)}")
     return None
+
+
+def kept_weights(model: Model, names: Sequence[str], precision: str) -> list[Any]:
+    """The weights (as the ONNX file holds them) of the layers named in `names` (ONNX node names), which a bf16
+    build computes in fp32: a layer int8 or bf16 hurts most is often the first or the last, and keeping a few in
+    fp32 trades a little speed for agreement (benchmarks/precision_sensitivity.py finds them). Refused in one
+    sentence for another precision, and for a name that is no layer with constant weights."""
+    if not names:
+        return []
+    if precision != "bf16":
+        hint = "archc quantize --keep-fp32 keeps layers out of an int8 model" if precision == "int8" else \
+            "it applies to --precision bf16 builds"
+        raise UsageError(f"--keep-fp32 keeps layers of a bf16 build in fp32, and this build is {precision}: {hint}",
+                         code="bad-option")
+    from onnx import numpy_helper
+    stored = {t.name: t for t in model.proto.graph.initializer}
+    layers = {n.name: n for n in model.proto.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")
+              and len(n.input) > 1 and n.input[1] in stored}
+    unknown = [name for name in names if name not in layers]
+    if unknown:
+        listed = list(layers)
+        raise UsageError(f"--keep-fp32 names no layer with weights: {', '.join(repr(u) for u in unknown)}; the "
+                         f"model's are {', '.join(listed[:6])}{' …' if len(listed) > 6 else ''}", code="bad-option")
+    return [numpy_helper.to_array(stored[layers[name].input[1]]) for name in names]
 
 
 def _check_quantized(model: Model, precision: str) -> None:

@@ -24,7 +24,7 @@ from archc.deploy.profile import KernelTime, Profile
 from archc.errors import ArchcError
 from archc.lower import vector_math, vector_width
 from archc.lower.attribution import Kernel, attribute
-from archc.lower.build import import_onnx, tvm_target_at
+from archc.lower.build import import_onnx, kept_weights, tvm_target_at
 from archc.lower.tune import apply, prepare
 from archc.runtime import load_package, loadable, rpc
 from archc.shapes import fmt_dims
@@ -53,7 +53,9 @@ def profile(folder: str | Path, repeat: int = 20, remote: Any = None, threads: i
     tgt = tvm_target_at(target, manifest.build.precision)  # a bf16 package's kernels are a bf16 build's
     model = frontends.load(folder / "model.onnx")
     half_cost = (manifest.build.layout or {}).get("half_width_cost")  # the plan as built, not measured again
-    mod = prepare(import_onnx(model), tgt, manifest.build.kernels or "tvm", None, manifest.build.precision, half_cost)
+    kept = kept_weights(model, manifest.build.fp32_layers or (), manifest.build.precision)  # --keep-fp32's layers
+    mod = prepare(import_onnx(model), tgt, manifest.build.kernels or "tvm", None, manifest.build.precision, half_cost,
+                  kept)
     db = manifest.build.database
     if db and Path(db).is_dir():
         mod = apply(mod, tgt, Path(db))[0]

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -51,13 +51,13 @@ def default_db(target: Target) -> Path:
 
 
 def prepare(mod: Any, tgt: Any, kernels: str = "tvm", plans: list[Any] | None = None,
-            precision: str = "fp32", half_cost: float | None = None) -> Any:
+            precision: str = "fp32", half_cost: float | None = None, keep_fp32: Sequence[Any] = ()) -> Any:
     """The fused module that tuning and applying both see; with `kernels="archc"` on a CPU target, archc's layout
     plan first (lower/kernels: its convolutions then fuse with their epilogues like TVM's own; in bf16 on AMX
-    where `precision` says so), appended to `plans` when given; `half_cost`: kernels.plan's."""
+    where `precision` says so), appended to `plans` when given; `half_cost`, `keep_fp32`: kernels.plan's."""
     if kernels == "archc" and str(tgt.kind) == "llvm":
         from archc.lower.kernels import plan
-        mod, made = plan(mod, tgt, precision, half_cost)
+        mod, made = plan(mod, tgt, precision, half_cost, keep_fp32)
         if plans is not None:
             plans.append(made)
     with tgt:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import GRAVITON3_UNDER_QEMU, assert_emulated_like_onnxruntime, onnxruntime_outputs, raises
+from helpers import GRAVITON3_UNDER_QEMU, assert_emulated_like_onnxruntime, cli_error, onnxruntime_outputs, raises
 from helpers import SMALL_BF16 as SMALL
 
 import archc
@@ -134,6 +134,39 @@ def test_auto_records_its_choice_in_the_manifest_and_says_it(tmp_path):
     assert build.get("precision", "fp32") == chosen
     assert build["precision_chosen"].startswith(f"--precision auto chose {chosen}: ")
     assert f"kernels: {build['precision_chosen']}; " in run.stderr
+
+
+@pytest.mark.skipif(build.bf16_unavailable(archc.targets.get("native")) is not None,
+                    reason="this CPU has neither AMX-BF16 nor AVX512-BF16: run on an Intel Xeon from Sapphire Rapids "
+                           "or Cooper Lake on, or an AMD Zen 4 on")
+def test_keep_fp32_computes_the_named_layers_in_fp32(tmp_path):
+    """--keep-fp32 b,h: the 1×1 layer b and the last dense layer h computed in fp32 (found by their weights, since
+    TVM's importer keeps no node names), the rest in bf16 as before; recorded in the manifest, said by
+    --explain-layout, verified; `archc profile` lowers the package again with them. A name the model lacks, or a
+    build that is not bf16, is one sentence."""
+    spec = tmp_path / "small.arch"
+    spec.write_text(SMALL)
+
+    def compile_(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "archc", "compile", str(spec), "--target", "native",
+                               "--no-tune", *args], capture_output=True, text=True)
+    run = compile_("--precision", "bf16", "--keep-fp32", "b,h", "-o", str(tmp_path / "pkg"), "--explain-layout")
+    assert run.returncode == 0, run.stderr[-800:]
+    manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+    layout = manifest["build"]["layout"]
+    convs = [c["conv"] for c in layout["convolutions"]]
+    assert [" bf16 on " in c for c in convs] == [True, True, False, True, True, False], convs
+    assert convs[2].endswith("1×1/1 fp32 (kept)") and "fp32 (kept)" in run.stdout + run.stderr
+    assert layout["bf16_dense"] == 1 and manifest["build"]["fp32_layers"] == ["b", "h"]
+    assert manifest["verification"]["status"] == "passed"
+    profiled = subprocess.run([sys.executable, "-m", "archc", "profile", str(tmp_path / "pkg"), "--repeat", "4"],
+                              capture_output=True, text=True)
+    assert profiled.returncode == 0 and "fused_conv2d_nchwc" in profiled.stdout, profiled.stderr[-800:]
+    cli_error(compile_("--precision", "bf16", "--keep-fp32", "zz", "-o", str(tmp_path / "bad")), "bad-option", 2,
+              ("'zz'", "stem, a, b"))
+    cli_error(compile_("--precision", "fp32", "--keep-fp32", "b", "-o", str(tmp_path / "bad")), "bad-option", 2,
+              "--precision bf16")
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.cross

@@ -17,7 +17,7 @@ One pass over the model's dataflow (a Relax function from the ONNX importer, bef
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -89,21 +89,24 @@ def _scheduled(kernel: Any) -> Any:
 
 
 def blocked_conv_layout(mod: Any, lanes: int, precision: str = "fp32", bf16_unit: str = "amx",
-                        half_width_cost: float = 2.0, int8_unit: str = "vnni") -> tuple[Any, Plan]:
+                        half_width_cost: float = 2.0, int8_unit: str = "vnni",
+                        keep_fp32: Sequence[np.ndarray] = ()) -> tuple[Any, Plan]:
     """The module with its `main` re-laid out (above); the plan's decisions for explaining it. With `precision`
     "bf16", every convolution `amx.fits` runs on AMX in bf16 (`_amx_conv`) where `bf16_unit` is "amx", and every
     one `dpbf16.fits` in archc's blocked kernel with VDPBF16PS steps where it is "avx512bf16" (BFDOT steps where it
     is "bfdot", on aarch64); with "int8", every QDQ convolution and dense layer whose weights are int8 ones
     dequantized (qdq.integers) and that `vnni.fits` in archc's int8 kernel, with `int8_unit`'s steps (VPDPBUSD for
     "vnni", USDOT for "usdot", SDOT for "sdot"), its uint8 input quantized once where it is computed (`_quantized`).
-    `half_width_cost`: a block of 8 channels' cost per MAC against a full vector's (pipeline.half_width_cost)."""
+    `half_width_cost`: a block of 8 channels' cost per MAC against a full vector's (pipeline.half_width_cost).
+    `keep_fp32`: the weights of the layers a bf16 build keeps in fp32 (--keep-fp32), as the ONNX file holds them
+    (found by their values: the importer keeps no node names)."""
     plan = Plan(lanes, precision=precision, bf16_unit=bf16_unit, half_width_cost=half_width_cost,
                 int8_unit=int8_unit)
     func = mod["main"]
     body = func.body
     if not isinstance(body, relax.SeqExpr) or not all(isinstance(b, relax.DataflowBlock) for b in body.blocks):
         return mod, plan  # not the importer's plain dataflow: leave it to TVM's own path
-    out = _Rewriter(func, plan).run()  # main and archc's computes
+    out = _Rewriter(func, plan, keep_fp32).run()  # main and archc's computes
     for gv, f in mod.functions.items():
         if gv.name_hint != "main":
             out[gv] = f
@@ -111,8 +114,10 @@ def blocked_conv_layout(mod: Any, lanes: int, precision: str = "fp32", bf16_unit
 
 
 class _Rewriter:
-    def __init__(self, func: Any, plan: Plan) -> None:
+    def __init__(self, func: Any, plan: Plan, keep_fp32: Sequence[np.ndarray] = ()) -> None:
         self.relax = relax
+        self.kept = {_fingerprint(w) for w in keep_fp32}  # layers a bf16 build keeps in fp32, by their weights
+        self.kept_sizes = {np.asarray(w).size for w in keep_fp32}
         self.func = func
         self.plan = plan
         self.bb = relax.BlockBuilder()
@@ -268,7 +273,10 @@ class _Rewriter:
         if int8 is not None:
             return self._int8_conv(last, int8, scale, shift, window, text, folded)
         w = w * scale[:, None, None, None] if scale is not None else w
-        bf16 = self.plan.precision == "bf16"
+        kept = self._kept(weight)  # --keep-fp32: this layer computed in fp32 in a bf16 build
+        if kept:
+            text += " fp32 (kept)"
+        bf16 = self.plan.precision == "bf16" and not kept
         if bf16 and self.plan.bf16_unit == "amx" and amx.fits(channels, oc, groups, strides, padding, dilation,
                                                               one_d):
             x, relayout = self.block(data, ic_bn)
@@ -391,7 +399,14 @@ class _Rewriter:
     def _bf16_candidate(self, e: Any) -> bool:
         """Whether `e` is a dense convolution that the bf16 steps (VDPBF16PS, BFDOT) compute, given output blocks
         of their width: its output takes them, padded (MobileNet v2's 24 → 32 channels), as an int8 one's."""
-        return self.plan.precision == "bf16" and self.plan.bf16_unit in _BF16_STEPS and _dense_conv(e)
+        return (self.plan.precision == "bf16" and self.plan.bf16_unit in _BF16_STEPS and _dense_conv(e)
+                and not self._kept(e.args[1]))
+
+    def _kept(self, weight: Any) -> bool:
+        """Whether `weight` (a constant) is a layer's that a bf16 build keeps in fp32 (--keep-fp32)."""
+        if not self.kept or not is_const(weight) or weight.value.numpy().size not in self.kept_sizes:
+            return False
+        return _fingerprint(weight.value.numpy()) in self.kept
 
     def _integers(self, weight: Any) -> tuple[np.ndarray, np.ndarray] | None:
         if weight not in self.weights:
@@ -496,7 +511,7 @@ class _Rewriter:
         k, n = (int(d) for d in w.value.shape)
         if self._int8_dense(v, x, w.value.numpy()):
             return True
-        bf16 = self.plan.precision == "bf16" and str(_out_dtype(e.attrs, x)) == "float32"
+        bf16 = self.plan.precision == "bf16" and str(_out_dtype(e.attrs, x)) == "float32" and not self._kept(w)
         if bf16 and self.plan.bf16_unit == "amx" and not k % amx.BLOCK and not n % amx.BLOCK \
                 and shape_of(x)[0] <= amx.BLOCK:
             self._amx_dense(v, x, w.value.numpy())
@@ -739,6 +754,11 @@ class _Rewriter:
     RULES: ClassVar[dict[Kind, Callable[[_Rewriter, Any, Any], bool]]] = {
         Kind.CONV: conv, Kind.UNARY: unary, Kind.BINARY: binary, Kind.POOL: pool, Kind.REDUCE: reduce,
         Kind.CONCAT: concat, Kind.DENSE: dense, Kind.CLAMP: clamp}
+
+
+def _fingerprint(weights: np.ndarray) -> bytes:
+    """A layer's weights, whatever their layout (the importer may transpose a Gemm's): their sorted values."""
+    return np.sort(np.asarray(weights, dtype=np.float32).ravel()).tobytes()
 
 
 def _dense_conv(e: Any) -> bool:

@@ -2,6 +2,7 @@
 (after fusion)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import tvm
@@ -40,17 +41,20 @@ def half_width_cost(tgt: Any) -> float:
     return 1.1 if half_width_fma_is_full() else 2.0  # never in between: noise cannot change the plan
 
 
-def plan(mod: Any, tgt: Any, precision: str = "fp32", half_cost: float | None = None) -> tuple[Any, Any]:
+def plan(mod: Any, tgt: Any, precision: str = "fp32", half_cost: float | None = None,
+         keep_fp32: Sequence[Any] = ()) -> tuple[Any, Any]:
     """The module with its convolutions, and its matrix products of many rows (matmul.py), in archc's blocked
     layout (layout.py); the plan, for explaining it. `precision` "bf16": the convolutions computed in bf16 (on AMX
     tiles or with AVX512-BF16 steps: `bf16_unit`). `half_cost`: the plan's half_width_cost as a package recorded
-    it (a profile lowers the model again and must get the kernels the package has), else measured here."""
+    it (a profile lowers the model again and must get the kernels the package has), else measured here.
+    `keep_fp32`: the weights of the layers a bf16 build keeps in fp32 (layout.blocked_conv_layout)."""
     mod = tvm.transform.Sequential([relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant(),
                                     relax.transform.CanonicalizeBindings(),
                                     relax.transform.DeadCodeElimination()])(mod)
     mod = bmm.batched_products(matmul_as_conv(channels_first(mod)), lanes(tgt))
     mod, made = blocked_conv_layout(mod, lanes(tgt), precision, bf16_unit(tgt),  # the units count at their own
-                                    half_width_cost(tgt) if half_cost is None else half_cost, int8_unit(tgt))
+                                    half_width_cost(tgt) if half_cost is None else half_cost, int8_unit(tgt),
+                                    keep_fp32)
     if precision == "int8":  # the quantize/dequantize pairs only int8 kernels read, gone
         mod = relax.transform.DeadCodeElimination()(mod)
     return mod, made
