@@ -2,7 +2,8 @@
 int8, with the accuracy.
 
     python benchmarks/precision_speed.py [--models resnet18,resnet50,mobilenet_v2,efficientnet_b0,vgg16]
-                                         [--rounds 7] [--inputs 50] [--out FILE.md] [--no-openvino] [--hog] [--keep-fp32 NODE,…]
+                                         [--rounds 7] [--inputs 50] [--out FILE.md] [--no-openvino] [--hog]
+                                         [--keep-fp32 NODE,…]
 
 For each model (a zoo spec, random weights, or a torchvision export as backend_speed.py's `source` makes it:
 EfficientNet-B0; batch 1): a package at fp32 and one at bf16 (`archc.compile(…, precision=…)`, the
