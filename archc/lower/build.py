@@ -196,8 +196,10 @@ def _not_here(target: Target, kernels: str, unit: str, features: tuple[str, ...]
 def kept_weights(model: Model, names: Sequence[str], precision: str) -> list[Any]:
     """The weights (as the ONNX file holds them) of the layers named in `names` (ONNX node names), which a bf16
     build computes in fp32: a layer int8 or bf16 hurts most is often the first or the last, and keeping a few in
-    fp32 trades a little speed for agreement (benchmarks/precision_sensitivity.py finds them). Refused in one
-    sentence for another precision, and for a name that is no layer with constant weights."""
+    fp32 trades a little speed for agreement (benchmarks/precision_sensitivity.py finds them). The plan finds them
+    by their values (TVM's importer keeps no names), so a layer whose weights are another kept layer's, value for
+    value, is kept too. Refused in one sentence for another precision, and for a name that is no layer with
+    constant weights."""
     if not names:
         return []
     if precision != "bf16":
