@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,12 +113,7 @@ def quantize(proto: onnx.ModelProto, inputs: list[np.ndarray], method: str = "pe
         raise UsageError(f"unknown calibration method '{method}'; use one of {', '.join(METHODS)}", code="bad-option")
     stored = {t.name for t in proto.graph.initializer}
     names = [vi.name for vi in proto.graph.input if vi.name not in stored]
-    nodes = [n.name for n in proto.graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose")]
-    unknown = [k for k in keep if k not in {n.name for n in proto.graph.node}]
-    if unknown:
-        raise UsageError(f"--keep-fp32 names no node of the model: {', '.join(repr(k) for k in unknown)}; its "
-                         f"layers with weights are {', '.join(nodes[:6])}{' …' if len(nodes) > 6 else ''}",
-                         code="bad-option")
+    check_kept(keep, {n.name for n in proto.graph.node}, "node of the model", weighted_layers(proto))
     if len(names) != 1:
         raise UsageError(f"calibration feeds one input, and the model takes {len(names)}: {', '.join(names)}",
                          code="bad-input")
@@ -150,6 +145,23 @@ def quantize(proto: onnx.ModelProto, inputs: list[np.ndarray], method: str = "pe
                              "onnxruntime's 2,048-bin histogram; use --method minmax, or calibrate on more varied "
                              "inputs", code="bad-calibration") from None
         return onnx.load_model(int8)
+
+
+def weighted_layers(proto: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    """The model's layers with weights stored in it (a convolution's, a dense layer's), by node name, in order."""
+    stored = {t.name for t in proto.graph.initializer}
+    return {n.name: n for n in proto.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")
+            and len(n.input) > 1 and n.input[1] in stored}
+
+
+def check_kept(keep: Sequence[str], known: Collection[str], what: str, layers: Collection[str]) -> None:
+    """Refuse, in one sentence listing the model's `layers`, --keep-fp32 names that are not in `known` (`what`
+    they should name: any node for `archc quantize`, a layer with weights for a bf16 build)."""
+    unknown = [k for k in keep if k not in known]
+    if unknown:
+        listed = list(layers)
+        raise UsageError(f"--keep-fp32 names no {what}: {', '.join(repr(k) for k in unknown)}; its layers with "
+                         f"weights are {', '.join(listed[:6])}{' …' if len(listed) > 6 else ''}", code="bad-option")
 
 
 def agreement(fp32: onnx.ModelProto, int8: onnx.ModelProto, *input_sets: list[np.ndarray]) -> list[Agreement]:

@@ -208,14 +208,11 @@ def kept_weights(model: Model, names: Sequence[str], precision: str) -> list[Any
         raise UsageError(f"--keep-fp32 keeps layers of a bf16 build in fp32, and this build is {precision}: {hint}",
                          code="bad-option")
     from onnx import numpy_helper
+
+    from archc.emit.quantize import check_kept, weighted_layers
+    layers = weighted_layers(model.proto)
+    check_kept(names, layers, "layer with weights", layers)
     stored = {t.name: t for t in model.proto.graph.initializer}
-    layers = {n.name: n for n in model.proto.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")
-              and len(n.input) > 1 and n.input[1] in stored}
-    unknown = [name for name in names if name not in layers]
-    if unknown:
-        listed = list(layers)
-        raise UsageError(f"--keep-fp32 names no layer with weights: {', '.join(repr(u) for u in unknown)}; the "
-                         f"model's are {', '.join(listed[:6])}{' …' if len(listed) > 6 else ''}", code="bad-option")
     return [numpy_helper.to_array(stored[layers[name].input[1]]) for name in names]
 
 

@@ -87,11 +87,11 @@ class Emulator:
         (every extension qemu knows)."""
         return [self.qemu, *(["-cpu", cpu] if cpu else []), str(self.root / PYTHON), str(script), *args]
 
-    def cpu(self, package: Path) -> str | None:
-        """The qemu CPU model the package's target names (its LLVM mcpu: cortex-a72 for rpi4, cortex-a76 for
-        rpi5), so that an instruction the board lacks stops the run as the board would; None (qemu's "max") where
-        qemu has no model of it (graviton3's neoverse-v1 in qemu 7)."""
-        mcpu = str(Manifest.read(package).target.tvm.get("mcpu", ""))
+    def cpu(self, manifest: Manifest) -> str | None:
+        """The qemu CPU model a package's target names (its LLVM mcpu: cortex-a72 for rpi4, cortex-a76 for rpi5),
+        so that an instruction the board lacks stops the run as the board would; None (qemu's "max") where qemu
+        has no model of it (graviton3's neoverse-v1 in qemu 7)."""
+        mcpu = str(manifest.target.tvm.get("mcpu", ""))
         return mcpu if mcpu in cpu_models(self.qemu) else None
 
     def run(self, package: Path, inputs: dict[str, np.ndarray], repeat: int = 0,
@@ -101,6 +101,7 @@ class Emulator:
         the outputs, in the manifest's order, and with `repeat`, the seconds of each of `repeat` runs after a
         warm-up, measured inside the emulated process; `threads`: the library's threads there (default: its
         TVM_NUM_THREADS, which it inherits, else every CPU)."""
+        manifest = Manifest.read(package)
         with tempfile.TemporaryDirectory(prefix="archc-qemu-") as tmp:
             given, result = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
             for name, source in CARRIED.items():
@@ -113,9 +114,9 @@ class Emulator:
             if threads is not None:
                 args += ["--threads", str(threads)]
             try:
-                done = subprocess.run(self.command(script, *args, cpu=self.cpu(package)), env=self.environment(),
-                                      cwd=tmp,
-                                      stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
+                done = subprocess.run(self.command(script, *args, cpu=self.cpu(manifest)), env=self.environment(),
+                                      cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                      errors="replace")
             except OSError as err:
                 raise PackageError(f"{self.qemu} does not start ({err.strerror or err}); {INSTALL}",
                                    code="no-qemu") from None
@@ -130,7 +131,7 @@ class Emulator:
                     raise parse_error_line(last, "emulation-failed")
                 raise PackageError(f"running '{package}' under {Path(self.qemu).name} failed: {last}",
                                    code="emulation-failed")
-            names = [o.name for o in Manifest.read(package).outputs]
+            names = [o.name for o in manifest.outputs]
             with np.load(result, allow_pickle=False) as data:
                 outputs = [data[name] for name in names]
         timed = [line[len(TIMES):] for line in done.stdout.splitlines() if line.startswith(TIMES)]

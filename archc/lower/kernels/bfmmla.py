@@ -53,14 +53,6 @@ def register() -> str:
     return INTRIN
 
 
-def fits(ic_bn: int, stride: int, width: int = WIDTH) -> bool:
-    """Whether a matrix step of `width` reduction channels (BFMMLA's 4, USMMLA's 8) computes a convolution of input
-    blocks of `ic_bn` channels and `stride` along the rows: blocks of whole steps, and a step's two pixels
-    adjacent in the input (stride 1: a step's input is then a 2 × `width` block of it; a strided convolution's
-    pixels lie a column apart, which TVM's tensorize cannot match), else a dot-product step computes it."""
-    return ic_bn % width == 0 and stride == 1
-
-
 def pack_weights(packed: Any) -> Any:
     """archc's fp32 packing OIHW[ic_bn]i[oc_bn]o as bf16 bits OIHW[ic_bn/4]i[oc_bn]o[4]i."""
     return dpbf16.pack_weights(packed, WIDTH)

@@ -25,7 +25,7 @@ import numpy as np
 from tvm import relax, tirx
 from tvm.relax.utils import gen_call_tir_inputs
 
-from archc.lower.kernels import amx, bfmmla, conv2d, dense, dpbf16, sdot, usmmla, vnni, winograd
+from archc.lower.kernels import amx, bfmmla, conv2d, dense, dpbf16, sdot, steps, usmmla, vnni, winograd
 from archc.lower.kernels.blocks import choose, is_depthwise, padded
 from archc.lower.kernels.optable import OPS, Kind, is_const, is_op_call, per_channel, rule_of, shape_of
 from archc.lower.kernels.qdq import integers, quantized_input
@@ -346,10 +346,10 @@ class _Rewriter:
     def _bf16_step(self, ic_bn: int, stride: int = 1) -> str:
         """The step a bf16 convolution of input blocks of `ic_bn` channels, `stride` along its rows, takes in
         archc's kernel: the plan's unit, but on aarch64 BFMMLA only for a direct convolution whose blocks split into
-        its fours and whose pixel pairs are adjacent (bfmmla.fits; `ic_bn` 0: a Winograd product's or a dense
+        its fours and whose pixel pairs are adjacent (steps.matrix_fits; `ic_bn` 0: a Winograd product's or a dense
         layer's, whose rows of tiles or images need not pair), BFDOT otherwise."""
         unit = self.plan.bf16_unit
-        return "bfdot" if unit == "bfmmla" and not (ic_bn and bfmmla.fits(ic_bn, stride)) else unit
+        return "bfdot" if unit == "bfmmla" and not (ic_bn and steps.matrix_fits(ic_bn, stride, bfmmla.WIDTH)) else unit
 
     def _winograd(self, x: Any, w: np.ndarray, m: int, padding: list[int], ic_bn: int, oc_bn: int,
                   bf16: bool = False) -> Any:
@@ -404,7 +404,7 @@ class _Rewriter:
 
     def _kept(self, weight: Any) -> bool:
         """Whether `weight` (a constant) is a layer's that a bf16 build keeps in fp32 (--keep-fp32)."""
-        if not self.kept or not is_const(weight) or weight.value.numpy().size not in self.kept_sizes:
+        if not self.kept or not is_const(weight) or int(np.prod(weight.value.shape)) not in self.kept_sizes:
             return False
         return _fingerprint(weight.value.numpy()) in self.kept
 
@@ -447,9 +447,9 @@ class _Rewriter:
 
     def _int8_step(self, ic_bn: int, stride: int) -> str:
         """The step an int8 convolution of input blocks of `ic_bn` channels, `stride` along its rows, takes: the
-        plan's unit, but where that is USDOT (i8mm), USMMLA for one that suits a matrix step (bfmmla.fits)."""
+        plan's unit, but where that is USDOT (i8mm), USMMLA for one that suits a matrix step (steps.matrix_fits)."""
         unit = self.plan.int8_unit
-        return "usmmla" if unit == "usdot" and bfmmla.fits(ic_bn, stride, usmmla.WIDTH) else unit
+        return "usmmla" if unit == "usdot" and steps.matrix_fits(ic_bn, stride, usmmla.WIDTH) else unit
 
     def _dequantized(self, sums: Any, q: np.ndarray, zero: int, factor: np.ndarray) -> Any:
         """An int8 kernel's int32 sums (NCHW16c) in float32: (sum − zero point · Σ the channel's weights) · factor

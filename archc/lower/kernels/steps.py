@@ -80,6 +80,14 @@ def register(name: str, lanes: int, width: int, types: tuple[str, str, str], pro
 PIXELS = CHANNELS = 2  # a matrix step's accumulators: output pixels × output channels
 
 
+def matrix_fits(ic_bn: int, stride: int, width: int) -> bool:
+    """Whether a matrix step of `width` reduction channels (BFMMLA's 4, USMMLA's 8) computes a convolution of input
+    blocks of `ic_bn` channels and `stride` along the rows: blocks of whole steps, and a step's two pixels
+    adjacent in the input (stride 1: a step's input is then a 2 × `width` block of it; a strided convolution's
+    pixels lie a column apart, which TVM's tensorize cannot match), else a dot-product step computes it."""
+    return ic_bn % width == 0 and stride == 1
+
+
 def register_matrix(name: str, width: int, types: tuple[str, str, str], product: Callable[[Any, Any], Any],
                     step: Callable[[Any, Any, Any], Any], llvm_ir: str | None = None) -> None:
     """Register tensor intrinsic `name`, a matrix step (bfmmla.py's BFMMLA, usmmla.py's USMMLA): C[2, 2]

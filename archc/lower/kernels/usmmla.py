@@ -1,6 +1,6 @@
 """int8 matrix steps on aarch64 with the i8mm extension (USMMLA: AWS Graviton3 and 4, Neoverse V1/V2/N2, Apple M2
 on): the step of archc's blocked convolution for `--precision int8` on such a target, where USDOT (usdot.py) takes
-the dense layers and the convolutions whose input blocks or strides do not suit it (bfmmla.fits).
+the dense layers and the convolutions whose input blocks or strides do not suit it (steps.matrix_fits).
 
 One USMMLA multiplies a 2×8 matrix of uint8 by the transpose of a 2×8 matrix of int8, adding the 2×2 product to 4
 int32 accumulators: 32 multiply-adds, twice USDOT's 16. As BFMMLA's (bfmmla.py), the first matrix is 2 output
