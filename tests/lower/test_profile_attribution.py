@@ -83,8 +83,9 @@ def test_every_kernel_gets_the_nodes_it_runs(act, tmp_path, peak):
                 assert first == "Conv", (k.name, k.nodes)
             elif "matmul" in k.name:
                 assert first == "Gemm", (k.name, k.nodes)
-        if k.gflops is not None:  # one thread, weights flushed: nothing passes the instruction limit
-            assert k.gflops <= 1.1 * peak, (k.name, k.nodes, k.gflops, peak)
+        if k.gflops is not None:  # one thread, weights flushed: nothing passes the instruction limit (1.5×: a
+            # shared host's peak, measured apart from the kernels, can read low)
+            assert k.gflops <= 1.5 * peak, (k.name, k.nodes, k.gflops, peak)
     # the activation after each convolution runs in the convolution's kernel: SiLU's Sigmoid and Mul, or the
     # hardswish's HardSigmoid and Mul, named in the same kernel as their Conv
     fused_tails = [k for k in profile.kernels if k.nodes and op_of[k.nodes[0]] == "Conv"

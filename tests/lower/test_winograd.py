@@ -249,8 +249,10 @@ def test_a_profile_names_the_convolution_in_each_of_its_three_kernels(built):
     want = 36 * sum(t * c * o for t, (c, o) in zip((8 * 8, 8 * 8, 7 * 7), padded, strict=True))  # 30, 30, 28 wide
     assert sum(k.macs or 0 for k in stages["winograd_products"]) == want
     assert all(k.macs == 0 for k in stages["winograd_input"] + stages["winograd_output"])
+    # 1.5×, not 1.0: on a shared host the peak, measured apart from the kernels, can read low; counting the
+    # products' MACs as direct convolution's would put them at 4× theirs
     peak = float(fma_peak(1)["gflops"])
-    assert all(k.gflops is None or k.gflops <= 1.1 * peak for k in profile.kernels)
+    assert all(k.gflops is None or k.gflops <= 1.5 * peak for k in profile.kernels)
 
 
 @pytest.mark.parametrize(("shape", "m"), [
