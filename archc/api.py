@@ -243,13 +243,15 @@ def _proposals(model: Model) -> tuple[Any, Any]:
 
 def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str | Path | None = None,
          options: ModelOptions | None = None, *, minutes: float | None = None, rpc: Any = None,
-         show_progress: bool = False, kernels: str = "archc", precision: str | None = None, **kw: Any) -> Any:
+         show_progress: bool = False, kernels: str = "archc", precision: str | None = None,
+         keep_fp32: Sequence[str] = (), **kw: Any) -> Any:
     """Grow a CPU target's tuning database by `trials` measurements on the model's kernels (MetaSchedule), or for
     `minutes`, or whichever ends first; every later compile for that target applies it. With archc's `kernels`
     (the default), the configurations of the model's convolutions are searched first (seconds each; those the
     database has are kept). Returns the tasks, trials, records and convolutions searched (`lower.tune.TuneSummary`).
     `rpc`: an `archc.runtime.rpc.Remote`, to measure on its devices. `precision`: the kernels of a build at that
-    precision are tuned (default: the target file's, as `compile`)."""
+    precision are tuned (default: the target file's, as `compile`); `keep_fp32`: those of a bf16 build that keeps
+    these layers in fp32 (as `compile`'s)."""
     from archc import targets
     from archc.lower import tune_model
     from archc.lower.tune import Budget
@@ -260,7 +262,7 @@ def tune(source: Source | Model, target: str | Target, trials: int = 0, db: str 
     budget = Budget.of(trials, minutes)
     model = source if not isinstance(source, (str, Path)) else load(source, options, **kw)
     return tune_model(model, tgt, Path(db) if db else None, budget, show_progress, rpc, kernels,
-                      precision or tgt.precision)
+                      precision or tgt.precision, tuple(keep_fp32))
 
 
 def profile(package: str | Path, repeat: int = 20, *, threads: int | None = None, rpc: Any = None) -> Profile:

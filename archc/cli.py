@@ -86,6 +86,14 @@ def precision_option(what: str) -> Callable[[Callable[..., None]], Callable[...,
                         help=f"{what} [default: the target file's `precision`, else fp32]")
 
 
+def keep_fp32_option(what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """--keep-fp32 of compile, tune and bench (a bf16 build's layers computed in fp32): `what` it does there."""
+    return click.option("--keep-fp32", "keep", multiple=True, metavar="NODE",
+                        help=f"{what} (its ONNX node's name, e.g. a spec's `stem/conv1`; `archc analyze MODEL --by "
+                             "layer` lists them) in fp32, the rest in bf16 as usual: for the layers bf16 hurts most "
+                             "(benchmarks/precision_sensitivity.py finds them). Repeat for more (or give NODE,NODE).")
+
+
 def model_options(f: Callable[..., None]) -> Callable[..., None]:
     """Options shared by every verb that reads a model; the verb receives them as one `ModelOptions`."""
     @functools.wraps(f)
@@ -194,10 +202,7 @@ def main() -> None:
                    "(YOLOv2's region output, YOLOv3's heads; the spec's `anchors` and `num_classes`). "
                    "faster_rcnn: two stages, the second in the package's heads/ folder, the proposals chosen "
                    "between them.")
-@click.option("--keep-fp32", "keep", multiple=True, metavar="NODE",
-              help="--precision bf16: compute this layer (its ONNX node's name, e.g. a spec's `stem/conv1`) in "
-                   "fp32, the rest in bf16 as usual; for the layers bf16 hurts most "
-                   "(benchmarks/precision_sensitivity.py finds them). Repeat for more (or give NODE,NODE).")
+@keep_fp32_option("--precision bf16: compute this layer")
 @rpc_options
 @model_options
 def compile(models: tuple[str, ...], target: str, output: str | None, no_simplify: bool, weights: str | None,
@@ -293,17 +298,18 @@ def list_ops(costs: bool) -> None:
               help="Whose kernels to tune: archc's (its convolutions' configurations searched first) or TVM's.")
 @precision_option("The kernels of a build at this precision are tuned (a bf16 build's fp32 kernels differ "
                   "from an fp32 build's).")
+@keep_fp32_option("--precision bf16: tune the kernels of a build that computes this layer")
 @rpc_options
 @model_options
 def tune_cmd(model: str, target: str, trials: int | None, minutes: float | None, db: str | None, kernels: str,
-             precision: str | None, options: ModelOptions, remote: Any) -> None:
+             precision: str | None, keep: tuple[str, ...], options: ModelOptions, remote: Any) -> None:
     """Tune MODEL's kernels for TARGET: a search of each convolution's configuration for archc's kernels (seconds
     per layer), then MetaSchedule on the other kernels; every later `archc compile --target` applies the results.
     Interrupted, it keeps every finished measurement, and the next run goes on from them."""
     import archc
     trials = 64 if trials is None and minutes is None else trials or 0
     summary = archc.tune(_load(model, options), target, trials, db, minutes=minutes, rpc=remote,
-                         show_progress=True, kernels=kernels, precision=precision)
+                         show_progress=True, kernels=kernels, precision=precision, keep_fp32=_names(keep))
     failed = f" ({summary.failed} failed to build or run)" if summary.failed else ""
     searched = f"{summary.searched} convolutions searched; " if summary.searched else ""
     click.echo(f"{model}: {searched}{summary.trials} trials over {summary.tasks} kernels{failed}"
@@ -413,6 +419,7 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
               help="archc's builds at each precision: fp32, bf16, auto (as archc compile --precision); with "
                    "any but fp32, OpenVINO's bf16 run (openvino-bf16) is measured beside its f32 one. [default: the "
                    "target file's `precision`, else fp32]")
+@keep_fp32_option("The bf16 builds (--precision bf16 or auto) compute this layer")
 @click.option("--db", type=click.Path(file_okay=False),
               help="The tuning database (default: ~/.cache/archc/tuning/<target>, as archc compile).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
@@ -427,7 +434,8 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 @rpc_options
 def bench_cmd(source: str, target: str | None, batch_sizes: str | None, threads: int | None, repeat: int | None,
               seconds: float | None, engines: str, variants: str, trials: int | None, db: str | None,
-              kernels: str, precisions: str | None, output: str | None, report_file: str | None,
+              kernels: str, precisions: str | None, keep: tuple[str, ...], output: str | None,
+              report_file: str | None,
               inputs: tuple[str, ...], set_: tuple[str, ...], include_path: tuple[str, ...], remote: Any) -> None:
     """Measure a model's archc packages against onnxruntime (and OpenVINO, IREE, PyTorch where installed) on the
     same inputs, alternating in rounds: latency, throughput, GFLOP/s against the measured peak, peak memory and
@@ -443,7 +451,8 @@ def bench_cmd(source: str, target: str | None, batch_sizes: str | None, threads:
                           repeat=repeat, seconds=seconds, engines=[e for e in engines.split(",") if e],
                           variants=[v for v in variants.split(",") if v], trials=trials, db=db, rpc=remote,
                           show_progress=True, command=shlex.join(["archc", *sys.argv[1:]]), kernels=kernels,
-                          precisions=[p for p in precisions.split(",") if p] if precisions else None)
+                          precisions=[p for p in precisions.split(",") if p] if precisions else None,
+                          keep_fp32=_names(keep))
     out = Path(output or f"{results.model.name}.{results.target.name}.bench.json")
     write(results, out)
     click.echo(table(results), nl=False)

@@ -83,11 +83,12 @@ def lower(model: Model, target: Target, db: Path | None = None, budget: tune.Bud
 
 
 def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budget, show: bool = False,
-               remote: Remote | None = None, kernels: str = "archc", precision: str = "fp32") -> tune.TuneSummary:
+               remote: Remote | None = None, kernels: str = "archc", precision: str = "fp32",
+               fp32_layers: Sequence[str] = ()) -> tune.TuneSummary:
     """Grow the target's tuning database (CPU targets): with archc's kernels, first a search of every convolution's
     configuration it lacks; then the budget's measurements on the model's other kernels. At `precision` bf16 the
     kernels tuned are those a bf16 build compiles (the AMX convolutions' neighbours differ), so its records
-    apply there."""
+    apply there; with `fp32_layers` (`lower`'s), those of a build that keeps them in fp32."""
     if target.tvm.get("kind") == "cuda":
         raise ArchcError("tuning GPU kernels is not in this version; CPU targets only", code="no-gpu-tuning")
     check_toolchain(target)
@@ -95,9 +96,10 @@ def tune_model(model: Model, target: Target, db: Path | None, budget: tune.Budge
         target = replace(target, tvm={**target.tvm, "num-cores": device_cores(remote)})
     precision = choose_precision(target, kernels, precision)[0]
     _check_quantized(model, precision)
+    kept = kept_weights(model, fp32_layers, precision)
     tgt = tvm_target_at(target, precision)
     db = db or tune.default_db(target)
-    prepared = tune.prepare(import_onnx(model), tgt, kernels, None, precision)
+    prepared = tune.prepare(import_onnx(model), tgt, kernels, None, precision, keep_fp32=kept)
     searched = 0
     if kernels == "archc":
         choices = own_kernels.Choices(tgt, own_kernels.lanes(tgt), db)

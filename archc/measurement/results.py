@@ -515,12 +515,14 @@ class Settings:
     trials: int | None = None
     rpc: str | None = None
     precisions: list[str] | None = None  # archc's packages' precisions (None in older files: fp32)
+    keep_fp32: list[str] | None = None  # layers its bf16 builds computed in fp32 (--keep-fp32)
 
     def to_json(self) -> dict[str, Any]:
         return {"batches": list(self.batches), "threads": self.threads, "repeat": self.repeat,
                 "seconds": self.seconds, "warmup": self.warmup, "rounds": dict(self.rounds),
                 "engines": list(self.engines), "variants": list(self.variants), "trials": self.trials,
-                "rpc": self.rpc} | ({"precisions": list(self.precisions)} if self.precisions else {})
+                "rpc": self.rpc} | ({"precisions": list(self.precisions)} if self.precisions else {}) | (
+                    {"keep_fp32": list(self.keep_fp32)} if self.keep_fp32 else {})
 
     @classmethod
     def from_json(cls, data: Any, at: str = "settings") -> Settings:
@@ -531,7 +533,7 @@ class Settings:
             raise MalformedResults(f"{f.path('rounds')}.{bad}", "is not an integer")
         return cls(f.integers("batches") or [], f.integer("threads"), f.integer("repeat"), f.number("seconds"),
                    f.integer("warmup"), rounds, f.texts("engines") or [], f.texts("variants") or [],
-                   f.integer("trials"), f.text("rpc"), f.texts("precisions"))
+                   f.integer("trials"), f.text("rpc"), f.texts("precisions"), f.texts("keep_fp32"))
 
 
 # ---- the file --------------------------------------------------------------------------------------------------

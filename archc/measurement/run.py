@@ -77,7 +77,7 @@ def measure(source: str | Path, target: str | Any | None = None, options: ModelO
             variants: Sequence[str] = ("default",), trials: int | None = None, db: str | Path | None = None,
             rpc: Any = None, warmup: int = WARMUP, memory: bool = True, profile: bool = True,
             show_progress: bool = False, command: str | None = None, kernels: str = "archc",
-            precisions: Sequence[str] | None = None) -> BenchResults:
+            precisions: Sequence[str] | None = None, keep_fp32: Sequence[str] = ()) -> BenchResults:
     """Measure a spec, ONNX file or package folder on every engine asked for (onnxruntime always); see the module
     doc. `repeat`: rounds per batch size; `seconds`: rounds until that much time has passed (at least
     MIN_ROUNDS); neither: DEFAULT_SECONDS. `rpc`: an `archc.runtime.rpc.Remote` to run archc's packages on.
@@ -85,7 +85,8 @@ def measure(source: str | Path, target: str | Any | None = None, options: ModelO
     variant at the first batch size. `kernels`: archc's builds with its own CPU kernels ("archc") or TVM's ("tvm",
     tuned by MetaSchedule only), as `archc compile --kernels`. `precisions`: each archc variant is built at each
     (default: the target file's precision); with any but fp32, OpenVINO's bf16 run (openvino-bf16) is measured
-    beside its f32 one, the peer at the same precision. Returns the results (`BenchResults`)."""
+    beside its f32 one, the peer at the same precision. `keep_fp32`: ONNX node names of layers the bf16 builds
+    compute in fp32 (as `archc compile --keep-fp32`). Returns the results (`BenchResults`)."""
     from archc import targets
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     before = loadavg()
@@ -122,6 +123,10 @@ def measure(source: str | Path, target: str | Any | None = None, options: ModelO
             raise UsageError(f"'{src}' is a package built at {built}; leave --precision out or compile the model "
                              "at other precisions (give the spec or ONNX file to archc bench)", code="bad-usage")
         precisions = [built]
+        if keep_fp32:
+            raise UsageError(f"'{src}' is a package: it computes in fp32 the layers it was built with "
+                             f"({', '.join(manifest.build.fp32_layers or []) or 'none'}); leave --keep-fp32 out, or "
+                             "give the spec or ONNX file to archc bench", code="bad-usage")
     else:
         if target is None:
             raise UsageError("archc bench needs --target for a model (e.g. --target native); a package folder knows "
@@ -133,6 +138,9 @@ def measure(source: str | Path, target: str | Any | None = None, options: ModelO
         bench_target = BenchTarget(tgt.name, tgt.description)
         batches = list(batches or [1])
         precisions = _precisions(precisions or [tgt.precision])
+        if keep_fp32 and not {"bf16", "auto"} & set(precisions):
+            raise UsageError(f"--keep-fp32 keeps layers of the bf16 builds in fp32, and this bench builds "
+                             f"{', '.join(precisions)} only: add --precision bf16", code="bad-option")
     if "openvino" in names and "openvino-bf16" not in names and set(precisions) - {"fp32"}:
         names.insert(names.index("openvino") + 1, "openvino-bf16")  # the peer at the same precision
     if not batches or any(int(b) < 1 for b in batches):
@@ -143,7 +151,7 @@ def measure(source: str | Path, target: str | Any | None = None, options: ModelO
                        src if manifest is not None else None)
     work = Path(tempfile.mkdtemp(prefix="archc-bench-"))
     run = _Run(src, manifest, tgt, options, threads, repeat, seconds, warmup, trials, Path(db) if db else None, rpc,
-               memory, show_progress, work, model, kernels)
+               memory, show_progress, work, model, kernels, tuple(keep_fp32))
     try:
         for k, batch in enumerate(batches):
             run.batch(int(batch), entries, first=k == 0, profile=profile)
@@ -155,12 +163,13 @@ def measure(source: str | Path, target: str | Any | None = None, options: ModelO
     return BenchResults(
         created=created,
         command=command or _command(source, bench_target.name or "", batches, threads, repeat, seconds, names,
-                                    variants, trials, rpc, precisions),
+                                    variants, trials, rpc, precisions, keep_fp32),
         environment=env, model=model, target=bench_target, engines=entries, profile=run.profile,
         tuning_curve=run.curve,
         settings=Settings(batches=list(batches), threads=threads, repeat=repeat, seconds=seconds, warmup=warmup,
                           rounds=run.rounds, engines=names, variants=list(variants), trials=trials,
-                          rpc=str(rpc) if rpc else None, precisions=list(precisions)))
+                          rpc=str(rpc) if rpc else None, precisions=list(precisions),
+                          keep_fp32=list(keep_fp32) or None))
 
 
 class _Run:
@@ -168,12 +177,12 @@ class _Run:
 
     def __init__(self, src: Path, manifest: Manifest | None, tgt: Any, options: ModelOptions, threads: int,
                  repeat: int | None, seconds: float | None, warmup: int, trials: int | None, db: Path | None,
-                 rpc: Any, memory: bool, show: bool, work: Path, model: ModelInfo, kernels: str = "archc"
-                 ) -> None:
+                 rpc: Any, memory: bool, show: bool, work: Path, model: ModelInfo, kernels: str = "archc",
+                 keep: tuple[str, ...] = ()) -> None:
         self.src, self.manifest, self.tgt, self.options = src, manifest, tgt, options
         self.threads, self.repeat, self.seconds, self.warmup, self.trials = threads, repeat, seconds, warmup, trials
         self.db, self.rpc, self.memory, self.show, self.work, self.model = db, rpc, memory, show, work, model
-        self.kernels = kernels
+        self.kernels, self.keep = kernels, keep
         self.searched = 0  # convolutions whose configuration the tuned variant's `archc tune` searched
         self.profile: BenchProfile | None = None
         self.curve: list[TuningPoint] | None = None
@@ -182,6 +191,10 @@ class _Run:
 
     def batch(self, batch: int, entries: list[EngineResult], first: bool, profile: bool) -> None:
         onnx_path, model = self._model_at(batch)
+        if self.keep and model is not None:  # a name the model lacks: one sentence, before any engine is built
+            from archc.emit.quantize import check_kept, weighted_layers
+            layers = weighted_layers(model.proto)
+            check_kept(self.keep, layers, "layer with weights", layers)
         inputs = _random_inputs(onnx_path)
         self.inputs_file = self.work / f"inputs.b{batch}.npz"
         np.savez(self.inputs_file, **inputs)  # type: ignore[arg-type]  # names are the model's inputs
@@ -257,6 +270,8 @@ class _Run:
                           "inside the emulated process: its times say nothing about a real board; no peak memory")
         build = archc_engine.package.manifest.build
         entry.precision = build.precision  # `auto` resolved
+        if first and build.fp32_layers:
+            entry.note = _join(entry.note, f"computes {', '.join(build.fp32_layers)} in fp32 (--keep-fp32)")
         checked = archc_engine.package.manifest.verification
         if first and checked is not None and checked.agreement:  # a low-precision build's accuracy, once
             a = checked.agreement
@@ -294,7 +309,7 @@ class _Run:
                 start_records = tuning.record_count(db)
                 start = time.perf_counter()
                 summary = tune_model(model, self.tgt, db, Budget(self.trials or DEFAULT_TRIALS), self.show, self.rpc,
-                                     self.kernels, precision)
+                                     self.kernels, precision, self._kept(precision))
                 self.searched = int(summary.searched)
                 tune_seconds, tune_trials = round(time.perf_counter() - start, 3), int(summary.trials)
                 if first:
@@ -307,11 +322,20 @@ class _Run:
         that its accuracy is shown beside its speed (an fp32 build's outputs are compared in the rounds)."""
         from archc.lower import lower, write_package
         from archc.lower.verify import checker_at
-        lowered = lower(model, self.tgt, db, None, self.show, quick, self.kernels, precision)
+        kept = self._kept(precision)
+        lowered = lower(model, self.tgt, db, None, self.show, quick, self.kernels, precision, kept)
         built = lowered.report.precision  # `auto` resolved
         check = None if built == "fp32" else checker_at(model, lambda m, out: write_package(
-            m, lower(m, self.tgt, db, None, False, 0, self.kernels, built), out), built)
+            m, lower(m, self.tgt, db, None, False, 0, self.kernels, built, kept), out), built)
         write_package(model, lowered, folder, check)
+
+    def _kept(self, precision: str) -> tuple[str, ...]:
+        """--keep-fp32's layers for a build at `precision`: a bf16 one's (auto's where it chooses bf16), none for
+        the fp32 and int8 builds beside it."""
+        from archc.lower.build import choose_precision
+        if not self.keep or precision not in ("bf16", "auto"):
+            return ()
+        return self.keep if choose_precision(self.tgt, self.kernels, precision)[0] == "bf16" else ()
 
     def _rounds(self, batch: int, alternating: list[tuple[EngineResult, engine_mod.Engine, _Build]],
                 inputs: dict[str, np.ndarray]) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
@@ -536,7 +560,7 @@ def _join(note: str | None, sentence: str) -> str:
 
 def _command(source: str | Path, target: str, batches: Sequence[int], threads: int, repeat: int | None,
              seconds: float | None, names: list[str], variants: list[str], trials: int | None, rpc: Any,
-             precisions: Sequence[str] = ("fp32",)) -> str:
+             precisions: Sequence[str] = ("fp32",), keep_fp32: Sequence[str] = ()) -> str:
     """The `archc bench` command line that asks for the same measurements (for results made through the API)."""
     parts = ["archc", "bench", str(source), "--target", target, "--batch", ",".join(map(str, batches)),
              "--threads", str(threads), *(["--repeat", str(repeat)] if repeat else ["--seconds", f"{seconds:g}"]),
@@ -547,6 +571,8 @@ def _command(source: str | Path, target: str, batches: Sequence[int], threads: i
         parts += ["--trials", str(trials)]
     if list(precisions) != ["fp32"]:
         parts += ["--precision", ",".join(precisions)]
+    if keep_fp32:
+        parts += ["--keep-fp32", ",".join(keep_fp32)]
     if rpc is not None:
         parts += ["--rpc", f"{rpc.host}:{rpc.port}", "--rpc-key", rpc.key]
     return shlex.join(parts)

@@ -26,6 +26,10 @@ pytestmark = pytest.mark.tvm
 needs_amx = pytest.mark.skipif(not amx.request_tiles(), reason="this CPU (or kernel) has no AMX-BF16: run on an "
                                "Intel Xeon from Sapphire Rapids on")
 
+needs_bf16 = pytest.mark.skipif(build.bf16_unavailable(archc.targets.get("native")) is not None,
+                                reason="this CPU has neither AMX-BF16 nor AVX512-BF16: run on an Intel Xeon from "
+                                       "Sapphire Rapids or Cooper Lake on, or an AMD Zen 4 on")
+
 
 @needs_amx
 def test_a_bf16_build_runs_its_convolutions_on_amx_and_equals_fp32_to_bf16s_tolerance(tmp_path):
@@ -136,9 +140,7 @@ def test_auto_records_its_choice_in_the_manifest_and_says_it(tmp_path):
     assert f"kernels: {build['precision_chosen']}; " in run.stderr
 
 
-@pytest.mark.skipif(build.bf16_unavailable(archc.targets.get("native")) is not None,
-                    reason="this CPU has neither AMX-BF16 nor AVX512-BF16: run on an Intel Xeon from Sapphire Rapids "
-                           "or Cooper Lake on, or an AMD Zen 4 on")
+@needs_bf16
 def test_keep_fp32_computes_the_named_layers_in_fp32(tmp_path):
     """--keep-fp32 b,h: the 1×1 layer b and the last dense layer h computed in fp32 (found by their weights, since
     TVM's importer keeps no node names), the rest in bf16 as before; recorded in the manifest, said by
@@ -167,6 +169,42 @@ def test_keep_fp32_computes_the_named_layers_in_fp32(tmp_path):
     cli_error(compile_("--precision", "fp32", "--keep-fp32", "b", "-o", str(tmp_path / "bad")), "bad-option", 2,
               "--precision bf16")
     assert not (tmp_path / "bad").exists()
+
+
+@needs_bf16
+def test_tune_and_bench_take_keep_fp32(tmp_path):
+    """`archc tune --precision bf16 --keep-fp32 b` searches the configurations of the kernels such a build compiles:
+    b's fp32 convolution, not its bf16 one; `archc bench --keep-fp32 b` builds its bf16 package so (said in the
+    entry's note, recorded in the settings and the command line), verified to bf16's tolerance. Refused in one
+    sentence: a name the model lacks, a bench with no bf16 build, a package (built with its own)."""
+    from archc.lower.kernels.search import RECORDS
+    spec = tmp_path / "small.arch"
+    spec.write_text(SMALL)
+    run = subprocess.run([sys.executable, "-m", "archc", "tune", str(spec), "--target", "native", "--precision",
+                          "bf16", "--keep-fp32", "b", "--trials", "1", "--db", str(tmp_path / "db")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-800:]
+    (keys,) = [set(v) for v in json.loads((tmp_path / "db" / RECORDS).read_text()).values() if isinstance(v, dict)]
+    b = "d1x4x20x24x16_w4x4x1x1x16x16_s1x1_p0x0x0x0_l1x1"  # 64 → 64 channels, 1×1, on 20×24 in blocks of 16
+    assert b in keys and f"bf16:{b}" not in keys, sorted(keys)
+    assert "bf16:d1x4x20x24x16_w4x4x1x1x16x16_s2x2_p0x0x0x0_l1x1" in keys  # d, its strided twin: bf16 still
+    res = archc.bench(spec, "native", precisions=["bf16"], keep_fp32=["b"], engines=["onnxruntime", "archc"],
+                      repeat=2, memory=False, profile=False)
+    (ours,) = [e for e in res.engines if e.engine == "archc"]
+    assert ours.status == "ok" and ours.precision == "bf16", ours
+    assert "computes b in fp32 (--keep-fp32)" in (ours.note or "") and res.settings.keep_fp32 == ["b"]
+    assert "--keep-fp32 b" in (res.command or "") and ours.results[0].agreement.max_rel_diff <= 3e-2
+    with raises("bad-option", UsageError, naming=("'zz'", "stem, a, b")):
+        archc.tune(spec, "native", trials=1, db=tmp_path / "db2", precision="bf16", keep_fp32=["zz"])
+    with raises("bad-option", UsageError, naming=("'zz'", "stem, a, b")):
+        archc.bench(spec, "native", precisions=["bf16"], keep_fp32=["zz"], engines=["onnxruntime", "archc"],
+                    repeat=1, memory=False, profile=False)
+    with raises("bad-option", UsageError, naming="--precision bf16"):
+        archc.bench(spec, "native", precisions=["fp32"], keep_fp32=["b"], repeat=1)
+    folder = archc.compile(spec, target="native", output=tmp_path / "pkg", quick=0).output
+    with raises("bad-usage", UsageError, naming=("--keep-fp32", "spec or ONNX file")):
+        archc.bench(folder, keep_fp32=["b"], repeat=1)
+    assert not (tmp_path / "db2").exists()
 
 
 @pytest.mark.cross
