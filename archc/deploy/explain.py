@@ -51,6 +51,10 @@ def table(plan: dict[str, Any]) -> str:
             "its 512-bit one" if plan.get("lanes") == 16 and plan.get("half_width_cost", 2.0) < 2.0 else "")
     lines = [f"layout plan: {len(convs)} convolutions in NCHW[x]c ({plan.get('lanes')} fp32 lanes per vector{half})"]
     lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    if plan.get("bf16_residuals"):
+        n = plan["bf16_residuals"]
+        lines.append(f"bf16 residual stream: {n} residual add{'s' if n > 1 else ''} read{'' if n > 1 else 's'} "
+                     "its shortcut as the bf16 its 1×1 convolutions read (written in bf16 only)")
     transforms = plan.get("transforms", [])
     lines.append(f"layout changes between ops: {len(transforms)}")
     lines += [f"  {t}" for t in transforms]

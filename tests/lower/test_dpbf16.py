@@ -176,3 +176,36 @@ def test_narrow_bf16_layers_take_full_blocks(tmp_path, no_amx):
     check = manifest["verification"]
     assert check["status"] == "passed" and check["max_rel_diff"] < 3e-2
 
+
+
+BOTTLENECK = """network bottleneck {
+  input image: 32x14x14
+  stem: conv(64, 1) relu                 # read by a (1×1, bf16) and r1: the shortcut in bf16
+  a: conv(32, 1) bn relu
+  b: conv(32, 3, pad=1) bn relu
+  c: conv(64, 1) bn
+  r1: add { @c; @stem } relu             # read by d (3×3: Winograd, from float32) and r2: stays float32
+  d: conv(64, 3, pad=1) relu
+  r2: add { @d; @r1 }
+  f: gap flatten dense(10)
+}
+"""
+
+
+def test_a_shortcut_that_only_1x1_bf16_convolutions_read_besides_its_add_is_written_in_bf16_only(tmp_path, no_amx):
+    """The bf16 residual stream: a bottleneck block's input, read by its first 1×1 convolution (in bf16) and by its
+    residual add, leaves the kernel that computes it as bf16 alone (the rounding fused there: no float32 copy, no
+    rounding kernel of its own), and the add reads those bits back in the kernel of the block's last convolution.
+    A shortcut that a padded convolution reads in float32 stays float32. Verified against onnxruntime's fp32."""
+    import re
+    spec = tmp_path / "bottleneck.arch"
+    spec.write_text(BOTTLENECK)
+    folder = Path(archc.compile(spec, target="native", output=tmp_path / "pkg", quick=0, precision="bf16").output)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["build"]["layout"]["bf16_residuals"] == 1
+    kernels = set(re.findall(rb"__tvm_ffi_(\w+)", (folder / manifest["library"]).read_bytes()))
+    assert b"fused_conv2d_bf16_nchwc_relu_to_bf161" in kernels, kernels  # stem: ReLU, rounded, written
+    assert b"fused_conv2d_bf16_nchwc_from_bf16_add_relu" in kernels, kernels  # c: the shortcut's bits read back
+    assert not any(k.startswith(b"to_bf16") and k != b"to_bf16" for k in kernels), kernels  # (the image's alone)
+    check = manifest["verification"]
+    assert check["status"] == "passed" and check["max_rel_diff"] < 3e-2

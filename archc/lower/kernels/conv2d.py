@@ -39,6 +39,8 @@ WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (
 PAD = "archc_conv2d_pad"
 PAD_BF16 = "archc_conv2d_pad_bf16"  # the bf16 convolution's input kernel (pad_bf16)
 PAD_INT8 = "archc_conv2d_pad_int8"  # the int8 convolution's input padded (pad_int8)
+TO_BF16 = "archc_to_bf16"  # an unpadded bf16 convolution's input, rounded (to_bf16)
+FROM_BF16 = "archc_from_bf16"  # a residual read back from those bits (from_bf16)
 QUANTIZE = "archc_quantize"  # the int8 convolution's input quantized (quantize)
 CROP = "archc_conv2d_crop"  # the output's true width, where the row was widened (`widened`)
 
@@ -100,6 +102,19 @@ def pad_bf16(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: 
     NCHW[bn]c in the same pass, the channels past its last zero (an RGB stem's fourth, as `quantize`'s). `even`:
     the output row widened to an even width (a PAIRED step's)."""
     return _converted(data, kernel, strides, padding, dilation, PAD_BF16, dpbf16.bits, 0, dpbf16.BITS, bn, even)
+
+
+def to_bf16(data: Any) -> Any:
+    """float32 NCHW[ic_bn]c rounded to bf16 (its bits: dpbf16.bits), elementwise: the input of a bf16 convolution
+    that needs no padding (a 1×1 one), which TVM fuses into the epilogue of the kernel that computes `data` where
+    that is its one consumer."""
+    return te.compute(data.shape, lambda *i: dpbf16.bits(data[i]), name=TO_BF16)
+
+
+def from_bf16(bits: Any) -> Any:
+    """`to_bf16`'s bits read back as float32, elementwise: a residual add's operand where its other readers are bf16
+    convolutions (the layout plan's bf16 residual stream), which TVM fuses into the kernel of the add."""
+    return te.compute(bits.shape, lambda *i: dpbf16.value(bits[i]), name=FROM_BF16)
 
 
 def quantize(data: Any, scale: float, zero_point: int, bn: int = 0) -> Any:

@@ -55,13 +55,14 @@ class Plan:
     decisions: list[Decision] = field(default_factory=list)
     bf16_dense: int = 0  # dense layers computed in bf16 (on AMX or AVX512-BF16)
     int8_dense: int = 0  # dense layers computed in int8
+    bf16_residuals: int = 0  # residual adds that read their shortcut as bf16 (the bf16 residual stream)
     int8_unit: str = "vnni"  # precision int8: what computes it, "vnni" (x86's VPDPBUSD), "usdot" (aarch64's i8mm)
     # or "sdot" (aarch64's dotprod)
     transforms: list[str] = field(default_factory=list)  # each layout change emitted between ops, and why
 
     def to_json(self) -> dict[str, Any]:
         return {"lanes": self.lanes, "half_width_cost": self.half_width_cost, "bf16_dense": self.bf16_dense,
-                "int8_dense": self.int8_dense,
+                "int8_dense": self.int8_dense, "bf16_residuals": self.bf16_residuals,
                 "transforms": self.transforms,
                 "convolutions": [{"conv": d.shape, "in": f"NCHW{d.ic_bn}c", "out": f"NCHW{d.oc_bn}c"
                                   + (f" ({d.channels[0]} padded to {d.channels[1]})"
@@ -139,6 +140,8 @@ class _Rewriter:
         # var → block, where a convolution writes it
         self.weights: dict[Any, tuple[np.ndarray, np.ndarray] | None] = {}  # a weight → its int8 integers
         self.quantized: dict[tuple[Any, int, float, int], tuple[Any, bool]] = {}  # (x, block, scale, zero) → uint8
+        self.rounded: dict[tuple[Any, int], Any] = {}  # (x, block) → x's bf16 bits, for the 1×1 bf16 convolutions
+        self.bits_readers: Counter[Any] = Counter()  # x → its readers that take those bits
         self.choice = choose(self.bindings, plan.lanes, shape_of, plan.half_width_cost, frozenset(
             b.var for b in self.bindings if self._int8_candidate(b.value) or self._bf16_candidate(b.value)))
 
@@ -322,8 +325,11 @@ class _Rewriter:
             blocked = (n, padded(channels, ic_bn) // ic_bn, *size, ic_bn) if nchw_input else shape_of(x)
             unit = self._bf16_step(ic_bn, strides[1])
             paired = unit in conv2d.PAIRED
-            xp = self.bb.emit_te(conv2d.pad_bf16, x, (kh, kw), strides, padding, dilation,
-                                 ic_bn if nchw_input else 0, paired, primfunc_name_hint="to_bf16")
+            if nchw_input or conv2d.needs_padding(shape_of(x)[3], (kh, kw), strides, padding, dilation, paired):
+                xp = self.bb.emit_te(conv2d.pad_bf16, x, (kh, kw), strides, padding, dilation,
+                                     ic_bn if nchw_input else 0, paired, primfunc_name_hint="to_bf16")
+            else:
+                xp = self._rounded(data, x, ic_bn)
             weights = bfmmla.pack_weights(packed) if paired else dpbf16.pack_weights(packed)
             y = self.bb.emit_te(conv2d.compute_bf16, xp, relax.const(weights), strides, padding,
                                 dilation, blocked, unit, primfunc_name_hint="conv2d_bf16_nchwc")
@@ -477,6 +483,24 @@ class _Rewriter:
                 self.plan.transforms.append(f"NCHW → NCHW{bn}c uint8 ({'×'.join(map(str, shape_of(x)))}) "
                                             f"for {self.why}")
         return self.quantized[key]
+
+    def _rounded(self, v: Any, x: Any, bn: int) -> Any:
+        """v (as x, NCHW[bn]c float32) rounded to bf16, once for every bf16 convolution that reads it unpadded (a
+        ResNet block's input feeds its first and its shortcut 1×1 convolutions); counted as their reader."""
+        self.bits_readers[v] += 1
+        if (v, bn) not in self.rounded:
+            self.rounded[v, bn] = self.bb.emit_te(conv2d.to_bf16, x, primfunc_name_hint="to_bf16")
+        return self.rounded[v, bn]
+
+    def _residual(self, v: Any, e: Any, bn: int) -> Any:
+        """The bf16 residual stream: where `v`, an operand of the add `e`, is otherwise read only by bf16
+        convolutions that take its bits (`_rounded`), the add reads those bits too, so that v is never written in
+        float32: the kernel that computes it writes bf16 alone (half the bytes, and no rounding pass of its own),
+        as OpenVINO's and oneDNN's bf16 graphs keep every activation. The bits as float32, or None."""
+        if e.op.name != "relax.add" or (v, bn) not in self.rounded or self.uses[v] != self.bits_readers[v] + 1:
+            return None
+        self.plan.bf16_residuals += 1
+        return self.bb.emit_te(conv2d.from_bf16, self.rounded[v, bn], primfunc_name_hint="from_bf16")
 
     def _amx_conv(self, last: Any, x: Any, w: np.ndarray, shift: Any, strides: list[int],
                   padding: list[int]) -> None:
@@ -662,7 +686,8 @@ class _Rewriter:
             gate = per_channel(shape_of(a), shape_of(v)) and (shape_of(v)[1] % bn == 0 or OPS[e.op.name].zero_safe)
             if isinstance(a, relax.Var) and (shape_of(a) == shape_of(v) or gate) \
                     and (a in self.blocked or a in self.plain):
-                args.append(self.block(a, bn)[0])
+                bits = self._residual(a, e, bn) if shape_of(a) == shape_of(v) else None
+                args.append(self.block(a, bn)[0] if bits is None else bits)
             elif is_const(a):
                 c = a.value.numpy()
                 values = _per_channel(a, shape_of(v)[1], len(shape_of(v)))
