@@ -54,7 +54,7 @@ def table(plan: dict[str, Any]) -> str:
     if plan.get("bf16_residuals"):
         n = plan["bf16_residuals"]
         lines.append(f"bf16 residual stream: {n} residual add{'s' if n > 1 else ''} read{'' if n > 1 else 's'} "
-                     "its shortcut as the bf16 its 1×1 convolutions read (written in bf16 only)")
+                     "its shortcut in bf16, as the convolutions that share it do (written in bf16 only)")
     transforms = plan.get("transforms", [])
     lines.append(f"layout changes between ops: {len(transforms)}")
     lines += [f"  {t}" for t in transforms]

@@ -100,8 +100,10 @@ def pad_bf16(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: 
     """The bf16 convolution's input, in a kernel of its own: float32 NCHW[ic_bn]c zero-padded (`widened`'s extra
     columns too) and rounded to bf16 (its bits: dpbf16.bits) in one pass. With `bn`, `data` is NCHW, relaid out to
     NCHW[bn]c in the same pass, the channels past its last zero (an RGB stem's fourth, as `quantize`'s). `even`:
-    the output row widened to an even width (a PAIRED step's)."""
-    return _converted(data, kernel, strides, padding, dilation, PAD_BF16, dpbf16.bits, 0, dpbf16.BITS, bn, even)
+    the output row widened to an even width (a PAIRED step's). `data` may be bf16 bits already (`to_bf16`'s): padded
+    as it is."""
+    convert = (lambda v: v) if str(data.dtype) == dpbf16.BITS else dpbf16.bits
+    return _converted(data, kernel, strides, padding, dilation, PAD_BF16, convert, 0, dpbf16.BITS, bn, even)
 
 
 def to_bf16(data: Any) -> Any:

@@ -131,10 +131,12 @@ class _Rewriter:
         self.value_of = {b.var: b.value for b in self.bindings}
         self.uses: Counter[Any] = Counter()
         self.consumer: dict[Any, Any] = {}
+        self.readers: dict[Any, list[Any]] = {}  # var → the bindings that read it (once per reading)
         for b in self.bindings:
             for v in _vars_in(b.value, relax):
                 self.uses[v] += 1
                 self.consumer[v] = b
+                self.readers.setdefault(v, []).append(b)
         for v in _vars_in(func.body.body, relax):
             self.uses[v] += 2  # a function output is never folded away
         # var → block, where a convolution writes it
@@ -318,7 +320,8 @@ class _Rewriter:
             x, relayout = self._quantized(data, ic_bn, x_scale, zero) if uint8 is not None \
                 else self.block(data, ic_bn)
         if m:
-            y = self._winograd(x, w, m, padding, ic_bn, oc_bn, on_dpbf16)
+            source = self._rounded(data, x, ic_bn) if on_dpbf16 and self._bf16_only(data) else x
+            y = self._winograd(source, w, m, padding, ic_bn, oc_bn, on_dpbf16)
             text += f" Winograd F({m}×{m}, 3×3)"
         elif on_dpbf16:  # its input padded and rounded to bf16 by a kernel of its own, its weights packed in bf16
             n, _, *size = shape_of(data)
@@ -326,7 +329,8 @@ class _Rewriter:
             unit = self._bf16_step(ic_bn, strides[1])
             paired = unit in conv2d.PAIRED
             if nchw_input or conv2d.needs_padding(shape_of(x)[3], (kh, kw), strides, padding, dilation, paired):
-                xp = self.bb.emit_te(conv2d.pad_bf16, x, (kh, kw), strides, padding, dilation,
+                source = self._rounded(data, x, ic_bn) if not nchw_input and self._bf16_only(data) else x
+                xp = self.bb.emit_te(conv2d.pad_bf16, source, (kh, kw), strides, padding, dilation,
                                      ic_bn if nchw_input else 0, paired, primfunc_name_hint="to_bf16")
             else:
                 xp = self._rounded(data, x, ic_bn)
@@ -492,11 +496,23 @@ class _Rewriter:
             self.rounded[v, bn] = self.bb.emit_te(conv2d.to_bf16, x, primfunc_name_hint="to_bf16")
         return self.rounded[v, bn]
 
+    def _bf16_only(self, v: Any) -> bool:
+        """Whether every reader of `v` is a convolution in bf16 (`_bf16_candidate`) or an add of its shape: then
+        its padded and Winograd readers take its bits too (`_rounded`), so that, with `_residual`, v is written in
+        bf16 alone. Where a reader turns out to need float32 after all, v is written both ways: correct, a pass
+        more."""
+        readers = self.readers.get(v, [])
+        return bool(readers) and self.uses[v] == len(readers) and all(
+            (self._bf16_candidate(b.value) and b.value.args[0].same_as(v))
+            or (rule_of(b.value) is not None and b.value.op.name == "relax.add" and shape_of(b.var) == shape_of(v))
+            for b in readers)
+
     def _residual(self, v: Any, e: Any, bn: int) -> Any:
         """The bf16 residual stream: where `v`, an operand of the add `e`, is otherwise read only by bf16
-        convolutions that take its bits (`_rounded`), the add reads those bits too, so that v is never written in
-        float32: the kernel that computes it writes bf16 alone (half the bytes, and no rounding pass of its own),
-        as OpenVINO's and oneDNN's bf16 graphs keep every activation. The bits as float32, or None."""
+        convolutions that take its bits (`_rounded`, `_bf16_only`), the add reads those bits too, so that v is
+        never written in float32: the kernel that computes it writes bf16 alone (half the bytes, and no rounding
+        pass of its own), as OpenVINO's and oneDNN's bf16 graphs keep every activation. The bits as float32, or
+        None."""
         if e.op.name != "relax.add" or (v, bn) not in self.rounded or self.uses[v] != self.bits_readers[v] + 1:
             return None
         self.plan.bf16_residuals += 1

@@ -99,18 +99,20 @@ def _row(index: Any, rows: np.ndarray, terms: list[Any], dtype: str) -> Any:
 
 def transform_input(data: Any, padding: Sequence[int], m: int, bf16: bool = False) -> Any:
     """Bᵀ d B of every (m+2)×(m+2) input tile of NCHW[bn]c data, as (1, α²·C/bn, 1, tiles, bn): group ε·α + ν holds
-    the chunks of every tile's transformed value (ε, ν), tile (b, ty, tx) at column (b·TH + ty)·TW + tx."""
+    the chunks of every tile's transformed value (ε, ν), tile (b, ty, tx) at column (b·TH + ty)·TW + tx. `data` may
+    be bf16 bits (`conv2d.to_bf16`'s), read as float32."""
     n, chunks, height, width, bn = (int(d) for d in data.shape)
     top, left = int(padding[0]), int(padding[1])
     th, tw = tiles(height, width, padding, m)
     _, bt, _ = matrices(m)
     alpha = m + 2
-    dtype = data.dtype
+    bits = str(data.dtype) == dpbf16.BITS
+    dtype = "float32" if bits else data.dtype
 
     def read(c: Any, p: Any, r: int, col: Any, i: Any) -> Any:
         inside, value = conv2d.padded_read(data, p // (th * tw), c, p // tw % th * m + r - top,
                                            p % tw * m + col - left, i)
-        return tvm.tirx.if_then_else(inside, value, tvm.tirx.const(0, dtype))
+        return tvm.tirx.if_then_else(inside, dpbf16.value(value) if bits else value, tvm.tirx.const(0, dtype))
 
     rows = te.compute((chunks, n * th * tw, alpha, alpha, bn),
                       lambda c, p, eps, col, i: _row(eps, bt, [read(c, p, r, col, i) for r in range(alpha)], dtype),
