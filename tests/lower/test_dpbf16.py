@@ -76,11 +76,29 @@ def _conv(c, oc, h, w, k, stride, pad, reg_n):
     (128, 64, 14, 14, 1, 1, 0, 4),   # a 1×1 on tiles of 4 of its 196 pixels (conv2d._flatten)
     (32, 32, 17, 17, 3, 2, 1, 9),    # stride 2, an odd size
     (32, 16, 16, 17, 3, 1, 1, 6),    # a width widened (17 → 18) and cropped
+    (32, 16, 16, 17, 3, 1, 1, 4),    # a tile of 4 chosen for 17, which does not divide 18: 3 (conv2d._dividing)
 ])
 def test_the_bf16_convolution_equals_float64s_on_the_same_numbers(c, oc, h, w, k, stride, pad, reg_n):
     got, want = _conv(c, oc, h, w, k, stride, pad, reg_n)
     assert np.isfinite(got).all()
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_winograd_tiles_in_bf16_come_in_a_number_the_kernels_tiles_divide(tmp_path, no_amx):
+    """A bf16 Winograd layer whose tiles number a prime (4×68 outputs: 1×17 tiles of 4×4) transforms its input into
+    18, the last zeros, so that the products' stepped kernel takes whole register tiles: a count with no divisor
+    in 5..14 (UNet's 142² at 568²) made the build stop with TVM's internal error. Its outputs equal the fp32
+    build's to bf16 Winograd's tolerance (F(4×4)'s transforms cost bf16 about 2e-2 of the range on one layer of
+    random numbers, against 3e-3 direct)."""
+    spec = tmp_path / "row.arch"
+    spec.write_text("network row {\n  input image: 64x4x68\n  a: conv(64, 3, pad=1) relu\n}\n")
+    folder = Path(archc.compile(spec, target="native", output=tmp_path / "pkg", quick=0, precision="bf16",
+                                tolerance=5e-2).output)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert "Winograd F(4×4, 3×3) bf16" in manifest["build"]["layout"]["convolutions"][0]["conv"]
+    assert manifest["verification"]["status"] == "passed"
+    (products,) = [k for k in archc.profile(folder, repeat=4, threads=1).kernels if "products" in k.name]
+    assert products.args[0].startswith("1×144×1×18×16 uint16"), products.args  # 36 positions × 4 chunks, 18 tiles
 
 
 def test_an_rgb_input_is_relaid_out_padded_and_rounded_in_one_kernel():

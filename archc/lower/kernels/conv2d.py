@@ -455,7 +455,10 @@ def schedule(sch: Any, config: Config) -> None:
     else:
         icc, rh, rw, icb = loops[spatial:]
         reduction = [icc, rh, rw, icb] if config.kw_outer else [icc, rh, icb, rw]
-    owo, owi = sch.split(ow, [None, _pairs(int(sch.get(ow).extent), config.reg_n) if paired else config.reg_n])
+    extent = int(sch.get(ow).extent)
+    tile = _pairs(extent, config.reg_n) if paired else _dividing(extent, config.reg_n) if stepped and not flat \
+        else config.reg_n
+    owo, owi = sch.split(ow, [None, tile])
     occo, occi = sch.split(occ, [None, config.oc_tile])
     sch.reorder(n, occo, *rows, owo, *reduction, occi, owi, ocb, *pairs, *pair)
     if not config.kw_outer:
@@ -492,6 +495,13 @@ def schedule(sch: Any, config: Config) -> None:
         loops = sch.get_loops(pad)
         sch.parallel(sch.fuse(*loops[:3]))
         sch.vectorize(loops[-1])
+
+
+def _dividing(width: int, reg_n: int) -> int:
+    """A stepped kernel's tile along a row of `width` (its widened width): `reg_n` pixels where they divide it, else
+    the divisor nearest (a tail tile's predicate would keep the step's block from matching its description). A
+    configuration is chosen for the true width (UNet's 388), which the row's widening may change (390: 3 for 4)."""
+    return min((t for t in range(1, max(reg_n, 14) + 1) if width % t == 0), key=lambda t: (abs(t - reg_n), t))
 
 
 def _pairs(pairs: int, reg_n: int) -> int:

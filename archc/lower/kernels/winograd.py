@@ -98,7 +98,8 @@ def _row(index: Any, rows: np.ndarray, terms: list[Any], dtype: str) -> Any:
 
 
 def transform_input(data: Any, padding: Sequence[int], m: int, bf16: bool = False) -> Any:
-    """Bᵀ d B of every (m+2)×(m+2) input tile of NCHW[bn]c data, as (1, α²·C/bn, 1, tiles, bn): group ε·α + ν holds
+    """Bᵀ d B of every (m+2)×(m+2) input tile of NCHW[bn]c data, as (1, α²·C/bn, 1, tiles, bn) (in bf16, zero tiles
+    up to a width the kernel's tiles divide): group ε·α + ν holds
     the chunks of every tile's transformed value (ε, ν), tile (b, ty, tx) at column (b·TH + ty)·TW + tx. `data` may
     be bf16 bits (`conv2d.to_bf16`'s), read as float32."""
     n, chunks, height, width, bn = (int(d) for d in data.shape)
@@ -118,12 +119,19 @@ def transform_input(data: Any, padding: Sequence[int], m: int, bf16: bool = Fals
                       lambda c, p, eps, col, i: _row(eps, bt, [read(c, p, r, col, i) for r in range(alpha)], dtype),
                       name=ROWS)
 
+    count = n * th * tw
+    # bf16: as many tiles as a row the stepped kernel's register tiles divide (conv2d.widened: UNet's 142² tiles
+    # at 568² as 20,165), the extra ones zeros; its tensorized steps take no tail, and it reads V unpadded
+    wide = count + (conv2d.widened(count, 1, 1, 1, (0, 0, 0, 0))[0][3] if bf16 else 0)
+
     def cell(_z: Any, ec: Any, _y: Any, p: Any, i: Any) -> Any:
         e, c = ec // chunks, ec % chunks
-        value = _row(e % alpha, bt, [rows[c, p, e // alpha, col, i] for col in range(alpha)], dtype)
+        q = tvm.tirx.min(p, count - 1) if wide > count else p
+        value = _row(e % alpha, bt, [rows[c, q, e // alpha, col, i] for col in range(alpha)], dtype)
+        value = tvm.tirx.if_then_else(p < count, value, tvm.tirx.const(0, dtype)) if wide > count else value
         return dpbf16.bits(value) if bf16 else value
 
-    return te.compute((1, alpha * alpha * chunks, 1, n * th * tw, bn), cell, name=INPUT, attrs={TILES: tw})
+    return te.compute((1, alpha * alpha * chunks, 1, wide, bn), cell, name=INPUT, attrs={TILES: tw})
 
 
 def transform_output(products: Any, shape: Sequence[int], padding: Sequence[int], m: int) -> Any:
