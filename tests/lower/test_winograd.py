@@ -194,7 +194,8 @@ def test_a_bf16_build_takes_winograd_with_bf16_products(tmp_path):
         pytest.skip(f"this CPU cannot run bf16 builds: {unavailable[0]}")
     _, layout = _bf16_layout(_blocks_graph(), tmp_path, "native")
     convs = [c["conv"] for c in layout]
-    wino = [c for c in convs if "Winograd F(4×4, 3×3)" in c]
+    assert not any("Winograd F(4×4, 3×3) bf16" in c for c in convs), convs  # bf16 products take F(2×2) (layout.py)
+    wino = [c for c in convs if "Winograd F(2×2, 3×3)" in c or "Winograd F(4×4, 3×3)" in c]
     if any(c.endswith("bf16 on AMX") for c in convs):  # AMX's tiles take every layer they fit, directly
         assert not wino, convs
     else:
@@ -214,7 +215,7 @@ def test_an_aarch64_bf16_build_runs_winograd_on_bfdot_under_qemu(tmp_path):
     target.write_text(GRAVITON3_UNDER_QEMU)
     folder, layout = _bf16_layout(_blocks_graph(), tmp_path, str(target))
     convs = [c["conv"] for c in layout]
-    wino = [c for c in convs if "Winograd F(4×4, 3×3)" in c]
+    wino = [c for c in convs if "Winograd F(2×2, 3×3) bf16" in c]
     assert len(wino) == 3 and [c.rsplit(" on ", 1)[1] for c in convs] == ["BFDOT"] * 4 + ["BFMMLA"], convs
     assert_emulated_like_onnxruntime(folder, ("bfdot", "bfmmla"))
 
