@@ -39,7 +39,7 @@ WORKLOAD = "archc_workload"  # the block annotation that carries the shape key (
 PAD = "archc_conv2d_pad"
 PAD_BF16 = "archc_conv2d_pad_bf16"  # the bf16 convolution's input kernel (pad_bf16)
 PAD_INT8 = "archc_conv2d_pad_int8"  # the int8 convolution's input padded (pad_int8)
-TO_BF16 = "archc_to_bf16"  # an unpadded bf16 convolution's input, rounded (to_bf16)
+TO_BF16 = "archc_to_bf16"  # an activation rounded to bf16 for the bf16 convolutions that read it (to_bf16)
 FROM_BF16 = "archc_from_bf16"  # a residual read back from those bits (from_bf16)
 QUANTIZE = "archc_quantize"  # the int8 convolution's input quantized (quantize)
 CROP = "archc_conv2d_crop"  # the output's true width, where the row was widened (`widened`)
@@ -107,9 +107,9 @@ def pad_bf16(data: Any, kernel: Sequence[int], strides: Sequence[int], padding: 
 
 
 def to_bf16(data: Any) -> Any:
-    """float32 NCHW[ic_bn]c rounded to bf16 (its bits: dpbf16.bits), elementwise: the input of a bf16 convolution
-    that needs no padding (a 1×1 one), which TVM fuses into the epilogue of the kernel that computes `data` where
-    that is its one consumer."""
+    """float32 NCHW[ic_bn]c rounded to bf16 (its bits: dpbf16.bits), elementwise, once for the bf16 convolutions
+    that read it: a 1×1 one as it is, a padded one through `pad_bf16`, a Winograd one through its input transform.
+    TVM fuses it into the epilogue of the kernel that computes `data` where that is its one consumer."""
     return te.compute(data.shape, lambda *i: dpbf16.bits(data[i]), name=TO_BF16)
 
 

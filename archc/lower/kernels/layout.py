@@ -142,7 +142,7 @@ class _Rewriter:
         # var → block, where a convolution writes it
         self.weights: dict[Any, tuple[np.ndarray, np.ndarray] | None] = {}  # a weight → its int8 integers
         self.quantized: dict[tuple[Any, int, float, int], tuple[Any, bool]] = {}  # (x, block, scale, zero) → uint8
-        self.rounded: dict[tuple[Any, int], Any] = {}  # (x, block) → x's bf16 bits, for the 1×1 bf16 convolutions
+        self.rounded: dict[tuple[Any, int], Any] = {}  # (x, block) → x's bf16 bits, for its bf16 convolutions
         self.bits_readers: Counter[Any] = Counter()  # x → its readers that take those bits
         self.choice = choose(self.bindings, plan.lanes, shape_of, plan.half_width_cost, frozenset(
             b.var for b in self.bindings if self._int8_candidate(b.value) or self._bf16_candidate(b.value)))
@@ -493,8 +493,8 @@ class _Rewriter:
         return self.quantized[key]
 
     def _rounded(self, v: Any, x: Any, bn: int) -> Any:
-        """v (as x, NCHW[bn]c float32) rounded to bf16, once for every bf16 convolution that reads it unpadded (a
-        ResNet block's input feeds its first and its shortcut 1×1 convolutions); counted as their reader."""
+        """v (as x, NCHW[bn]c float32) rounded to bf16, once for every bf16 convolution that reads it so (a ResNet
+        block's input feeds its first and its shortcut 1×1 convolutions); each call counted as a reader."""
         self.bits_readers[v] += 1
         if (v, bn) not in self.rounded:
             self.rounded[v, bn] = self.bb.emit_te(conv2d.to_bf16, x, primfunc_name_hint="to_bf16")

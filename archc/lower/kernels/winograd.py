@@ -98,10 +98,10 @@ def _row(index: Any, rows: np.ndarray, terms: list[Any], dtype: str) -> Any:
 
 
 def transform_input(data: Any, padding: Sequence[int], m: int, bf16: bool = False) -> Any:
-    """Bᵀ d B of every (m+2)×(m+2) input tile of NCHW[bn]c data, as (1, α²·C/bn, 1, tiles, bn) (in bf16, zero tiles
-    up to a width the kernel's tiles divide): group ε·α + ν holds
-    the chunks of every tile's transformed value (ε, ν), tile (b, ty, tx) at column (b·TH + ty)·TW + tx. `data` may
-    be bf16 bits (`conv2d.to_bf16`'s), read as float32."""
+    """Bᵀ d B of every (m+2)×(m+2) input tile of NCHW[bn]c data, as (1, α²·C/bn, 1, tiles, bn): group ε·α + ν holds
+    the chunks of every tile's transformed value (ε, ν), tile (b, ty, tx) at column (b·TH + ty)·TW + tx. `bf16`:
+    rounded to bf16, zero tiles added up to a count the products' register tiles divide. `data` may be bf16 bits
+    (`conv2d.to_bf16`'s), read as float32."""
     n, chunks, height, width, bn = (int(d) for d in data.shape)
     top, left = int(padding[0]), int(padding[1])
     th, tw = tiles(height, width, padding, m)
