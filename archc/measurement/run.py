@@ -192,9 +192,8 @@ class _Run:
     def batch(self, batch: int, entries: list[EngineResult], first: bool, profile: bool) -> None:
         onnx_path, model = self._model_at(batch)
         if self.keep and model is not None:  # a name the model lacks: one sentence, before any engine is built
-            from archc.emit.quantize import check_kept, weighted_layers
-            layers = weighted_layers(model.proto)
-            check_kept(self.keep, layers, "layer with weights", layers)
+            from archc.lower.build import kept_weights
+            kept_weights(model, self.keep, "bf16")
         inputs = _random_inputs(onnx_path)
         self.inputs_file = self.work / f"inputs.b{batch}.npz"
         np.savez(self.inputs_file, **inputs)  # type: ignore[arg-type]  # names are the model's inputs

@@ -130,12 +130,10 @@ class _Rewriter:
         self.bindings = [b for block in func.body.blocks for b in block.bindings]
         self.value_of = {b.var: b.value for b in self.bindings}
         self.uses: Counter[Any] = Counter()
-        self.consumer: dict[Any, Any] = {}
-        self.readers: dict[Any, list[Any]] = {}  # var → the bindings that read it (once per reading)
+        self.readers: dict[Any, list[Any]] = {}  # var → the bindings that read it (once per reading), in order
         for b in self.bindings:
             for v in _vars_in(b.value, relax):
                 self.uses[v] += 1
-                self.consumer[v] = b
                 self.readers.setdefault(v, []).append(b)
         for v in _vars_in(func.body.body, relax):
             self.uses[v] += 2  # a function output is never folded away
@@ -641,8 +639,8 @@ class _Rewriter:
         scale = np.ones(channels, dtype=np.float64)
         shift = np.zeros(channels, dtype=np.float64)
         last, folded = v, 0
-        while self.uses[last] == 1 and last in self.consumer:
-            b = self.consumer[last]
+        while self.uses[last] == 1 and last in self.readers:
+            b = self.readers[last][-1]
             e = b.value
             if not (is_op_call(e) and e.op.name in _AFFINE):
                 break
@@ -685,7 +683,7 @@ class _Rewriter:
         24-channel residual adds, padded to 32, ran in NCHW between channel slices."""
         if e.op.name == "relax.dequantize":
             return quantized_input(v, self.value_of) is not None
-        reader = self.consumer.get(v)
+        reader = self.readers.get(v, [None])[-1]
         return e.op.name == "relax.quantize" and self.uses[v] == 1 and reader is not None \
             and quantized_input(reader.var, self.value_of) is not None
 
